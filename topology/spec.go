@@ -1,0 +1,162 @@
+package topology
+
+import "time"
+
+// Spec is one pipeline, as written by a user in YAML. Every field documents
+// its default; Parse fills defaults in and Validate names the first bad field
+// and says how to fix it. Names that end up in topic or store names (App,
+// Store, Output.Topic, LateTopic, DeadLetterTopic) are explicit and stable:
+// renaming them changes where state lives.
+type Spec struct {
+	// App is the application id: the consumer group id and the prefix of
+	// every internal topic. Required; letters, digits, '.', '_' and '-'.
+	App string `yaml:"app"`
+
+	// Source says what to read.
+	Source Source `yaml:"source"`
+
+	// Time says where event time comes from.
+	Time Time `yaml:"time"`
+
+	// Filter is an optional boolean expression (expr-lang syntax) over the
+	// record's fields; records for which it is false are skipped (counted,
+	// not routed anywhere). Example: `status >= 0 && endpoint != "/health"`.
+	Filter string `yaml:"filter,omitempty"`
+
+	// Key lists the fields whose values form the grouping key, in order.
+	// Required, at least one.
+	Key []string `yaml:"key"`
+
+	// Window is the windowing of the aggregation.
+	Window Window `yaml:"window"`
+
+	// Aggregates are the named values computed per key and window.
+	// Required, at least one.
+	Aggregates []Aggregate `yaml:"aggregates"`
+
+	// Emit is "close" (default: one final result per window, once stream
+	// time passes its end plus grace) or "update" (a result on every change,
+	// at most once per key and window per commit interval).
+	Emit string `yaml:"emit,omitempty"`
+
+	// Output names where results go.
+	Output Output `yaml:"output"`
+
+	// Store is the name of the window store. Its changelog topic is
+	// "<app>-<store>-changelog". Default "windows".
+	Store string `yaml:"store,omitempty"`
+
+	// LateTopic receives records that arrive after their window closed,
+	// with their original bytes. Default "<app>-late".
+	LateTopic string `yaml:"late_topic,omitempty"`
+
+	// DeadLetterTopic receives records that cannot be decoded or evaluated,
+	// with their original bytes and headers saying why. Default "<app>-dlq".
+	DeadLetterTopic string `yaml:"dead_letter_topic,omitempty"`
+
+	// Processing is "at_least_once" (default) or "exactly_once".
+	Processing string `yaml:"processing,omitempty"`
+
+	// CommitInterval is how often state is flushed and offsets committed.
+	// Default 1s.
+	CommitInterval time.Duration `yaml:"commit_interval,omitempty"`
+
+	// IdleTimeout is how long a partition may receive nothing before wall
+	// clock time starts advancing its stream time, so windows still close
+	// when input goes quiet. Default 10s; 0 is not allowed (use a large
+	// value to effectively disable).
+	IdleTimeout time.Duration `yaml:"idle_timeout,omitempty"`
+}
+
+// Source names the input topics and how their values are encoded.
+type Source struct {
+	// Topics to read. Required, at least one. All must have the same
+	// partition count when the grouping key is the Kafka key.
+	Topics []string `yaml:"topics"`
+
+	// Format of record values: "json" (default) or "avro" (Confluent wire
+	// format with a schema registry).
+	Format string `yaml:"format,omitempty"`
+
+	// Subject optionally pins the registry subject that records must use
+	// (format avro only).
+	Subject string `yaml:"subject,omitempty"`
+
+	// KeyedByGroupKey says the producers already key records by exactly the
+	// grouping key (its fields joined as eddy does), so no repartition topic
+	// is needed. Default false: records go through "<app>-repartition".
+	KeyedByGroupKey bool `yaml:"keyed_by_group_key,omitempty"`
+}
+
+// Time says where a record's event time comes from.
+type Time struct {
+	// Field holds the event time: a number of milliseconds since the Unix
+	// epoch, or an RFC 3339 string. Empty (default) means the Kafka record
+	// timestamp.
+	Field string `yaml:"field,omitempty"`
+
+	// MaxFuture rejects (dead-letters) records whose event time is more
+	// than this ahead of the wall clock, so one bad clock cannot close every
+	// window. Default 1h.
+	MaxFuture time.Duration `yaml:"max_future,omitempty"`
+}
+
+// Window kinds.
+const (
+	WindowTumbling = "tumbling"
+	WindowHopping  = "hopping"
+	WindowSession  = "session"
+)
+
+// Window describes how records are grouped in time.
+type Window struct {
+	// Type is "tumbling", "hopping" or "session". Required.
+	Type string `yaml:"type"`
+	// Size of tumbling and hopping windows. Required for those.
+	Size time.Duration `yaml:"size,omitempty"`
+	// Advance of hopping windows (how far each window starts after the
+	// previous). Required for hopping; positive and at most Size.
+	Advance time.Duration `yaml:"advance,omitempty"`
+	// Gap is the inactivity gap that ends a session. Required for session.
+	Gap time.Duration `yaml:"gap,omitempty"`
+	// Grace is how long after a window's end records are still accepted
+	// (stream time, not wall time). Default 0.
+	Grace time.Duration `yaml:"grace,omitempty"`
+}
+
+// Aggregate operations.
+const (
+	AggCount    = "count"
+	AggSum      = "sum"
+	AggMin      = "min"
+	AggMax      = "max"
+	AggMean     = "mean"
+	AggQuantile = "quantile" // written p50, p95, p99, p99.9 in specs
+	AggDistinct = "distinct"
+)
+
+// Aggregate is one named value computed per key and window.
+type Aggregate struct {
+	// Name is the output field name. Required, unique.
+	Name string `yaml:"name"`
+	// Op is count, sum, min, max, mean, distinct, or a percentile written
+	// pNN (p50, p95, p99, p99.9). Required.
+	Op string `yaml:"op"`
+	// Field is the numeric input field (not used by count; a string or
+	// number field for distinct).
+	Field string `yaml:"field,omitempty"`
+	// Where optionally restricts the aggregate to records for which this
+	// boolean expression is true, e.g. `status >= 500` for an error count.
+	Where string `yaml:"where,omitempty"`
+
+	// Quantile is filled by Parse for percentile ops (0.99 for p99).
+	Quantile float64 `yaml:"-"`
+}
+
+// Output names where results go.
+type Output struct {
+	// Topic receives one record per (key, window) result. Required.
+	Topic string `yaml:"topic"`
+	// Format of results: "json" (default) or "avro".
+	Format string `yaml:"format,omitempty"`
+}
