@@ -3,8 +3,8 @@ package topology
 import "time"
 
 // Spec is one pipeline, as written by a user in YAML. Every field documents
-// its default; Parse fills defaults in and Validate names the first bad field
-// and says how to fix it. Names that end up in topic or store names (App,
+// its default; Parse fills defaults in (SetDefaults, for a Spec built in Go)
+// and Validate names every bad field and says how to fix it. Names that end up in topic or store names (App,
 // Store, Output.Topic, LateTopic, DeadLetterTopic) are explicit and stable:
 // renaming them changes where state lives.
 type Spec struct {
@@ -67,6 +67,24 @@ type Spec struct {
 	// value to effectively disable).
 	IdleTimeout time.Duration `yaml:"idle_timeout,omitempty"`
 }
+
+// Emit modes.
+const (
+	EmitClose  = "close"
+	EmitUpdate = "update"
+)
+
+// Processing guarantees.
+const (
+	AtLeastOnce = "at_least_once"
+	ExactlyOnce = "exactly_once"
+)
+
+// Value formats of Source and Output.
+const (
+	FormatJSON = "json"
+	FormatAvro = "avro"
+)
 
 // Source names the input topics and how their values are encoded.
 type Source struct {
@@ -149,7 +167,9 @@ type Aggregate struct {
 	// boolean expression is true, e.g. `status >= 500` for an error count.
 	Where string `yaml:"where,omitempty"`
 
-	// Quantile is filled by Parse for percentile ops (0.99 for p99).
+	// Quantile is filled by Parse and SetDefaults for percentile ops, which
+	// they rewrite to Op "quantile": p99 becomes Op "quantile", Quantile
+	// 0.99. PercentileName turns it back into "p99".
 	Quantile float64 `yaml:"-"`
 }
 

@@ -1,0 +1,444 @@
+package topology
+
+import (
+	"fmt"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// exampleTime is the event time of the worked examples in Describe: fixed,
+// so the output is deterministic.
+var exampleTime = time.Date(2025, time.June, 2, 12, 0, 59, 0, time.UTC)
+
+// describeWidth is the width Describe wraps its paragraphs at.
+const describeWidth = 80
+
+// Describe explains the pipeline to a human, like Kafka Streams'
+// TopologyDescription but in plain words: the sources, each step a record
+// goes through, the store, the topics eddy creates, and how time and
+// windows behave, with a worked example computed from the window settings.
+// partitions is the source partition count, 0 if unknown. s should be
+// valid (see Validate).
+func Describe(s *Spec, partitions int32) string {
+	d := &describer{s: s, partitions: partitions}
+	d.header()
+	d.sources()
+	d.steps()
+	d.stores()
+	d.topics()
+	d.timeAndWindows()
+	return strings.TrimRight(d.b.String(), "\n") + "\n"
+}
+
+type describer struct {
+	s          *Spec
+	partitions int32
+	b          strings.Builder
+}
+
+func (d *describer) line(format string, args ...any) {
+	fmt.Fprintf(&d.b, format, args...)
+	d.b.WriteByte('\n')
+}
+
+// para writes text wrapped at describeWidth: the first line starts with
+// first, the others with as many spaces.
+func (d *describer) para(first, text string) {
+	indent := strings.Repeat(" ", len(first))
+	col := 0
+	for i, word := range strings.Fields(text) {
+		switch {
+		case i == 0:
+			d.b.WriteString(first)
+			col = len(first)
+		case col+1+len(word) > describeWidth:
+			d.b.WriteByte('\n')
+			d.b.WriteString(indent)
+			col = len(indent)
+		default:
+			d.b.WriteByte(' ')
+			col++
+		}
+		d.b.WriteString(word)
+		col += len(word)
+	}
+	d.b.WriteByte('\n')
+}
+
+func (d *describer) partitionsText() string {
+	if d.partitions <= 0 {
+		return "one per source partition"
+	}
+	return fmt.Sprintf("%d, one per source partition", d.partitions)
+}
+
+func (d *describer) header() {
+	s := d.s
+	d.line("Pipeline %q", s.App)
+	w := tabwriter.NewWriter(&d.b, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "  consumer group:\t%s\n", s.GroupID())
+	fmt.Fprintf(w, "  tasks:\t%s\n", d.partitionsText())
+	fmt.Fprintf(w, "  processing:\t%s\n", strings.ReplaceAll(s.Processing, "_", " "))
+	fmt.Fprintf(w, "  commit interval:\t%s\n", fmtDuration(s.CommitInterval))
+	w.Flush()
+	d.line("")
+}
+
+func (d *describer) sources() {
+	s := d.s
+	d.line("Sources")
+	format := formatName(s.Source.Format)
+	if s.Source.Subject != "" {
+		format += fmt.Sprintf(", subject %q", s.Source.Subject)
+	}
+	w := tabwriter.NewWriter(&d.b, 0, 0, 2, ' ', 0)
+	for _, t := range s.Source.Topics {
+		fmt.Fprintf(w, "  %s\t(%s)\n", t, format)
+	}
+	w.Flush()
+	d.line("")
+}
+
+func (d *describer) steps() {
+	s := d.s
+	d.line("Steps, for every record, in order")
+	n := 0
+	step := func(text string) {
+		n++
+		d.para(fmt.Sprintf("  %d. ", n), text)
+	}
+	dlq := quote(s.DeadLetterTopic)
+
+	if s.Source.Format == FormatAvro {
+		subject := ""
+		if s.Source.Subject != "" {
+			subject = fmt.Sprintf(", which must be registered under subject %q", s.Source.Subject)
+		}
+		step(fmt.Sprintf("Decode the value: Confluent wire format, Avro, with its schema from the registry%s. "+
+			"A record that cannot be decoded goes to the dead-letter topic %s.", subject, dlq))
+	} else {
+		step(fmt.Sprintf("Decode the value as a JSON object. A record that cannot be decoded goes to the dead-letter topic %s.", dlq))
+	}
+
+	future := fmt.Sprintf("A record more than %s ahead of the wall clock goes to the dead-letter topic, "+
+		"so one bad clock cannot close every window.", fmtDuration(s.Time.MaxFuture))
+	if s.Time.Field != "" {
+		step(fmt.Sprintf("Event time from field %q (milliseconds since the Unix epoch, or an RFC 3339 string); "+
+			"a record without a valid time goes to the dead-letter topic. %s", s.Time.Field, future))
+	} else {
+		step("Event time is the Kafka record timestamp. " + future)
+	}
+
+	if s.Filter != "" {
+		step(fmt.Sprintf("Filter: keep records where `%s`; the others are skipped and counted.", s.Filter))
+	}
+
+	key := "[" + strings.Join(s.Key, ", ") + "]"
+	step(fmt.Sprintf("Key by %s.", key))
+
+	if s.NeedsRepartition() {
+		step(fmt.Sprintf("Repartition through topic %q: the source records are not keyed by %s in Kafka, "+
+			"so eddy re-keys them and writes them there, so that every record of a key is processed by the same task. "+
+			"(If the producers already key records by these fields, set source.keyed_by_group_key: true to skip this step.)",
+			s.RepartitionTopic(), key))
+	} else {
+		step(fmt.Sprintf("No repartition: the source records are already keyed by %s (source.keyed_by_group_key: true), "+
+			"so every record of a key is in the same partition.", key))
+	}
+
+	step("Window: " + windowSummary(s.Window) + ".")
+
+	n++
+	d.line("  %d. Aggregate into store %q, per key and window:", n, s.Store)
+	w := tabwriter.NewWriter(&d.b, 0, 0, 2, ' ', 0)
+	for _, a := range s.Aggregates {
+		fmt.Fprintf(w, "       %s\t%s\n", a.Name, aggregateText(a))
+	}
+	w.Flush()
+
+	switch s.Emit {
+	case EmitUpdate:
+		step(fmt.Sprintf("Emit on update: a result whenever a window's value changes, at most once per key and window every %s.",
+			fmtDuration(s.CommitInterval)))
+	default:
+		step("Emit on close: one final result per key and window, when the window closes.")
+	}
+
+	fields := append([]string{"key", "window_start", "window_end"}, s.Key...)
+	for _, a := range s.Aggregates {
+		fields = append(fields, a.Name)
+	}
+	step(fmt.Sprintf("Sink: topic %q (%s), one record per result with fields %s.",
+		s.Output.Topic, formatName(s.Output.Format), strings.Join(fields, ", ")))
+	d.line("")
+}
+
+func (d *describer) stores() {
+	s := d.s
+	d.line("Stores")
+	d.para(fmt.Sprintf("  %s  ", s.Store), fmt.Sprintf("window store: the aggregates per key and window, "+
+		"in Pebble on local disk, backed by the changelog topic %q, from which it is rebuilt when needed. "+
+		"Windows are removed once closed.", s.ChangelogTopic()))
+	d.line("")
+}
+
+func (d *describer) topics() {
+	d.line("Topics eddy creates")
+	w := tabwriter.NewWriter(&d.b, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "  NAME\tPARTITIONS\tCLEANUP\tRETENTION\tPURPOSE\n")
+	for _, t := range d.s.InternalTopics(d.partitions) {
+		parts := "one per source partition"
+		if t.Partitions > 0 {
+			parts = fmt.Sprint(t.Partitions)
+		}
+		retention := "broker default"
+		if t.CleanupPolicy == CleanupCompact {
+			retention = "forever (compacted)"
+		} else if t.Retention > 0 {
+			retention = fmtRetention(t.Retention)
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", t.Name, parts, t.CleanupPolicy, retention, t.Purpose)
+	}
+	w.Flush()
+	d.line("")
+}
+
+func (d *describer) timeAndWindows() {
+	s := d.s
+	d.line("Time and windows, in plain words")
+	d.para("  ", "Stream time is the highest event time seen on the partition. Windows close by stream time, "+
+		"not by the wall clock, so replaying old records gives the same results as processing them live.")
+	d.line("")
+	d.para("  ", windowExplanation(s.Window))
+	d.line("")
+	d.para("  ", d.windowExample())
+	d.line("")
+	d.para("  ", fmt.Sprintf("Idle timeout: if a partition receives nothing for %s, wall-clock time advances its stream time so windows still close.",
+		fmtDuration(s.IdleTimeout)))
+	d.line("")
+	switch s.Emit {
+	case EmitUpdate:
+		d.para("  ", fmt.Sprintf("Emit on update: results are written as windows change, at most once per key and window every %s; "+
+			"the last result written for a window is its final value.", fmtDuration(s.CommitInterval)))
+	default:
+		d.para("  ", "Emit on close: each window's result is written once, when the window closes, and never changes; "+
+			"nothing is written for a window before then.")
+	}
+	d.line("")
+	switch s.Processing {
+	case ExactlyOnce:
+		d.para("  ", fmt.Sprintf("Processing exactly once: results, state changes and input offsets are committed together in one "+
+			"Kafka transaction every %s, so every record counts exactly once in the results, even across crashes; "+
+			"consumers of %q should read with isolation.level=read_committed.", fmtDuration(s.CommitInterval), s.Output.Topic))
+	default:
+		d.para("  ", fmt.Sprintf("Processing at least once: offsets are committed every %s after the results are written, "+
+			"so after a crash the records since the last commit are processed again and some results may be written twice; "+
+			"no record is lost.", fmtDuration(s.CommitInterval)))
+	}
+}
+
+// windowSummary is one line about the window, for the steps.
+func windowSummary(w Window) string {
+	grace := "no grace period"
+	if w.Grace > 0 {
+		grace = "grace " + fmtDuration(w.Grace)
+	}
+	switch w.Type {
+	case WindowTumbling:
+		return fmt.Sprintf("tumbling windows of %s, %s", fmtDuration(w.Size), grace)
+	case WindowHopping:
+		return fmt.Sprintf("hopping windows of %s starting every %s, %s", fmtDuration(w.Size), fmtDuration(w.Advance), grace)
+	case WindowSession:
+		return fmt.Sprintf("session windows with a gap of %s, %s", fmtDuration(w.Gap), grace)
+	}
+	return w.Type + " windows"
+}
+
+// windowExplanation says what the window type means.
+func windowExplanation(w Window) string {
+	switch w.Type {
+	case WindowTumbling:
+		return fmt.Sprintf("Tumbling windows of %s: back-to-back windows that do not overlap, aligned to the Unix epoch "+
+			"(UTC), so every record belongs to exactly one window.", fmtDuration(w.Size))
+	case WindowHopping:
+		lo, hi := w.SizeMillis()/w.AdvanceMillis(), (w.SizeMillis()+w.AdvanceMillis()-1)/w.AdvanceMillis()
+		count := fmt.Sprint(lo)
+		if lo != hi {
+			count = fmt.Sprintf("%d or %d", lo, hi)
+		}
+		return fmt.Sprintf("Hopping windows of %s starting every %s: overlapping windows aligned to the Unix epoch (UTC), "+
+			"so every record belongs to %s windows and counts in each.", fmtDuration(w.Size), fmtDuration(w.Advance), count)
+	case WindowSession:
+		return fmt.Sprintf("Session windows with a gap of %[1]s: a key's records at most %[1]s apart form one session, "+
+			"which ends when the key gets no record for more than %[1]s. Sessions have no fixed size. A record that "+
+			"arrives out of order and falls within %[1]s of two sessions of its key merges them into one.", fmtDuration(w.Gap))
+	}
+	return ""
+}
+
+// windowExample works through the fate of a record for exampleTime.
+func (d *describer) windowExample() string {
+	s := d.s
+	w := s.Window
+	t := exampleTime
+	late := quote(s.LateTopic)
+	graceText := fmt.Sprintf(" plus the %s grace", fmtDuration(w.Grace))
+	if w.Grace == 0 {
+		graceText = "; no grace period"
+	}
+	example := fmt.Sprintf("Example (times are UTC on %s): ", t.Format("2006-01-02"))
+
+	switch w.Type {
+	case WindowTumbling, WindowHopping:
+		var wins []string
+		starts := w.Starts(t.UnixMilli())
+		if len(starts) == 0 {
+			return ""
+		}
+		for _, st := range starts {
+			wins = append(wins, fmt.Sprintf("[%s, %s)", fmtClock(fromMillis(st)), fmtClock(fromMillis(st+w.SizeMillis()))))
+		}
+		firstClose := fromMillis(starts[0] + w.SizeMillis() + w.GraceMillis())
+		if len(starts) == 1 {
+			return example + fmt.Sprintf("a record for %s belongs to window %s; that window closes when stream time reaches %s "+
+				"(its end%s); a record for %s arriving after %s stream time is late and goes to %s.",
+				fmtClock(t), wins[0], fmtClock(firstClose), graceText, fmtClock(t), fmtClock(firstClose), late)
+		}
+		lastClose := fromMillis(starts[len(starts)-1] + w.SizeMillis() + w.GraceMillis())
+		return example + fmt.Sprintf("a record for %s belongs to %d windows: %s. The earliest closes when stream time reaches %s "+
+			"and the latest when it reaches %s (each window's end%s). A record for %s arriving after %s stream time "+
+			"is late for the windows that have closed and still counts in the others; a record for %s arriving after "+
+			"%s stream time is late and goes to %s.",
+			fmtClock(t), len(starts), listWindows(wins), fmtClock(firstClose), fmtClock(lastClose), graceText,
+			fmtClock(t), fmtClock(firstClose), fmtClock(t), fmtClock(lastClose), late)
+	case WindowSession:
+		half := w.Gap / 2
+		if w.Gap >= 2*time.Second {
+			half = half.Truncate(time.Second)
+		} else {
+			half = half.Truncate(time.Millisecond)
+		}
+		t2 := t.Add(half)
+		closes := t2.Add(w.Gap + w.Grace)
+		return example + fmt.Sprintf("records for one key at %s and %s (%s apart, within the %s gap) form one session "+
+			"[%s, %s]; a record for that key after %s (more than %s after %s) starts a new session. "+
+			"The session [%s, %s] closes when stream time passes %s (its last record plus the %s gap%s); "+
+			"a record for %s arriving after %s stream time is late and goes to %s.",
+			fmtClock(t), fmtClock(t2), fmtDuration(half), fmtDuration(w.Gap),
+			fmtClock(t), fmtClock(t2), fmtClock(t2.Add(w.Gap)), fmtDuration(w.Gap), fmtClock(t2),
+			fmtClock(t), fmtClock(t2), fmtClock(closes), fmtDuration(w.Gap), graceText,
+			fmtClock(t), fmtClock(closes), late)
+	}
+	return ""
+}
+
+// listWindows lists windows as "a, b and c", eliding the middle of long lists.
+func listWindows(wins []string) string {
+	if len(wins) > 5 {
+		return fmt.Sprintf("%s, %s, ... and %s", wins[0], wins[1], wins[len(wins)-1])
+	}
+	return strings.Join(wins[:len(wins)-1], ", ") + " and " + wins[len(wins)-1]
+}
+
+func aggregateText(a Aggregate) string {
+	var text string
+	switch a.Op {
+	case AggCount:
+		text = "count of records"
+	case AggSum:
+		text = "sum of " + a.Field
+	case AggMin:
+		text = "minimum of " + a.Field
+	case AggMax:
+		text = "maximum of " + a.Field
+	case AggMean:
+		text = "mean (average) of " + a.Field
+	case AggDistinct:
+		text = "number of distinct values of " + a.Field + " (approximate)"
+	case AggQuantile:
+		text = percentileText(a.Quantile) + " of " + a.Field + " (approximate)"
+	default:
+		text = a.Op + " of " + a.Field
+	}
+	if a.Where != "" {
+		if a.Op == AggCount {
+			text += fmt.Sprintf(" where `%s`", a.Where)
+		} else {
+			text += fmt.Sprintf(", over records where `%s`", a.Where)
+		}
+	}
+	return text
+}
+
+// percentileText: 0.99 -> "99th percentile", 0.5 -> "50th percentile (median)".
+func percentileText(q float64) string {
+	p := strings.TrimPrefix(PercentileName(q), "p")
+	suffix := "th"
+	if !strings.Contains(p, ".") {
+		switch {
+		case strings.HasSuffix(p, "11"), strings.HasSuffix(p, "12"), strings.HasSuffix(p, "13"):
+		case strings.HasSuffix(p, "1"):
+			suffix = "st"
+		case strings.HasSuffix(p, "2"):
+			suffix = "nd"
+		case strings.HasSuffix(p, "3"):
+			suffix = "rd"
+		}
+	}
+	text := p + suffix + " percentile"
+	if q == 0.5 {
+		text += " (median)"
+	}
+	return text
+}
+
+func formatName(f string) string {
+	switch f {
+	case FormatJSON:
+		return "JSON"
+	case FormatAvro:
+		return "Avro"
+	}
+	return f
+}
+
+func quote(s string) string { return fmt.Sprintf("%q", s) }
+
+func fromMillis(ms int64) time.Time { return time.UnixMilli(ms).UTC() }
+
+// fmtClock prints a time of day, with milliseconds if any, and with the
+// date if it is not exampleTime's.
+func fmtClock(t time.Time) string {
+	layout := "15:04:05"
+	if t.Nanosecond() != 0 {
+		layout = "15:04:05.000"
+	}
+	if y, m, d := t.Date(); y != exampleTime.Year() || m != exampleTime.Month() || d != exampleTime.Day() {
+		layout = "2006-01-02 " + layout
+	}
+	return t.Format(layout)
+}
+
+// fmtDuration prints a duration as a user would write it: "1m", not "1m0s".
+func fmtDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
+}
+
+func fmtRetention(d time.Duration) string {
+	if d%(24*time.Hour) == 0 {
+		days := int64(d / (24 * time.Hour))
+		if days == 1 {
+			return "1 day"
+		}
+		return fmt.Sprintf("%d days", days)
+	}
+	return fmtDuration(d)
+}

@@ -1,0 +1,96 @@
+package topology
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+const specDoc = "../docs/pipeline-spec.md"
+
+// yamlBlocks returns the ```yaml fenced blocks of a Markdown document with
+// the line each starts on.
+func yamlBlocks(doc string) (blocks []string, lines []int) {
+	var cur []string
+	in := false
+	for i, l := range strings.Split(doc, "\n") {
+		switch {
+		case !in && strings.TrimSpace(l) == "```yaml":
+			in, cur = true, nil
+			lines = append(lines, i+2)
+		case in && strings.TrimSpace(l) == "```":
+			in = false
+			blocks = append(blocks, strings.Join(cur, "\n")+"\n")
+		case in:
+			cur = append(cur, l)
+		}
+	}
+	return blocks, lines
+}
+
+// TestSpecDocExamplesParse parses every example pipeline in the spec
+// reference: every ```yaml block that starts with "app:".
+func TestSpecDocExamplesParse(t *testing.T) {
+	data, err := os.ReadFile(filepath.FromSlash(specDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, lines := yamlBlocks(string(data))
+	n := 0
+	for i, b := range blocks {
+		if !strings.HasPrefix(b, "app:") {
+			continue
+		}
+		n++
+		s, err := Parse([]byte(b))
+		if err != nil {
+			t.Errorf("%s, example at line %d:\n%v", specDoc, lines[i], err)
+			continue
+		}
+		if _, err := s.Compile(nil); err != nil {
+			t.Errorf("%s, example at line %d: Compile: %v", specDoc, lines[i], err)
+		}
+	}
+	if n < 3 {
+		t.Errorf("found %d example pipelines in %s, want at least 3", n, specDoc)
+	}
+}
+
+// TestSpecDocMentionsEveryKey keeps the reference complete: every key of
+// Spec must appear in it, written as `window.size` or `aggregates[].name`.
+func TestSpecDocMentionsEveryKey(t *testing.T) {
+	data, err := os.ReadFile(filepath.FromSlash(specDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keyPaths() {
+		if !strings.Contains(string(data), "| `"+k+"` |") {
+			t.Errorf("%s has no reference row for `%s`", specDoc, k)
+		}
+	}
+}
+
+// The fully written-out example in the doc must be what defaults give.
+func TestSpecDocDefaultsMatch(t *testing.T) {
+	data, err := os.ReadFile(filepath.FromSlash(specDoc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, _ := yamlBlocks(string(data))
+	if len(blocks) < 2 {
+		t.Fatal("want the short example and its written-out form first")
+	}
+	short, err := Parse([]byte(blocks[0]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := Parse([]byte(blocks[1]))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(short, full) {
+		t.Errorf("the written-out example differs from the short one with defaults:\n%+v\n%+v", short, full)
+	}
+}
