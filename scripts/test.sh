@@ -1,0 +1,173 @@
+#!/usr/bin/env bash
+# scripts/test.sh: THE test command of eddy (CI runs it through .ci/run).
+#
+#   scripts/test.sh                 full suite: go vet, then go test -race against a real
+#                                   Kafka broker (started here unless EDDY_TEST_BROKERS is set)
+#   scripts/test.sh --fast          fast subset, no broker: go vet, go test -race -short
+#   scripts/test.sh [opts] -- ARGS  pass ARGS to go test (e.g. -- -run TestKafkaX ./processor/...;
+#                                   package patterns given there replace ./...)
+#
+# Options: --fast, --no-vet, --verbose (also stream the "=== RUN" lines), -h/--help.
+#
+# Environment:
+#   EDDY_TEST_BROKERS   use this broker (host:port[,host:port]) instead of starting one
+#   EDDY_TEST_STATE     where logs and the managed broker's state go (default /tmp/eddy-test)
+#   EDDY_CACHE          jar cache root for scripts/kafka.sh (default $HOME/.cache/eddy)
+#   GOFLAGS             passed through untouched (e.g. -buildvcs=false)
+#
+# Exported to the tests:
+#   EDDY_TEST_BROKERS=127.0.0.1:PORT  the broker (full mode only)
+#   EDDY_REQUIRE_KAFKA=1              a TestKafka* test must fail, not skip, without a broker
+#   EDDY_KAFKA_SH, EDDY_KAFKA_STATE   only when this script started the broker: tests may run
+#                                     "$EDDY_KAFKA_SH kill" / "$EDDY_KAFKA_SH restart" (crash tests)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# Debian packages the suite needs, as "command:package"; add more here.
+DEB_PACKAGES=("kcat:kcat")
+# Needed only when this script starts the broker itself (scripts/kafka.sh).
+BROKER_DEB_PACKAGES=("java:openjdk-17-jre-headless" "mvn:maven")
+
+FAST=0
+VET=1
+VERBOSE=0
+GO_ARGS=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --fast) FAST=1 ;;
+    --no-vet) VET=0 ;;
+    --verbose|-v) VERBOSE=1 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    --) shift; GO_ARGS=("$@"); break ;;
+    *) echo "test.sh: unknown option '$1' (go test arguments go after --)" >&2; exit 2 ;;
+  esac
+  shift
+done
+
+STATE="${EDDY_TEST_STATE:-/tmp/eddy-test}"
+mkdir -p "$STATE"
+KAFKA_SH="$ROOT/scripts/kafka.sh"
+KAFKA_STATE="$STATE/kafka"
+
+say() { echo "test.sh: $*" >&2; }
+die() { echo "test.sh: error: $*" >&2; exit 1; }
+
+# ---------------------------------------------------------------- Debian packages
+
+install_packages() {
+  local missing=() pair cmd pkg
+  for pair in "$@"; do
+    cmd="${pair%%:*}"; pkg="${pair#*:}"
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [[ ${#missing[@]} -eq 0 ]] && return 0
+  local sudo=()
+  if [[ "$(id -u)" -ne 0 ]]; then
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      die "missing Debian package(s): ${missing[*]}. Not root and no password-less sudo here:
+  install them yourself: sudo apt-get install -y ${missing[*]}"
+    fi
+  fi
+  command -v apt-get >/dev/null 2>&1 || die "missing package(s) ${missing[*]} and no apt-get to install them"
+  say "installing missing Debian package(s): ${missing[*]}"
+  "${sudo[@]}" apt-get update -qq >"$STATE/apt.log" 2>&1 \
+    || { tail -n 20 "$STATE/apt.log" >&2; die "apt-get update failed (log: $STATE/apt.log)"; }
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$STATE/apt.log" 2>&1 \
+    || { tail -n 20 "$STATE/apt.log" >&2; die "apt-get install ${missing[*]} failed (log: $STATE/apt.log)"; }
+}
+
+# ---------------------------------------------------------------- broker
+
+STARTED_BROKER=0
+SUMMARY_PID=""
+GO_PGID_FILE="$STATE/go-test.pgid"
+cleanup() {
+  local rc=$?
+  trap - INT TERM
+  if [[ -n "$SUMMARY_PID" ]]; then
+    # Interrupted while go test ran: end go test and its test binaries (their own
+    # process group), then let the summarizer print what it saw.
+    local pgid
+    pgid="$(cat "$GO_PGID_FILE" 2>/dev/null || true)"
+    if [[ "$pgid" =~ ^[0-9]+$ ]] && kill -0 -- "-$pgid" 2>/dev/null; then
+      say "interrupted: stopping go test (process group $pgid)"
+      kill -TERM -- "-$pgid" 2>/dev/null || true
+      for _ in $(seq 1 50); do kill -0 -- "-$pgid" 2>/dev/null || break; sleep 0.2; done
+      kill -KILL -- "-$pgid" 2>/dev/null || true
+    fi
+    wait "$SUMMARY_PID" 2>/dev/null || true
+  fi
+  if [[ "$STARTED_BROKER" == 1 ]]; then
+    EDDY_KAFKA_STATE="$KAFKA_STATE" "$KAFKA_SH" stop >/dev/null 2>&1 \
+      || say "warning: stopping the test broker failed (state $KAFKA_STATE)"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- go vet
+
+command -v go >/dev/null 2>&1 || die "Go is not on PATH"
+command -v python3 >/dev/null 2>&1 || die "python3 is required (it summarizes go test -json)"
+
+if [[ "$VET" == 1 ]]; then
+  say "go vet ./..."
+  go vet ./... || die "go vet failed"
+fi
+
+# ---------------------------------------------------------------- go test
+
+# Package patterns given after -- replace ./...
+PKGS=("./...")
+for a in "${GO_ARGS[@]+"${GO_ARGS[@]}"}"; do
+  if [[ "$a" == "." || "$a" == ./* || "$a" == ../* ]]; then PKGS=(); break; fi
+done
+
+SUMMARY_ARGS=(--log "$STATE/go-test.log" --json-log "$STATE/go-test.json"
+              --module "$(go list -m 2>/dev/null || true)")
+[[ "$VERBOSE" == 1 ]] && SUMMARY_ARGS+=(--verbose)
+
+if [[ "$FAST" == 1 ]]; then
+  unset EDDY_REQUIRE_KAFKA
+  TEST_CMD=(go test -json -race -short "${PKGS[@]+"${PKGS[@]}"}" "${GO_ARGS[@]+"${GO_ARGS[@]}"}")
+else
+  install_packages "${DEB_PACKAGES[@]}"
+  if [[ -n "${EDDY_TEST_BROKERS:-}" ]]; then
+    say "using the broker in EDDY_TEST_BROKERS=$EDDY_TEST_BROKERS"
+    unset EDDY_KAFKA_SH EDDY_KAFKA_STATE   # not ours: tests must not kill it
+  else
+    install_packages "${BROKER_DEB_PACKAGES[@]}"
+    export EDDY_KAFKA_STATE="$KAFKA_STATE"
+    # A broker left behind by an earlier run that was killed hard: ours, stop it.
+    "$KAFKA_SH" stop >/dev/null 2>&1 || true
+    STARTED_BROKER=1
+    EDDY_TEST_BROKERS="$("$KAFKA_SH" start)" || die "could not start Kafka (see above)"
+    export EDDY_KAFKA_SH="$KAFKA_SH"
+  fi
+  export EDDY_TEST_BROKERS
+  export EDDY_REQUIRE_KAFKA=1
+  SUMMARY_ARGS+=(--expect-kafka)
+  TEST_CMD=(go test -json -race -count=1 -timeout 25m "${PKGS[@]+"${PKGS[@]}"}" "${GO_ARGS[@]+"${GO_ARGS[@]}"}")
+fi
+
+say "${TEST_CMD[*]}  (EDDY_TEST_BROKERS=${EDDY_TEST_BROKERS:-unset}; full -v log: $STATE/go-test.log)"
+# go test runs in a session of its own (setsid), so that an interrupted run can end
+# it and all its test binaries by process group; its exit status travels to the
+# summarizer as a last event, so that the summary's closing "N passed, N failed"
+# line is the last line printed either way.
+rm -f "$GO_PGID_FILE"
+setsid bash -c 'echo $$ >"$0"; "$@" 2>&1; echo "{\"Action\":\"eddy-exit\",\"Code\":$?}"' \
+    "$GO_PGID_FILE" "${TEST_CMD[@]}" \
+  | python3 "$ROOT/scripts/gotest-summary.py" "${SUMMARY_ARGS[@]}" &
+SUMMARY_PID=$!
+rc=0
+wait "$SUMMARY_PID" || rc=$?
+SUMMARY_PID=""
+exit "$rc"
