@@ -327,6 +327,10 @@ launch_broker() {
 
 fail_start() {
   echo "kafka.sh: error: $1" >&2
+  if grep -qE '^\[[^]]*\] (ERROR|FATAL)' "$KAFKA_LOG" 2>/dev/null; then
+    echo "---- first errors in $KAFKA_LOG ----" >&2
+    grep -E -A1 '^\[[^]]*\] (ERROR|FATAL)' "$KAFKA_LOG" | head -n 8 >&2 || true
+  fi
   echo "---- last 50 lines of $KAFKA_LOG ----" >&2
   tail -n 50 "$KAFKA_LOG" >&2 || true
   echo "---- end of broker log ----" >&2
