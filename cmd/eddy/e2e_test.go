@@ -1,0 +1,540 @@
+package main
+
+// End-to-end tests of the eddy binary: they build it, run `eddy run` as a
+// separate process against kfake (fast) or the real broker (TestKafka*),
+// feed known events, and check every final window against a computation
+// done here with plain loops, sharing no code with the engine.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
+
+	"github.com/eddy-streams/eddy/internal/kafkatest"
+)
+
+var eddyBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "eddy-bin")
+	if err != nil {
+		panic(err)
+	}
+	eddyBin = filepath.Join(dir, "eddy")
+	args := []string{"build", "-o", eddyBin}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build eddy: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// worker is one `eddy run` process.
+type worker struct {
+	t      testing.TB
+	cmd    *exec.Cmd
+	done   chan error
+	logMu  sync.Mutex
+	log    strings.Builder
+	exited bool
+}
+
+func startWorker(t testing.TB, spec, brokers, stateDir string, extraEnv ...string) *worker {
+	t.Helper()
+	cmd := exec.Command(eddyBin, "run", "-f", spec, "--brokers", brokers, "--state-dir", stateDir,
+		"--http-addr", "127.0.0.1:0", "--session-timeout", "6s", "--log-level", "info")
+	cmd.Env = append(os.Environ(), extraEnv...)
+	w := &worker{t: t, cmd: cmd, done: make(chan error, 1)}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			w.logMu.Lock()
+			w.log.WriteString(sc.Text() + "\n")
+			w.logMu.Unlock()
+		}
+		w.done <- cmd.Wait()
+	}()
+	t.Cleanup(func() {
+		if !w.exited {
+			_ = cmd.Process.Kill()
+			<-w.done
+			w.exited = true
+		}
+		if t.Failed() {
+			t.Logf("eddy worker log:\n%s", w.logs())
+		}
+	})
+	return w
+}
+
+func (w *worker) logs() string {
+	w.logMu.Lock()
+	defer w.logMu.Unlock()
+	return w.log.String()
+}
+
+// stop sends sig and waits for the process to exit.
+func (w *worker) stop(sig syscall.Signal) error {
+	_ = w.cmd.Process.Signal(sig)
+	select {
+	case err := <-w.done:
+		w.exited = true
+		return err
+	case <-time.After(60 * time.Second):
+		w.t.Fatalf("eddy did not exit within 60s of %v", sig)
+		return nil
+	}
+}
+
+// scenario is a known input: events per key with out-of-order and late
+// ones, undecodable records, and a final flush per key far ahead so every
+// window of interest closes.
+type scenario struct {
+	t0       int64 // ms, aligned to the window size
+	size     int64
+	grace    int64
+	events   []tevent
+	bad      []tbad
+	flushTS  int64
+	parts    int32
+	keyOrder []string
+}
+
+type tevent struct {
+	ID       string `json:"request_id"`
+	TS       int64  `json:"ts"`
+	Service  string `json:"service"`
+	Endpoint string `json:"endpoint"`
+	Status   int    `json:"status"`
+	Latency  int    `json:"latency_ms"`
+
+	part         int32
+	arrival      int64 // order of production: event time before jitter
+	designedLate bool
+	flush        bool
+}
+
+type tbad struct {
+	part  int32
+	value []byte
+}
+
+func (e tevent) key() string { return e.Service + "|" + e.Endpoint }
+
+const testWindow = 10_000
+
+func newScenario(seed uint64, parts int32, perKey int) *scenario {
+	rng := rand.New(rand.NewPCG(seed, seed+1))
+	now := time.Now().UnixMilli()
+	s := &scenario{size: testWindow, grace: 5_000, parts: parts}
+	s.t0 = (now - 30*60_000) / testWindow * testWindow
+	s.flushTS = s.t0 + 60*60_000
+	id := 0
+	k := 0
+	for _, svc := range []string{"checkout", "search", "accounts"} {
+		for _, ep := range []string{"/a", "/b"} {
+			part := int32(k) % parts
+			k++
+			s.keyOrder = append(s.keyOrder, svc+"|"+ep)
+			ts := s.t0
+			for i := 0; i < perKey; i++ {
+				ts += int64(rng.IntN(700))
+				e := tevent{TS: ts, Service: svc, Endpoint: ep, Status: 200, Latency: 5 + rng.IntN(400), part: part, arrival: ts}
+				if rng.IntN(10) == 0 { // out of order, within grace
+					e.TS -= int64(rng.IntN(2500))
+				}
+				if rng.IntN(20) == 0 {
+					e.Status = 503
+				}
+				id++
+				e.ID = fmt.Sprintf("ev-%06d", id)
+				s.events = append(s.events, e)
+			}
+		}
+	}
+	// Produce in arrival order, as services would: out-of-order events
+	// arrive up to 2.5s behind, always within the 5s grace.
+	sort.SliceStable(s.events, func(i, j int) bool { return s.events[i].arrival < s.events[j].arrival })
+	for k, key := range s.keyOrder {
+		svc, ep, _ := strings.Cut(key, "|")
+		part := int32(k) % parts
+		{
+			for i := 0; i < 3; i++ { // far behind every window of this key: late
+				id++
+				s.events = append(s.events, tevent{ID: fmt.Sprintf("ev-%06d", id), TS: s.t0 + int64(i)*1000, Service: svc,
+					Endpoint: ep, Status: 200, Latency: 1, part: part, designedLate: true})
+			}
+		}
+	}
+	for i, b := range []string{`{not json`, `[1,2,3]`, `{"ts":"yesterday","service":"x","endpoint":"/a"}`, `{"ts":1,"endpoint":"/a"}`} {
+		s.bad = append(s.bad, tbad{part: int32(i) % parts, value: []byte(b)})
+	}
+	for k := range s.keyOrder {
+		svc, ep, _ := strings.Cut(s.keyOrder[k], "|")
+		id++
+		s.events = append(s.events, tevent{ID: fmt.Sprintf("ev-%06d", id), TS: s.flushTS, Service: svc, Endpoint: ep,
+			Status: 200, Latency: 1, part: int32(k) % parts, flush: true})
+	}
+	return s
+}
+
+func (s *scenario) records(topic string) []*kgo.Record {
+	var out []*kgo.Record
+	for _, e := range s.events {
+		b, _ := json.Marshal(e)
+		out = append(out, &kgo.Record{Topic: topic, Partition: e.part, Value: b})
+	}
+	return out
+}
+
+func (s *scenario) badRecords(topic string) []*kgo.Record {
+	var out []*kgo.Record
+	for _, b := range s.bad {
+		out = append(out, &kgo.Record{Topic: topic, Partition: b.part, Value: b.value,
+			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t-1")}}})
+	}
+	return out
+}
+
+func (s *scenario) spec(t testing.TB, app, in, out string, processing string) string {
+	y := fmt.Sprintf(`app: %s
+source:
+  topics: [%s]
+time:
+  field: ts
+key: [service, endpoint]
+window:
+  type: tumbling
+  size: 10s
+  grace: 5s
+aggregates:
+  - {name: count, op: count}
+  - {name: errors, op: count, where: "status >= 500"}
+  - {name: sum_latency, op: sum, field: latency_ms}
+  - {name: min_latency, op: min, field: latency_ms}
+  - {name: max_latency, op: max, field: latency_ms}
+  - {name: mean_latency, op: mean, field: latency_ms}
+  - {name: p99_latency, op: p99, field: latency_ms}
+output:
+  topic: %s
+processing: %s
+commit_interval: 200ms
+idle_timeout: 1h
+`, app, in, out, processing)
+	p := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(p, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// produceSync writes records in order (per partition) and fails the test
+// on any error.
+func produceSync(t testing.TB, brokers []string, recs []*kgo.Record) {
+	t.Helper()
+	cl := kafkatest.Client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.MaxProduceRequestsInflightPerBroker(1))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+// winKey names one final window of the comparison.
+type winKey struct {
+	key   string
+	start int64
+}
+
+type winAgg struct {
+	count, errors, sum, min, max float64
+	lat                          []float64
+}
+
+// expected computes every final window from the input, leaving out the
+// records eddy reported late (their ids), with plain loops.
+func (s *scenario) expected(late map[string]bool) map[winKey]*winAgg {
+	out := map[winKey]*winAgg{}
+	for _, e := range s.events {
+		if e.flush || late[e.ID] {
+			continue
+		}
+		start := e.TS - ((e.TS%s.size)+s.size)%s.size
+		k := winKey{e.key(), start}
+		a := out[k]
+		if a == nil {
+			a = &winAgg{min: math.Inf(1), max: math.Inf(-1)}
+			out[k] = a
+		}
+		a.count++
+		if e.Status >= 500 {
+			a.errors++
+		}
+		l := float64(e.Latency)
+		a.sum += l
+		a.min = math.Min(a.min, l)
+		a.max = math.Max(a.max, l)
+		a.lat = append(a.lat, l)
+	}
+	return out
+}
+
+// result is one output record as eddy writes it (JSON).
+type result struct {
+	Key         map[string]string `json:"key"`
+	WindowStart time.Time         `json:"window_start"`
+	WindowEnd   time.Time         `json:"window_end"`
+	Count       float64           `json:"count"`
+	Errors      float64           `json:"errors"`
+	Sum         *float64          `json:"sum_latency"`
+	Min         *float64          `json:"min_latency"`
+	Max         *float64          `json:"max_latency"`
+	Mean        *float64          `json:"mean_latency"`
+	P99         *float64          `json:"p99_latency"`
+	raw         string
+}
+
+func parseResults(t testing.TB, recs []*kgo.Record) map[winKey][]result {
+	t.Helper()
+	out := map[winKey][]result{}
+	for _, r := range recs {
+		var res result
+		if err := json.Unmarshal(r.Value, &res); err != nil {
+			t.Fatalf("output record %s/%d@%d is not a result: %v: %s", r.Topic, r.Partition, r.Offset, err, r.Value)
+		}
+		res.raw = string(r.Value)
+		k := winKey{res.Key["service"] + "|" + res.Key["endpoint"], res.WindowStart.UnixMilli()}
+		out[k] = append(out[k], res)
+	}
+	return out
+}
+
+// waitForWindows polls the output topic until it holds at least want
+// distinct windows, or fails after timeout.
+func waitForWindows(t testing.TB, brokers []string, topic string, want int, timeout time.Duration, w *worker) map[winKey][]result {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got := parseResults(t, kafkatest.ReadAll(t, brokers, topic, true))
+		if len(got) >= want {
+			return got
+		}
+		if time.Now().After(deadline) {
+			var ks []string
+			for k, rs := range got {
+				ks = append(ks, fmt.Sprintf("%s@%d(x%d)", k.key, k.start, len(rs)))
+			}
+			sort.Strings(ks)
+			t.Fatalf("after %s: %d of %d windows on %s: %v", timeout, len(got), want, topic, ks)
+		}
+		if w != nil {
+			select {
+			case err := <-w.done:
+				w.exited = true
+				t.Fatalf("eddy exited early (%v); %d of %d windows", err, len(got), want)
+			default:
+			}
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// lateIDs reads the late topic and returns the request ids found there.
+func lateIDs(t testing.TB, brokers []string, topic string) map[string]bool {
+	t.Helper()
+	ids := map[string]bool{}
+	for _, r := range kafkatest.ReadAll(t, brokers, topic, true) {
+		var e tevent
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			t.Fatalf("late record is not the original bytes: %v", err)
+		}
+		ids[e.ID] = true
+	}
+	return ids
+}
+
+// verify compares eddy's final windows with the independent computation.
+// Duplicates of a final result are allowed only when identical.
+func (s *scenario) verify(t testing.TB, got map[winKey][]result, late map[string]bool) {
+	t.Helper()
+	for _, e := range s.events {
+		if e.designedLate && !late[e.ID] {
+			t.Errorf("record %s (event time %d, far behind its key's stream time) is not in the late topic", e.ID, e.TS)
+		}
+	}
+	exp := s.expected(late)
+	for k, a := range exp {
+		rs := got[k]
+		if len(rs) == 0 {
+			t.Errorf("window %s @%d: missing (expected count %v)", k.key, k.start, a.count)
+			continue
+		}
+		for _, r := range rs[1:] {
+			if r.raw != rs[0].raw {
+				t.Errorf("window %s @%d: duplicate final results differ:\n%s\n%s", k.key, k.start, rs[0].raw, r.raw)
+			}
+		}
+		r := rs[0]
+		if r.WindowEnd.UnixMilli()-r.WindowStart.UnixMilli() != s.size {
+			t.Errorf("window %s @%d: bounds %v-%v", k.key, k.start, r.WindowStart, r.WindowEnd)
+		}
+		sort.Float64s(a.lat)
+		check := func(name string, got *float64, want float64) {
+			if got == nil || *got != want {
+				t.Errorf("window %s @%d: %s = %v, want %v", k.key, k.start, name, deref(got), want)
+			}
+		}
+		if r.Count != a.count || r.Errors != a.errors {
+			t.Errorf("window %s @%d: count=%v errors=%v, want %v %v", k.key, k.start, r.Count, r.Errors, a.count, a.errors)
+		}
+		check("sum", r.Sum, a.sum)
+		check("min", r.Min, a.min)
+		check("max", r.Max, a.max)
+		if r.Mean == nil || math.Abs(*r.Mean-a.sum/a.count) > 1e-9*a.sum {
+			t.Errorf("window %s @%d: mean = %v, want %v", k.key, k.start, deref(r.Mean), a.sum/a.count)
+		}
+		// p99 from the sketch: within its 1% relative accuracy of the
+		// exact value at one of the two ranks around 0.99*(n-1).
+		rank := 0.99 * float64(len(a.lat)-1)
+		lo, hi := a.lat[int(math.Floor(rank))], a.lat[int(math.Ceil(rank))]
+		if r.P99 == nil || !(math.Abs(*r.P99-lo) <= 0.01*lo+1e-9 || math.Abs(*r.P99-hi) <= 0.01*hi+1e-9) {
+			t.Errorf("window %s @%d: p99 = %v, want within 1%% of %v or %v", k.key, k.start, deref(r.P99), lo, hi)
+		}
+	}
+	for k := range got {
+		if k.start >= s.flushTS-s.size {
+			continue
+		}
+		if exp[k] == nil {
+			t.Errorf("window %s @%d: emitted but no input belongs to it: %s", k.key, k.start, got[k][0].raw)
+		}
+	}
+}
+
+func deref(p *float64) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func (s *scenario) closedWindows() int {
+	return len(s.expected(nil))
+}
+
+// e2eSetup creates topics and writes the pipeline for one run.
+type e2e struct {
+	brokers            []string
+	in, out, late, dlq string
+	app                string
+	spec               string
+	sc                 *scenario
+}
+
+func newE2E(t testing.TB, brokers []string, processing string) *e2e {
+	e := &e2e{brokers: brokers, sc: newScenario(42, 4, 150)}
+	e.in = kafkatest.Name(t, "in")
+	e.out = kafkatest.Name(t, "out")
+	e.app = kafkatest.Name(t, "app")
+	e.late = e.app + "-late"
+	e.dlq = e.app + "-dlq"
+	kafkatest.CreateTopic(t, brokers, e.in, e.sc.parts)
+	e.spec = e.sc.spec(t, e.app, e.in, e.out, processing)
+	return e
+}
+
+func (e *e2e) brokerList() string { return strings.Join(e.brokers, ",") }
+
+// testEndToEnd: known events with out-of-order, late and bad records over
+// several keys and partitions; every final window must be exactly right.
+func testEndToEnd(t *testing.T, brokers []string) {
+	e := newE2E(t, brokers, "at_least_once")
+	produceSync(t, brokers, append(e.sc.records(e.in), e.sc.badRecords(e.in)...))
+	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	got := waitForWindows(t, brokers, e.out, e.sc.closedWindows()-3, 90*time.Second, w)
+	late := lateIDs(t, brokers, e.late)
+	got = waitForWindows(t, brokers, e.out, len(e.sc.expected(late)), 30*time.Second, w)
+	e.sc.verify(t, got, late)
+	for k, rs := range got {
+		if len(rs) > 1 {
+			t.Errorf("window %v emitted %d times in a clean run", k, len(rs))
+		}
+	}
+	checkDeadLetters(t, brokers, e)
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
+	}
+}
+
+func checkDeadLetters(t *testing.T, brokers []string, e *e2e) {
+	t.Helper()
+	dl := kafkatest.ReadAll(t, brokers, e.dlq, true)
+	if len(dl) != len(e.sc.bad) {
+		t.Fatalf("dead-letter topic has %d records, want %d", len(dl), len(e.sc.bad))
+	}
+	seen := map[string]bool{}
+	for _, r := range dl {
+		h := map[string]string{}
+		for _, x := range r.Headers {
+			h[x.Key] = string(x.Value)
+		}
+		seen[string(r.Value)] = true
+		if h["trace"] != "t-1" {
+			t.Errorf("dead letter %q lost its original headers: %v", r.Value, h)
+		}
+		if h["eddy.error.class"] == "" || h["eddy.error.message"] == "" || h["eddy.source.topic"] != e.in ||
+			h["eddy.source.partition"] == "" || h["eddy.source.offset"] == "" {
+			t.Errorf("dead letter %q lacks headers saying why and where: %v", r.Value, h)
+		}
+	}
+	for _, b := range e.sc.bad {
+		if !seen[string(b.value)] {
+			t.Errorf("bad record %q is not in the dead-letter topic with its original bytes", b.value)
+		}
+	}
+}
+
+func TestEndToEnd(t *testing.T) {
+	t.Parallel()
+	testEndToEnd(t, kafkatest.Kfake(t))
+}
+
+func TestKafkaEndToEnd(t *testing.T) {
+	t.Parallel()
+	testEndToEnd(t, kafkatest.Real(t))
+}

@@ -1,0 +1,100 @@
+// Command eddy is a stream processor for operational event data: windowed,
+// keyed aggregates over Kafka topics with state in Pebble backed by
+// changelog topics. This binary is thin: each subcommand turns flags into a
+// config and runs the packages that do the work.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/eddy-streams/eddy/topology"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	root := &cobra.Command{
+		Use:           "eddy",
+		Short:         "eddy turns event streams on Kafka into windowed aggregates and alerts",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(runCmd(), describeCmd(), demoCmd(), settingsCmd())
+	if err := root.ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "eddy:", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func loadSpec(path string) (*topology.Spec, error) {
+	if path == "" {
+		return nil, errors.New("no pipeline: pass -f pipeline.yaml (or set EDDY_PIPELINE)")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := topology.Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s:\n%w", path, err)
+	}
+	return spec, nil
+}
+
+func splitBrokers(s string) []string {
+	var out []string
+	for _, b := range strings.Split(s, ",") {
+		if b = strings.TrimSpace(b); b != "" {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+func describeCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "describe -f pipeline.yaml",
+		Short: "Print the topology of a pipeline and explain its windows in plain words",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			spec, err := loadSpec(flagString(cmd, "file"))
+			if err != nil {
+				return err
+			}
+			p, _ := cmd.Flags().GetInt32("partitions")
+			fmt.Fprint(cmd.OutOrStdout(), topology.Describe(spec, p))
+			return nil
+		},
+	}
+	addSettings(cmd, "file")
+	cmd.Flags().Int32("partitions", 0, "Input partition count to show (0: one per source partition)")
+	return cmd
+}
+
+func settingsCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "settings",
+		Short: "Print every worker setting with its flag, environment variable and default (Markdown)",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			writeSettingsTable(cmd.OutOrStdout())
+		},
+	}
+}

@@ -1,0 +1,99 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/spf13/cobra"
+
+	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/topology"
+)
+
+func runCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "run -f pipeline.yaml --brokers HOST:PORT",
+		Short: "Run a pipeline as a member of its consumer group",
+		Long: `Run a pipeline as a member of the consumer group named by its app id.
+Start several with the same pipeline to share the partitions; stopping one
+(SIGTERM or Ctrl-C) commits its work and hands its partitions to the others.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(flagString(cmd, "log-level"))
+			if err != nil {
+				return err
+			}
+			spec, err := loadSpec(flagString(cmd, "file"))
+			if err != nil {
+				return err
+			}
+			st, err := time.ParseDuration(flagString(cmd, "session-timeout"))
+			if err != nil {
+				return fmt.Errorf("--session-timeout: %w", err)
+			}
+			return runPipeline(cmd.Context(), log, spec, runOptions{
+				brokers:        splitBrokers(flagString(cmd, "brokers")),
+				stateDir:       flagString(cmd, "state-dir"),
+				httpAddr:       flagString(cmd, "http-addr"),
+				instanceID:     flagString(cmd, "instance-id"),
+				sessionTimeout: st,
+			}, nil)
+		},
+	}
+	addSettings(cmd, "file", "brokers", "state-dir", "http-addr", "instance-id", "session-timeout", "log-level")
+	return cmd
+}
+
+type runOptions struct {
+	brokers        []string
+	stateDir       string
+	httpAddr       string
+	instanceID     string
+	sessionTimeout time.Duration
+}
+
+// runPipeline serves HTTP and runs the pipeline until ctx ends. started, if
+// set, is called with the app and the HTTP address once both exist.
+func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o runOptions, started func(*processor.App, string)) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	app, err := processor.New(processor.Config{
+		Spec:           spec,
+		Brokers:        o.brokers,
+		StateDir:       o.stateDir,
+		InstanceID:     o.instanceID,
+		SessionTimeout: o.sessionTimeout,
+		Logger:         log,
+		Registerer:     reg,
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr %s: %w", o.httpAddr, err)
+	}
+	srv := &http.Server{Handler: app.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	log.Info("serving health and metrics", "addr", ln.Addr().String())
+	if started != nil {
+		started(app, ln.Addr().String())
+	}
+	err = app.Run(ctx)
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,117 @@
+// Package generator makes realistic HTTP request events for the demo and
+// for tests: a few services and endpoints with their own latency profiles
+// and error rates, user agents, regions, and a configurable share of
+// out-of-order and late events. It is deterministic for a given seed and
+// sequence of times.
+package generator
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+)
+
+// Event is one HTTP request, as services would log it to Kafka.
+type Event struct {
+	TS        int64   `json:"ts"` // event time, Unix milliseconds
+	Service   string  `json:"service"`
+	Endpoint  string  `json:"endpoint"`
+	Method    string  `json:"method"`
+	Status    int     `json:"status"`
+	LatencyMS float64 `json:"latency_ms"`
+	UserAgent string  `json:"user_agent"`
+	Region    string  `json:"region"`
+	RequestID string  `json:"request_id"`
+}
+
+type route struct {
+	service, endpoint, method string
+	medianMS, sigma           float64 // lognormal latency
+	errRate                   float64
+	weight                    int
+}
+
+var routes = []route{
+	{"checkout", "/api/cart", "GET", 18, 0.5, 0.005, 30},
+	{"checkout", "/api/pay", "POST", 120, 0.6, 0.02, 10},
+	{"search", "/api/search", "GET", 45, 0.7, 0.01, 40},
+	{"accounts", "/api/login", "POST", 80, 0.4, 0.03, 12},
+	{"accounts", "/healthz", "GET", 1, 0.2, 0, 8},
+}
+
+var (
+	agents  = []string{"Mozilla/5.0 (Macintosh)", "Mozilla/5.0 (Windows NT 10.0)", "okhttp/4.12", "curl/8.5", "Mozilla/5.0 (iPhone)"}
+	regions = []string{"eu-west-1", "us-east-1", "ap-south-1"}
+)
+
+// Generator produces events. It is not safe for concurrent use.
+type Generator struct {
+	rng   *rand.Rand
+	total int
+	seq   uint64
+
+	// OutOfOrder is the share of events whose timestamp lags by up to
+	// OutOfOrderBy (they still arrive within the grace period).
+	OutOfOrder   float64
+	OutOfOrderBy time.Duration
+	// Late is the share of events that lag by LateBy (past any reasonable
+	// grace: they end up in the late topic).
+	Late   float64
+	LateBy time.Duration
+}
+
+// New returns a generator with the demo's defaults: 5% of events up to 3s
+// out of order, 0.5% late by 40s.
+func New(seed uint64) *Generator {
+	g := &Generator{
+		rng:          rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)),
+		OutOfOrder:   0.05,
+		OutOfOrderBy: 3 * time.Second,
+		Late:         0.005,
+		LateBy:       40 * time.Second,
+	}
+	for _, r := range routes {
+		g.total += r.weight
+	}
+	return g
+}
+
+// Next returns the event of a request that happened at about now.
+func (g *Generator) Next(now time.Time) Event {
+	n := g.rng.IntN(g.total)
+	var r route
+	for _, c := range routes {
+		if n < c.weight {
+			r = c
+			break
+		}
+		n -= c.weight
+	}
+	g.seq++
+	ts := now.UnixMilli()
+	switch x := g.rng.Float64(); {
+	case x < g.Late:
+		ts -= g.LateBy.Milliseconds()
+	case x < g.Late+g.OutOfOrder:
+		ts -= g.rng.Int64N(max(1, g.OutOfOrderBy.Milliseconds()))
+	}
+	lat := r.medianMS * math.Exp(r.sigma*g.rng.NormFloat64())
+	status := 200
+	if g.rng.Float64() < r.errRate {
+		status = []int{500, 502, 503}[g.rng.IntN(3)]
+	} else if g.rng.Float64() < 0.03 {
+		status = []int{400, 401, 404}[g.rng.IntN(3)]
+	}
+	return Event{
+		TS:        ts,
+		Service:   r.service,
+		Endpoint:  r.endpoint,
+		Method:    r.method,
+		Status:    status,
+		LatencyMS: math.Round(lat*100) / 100,
+		UserAgent: agents[g.rng.IntN(len(agents))],
+		Region:    regions[g.rng.IntN(len(regions))],
+		RequestID: fmt.Sprintf("req-%08x-%06d", g.rng.Uint32(), g.seq),
+	}
+}

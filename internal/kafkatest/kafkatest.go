@@ -1,0 +1,154 @@
+// Package kafkatest gives tests a Kafka to talk to: kfake in-process for
+// fast tests, or the real Apache Kafka broker that scripts/test.sh starts
+// (EDDY_TEST_BROKERS) for tests that claim Kafka behaviour. Real-broker
+// tests are named TestKafka*; they skip only under -short and fail when no
+// broker is configured, so CI cannot pass them by skipping.
+package kafkatest
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Kfake starts an in-process kfake cluster for the test and returns its
+// bootstrap addresses. It is closed when the test ends.
+func Kfake(t testing.TB, opts ...kfake.Opt) []string {
+	t.Helper()
+	c, err := kfake.NewCluster(append([]kfake.Opt{kfake.NumBrokers(1)}, opts...)...)
+	if err != nil {
+		t.Fatalf("start kfake: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c.ListenAddrs()
+}
+
+// Real returns the real broker's bootstrap addresses from
+// EDDY_TEST_BROKERS. Under -short the test is skipped; otherwise a missing
+// broker fails the test.
+func Real(t testing.TB) []string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("real-Kafka test: skipped under -short (run scripts/test.sh for the full suite)")
+	}
+	v := os.Getenv("EDDY_TEST_BROKERS")
+	if v == "" {
+		t.Fatal("this test needs a real Apache Kafka broker: run scripts/test.sh (it starts one), " +
+			"or set EDDY_TEST_BROKERS=host:port; use go test -short for the fast tests only")
+	}
+	return strings.Split(v, ",")
+}
+
+var unsafe = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
+
+// Name returns a topic or group name unique to this test run, so tests can
+// share a broker and run in parallel.
+func Name(t testing.TB, base string) string {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	n := unsafe.ReplaceAllString(t.Name(), "-")
+	if len(n) > 60 {
+		n = n[:60]
+	}
+	return strings.ToLower(n) + "-" + base + "-" + hex.EncodeToString(b[:])
+}
+
+// Client returns a franz-go client for brokers, closed when the test ends.
+func Client(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
+}
+
+// CreateTopic creates topic with partitions (replication factor 1).
+func CreateTopic(t testing.TB, brokers []string, topic string, partitions int32) {
+	t.Helper()
+	adm := kadm.NewClient(Client(t, brokers))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		t.Fatalf("create topic %s: %v", topic, err)
+	}
+}
+
+// ReadAll reads every record of topic up to its end offsets as of the call,
+// with the given isolation (read_committed when committed is true).
+func ReadAll(t testing.TB, brokers []string, topic string, committed bool) []*kgo.Record {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	adm := kadm.NewClient(Client(t, brokers))
+	var ends kadm.ListedOffsets
+	var err error
+	if committed {
+		ends, err = adm.ListCommittedOffsets(ctx, topic)
+	} else {
+		ends, err = adm.ListEndOffsets(ctx, topic)
+	}
+	if err != nil {
+		t.Fatalf("end offsets of %s: %v", topic, err)
+	}
+	want := map[int32]int64{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset
+		}
+	})
+	iso := kgo.ReadUncommitted()
+	if committed {
+		iso = kgo.ReadCommitted()
+	}
+	cl := Client(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(iso))
+	var out []*kgo.Record
+	next := map[int32]int64{}
+	done := func() bool {
+		for p, end := range want {
+			if next[p] < end {
+				return false
+			}
+		}
+		return true
+	}
+	idle := 0
+	for !done() {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if ctx.Err() != nil {
+			t.Fatalf("reading %s: timed out with %d records (have %v, want %v)", topic, len(out), next, want)
+		}
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			out = append(out, r)
+			next[r.Partition] = r.Offset + 1
+			n++
+		})
+		if n == 0 {
+			// Under read_committed, transaction markers at the tail are
+			// never returned; stop after a few empty polls.
+			if idle++; committed && idle >= 3 {
+				break
+			}
+		} else {
+			idle = 0
+		}
+	}
+	return out
+}

@@ -1,0 +1,539 @@
+package processor
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/topology"
+)
+
+// Clock is the source of wall-clock time (idle timeouts, future-timestamp
+// checks). Tests inject their own.
+type Clock interface{ Now() time.Time }
+
+type wallClock struct{}
+
+func (wallClock) Now() time.Time { return time.Now() }
+
+// Config is what an App needs. Zero values take the documented defaults.
+type Config struct {
+	Spec    *topology.Spec
+	Brokers []string
+	// StateDir holds the Pebble state of this worker. Required.
+	StateDir string
+	// InstanceID enables static group membership (a stable id per worker,
+	// such as a Kubernetes pod name): restarts within the session timeout
+	// keep the worker's partitions. Default none.
+	InstanceID string
+	// SessionTimeout of the group member. Default 45s (10s when unset
+	// and InstanceID is empty? no: always 45s unless set).
+	SessionTimeout time.Duration
+	// CacheRows bounds clean rows kept in memory per task. Default 100000.
+	CacheRows int
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+	Clock      Clock
+	// ClientOpts are extra franz-go options (tests, TLS, SASL).
+	ClientOpts []kgo.Opt
+}
+
+// App runs one pipeline as a member of the consumer group named by the
+// pipeline's app id.
+type App struct {
+	cfg   Config
+	p     *pipeline
+	log   *slog.Logger
+	clock Clock
+	m     *metrics
+
+	cl       *kgo.Client
+	rcl      *kgo.Client // restore reads
+	restorer *state.Restorer
+	db       *state.DB
+	clTopic  [16]byte // changelog topic id
+
+	mu     sync.Mutex // held while processing, committing, assigning, revoking
+	tasks  map[int32]*task
+	srcPos map[state.SourcePartition]int64 // repartition stage: next source offset to commit
+	pg     *partitionGroup                 // repartition stage: buffered source records
+	dirtySrc bool
+	lastCommit time.Time
+
+	prodMu  sync.Mutex
+	prodErr error
+
+	crashAt CrashPoint // test hook, from EDDY_TEST_CRASH_AT
+
+	ready    atomic.Bool
+	closing  atomic.Bool
+	fatal    chan error
+}
+
+// New validates cfg and prepares an App; Run starts it.
+func New(cfg Config) (*App, error) {
+	if cfg.Spec == nil {
+		return nil, errors.New("processor: Config.Spec is required")
+	}
+	if len(cfg.Brokers) == 0 {
+		return nil, errors.New("processor: Config.Brokers is required (e.g. --brokers 127.0.0.1:9092)")
+	}
+	if cfg.StateDir == "" {
+		return nil, errors.New("processor: Config.StateDir is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = wallClock{}
+	}
+	if cfg.SessionTimeout == 0 {
+		cfg.SessionTimeout = 45 * time.Second
+	}
+	p, err := newPipeline(cfg.Spec)
+	if err != nil {
+		return nil, err
+	}
+	return &App{
+		cfg:    cfg,
+		p:      p,
+		log:    cfg.Logger.With("app", cfg.Spec.App),
+		clock:  cfg.Clock,
+		m:      newMetrics(cfg.Registerer),
+		tasks:  make(map[int32]*task),
+		srcPos: make(map[state.SourcePartition]int64),
+		pg:     newPartitionGroup(time.Second),
+		fatal:  make(chan error, 1),
+		crashAt: CrashPoint(os.Getenv("EDDY_TEST_CRASH_AT")),
+	}, nil
+}
+
+// Ready reports whether every owned partition is restored and processing.
+func (a *App) Ready() bool { return a.ready.Load() }
+
+// Handler serves /healthz, /readyz and, when gatherer is non-nil, /metrics.
+func (a *App) Handler(gatherer prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !a.Ready() {
+			http.Error(w, "not ready: restoring state or not yet in the group", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	if gatherer != nil {
+		mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+func (a *App) aggInputTopics() []string {
+	if a.p.spec.NeedsRepartition() {
+		return []string{a.p.spec.RepartitionTopic()}
+	}
+	return a.p.spec.Source.Topics
+}
+
+func (a *App) isAggInput(topic string) bool {
+	for _, t := range a.aggInputTopics() {
+		if t == topic {
+			return true
+		}
+	}
+	return false
+}
+
+// Run joins the group and processes until ctx is canceled (soft shutdown:
+// stop fetching, flush, commit, leave the group) or a fatal error occurs.
+func (a *App) Run(ctx context.Context) (err error) {
+	spec := a.p.spec
+	base := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.Brokers...)}, a.cfg.ClientOpts...)
+
+	admCl, err := kgo.NewClient(base...)
+	if err != nil {
+		return fmt.Errorf("connect to %v: %w", a.cfg.Brokers, err)
+	}
+	parts, id, err := EnsureTopics(ctx, kadm.NewClient(admCl), spec)
+	admCl.Close()
+	if err != nil {
+		return err
+	}
+	a.clTopic = id
+	a.log.Info("topics ready", "partitions", parts, "changelog", spec.ChangelogTopic())
+
+	dir := filepath.Join(a.cfg.StateDir, spec.App)
+	db, err := state.Open(dir)
+	if err != nil {
+		a.log.Warn("local state unusable, rebuilding from changelog", "dir", dir, "err", err)
+		if rmErr := os.RemoveAll(dir); rmErr != nil {
+			return fmt.Errorf("remove damaged state %s: %w", dir, rmErr)
+		}
+		if db, err = state.Open(dir); err != nil {
+			return err
+		}
+	}
+	a.db = db
+	defer db.Close()
+
+	a.rcl, err = kgo.NewClient(append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	if err != nil {
+		return err
+	}
+	defer a.rcl.Close()
+	a.restorer = state.NewRestorer(a.rcl)
+
+	topics := append([]string(nil), spec.Source.Topics...)
+	if spec.NeedsRepartition() {
+		topics = append(topics, spec.RepartitionTopic())
+	}
+	opts := append(base,
+		kgo.ConsumerGroup(spec.GroupID()),
+		kgo.ConsumeTopics(topics...),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.RequireStableFetchOffsets(),
+		kgo.SessionTimeout(a.cfg.SessionTimeout),
+		kgo.ProducerLinger(5*time.Millisecond),
+		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic())),
+		kgo.OnPartitionsAssigned(a.onAssigned),
+		kgo.OnPartitionsRevoked(a.onRevoked),
+		kgo.OnPartitionsLost(a.onLost),
+	)
+	if a.cfg.InstanceID != "" {
+		opts = append(opts, kgo.InstanceID(a.cfg.InstanceID))
+	}
+	a.cl, err = kgo.NewClient(opts...)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		a.closing.Store(true)
+		a.ready.Store(false)
+		a.m.ready.Set(0)
+		// Soft phase: final commit while we still own the partitions.
+		a.mu.Lock()
+		if err == nil || errors.Is(err, context.Canceled) {
+			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if cerr := a.commitLocked(cctx); cerr != nil {
+				a.log.Error("final commit failed", "err", cerr)
+				err = cerr
+			} else {
+				err = nil
+			}
+			cancel()
+		}
+		a.tasks = map[int32]*task{}
+		a.mu.Unlock()
+		a.cl.Close() // leaves the group; revoke callback sees no tasks
+	}()
+
+	a.lastCommit = a.clock.Now()
+	a.ready.Store(true)
+	a.m.ready.Set(1)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ferr := <-a.fatal:
+			return ferr
+		default:
+		}
+		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		fs := a.cl.PollRecords(pctx, 5000)
+		cancel()
+		if fs.IsClientClosed() {
+			return nil
+		}
+		var ferr error
+		fs.EachError(func(t string, p int32, e error) {
+			if errors.Is(e, context.DeadlineExceeded) || errors.Is(e, context.Canceled) {
+				return
+			}
+			a.log.Warn("fetch error", "topic", t, "partition", p, "err", e)
+			var dl *kgo.ErrDataLoss
+			if errors.As(e, &dl) {
+				return
+			}
+			ferr = e
+		})
+		_ = ferr // franz-go retries fetch errors itself; they are logged above.
+		a.mu.Lock()
+		perr := a.processFetches(ctx, fs)
+		if perr == nil {
+			perr = a.punctuate()
+		}
+		if perr == nil && a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval {
+			start := time.Now()
+			perr = a.commitLocked(ctx)
+			a.m.commitSeconds.Observe(time.Since(start).Seconds())
+		}
+		a.mu.Unlock()
+		a.cl.AllowRebalance()
+		if perr != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return perr
+		}
+	}
+}
+
+func (a *App) setProduceErr(err error) {
+	a.prodMu.Lock()
+	if a.prodErr == nil {
+		a.prodErr = err
+	}
+	a.prodMu.Unlock()
+}
+
+func (a *App) produceErr() error {
+	a.prodMu.Lock()
+	defer a.prodMu.Unlock()
+	return a.prodErr
+}
+
+// produce sends rec asynchronously; the next commit waits for it and fails
+// if it failed.
+func (a *App) produce(ctx context.Context, rec *kgo.Record) {
+	a.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+		if err != nil {
+			a.setProduceErr(fmt.Errorf("produce to %s: %w", r.Topic, err))
+			return
+		}
+		a.m.recordsOut.WithLabelValues(r.Topic).Inc()
+	})
+}
+
+func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
+	var err error
+	now := a.clock.Now()
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if err != nil || len(fp.Records) == 0 {
+			return
+		}
+		a.m.recordsIn.WithLabelValues(fp.Topic).Add(float64(len(fp.Records)))
+		if !a.isAggInput(fp.Topic) {
+			items := make([]srcItem, len(fp.Records))
+			for i, rec := range fp.Records {
+				ev, re := a.p.prepare(rec, now)
+				items[i] = srcItem{rec: rec, ev: ev, re: re}
+			}
+			a.pg.add(state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}, items, fp.HighWatermark, now)
+		} else {
+			for _, rec := range fp.Records {
+				if err = a.processAgg(ctx, rec); err != nil {
+					return
+				}
+			}
+		}
+		last := fp.Records[len(fp.Records)-1]
+		a.m.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.HighWatermark-last.Offset-1)))
+	})
+	if err != nil {
+		return err
+	}
+	return a.pg.drain(now, func(it srcItem) error { return a.forwardSource(ctx, it) })
+}
+
+// deadLetter routes rec to the dead-letter topic with headers saying why.
+func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) {
+	topic, part, off, key, headers := sourceOf(rec)
+	re.Topic, re.Partition, re.Offset = topic, part, off
+	class := re.Class.Error()
+	headers = append(headers,
+		strHeader(hdrErrClass, class),
+		strHeader(hdrErrMessage, re.Error()),
+		strHeader(hdrSrcTopic, topic),
+		strHeader(hdrSrcPart, strconv.Itoa(int(part))),
+		strHeader(hdrSrcOffset, strconv.FormatInt(off, 10)),
+	)
+	if re.Field != "" {
+		headers = append(headers, strHeader(hdrErrField, re.Field))
+	}
+	a.m.deadLetters.WithLabelValues(class).Inc()
+	a.log.Debug("dead letter", "err", re)
+	a.produce(ctx, &kgo.Record{Topic: a.p.spec.DeadLetterTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: rec.Timestamp})
+}
+
+// forwardSource finishes the stateless steps of a source record (already
+// prepared when it was buffered) and forwards it through the repartition
+// topic.
+func (a *App) forwardSource(ctx context.Context, it srcItem) error {
+	rec, ev := it.rec, it.ev
+	a.srcPos[state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset + 1
+	a.dirtySrc = true
+	if it.re != nil {
+		a.deadLetter(ctx, rec, it.re)
+		return nil
+	}
+	if ev.filtered {
+		a.m.filtered.Inc()
+		return nil
+	}
+	headers := append(append([]kgo.RecordHeader(nil), rec.Headers...),
+		kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
+		kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},
+	)
+	a.produce(ctx, &kgo.Record{
+		Topic:     a.p.spec.RepartitionTopic(),
+		Key:       []byte(ev.key),
+		Value:     rec.Value,
+		Headers:   headers,
+		Timestamp: time.UnixMilli(ev.ts),
+	})
+	return nil
+}
+
+// processAgg adds one record of the aggregation input to its task.
+func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
+	t := a.tasks[rec.Partition]
+	if t == nil {
+		return nil // not ours (revoked while buffered)
+	}
+	srcTopic, srcPart, srcOff := rec.Topic, rec.Partition, rec.Offset
+	repart := a.p.spec.NeedsRepartition()
+	if repart {
+		var ok bool
+		for _, h := range rec.Headers {
+			if h.Key == hdrSource {
+				srcTopic, srcPart, srcOff, ok = decodeSource(h.Value)
+			}
+		}
+		if !ok {
+			t.inputPos[state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset + 1
+			a.deadLetter(ctx, rec, &RecordError{Class: ErrInternalHeader, Err: errors.New("repartition record without eddy.src header")})
+			return nil
+		}
+	}
+	t.changed = true
+	if t.seen(rec, srcTopic, srcPart, srcOff) {
+		a.m.duplicates.Inc()
+		return nil
+	}
+	now := a.clock.Now()
+	t.lastArrival = now
+	var ev event
+	var re *RecordError
+	if repart {
+		ev, re = a.p.prepareRepartitioned(rec)
+	} else {
+		ev, re = a.p.prepare(rec, now)
+	}
+	if re != nil {
+		a.deadLetter(ctx, rec, re)
+		return nil
+	}
+	if ev.filtered {
+		a.m.filtered.Inc()
+		return nil
+	}
+	ins, field, err := a.p.aggInputs(ev.fields, a.p.insBuf)
+	a.p.insBuf = ins
+	if err != nil {
+		class := ErrAggregateField
+		if errors.Is(err, ErrExpression) {
+			class = ErrExpression
+		}
+		a.deadLetter(ctx, rec, &RecordError{Class: class, Field: field, Err: err})
+		return nil
+	}
+	late, err := a.p.aggregate(t, ev.key, ev.ts, ins)
+	if err != nil {
+		return err
+	}
+	t.arrivalSTime = t.streamTime
+	if late != nil {
+		a.m.late.Inc()
+		_, _, _, key, headers := sourceOf(rec)
+		headers = append(headers,
+			strHeader(hdrLateWindow, fmtWindow(late.window)),
+			strHeader(hdrLateEvent, fmtTime(ev.ts)),
+			strHeader(hdrLateStream, fmtTime(t.streamTime)),
+			strHeader(hdrSrcTopic, srcTopic),
+			strHeader(hdrSrcPart, strconv.Itoa(int(srcPart))),
+			strHeader(hdrSrcOffset, strconv.FormatInt(srcOff, 10)),
+		)
+		a.produce(ctx, &kgo.Record{Topic: a.p.spec.LateTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: rec.Timestamp})
+	}
+	return a.p.closeWindows(t, func(r result) { a.emit(ctx, t, r) })
+}
+
+// punctuate advances idle tasks' stream time and closes due windows.
+func (a *App) punctuate() error {
+	now := a.clock.Now()
+	for _, t := range a.tasks {
+		a.p.idleAdvance(t, now)
+		if err := a.p.closeWindows(t, func(r result) { a.emit(context.Background(), t, r) }); err != nil {
+			return err
+		}
+		p := strconv.Itoa(int(t.partition))
+		a.m.streamTime.WithLabelValues(p).Set(float64(t.streamTime) / 1000)
+		a.m.openWindows.WithLabelValues(p).Set(float64(len(t.open)))
+	}
+	return nil
+}
+
+// emit writes one window result to the output topic.
+func (a *App) emit(ctx context.Context, t *task, r result) {
+	a.produce(ctx, &kgo.Record{
+		Topic:     a.p.spec.Output.Topic,
+		Key:       []byte(r.wk.Key),
+		Value:     a.p.encodeResult(r),
+		Timestamp: time.UnixMilli(r.wk.End),
+	})
+}
+
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+func fmtTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(timeLayout) }
+
+func fmtWindow(wk state.WindowKey) string {
+	return "[" + fmtTime(wk.Start) + ", " + fmtTime(wk.End) + ")"
+}
+
+// encodeResult renders a result as JSON: the key fields as an object, the
+// window bounds in RFC 3339, and each aggregate by name (null when it saw
+// no value).
+func (p *pipeline) encodeResult(r result) []byte {
+	var parts []string
+	_ = json.Unmarshal([]byte(r.wk.Key), &parts)
+	key := make(map[string]string, len(p.spec.Key))
+	for i, f := range p.spec.Key {
+		if i < len(parts) {
+			key[f] = parts[i]
+		}
+	}
+	out := make(map[string]any, len(p.spec.Aggregates)+3)
+	out["key"] = key
+	out["window_start"] = fmtTime(r.wk.Start)
+	out["window_end"] = fmtTime(r.wk.End)
+	for i, ag := range p.spec.Aggregates {
+		if v, ok := r.row.Value(i); ok {
+			out[ag.Name] = v
+		} else {
+			out[ag.Name] = nil
+		}
+	}
+	b, _ := json.Marshal(out)
+	return b
+}

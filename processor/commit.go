@@ -1,0 +1,358 @@
+package processor
+
+// The commit protocol (DESIGN.md, "The commit"), at-least-once mode.
+//
+// It runs every commit interval, before partitions are revoked, and at
+// shutdown, always on the processing goroutine or with it stopped (a.mu):
+//
+//  1. Flush: for every task with changes, produce its dirty rows to its
+//     changelog partition (tombstones for deleted windows) and, in
+//     emit=update mode, the changed windows to the output topic. Outputs of
+//     windows that closed since the last commit, late and dead-letter
+//     records were produced as they happened. Wait until all are
+//     acknowledged; any failure aborts the commit.
+//  2. Produce one commit marker per task to its changelog partition, naming
+//     the input position, stream time and upstream offsets the flush
+//     reflects, and wait for it.
+//  3. Commit the input offsets of everything processed.
+//  4. Write each task's rows and checkpoint (marker offset + 1) to Pebble in
+//     one batch.
+//
+// Crash points and recovery:
+//   - before 2 completes: the changelog may hold rows without a marker;
+//     restore ignores rows after the last marker and the input is processed
+//     again from the last marker's position. Outputs may repeat, with the
+//     same values.
+//   - between 2 and 3: the committed offset is behind the marker; on
+//     restart records below the marker's position are skipped as already
+//     applied (task.seen), so nothing counts twice.
+//   - between 3 and 4: Pebble is behind the changelog; restore replays only
+//     the tail after the Pebble checkpoint.
+// The repartition stage is stateless: its offsets are committed in step 3
+// after its produces were acknowledged in step 1. A crash before that
+// re-sends records to the repartition topic; tasks skip them by their
+// source offset (task.upstream), so they never double count.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/eddy-streams/eddy/state"
+)
+
+// CrashPoint names a place inside the commit where a test can make the
+// process die (EDDY_TEST_CRASH_AT), to prove recovery from each.
+type CrashPoint string
+
+const (
+	CrashAfterFlush  CrashPoint = "after-flush"  // rows produced, no marker
+	CrashAfterMarker CrashPoint = "after-marker" // marker produced, offsets not committed
+	CrashAfterOffset CrashPoint = "after-offset" // offsets committed, Pebble not written
+)
+
+func (a *App) crashPoint(at CrashPoint) {
+	if a.crashAt == at {
+		a.log.Error("test crash point reached; exiting", "at", at)
+		os.Exit(137)
+	}
+}
+
+type flushWork struct {
+	t       *task
+	changes []state.Change
+	marker  int64
+}
+
+func (a *App) commitLocked(ctx context.Context) error {
+	ids := make([]int32, 0, len(a.tasks))
+	for p := range a.tasks {
+		ids = append(ids, p)
+	}
+	slices.Sort(ids)
+
+	// 1. Flush caches.
+	var work []*flushWork
+	for _, p := range ids {
+		t := a.tasks[p]
+		changes := t.store.Dirty()
+		if len(changes) == 0 && !t.changed {
+			continue
+		}
+		for _, ch := range changes {
+			a.produce(ctx, &kgo.Record{
+				Topic:     a.p.spec.ChangelogTopic(),
+				Partition: p,
+				Key:       ch.Key.AppendBinary(nil),
+				Value:     ch.Value,
+			})
+		}
+		if a.p.emitUpdate {
+			wks := make([]state.WindowKey, 0, len(t.dirtyEmit))
+			for wk := range t.dirtyEmit {
+				wks = append(wks, wk)
+			}
+			slices.SortFunc(wks, func(x, y state.WindowKey) int {
+				if x.Key != y.Key {
+					if x.Key < y.Key {
+						return -1
+					}
+					return 1
+				}
+				return cmp64(x.Start, y.Start)
+			})
+			for _, wk := range wks {
+				if row, err := t.store.Get(wk); err == nil && row != nil {
+					a.emit(ctx, t, result{wk: wk, row: row})
+				}
+			}
+			clear(t.dirtyEmit)
+		}
+		work = append(work, &flushWork{t: t, changes: changes})
+	}
+	if len(work) == 0 && !a.dirtySrc {
+		a.lastCommit = a.clock.Now()
+		return nil
+	}
+	if err := a.flushProducer(ctx); err != nil {
+		return err
+	}
+	a.crashPoint(CrashAfterFlush)
+
+	// 2. Markers.
+	for _, w := range work {
+		w.t.flushSeq++
+		w.marker = -1
+		cp := w.t.checkpoint()
+		a.cl.Produce(ctx, &kgo.Record{
+			Topic:     a.p.spec.ChangelogTopic(),
+			Partition: w.t.partition,
+			Key:       state.MarkerKey,
+			Value:     cp.AppendBinary(nil),
+		}, func(r *kgo.Record, err error) {
+			if err != nil {
+				a.setProduceErr(fmt.Errorf("produce commit marker to %s/%d: %w", r.Topic, r.Partition, err))
+				return
+			}
+			w.marker = r.Offset
+		})
+	}
+	if err := a.flushProducer(ctx); err != nil {
+		return err
+	}
+	a.crashPoint(CrashAfterMarker)
+
+	// 3. Input offsets.
+	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	add := func(sp state.SourcePartition, next int64) {
+		if offsets[sp.Topic] == nil {
+			offsets[sp.Topic] = make(map[int32]kgo.EpochOffset)
+		}
+		offsets[sp.Topic][sp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: next}
+	}
+	for _, w := range work {
+		for sp, next := range w.t.inputPos {
+			add(sp, next)
+		}
+	}
+	for sp, next := range a.srcPos {
+		add(sp, next)
+	}
+	if len(offsets) > 0 {
+		var cerr error
+		a.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				cerr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if e := kerr.ErrorForCode(p.ErrorCode); e != nil && cerr == nil {
+						cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, e)
+					}
+				}
+			}
+		})
+		if cerr != nil {
+			return fmt.Errorf("commit offsets: %w", cerr)
+		}
+	}
+	a.dirtySrc = false
+	a.crashPoint(CrashAfterOffset)
+
+	// 4. Pebble.
+	for _, w := range work {
+		if w.marker < 0 {
+			return errors.New("commit marker acknowledged without an offset")
+		}
+		cp := w.t.checkpoint()
+		cp.TopicID = a.clTopic
+		cp.ChangelogNext = w.marker + 1
+		if err := w.t.store.Commit(w.changes, cp); err != nil {
+			return err
+		}
+		w.t.cp = cp
+		w.t.changed = false
+	}
+	a.m.commits.Inc()
+	a.lastCommit = a.clock.Now()
+	return nil
+}
+
+func (a *App) flushProducer(ctx context.Context) error {
+	if err := a.cl.Flush(ctx); err != nil {
+		return fmt.Errorf("flush producer: %w", err)
+	}
+	return a.produceErr()
+}
+
+// onAssigned restores the state of newly assigned aggregation partitions
+// before any of their records are processed (franz-go runs it before
+// fetching them, serialized with polling).
+func (a *App) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.learnSourcePositions(ctx, assigned)
+	var parts []int32
+	for topic, ps := range assigned {
+		if !a.isAggInput(topic) {
+			continue
+		}
+		for _, p := range ps {
+			if _, ok := a.tasks[p]; !ok && !slices.Contains(parts, p) {
+				parts = append(parts, p)
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return
+	}
+	slices.Sort(parts)
+	a.ready.Store(false)
+	a.m.ready.Set(0)
+	spec := a.p.spec
+	for _, p := range parts {
+		ts := a.db.TaskStore(spec.Store, p, a.p.aggSpecs, a.cfg.CacheRows)
+		label := strconv.Itoa(int(p))
+		a.restorer.Progress = func(_ string, _ int32, done, total int64) {
+			a.m.restoreDone.WithLabelValues(spec.Store, label).Set(float64(done))
+			a.m.restoreTotal.WithLabelValues(spec.Store, label).Set(float64(total))
+		}
+		res, err := a.restorer.Restore(ctx, spec.ChangelogTopic(), p, ts)
+		if err != nil {
+			a.fail(fmt.Errorf("restore %s partition %d: %w", spec.ChangelogTopic(), p, err))
+			return
+		}
+		a.m.restored.Add(float64(res.Records))
+		t := newTask(p, ts, res.Checkpoint, a.clock.Now())
+		if err := t.rebuildIndex(a.p); err != nil {
+			a.fail(fmt.Errorf("index restored state of partition %d: %w", p, err))
+			return
+		}
+		a.tasks[p] = t
+		a.log.Info("partition restored", "partition", p, "records", res.Records, "from_scratch", res.FromScratch,
+			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "open_windows", len(t.open),
+			"took", res.Took.Round(time.Millisecond))
+	}
+	a.m.tasks.Set(float64(len(a.tasks)))
+	if !a.closing.Load() {
+		a.ready.Store(true)
+		a.m.ready.Set(1)
+	}
+}
+
+func (a *App) fail(err error) {
+	a.log.Error("fatal", "err", err)
+	select {
+	case a.fatal <- err:
+	default:
+	}
+}
+
+// onRevoked commits everything, then drops the revoked partitions. The
+// partitions' Pebble state stays on disk: if they come back, only the
+// changelog tail is restored.
+func (a *App) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if err := a.commitLocked(ctx); err != nil {
+		a.fail(fmt.Errorf("commit on revoke: %w", err))
+		a.dropLocked(revoked)
+		return
+	}
+	a.dropLocked(revoked)
+}
+
+// onLost drops partitions without committing (another member may already
+// own them): uncommitted work is discarded and will be redone there.
+func (a *App) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dropLocked(lost)
+}
+
+func (a *App) dropLocked(parts map[string][]int32) {
+	for topic, ps := range parts {
+		for _, p := range ps {
+			delete(a.srcPos, state.SourcePartition{Topic: topic, Partition: p})
+			a.pg.drop(state.SourcePartition{Topic: topic, Partition: p})
+			if a.isAggInput(topic) {
+				if t, ok := a.tasks[p]; ok {
+					t.store.DropCache()
+					delete(a.tasks, p)
+				}
+			}
+		}
+	}
+	a.m.tasks.Set(float64(len(a.tasks)))
+}
+
+// learnSourcePositions tells the partition group where each newly assigned
+// source partition starts and ends, so it waits for a partition that has a
+// backlog instead of racing ahead of it. Failures only cost ordering
+// quality (logged), never correctness.
+func (a *App) learnSourcePositions(ctx context.Context, assigned map[string][]int32) {
+	var topics []string
+	for topic := range assigned {
+		if !a.isAggInput(topic) {
+			topics = append(topics, topic)
+		}
+	}
+	if len(topics) == 0 {
+		return
+	}
+	adm := kadm.NewClient(a.cl)
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err == nil {
+		err = ends.Error()
+	}
+	starts, err2 := adm.ListStartOffsets(ctx, topics...)
+	committed, err3 := adm.FetchOffsets(ctx, a.p.spec.GroupID())
+	if err = errors.Join(err, err2, err3); err != nil {
+		a.log.Warn("could not learn source positions; ordering across partitions may suffer", "err", err)
+		return
+	}
+	now := a.clock.Now()
+	for _, topic := range topics {
+		for _, p := range assigned[topic] {
+			end, _ := ends.Lookup(topic, p)
+			next := int64(0)
+			if s, ok := starts.Lookup(topic, p); ok {
+				next = s.Offset
+			}
+			if c, ok := committed.Lookup(topic, p); ok && c.At >= 0 {
+				next = c.At
+			}
+			a.pg.known(state.SourcePartition{Topic: topic, Partition: p}, next, end.Offset, now)
+		}
+	}
+}

@@ -1,0 +1,70 @@
+package processor
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are eddy's Prometheus metrics. They are registered only on the
+// registerer given in Config (none when it is nil), never globally.
+type metrics struct {
+	recordsIn     *prometheus.CounterVec
+	recordsOut    *prometheus.CounterVec
+	deadLetters   *prometheus.CounterVec
+	late          prometheus.Counter
+	filtered      prometheus.Counter
+	duplicates    prometheus.Counter
+	commitSeconds prometheus.Histogram
+	commits       prometheus.Counter
+	restoreDone   *prometheus.GaugeVec
+	restoreTotal  *prometheus.GaugeVec
+	restored      prometheus.Counter
+	lag           *prometheus.GaugeVec
+	streamTime    *prometheus.GaugeVec
+	openWindows   *prometheus.GaugeVec
+	ready         prometheus.Gauge
+	tasks         prometheus.Gauge
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		recordsIn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_records_in_total", Help: "Records read, by topic."}, []string{"topic"}),
+		recordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_records_out_total", Help: "Records written and acknowledged, by topic."}, []string{"topic"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_dead_letters_total", Help: "Records sent to the dead-letter topic, by error class."}, []string{"class"}),
+		late: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eddy_late_records_total", Help: "Records that arrived after all their windows closed (sent to the late topic)."}),
+		filtered: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eddy_filtered_records_total", Help: "Records the pipeline filter rejected."}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eddy_duplicate_records_skipped_total", Help: "Re-delivered records skipped because their effect is already in state."}),
+		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "eddy_commit_duration_seconds", Help: "Time to flush state, commit offsets and write Pebble.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		commits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eddy_commits_total", Help: "Completed commits."}),
+		restoreDone: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_restore_records_done", Help: "Changelog records restored so far in the current restore, by partition."}, []string{"store", "partition"}),
+		restoreTotal: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_restore_records_total", Help: "Changelog records to restore in the current restore, by partition."}, []string{"store", "partition"}),
+		restored: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eddy_restored_records_total", Help: "Changelog records restored since start."}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_consumer_lag_records", Help: "Records between the last processed offset and the partition end, by topic and partition."}, []string{"topic", "partition"}),
+		streamTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_stream_time_seconds", Help: "Stream time of each task (highest event time seen, or idle-advanced), Unix seconds."}, []string{"partition"}),
+		openWindows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_open_windows", Help: "Windows held in state, waiting to close, by partition."}, []string{"partition"}),
+		ready: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eddy_ready", Help: "1 when every owned partition's state is restored and the worker is processing."}),
+		tasks: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eddy_tasks", Help: "Aggregation tasks (owned partitions) in this worker."}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.recordsIn, m.recordsOut, m.deadLetters, m.late, m.filtered, m.duplicates,
+			m.commitSeconds, m.commits, m.restoreDone, m.restoreTotal, m.restored, m.lag,
+			m.streamTime, m.openWindows, m.ready, m.tasks)
+	}
+	return m
+}

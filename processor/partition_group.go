@@ -1,0 +1,126 @@
+package processor
+
+// The partition group orders the repartition stage's input by event time.
+//
+// Every source partition feeds every aggregation task through the
+// repartition topic, and a task's stream time is the highest event time it
+// has seen. If the stage forwarded one source partition's whole backlog
+// before another's (which is what a fetch of a large backlog returns), the
+// second partition's records would all arrive behind stream time and be
+// late: a replay would give different results from the live run. So the
+// stage buffers fetched records per source partition and always forwards
+// the buffered head with the lowest event time, keeping each partition's
+// own order. When a partition's buffer is empty but the partition is known
+// to have more records (its high watermark is beyond what was fetched), the
+// stage waits for them, up to maxWait, before moving on without it (as
+// Kafka Streams' max.task.idle.ms).
+
+import (
+	"math"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/state"
+)
+
+type srcItem struct {
+	rec *kgo.Record
+	ev  event
+	re  *RecordError
+}
+
+type srcQueue struct {
+	sp         state.SourcePartition
+	items      []srcItem
+	next       int64 // offset after the last buffered record (or the known position)
+	hwm        int64 // high watermark from the latest fetch or listing
+	emptySince time.Time
+}
+
+func (q *srcQueue) lagging() bool { return q.hwm > q.next }
+
+type partitionGroup struct {
+	queues  map[state.SourcePartition]*srcQueue
+	maxWait time.Duration
+}
+
+func newPartitionGroup(maxWait time.Duration) *partitionGroup {
+	return &partitionGroup{queues: make(map[state.SourcePartition]*srcQueue), maxWait: maxWait}
+}
+
+func (g *partitionGroup) queue(sp state.SourcePartition, now time.Time) *srcQueue {
+	q := g.queues[sp]
+	if q == nil {
+		q = &srcQueue{sp: sp, emptySince: now}
+		g.queues[sp] = q
+	}
+	return q
+}
+
+// known records a partition's position and end, learned at assignment.
+func (g *partitionGroup) known(sp state.SourcePartition, next, hwm int64, now time.Time) {
+	q := g.queue(sp, now)
+	q.next, q.hwm = next, hwm
+}
+
+// add buffers prepared records of one fetched partition.
+func (g *partitionGroup) add(sp state.SourcePartition, items []srcItem, hwm int64, now time.Time) {
+	q := g.queue(sp, now)
+	q.items = append(q.items, items...)
+	if n := len(items); n > 0 {
+		q.next = items[n-1].rec.Offset + 1
+	}
+	q.hwm = max(q.hwm, hwm)
+}
+
+// drop forgets a partition (revoked or lost).
+func (g *partitionGroup) drop(sp state.SourcePartition) { delete(g.queues, sp) }
+
+func itemTime(it srcItem) int64 {
+	if it.re != nil || it.ev.filtered {
+		return math.MinInt64 // nothing to order: forward at once
+	}
+	return it.ev.ts
+}
+
+// drain forwards buffered records in event-time order until a lagging
+// partition's buffer is empty (and has been for less than maxWait) or all
+// buffers are empty.
+func (g *partitionGroup) drain(now time.Time, fn func(srcItem) error) error {
+	for {
+		var best *srcQueue
+		for _, q := range g.queues {
+			if len(q.items) == 0 {
+				if q.lagging() && now.Sub(q.emptySince) < g.maxWait {
+					return nil // wait for this partition's records
+				}
+				continue
+			}
+			if best == nil || itemTime(q.items[0]) < itemTime(best.items[0]) ||
+				(itemTime(q.items[0]) == itemTime(best.items[0]) && lessSP(q.sp, best.sp)) {
+				best = q
+			}
+		}
+		if best == nil {
+			return nil
+		}
+		it := best.items[0]
+		best.items[0] = srcItem{}
+		best.items = best.items[1:]
+		if len(best.items) == 0 {
+			best.items = nil
+			best.emptySince = now
+		}
+		if err := fn(it); err != nil {
+			return err
+		}
+	}
+}
+
+func lessSP(a, b state.SourcePartition) bool {
+	if a.Topic != b.Topic {
+		return a.Topic < b.Topic
+	}
+	return a.Partition < b.Partition
+}

@@ -1,0 +1,224 @@
+package processor
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Error classes of records that cannot be processed. Each dead-letter record
+// carries its class in the eddy.error.class header, and the
+// eddy_dead_letters_total metric counts by class.
+var (
+	ErrDecode          = errors.New("decode")             // the value is not what the source format says
+	ErrEventTime       = errors.New("event_time")         // the event time field is missing or unusable
+	ErrFutureTimestamp = errors.New("future_timestamp")   // event time too far ahead of the wall clock
+	ErrMissingKey      = errors.New("missing_key_field")  // a grouping key field is missing
+	ErrExpression      = errors.New("expression")         // a filter or where expression failed
+	ErrAggregateField  = errors.New("aggregate_field")    // an aggregate's input is not a usable value
+	ErrKeyTooLong      = errors.New("key_too_long")       // the grouping key exceeds the store's limit
+	ErrInternalHeader  = errors.New("bad_internal_record") // a repartition record lacks eddy's headers
+)
+
+// RecordError is why one record could not be processed, and where it was.
+type RecordError struct {
+	Class     error // one of the Err* classes above
+	Topic     string
+	Partition int32
+	Offset    int64
+	Field     string // the field at fault, if any
+	Err       error
+}
+
+func (e *RecordError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s/%d@%d: %s", e.Topic, e.Partition, e.Offset, e.Class)
+	if e.Field != "" {
+		fmt.Fprintf(&b, ": field %q", e.Field)
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, ": %v", e.Err)
+	}
+	return b.String()
+}
+
+func (e *RecordError) Unwrap() []error { return []error{e.Class, e.Err} }
+
+// valueDecoder turns a record value into fields. JSON now; Avro with a
+// registry slots in here.
+type valueDecoder interface {
+	Decode(value []byte) (map[string]any, error)
+}
+
+type jsonDecoder struct{}
+
+func (jsonDecoder) Decode(value []byte) (map[string]any, error) {
+	var m map[string]any
+	if err := json.Unmarshal(value, &m); err != nil {
+		return nil, err
+	}
+	if m == nil {
+		return nil, errors.New("value is not a JSON object")
+	}
+	return m, nil
+}
+
+// eventTime reads the event time of a record in milliseconds: from field
+// (a number of ms, or an RFC 3339 string) or, when field is empty, the
+// record timestamp.
+func eventTime(fields map[string]any, field string, rec *kgo.Record) (int64, error) {
+	if field == "" {
+		return rec.Timestamp.UnixMilli(), nil
+	}
+	v, ok := fields[field]
+	if !ok || v == nil {
+		return 0, fmt.Errorf("missing")
+	}
+	switch t := v.(type) {
+	case float64:
+		if math.IsNaN(t) || math.IsInf(t, 0) {
+			return 0, fmt.Errorf("not a finite number")
+		}
+		return int64(t), nil
+	case int64:
+		return t, nil
+	case int:
+		return int64(t), nil
+	case string:
+		ts, err := time.Parse(time.RFC3339Nano, t)
+		if err != nil {
+			return 0, fmt.Errorf("not RFC 3339 or epoch milliseconds: %q", t)
+		}
+		return ts.UnixMilli(), nil
+	case time.Time:
+		return t.UnixMilli(), nil
+	}
+	return 0, fmt.Errorf("type %T is neither a number of milliseconds nor an RFC 3339 string", v)
+}
+
+// keyString renders one key field value.
+func keyString(v any) (string, bool) {
+	switch t := v.(type) {
+	case nil:
+		return "", false
+	case string:
+		return t, true
+	case float64:
+		return strconv.FormatFloat(t, 'f', -1, 64), true
+	case int64:
+		return strconv.FormatInt(t, 10), true
+	case int:
+		return strconv.Itoa(t), true
+	case bool:
+		return strconv.FormatBool(t), true
+	}
+	return fmt.Sprint(v), true
+}
+
+// groupKey builds the grouping key: a JSON array of the key fields' values
+// as strings, e.g. ["checkout","/pay"]. It is the key of repartition and
+// output records.
+func groupKey(fields map[string]any, keyFields []string) (string, string, error) {
+	parts := make([]string, len(keyFields))
+	for i, f := range keyFields {
+		s, ok := keyString(fields[f])
+		if !ok {
+			return "", f, fmt.Errorf("missing or null")
+		}
+		parts[i] = s
+	}
+	b, _ := json.Marshal(parts)
+	return string(b), "", nil
+}
+
+// numeric reads an aggregate's input value. ok is false when the field is
+// absent or null (the aggregate is not updated by this record).
+func numeric(v any) (f float64, ok bool, err error) {
+	switch t := v.(type) {
+	case nil:
+		return 0, false, nil
+	case float64:
+		return t, true, nil
+	case float32:
+		return float64(t), true, nil
+	case int64:
+		return float64(t), true, nil
+	case int32:
+		return float64(t), true, nil
+	case int:
+		return float64(t), true, nil
+	case bool:
+		if t {
+			return 1, true, nil
+		}
+		return 0, true, nil
+	case string:
+		f, err := strconv.ParseFloat(t, 64)
+		if err != nil {
+			return 0, false, fmt.Errorf("%q is not a number", t)
+		}
+		return f, true, nil
+	}
+	return 0, false, fmt.Errorf("type %T is not a number", v)
+}
+
+// Header names eddy sets.
+const (
+	hdrSource     = "eddy.src"      // repartition: source topic, partition, offset (binary)
+	hdrOrigKey    = "eddy.orig-key" // repartition: the record's original key
+	hdrErrClass   = "eddy.error.class"
+	hdrErrMessage = "eddy.error.message"
+	hdrErrField   = "eddy.error.field"
+	hdrSrcTopic   = "eddy.source.topic"
+	hdrSrcPart    = "eddy.source.partition"
+	hdrSrcOffset  = "eddy.source.offset"
+	hdrLateWindow = "eddy.late.window"
+	hdrLateStream = "eddy.late.stream-time"
+	hdrLateEvent  = "eddy.late.event-time"
+)
+
+func encodeSource(topic string, partition int32, offset int64) []byte {
+	b := binary.AppendVarint(nil, int64(partition))
+	b = binary.AppendVarint(b, offset)
+	return append(b, topic...)
+}
+
+func decodeSource(b []byte) (topic string, partition int32, offset int64, ok bool) {
+	p, n := binary.Varint(b)
+	if n <= 0 {
+		return "", 0, 0, false
+	}
+	o, m := binary.Varint(b[n:])
+	if m <= 0 {
+		return "", 0, 0, false
+	}
+	return string(b[n+m:]), int32(p), o, true
+}
+
+// sourceOf returns where a record originally came from: its eddy.src
+// header for repartition records, else itself.
+func sourceOf(rec *kgo.Record) (topic string, partition int32, offset int64, key []byte, headers []kgo.RecordHeader) {
+	topic, partition, offset, key = rec.Topic, rec.Partition, rec.Offset, rec.Key
+	for _, h := range rec.Headers {
+		switch h.Key {
+		case hdrSource:
+			if t, p, o, ok := decodeSource(h.Value); ok {
+				topic, partition, offset = t, p, o
+			}
+		case hdrOrigKey:
+			key = h.Value
+		default:
+			headers = append(headers, h)
+		}
+	}
+	return
+}
+
+func strHeader(k, v string) kgo.RecordHeader { return kgo.RecordHeader{Key: k, Value: []byte(v)} }

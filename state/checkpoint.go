@@ -1,0 +1,146 @@
+package state
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// SourcePartition names one partition of one topic.
+type SourcePartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Checkpoint is the position that a task's state reflects. The same
+// structure is written in two places: as the value of the commit marker that
+// ends every flush in the changelog (ChangelogNext and TopicID zero), and in
+// Pebble next to the rows (all fields), in the same batch as the rows.
+type Checkpoint struct {
+	// TopicID is the Kafka topic id of the changelog the state was built
+	// from. A different id means the changelog was deleted and recreated
+	// (eddy reset): local state is stale and is rebuilt.
+	TopicID [16]byte
+	// ChangelogNext is the next changelog offset to restore from.
+	ChangelogNext int64
+	// InputNext is the next input offset to process: records below it are
+	// already in the state, even if the group's committed offset is lower.
+	InputNext int64
+	// StreamTime is the task's stream time (ms) after the flush.
+	StreamTime int64
+	// FlushSeq numbers flushes of the task.
+	FlushSeq uint64
+	// Upstream holds, per upstream source partition, the highest source
+	// offset whose record is in the state. Records re-sent to the
+	// repartition topic after a crash carry offsets at or below it and are
+	// skipped, so at-least-once upstream never double counts here.
+	Upstream map[SourcePartition]int64
+}
+
+const checkpointVersion = 1
+
+// AppendBinary appends the encoding of cp to dst. It is deterministic.
+func (cp Checkpoint) AppendBinary(dst []byte) []byte {
+	dst = append(dst, checkpointVersion)
+	dst = append(dst, cp.TopicID[:]...)
+	dst = binary.AppendVarint(dst, cp.ChangelogNext)
+	dst = binary.AppendVarint(dst, cp.InputNext)
+	dst = binary.AppendVarint(dst, cp.StreamTime)
+	dst = binary.AppendUvarint(dst, cp.FlushSeq)
+	keys := make([]SourcePartition, 0, len(cp.Upstream))
+	for k := range cp.Upstream {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b SourcePartition) int {
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return int(a.Partition) - int(b.Partition)
+	})
+	dst = binary.AppendUvarint(dst, uint64(len(keys)))
+	for _, k := range keys {
+		dst = binary.AppendUvarint(dst, uint64(len(k.Topic)))
+		dst = append(dst, k.Topic...)
+		dst = binary.AppendVarint(dst, int64(k.Partition))
+		dst = binary.AppendVarint(dst, cp.Upstream[k])
+	}
+	return dst
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = fmt.Errorf("truncated varint: %w", ErrCorruptState)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = fmt.Errorf("truncated uvarint: %w", ErrCorruptState)
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes(n uint64) []byte {
+	if d.err != nil {
+		return nil
+	}
+	if uint64(len(d.b)) < n {
+		d.err = fmt.Errorf("truncated: want %d bytes, have %d: %w", n, len(d.b), ErrCorruptState)
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+// ParseCheckpoint decodes what AppendBinary wrote.
+func ParseCheckpoint(b []byte) (Checkpoint, error) {
+	var cp Checkpoint
+	if len(b) < 1 || b[0] != checkpointVersion {
+		return cp, fmt.Errorf("checkpoint: unknown version: %w", ErrCorruptState)
+	}
+	d := &decoder{b: b[1:]}
+	copy(cp.TopicID[:], d.bytes(16))
+	cp.ChangelogNext = d.varint()
+	cp.InputNext = d.varint()
+	cp.StreamTime = d.varint()
+	cp.FlushSeq = d.uvarint()
+	n := d.uvarint()
+	if n > 1<<20 {
+		return cp, fmt.Errorf("checkpoint: %d upstream partitions: %w", n, ErrCorruptState)
+	}
+	if n > 0 {
+		cp.Upstream = make(map[SourcePartition]int64, n)
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		topic := string(d.bytes(d.uvarint()))
+		p := int32(d.varint())
+		cp.Upstream[SourcePartition{topic, p}] = d.varint()
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = fmt.Errorf("checkpoint: %d trailing bytes: %w", len(d.b), ErrCorruptState)
+	}
+	if d.err != nil {
+		return Checkpoint{}, fmt.Errorf("checkpoint: %w", d.err)
+	}
+	return cp, nil
+}

@@ -1,0 +1,330 @@
+package state
+
+// This file holds the Pebble layout of window stores and the per-task cache.
+//
+// Key layout (all integers big-endian, so byte order is numeric order):
+//
+//	window row:  'w' | store name | 0x00 | partition (4) | key length (2) | key | start (8) | end (8)
+//	checkpoint:  'c' | store name | 0x00 | partition (4)
+//
+// start and end have their sign bit flipped so negative times sort first.
+// Everything of one task shares the prefix 'w' | store | 0x00 | partition, so
+// wiping a task (a damaged or stale store) is one range delete.
+//
+// Invariant: Pebble is written only by Commit and Restore, each in one batch
+// that carries the task's Checkpoint. The rows in Pebble therefore always
+// reflect exactly the changelog prefix named by the checkpoint.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// ErrCorruptState marks local state that cannot be trusted; the caller
+// rebuilds it from the changelog.
+var ErrCorruptState = errors.New("local state is corrupt")
+
+// MaxKeyLen is the longest grouping key eddy stores (bytes).
+const MaxKeyLen = 32 << 10
+
+// DB is the Pebble database that holds every store of one eddy process.
+type DB struct {
+	pdb *pebble.DB
+}
+
+// Open opens (creating if needed) the state database in dir.
+func Open(dir string) (*DB, error) {
+	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	if err != nil {
+		return nil, fmt.Errorf("open state in %s: %w: %w", dir, ErrCorruptState, err)
+	}
+	return &DB{pdb: pdb}, nil
+}
+
+// quietLogger drops Pebble's informational messages (they are noise in
+// eddy's logs); errors still surface through the calls that fail.
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any)  {}
+func (quietLogger) Errorf(string, ...any) {}
+func (quietLogger) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf("pebble: "+format, args...))
+}
+
+// Close closes the database.
+func (db *DB) Close() error { return db.pdb.Close() }
+
+// WindowKey identifies one window of one grouping key. Start is inclusive;
+// End is exclusive for time windows and the last event time for sessions.
+type WindowKey struct {
+	Key        string
+	Start, End int64
+}
+
+func flip(v int64) uint64 { return uint64(v) ^ (1 << 63) }
+
+// AppendBinary appends the changelog encoding of k: key length (2), key,
+// start (8), end (8).
+func (k WindowKey) AppendBinary(dst []byte) []byte {
+	dst = binary.BigEndian.AppendUint16(dst, uint16(len(k.Key)))
+	dst = append(dst, k.Key...)
+	dst = binary.BigEndian.AppendUint64(dst, flip(k.Start))
+	return binary.BigEndian.AppendUint64(dst, flip(k.End))
+}
+
+// ParseWindowKey decodes what AppendBinary wrote.
+func ParseWindowKey(b []byte) (WindowKey, error) {
+	if len(b) < 2 {
+		return WindowKey{}, fmt.Errorf("window key of %d bytes: %w", len(b), ErrCorruptState)
+	}
+	n := int(binary.BigEndian.Uint16(b))
+	if len(b) != 2+n+16 {
+		return WindowKey{}, fmt.Errorf("window key of %d bytes, want %d: %w", len(b), 2+n+16, ErrCorruptState)
+	}
+	return WindowKey{
+		Key:   string(b[2 : 2+n]),
+		Start: int64(binary.BigEndian.Uint64(b[2+n:]) ^ (1 << 63)),
+		End:   int64(binary.BigEndian.Uint64(b[2+n+8:]) ^ (1 << 63)),
+	}, nil
+}
+
+func taskPrefix(kind byte, store string, partition int32) []byte {
+	p := make([]byte, 0, len(store)+6)
+	p = append(p, kind)
+	p = append(p, store...)
+	p = append(p, 0)
+	return binary.BigEndian.AppendUint32(p, uint32(partition))
+}
+
+// prefixEnd returns the smallest key greater than every key with prefix p.
+func prefixEnd(p []byte) []byte {
+	end := slices.Clone(p)
+	for i := len(end) - 1; i >= 0; i-- {
+		end[i]++
+		if end[i] != 0 {
+			return end[:i+1]
+		}
+	}
+	return nil
+}
+
+type cached struct {
+	row   *Row // nil when deleted
+	dirty bool
+}
+
+// Change is one pending state change of a task: a row to write, or a
+// deletion when Row is nil. Value is the row's encoding (nil for deletion).
+type Change struct {
+	Key   WindowKey
+	Row   *Row
+	Value []byte
+}
+
+// TaskStore is the window store of one task (one store, one partition).
+// It is owned by one goroutine. Updates go to an in-memory cache; Dirty
+// lists them for the changelog; Commit writes them to Pebble together with
+// the checkpoint once the changelog has them.
+type TaskStore struct {
+	db        *DB
+	specs     []AggSpec
+	rowPrefix []byte
+	cpKey     []byte
+	cache     map[WindowKey]*cached
+	maxCached int
+}
+
+// TaskStore returns the store named store for partition. maxCached bounds
+// how many clean rows stay in memory after a commit (0 means 100000).
+func (db *DB) TaskStore(store string, partition int32, specs []AggSpec, maxCached int) *TaskStore {
+	if maxCached <= 0 {
+		maxCached = 100000
+	}
+	return &TaskStore{
+		db:        db,
+		specs:     specs,
+		rowPrefix: taskPrefix('w', store, partition),
+		cpKey:     taskPrefix('c', store, partition),
+		cache:     make(map[WindowKey]*cached),
+		maxCached: maxCached,
+	}
+}
+
+func (t *TaskStore) rowKey(k WindowKey) []byte {
+	return k.AppendBinary(slices.Clip(t.rowPrefix))
+}
+
+// Get returns the row of k, or nil if there is none.
+func (t *TaskStore) Get(k WindowKey) (*Row, error) {
+	if c, ok := t.cache[k]; ok {
+		return c.row, nil
+	}
+	v, closer, err := t.db.pdb.Get(t.rowKey(k))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read window %q [%d,%d]: %w", k.Key, k.Start, k.End, err)
+	}
+	defer closer.Close()
+	r, err := DecodeRow(t.specs, v)
+	if err != nil {
+		return nil, fmt.Errorf("window %q [%d,%d]: %w: %w", k.Key, k.Start, k.End, ErrCorruptState, err)
+	}
+	t.cache[k] = &cached{row: r}
+	return r, nil
+}
+
+// Put records r as the new row of k.
+func (t *TaskStore) Put(k WindowKey, r *Row) { t.cache[k] = &cached{row: r, dirty: true} }
+
+// Delete records the removal of k.
+func (t *TaskStore) Delete(k WindowKey) { t.cache[k] = &cached{dirty: true} }
+
+// Dirty returns the pending changes in key order, so the changelog and
+// Pebble see them deterministically.
+func (t *TaskStore) Dirty() []Change {
+	var out []Change
+	for k, c := range t.cache {
+		if !c.dirty {
+			continue
+		}
+		ch := Change{Key: k, Row: c.row}
+		if c.row != nil {
+			ch.Value = c.row.AppendBinary(nil)
+		}
+		out = append(out, ch)
+	}
+	slices.SortFunc(out, func(a, b Change) int {
+		if c := bytes.Compare([]byte(a.Key.Key), []byte(b.Key.Key)); c != 0 {
+			return c
+		}
+		if a.Key.Start != b.Key.Start {
+			return cmpInt(a.Key.Start, b.Key.Start)
+		}
+		return cmpInt(a.Key.End, b.Key.End)
+	})
+	return out
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// Commit writes changes and cp to Pebble in one batch, then marks the
+// cache clean. It is called only after the changelog holds the changes
+// (DESIGN.md, "The commit", step 3).
+func (t *TaskStore) Commit(changes []Change, cp Checkpoint) error {
+	b := t.db.pdb.NewBatch()
+	defer b.Close()
+	for _, ch := range changes {
+		if ch.Value == nil {
+			_ = b.Delete(t.rowKey(ch.Key), nil)
+		} else {
+			_ = b.Set(t.rowKey(ch.Key), ch.Value, nil)
+		}
+	}
+	_ = b.Set(t.cpKey, cp.AppendBinary(nil), nil)
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("write state batch: %w", err)
+	}
+	for _, ch := range changes {
+		if c, ok := t.cache[ch.Key]; ok && c.row == ch.Row {
+			c.dirty = false
+			if c.row == nil {
+				delete(t.cache, ch.Key)
+			}
+		}
+	}
+	if len(t.cache) > t.maxCached {
+		for k, c := range t.cache {
+			if !c.dirty {
+				delete(t.cache, k)
+			}
+		}
+	}
+	return nil
+}
+
+// applyRaw writes changelog records (raw bytes; nil value deletes) and cp
+// to Pebble in one batch. Used by restore; the cache must be empty.
+func (t *TaskStore) applyRaw(keys, values [][]byte, cp Checkpoint) error {
+	b := t.db.pdb.NewBatch()
+	defer b.Close()
+	for i, k := range keys {
+		full := append(slices.Clip(t.rowPrefix), k...)
+		if values[i] == nil {
+			_ = b.Delete(full, nil)
+		} else {
+			_ = b.Set(full, values[i], nil)
+		}
+	}
+	_ = b.Set(t.cpKey, cp.AppendBinary(nil), nil)
+	return b.Commit(pebble.NoSync)
+}
+
+// Checkpoint returns the task's checkpoint; ok is false when there is none.
+func (t *TaskStore) Checkpoint() (cp Checkpoint, ok bool, err error) {
+	v, closer, err := t.db.pdb.Get(t.cpKey)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Checkpoint{}, false, nil
+	}
+	if err != nil {
+		return Checkpoint{}, false, err
+	}
+	defer closer.Close()
+	cp, err = ParseCheckpoint(v)
+	if err != nil {
+		return Checkpoint{}, false, err
+	}
+	return cp, true, nil
+}
+
+// Wipe removes every row and the checkpoint of the task, and empties the
+// cache: the task will be rebuilt from its changelog.
+func (t *TaskStore) Wipe() error {
+	b := t.db.pdb.NewBatch()
+	defer b.Close()
+	_ = b.DeleteRange(t.rowPrefix, prefixEnd(t.rowPrefix), nil)
+	_ = b.Delete(t.cpKey, nil)
+	clear(t.cache)
+	return b.Commit(pebble.Sync)
+}
+
+// Scan calls fn for every window stored in Pebble for this task, in key
+// order. Used after restore to rebuild the index of open windows.
+func (t *TaskStore) Scan(fn func(WindowKey) error) error {
+	it, err := t.db.pdb.NewIter(&pebble.IterOptions{LowerBound: t.rowPrefix, UpperBound: prefixEnd(t.rowPrefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k, err := ParseWindowKey(it.Key()[len(t.rowPrefix):])
+		if err != nil {
+			return err
+		}
+		if _, err := DecodeRow(t.specs, it.Value()); err != nil {
+			return fmt.Errorf("window %q: %w: %w", k.Key, ErrCorruptState, err)
+		}
+		if err := fn(k); err != nil {
+			return err
+		}
+	}
+	return it.Error()
+}
+
+// DropCache forgets every cached row, dirty or not (used on revoke after a
+// failed commit: the changelog, not memory, is the truth).
+func (t *TaskStore) DropCache() { clear(t.cache) }
