@@ -280,10 +280,8 @@ func (p *pipeline) update(t *task, wk state.WindowKey, ins []aggInput, base *sta
 		}
 		if r == nil {
 			r = state.NewRow(p.aggSpecs)
-		} else {
-			r = r.Clone()
 		}
-		row = r
+		row = r // updated in place: the store's cache owns it
 	}
 	p.apply(row, ins)
 	t.store.Put(wk, row)
