@@ -45,7 +45,7 @@ type Config struct {
 	// and InstanceID is empty? no: always 45s unless set).
 	SessionTimeout time.Duration
 	// CacheRows bounds clean rows kept in memory per task. Default 100000.
-	CacheRows int
+	CacheRows  int
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	Clock      Clock
@@ -68,11 +68,11 @@ type App struct {
 	db       *state.DB
 	clTopic  [16]byte // changelog topic id
 
-	mu     sync.Mutex // held while processing, committing, assigning, revoking
-	tasks  map[int32]*task
-	srcPos map[state.SourcePartition]int64 // repartition stage: next source offset to commit
-	pg     *partitionGroup                 // repartition stage: buffered source records
-	dirtySrc bool
+	mu         sync.Mutex // held while processing, committing, assigning, revoking
+	tasks      map[int32]*task
+	srcPos     map[state.SourcePartition]int64 // repartition stage: next source offset to commit
+	pg         *partitionGroup                 // repartition stage: buffered source records
+	dirtySrc   bool
 	lastCommit time.Time
 
 	prodMu  sync.Mutex
@@ -80,9 +80,9 @@ type App struct {
 
 	crashAt CrashPoint // test hook, from EDDY_TEST_CRASH_AT
 
-	ready    atomic.Bool
-	closing  atomic.Bool
-	fatal    chan error
+	ready   atomic.Bool
+	closing atomic.Bool
+	fatal   chan error
 }
 
 // New validates cfg and prepares an App; Run starts it.
@@ -110,15 +110,15 @@ func New(cfg Config) (*App, error) {
 		return nil, err
 	}
 	return &App{
-		cfg:    cfg,
-		p:      p,
-		log:    cfg.Logger.With("app", cfg.Spec.App),
-		clock:  cfg.Clock,
-		m:      newMetrics(cfg.Registerer),
-		tasks:  make(map[int32]*task),
-		srcPos: make(map[state.SourcePartition]int64),
-		pg:     newPartitionGroup(time.Second),
-		fatal:  make(chan error, 1),
+		cfg:     cfg,
+		p:       p,
+		log:     cfg.Logger.With("app", cfg.Spec.App),
+		clock:   cfg.Clock,
+		m:       newMetrics(cfg.Registerer),
+		tasks:   make(map[int32]*task),
+		srcPos:  make(map[state.SourcePartition]int64),
+		pg:      newPartitionGroup(time.Second),
+		fatal:   make(chan error, 1),
 		crashAt: CrashPoint(os.Getenv("EDDY_TEST_CRASH_AT")),
 	}, nil
 }

@@ -17,13 +17,13 @@ import (
 // carries its class in the eddy.error.class header, and the
 // eddy_dead_letters_total metric counts by class.
 var (
-	ErrDecode          = errors.New("decode")             // the value is not what the source format says
-	ErrEventTime       = errors.New("event_time")         // the event time field is missing or unusable
-	ErrFutureTimestamp = errors.New("future_timestamp")   // event time too far ahead of the wall clock
-	ErrMissingKey      = errors.New("missing_key_field")  // a grouping key field is missing
-	ErrExpression      = errors.New("expression")         // a filter or where expression failed
-	ErrAggregateField  = errors.New("aggregate_field")    // an aggregate's input is not a usable value
-	ErrKeyTooLong      = errors.New("key_too_long")       // the grouping key exceeds the store's limit
+	ErrDecode          = errors.New("decode")              // the value is not what the source format says
+	ErrEventTime       = errors.New("event_time")          // the event time field is missing or unusable
+	ErrFutureTimestamp = errors.New("future_timestamp")    // event time too far ahead of the wall clock
+	ErrMissingKey      = errors.New("missing_key_field")   // a grouping key field is missing
+	ErrExpression      = errors.New("expression")          // a filter or where expression failed
+	ErrAggregateField  = errors.New("aggregate_field")     // an aggregate's input is not a usable value
+	ErrKeyTooLong      = errors.New("key_too_long")        // the grouping key exceeds the store's limit
 	ErrInternalHeader  = errors.New("bad_internal_record") // a repartition record lacks eddy's headers
 )
 

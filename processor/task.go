@@ -45,11 +45,11 @@ type task struct {
 	closeQ   int64Heap                   // distinct close times
 	sessions map[string][]session        // session windows only: per key, sorted
 
-	upstream map[state.SourcePartition]int64 // highest offset applied per upstream partition
-	inputPos map[state.SourcePartition]int64 // next offset per input partition (for commit)
-	dirtyEmit map[state.WindowKey]struct{}   // emit=update: windows changed since last flush
-	flushSeq uint64
-	changed  bool // processed input since the last flush
+	upstream  map[state.SourcePartition]int64 // highest offset applied per upstream partition
+	inputPos  map[state.SourcePartition]int64 // next offset per input partition (for commit)
+	dirtyEmit map[state.WindowKey]struct{}    // emit=update: windows changed since last flush
+	flushSeq  uint64
+	changed   bool // processed input since the last flush
 }
 
 type int64Heap []int64
@@ -148,9 +148,9 @@ func (t *task) rebuildIndex(p *pipeline) error {
 // evaluates everything before any state changes, so a record either counts
 // fully or goes to the dead-letter topic.
 type aggInput struct {
-	skip bool // where was false or the field is absent
-	num  float64
-	str  string
+	skip  bool // where was false or the field is absent
+	num   float64
+	str   string
 	isStr bool
 }
 

@@ -493,7 +493,6 @@ func deref(p *float64) any {
 	return *p
 }
 
-
 // e2eSetup creates topics and writes the pipeline for one run.
 type e2e struct {
 	brokers            []string

@@ -101,4 +101,3 @@ func consumerGroupDescribe(t *testing.T, brokers []string, group string) string 
 	}
 	return string(out)
 }
-
