@@ -511,8 +511,8 @@ func fmtWindow(wk state.WindowKey) string {
 	return "[" + fmtTime(wk.Start) + ", " + fmtTime(wk.End) + ")"
 }
 
-// encodeResult renders a result as JSON: the key fields as an object, the
-// window bounds in RFC 3339, and each aggregate by name (null when it saw
+// encodeResult renders a result as JSON: the key fields as an object (and
+// each also at the top level), the window bounds in RFC 3339, and each aggregate by name (null when it saw
 // no value).
 func (p *pipeline) encodeResult(r result) []byte {
 	var parts []string
@@ -525,6 +525,9 @@ func (p *pipeline) encodeResult(r result) []byte {
 	}
 	out := make(map[string]any, len(p.spec.Aggregates)+3)
 	out["key"] = key
+	for f, v := range key {
+		out[f] = v
+	}
 	out["window_start"] = fmtTime(r.wk.Start)
 	out["window_end"] = fmtTime(r.wk.End)
 	for i, ag := range p.spec.Aggregates {
