@@ -17,7 +17,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/deploy/pipelines"
-	"github.com/eddy-streams/eddy/internal/generator"
 	"github.com/eddy-streams/eddy/processor"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -142,32 +141,6 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	wg.Wait()
 	close(errs)
 	return <-errs
-}
-
-// generate produces demo events at rate per second until ctx ends.
-func generate(ctx context.Context, brokers []string, topic string, rate int) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic))
-	if err != nil {
-		return err
-	}
-	defer cl.Close()
-	g := generator.New(uint64(time.Now().UnixNano()))
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	per := max(1, rate/20)
-	for {
-		select {
-		case <-ctx.Done():
-			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			return cl.Flush(fctx)
-		case now := <-tick.C:
-			for range per {
-				b, _ := json.Marshal(g.Next(now))
-				cl.Produce(ctx, &kgo.Record{Value: b}, nil)
-			}
-		}
-	}
 }
 
 // printResults prints each result record on the output topic, starting at

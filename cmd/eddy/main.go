@@ -28,7 +28,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(runCmd(), describeCmd(), demoCmd(), settingsCmd())
+	root.AddCommand(runCmd(), describeCmd(), demoCmd(), settingsCmd(), generateCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "eddy:", err)
 		os.Exit(1)

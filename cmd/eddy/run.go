@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/processor"
 	"github.com/eddy-streams/eddy/topology"
@@ -38,16 +39,27 @@ Start several with the same pipeline to share the partitions; stopping one
 			if err != nil {
 				return fmt.Errorf("--session-timeout: %w", err)
 			}
+			clientOpts, err := brokerOpts(cmd)
+			if err != nil {
+				return err
+			}
+			cacheRows, err := applyMemoryLimit(log, flagString(cmd, "memory-limit"))
+			if err != nil {
+				return err
+			}
 			return runPipeline(cmd.Context(), log, spec, runOptions{
 				brokers:        splitBrokers(flagString(cmd, "brokers")),
 				stateDir:       flagString(cmd, "state-dir"),
 				httpAddr:       flagString(cmd, "http-addr"),
 				instanceID:     flagString(cmd, "instance-id"),
 				sessionTimeout: st,
+				cacheRows:      cacheRows,
+				clientOpts:     clientOpts,
 			}, nil)
 		},
 	}
 	addSettings(cmd, "file", "brokers", "state-dir", "http-addr", "instance-id", "session-timeout", "log-level")
+	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "tls", "tls-ca-file", "memory-limit")
 	return cmd
 }
 
@@ -57,6 +69,8 @@ type runOptions struct {
 	httpAddr       string
 	instanceID     string
 	sessionTimeout time.Duration
+	cacheRows      int       // per task; 0: the processor's default
+	clientOpts     []kgo.Opt // TLS and SASL
 }
 
 // runPipeline serves HTTP and runs the pipeline until ctx ends. started, if
@@ -70,6 +84,8 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 		StateDir:       o.stateDir,
 		InstanceID:     o.instanceID,
 		SessionTimeout: o.sessionTimeout,
+		CacheRows:      o.cacheRows,
+		ClientOpts:     o.clientOpts,
 		Logger:         log,
 		Registerer:     reg,
 	})

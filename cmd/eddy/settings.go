@@ -12,7 +12,7 @@ import (
 // setting is one worker setting: its flag, environment variable, default
 // and meaning. This table is the single source of truth: flags are
 // registered from it, environment variables override defaults through it,
-// and `eddy settings` prints it for docs/settings.md.
+// and `eddy settings` prints it for docs/operations.md.
 type setting struct {
 	flag, env, def, doc string
 	short               string
@@ -26,6 +26,12 @@ var settings = []setting{
 	{flag: "instance-id", env: "EDDY_INSTANCE_ID", def: "", doc: "Static group membership id (e.g. the pod name). Restarts within the session timeout keep this worker's partitions."},
 	{flag: "session-timeout", env: "EDDY_SESSION_TIMEOUT", def: "45s", doc: "Consumer group session timeout: how long a silent worker keeps its partitions."},
 	{flag: "log-level", env: "EDDY_LOG_LEVEL", def: "info", doc: "debug, info, warn or error."},
+	{flag: "sasl-mechanism", env: "EDDY_SASL_MECHANISM", def: "", doc: "SASL mechanism for the brokers: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (none when empty). Needs --sasl-username-file and --sasl-password-file."},
+	{flag: "sasl-username-file", env: "EDDY_SASL_USERNAME_FILE", def: "", doc: "File holding the SASL username, e.g. a key of a mounted Kubernetes Secret. Read at start and at every authentication, so rotated credentials are picked up."},
+	{flag: "sasl-password-file", env: "EDDY_SASL_PASSWORD_FILE", def: "", doc: "File holding the SASL password, read like --sasl-username-file."},
+	{flag: "tls", env: "EDDY_TLS", def: "false", doc: "Connect to the brokers over TLS (true or false), verifying them against the system roots or --tls-ca-file."},
+	{flag: "tls-ca-file", env: "EDDY_TLS_CA_FILE", def: "", doc: "PEM file of the CA certificates that sign the brokers' certificates. Setting it turns TLS on."},
+	{flag: "memory-limit", env: "EDDY_MEMORY_LIMIT", def: "auto", doc: "Memory this worker may use: bytes, or with a unit (512Mi, 2Gi, 1G); auto reads the container's cgroup v2 memory.max; 0 means unlimited. Sizes the row cache of each task (a quarter of the limit for eight tasks, at 1 KiB a row, between 1000 and 100000 rows) and Go's soft memory limit (90% of it, unless GOMEMLIMIT is set)."},
 }
 
 func settingFor(flag string) setting {
