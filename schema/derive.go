@@ -1,0 +1,127 @@
+package schema
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Output describes the result records of a pipeline, for DeriveOutput.
+type Output struct {
+	// Name is the Avro record name, e.g. "http_requests_result". Required.
+	Name string
+	// Namespace is the Avro namespace, e.g. "eddy.pipelines". Optional.
+	Namespace string
+	// Doc is the record's documentation, e.g. the pipeline's description.
+	// Optional.
+	Doc string
+	// KeyFields are the grouping key fields, in key order. Each becomes a
+	// string field.
+	KeyFields []string
+	// Aggregates are the aggregate names, in spec order. Each becomes a
+	// nullable double (null when the window saw no value for it).
+	Aggregates []string
+}
+
+// Names of the window bound fields of every result record.
+const (
+	FieldWindowStart = "window_start"
+	FieldWindowEnd   = "window_end"
+)
+
+// DeriveOutput returns the Avro schema of a pipeline's result records:
+//
+//	each key field           "string"
+//	window_start             {"type":"long","logicalType":"timestamp-millis"}, inclusive
+//	window_end               {"type":"long","logicalType":"timestamp-millis"}, exclusive
+//	each aggregate           ["null","double"] with default null
+//
+// in that order. The text is compact JSON and depends only on o: the same
+// Output always gives byte-identical text, so registering it again on every
+// start is idempotent and a changed pipeline is a new schema version. Adding
+// an aggregate is a backward-compatible change (it has a default);
+// removing one or changing the key is compatible only in some directions,
+// as the registry's compatibility check reports.
+func DeriveOutput(o Output) (string, error) {
+	if !isAvroName(o.Name) {
+		return "", fmt.Errorf("%w: record name %q: use letters, digits and '_', not starting with a digit", ErrInvalidSchema, o.Name)
+	}
+	if o.Namespace != "" {
+		for _, part := range strings.Split(o.Namespace, ".") {
+			if !isAvroName(part) {
+				return "", fmt.Errorf("%w: namespace %q: use dot-separated names of letters, digits and '_'", ErrInvalidSchema, o.Namespace)
+			}
+		}
+	}
+	seen := map[string]string{FieldWindowStart: "the window start", FieldWindowEnd: "the window end"}
+	add := func(name, what string) error {
+		if !isAvroName(name) {
+			return fmt.Errorf("%w: %s %q is not a valid Avro field name: use letters, digits and '_', not starting with a digit", ErrInvalidSchema, what, name)
+		}
+		if prev, dup := seen[name]; dup {
+			return fmt.Errorf("%w: %s %q has the name of %s", ErrInvalidSchema, what, name, prev)
+		}
+		seen[name] = what + " " + name
+		return nil
+	}
+
+	type field struct {
+		Name    string          `json:"name"`
+		Type    any             `json:"type"`
+		Default json.RawMessage `json:"default,omitempty"`
+		Doc     string          `json:"doc,omitempty"`
+	}
+	type logical struct {
+		Type        string `json:"type"`
+		LogicalType string `json:"logicalType"`
+	}
+	type record struct {
+		Type      string  `json:"type"`
+		Name      string  `json:"name"`
+		Namespace string  `json:"namespace,omitempty"`
+		Doc       string  `json:"doc,omitempty"`
+		Fields    []field `json:"fields"`
+	}
+	rec := record{Type: "record", Name: o.Name, Namespace: o.Namespace, Doc: o.Doc, Fields: []field{}}
+	for _, k := range o.KeyFields {
+		if err := add(k, "key field"); err != nil {
+			return "", err
+		}
+		rec.Fields = append(rec.Fields, field{Name: k, Type: "string", Doc: "grouping key field"})
+	}
+	ts := logical{Type: "long", LogicalType: "timestamp-millis"}
+	rec.Fields = append(rec.Fields,
+		field{Name: FieldWindowStart, Type: ts, Doc: "start of the window, inclusive"},
+		field{Name: FieldWindowEnd, Type: ts, Doc: "end of the window, exclusive"})
+	for _, a := range o.Aggregates {
+		if err := add(a, "aggregate"); err != nil {
+			return "", err
+		}
+		rec.Fields = append(rec.Fields, field{Name: a, Type: []string{"null", "double"}, Default: json.RawMessage("null"),
+			Doc: "aggregate " + a + "; null when the window had no value for it"})
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return "", err // cannot happen: only strings and fixed structs
+	}
+	if _, err := ParseSchema(string(b)); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// isAvroName reports whether s is a valid Avro name: [A-Za-z_][A-Za-z0-9_]*.
+func isAvroName(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i, r := range s {
+		switch {
+		case r == '_', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z':
+		case r >= '0' && r <= '9' && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
