@@ -56,7 +56,7 @@ var (
 
 // deadLetterClasses are the record classes, in the order DeadLetterClass
 // tries them.
-var deadLetterClasses = []error{ErrTooShort, ErrBadMagic, ErrUnknownSchema, ErrWrongSubject, ErrAvroDecode}
+var deadLetterClasses = []error{ErrTooShort, ErrBadMagic, ErrWrongSubject, ErrUnknownSchema, ErrAvroDecode}
 
 // DeadLetterClass returns the record class of err (one of ErrTooShort,
 // ErrBadMagic, ErrUnknownSchema, ErrWrongSubject, ErrAvroDecode) and true

@@ -183,7 +183,7 @@ func (d *Decoder) resolve(ctx context.Context, id int) (*Schema, error) {
 	case errors.Is(err, ErrRegistryUnavailable):
 		return nil, err
 	case errors.Is(err, ErrUnknownSchema):
-		return nil, fmt.Errorf("%w: %w", ErrUnknownSchema, err)
+		return nil, err
 	case errors.Is(err, ErrInvalidSchema):
 		return nil, fmt.Errorf("%w: %w", ErrAvroDecode, err)
 	default:
@@ -201,7 +201,9 @@ func (d *Decoder) resolve(ctx context.Context, id int) (*Schema, error) {
 	case errors.Is(err, ErrRegistryUnavailable):
 		return nil, err
 	case errors.Is(err, ErrUnknownSchema) || errors.Is(err, ErrUnknownSubject) || errors.Is(err, ErrUnknownVersion):
-		return nil, fmt.Errorf("%w: schema %d is not registered under subject %q: %w", ErrWrongSubject, id, d.subject, err)
+		// %v, not %w: the error must carry one class, and the registry's
+		// "unknown schema" here means "not under this subject".
+		return nil, fmt.Errorf("%w: schema %d is not registered under subject %q (%v)", ErrWrongSubject, id, d.subject, err)
 	default:
 		return nil, fmt.Errorf("%w: %w", ErrRegistryUnavailable, err)
 	}
