@@ -22,7 +22,8 @@ import (
 //	Avro float, double                  float64
 //	Avro string, enum (symbol), uuid    string
 //	Avro boolean                        bool
-//	timestamp-millis/micros, local-timestamp-*, date    time.Time (UTC)
+//	timestamp-millis/micros, date       time.Time (UTC)
+//	local-timestamp-millis/micros       time.Time (the wall time, in UTC)
 //	null, or the null branch of a union nil
 //	a union                             the value of its branch, normalised
 //	                                    (never a {"type": value} wrapper)
@@ -53,6 +54,7 @@ type Decoder struct {
 // until the entry expires.
 type decodeEntry struct {
 	s     *Schema
+	plan  *recordPlan // nil when the schema is not a record
 	err   error
 	until time.Time // for errors: ask the registry again after this
 }
@@ -106,25 +108,31 @@ func (d *Decoder) Decode(ctx context.Context, b []byte) (map[string]any, error) 
 	if err != nil {
 		return nil, &DecodeError{ID: -1, Subject: d.subject, Err: err}
 	}
-	s, err := d.Schema(ctx, id)
+	e, err := d.entry(ctx, id)
 	if err != nil {
 		return nil, err
 	}
-	m, err := d.decodeBody(s, body)
+	m, err := d.decodeBody(e, body)
 	if err != nil {
 		return nil, &DecodeError{ID: id, Subject: d.subject, Err: err}
 	}
 	return m, nil
 }
 
-func (d *Decoder) decodeBody(s *Schema, body []byte) (map[string]any, error) {
+func (d *Decoder) decodeBody(e *decodeEntry, body []byte) (map[string]any, error) {
+	s := e.s
+	if e.plan == nil {
+		return nil, fmt.Errorf("%w: schema %d is a %s, not a record", ErrAvroDecode, s.ID, s.Avro.Type())
+	}
 	r := d.readers.Get().(*avro.Reader)
-	defer d.readers.Put(r)
+	defer func() {
+		r.Reset(nil) // do not keep the record alive in the pool
+		d.readers.Put(r)
+	}()
 	r.Reset(body)
 	r.Error = nil
 
-	var v any
-	r.ReadVal(s.Avro, &v)
+	m := e.plan.read(r)
 	if r.Error != nil {
 		if errors.Is(r.Error, io.EOF) || errors.Is(r.Error, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("%w: the body (%d bytes) ends before the record does: truncated, or written with another schema", ErrAvroDecode, len(body))
@@ -135,10 +143,6 @@ func (d *Decoder) decodeBody(s *Schema, body []byte) (map[string]any, error) {
 	if r.Read(one[:]); r.Error == nil {
 		return nil, fmt.Errorf("%w: bytes left over after the record (body %d bytes): written with another schema, or corrupt", ErrAvroDecode, len(body))
 	}
-	m, ok := normalise(v).(map[string]any)
-	if !ok {
-		return nil, fmt.Errorf("%w: schema %d is a %s, not a record", ErrAvroDecode, s.ID, s.Avro.Type())
-	}
 	return m, nil
 }
 
@@ -146,12 +150,20 @@ func (d *Decoder) decodeBody(s *Schema, body []byte) (map[string]any, error) {
 // against the pinned subject, cached. Errors are *DecodeError values as
 // from Decode. The processor can call it to resolve an id without a record.
 func (d *Decoder) Schema(ctx context.Context, id int) (*Schema, error) {
+	e, err := d.entry(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	return e.s, nil
+}
+
+func (d *Decoder) entry(ctx context.Context, id int) (*decodeEntry, error) {
 	d.mu.RLock()
 	e := d.ids[id]
 	d.mu.RUnlock()
 	if e != nil {
 		if e.err == nil {
-			return e.s, nil
+			return e, nil
 		}
 		if d.now().Before(e.until) {
 			return nil, e.err
@@ -168,10 +180,12 @@ func (d *Decoder) Schema(ctx context.Context, id int) (*Schema, error) {
 		}
 		return nil, derr
 	}
+	e = &decodeEntry{s: s}
+	e.plan, _ = compilePlan(s.Avro)
 	d.mu.Lock()
-	d.ids[id] = &decodeEntry{s: s}
+	d.ids[id] = e
 	d.mu.Unlock()
-	return s, nil
+	return e, nil
 }
 
 // resolve asks the registry about id. The error wraps exactly one of
