@@ -1,0 +1,391 @@
+package state
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestWindowKeyRoundTrip(t *testing.T) {
+	for _, k := range []WindowKey{
+		{},
+		{Key: "a", Start: 0, End: 60_000},
+		{Key: `["checkout","/pay"]`, Start: 1_748_865_600_000, End: 1_748_865_660_000},
+		{Key: "ünïcode ✓", Start: -1, End: 0},
+		{Key: "\x00\xff\x00", Start: math.MinInt64, End: math.MaxInt64},
+		{Key: strings.Repeat("k", MaxKeyLen), Start: -60_000, End: -1},
+	} {
+		b := k.AppendBinary(nil)
+		if len(b) != 2+len(k.Key)+16 {
+			t.Errorf("%q: %d bytes, want %d", k.Key, len(b), 2+len(k.Key)+16)
+		}
+		got, err := ParseWindowKey(b)
+		if err != nil || got != k {
+			t.Errorf("ParseWindowKey(AppendBinary(%+v)) = %+v, %v", k, got, err)
+		}
+		// Appending keeps what dst held.
+		if b2 := k.AppendBinary([]byte("prefix")); !bytes.Equal(b2[6:], b) || string(b2[:6]) != "prefix" {
+			t.Errorf("%q: AppendBinary to a non-empty slice changed its prefix or the encoding", k.Key)
+		}
+	}
+}
+
+// TestWindowKeyOrder: for one key, byte order of the encoding is numeric
+// order of (start, end), negative times first, so a key's windows scan
+// oldest first. Across keys the order is by key length, then bytes (the
+// encoding is length-prefixed): deterministic, but not lexicographic.
+func TestWindowKeyOrder(t *testing.T) {
+	times := []int64{math.MinInt64, -60_000, -1, 0, 1, 59_999, 60_000, 1 << 40, math.MaxInt64}
+	var keys []WindowKey
+	for _, s := range times {
+		for _, e := range times {
+			keys = append(keys, WindowKey{Key: "k", Start: s, End: e})
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 1))
+	rng.Shuffle(len(keys), func(i, j int) { keys[i], keys[j] = keys[j], keys[i] })
+	byBytes := slices.Clone(keys)
+	slices.SortFunc(byBytes, func(a, b WindowKey) int { return bytes.Compare(a.AppendBinary(nil), b.AppendBinary(nil)) })
+	byTime := slices.Clone(keys)
+	slices.SortFunc(byTime, func(a, b WindowKey) int {
+		if a.Start != b.Start {
+			return cmpInt(a.Start, b.Start)
+		}
+		return cmpInt(a.End, b.End)
+	})
+	if !slices.Equal(byBytes, byTime) {
+		t.Errorf("byte order differs from (start, end) order:\n%v\n%v", byBytes, byTime)
+	}
+	if byBytes[0].Start != math.MinInt64 {
+		t.Errorf("first window starts at %d, want the most negative time", byBytes[0].Start)
+	}
+
+	b := WindowKey{Key: "b"}.AppendBinary(nil)
+	aa := WindowKey{Key: "aa"}.AppendBinary(nil)
+	if bytes.Compare(b, aa) >= 0 {
+		t.Errorf(`key "b" sorts after "aa": the length prefix should order shorter keys first`)
+	}
+}
+
+func TestParseWindowKeyCorrupt(t *testing.T) {
+	good := WindowKey{Key: "abc", Start: 1, End: 2}.AppendBinary(nil)
+	inputs := [][]byte{nil, {0}, append(slices.Clone(good), 0)}
+	for n := range len(good) {
+		inputs = append(inputs, good[:n])
+	}
+	long := slices.Clone(good)
+	long[1] = 200 // claims a 200-byte key
+	inputs = append(inputs, long)
+	for _, in := range inputs {
+		if k, err := ParseWindowKey(in); !errors.Is(err, ErrCorruptState) {
+			t.Errorf("ParseWindowKey(%x) = %+v, %v; want an error wrapping ErrCorruptState", in, k, err)
+		}
+	}
+}
+
+func FuzzParseWindowKey(f *testing.F) {
+	f.Add(WindowKey{Key: "abc", Start: -1, End: 2}.AppendBinary(nil))
+	f.Add([]byte{0, 0})
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k, err := ParseWindowKey(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorruptState) {
+				t.Fatalf("error %v does not wrap ErrCorruptState", err)
+			}
+			return
+		}
+		if got := k.AppendBinary(nil); !bytes.Equal(got, b) {
+			t.Fatalf("%x parses to %+v, which encodes as %x", b, k, got)
+		}
+	})
+}
+
+// testSpecs are the aggregates of the rows in these tests.
+var testSpecs = []AggSpec{{Op: OpCount}, {Op: OpSum}, {Op: OpMax}, {Op: OpQuantile, Quantile: 0.99}, {Op: OpDistinct}}
+
+func testRow(vals ...float64) *Row {
+	r := NewRow(testSpecs)
+	for _, v := range vals {
+		for i := range testSpecs {
+			r.Add(i, v)
+		}
+	}
+	return r
+}
+
+func openDB(t *testing.T, dir string) *DB {
+	t.Helper()
+	db, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db
+}
+
+func sameRow(t *testing.T, what string, got, want *Row) {
+	t.Helper()
+	if got == nil || want == nil {
+		if got != want {
+			t.Errorf("%s: row %v, want %v", what, got, want)
+		}
+		return
+	}
+	if g, w := got.AppendBinary(nil), want.AppendBinary(nil); !bytes.Equal(g, w) {
+		t.Errorf("%s: row encodes as %x, want %x", what, g, w)
+	}
+}
+
+func scanAll(t *testing.T, ts *TaskStore) []WindowKey {
+	t.Helper()
+	var wks []WindowKey
+	if err := ts.Scan(func(wk WindowKey) error { wks = append(wks, wk); return nil }); err != nil {
+		t.Fatalf("scan: %v", err)
+	}
+	return wks
+}
+
+// TestCommitReopen: what Commit wrote survives closing and reopening the
+// database, with its checkpoint; what was not committed does not.
+func TestCommitReopen(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	ts := db.TaskStore("windows", 3, testSpecs, 0)
+	if _, ok, err := ts.Checkpoint(); ok || err != nil {
+		t.Fatalf("fresh store: checkpoint ok=%v err=%v, want none", ok, err)
+	}
+	rows := map[WindowKey]*Row{
+		{Key: "a", Start: -10, End: 0}: testRow(1, 2, 3),
+		{Key: "a", Start: 0, End: 10}:  testRow(4),
+		{Key: "b", Start: 0, End: 10}:  testRow(-5, 5),
+	}
+	gone := WindowKey{Key: "c", Start: 0, End: 10}
+	ts.Put(gone, testRow(9))
+	for k, r := range rows {
+		ts.Put(k, r)
+	}
+	cp := Checkpoint{TopicID: [16]byte{1, 2, 3}, ChangelogNext: 42, InputNext: 7, StreamTime: 9, FlushSeq: 1,
+		Upstream: map[SourcePartition]int64{{"src", 0}: 100, {"src", 1}: 5}}
+	if err := ts.Commit(ts.Dirty(), cp); err != nil {
+		t.Fatal(err)
+	}
+	// A second flush deletes one window; a third change is never committed.
+	ts.Delete(gone)
+	cp2 := cp
+	cp2.ChangelogNext, cp2.FlushSeq = 50, 2
+	if err := ts.Commit(ts.Dirty(), cp2); err != nil {
+		t.Fatal(err)
+	}
+	uncommitted := WindowKey{Key: "d", Start: 0, End: 10}
+	ts.Put(uncommitted, testRow(1))
+	if d := ts.Dirty(); len(d) != 1 || d[0].Key != uncommitted {
+		t.Errorf("after commit, dirty = %v; want only the new change", d)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = openDB(t, dir)
+	defer db.Close()
+	ts = db.TaskStore("windows", 3, testSpecs, 0)
+	for k, want := range rows {
+		got, err := ts.Get(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameRow(t, k.Key, got, want)
+	}
+	for _, k := range []WindowKey{gone, uncommitted} {
+		if r, err := ts.Get(k); r != nil || err != nil {
+			t.Errorf("Get(%v) after reopen = %v, %v; want nothing", k, r, err)
+		}
+	}
+	got, ok, err := ts.Checkpoint()
+	if err != nil || !ok {
+		t.Fatalf("checkpoint after reopen: ok=%v err=%v", ok, err)
+	}
+	if !checkpointsEqual(got, cp2) {
+		t.Errorf("checkpoint after reopen = %+v, want %+v", got, cp2)
+	}
+	want := []WindowKey{{Key: "a", Start: -10, End: 0}, {Key: "a", Start: 0, End: 10}, {Key: "b", Start: 0, End: 10}}
+	if wks := scanAll(t, ts); !slices.Equal(wks, want) {
+		t.Errorf("scan after reopen = %v, want %v", wks, want)
+	}
+	// Other partitions of the store are untouched.
+	if wks := scanAll(t, db.TaskStore("windows", 4, testSpecs, 0)); len(wks) != 0 {
+		t.Errorf("partition 4 holds %v", wks)
+	}
+}
+
+// TestCommitKeepsLaterChange: a row changed again after Dirty was taken
+// stays dirty after Commit of the earlier snapshot.
+func TestCommitKeepsLaterChange(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 0)
+	k := WindowKey{Key: "a", Start: 0, End: 10}
+	ts.Put(k, testRow(1))
+	changes := ts.Dirty()
+	ts.Put(k, testRow(1, 2))
+	if err := ts.Commit(changes, Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	d := ts.Dirty()
+	if len(d) != 1 || d[0].Key != k {
+		t.Fatalf("dirty after committing an older snapshot = %v, want the newer row", d)
+	}
+	sameRow(t, "dirty row", d[0].Row, testRow(1, 2))
+}
+
+// TestWipe removes every row and the checkpoint of one task, and nothing
+// of another partition, another store, or a store whose name extends it.
+func TestWipe(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	type id struct {
+		store string
+		part  int32
+	}
+	ids := []id{{"windows", 0}, {"windows", 1}, {"windows", -1}, {"window", 0}, {"windows2", 0}, {"other", 0}}
+	stores := make(map[id]*TaskStore)
+	for n, x := range ids {
+		ts := db.TaskStore(x.store, x.part, testSpecs, 0)
+		stores[x] = ts
+		for i := range 3 {
+			ts.Put(WindowKey{Key: "k", Start: int64(i) * 10, End: int64(i)*10 + 10}, testRow(float64(n)))
+		}
+		ts.Put(WindowKey{Key: "\xff\xff", Start: math.MaxInt64, End: math.MaxInt64}, testRow(1))
+		if err := ts.Commit(ts.Dirty(), Checkpoint{FlushSeq: uint64(n + 1)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wiped := stores[id{"windows", 0}]
+	wiped.Put(WindowKey{Key: "cached", Start: 0, End: 1}, testRow(1))
+	if err := wiped.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	if wks := scanAll(t, wiped); len(wks) != 0 {
+		t.Errorf("wiped task still holds %v", wks)
+	}
+	if r, err := wiped.Get(WindowKey{Key: "k", Start: 0, End: 10}); r != nil || err != nil {
+		t.Errorf("wiped task: Get = %v, %v", r, err)
+	}
+	if d := wiped.Dirty(); len(d) != 0 {
+		t.Errorf("wiped task: dirty = %v, want an empty cache", d)
+	}
+	if _, ok, err := wiped.Checkpoint(); ok || err != nil {
+		t.Errorf("wiped task: checkpoint ok=%v err=%v, want none", ok, err)
+	}
+	for n, x := range ids[1:] {
+		// A fresh TaskStore reads Pebble, not the cache of the one above.
+		ts := db.TaskStore(x.store, x.part, testSpecs, 0)
+		if wks := scanAll(t, ts); len(wks) != 4 {
+			t.Errorf("%s/%d: %d windows after wiping windows/0, want 4", x.store, x.part, len(wks))
+		}
+		if cp, ok, err := ts.Checkpoint(); !ok || err != nil || cp.FlushSeq != uint64(n+2) {
+			t.Errorf("%s/%d: checkpoint %+v ok=%v err=%v after wiping windows/0", x.store, x.part, cp, ok, err)
+		}
+	}
+}
+
+// TestDirtySorted: Dirty lists changes by key, then start, then end,
+// whatever the order of the cache map, with deletions as nil values.
+func TestDirtySorted(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 0)
+	var want []WindowKey
+	for _, k := range []string{"", "a", "aa", "b"} {
+		for _, s := range []int64{-20, -10, 0, 10} {
+			for _, e := range []int64{s + 5, s + 10} {
+				want = append(want, WindowKey{Key: k, Start: s, End: e})
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(2, 2))
+	order := slices.Clone(want)
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	for i, k := range order {
+		if i%3 == 0 {
+			ts.Delete(k)
+		} else {
+			ts.Put(k, testRow(float64(i)))
+		}
+	}
+	first := ts.Dirty()
+	for range 10 {
+		again := ts.Dirty()
+		if len(again) != len(first) {
+			t.Fatal("Dirty changed between calls")
+		}
+		for i := range again {
+			if again[i].Key != first[i].Key || !bytes.Equal(again[i].Value, first[i].Value) {
+				t.Fatalf("Dirty differs between calls at %d: %v vs %v", i, again[i].Key, first[i].Key)
+			}
+		}
+	}
+	var got []WindowKey
+	for _, ch := range first {
+		got = append(got, ch.Key)
+		if (ch.Row == nil) != (ch.Value == nil) {
+			t.Errorf("%v: row %v with value %x", ch.Key, ch.Row, ch.Value)
+		}
+		if ch.Row != nil && !bytes.Equal(ch.Value, ch.Row.AppendBinary(nil)) {
+			t.Errorf("%v: value is not the row's encoding", ch.Key)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Dirty order:\n%v\nwant\n%v", got, want)
+	}
+}
+
+// TestCorruptRow: a row Pebble holds that does not decode is reported as
+// ErrCorruptState by Get and Scan, so the task is rebuilt from its
+// changelog instead of aggregating into garbage.
+func TestCorruptRow(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 0)
+	k := WindowKey{Key: "a", Start: 0, End: 10}
+	if err := ts.Commit([]Change{{Key: k, Value: []byte{0xff, 0x01}}}, Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	fresh := db.TaskStore("windows", 0, testSpecs, 0)
+	if r, err := fresh.Get(k); !errors.Is(err, ErrCorruptState) {
+		t.Errorf("Get of a corrupt row = %v, %v; want ErrCorruptState", r, err)
+	}
+	if err := fresh.Scan(func(WindowKey) error { return nil }); !errors.Is(err, ErrCorruptState) {
+		t.Errorf("Scan over a corrupt row: %v; want ErrCorruptState", err)
+	}
+}
+
+// TestCacheBound: after a commit, clean rows beyond maxCached are dropped
+// from memory and read back from Pebble unchanged.
+func TestCacheBound(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 2)
+	var keys []WindowKey
+	for i := range 5 {
+		k := WindowKey{Key: "a", Start: int64(i) * 10, End: int64(i)*10 + 10}
+		keys = append(keys, k)
+		ts.Put(k, testRow(float64(i)))
+	}
+	if err := ts.Commit(ts.Dirty(), Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(ts.cache); n > 2 {
+		t.Errorf("%d rows cached after commit, bound 2", n)
+	}
+	for i, k := range keys {
+		r, err := ts.Get(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameRow(t, "after eviction", r, testRow(float64(i)))
+	}
+}
