@@ -118,9 +118,9 @@ func ClientTimeout(d time.Duration) ClientOption {
 // ClientRetries sets how many attempts a call makes when the registry is
 // unavailable (at least 1), waiting minWait after the first failure and
 // doubling up to maxWait. Default 4 attempts, 100ms, 2s: a call gives up
-// after about 1.5s of waiting plus the attempts' own time, so the caller
-// (the processor pausing its partitions) sees an outage quickly and retries
-// the record itself.
+// after 0.7s of waiting plus the attempts' own time (each bounded by
+// ClientTimeout), so the caller (the processor pausing its partitions)
+// sees an outage within seconds and retries the record itself.
 func ClientRetries(attempts int, minWait, maxWait time.Duration) ClientOption {
 	return func(c *Client) { c.attempts, c.minWait, c.maxWait = attempts, minWait, maxWait }
 }
@@ -209,8 +209,8 @@ func (c *Client) fetchByID(ctx context.Context, id int) (*Schema, error) {
 	return &Schema{ID: id, Text: got.Schema(), Avro: parsed}, nil
 }
 
-// cached returns the parsed schema of id if the cache has it, else parses
-// text (without caching: the caller did not fetch it by id).
+// parsed returns the parsed schema of id if the cache has it with the same
+// text, else parses text (without caching it: it was not fetched by id).
 func (c *Client) parsed(id int, text string) (avro.Schema, error) {
 	c.mu.Lock()
 	e, ok := c.byID[id]
