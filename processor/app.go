@@ -2,6 +2,8 @@ package processor
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -63,10 +66,11 @@ type App struct {
 	m     *metrics
 
 	cl       *kgo.Client
+	sess     *kgo.GroupTransactSession // exactly_once only; cl is its client
+	eos      bool
 	rcl      *kgo.Client // restore reads
 	restorer *state.Restorer
 	db       *state.DB
-	clTopic  [16]byte // changelog topic id
 
 	mu         sync.Mutex // held while processing, committing, assigning, revoking
 	tasks      map[int32]*task
@@ -78,7 +82,9 @@ type App struct {
 	prodMu  sync.Mutex
 	prodErr error
 
-	crashAt CrashPoint // test hook, from EDDY_TEST_CRASH_AT
+	crashAt    CrashPoint // test hook, from EDDY_TEST_CRASH_AT=point[:k]
+	crashAfter int
+	crashCount int
 
 	ready   atomic.Bool
 	closing atomic.Bool
@@ -109,18 +115,27 @@ func New(cfg Config) (*App, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &App{
-		cfg:     cfg,
-		p:       p,
-		log:     cfg.Logger.With("app", cfg.Spec.App),
-		clock:   cfg.Clock,
-		m:       newMetrics(cfg.Registerer),
-		tasks:   make(map[int32]*task),
-		srcPos:  make(map[state.SourcePartition]int64),
-		pg:      newPartitionGroup(time.Second),
-		fatal:   make(chan error, 1),
-		crashAt: CrashPoint(os.Getenv("EDDY_TEST_CRASH_AT")),
-	}, nil
+	app := &App{
+		cfg:        cfg,
+		p:          p,
+		log:        cfg.Logger.With("app", cfg.Spec.App),
+		clock:      cfg.Clock,
+		m:          newMetrics(cfg.Registerer),
+		tasks:      make(map[int32]*task),
+		srcPos:     make(map[state.SourcePartition]int64),
+		pg:         newPartitionGroup(time.Second),
+		fatal:      make(chan error, 1),
+		crashAt:    CrashPoint(os.Getenv("EDDY_TEST_CRASH_AT")),
+		crashAfter: 2,
+		eos:        cfg.Spec.Processing == topology.ExactlyOnce,
+	}
+	if at, k, ok := strings.Cut(string(app.crashAt), ":"); ok {
+		app.crashAt = CrashPoint(at)
+		if n, err := strconv.Atoi(k); err == nil && n > 0 {
+			app.crashAfter = n
+		}
+	}
+	return app, nil
 }
 
 // Ready reports whether every owned partition is restored and processing.
@@ -171,12 +186,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("connect to %v: %w", a.cfg.Brokers, err)
 	}
-	parts, id, err := EnsureTopics(ctx, kadm.NewClient(admCl), spec)
+	parts, _, err := EnsureTopics(ctx, kadm.NewClient(admCl), spec)
 	admCl.Close()
 	if err != nil {
 		return err
 	}
-	a.clTopic = id
 	a.log.Info("topics ready", "partitions", parts, "changelog", spec.ChangelogTopic())
 
 	dir := filepath.Join(a.cfg.StateDir, spec.App)
@@ -222,9 +236,33 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if a.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(a.cfg.InstanceID))
 	}
-	a.cl, err = kgo.NewClient(opts...)
-	if err != nil {
-		return err
+	if a.eos {
+		txnID := spec.App + "-" + a.cfg.InstanceID
+		if a.cfg.InstanceID == "" {
+			txnID = spec.App + "-" + randomID()
+		}
+		opts = append(opts,
+			kgo.TransactionalID(txnID),
+			// Shorter than the session timeout, so a stalled worker's open
+			// transaction is aborted by the broker before the group hands
+			// its partitions to another worker.
+			kgo.TransactionTimeout(max(time.Second, a.cfg.SessionTimeout*2/3)),
+		)
+		a.sess, err = kgo.NewGroupTransactSession(opts...)
+		if err != nil {
+			return err
+		}
+		a.cl = a.sess.Client()
+		a.pg.maxWait = 0 // a transaction commits every polled offset: buffer nothing across commits
+		if err := a.sess.Begin(); err != nil {
+			a.sess.Close()
+			return fmt.Errorf("begin transaction: %w", err)
+		}
+	} else {
+		a.cl, err = kgo.NewClient(opts...)
+		if err != nil {
+			return err
+		}
 	}
 	defer func() {
 		a.closing.Store(true)
@@ -244,7 +282,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		a.tasks = map[int32]*task{}
 		a.mu.Unlock()
-		a.cl.Close() // leaves the group; revoke callback sees no tasks
+		if a.sess != nil {
+			a.sess.Close()
+		} else {
+			a.cl.Close() // leaves the group; revoke callback sees no tasks
+		}
 	}()
 
 	a.lastCommit = a.clock.Now()
@@ -501,6 +543,12 @@ func (a *App) emit(ctx context.Context, t *task, r result) {
 		Value:     a.p.encodeResult(r),
 		Timestamp: time.UnixMilli(r.wk.End),
 	})
+}
+
+func randomID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"

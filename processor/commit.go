@@ -60,8 +60,13 @@ const (
 	CrashAfterOffset CrashPoint = "after-offset" // offsets committed, Pebble not written
 )
 
-func (a *App) crashPoint(at CrashPoint) {
-	if a.crashAt == at {
+// crashPoint exits at the configured point of the crashAfter-th commit that
+// flushes state (default 2, so that there is committed state to keep).
+func (a *App) crashPoint(at CrashPoint, work []*flushWork) {
+	if a.crashAt != at || len(work) == 0 {
+		return
+	}
+	if a.crashCount++; a.crashCount >= a.crashAfter {
 		a.log.Error("test crash point reached; exiting", "at", at)
 		os.Exit(137)
 	}
@@ -74,13 +79,82 @@ type flushWork struct {
 }
 
 func (a *App) commitLocked(ctx context.Context) error {
+	work := a.flushTasks(ctx)
+	if a.eos {
+		return a.commitTxnLocked(ctx, work)
+	}
+	if len(work) == 0 && !a.dirtySrc {
+		a.lastCommit = a.clock.Now()
+		return nil
+	}
+	if err := a.flushProducer(ctx); err != nil {
+		return err
+	}
+	a.crashPoint(CrashAfterFlush, work)
+
+	// 2. Markers.
+	a.produceMarkers(ctx, work)
+	if err := a.flushProducer(ctx); err != nil {
+		return err
+	}
+	a.crashPoint(CrashAfterMarker, work)
+
+	// 3. Input offsets.
+	offsets := make(map[string]map[int32]kgo.EpochOffset)
+	add := func(sp state.SourcePartition, next int64) {
+		if offsets[sp.Topic] == nil {
+			offsets[sp.Topic] = make(map[int32]kgo.EpochOffset)
+		}
+		offsets[sp.Topic][sp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: next}
+	}
+	for _, w := range work {
+		for sp, next := range w.t.inputPos {
+			add(sp, next)
+		}
+	}
+	for sp, next := range a.srcPos {
+		add(sp, next)
+	}
+	if len(offsets) > 0 {
+		var cerr error
+		a.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+			if err != nil {
+				cerr = err
+				return
+			}
+			for _, t := range resp.Topics {
+				for _, p := range t.Partitions {
+					if e := kerr.ErrorForCode(p.ErrorCode); e != nil && cerr == nil {
+						cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, e)
+					}
+				}
+			}
+		})
+		if cerr != nil {
+			return fmt.Errorf("commit offsets: %w", cerr)
+		}
+	}
+	a.dirtySrc = false
+	a.crashPoint(CrashAfterOffset, work)
+
+	// 4. Pebble.
+	if err := a.writeStores(work); err != nil {
+		return err
+	}
+	a.m.commits.Inc()
+	a.lastCommit = a.clock.Now()
+	return nil
+}
+
+// flushTasks is step 1 of both protocols: it produces the dirty rows of
+// every changed task to its changelog partition and, in emit=update mode,
+// the changed windows to the output.
+func (a *App) flushTasks(ctx context.Context) []*flushWork {
 	ids := make([]int32, 0, len(a.tasks))
 	for p := range a.tasks {
 		ids = append(ids, p)
 	}
 	slices.Sort(ids)
-
-	// 1. Flush caches.
 	var work []*flushWork
 	for _, p := range ids {
 		t := a.tasks[p]
@@ -119,16 +193,12 @@ func (a *App) commitLocked(ctx context.Context) error {
 		}
 		work = append(work, &flushWork{t: t, changes: changes})
 	}
-	if len(work) == 0 && !a.dirtySrc {
-		a.lastCommit = a.clock.Now()
-		return nil
-	}
-	if err := a.flushProducer(ctx); err != nil {
-		return err
-	}
-	a.crashPoint(CrashAfterFlush)
+	return work
+}
 
-	// 2. Markers.
+// produceMarkers writes one commit marker per flushed task, recording the
+// marker's offset when it is acknowledged.
+func (a *App) produceMarkers(ctx context.Context, work []*flushWork) {
 	for _, w := range work {
 		w.t.flushSeq++
 		w.marker = -1
@@ -146,65 +216,106 @@ func (a *App) commitLocked(ctx context.Context) error {
 			w.marker = r.Offset
 		})
 	}
-	if err := a.flushProducer(ctx); err != nil {
-		return err
-	}
-	a.crashPoint(CrashAfterMarker)
+}
 
-	// 3. Input offsets.
-	offsets := make(map[string]map[int32]kgo.EpochOffset)
-	add := func(sp state.SourcePartition, next int64) {
-		if offsets[sp.Topic] == nil {
-			offsets[sp.Topic] = make(map[int32]kgo.EpochOffset)
-		}
-		offsets[sp.Topic][sp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: next}
+// writeStores is the last step of both protocols: each task's changes and
+// its new checkpoint go to Pebble in one batch.
+func (a *App) writeStores(work []*flushWork) error {
+	if len(work) == 0 {
+		return nil
 	}
-	for _, w := range work {
-		for sp, next := range w.t.inputPos {
-			add(sp, next)
-		}
-	}
-	for sp, next := range a.srcPos {
-		add(sp, next)
-	}
-	if len(offsets) > 0 {
-		var cerr error
-		a.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-			if err != nil {
-				cerr = err
-				return
-			}
-			for _, t := range resp.Topics {
-				for _, p := range t.Partitions {
-					if e := kerr.ErrorForCode(p.ErrorCode); e != nil && cerr == nil {
-						cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, e)
-					}
-				}
-			}
-		})
-		if cerr != nil {
-			return fmt.Errorf("commit offsets: %w", cerr)
-		}
-	}
-	a.dirtySrc = false
-	a.crashPoint(CrashAfterOffset)
-
-	// 4. Pebble.
-	for _, w := range work {
+	b := a.db.NewBatch()
+	cps := make([]state.Checkpoint, len(work))
+	for i, w := range work {
 		if w.marker < 0 {
 			return errors.New("commit marker acknowledged without an offset")
 		}
 		cp := w.t.checkpoint()
-		cp.TopicID = a.clTopic
+		cp.TopicID = w.t.cp.TopicID // learned by restore
 		cp.ChangelogNext = w.marker + 1
-		if err := w.t.store.Commit(w.changes, cp); err != nil {
-			return err
-		}
-		w.t.cp = cp
+		w.t.store.Stage(b, w.changes, cp)
+		cps[i] = cp
+	}
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	for i, w := range work {
+		w.t.cp = cps[i]
 		w.t.changed = false
 	}
-	a.m.commits.Inc()
+	return nil
+}
+
+// commitTxnLocked is the commit under exactly-once: everything produced
+// since the transaction began (outputs, repartition, late and dead-letter
+// records, changelog rows and markers) and the consumed offsets commit
+// atomically in one Kafka transaction; only then is Pebble written.
+//
+// Crash points: before the transaction commits, the broker aborts it (or
+// the next incarnation's fencing does), consumers with read_committed never
+// see its records, and restore never applies them; Pebble was not touched.
+// After it commits but before Pebble is written, Pebble is behind the
+// changelog and restore replays only that tail. No crash needs a full
+// rebuild of the store.
+//
+// A transaction that aborts without a crash (a rebalance revoked
+// partitions, or this worker was fenced) rewinds the consumer to the
+// committed offsets; the tasks go back to their Pebble state, which is
+// exactly the last committed state.
+func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
+	a.produceMarkers(ctx, work)
+	a.crashPoint(CrashAfterFlush, work)
+	a.crashPoint(CrashAfterMarker, work)
+	committed, err := a.sess.End(ctx, kgo.TryCommit)
+	if err != nil {
+		return fmt.Errorf("end transaction: %w", err)
+	}
+	if !committed {
+		a.log.Warn("transaction aborted (partitions were revoked, or this worker was fenced); going back to the last committed state")
+		if err := a.resetToCommittedLocked(); err != nil {
+			return err
+		}
+	} else {
+		a.crashPoint(CrashAfterOffset, work)
+		if err := a.writeStores(work); err != nil {
+			return err
+		}
+		a.dirtySrc = false
+		a.m.commits.Inc()
+	}
 	a.lastCommit = a.clock.Now()
+	if a.closing.Load() {
+		return nil
+	}
+	if err := a.sess.Begin(); err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	return nil
+}
+
+// resetToCommittedLocked drops everything not committed: cached state,
+// buffered source records, produce errors. Tasks are rebuilt from Pebble,
+// which holds exactly the last committed transaction's state.
+func (a *App) resetToCommittedLocked() error {
+	now := a.clock.Now()
+	for p, t := range a.tasks {
+		t.store.DropCache()
+		cp, _, err := t.store.Checkpoint()
+		if err != nil {
+			return fmt.Errorf("reset partition %d: %w", p, err)
+		}
+		nt := newTask(p, t.store, cp, now)
+		if err := nt.rebuildIndex(a.p); err != nil {
+			return fmt.Errorf("reset partition %d: %w", p, err)
+		}
+		a.tasks[p] = nt
+	}
+	a.pg = newPartitionGroup(0)
+	clear(a.srcPos)
+	a.dirtySrc = false
+	a.prodMu.Lock()
+	a.prodErr = nil
+	a.prodMu.Unlock()
 	return nil
 }
 
@@ -284,6 +395,13 @@ func (a *App) fail(err error) {
 func (a *App) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if a.eos {
+		// The transaction session aborts the open transaction at its next
+		// End (ending it here would deadlock); that End resets the tasks
+		// to their committed state. Only drop what is no longer ours.
+		a.dropLocked(revoked)
+		return
+	}
 	if err := a.commitLocked(ctx); err != nil {
 		a.fail(fmt.Errorf("commit on revoke: %w", err))
 		a.dropLocked(revoked)

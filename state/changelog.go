@@ -75,28 +75,49 @@ func NewRestorer(cl *kgo.Client) *Restorer {
 func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t *TaskStore) (RestoreResult, error) {
 	began := time.Now()
 	var res RestoreResult
-	topics, err := r.adm.ListTopics(ctx, topic)
+	var (
+		td         kadm.TopicDetail
+		start, end int64
+	)
+	// Metadata and offsets, retried while the cluster settles (a new
+	// topic without a leader yet, a leader election, a broker restart).
+	err := retry(ctx, 60*time.Second, func() error {
+		topics, err := r.adm.ListTopics(ctx, topic)
+		if err != nil {
+			return fmt.Errorf("describe changelog %s: %w", topic, err)
+		}
+		var ok bool
+		if td, ok = topics[topic]; !ok || td.Err != nil {
+			return fmt.Errorf("changelog %s: missing: %v", topic, td.Err)
+		}
+		if td.ID == (kadm.TopicID{}) {
+			return fmt.Errorf("changelog %s: metadata has no topic id yet", topic)
+		}
+		starts, err := r.adm.ListStartOffsets(ctx, topic)
+		if err == nil {
+			err = starts.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("changelog %s start offsets: %w", topic, err)
+		}
+		ends, err := r.adm.ListCommittedOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("changelog %s end offsets: %w", topic, err)
+		}
+		so, ok1 := starts.Lookup(topic, partition)
+		eo, ok2 := ends.Lookup(topic, partition)
+		if !ok1 || !ok2 {
+			return fmt.Errorf("changelog %s has no partition %d", topic, partition)
+		}
+		start, end = so.Offset, eo.Offset
+		return nil
+	})
 	if err != nil {
-		return res, fmt.Errorf("describe changelog %s: %w", topic, err)
+		return res, err
 	}
-	td, ok := topics[topic]
-	if !ok || td.Err != nil {
-		return res, fmt.Errorf("changelog %s: missing: %v", topic, td.Err)
-	}
-	starts, err := r.adm.ListStartOffsets(ctx, topic)
-	if err != nil {
-		return res, fmt.Errorf("changelog %s start offsets: %w", topic, err)
-	}
-	ends, err := r.adm.ListCommittedOffsets(ctx, topic)
-	if err != nil {
-		return res, fmt.Errorf("changelog %s end offsets: %w", topic, err)
-	}
-	so, ok1 := starts.Lookup(topic, partition)
-	eo, ok2 := ends.Lookup(topic, partition)
-	if !ok1 || !ok2 || so.Err != nil || eo.Err != nil {
-		return res, fmt.Errorf("changelog %s partition %d offsets: start %v end %v", topic, partition, so.Err, eo.Err)
-	}
-	start, end := so.Offset, eo.Offset
 
 	cp, ok, err := t.Checkpoint()
 	if err != nil {
@@ -123,6 +144,13 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 	t.DropCache()
 	from := cp.ChangelogNext
 	if from >= end {
+		if res.FromScratch {
+			// Record that the (empty) state reflects this changelog, so the
+			// next start does not treat it as missing.
+			if err := t.applyRaw(nil, nil, cp); err != nil {
+				return res, err
+			}
+		}
 		res.Checkpoint = cp
 		res.Took = time.Since(began)
 		return res, nil
@@ -212,4 +240,23 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 	res.Checkpoint = cp
 	res.Took = time.Since(began)
 	return res, nil
+}
+
+// retry calls fn until it succeeds, ctx ends, or limit passes, backing off
+// from 100ms to 2s between tries. It returns fn's last error.
+func retry(ctx context.Context, limit time.Duration, fn func() error) error {
+	deadline := time.Now().Add(limit)
+	wait := 100 * time.Millisecond
+	for {
+		err := fn()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return errors.Join(err, ctx.Err())
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, 2*time.Second)
+	}
 }

@@ -222,23 +222,54 @@ func cmpInt(a, b int64) int {
 	return 0
 }
 
-// Commit writes changes and cp to Pebble in one batch, then marks the
-// cache clean. It is called only after the changelog holds the changes
-// (DESIGN.md, "The commit", step 3).
-func (t *TaskStore) Commit(changes []Change, cp Checkpoint) error {
-	b := t.db.pdb.NewBatch()
-	defer b.Close()
-	for _, ch := range changes {
-		if ch.Value == nil {
-			_ = b.Delete(t.rowKey(ch.Key), nil)
-		} else {
-			_ = b.Set(t.rowKey(ch.Key), ch.Value, nil)
-		}
-	}
-	_ = b.Set(t.cpKey, cp.AppendBinary(nil), nil)
-	if err := b.Commit(pebble.NoSync); err != nil {
+// Batch collects the commits of several tasks so they reach Pebble in one
+// synced write.
+type Batch struct {
+	db    *DB
+	b     *pebble.Batch
+	after []func()
+}
+
+// NewBatch starts a batch of task commits.
+func (db *DB) NewBatch() *Batch { return &Batch{db: db, b: db.pdb.NewBatch()} }
+
+// Commit writes the batch durably (fsync: a process or machine crash after
+// Commit returns does not lose it), then marks the tasks' caches clean.
+func (b *Batch) Commit() error {
+	defer b.b.Close()
+	if err := b.b.Commit(pebble.Sync); err != nil {
 		return fmt.Errorf("write state batch: %w", err)
 	}
+	for _, f := range b.after {
+		f()
+	}
+	return nil
+}
+
+// Stage adds the task's changes and its new checkpoint to b. They are
+// applied when b commits, which happens only after the changelog holds
+// the changes (DESIGN.md, "The commit", step 3).
+func (t *TaskStore) Stage(b *Batch, changes []Change, cp Checkpoint) {
+	for _, ch := range changes {
+		if ch.Value == nil {
+			_ = b.b.Delete(t.rowKey(ch.Key), nil)
+		} else {
+			_ = b.b.Set(t.rowKey(ch.Key), ch.Value, nil)
+		}
+	}
+	_ = b.b.Set(t.cpKey, cp.AppendBinary(nil), nil)
+	b.after = append(b.after, func() { t.markClean(changes) })
+}
+
+// Commit writes changes and cp to Pebble in one synced batch (Stage and
+// Commit for a single task).
+func (t *TaskStore) Commit(changes []Change, cp Checkpoint) error {
+	b := t.db.NewBatch()
+	t.Stage(b, changes, cp)
+	return b.Commit()
+}
+
+func (t *TaskStore) markClean(changes []Change) {
 	for _, ch := range changes {
 		if c, ok := t.cache[ch.Key]; ok && c.row == ch.Row {
 			c.dirty = false
@@ -254,7 +285,6 @@ func (t *TaskStore) Commit(changes []Change, cp Checkpoint) error {
 			}
 		}
 	}
-	return nil
 }
 
 // applyRaw writes changelog records (raw bytes; nil value deletes) and cp
@@ -271,7 +301,7 @@ func (t *TaskStore) applyRaw(keys, values [][]byte, cp Checkpoint) error {
 		}
 	}
 	_ = b.Set(t.cpKey, cp.AppendBinary(nil), nil)
-	return b.Commit(pebble.NoSync)
+	return b.Commit(pebble.Sync)
 }
 
 // Checkpoint returns the task's checkpoint; ok is false when there is none.

@@ -51,8 +51,8 @@ func waitOutputs(t *testing.T, brokers []string, topic string, n int, w *worker)
 // middle of the input, restarts it on the same state directory, and checks
 // that every final window is exactly right: nothing missing, and any
 // repeated final result identical to the first.
-func testCrashRecovery(t *testing.T, brokers []string, crashAt string) {
-	e := newE2E(t, brokers, "at_least_once")
+func testCrashRecovery(t *testing.T, brokers []string, crashAt, processing string) {
+	e := newE2E(t, brokers, processing)
 	first, second := e.halves()
 	produceSync(t, brokers, first)
 	stateDir := t.TempDir()
@@ -62,16 +62,29 @@ func testCrashRecovery(t *testing.T, brokers []string, crashAt string) {
 	}
 	w := startWorker(t, e.spec, e.brokerList(), stateDir, env...)
 	if crashAt != "" {
-		// The worker dies by itself at the crash point of its first commit
-		// with something to flush.
-		select {
-		case err := <-w.done:
-			w.exited = true
-			if ee, ok := err.(interface{ ExitCode() int }); !ok || ee.ExitCode() != 137 {
-				t.Fatalf("worker should have exited with 137 at %s, got %v", crashAt, err)
+		// The worker dies by itself at the crash point of its second commit
+		// that flushes state; feed it in chunks so there are several.
+		chunk := (len(second) + 5) / 6
+		exited := false
+		for len(second) > 0 && !exited {
+			n := min(chunk, len(second))
+			produceSync(t, brokers, second[:n])
+			second = second[n:]
+			select {
+			case err := <-w.done:
+				w.exited, exited = true, true
+				checkCrashExit(t, crashAt, err)
+			case <-time.After(500 * time.Millisecond):
 			}
-		case <-time.After(60 * time.Second):
-			t.Fatalf("worker did not reach crash point %s", crashAt)
+		}
+		if !exited {
+			select {
+			case err := <-w.done:
+				w.exited = true
+				checkCrashExit(t, crashAt, err)
+			case <-time.After(60 * time.Second):
+				t.Fatalf("worker did not reach crash point %s", crashAt)
+			}
 		}
 	} else {
 		waitOutputs(t, brokers, e.out, 3, w)
@@ -89,11 +102,43 @@ func testCrashRecovery(t *testing.T, brokers []string, crashAt string) {
 	if !strings.Contains(w2.logs(), `msg="partition restored"`) {
 		t.Errorf("restarted worker did not report restoring its partitions")
 	}
+	if processing != "exactly_once" {
+		return
+	}
+	// Exactly-once: under read_committed every final window appears once,
+	// even though the worker died mid-transaction.
+	for k, rs := range got {
+		if len(rs) != 1 {
+			t.Errorf("exactly-once: window %s @%d emitted %d times", k.key, k.start, len(rs))
+		}
+	}
+	// And the restarted worker restored only the changelog tail: its store
+	// was not wiped (unlike Kafka Streams under EOS).
+	total := int64(len(kafkatest.ReadAll(t, brokers, e.app+"-windows-changelog", true)))
+	var restored int64
+	for _, m := range restoredRE.FindAllStringSubmatch(w2.logs(), -1) {
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		restored += n
+		if m[2] != "false" {
+			t.Errorf("exactly-once restart rebuilt a store from scratch: %s", m[0])
+		}
+	}
+	t.Logf("restored %d changelog records after the crash (changelog now holds %d)", restored, total)
+	if restored >= total {
+		t.Errorf("restored %d records: the whole changelog (%d), not its tail", restored, total)
+	}
+}
+
+func checkCrashExit(t *testing.T, crashAt string, err error) {
+	t.Helper()
+	if ee, ok := err.(interface{ ExitCode() int }); !ok || ee.ExitCode() != 137 {
+		t.Fatalf("worker should have exited with 137 at %s, got %v", crashAt, err)
+	}
 }
 
 func TestCrashRecovery(t *testing.T) {
 	t.Parallel()
-	testCrashRecovery(t, kafkatest.Kfake(t), "")
+	testCrashRecovery(t, kafkatest.Kfake(t), "", "at_least_once")
 }
 
 // TestCrashPoints crashes inside the commit at each point of the protocol
@@ -103,14 +148,34 @@ func TestCrashPoints(t *testing.T) {
 	for _, at := range []string{"after-flush", "after-marker", "after-offset"} {
 		t.Run(at, func(t *testing.T) {
 			t.Parallel()
-			testCrashRecovery(t, kafkatest.Kfake(t), at)
+			testCrashRecovery(t, kafkatest.Kfake(t), at, "at_least_once")
 		})
 	}
 }
 
 func TestKafkaCrashRecovery(t *testing.T) {
 	t.Parallel()
-	testCrashRecovery(t, kafkatest.Real(t), "")
+	testCrashRecovery(t, kafkatest.Real(t), "", "at_least_once")
+}
+
+// TestExactlyOnceCrashPoints crashes inside the transactional commit:
+// before the transaction commits, and after it commits but before Pebble
+// is written.
+func TestExactlyOnceCrashPoints(t *testing.T) {
+	t.Parallel()
+	for _, at := range []string{"after-flush", "after-offset"} {
+		t.Run(at, func(t *testing.T) {
+			t.Parallel()
+			testCrashRecovery(t, kafkatest.Kfake(t), at, "exactly_once")
+		})
+	}
+}
+
+func TestKafkaExactlyOnceCrash(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Real(t)
+	t.Run("sigkill", func(t *testing.T) { testCrashRecovery(t, brokers, "", "exactly_once") })
+	t.Run("after-offset", func(t *testing.T) { testCrashRecovery(t, brokers, "after-offset", "exactly_once") })
 }
 
 var restoredRE = regexp.MustCompile(`msg="partition restored".* records=(\d+) from_scratch=(\w+)`)

@@ -86,6 +86,22 @@ func CreateTopic(t testing.TB, brokers []string, topic string, partitions int32)
 	if err != nil {
 		t.Fatalf("create topic %s: %v", topic, err)
 	}
+	// Wait until every partition has a leader, so producing right away
+	// does not race the broker.
+	for {
+		td, err := adm.ListTopics(ctx, topic)
+		ready := err == nil && td[topic].Err == nil && len(td[topic].Partitions) == int(partitions)
+		for _, p := range td[topic].Partitions {
+			ready = ready && p.Err == nil && p.Leader >= 0
+		}
+		if ready {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("topic %s has no leaders after 30s: %v", topic, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // ReadAll reads every record of topic up to its end offsets as of the call,
