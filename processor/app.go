@@ -473,7 +473,6 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 		return nil
 	}
 	now := a.clock.Now()
-	t.lastArrival = now
 	var ev event
 	var re *RecordError
 	if repart {
@@ -503,6 +502,9 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	if err != nil {
 		return err
 	}
+	// Only records that reach the windows count as arrivals for the idle
+	// timeout: a partition receiving only filtered or bad records is idle.
+	t.lastArrival = now
 	t.arrivalSTime = t.streamTime
 	if late != nil {
 		a.m.late.Inc()

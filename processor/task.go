@@ -90,7 +90,9 @@ func newTask(partition int32, store *state.TaskStore, cp state.Checkpoint, now t
 // closeTime returns when a window closes (stream time).
 func (p *pipeline) closeTime(wk state.WindowKey) int64 {
 	if p.spec.Window.Type == topology.WindowSession {
-		return wk.End + p.gap + p.grace
+		// A record at End+gap still joins the session, so it closes only
+		// once stream time passes that instant (plus grace).
+		return wk.End + p.gap + p.grace + 1
 	}
 	return wk.End + p.grace
 }
