@@ -558,29 +558,32 @@ func scrape(t *testing.T, url string) map[string]*dto.MetricFamily {
 	return fs
 }
 
-// checkInstanceID checks that the worker joined the group with the pod
+// checkInstanceID checks that the worker is in the group with the pod
 // name as its static member id.
 func checkInstanceID(t *testing.T, brokers []string, opts []kgo.Opt, group, want string) {
 	t.Helper()
 	adm := kadm.NewClient(kafkatest.Client(t, brokers, opts...))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	gs, err := adm.DescribeGroups(ctx, group)
-	if err != nil {
-		t.Fatal(err)
-	}
-	g, ok := gs[group]
-	if !ok || g.Err != nil {
-		t.Fatalf("describe group %s: %v", group, g.Err)
-	}
-	var ids []string
-	for _, m := range g.Members {
-		if m.InstanceID != nil {
-			ids = append(ids, *m.InstanceID)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		gs, err := adm.DescribeGroups(ctx, group)
+		cancel()
+		var ids []string
+		if err == nil {
+			err = gs[group].Err
+			for _, m := range gs[group].Members {
+				if m.InstanceID != nil {
+					ids = append(ids, *m.InstanceID)
+				}
+			}
 		}
-	}
-	if !slices.Contains(ids, want) {
-		t.Errorf("group %s: static member ids %v, want %q (the pod name)", group, ids, want)
+		if slices.Contains(ids, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %s: static member ids %v (%v), want %q (the pod name)", group, ids, err, want)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
