@@ -22,6 +22,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -54,6 +55,10 @@ type Config struct {
 	Clock      Clock
 	// ClientOpts are extra franz-go options (tests, TLS, SASL).
 	ClientOpts []kgo.Opt
+	// Registry is the schema registry of Avro input and output
+	// (source.format or output.format avro); required for those, unused
+	// otherwise. The caller owns it (e.g. a *schema.Client).
+	Registry schema.Registry
 }
 
 // App runs one pipeline as a member of the consumer group named by the
@@ -76,6 +81,9 @@ type App struct {
 	tasks      map[int32]*task
 	srcPos     map[state.SourcePartition]int64 // repartition stage: next source offset to commit
 	pg         *partitionGroup                 // repartition stage: buffered source records
+	stalled    map[state.SourcePartition]*stall // records waiting for the schema registry (registry_wait.go)
+	eosWait    time.Time                        // exactly_once: registry outage, poll again after this
+	eosBackoff time.Duration
 	dirtySrc   bool
 	lastCommit time.Time
 
@@ -123,6 +131,7 @@ func New(cfg Config) (*App, error) {
 		m:          newMetrics(cfg.Registerer),
 		tasks:      make(map[int32]*task),
 		srcPos:     make(map[state.SourcePartition]int64),
+		stalled:    make(map[state.SourcePartition]*stall),
 		pg:         newPartitionGroup(time.Second),
 		fatal:      make(chan error, 1),
 		crashAt:    CrashPoint(os.Getenv("EDDY_TEST_CRASH_AT")),
@@ -180,6 +189,9 @@ func (a *App) isAggInput(topic string) bool {
 // stop fetching, flush, commit, leave the group) or a fatal error occurs.
 func (a *App) Run(ctx context.Context) (err error) {
 	spec := a.p.spec
+	if err := a.p.bindSchemas(ctx, a.cfg.Registry, a.log, a.m); err != nil {
+		return err
+	}
 	base := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.Brokers...)}, a.cfg.ClientOpts...)
 
 	admCl, err := kgo.NewClient(base...)
@@ -230,8 +242,14 @@ func (a *App) Run(ctx context.Context) (err error) {
 		kgo.ProducerLinger(5*time.Millisecond),
 		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic())),
 		kgo.OnPartitionsAssigned(a.onAssigned),
-		kgo.OnPartitionsRevoked(a.onRevoked),
-		kgo.OnPartitionsLost(a.onLost),
+		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+			a.onRevoked(ctx, cl, m)
+			a.dropStalls(m)
+		}),
+		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+			a.onLost(ctx, cl, m)
+			a.dropStalls(m)
+		}),
 	)
 	if a.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(a.cfg.InstanceID))
@@ -300,6 +318,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return ferr
 		default:
 		}
+		if a.eos && a.waitRegistryEOS(ctx) {
+			continue
+		}
 		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		fs := a.cl.PollRecords(pctx, 5000)
 		cancel()
@@ -320,7 +341,15 @@ func (a *App) Run(ctx context.Context) (err error) {
 		})
 		_ = ferr // franz-go retries fetch errors itself; they are logged above.
 		a.mu.Lock()
-		perr := a.processFetches(ctx, fs)
+		perr := a.retryStalled(ctx)
+		if perr == nil {
+			perr = a.processFetches(ctx, fs)
+		}
+		if a.eos && isUndecided(perr) {
+			perr = a.abortForRegistry(ctx, perr)
+		} else if a.eos && perr == nil && !fs.Empty() {
+			a.registryAnsweredEOS()
+		}
 		if perr == nil {
 			perr = a.punctuate()
 		}
@@ -374,16 +403,28 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			return
 		}
 		a.m.recordsIn.WithLabelValues(fp.Topic).Add(float64(len(fp.Records)))
+		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
+		if st := a.stalled[sp]; st != nil {
+			st.recs = append(st.recs, fp.Records...) // fetched before the pause took effect
+			return
+		}
 		if !a.isAggInput(fp.Topic) {
-			items := make([]srcItem, len(fp.Records))
+			items := make([]srcItem, 0, len(fp.Records))
 			for i, rec := range fp.Records {
-				ev, re := a.p.prepare(rec, now)
-				items[i] = srcItem{rec: rec, ev: ev, re: re}
+				ev, re, uerr := a.p.prepare(ctx, rec, now)
+				if uerr != nil {
+					err = a.stall(sp, fp.Records[i:], false, uerr)
+					break
+				}
+				items = append(items, srcItem{rec: rec, ev: ev, re: re})
 			}
-			a.pg.add(state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}, items, fp.HighWatermark, now)
+			a.pg.add(sp, items, fp.HighWatermark, now)
 		} else {
-			for _, rec := range fp.Records {
+			for i, rec := range fp.Records {
 				if err = a.processAgg(ctx, rec); err != nil {
+					if isUndecided(err) {
+						err = a.stall(sp, fp.Records[i:], true, err)
+					}
 					return
 				}
 			}
@@ -411,6 +452,10 @@ func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) 
 	)
 	if re.Field != "" {
 		headers = append(headers, strHeader(hdrErrField, re.Field))
+	}
+	var de *schema.DecodeError
+	if errors.As(re.Err, &de) && de.ID >= 0 {
+		headers = append(headers, strHeader(hdrSchemaID, strconv.Itoa(de.ID)))
 	}
 	a.m.deadLetters.WithLabelValues(class).Inc()
 	a.log.Debug("dead letter", "err", re)
@@ -446,7 +491,9 @@ func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 	return nil
 }
 
-// processAgg adds one record of the aggregation input to its task.
+// processAgg adds one record of the aggregation input to its task. An
+// error wrapping schema.ErrRegistryUnavailable means the record could not
+// be decoded now and nothing of it was applied: retry it later.
 func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	t := a.tasks[rec.Partition]
 	if t == nil {
@@ -467,6 +514,12 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 			return nil
 		}
 	}
+	// Decode before the task records the input as applied (seen), so that
+	// a record waiting for the registry leaves no trace.
+	fields, re, uerr := a.p.decode(ctx, rec)
+	if uerr != nil {
+		return uerr
+	}
 	t.changed = true
 	if t.seen(rec, srcTopic, srcPart, srcOff) {
 		a.m.duplicates.Inc()
@@ -474,11 +527,12 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	}
 	now := a.clock.Now()
 	var ev event
-	var re *RecordError
-	if repart {
-		ev, re = a.p.prepareRepartitioned(rec)
-	} else {
-		ev, re = a.p.prepare(rec, now)
+	switch {
+	case re != nil:
+	case repart:
+		ev = repartitioned(fields, rec)
+	default:
+		ev, re = a.p.prepareFields(fields, rec, now)
 	}
 	if re != nil {
 		a.deadLetter(ctx, rec, re)
@@ -539,10 +593,17 @@ func (a *App) punctuate() error {
 
 // emit writes one window result to the output topic.
 func (a *App) emit(ctx context.Context, t *task, r result) {
+	value, err := a.p.encodeResult(r)
+	if err != nil {
+		// The schema is derived from this very pipeline: a result that
+		// does not fit it is a bug. Fail the next commit, do not skip it.
+		a.setProduceErr(fmt.Errorf("encode result of window %s %s: %w", r.wk.Key, fmtWindow(r.wk), err))
+		return
+	}
 	a.produce(ctx, &kgo.Record{
 		Topic:     a.p.spec.Output.Topic,
 		Key:       []byte(r.wk.Key),
-		Value:     a.p.encodeResult(r),
+		Value:     value,
 		Timestamp: time.UnixMilli(r.wk.End),
 	})
 }
@@ -563,8 +624,13 @@ func fmtWindow(wk state.WindowKey) string {
 
 // encodeResult renders a result as JSON: the key fields as an object (and
 // each also at the top level), the window bounds in RFC 3339, and each aggregate by name (null when it saw
-// no value).
-func (p *pipeline) encodeResult(r result) []byte {
+// no value). With output.format avro it is the Confluent wire format of
+// the derived schema (OutputSchema): the key fields, window_start and
+// window_end as timestamp-millis, each aggregate a nullable double.
+func (p *pipeline) encodeResult(r result) ([]byte, error) {
+	if p.enc != nil {
+		return p.encodeAvroResult(r)
+	}
 	var parts []string
 	_ = json.Unmarshal([]byte(r.wk.Key), &parts)
 	key := make(map[string]string, len(p.spec.Key))
@@ -587,6 +653,27 @@ func (p *pipeline) encodeResult(r result) []byte {
 			out[ag.Name] = nil
 		}
 	}
-	b, _ := json.Marshal(out)
-	return b
+	b, err := json.Marshal(out)
+	return b, err
+}
+
+func (p *pipeline) encodeAvroResult(r result) ([]byte, error) {
+	var parts []string
+	if err := json.Unmarshal([]byte(r.wk.Key), &parts); err != nil || len(parts) != len(p.spec.Key) {
+		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", r.wk.Key, len(p.spec.Key))
+	}
+	out := make(map[string]any, len(p.spec.Aggregates)+len(parts)+2)
+	for i, f := range p.spec.Key {
+		out[f] = parts[i]
+	}
+	out[schema.FieldWindowStart] = time.UnixMilli(r.wk.Start).UTC()
+	out[schema.FieldWindowEnd] = time.UnixMilli(r.wk.End).UTC()
+	for i, ag := range p.spec.Aggregates {
+		if v, ok := r.row.Value(i); ok {
+			out[ag.Name] = v
+		} else {
+			out[ag.Name] = nil
+		}
+	}
+	return p.enc.Encode(out)
 }

@@ -23,6 +23,8 @@ type metrics struct {
 	openWindows   *prometheus.GaugeVec
 	ready         prometheus.Gauge
 	tasks         prometheus.Gauge
+	// registryWaiting is 1 while records wait for the schema registry.
+	registryWaiting prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -60,11 +62,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "eddy_ready", Help: "1 when every owned partition's state is restored and the worker is processing."}),
 		tasks: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eddy_tasks", Help: "Aggregation tasks (owned partitions) in this worker."}),
+		registryWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eddy_registry_waiting", Help: "1 while records wait for the schema registry (unreachable): their partitions are paused, nothing is dead-lettered or committed past them."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsIn, m.recordsOut, m.deadLetters, m.late, m.filtered, m.duplicates,
 			m.commitSeconds, m.commits, m.restoreDone, m.restoreTotal, m.restored, m.lag,
-			m.streamTime, m.openWindows, m.ready, m.tasks)
+			m.streamTime, m.openWindows, m.ready, m.tasks, m.registryWaiting)
 	}
 	return m
 }

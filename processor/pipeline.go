@@ -1,11 +1,14 @@
 package processor
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -17,6 +20,7 @@ type pipeline struct {
 	compiled *topology.Compiled
 	aggSpecs []state.AggSpec
 	dec      valueDecoder
+	enc      *schema.Encoder // Avro results (output.format avro); nil for JSON
 
 	size, advance, gap, grace int64 // ms
 	maxFuture                 time.Duration
@@ -45,8 +49,8 @@ func newPipeline(spec *topology.Spec) (*pipeline, error) {
 		maxFuture:  spec.Time.MaxFuture,
 		emitUpdate: spec.Emit == "update",
 	}
-	if spec.Source.Format != "" && spec.Source.Format != "json" {
-		return nil, fmt.Errorf("source.format %q: only json is supported by this build", spec.Source.Format)
+	if spec.Source.Format == topology.FormatAvro {
+		p.dec = nil // set by bindSchemas, which needs the registry
 	}
 	if spec.Source.KeyedByGroupKey && len(spec.Source.Topics) > 1 {
 		return nil, fmt.Errorf("source.keyed_by_group_key: supported with one source topic only (got %d); leave it false to repartition", len(spec.Source.Topics))
@@ -89,15 +93,45 @@ type event struct {
 	filtered bool
 }
 
+// decode decodes a record value. A non-nil RecordError means the record
+// goes to the dead-letter topic; a non-nil error means its fate is
+// undecided (the schema registry is unavailable): the record must be
+// retried later, neither dead-lettered nor committed past.
+func (p *pipeline) decode(ctx context.Context, rec *kgo.Record) (map[string]any, *RecordError, error) {
+	fields, err := p.dec.Decode(ctx, rec.Value)
+	if err == nil {
+		return fields, nil, nil
+	}
+	if p.spec.Source.Format != topology.FormatAvro {
+		return nil, &RecordError{Class: ErrDecode, Err: fmt.Errorf("%s value: %w", p.spec.Source.Format, err)}, nil
+	}
+	if class, bad := schema.DeadLetterClass(err); bad {
+		return nil, &RecordError{Class: class, Err: err}, nil
+	}
+	// schema.ErrRegistryUnavailable, or the context ended: not the record's fault.
+	if !errors.Is(err, schema.ErrRegistryUnavailable) {
+		err = fmt.Errorf("%w: %w", schema.ErrRegistryUnavailable, err)
+	}
+	return nil, nil, err
+}
+
 // prepare runs decode, event time, filter and key extraction on a source
 // record. A non-nil RecordError means the record goes to the dead-letter
-// topic.
-func (p *pipeline) prepare(rec *kgo.Record, now time.Time) (event, *RecordError) {
-	var ev event
-	fields, err := p.dec.Decode(rec.Value)
-	if err != nil {
-		return ev, &RecordError{Class: ErrDecode, Err: fmt.Errorf("%s value: %w", p.spec.Source.Format, err)}
+// topic; a non-nil error (wrapping schema.ErrRegistryUnavailable) means it
+// could not be decided now and must be retried.
+func (p *pipeline) prepare(ctx context.Context, rec *kgo.Record, now time.Time) (event, *RecordError, error) {
+	fields, re, err := p.decode(ctx, rec)
+	if re != nil || err != nil {
+		return event{}, re, err
 	}
+	ev, re := p.prepareFields(fields, rec, now)
+	return ev, re, nil
+}
+
+// prepareFields runs event time, filter and key extraction on decoded
+// fields.
+func (p *pipeline) prepareFields(fields map[string]any, rec *kgo.Record, now time.Time) (event, *RecordError) {
+	var ev event
 	ev.fields = fields
 	ts, err := eventTime(fields, p.spec.Time.Field, rec)
 	if err != nil {
@@ -130,13 +164,9 @@ func (p *pipeline) prepare(rec *kgo.Record, now time.Time) (event, *RecordError)
 	return ev, nil
 }
 
-// prepareRepartitioned decodes a record from the repartition topic: the
-// stateless steps already ran, the key is the grouping key and the
-// timestamp is the event time.
-func (p *pipeline) prepareRepartitioned(rec *kgo.Record) (event, *RecordError) {
-	fields, err := p.dec.Decode(rec.Value)
-	if err != nil {
-		return event{}, &RecordError{Class: ErrDecode, Err: err}
-	}
-	return event{fields: fields, ts: rec.Timestamp.UnixMilli(), key: string(rec.Key)}, nil
+// repartitioned makes the event of a decoded record from the repartition
+// topic: the stateless steps already ran, the key is the grouping key and
+// the timestamp is the event time.
+func repartitioned(fields map[string]any, rec *kgo.Record) event {
+	return event{fields: fields, ts: rec.Timestamp.UnixMilli(), key: string(rec.Key)}
 }

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -51,15 +52,16 @@ func (e *RecordError) Error() string {
 
 func (e *RecordError) Unwrap() []error { return []error{e.Class, e.Err} }
 
-// valueDecoder turns a record value into fields. JSON now; Avro with a
-// registry slots in here.
+// valueDecoder turns a record value into fields: jsonDecoder, or
+// avroDecoder (schemas.go) for the Confluent wire format. ctx bounds
+// registry calls.
 type valueDecoder interface {
-	Decode(value []byte) (map[string]any, error)
+	Decode(ctx context.Context, value []byte) (map[string]any, error)
 }
 
 type jsonDecoder struct{}
 
-func (jsonDecoder) Decode(value []byte) (map[string]any, error) {
+func (jsonDecoder) Decode(_ context.Context, value []byte) (map[string]any, error) {
 	var m map[string]any
 	if err := json.Unmarshal(value, &m); err != nil {
 		return nil, err
@@ -118,6 +120,8 @@ func keyString(v any) (string, bool) {
 		return strconv.Itoa(t), true
 	case bool:
 		return strconv.FormatBool(t), true
+	case time.Time:
+		return t.UTC().Format(time.RFC3339Nano), true
 	}
 	return fmt.Sprint(v), true
 }
@@ -176,6 +180,7 @@ const (
 	hdrErrClass   = "eddy.error.class"
 	hdrErrMessage = "eddy.error.message"
 	hdrErrField   = "eddy.error.field"
+	hdrSchemaID   = "eddy.schema.id" // the record's schema id, when its header was readable
 	hdrSrcTopic   = "eddy.source.topic"
 	hdrSrcPart    = "eddy.source.partition"
 	hdrSrcOffset  = "eddy.source.offset"

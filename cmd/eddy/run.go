@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -55,11 +56,13 @@ Start several with the same pipeline to share the partitions; stopping one
 				sessionTimeout: st,
 				cacheRows:      cacheRows,
 				clientOpts:     clientOpts,
+				registryURL:    flagString(cmd, "registry-url"),
 			}, nil)
 		},
 	}
 	addSettings(cmd, "file", "brokers", "state-dir", "http-addr", "instance-id", "session-timeout", "log-level")
 	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "tls", "tls-ca-file", "memory-limit")
+	addSettings(cmd, "registry-url")
 	return cmd
 }
 
@@ -71,6 +74,7 @@ type runOptions struct {
 	sessionTimeout time.Duration
 	cacheRows      int       // per task; 0: the processor's default
 	clientOpts     []kgo.Opt // TLS and SASL
+	registryURL    string    // schema registry, for Avro pipelines
 }
 
 // runPipeline serves HTTP and runs the pipeline until ctx ends. started, if
@@ -78,6 +82,12 @@ type runOptions struct {
 func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o runOptions, started func(*processor.App, string)) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var registry schema.Registry
+	if o.registryURL != "" {
+		c := schema.NewClient(o.registryURL)
+		defer c.Close()
+		registry = c
+	}
 	app, err := processor.New(processor.Config{
 		Spec:           spec,
 		Brokers:        o.brokers,
@@ -88,6 +98,7 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 		ClientOpts:     o.clientOpts,
 		Logger:         log,
 		Registerer:     reg,
+		Registry:       registry,
 	})
 	if err != nil {
 		return err

@@ -1,0 +1,242 @@
+package processor
+
+// Avro input and output: binding a pipeline to the schema registry at
+// start-up.
+//
+// With source.format avro, records are decoded by a schema.Decoder
+// (pinned to source.subject when set). Before anything is read, the
+// pipeline's fields (key, event time, aggregate inputs, expressions) are
+// checked against the latest schema of the input subject, so a misspelt
+// or unusable field stops the pipeline with a clear error instead of
+// dead-lettering every record.
+//
+// With output.format avro, the result schema is derived from the pipeline
+// (schema.DeriveOutput) and registered under "<output topic>-value"; a
+// change the subject's compatibility level refuses stops the pipeline at
+// start-up with the registry's reason.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/eddy-streams/eddy/schema"
+	"github.com/eddy-streams/eddy/topology"
+)
+
+// avroDecoder is the valueDecoder of source.format avro.
+type avroDecoder struct{ d *schema.Decoder }
+
+func (a avroDecoder) Decode(ctx context.Context, value []byte) (map[string]any, error) {
+	return a.d.Decode(ctx, value)
+}
+
+// inputSubjects returns the subjects whose latest schema the pipeline's
+// fields are checked against, and whether the first is pinned.
+func inputSubjects(spec *topology.Spec) (subjects []string, pinned bool) {
+	if spec.Source.Subject != "" {
+		return []string{spec.Source.Subject}, true
+	}
+	for _, t := range spec.Source.Topics {
+		subjects = append(subjects, t+"-value")
+	}
+	return subjects, false
+}
+
+// OutputSubject is the registry subject of a pipeline's Avro results.
+func OutputSubject(spec *topology.Spec) string { return spec.Output.Topic + "-value" }
+
+// OutputSchema derives the Avro schema of a pipeline's results.
+func OutputSchema(spec *topology.Spec) (string, error) {
+	o := schema.Output{
+		Name:      avroName(spec.App) + "_result",
+		Namespace: "eddy.pipelines",
+		Doc:       fmt.Sprintf("Results of eddy pipeline %q", spec.App),
+		KeyFields: spec.Key,
+	}
+	for _, a := range spec.Aggregates {
+		o.Aggregates = append(o.Aggregates, a.Name)
+	}
+	return schema.DeriveOutput(o)
+}
+
+// avroName turns an app id (letters, digits, '.', '_', '-') into an Avro
+// name.
+func avroName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || b[0] >= '0' && b[0] <= '9' {
+		return "_" + string(b)
+	}
+	return string(b)
+}
+
+// bindSchemas connects the pipeline to the registry: the decoder and
+// start-up field check for Avro input, the encoder for Avro output. A
+// registry that cannot be reached is waited for (logged) until ctx ends;
+// answers that make the pipeline unusable are returned as errors.
+func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *slog.Logger, m *metrics) error {
+	spec := p.spec
+	avroIn := spec.Source.Format == topology.FormatAvro
+	avroOut := spec.Output.Format == topology.FormatAvro
+	if !avroIn && !avroOut {
+		return nil
+	}
+	if reg == nil {
+		return errors.New("the pipeline reads or writes Avro (source.format or output.format avro) and needs a schema registry: pass --registry-url (or set EDDY_REGISTRY_URL)")
+	}
+	wait := func(what string, fn func() error) error {
+		backoff := 500 * time.Millisecond
+		for {
+			err := fn()
+			if err == nil || !errors.Is(err, schema.ErrRegistryUnavailable) {
+				m.registryWaiting.Set(0)
+				return err
+			}
+			m.registryWaiting.Set(1)
+			log.Warn("waiting for schema registry", "at", "start-up", "for", what, "retry_in", backoff, "err", err)
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return fmt.Errorf("%s: %w", what, err)
+			case <-t.C:
+			}
+			backoff = min(2*backoff, 10*time.Second)
+		}
+	}
+
+	if avroIn {
+		subjects, pinned := inputSubjects(spec)
+		var opts []schema.DecoderOption
+		if pinned {
+			opts = append(opts, schema.PinSubject(subjects[0]))
+		}
+		p.dec = avroDecoder{schema.NewDecoder(reg, opts...)}
+		for _, subject := range subjects {
+			var latest *schema.Schema
+			err := wait("latest schema of "+subject, func() (err error) {
+				latest, err = reg.Latest(ctx, subject)
+				return err
+			})
+			switch {
+			case err == nil:
+			case errors.Is(err, schema.ErrUnknownSubject) && pinned:
+				return fmt.Errorf("source.subject %q has no schema in the registry: register the producers' schema first (eddy schema register --subject %s --file schema.avsc)", subject, subject)
+			case errors.Is(err, schema.ErrUnknownSubject):
+				log.Warn("no schema registered for the input yet: the pipeline's fields are checked per record only",
+					"subject", subject, "fix", "register the producers' schema, or set source.subject")
+				continue
+			default:
+				return fmt.Errorf("latest schema of %s: %w", subject, err)
+			}
+			if err := p.checkSchema(latest); err != nil {
+				return err
+			}
+			log.Info("input schema checked", "subject", subject, "version", latest.Version, "id", latest.ID)
+		}
+	}
+
+	if avroOut {
+		text, err := OutputSchema(spec)
+		if err != nil {
+			return fmt.Errorf("output.format avro: %w", err)
+		}
+		subject := OutputSubject(spec)
+		var enc *schema.Encoder
+		err = wait("register the result schema under "+subject, func() (err error) {
+			enc, err = schema.NewEncoder(ctx, reg, subject, text)
+			return err
+		})
+		switch {
+		case err == nil:
+		case errors.Is(err, schema.ErrIncompatible):
+			return fmt.Errorf("output.format avro: the results' schema cannot be registered under %q: %w\n"+
+				"the pipeline's key or aggregates changed in a way the subject's compatibility level refuses: "+
+				"write the results to a new output topic, or change the subject's level deliberately", subject, err)
+		default:
+			return fmt.Errorf("output.format avro: register the results' schema under %q: %w", subject, err)
+		}
+		p.enc = enc
+		log.Info("result schema registered", "subject", subject, "id", enc.ID())
+	}
+	return nil
+}
+
+// checkSchema compiles the pipeline's expressions against s and checks
+// the fields it uses exist with usable types.
+func (p *pipeline) checkSchema(s *schema.Schema) error {
+	spec := p.spec
+	where := fmt.Sprintf("schema %d", s.ID)
+	if s.Subject != "" {
+		where = fmt.Sprintf("subject %q version %d (schema id %d)", s.Subject, s.Version, s.ID)
+	}
+	fields := schema.Fields(s)
+	if fields == nil {
+		return fmt.Errorf("%s is a %s, not a record: eddy reads records", where, s.Avro.Type())
+	}
+	types := make(map[string]topology.FieldType, len(fields))
+	for name, f := range fields {
+		types[name] = fieldType(f.Kind)
+	}
+	var problems []string
+	other := func(path, name string, f schema.FieldType, want string) {
+		problems = append(problems, fmt.Sprintf("%s: field %q is Avro %s, %s", path, name, f.Avro, want))
+	}
+	for i, k := range spec.Key {
+		if f, ok := fields[k]; ok && f.Kind == schema.KindOther {
+			other(fmt.Sprintf("key[%d]", i), k, f, "but a key field must be a string, number, boolean or timestamp")
+		}
+	}
+	if tf := spec.Time.Field; tf != "" {
+		if f, ok := fields[tf]; ok && f.Kind == schema.KindOther {
+			other("time.field", tf, f, "but event time must be a timestamp, a number of milliseconds or an RFC 3339 string")
+		}
+	}
+	for i, a := range spec.Aggregates {
+		f, ok := fields[a.Field]
+		if a.Field == "" || !ok {
+			continue
+		}
+		switch {
+		case a.Op == topology.AggDistinct && f.Kind == schema.KindOther:
+			other(fmt.Sprintf("aggregates[%d].field", i), a.Field, f, "but distinct counts strings, numbers, booleans or timestamps")
+		case a.Op != topology.AggDistinct && a.Op != topology.AggCount && f.Kind == schema.KindOther:
+			other(fmt.Sprintf("aggregates[%d].field", i), a.Field, f, "but "+a.Op+" needs a number")
+		}
+	}
+	c, err := spec.Compile(types)
+	if err != nil {
+		problems = append(problems, err.Error())
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("the pipeline does not fit the input schema, %s:\n  %s", where, strings.Join(problems, "\n  "))
+	}
+	p.compiled = c
+	return nil
+}
+
+// fieldType maps a schema field kind to the type expressions are checked
+// against (topology and schema do not import each other).
+func fieldType(k schema.FieldKind) topology.FieldType {
+	switch k {
+	case schema.KindString:
+		return topology.FieldString
+	case schema.KindInt:
+		return topology.FieldInt
+	case schema.KindFloat:
+		return topology.FieldFloat
+	case schema.KindBool:
+		return topology.FieldBool
+	case schema.KindTime:
+		return topology.FieldTime
+	}
+	return topology.FieldAny
+}
