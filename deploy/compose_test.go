@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -193,6 +194,24 @@ func TestComposeFile(t *testing.T) {
 			if !publishes(kafka, port, port) {
 				t.Errorf("kafka advertises %s to the host but does not publish port %s", l, port)
 			}
+		}
+	}
+
+	// The schema registry: eddy reaches it on a port it serves, once it is
+	// healthy.
+	if reg := envOf(eddy, "EDDY_REGISTRY_URL"); reg != "" {
+		u, err := url.Parse(reg)
+		if err != nil {
+			t.Fatalf("eddy EDDY_REGISTRY_URL %q: %v", reg, err)
+		}
+		rs, ok := p.Services[u.Hostname()]
+		if !ok {
+			t.Errorf("EDDY_REGISTRY_URL %s: no service %s", reg, u.Hostname())
+		} else if !publishes(rs, "", u.Port()) {
+			t.Errorf("EDDY_REGISTRY_URL %s: %s does not serve port %s", reg, u.Hostname(), u.Port())
+		}
+		if d, ok := eddy.DependsOn[u.Hostname()]; !ok || d.Condition != types.ServiceConditionHealthy {
+			t.Errorf("eddy does not wait for a healthy %s", u.Hostname())
 		}
 	}
 
