@@ -79,8 +79,8 @@ type App struct {
 
 	mu         sync.Mutex // held while processing, committing, assigning, revoking
 	tasks      map[int32]*task
-	srcPos     map[state.SourcePartition]int64 // repartition stage: next source offset to commit
-	pg         *partitionGroup                 // repartition stage: buffered source records
+	srcPos     map[state.SourcePartition]int64  // repartition stage: next source offset to commit
+	pg         *partitionGroup                  // repartition stage: buffered source records
 	stalled    map[state.SourcePartition]*stall // records waiting for the schema registry (registry_wait.go)
 	eosWait    time.Time                        // exactly_once: registry outage, poll again after this
 	eosBackoff time.Duration
@@ -219,7 +219,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	a.db = db
 	defer db.Close()
 
-	a.rcl, err = kgo.NewClient(append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()))...)
+	a.rcl, err = kgo.NewClient(append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(runCmd(), describeCmd(), demoCmd(), settingsCmd(), generateCmd())
+	root.AddCommand(schemaCmd(), registryCmd(), produceCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "eddy:", err)
 		os.Exit(1)

@@ -1,0 +1,229 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/schema"
+)
+
+func produceCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "produce --brokers HOST:PORT --topic T --subject S [--file schema.avsc] < events.jsonl",
+		Short: "Turn JSON lines from stdin into Avro records (Confluent wire format) on a topic",
+		Long: `Read one JSON object per line from stdin, encode each with the Avro schema of
+--subject (its latest version, or the schema in --file, registered first) and
+produce it to --topic in the Confluent wire format, as a schema-registry
+serializer would. Timestamp fields take milliseconds since the epoch or an
+RFC 3339 string.
+
+A line that does not fit the schema (not JSON, a missing field, a field of the
+wrong type, a field the schema does not have) stops the command: the lines
+before it are produced and flushed, the error names the line number and the
+field at fault, and the exit status is 1. Nothing after that line is produced,
+so nothing is silently lost: fix the line and run again from it (e.g. with
+tail -n +LINE).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			topic, _ := cmd.Flags().GetString("topic")
+			if topic == "" {
+				return errors.New("--topic is empty: name the topic to produce to")
+			}
+			subject, _ := cmd.Flags().GetString("subject")
+			if subject == "" {
+				subject = topic + "-value"
+			}
+			file, _ := cmd.Flags().GetString("file")
+			opts, err := brokerOpts(cmd)
+			if err != nil {
+				return err
+			}
+			reg := schema.NewClient(registryURL(cmd))
+			defer reg.Close()
+			ctx := cmd.Context()
+			var enc *schema.Encoder
+			if file != "" {
+				text, err := readSchemaFile(file)
+				if err != nil {
+					return err
+				}
+				if enc, err = schema.NewEncoder(ctx, reg, subject, text); err != nil {
+					return err
+				}
+			} else {
+				s, err := reg.Latest(ctx, subject)
+				if err != nil {
+					return fmt.Errorf("%w (register the schema with --file, or eddy schema register)", err)
+				}
+				if enc, err = schema.NewEncoderFor(s); err != nil {
+					return err
+				}
+			}
+			cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitBrokers(flagString(cmd, "brokers"))...),
+				kgo.AllowAutoTopicCreation()}, opts...)...)
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			n, err := produceLines(ctx, cl, topic, enc, cmd.InOrStdin())
+			fmt.Fprintf(cmd.ErrOrStderr(), "eddy produce: %d records to %s (subject %s, schema id %d)\n", n, topic, subject, enc.ID())
+			return err
+		},
+	}
+	cmd.Flags().String("topic", "", "Topic to produce to")
+	cmd.Flags().String("subject", "", "Subject of the schema (default <topic>-value)")
+	cmd.Flags().StringP("file", "f", "", "Avro schema file to register under the subject first (default: use the subject's latest version)")
+	cmd.Flags().String("registry", envOr("EDDY_REGISTRY_URL", defaultRegistryURL), "Schema registry URL (env EDDY_REGISTRY_URL)")
+	addSettings(cmd, brokerSettings...)
+	return cmd
+}
+
+// produceLines encodes and produces every line of in, in order. On a bad
+// line it flushes what was produced before it and returns an error naming
+// the line and field. It returns how many records were acknowledged.
+func produceLines(ctx context.Context, cl *kgo.Client, topic string, enc *schema.Encoder, in io.Reader) (int, error) {
+	fields := schema.Fields(enc.Schema())
+	var (
+		mu      sync.Mutex
+		acked   int
+		prodErr error
+	)
+	r := bufio.NewReaderSize(in, 1<<20)
+	var lineErr error
+	for line := 1; ; line++ {
+		b, err := r.ReadBytes('\n')
+		if len(strings.TrimSpace(string(b))) > 0 {
+			value, perr := encodeLine(enc, fields, b)
+			if perr != nil {
+				lineErr = fmt.Errorf("line %d: %w; the %d lines before it were produced, nothing after it", line, perr, line-1)
+				break
+			}
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Value: value}, func(_ *kgo.Record, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil && prodErr == nil {
+					prodErr = err
+				}
+				if err == nil {
+					acked++
+				}
+			})
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			lineErr = fmt.Errorf("read stdin after line %d: %w", line-1, err)
+			break
+		}
+	}
+	ferr := cl.Flush(ctx)
+	mu.Lock()
+	defer mu.Unlock()
+	if prodErr != nil {
+		return acked, fmt.Errorf("produce to %s: %w", topic, prodErr)
+	}
+	if ferr != nil {
+		return acked, ferr
+	}
+	return acked, lineErr
+}
+
+// encodeLine converts one JSON object to the schema's field types and
+// encodes it. Errors name the field at fault.
+func encodeLine(enc *schema.Encoder, fields map[string]schema.FieldType, line []byte) ([]byte, error) {
+	d := json.NewDecoder(strings.NewReader(string(line)))
+	d.UseNumber()
+	var m map[string]any
+	if err := d.Decode(&m); err != nil || m == nil {
+		if err == nil {
+			err = errors.New("null")
+		}
+		return nil, fmt.Errorf("not a JSON object: %v", err)
+	}
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, k := range names {
+		ft, ok := fields[k]
+		if !ok {
+			return nil, fmt.Errorf("field %q is not in the schema", k)
+		}
+		v, err := convertField(ft, m[k])
+		if err != nil {
+			return nil, fmt.Errorf("field %q (%s): %w", k, ft.Avro, err)
+		}
+		m[k] = v
+	}
+	b, err := enc.Encode(m)
+	if err != nil {
+		return nil, err // ErrAvroEncode errors name the field
+	}
+	return b, nil
+}
+
+func convertField(ft schema.FieldType, v any) (any, error) {
+	if v == nil {
+		if ft.Nullable {
+			return nil, nil
+		}
+		return nil, errors.New("is null, and the field is not nullable")
+	}
+	switch ft.Kind {
+	case schema.KindString:
+		if s, ok := v.(string); ok {
+			return s, nil
+		}
+		return nil, fmt.Errorf("%v is not a string", v)
+	case schema.KindBool:
+		if b, ok := v.(bool); ok {
+			return b, nil
+		}
+		return nil, fmt.Errorf("%v is not true or false", v)
+	case schema.KindInt:
+		if n, ok := v.(json.Number); ok {
+			if i, err := n.Int64(); err == nil {
+				return i, nil
+			}
+		}
+		return nil, fmt.Errorf("%v is not an integer", jsonText(v))
+	case schema.KindFloat:
+		if n, ok := v.(json.Number); ok {
+			if f, err := n.Float64(); err == nil {
+				return f, nil
+			}
+		}
+		return nil, fmt.Errorf("%v is not a number", jsonText(v))
+	case schema.KindTime:
+		switch x := v.(type) {
+		case json.Number:
+			if ms, err := x.Int64(); err == nil {
+				return time.UnixMilli(ms).UTC(), nil
+			}
+		case string:
+			if t, err := time.Parse(time.RFC3339Nano, x); err == nil {
+				return t, nil
+			}
+		}
+		return nil, fmt.Errorf("%v is neither milliseconds since the epoch nor an RFC 3339 time", jsonText(v))
+	}
+	return v, nil
+}
+
+func jsonText(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
