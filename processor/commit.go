@@ -358,17 +358,23 @@ func (a *App) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string
 			a.m.restoreDone.WithLabelValues(spec.Store, label).Set(float64(done))
 			a.m.restoreTotal.WithLabelValues(spec.Store, label).Set(float64(total))
 		}
-		res, err := a.restorer.Restore(ctx, spec.ChangelogTopic(), p, ts)
+		t, res, err := a.restoreTask(ctx, p, ts)
 		if err != nil {
-			a.fail(fmt.Errorf("restore %s partition %d: %w", spec.ChangelogTopic(), p, err))
-			return
+			// Local state that cannot be read (a damaged Pebble file) is
+			// not a reason to stop: wipe this task and rebuild it from the
+			// changelog, once.
+			a.log.Warn("restore failed; wiping the partition's local state and rebuilding it from the changelog",
+				"partition", p, "err", err)
+			if werr := ts.Wipe(); werr != nil {
+				a.fail(fmt.Errorf("wipe damaged state of partition %d: %w (after %w)", p, werr, err))
+				return
+			}
+			if t, res, err = a.restoreTask(ctx, p, ts); err != nil {
+				a.fail(fmt.Errorf("restore %s partition %d: %w", spec.ChangelogTopic(), p, err))
+				return
+			}
 		}
 		a.m.restored.Add(float64(res.Records))
-		t := newTask(p, ts, res.Checkpoint, a.clock.Now())
-		if err := t.rebuildIndex(a.p); err != nil {
-			a.fail(fmt.Errorf("index restored state of partition %d: %w", p, err))
-			return
-		}
 		a.tasks[p] = t
 		a.log.Info("partition restored", "partition", p, "records", res.Records, "from_scratch", res.FromScratch,
 			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "open_windows", len(t.open),
@@ -379,6 +385,20 @@ func (a *App) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string
 		a.ready.Store(true)
 		a.m.ready.Set(1)
 	}
+}
+
+// restoreTask brings one partition's store up to its changelog and builds
+// its task.
+func (a *App) restoreTask(ctx context.Context, p int32, ts *state.TaskStore) (*task, state.RestoreResult, error) {
+	res, err := a.restorer.Restore(ctx, a.p.spec.ChangelogTopic(), p, ts)
+	if err != nil {
+		return nil, res, err
+	}
+	t := newTask(p, ts, res.Checkpoint, a.clock.Now())
+	if err := t.rebuildIndex(a.p); err != nil {
+		return nil, res, fmt.Errorf("index restored state: %w", err)
+	}
+	return t, res, nil
 }
 
 func (a *App) fail(err error) {

@@ -63,7 +63,8 @@ type Restorer struct {
 }
 
 // NewRestorer returns a restorer using cl (created with read_committed
-// isolation and no consume topics) for reading and adm for offsets.
+// isolation, kgo.KeepControlRecords so the end of a transactional log is
+// seen without waiting, and no consume topics) for reading and offsets.
 func NewRestorer(cl *kgo.Client) *Restorer {
 	return &Restorer{cl: cl, adm: kadm.NewClient(cl), IdleEnd: 2 * time.Second}
 }
@@ -196,8 +197,11 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 				return
 			}
 			n++
-			res.Records++
 			next = rec.Offset + 1
+			if rec.Attrs.IsControl() {
+				return // a transaction marker: it only moves the position
+			}
+			res.Records++
 			if bytes.Equal(rec.Key, MarkerKey) {
 				m, perr := ParseCheckpoint(rec.Value)
 				if perr != nil {

@@ -424,14 +424,17 @@ func hasRecords(t testing.TB, brokers []string, topic string, partition int32, o
 		return true
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(offset)}}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	return cl.PollFetches(ctx).NumRecords() > 0
+	data := false
+	cl.PollFetches(ctx).EachRecord(func(r *kgo.Record) { data = data || !r.Attrs.IsControl() })
+	return data
 }
 
 // finalResults waits for the group to be idle, then reads the late topic
