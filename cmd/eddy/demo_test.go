@@ -1,0 +1,451 @@
+package main
+
+// Tests of `eddy demo`: the binary runs the bundled pipeline on an embedded
+// Kafka fed by the event generator, for a fixed duration, and prints each
+// final window. A second run on the same data directory must resume: print
+// only windows after the first run's, and finish the window that was open
+// when the first run stopped with the records of both runs.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/eddy-streams/eddy/internal/kafkatest"
+)
+
+// eddyRun is the outcome of one eddy process run to completion.
+type eddyRun struct {
+	stdout, stderr string
+	code           int
+	took           time.Duration
+}
+
+// runEddy runs the binary with args until it exits (killed after timeout)
+// and returns its output and exit code.
+func runEddy(t *testing.T, timeout time.Duration, args ...string) eddyRun {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, eddyBin, args...)
+	cmd.WaitDelay = 5 * time.Second
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	start := time.Now()
+	err := cmd.Run()
+	r := eddyRun{stdout: out.String(), stderr: errb.String(), took: time.Since(start)}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	default:
+		t.Fatalf("eddy %s: %v", strings.Join(args, " "), err)
+	}
+	if ctx.Err() != nil {
+		t.Fatalf("eddy %s: still running after %s; killed.\nstdout:\n%s\nstderr:\n%s",
+			strings.Join(args, " "), timeout, r.stdout, r.stderr)
+	}
+	return r
+}
+
+func (r eddyRun) lines() []string {
+	s := strings.TrimRight(r.stdout, "\n")
+	if s == "" {
+		return nil
+	}
+	return strings.Split(s, "\n")
+}
+
+// demoResult is one line of `eddy demo --json`, checked.
+type demoResult struct {
+	service, endpoint string
+	start, end        time.Time
+	requests, errors  float64
+	p50, p99          float64
+	line              string
+}
+
+func (r demoResult) id() string {
+	return fmt.Sprintf("%s|%s@%s", r.service, r.endpoint, r.start.Format(time.RFC3339))
+}
+
+// parseDemoJSON checks every stdout line of a --json run and returns the
+// results.
+func parseDemoJSON(t *testing.T, run string, r eddyRun) []demoResult {
+	t.Helper()
+	var out []demoResult
+	for i, line := range r.lines() {
+		fail := func(format string, args ...any) {
+			t.Errorf("%s: stdout line %d: %s: %s", run, i+1, fmt.Sprintf(format, args...), line)
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			fail("not a JSON object: %v", err)
+			continue
+		}
+		if m["kind"] != "result" {
+			fail("kind = %v, want \"result\"", m["kind"])
+		}
+		var d demoResult
+		d.line = line
+		key, ok := m["key"].(map[string]any)
+		if !ok {
+			fail("key is not an object")
+			continue
+		}
+		d.service, _ = key["service"].(string)
+		d.endpoint, _ = key["endpoint"].(string)
+		if d.service == "" || d.endpoint == "" {
+			fail("key lacks service or endpoint")
+		}
+		// Each key field is also a field of the result (docs/pipeline-spec.md).
+		if m["service"] != key["service"] || m["endpoint"] != key["endpoint"] {
+			fail("service %v and endpoint %v fields differ from the key's", m["service"], m["endpoint"])
+		}
+		if d.endpoint == "/healthz" {
+			fail("the pipeline filters out /healthz, yet it has a result")
+		}
+		for _, f := range []struct {
+			name string
+			to   *time.Time
+		}{{"window_start", &d.start}, {"window_end", &d.end}} {
+			s, _ := m[f.name].(string)
+			ts, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				fail("%s %q is not RFC 3339: %v", f.name, s, err)
+			}
+			*f.to = ts
+		}
+		if d.end.Sub(d.start) != 10*time.Second {
+			fail("window_end - window_start = %s, want 10s", d.end.Sub(d.start))
+		}
+		if d.start.UnixMilli()%10_000 != 0 {
+			fail("window_start is not aligned to 10s")
+		}
+		for _, f := range []struct {
+			name string
+			to   *float64
+		}{{"requests", &d.requests}, {"errors", &d.errors}, {"p50_latency_ms", &d.p50}, {"p99_latency_ms", &d.p99}} {
+			v, ok := m[f.name].(float64)
+			if !ok {
+				fail("%s = %v (%T), want a number", f.name, m[f.name], m[f.name])
+			}
+			*f.to = v
+		}
+		if d.requests < 1 || d.requests != math.Trunc(d.requests) {
+			fail("requests = %v, want a positive integer", d.requests)
+		}
+		if d.errors < 0 || d.errors > d.requests || d.errors != math.Trunc(d.errors) {
+			fail("errors = %v, want an integer in [0, requests=%v]", d.errors, d.requests)
+		}
+		if !(d.p50 > 0 && d.p50 <= d.p99) {
+			fail("p50 = %v, p99 = %v: want 0 < p50 <= p99", d.p50, d.p99)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// demoInput is one generated event as it is stored in the input topic.
+type demoInput struct {
+	TS        int64   `json:"ts"`
+	Service   string  `json:"service"`
+	Endpoint  string  `json:"endpoint"`
+	Status    int     `json:"status"`
+	LatencyMS float64 `json:"latency_ms"`
+	RequestID string  `json:"request_id"`
+
+	produced int64 // record timestamp: when the generator produced it
+}
+
+// persisted opens the demo's Kafka data directory with kfake, here in the
+// test, and reads the input, output and late topics as they were left.
+func persisted(t *testing.T, dataDir string) (in []demoInput, outs []demoResult, late map[string]bool) {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(filepath.Join(dataDir, "kafka")))
+	if err != nil {
+		t.Fatalf("open the demo's Kafka data dir: %v", err)
+	}
+	defer c.Close()
+	brokers := c.ListenAddrs()
+	for _, r := range kafkatest.ReadAll(t, brokers, "http-requests", false) {
+		var e demoInput
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			t.Fatalf("input record is not a generated event: %v: %s", err, r.Value)
+		}
+		e.produced = r.Timestamp.UnixMilli()
+		in = append(in, e)
+	}
+	var lines []string
+	for _, r := range kafkatest.ReadAll(t, brokers, "http-stats-10s", true) {
+		var m map[string]any
+		if err := json.Unmarshal(r.Value, &m); err != nil {
+			t.Fatalf("output record is not JSON: %v: %s", err, r.Value)
+		}
+		m["kind"] = "result"
+		b, _ := json.Marshal(m)
+		lines = append(lines, string(b))
+	}
+	outs = parseDemoJSON(t, "output topic", eddyRun{stdout: strings.Join(lines, "\n")})
+	late = map[string]bool{}
+	for _, r := range kafkatest.ReadAll(t, brokers, "http-stats-late", true) {
+		var e demoInput
+		if err := json.Unmarshal(r.Value, &e); err != nil {
+			t.Fatalf("late record is not a generated event: %v: %s", err, r.Value)
+		}
+		late[e.RequestID] = true
+	}
+	return in, outs, late
+}
+
+func TestDemo(t *testing.T) {
+	t.Parallel()
+	t.Run("readable", func(t *testing.T) {
+		t.Parallel()
+		r := runEddy(t, 90*time.Second, "demo", "--duration", "20s", "--data-dir", t.TempDir())
+		if r.code != 0 {
+			t.Fatalf("eddy demo exited %d after %s\nstdout:\n%s\nstderr:\n%s", r.code, r.took, r.stdout, r.stderr)
+		}
+		t.Logf("readable demo: %s, %d lines", r.took.Round(100*time.Millisecond), len(r.lines()))
+		checkReadable(t, r)
+	})
+	t.Run("json-resume", func(t *testing.T) {
+		t.Parallel()
+		testDemoResume(t)
+	})
+}
+
+// HH:MM:SS-HH:MM:SS  service endpoint  requests=N errors=N p50_latency_ms=X p99_latency_ms=Y
+var readableLine = regexp.MustCompile(`^(\d\d:\d\d:\d\d)-(\d\d:\d\d:\d\d)  (\S+) (\S+) +requests=(\d+) errors=(\d+) ` +
+	`p50_latency_ms=(\d+(?:\.\d{1,2})?) p99_latency_ms=(\d+(?:\.\d{1,2})?)$`)
+
+func checkReadable(t *testing.T, r eddyRun) {
+	t.Helper()
+	if len(r.lines()) == 0 {
+		t.Fatalf("no result line in 20s\nstderr:\n%s", r.stderr)
+	}
+	for i, line := range r.lines() {
+		m := readableLine.FindStringSubmatch(line)
+		if m == nil {
+			t.Errorf("line %d does not read \"HH:MM:SS-HH:MM:SS  service endpoint requests=N errors=N p50_latency_ms=X p99_latency_ms=Y\": %q", i+1, line)
+			continue
+		}
+		start, err1 := time.Parse("15:04:05", m[1])
+		end, err2 := time.Parse("15:04:05", m[2])
+		if err1 != nil || err2 != nil {
+			t.Errorf("line %d: bad times: %q", i+1, line)
+			continue
+		}
+		if d := (end.Sub(start) + 24*time.Hour) % (24 * time.Hour); d != 10*time.Second {
+			t.Errorf("line %d: window of %s, want 10s: %q", i+1, d, line)
+		}
+		req, _ := strconv.Atoi(m[5])
+		errs, _ := strconv.Atoi(m[6])
+		p50, _ := strconv.ParseFloat(m[7], 64)
+		p99, _ := strconv.ParseFloat(m[8], 64)
+		if req < 1 || errs > req || !(p50 > 0 && p50 <= p99) {
+			t.Errorf("line %d: want requests >= 1, errors <= requests, 0 < p50 <= p99: %q", i+1, line)
+		}
+		if m[4] == "/healthz" {
+			t.Errorf("line %d: /healthz is filtered out by the pipeline: %q", i+1, line)
+		}
+	}
+}
+
+var restoredRe = regexp.MustCompile(`msg="partition restored" .*partition=(\d+) .*from_scratch=(\w+) .*open_windows=(\d+)`)
+
+func testDemoResume(t *testing.T) {
+	dir := t.TempDir()
+
+	// First run.
+	r1 := runEddy(t, 120*time.Second, "demo", "--duration", "25s", "--json", "--data-dir", dir)
+	if r1.code != 0 {
+		t.Fatalf("first demo exited %d after %s\nstdout:\n%s\nstderr:\n%s", r1.code, r1.took, r1.stdout, r1.stderr)
+	}
+	res1 := parseDemoJSON(t, "first run", r1)
+	t.Logf("first run: %s, %d results", r1.took.Round(100*time.Millisecond), len(res1))
+	if len(res1) == 0 {
+		t.Fatalf("first run printed no result in 25s\nstderr:\n%s", r1.stderr)
+	}
+	if t.Failed() {
+		t.FailNow()
+	}
+
+	// Second run, same data dir. At its default log level the demo says
+	// nothing about restoring; at info it logs each partition's restore.
+	start2 := time.Now()
+	r2 := runEddy(t, 120*time.Second, "demo", "--duration", "20s", "--json", "--data-dir", dir, "--log-level", "info")
+	if r2.code != 0 {
+		t.Fatalf("second demo exited %d after %s\nstdout:\n%s\nstderr:\n%s", r2.code, r2.took, r2.stdout, r2.stderr)
+	}
+	res2 := parseDemoJSON(t, "second run", r2)
+	t.Logf("second run: %s, %d results", r2.took.Round(100*time.Millisecond), len(res2))
+	if len(res2) == 0 {
+		t.Fatalf("second run printed no result in 20s\nstderr:\n%s", r2.stderr)
+	}
+	if !strings.Contains(r2.stderr, "data in "+dir) {
+		t.Errorf("second run does not say where its data is:\n%s", r2.stderr)
+	}
+	// It restored the state the first run left: every task from the local
+	// store (not rebuilt from scratch), with the windows still open when
+	// the first run stopped.
+	restores := restoredRe.FindAllStringSubmatch(r2.stderr, -1)
+	open := 0
+	for _, m := range restores {
+		if m[2] != "false" {
+			t.Errorf("second run rebuilt partition %s from scratch: the first run's local state was not reused", m[1])
+		}
+		n, _ := strconv.Atoi(m[3])
+		open += n
+	}
+	if len(restores) != 3 || open == 0 {
+		t.Errorf("second run restored %d partitions (want 3) with %d open windows (want some):\n%s", len(restores), open, r2.stderr)
+	}
+
+	// The second run prints only windows after the first run's: its
+	// printer starts at the output topic's end.
+	var last1 time.Time
+	seen := map[string]bool{}
+	for _, r := range res1 {
+		if seen[r.id()] {
+			t.Errorf("first run printed window %s twice", r.id())
+		}
+		seen[r.id()] = true
+		if r.start.After(last1) {
+			last1 = r.start
+		}
+	}
+	first2 := res2[0].start
+	for _, r := range res2 {
+		if seen[r.id()] {
+			t.Errorf("second run printed window %s again (first run printed it): %s", r.id(), r.line)
+		}
+		seen[r.id()] = true
+		if !r.start.After(last1) {
+			t.Errorf("second run printed window %s, not after the first run's last window %s", r.id(), last1.Format(time.RFC3339))
+		}
+		if r.start.Before(first2) {
+			first2 = r.start
+		}
+	}
+	// Contiguous: the window open when the first run stopped is the second
+	// run's first, so no window is skipped across the restart.
+	if want := last1.Add(10 * time.Second); !first2.Equal(want) {
+		t.Errorf("second run's first window starts at %s, want %s (right after the first run's last window): "+
+			"windows were skipped across the restart", first2.Format(time.RFC3339), want.Format(time.RFC3339))
+	}
+
+	// The embedded Kafka's data persisted across the runs: read it here.
+	in, outs, late := persisted(t, dir)
+	var before, after int
+	for _, e := range in {
+		if e.produced < start2.UnixMilli() {
+			before++
+		} else {
+			after++
+		}
+	}
+	t.Logf("input topic: %d events from the first run, %d from the second; %d late", before, after, len(late))
+	if before == 0 || after == 0 {
+		t.Fatalf("input topic holds %d events of the first run and %d of the second: the data dir did not persist", before, after)
+	}
+	// Every result on the output topic was printed, once.
+	printed := map[string]bool{}
+	for _, r := range append(append([]demoResult(nil), res1...), res2...) {
+		printed[r.id()] = true
+	}
+	onTopic := map[string]bool{}
+	for _, o := range outs {
+		if onTopic[o.id()] {
+			t.Errorf("output topic holds window %s twice", o.id())
+		}
+		onTopic[o.id()] = true
+		if !printed[o.id()] {
+			t.Errorf("window %s is on the output topic but neither run printed it: %s", o.id(), o.line)
+		}
+	}
+	for id := range printed {
+		if !onTopic[id] {
+			t.Errorf("window %s was printed but is not on the output topic", id)
+		}
+	}
+
+	// Every printed window holds exactly the events of its key and window
+	// (computed here from the input topic), including the window open
+	// across the restart: the second run resumed the first run's state,
+	// neither losing nor double counting. Events produced over 30s after
+	// their time are the generator's late ones: they go to the late topic
+	// (or were not read yet when the demo stopped); out-of-order events
+	// lag by under 3s, within the 5s grace.
+	type agg struct {
+		requests, errors float64
+		lat              []float64
+	}
+	exp := map[string]*agg{}
+	for _, e := range in {
+		if e.produced-e.TS > 30_000 {
+			continue
+		}
+		if late[e.RequestID] {
+			t.Errorf("event %s, produced %dms after its time (within the grace period), went to the late topic", e.RequestID, e.produced-e.TS)
+		}
+		if e.Endpoint == "/healthz" {
+			continue
+		}
+		start := time.UnixMilli(e.TS - e.TS%10_000).UTC()
+		id := demoResult{service: e.Service, endpoint: e.Endpoint, start: start}.id()
+		a := exp[id]
+		if a == nil {
+			a = &agg{}
+			exp[id] = a
+		}
+		a.requests++
+		if e.Status >= 500 {
+			a.errors++
+		}
+		a.lat = append(a.lat, e.LatencyMS)
+	}
+	// The printed results were checked against the output topic above;
+	// check the topic's, which also holds any result emitted while no
+	// printer ran.
+	all := append([]demoResult(nil), outs...)
+	sort.Slice(all, func(i, j int) bool { return all[i].id() < all[j].id() })
+	for _, r := range all {
+		a := exp[r.id()]
+		if a == nil {
+			t.Errorf("window %s: no input event belongs to it: %s", r.id(), r.line)
+			continue
+		}
+		if r.requests != a.requests || r.errors != a.errors {
+			t.Errorf("window %s: requests=%v errors=%v, the input holds %v and %v", r.id(), r.requests, r.errors, a.requests, a.errors)
+		}
+		sort.Float64s(a.lat)
+		lo, hi := a.lat[0], a.lat[len(a.lat)-1]
+		for _, q := range []float64{r.p50, r.p99} {
+			if q < lo*0.99 || q > hi*1.01 {
+				t.Errorf("window %s: p50=%v p99=%v outside the latencies [%v, %v]", r.id(), r.p50, r.p99, lo, hi)
+			}
+		}
+	}
+	if t.Failed() {
+		t.Logf("first run stdout:\n%s\nsecond run stdout:\n%s", r1.stdout, r2.stdout)
+		for _, o := range outs {
+			t.Logf("output topic: %s", o.line)
+		}
+		t.Logf("first run stderr:\n%s\nsecond run stderr:\n%s", r1.stderr, r2.stderr)
+	}
+}
