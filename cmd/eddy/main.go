@@ -30,6 +30,7 @@ func main() {
 	}
 	root.AddCommand(runCmd(), describeCmd(), demoCmd(), settingsCmd(), generateCmd())
 	root.AddCommand(schemaCmd(), registryCmd(), produceCmd())
+	root.AddCommand(resetCmd())
 	if err := root.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "eddy:", err)
 		os.Exit(1)
