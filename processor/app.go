@@ -308,8 +308,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}()
 
 	a.lastCommit = a.clock.Now()
-	a.ready.Store(true)
-	a.m.ready.Set(1)
+	// Ready only once the group has assigned partitions and their state is
+	// restored: onAssigned sets it (franz-go calls it after every join).
 	for {
 		select {
 		case <-ctx.Done():

@@ -131,7 +131,10 @@ func (a *App) commitLocked(ctx context.Context) error {
 			}
 		})
 		if cerr != nil {
-			return fmt.Errorf("commit offsets: %w", cerr)
+			// Not fatal: nothing is lost. The rows stay dirty and are
+			// flushed again, with a new marker, at the next commit.
+			a.log.Warn("offset commit failed; retrying at the next commit", "err", cerr)
+			return nil
 		}
 	}
 	a.dirtySrc = false
@@ -345,6 +348,10 @@ func (a *App) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string
 		}
 	}
 	if len(parts) == 0 {
+		if !a.closing.Load() {
+			a.ready.Store(true) // in the group, nothing to restore
+			a.m.ready.Set(1)
+		}
 		return
 	}
 	slices.Sort(parts)

@@ -261,3 +261,63 @@ func TestDamagedState(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaFaultBrokerRestart kills the broker with SIGKILL and restarts
+// it, twice, while two workers run: they must ride it out (no exit, no
+// crash loop) and the final windows must be right. It is not parallel: no
+// other test of this package runs while the broker is down.
+func TestKafkaFaultBrokerRestart(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	script := os.Getenv("EDDY_KAFKA_SH")
+	if script == "" {
+		if os.Getenv("CI") != "" {
+			t.Fatal("EDDY_KAFKA_SH is not set: scripts/test.sh sets it when it starts the broker")
+		}
+		t.Skip("the broker was not started by scripts/test.sh (EDDY_KAFKA_SH unset): not killing someone else's broker")
+	}
+	broker := func(what string) {
+		out, err := exec.Command(script, what).CombinedOutput()
+		if err != nil {
+			t.Fatalf("kafka.sh %s: %v\n%s", what, err, out)
+		}
+	}
+	for _, mode := range []string{"at_least_once", "exactly_once"} {
+		t.Run(mode, func(t *testing.T) {
+			e, _, n := faultScenario(t, brokers, mode)
+			recs := e.sc.records(e.in)
+			normal, tail := recs[:n], recs[n:]
+			ws := []*worker{
+				startWorker(t, e.spec, e.brokerList(), t.TempDir()),
+				startWorker(t, e.spec, e.brokerList(), t.TempDir()),
+			}
+			chunk := (len(normal) + 7) / 8
+			for i := 0; i < 8; i++ {
+				produceSync(t, brokers, normal[i*chunk:min((i+1)*chunk, len(normal))])
+				if i == 2 || i == 5 {
+					broker("kill")
+					time.Sleep(time.Second)
+					broker("restart")
+				}
+				time.Sleep(time.Second)
+				for j, w := range ws {
+					select {
+					case err := <-w.done:
+						w.exited = true
+						t.Fatalf("worker %d exited during the broker restarts: %v", j, err)
+					default:
+					}
+				}
+			}
+			e.waitIdle(t, 180*time.Second, ws[0])
+			produceSync(t, brokers, append(tail, e.sc.badRecords(e.in)...))
+			got, late := e.finalResults(t, ws[0])
+			e.sc.verify(t, got, late)
+			checkOnce(t, mode, got)
+			for _, w := range ws {
+				if err := w.stop(syscall.SIGTERM); err != nil {
+					t.Errorf("worker stop: %v", err)
+				}
+			}
+		})
+	}
+}

@@ -440,11 +440,6 @@ func checkWorkerMetrics(t *testing.T, e *e2e, mfs map[string]*dto.MetricFamily, 
 // member that holds up the rebalance keeps the worker out of the group.
 func TestHTTPReadyzWaitsForGroup(t *testing.T) {
 	t.Parallel()
-	// Known bug: processor.App.Run sets ready before its client has
-	// joined the group, and onAssigned returns early for an assignment
-	// without new aggregation partitions without setting it. Remove this
-	// skip with the fix.
-	t.Skip("known bug: /readyz answers 200 before the worker is in its group (processor/app.go)")
 	brokers := kafkatest.Kfake(t)
 	e := newE2EWith(t, brokers, "at_least_once", newScenario(5, 2, 10, 2))
 	assigned := make(chan struct{}, 1)
