@@ -483,3 +483,50 @@ func assertSame[V comparable](t testing.TB, what string, before, after map[strin
 		t.Errorf("%s changed: %v, now %v", what, before, after)
 	}
 }
+
+// TestKafkaResetResumesInterrupted: a reset that stopped after deleting the
+// internal topics (simulated by deleting them here) is finished by running
+// the same command again: the missing topics are created with eddy's
+// settings, the offsets committed, and the replay is right. Running it once
+// more (a reset of a reset) is harmless too.
+func TestKafkaResetResumesInterrupted(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Real(t)
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(13, 2, 80, 4))
+	produceSync(t, brokers, e.sc.records(e.in))
+	stateDir := t.TempDir()
+	first, late1 := runOnce(t, e, stateDir, nil, nil)
+	e.sc.verify(t, first, late1)
+	outEnd, lateEnd := endOffsets(t, brokers, e.out), endOffsets(t, brokers, e.late)
+
+	adm := kadm.NewClient(kafkatest.Client(t, brokers))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	internal := []string{e.app + "-repartition", e.app + "-windows-changelog"}
+	if _, err := adm.DeleteTopics(ctx, internal...); err != nil {
+		t.Fatal(err)
+	}
+	out := mustReset(t, e, "--to-earliest")
+	if !strings.Contains(out, "missing: created with eddy's settings") {
+		t.Errorf("plan does not say the missing topics are created:\n%s", out)
+	}
+	mustReset(t, e, "--to-earliest")
+	cfgs, err := adm.DescribeTopicConfigs(ctx, e.app+"-windows-changelog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := cfgs.On(e.app+"-windows-changelog", nil)
+	for _, c := range rc.Configs {
+		if c.Key == "cleanup.policy" && c.MaybeValue() != "compact" {
+			t.Errorf("recreated changelog has cleanup.policy %q", c.MaybeValue())
+		}
+	}
+	for k, v := range committed(t, brokers, e.app) {
+		if v != 0 {
+			t.Errorf("%s committed at %d, want 0", k, v)
+		}
+	}
+	second, late2 := runOnce(t, e, stateDir, outEnd, lateEnd)
+	e.sc.verify(t, second, late2)
+	sameWindows(t, "replay", first, second, func(winKey) bool { return true })
+}
