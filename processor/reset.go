@@ -427,7 +427,11 @@ func ExecuteReset(ctx context.Context, adm *kadm.Client, plan *ResetPlan, progre
 			return err
 		}
 	}
-	if err := step(ResetStep("recreate "+strings.Join(names, ", ")+" (empty)"), func() error {
+	verb := "recreate "
+	if len(existing) == 0 {
+		verb = "create "
+	}
+	if err := step(ResetStep(verb+strings.Join(names, ", ")+" (empty)"), func() error {
 		return recreateTopics(ctx, adm, plan.Topics)
 	}); err != nil {
 		return err
