@@ -269,7 +269,20 @@ func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
 	a.produceMarkers(ctx, work)
 	a.crashPoint(CrashAfterFlush, work)
 	a.crashPoint(CrashAfterMarker, work)
-	committed, err := a.sess.End(ctx, kgo.TryCommit)
+	// Bounded: End confirms group membership with a heartbeat, and after a
+	// coordinator change the group cannot rejoin while this loop blocks
+	// rebalancing. On timeout End aborts, the loop allows the rebalance,
+	// and the work is redone from the committed state.
+	ectx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
+	committed, err := a.sess.End(ectx, kgo.TryCommit)
+	cancel()
+	if err != nil && ctx.Err() == nil && ectx.Err() != nil {
+		a.log.Warn("transaction end timed out waiting for the group; aborting it", "err", err)
+		actx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
+		_, err = a.sess.End(actx, kgo.TryAbort)
+		cancel()
+		committed = false
+	}
 	if err != nil {
 		return fmt.Errorf("end transaction: %w", err)
 	}

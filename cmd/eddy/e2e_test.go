@@ -91,6 +91,16 @@ func startWorker(t testing.TB, spec, brokers, stateDir string, extraEnv ...strin
 		w.done <- cmd.Wait()
 	}()
 	t.Cleanup(func() {
+		if !w.exited && t.Failed() {
+			// A goroutine dump of a worker still running when its test
+			// failed shows where it was (it goes to the log below).
+			_ = cmd.Process.Signal(syscall.SIGQUIT)
+			select {
+			case <-w.done:
+				w.exited = true
+			case <-time.After(5 * time.Second):
+			}
+		}
 		if !w.exited {
 			_ = cmd.Process.Kill()
 			<-w.done
@@ -117,6 +127,13 @@ func (w *worker) stop(sig syscall.Signal) error {
 		w.exited = true
 		return err
 	case <-time.After(60 * time.Second):
+		// Ask the Go runtime for a goroutine dump (it goes to the log).
+		_ = w.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-w.done:
+			w.exited = true
+		case <-time.After(5 * time.Second):
+		}
 		w.t.Fatalf("eddy did not exit within 60s of %v", sig)
 		return nil
 	}
