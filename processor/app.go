@@ -271,7 +271,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return err
 		}
 		a.cl = a.sess.Client()
-		a.pg.maxWait = 0 // a transaction commits every polled offset: buffer nothing across commits
+		// A transaction commits every polled offset, so buffered source
+		// records are drained before each commit (commitTxnLocked); between
+		// commits they are ordered by event time as in at-least-once.
 		if err := a.sess.Begin(); err != nil {
 			a.sess.Close()
 			return fmt.Errorf("begin transaction: %w", err)

@@ -266,6 +266,11 @@ func (a *App) writeStores(work []*flushWork) error {
 // committed offsets; the tasks go back to their Pebble state, which is
 // exactly the last committed state.
 func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
+	// Every polled offset commits with the transaction: forward what the
+	// partition group still buffers first.
+	if err := a.pg.drainAll(a.clock.Now(), func(it srcItem) error { return a.forwardSource(ctx, it) }); err != nil {
+		return err
+	}
 	a.produceMarkers(ctx, work)
 	a.crashPoint(CrashAfterFlush, work)
 	a.crashPoint(CrashAfterMarker, work)
@@ -326,7 +331,7 @@ func (a *App) resetToCommittedLocked() error {
 		}
 		a.tasks[p] = nt
 	}
-	a.pg = newPartitionGroup(0)
+	a.pg = newPartitionGroup(a.pg.maxWait)
 	clear(a.srcPos)
 	a.dirtySrc = false
 	a.prodMu.Lock()

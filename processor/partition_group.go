@@ -118,6 +118,16 @@ func (g *partitionGroup) drain(now time.Time, fn func(srcItem) error) error {
 	}
 }
 
+// drainAll forwards every buffered record, in event-time order, without
+// waiting for lagging partitions (used before a transaction commits every
+// polled offset).
+func (g *partitionGroup) drainAll(now time.Time, fn func(srcItem) error) error {
+	w := g.maxWait
+	g.maxWait = 0
+	defer func() { g.maxWait = w }()
+	return g.drain(now, fn)
+}
+
 func lessSP(a, b state.SourcePartition) bool {
 	if a.Topic != b.Topic {
 		return a.Topic < b.Topic

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/internal/kafkatest"
 )
@@ -83,6 +84,7 @@ func testKillRestart(t *testing.T, processing string) {
 	for _, w := range ws {
 		_ = w.stop(syscall.SIGTERM)
 	}
+	checkNoOpenTransaction(t, e)
 }
 
 func TestKafkaFaultKillRestart(t *testing.T) {
@@ -123,6 +125,7 @@ func testPaused(t *testing.T, processing string) {
 	for _, w := range ws {
 		_ = w.stop(syscall.SIGTERM)
 	}
+	checkNoOpenTransaction(t, e)
 }
 
 func TestKafkaFaultPaused(t *testing.T) {
@@ -318,6 +321,35 @@ func TestKafkaFaultBrokerRestart(t *testing.T) {
 					t.Errorf("worker stop: %v", err)
 				}
 			}
+			checkNoOpenTransaction(t, e)
 		})
+	}
+}
+
+// checkNoOpenTransaction is invariant I4: after the run, a marker record
+// written to every partition of eddy's output, late, dead-letter,
+// changelog and repartition topics is readable with read_committed. A
+// transaction that eddy left open would hold the last stable offset back
+// and hide the marker.
+func checkNoOpenTransaction(t *testing.T, e *e2e) {
+	t.Helper()
+	topics := []string{e.out, e.late, e.dlq, e.app + "-windows-changelog", e.app + "-repartition"}
+	var recs []*kgo.Record
+	for _, topic := range topics {
+		for p := int32(0); p < e.sc.parts; p++ {
+			recs = append(recs, &kgo.Record{Topic: topic, Partition: p, Key: []byte("i4-marker"), Value: []byte("{}")})
+		}
+	}
+	produceSync(t, e.brokers, recs)
+	for _, topic := range topics {
+		seen := map[int32]bool{}
+		for _, r := range kafkatest.ReadAll(t, e.brokers, topic, true) {
+			if string(r.Key) == "i4-marker" {
+				seen[r.Partition] = true
+			}
+		}
+		if len(seen) != int(e.sc.parts) {
+			t.Errorf("I4: markers visible with read_committed on %d of %d partitions of %s: a transaction was left open", len(seen), e.sc.parts, topic)
+		}
 	}
 }

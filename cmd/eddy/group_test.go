@@ -18,14 +18,21 @@ import (
 // repeats identical), and Kafka's own ConsumerGroupCommand must show the
 // group's committed offsets at the end of the input.
 func TestKafkaConsumerGroup(t *testing.T) {
+	t.Parallel()
 	brokers := kafkatest.Real(t)
+	for _, mode := range []string{"at_least_once", "exactly_once"} {
+		t.Run(mode, func(t *testing.T) { testConsumerGroup(t, brokers, mode) })
+	}
+}
+
+func testConsumerGroup(t *testing.T, brokers []string, processing string) {
 	// Event time here runs about nine times faster than the wall clock, so
 	// a worker that stalls for a rebalance (or the session timeout after
 	// SIGKILL) falls minutes of event time behind the others. The grace
 	// period covers that, as it must in production for failover stalls.
 	sc := newScenario(7, 6, 250, 12)
 	sc.grace = 180_000
-	e := newE2EWith(t, brokers, "at_least_once", sc)
+	e := newE2EWith(t, brokers, processing, sc)
 	recs := e.sc.records(e.in)
 	n := 0
 	for _, ev := range e.sc.events {
@@ -62,6 +69,7 @@ func TestKafkaConsumerGroup(t *testing.T) {
 	produceSync(t, brokers, append(tail, e.sc.badRecords(e.in)...))
 	got, late := e.finalResults(t, ws[2])
 	e.sc.verify(t, got, late)
+	checkOnce(t, processing, got)
 	if len(late) > 12*3 {
 		t.Logf("note: %d late records (36 designed)", len(late))
 	}
