@@ -276,9 +276,14 @@ func (p *pipeline) aggregate(t *task, key string, ts int64, ins []aggInput) (lat
 func (p *pipeline) update(t *task, wk state.WindowKey, ins []aggInput, base *state.Row) error {
 	row := base
 	if row == nil {
-		r, err := t.store.Get(wk)
-		if err != nil {
-			return err
+		// Every stored window is in t.open (tracked on Put, rebuilt from
+		// Pebble on restore), so a window missing there is new: no lookup.
+		var r *state.Row
+		if _, ok := t.open[wk]; ok {
+			var err error
+			if r, err = t.store.Get(wk); err != nil {
+				return err
+			}
 		}
 		if r == nil {
 			r = state.NewRow(p.aggSpecs)
