@@ -39,7 +39,7 @@ func (f *fakeRegistry) get(id int) (*schema.Schema, error) {
 }
 
 func (f *fakeRegistry) GetByID(_ context.Context, id int) (*schema.Schema, error) { return f.get(id) }
-func (f *fakeRegistry) Register(context.Context, string, string) (int, error)    { return 0, errDown }
+func (f *fakeRegistry) Register(context.Context, string, string) (int, error)     { return 0, errDown }
 func (f *fakeRegistry) Lookup(_ context.Context, subject, text string) (*schema.Schema, error) {
 	for _, s := range f.byID {
 		if s.Subject == subject && s.Text == text {
