@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -27,8 +28,16 @@ import (
 // faultScenario is a larger input over six partitions, with a grace
 // period that covers the pauses a fault causes (event time runs about
 // nine times faster than the wall clock here).
+// soak is the factor of the on-demand soak variant: EDDY_SOAK=N runs the
+// fault tests with N times the events, chunks and kills (default 1, the CI
+// variant).
+func soak() int {
+	n, _ := strconv.Atoi(os.Getenv("EDDY_SOAK"))
+	return max(1, n)
+}
+
 func faultScenario(t *testing.T, brokers []string, processing string) (*e2e, [][]byte, int) {
-	sc := newScenario(11, 6, 250, 12)
+	sc := newScenario(11, 6, 250*soak(), 12)
 	sc.grace = 180_000
 	e := newE2EWith(t, brokers, processing, sc)
 	n := 0
@@ -66,10 +75,13 @@ func testKillRestart(t *testing.T, processing string) {
 	for i := range ws {
 		ws[i] = startWorker(t, e.spec, e.brokerList(), dirs[i])
 	}
-	chunk := (len(normal) + 9) / 10
-	for i := 0; i < 10; i++ {
+	chunks := 10 * soak()
+	chunk := (len(normal) + chunks - 1) / chunks
+	kills := 0
+	for i := 0; i < chunks; i++ {
 		produceSync(t, brokers, normal[i*chunk:min((i+1)*chunk, len(normal))])
-		if i == 2 || i == 5 || i == 8 {
+		if i%3 == 2 {
+			kills++
 			_ = ws[1].stop(syscall.SIGKILL)
 			ws[1] = startWorker(t, e.spec, e.brokerList(), dirs[1])
 		}
@@ -85,6 +97,7 @@ func testKillRestart(t *testing.T, processing string) {
 		_ = w.stop(syscall.SIGTERM)
 	}
 	checkNoOpenTransaction(t, e)
+	t.Logf("%d events, %d kills of worker 1, %d final windows checked, %d late", len(recs), kills, len(got), len(late))
 }
 
 func TestKafkaFaultKillRestart(t *testing.T) {
