@@ -355,7 +355,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 		if perr == nil {
 			perr = a.punctuate()
 		}
-		if perr == nil && a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval {
+		// Under exactly-once a commit forwards everything buffered, so it
+		// waits (at most the partition group's maxWait) while a lagging
+		// partition's records are on their way.
+		if perr == nil && a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval &&
+			!(a.eos && a.pg.waiting(a.clock.Now())) {
 			start := time.Now()
 			perr = a.commitLocked(ctx)
 			a.m.commitSeconds.Observe(time.Since(start).Seconds())

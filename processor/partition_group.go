@@ -118,6 +118,24 @@ func (g *partitionGroup) drain(now time.Time, fn func(srcItem) error) error {
 	}
 }
 
+// waiting reports whether drain is holding records back for a lagging
+// partition whose buffer has been empty for less than maxWait.
+func (g *partitionGroup) waiting(now time.Time) bool {
+	buffered := false
+	for _, q := range g.queues {
+		buffered = buffered || len(q.items) > 0
+	}
+	if !buffered {
+		return false
+	}
+	for _, q := range g.queues {
+		if len(q.items) == 0 && q.lagging() && now.Sub(q.emptySince) < g.maxWait {
+			return true
+		}
+	}
+	return false
+}
+
 // drainAll forwards every buffered record, in event-time order, without
 // waiting for lagging partitions (used before a transaction commits every
 // polled offset).
