@@ -129,7 +129,9 @@ func ParseCheckpoint(b []byte) (Checkpoint, error) {
 		return cp, fmt.Errorf("checkpoint: %d upstream partitions: %w", n, ErrCorruptState)
 	}
 	if n > 0 {
-		cp.Upstream = make(map[SourcePartition]int64, n)
+		// Each entry takes at least 3 bytes: never size the map from a
+		// count the remaining input cannot hold.
+		cp.Upstream = make(map[SourcePartition]int64, min(n, uint64(len(d.b))/3))
 	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		topic := string(d.bytes(d.uvarint()))
