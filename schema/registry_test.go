@@ -244,9 +244,17 @@ func TestClientRegistryDown(t *testing.T) {
 		t.Fatalf("registry down is a dead letter: %v", err)
 	}
 
-	ln, err = net.Listen("tcp", addr)
-	if err != nil {
-		t.Skipf("cannot listen on %s again: %v", addr, err)
+	// The registry comes back on the same address. Listening there again
+	// can only fail if another process took the port meanwhile; retry
+	// briefly, then fail rather than skip.
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("cannot listen on %s again: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	hs := httptest.NewUnstartedServer(srv)
 	hs.Listener.Close()
