@@ -1,17 +1,16 @@
 package deploy
 
 import (
+	"github.com/eddy-streams/eddy/internal/testbin"
+
 	"bufio"
 	"bytes"
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-
-	"go.uber.org/goleak"
 )
 
 // eddyBin is the eddy binary, built once for every test here: the
@@ -21,31 +20,7 @@ var eddyBin string
 // root is the repository root, where docker-compose.yml and go.mod live.
 const root = ".."
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "eddy-deploy-bin")
-	if err != nil {
-		panic(err)
-	}
-	eddyBin = filepath.Join(dir, "eddy")
-	args := []string{"build", "-o", eddyBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command("go", append(args, "../cmd/eddy")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build eddy: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, "../cmd/eddy", &eddyBin) }
 
 var (
 	settingsOnce sync.Once

@@ -24,38 +24,14 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
-	"go.uber.org/goleak"
 
 	"github.com/eddy-streams/eddy/internal/kafkatest"
+	"github.com/eddy-streams/eddy/internal/testbin"
 )
 
 var eddyBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "eddy-bin")
-	if err != nil {
-		panic(err)
-	}
-	eddyBin = filepath.Join(dir, "eddy")
-	args := []string{"build", "-o", eddyBin}
-	if raceEnabled {
-		args = append(args, "-race")
-	}
-	out, err := exec.Command("go", append(args, ".")...).CombinedOutput()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "build eddy: %v\n%s", err, out)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, "goleak:", err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testbin.Main(m, ".", &eddyBin) }
 
 // worker is one `eddy run` process.
 type worker struct {

@@ -68,18 +68,23 @@ func requireSubject(cmd *cobra.Command) (string, error) {
 	return s, nil
 }
 
+// subjectAndSchema reads --subject and the schema in --file.
+func subjectAndSchema(cmd *cobra.Command) (subject, text string, err error) {
+	if subject, err = requireSubject(cmd); err != nil {
+		return "", "", err
+	}
+	file, _ := cmd.Flags().GetString("file")
+	text, err = readSchemaFile(file)
+	return subject, text, err
+}
+
 func schemaRegisterCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "register --subject S --file schema.avsc",
 		Short: "Register a schema under a subject (idempotent) and print its id and version",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			subject, err := requireSubject(cmd)
-			if err != nil {
-				return err
-			}
-			file, _ := cmd.Flags().GetString("file")
-			text, err := readSchemaFile(file)
+			subject, text, err := subjectAndSchema(cmd)
 			if err != nil {
 				return err
 			}
@@ -194,12 +199,7 @@ registering it. Prints the answer in plain words with the registry's reasons
 when it gives them, and exits 1 when the schema is not compatible.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			subject, err := requireSubject(cmd)
-			if err != nil {
-				return err
-			}
-			file, _ := cmd.Flags().GetString("file")
-			text, err := readSchemaFile(file)
+			subject, text, err := subjectAndSchema(cmd)
 			if err != nil {
 				return err
 			}
@@ -218,6 +218,7 @@ when it gives them, and exits 1 when the schema is not compatible.`,
 			if err != nil {
 				return err
 			}
+			file, _ := cmd.Flags().GetString("file")
 			if got.Compatible {
 				fmt.Fprintf(cmd.OutOrStdout(), "compatible: %s can be registered as the next version of %s\n", file, subject)
 				return nil
