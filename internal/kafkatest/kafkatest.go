@@ -131,7 +131,10 @@ func ReadAll(t testing.TB, brokers []string, topic string, committed bool) []*kg
 	if committed {
 		iso = kgo.ReadCommitted()
 	}
-	cl := Client(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(iso))
+	// Control records (transaction markers) are kept so the position
+	// reaches the end offset exactly; they are not returned.
+	cl := Client(t, brokers, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchIsolationLevel(iso), kgo.KeepControlRecords())
 	var out []*kgo.Record
 	next := map[int32]int64{}
 	done := func() bool {
@@ -142,7 +145,6 @@ func ReadAll(t testing.TB, brokers []string, topic string, committed bool) []*kg
 		}
 		return true
 	}
-	idle := 0
 	for !done() {
 		pctx, pcancel := context.WithTimeout(ctx, time.Second)
 		fs := cl.PollFetches(pctx)
@@ -150,21 +152,12 @@ func ReadAll(t testing.TB, brokers []string, topic string, committed bool) []*kg
 		if ctx.Err() != nil {
 			t.Fatalf("reading %s: timed out with %d records (have %v, want %v)", topic, len(out), next, want)
 		}
-		n := 0
 		fs.EachRecord(func(r *kgo.Record) {
-			out = append(out, r)
 			next[r.Partition] = r.Offset + 1
-			n++
-		})
-		if n == 0 {
-			// Under read_committed, transaction markers at the tail are
-			// never returned; stop after a few empty polls.
-			if idle++; committed && idle >= 3 {
-				break
+			if !r.Attrs.IsControl() {
+				out = append(out, r)
 			}
-		} else {
-			idle = 0
-		}
+		})
 	}
 	return out
 }
