@@ -59,6 +59,17 @@ type Config struct {
 	// (source.format or output.format avro); required for those, unused
 	// otherwise. The caller owns it (e.g. a *schema.Client).
 	Registry schema.Registry
+	// AlertmanagerURL, when set, is the base URL of a Prometheus
+	// Alertmanager (e.g. http://alertmanager:9093) that alert transitions
+	// are posted to (alertmanager.go).
+	AlertmanagerURL string
+	// AlertmanagerResend is how often firing alerts are re-sent to
+	// Alertmanager. Default 30s.
+	AlertmanagerResend time.Duration
+	// AlertmanagerMaxAge: firing transitions older than this (stream time
+	// against the wall clock, e.g. during a replay) are not posted.
+	// Default 1h.
+	AlertmanagerMaxAge time.Duration
 }
 
 // App runs one pipeline as a member of the consumer group named by the
@@ -76,6 +87,7 @@ type App struct {
 	rcl      *kgo.Client // restore reads
 	restorer *state.Restorer
 	db       *state.DB
+	am       *amForwarder // nil unless alerts go to Alertmanager
 
 	mu         sync.Mutex // held while processing, committing, assigning, revoking
 	tasks      map[int32]*task
@@ -119,6 +131,12 @@ func New(cfg Config) (*App, error) {
 	if cfg.SessionTimeout == 0 {
 		cfg.SessionTimeout = 45 * time.Second
 	}
+	if cfg.AlertmanagerResend <= 0 {
+		cfg.AlertmanagerResend = 30 * time.Second
+	}
+	if cfg.AlertmanagerMaxAge <= 0 {
+		cfg.AlertmanagerMaxAge = time.Hour
+	}
 	p, err := newPipeline(cfg.Spec)
 	if err != nil {
 		return nil, err
@@ -137,6 +155,9 @@ func New(cfg Config) (*App, error) {
 		crashAt:    CrashPoint(os.Getenv("EDDY_TEST_CRASH_AT")),
 		crashAfter: 2,
 		eos:        cfg.Spec.Processing == topology.ExactlyOnce,
+	}
+	if cfg.AlertmanagerURL != "" && p.alerts != nil {
+		app.am = newAMForwarder(cfg.AlertmanagerURL, cfg.Spec.App, app.log, app.m, cfg.AlertmanagerResend, cfg.AlertmanagerMaxAge)
 	}
 	if at, k, ok := strings.Cut(string(app.crashAt), ":"); ok {
 		app.crashAt = CrashPoint(at)
@@ -309,6 +330,12 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 	}()
 
+	if a.am != nil {
+		amCtx, amCancel := context.WithCancel(context.Background())
+		amDone := make(chan struct{})
+		go func() { defer close(amDone); a.am.run(amCtx) }()
+		defer func() { amCancel(); <-amDone }()
+	}
 	a.lastCommit = a.clock.Now()
 	// Ready only once the group has assigned partitions and their state is
 	// restored: onAssigned sets it (franz-go calls it after every join).
@@ -558,6 +585,9 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 		a.deadLetter(ctx, rec, &RecordError{Class: class, Field: field, Err: err})
 		return nil
 	}
+	if al := a.p.alerts; al != nil {
+		al.onRecord(t, ev.key, ev.ts, func(e alertEvent) { a.publishAlert(ctx, t, e) })
+	}
 	late, err := a.p.aggregate(t, ev.key, ev.ts, ins)
 	if err != nil {
 		return err
@@ -579,7 +609,13 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 		)
 		a.produce(ctx, &kgo.Record{Topic: a.p.spec.LateTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: rec.Timestamp})
 	}
-	return a.p.closeWindows(t, func(r result) { a.emit(ctx, t, r) })
+	if err := a.p.closeWindows(t, func(r result) { a.emit(ctx, t, r) }); err != nil {
+		return err
+	}
+	if al := a.p.alerts; al != nil {
+		al.checkDue(t, t.streamTime, func(e alertEvent) { a.publishAlert(ctx, t, e) })
+	}
+	return nil
 }
 
 // punctuate advances idle tasks' stream time and closes due windows.
@@ -590,6 +626,11 @@ func (a *App) punctuate() error {
 		if err := a.p.closeWindows(t, func(r result) { a.emit(context.Background(), t, r) }); err != nil {
 			return err
 		}
+		if al := a.p.alerts; al != nil {
+			pub := func(e alertEvent) { a.publishAlert(context.Background(), t, e) }
+			al.checkDue(t, t.streamTime, pub)
+			al.checkQuiet(a.p, t, t.streamTime, pub)
+		}
 		p := strconv.Itoa(int(t.partition))
 		a.m.streamTime.WithLabelValues(p).Set(float64(t.streamTime) / 1000)
 		a.m.openWindows.WithLabelValues(p).Set(float64(len(t.open)))
@@ -597,8 +638,15 @@ func (a *App) punctuate() error {
 	return nil
 }
 
-// emit writes one window result to the output topic.
+// emit writes one window result to the output topic, and evaluates the
+// alert rules on it when the window closed.
 func (a *App) emit(ctx context.Context, t *task, r result) {
+	if r.final && a.p.alerts != nil {
+		a.p.alerts.onWindow(a.p, t, r.wk, r.row, func(e alertEvent) { a.publishAlert(ctx, t, e) })
+	}
+	if r.silent {
+		return
+	}
 	value, err := a.p.encodeResult(r)
 	if err != nil {
 		// The schema is derived from this very pipeline: a result that

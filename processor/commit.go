@@ -161,6 +161,9 @@ func (a *App) flushTasks(ctx context.Context) []*flushWork {
 	var work []*flushWork
 	for _, p := range ids {
 		t := a.tasks[p]
+		if a.p.alerts != nil {
+			a.p.alerts.flush(t)
+		}
 		changes := t.store.Dirty()
 		if len(changes) == 0 && !t.changed {
 			continue
@@ -401,6 +404,11 @@ func (a *App) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string
 		}
 		a.m.restored.Add(float64(res.Records))
 		a.tasks[p] = t
+		if a.am != nil {
+			for _, ev := range a.p.alerts.firing(t) {
+				a.am.send(p, a.p.alerts.alert(ev), false)
+			}
+		}
 		a.log.Info("partition restored", "partition", p, "records", res.Records, "from_scratch", res.FromScratch,
 			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "open_windows", len(t.open),
 			"took", res.Took.Round(time.Millisecond))
@@ -472,6 +480,9 @@ func (a *App) dropLocked(parts map[string][]int32) {
 				if t, ok := a.tasks[p]; ok {
 					t.store.DropCache()
 					delete(a.tasks, p)
+				}
+				if a.am != nil {
+					a.am.drop(p)
 				}
 			}
 		}

@@ -10,6 +10,8 @@ type metrics struct {
 	recordsIn     *prometheus.CounterVec
 	recordsOut    *prometheus.CounterVec
 	deadLetters   *prometheus.CounterVec
+	alerts        *prometheus.CounterVec
+	amSent        *prometheus.CounterVec
 	late          prometheus.Counter
 	filtered      prometheus.Counter
 	duplicates    prometheus.Counter
@@ -35,6 +37,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "eddy_records_out_total", Help: "Records written and acknowledged, by topic."}, []string{"topic"}),
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eddy_dead_letters_total", Help: "Records sent to the dead-letter topic, by error class."}, []string{"class"}),
+		alerts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_alert_transitions_total", Help: "Alert transitions published to the alerts topic, by rule and state (firing, resolved)."}, []string{"rule", "state"}),
+		amSent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_alertmanager_posts_total", Help: "Posts of alerts to Alertmanager, by result (ok, error)."}, []string{"result"}),
 		late: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eddy_late_records_total", Help: "Records that arrived after all their windows closed (sent to the late topic)."}),
 		filtered: prometheus.NewCounter(prometheus.CounterOpts{
@@ -66,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "eddy_registry_waiting", Help: "1 while records wait for the schema registry (unreachable): their partitions are paused, nothing is dead-lettered or committed past them."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.recordsIn, m.recordsOut, m.deadLetters, m.late, m.filtered, m.duplicates,
+		reg.MustRegister(m.recordsIn, m.recordsOut, m.deadLetters, m.alerts, m.amSent, m.late, m.filtered, m.duplicates,
 			m.commitSeconds, m.commits, m.restoreDone, m.restoreTotal, m.restored, m.lag,
 			m.streamTime, m.openWindows, m.ready, m.tasks, m.registryWaiting)
 	}

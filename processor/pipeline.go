@@ -21,6 +21,7 @@ type pipeline struct {
 	aggSpecs []state.AggSpec
 	dec      valueDecoder
 	enc      *schema.Encoder // Avro results (output.format avro); nil for JSON
+	alerts   *alertEngine    // nil without alert rules
 
 	size, advance, gap, grace int64 // ms
 	maxFuture                 time.Duration
@@ -54,6 +55,9 @@ func newPipeline(spec *topology.Spec) (*pipeline, error) {
 	}
 	if spec.Source.KeyedByGroupKey && len(spec.Source.Topics) > 1 {
 		return nil, fmt.Errorf("source.keyed_by_group_key: supported with one source topic only (got %d); leave it false to repartition", len(spec.Source.Topics))
+	}
+	if p.alerts, err = newAlertEngine(spec); err != nil {
+		return nil, err
 	}
 	for _, a := range spec.Aggregates {
 		as, err := aggSpec(a)

@@ -166,6 +166,19 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 		}
 		p.enc = enc
 		log.Info("result schema registered", "subject", subject, "id", enc.ID())
+		if p.alerts != nil {
+			subject := AlertSubject(spec)
+			var aenc *schema.Encoder
+			err := wait("register the alert schema under "+subject, func() (err error) {
+				aenc, err = schema.NewEncoder(ctx, reg, subject, AlertSchema)
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("alerts: register the alert schema under %q: %w", subject, err)
+			}
+			p.alerts.enc = aenc
+			log.Info("alert schema registered", "subject", subject, "id", aenc.ID())
+		}
 	}
 	return nil
 }

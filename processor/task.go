@@ -26,9 +26,10 @@ import (
 
 // result is one emitted window result.
 type result struct {
-	wk    state.WindowKey
-	row   *state.Row
-	final bool
+	wk     state.WindowKey
+	row    *state.Row
+	final  bool
+	silent bool // closed, not to be written (emit=update, written already)
 }
 
 type task struct {
@@ -50,6 +51,8 @@ type task struct {
 	dirtyEmit map[state.WindowKey]struct{}    // emit=update: windows changed since last flush
 	flushSeq  uint64
 	changed   bool // processed input since the last flush
+
+	alerts *taskAlerts // alert rules' state (alerts.go); nil without rules
 }
 
 type int64Heap []int64
@@ -138,12 +141,17 @@ func cmp64(a, b int64) int {
 	return 0
 }
 
-// rebuildIndex loads the open-window index from the store after restore.
+// rebuildIndex loads the open-window index, and the alert rules' state,
+// from the store after restore.
 func (t *task) rebuildIndex(p *pipeline) error {
-	return t.store.Scan(func(wk state.WindowKey) error {
+	err := t.store.Scan(func(wk state.WindowKey) error {
 		t.track(p, wk)
 		return nil
 	})
+	if err != nil || p.alerts == nil {
+		return err
+	}
+	return p.alerts.load(t)
 }
 
 // values extracts, for one record, the input of every aggregate. It
@@ -323,13 +331,11 @@ func (p *pipeline) closeWindows(t *task, emit func(result)) error {
 			if err != nil {
 				return err
 			}
-			if row != nil && !p.emitUpdate {
-				emit(result{wk: wk, row: row, final: true})
-			}
-			if row != nil && p.emitUpdate {
-				if _, dirty := t.dirtyEmit[wk]; dirty {
-					emit(result{wk: wk, row: row, final: true})
-				}
+			if row != nil {
+				// emit=update has already written a window that has not
+				// changed since the last flush: alerts still see it close.
+				_, dirty := t.dirtyEmit[wk]
+				emit(result{wk: wk, row: row, final: true, silent: p.emitUpdate && !dirty})
 			}
 			t.store.Delete(wk)
 			t.untrack(p, wk)

@@ -69,6 +69,7 @@ type harness struct {
 	emitted []result
 	late    []lateRecord
 	dlq     int
+	alerts  []Alert // published alert transitions, in order
 }
 
 func newHarness(tb testing.TB, specYAML string) (*harness, error) {
@@ -152,6 +153,9 @@ func (h *harness) record(fields map[string]any, ts int64) error {
 		h.printf("dead-letter %s ts=%s class=%s field=%s: %v", h.fmtKey(key), fmtClock(ts), class, field, err)
 		return nil
 	}
+	if al := h.p.alerts; al != nil {
+		al.onRecord(h.t, key, ts, h.onAlert)
+	}
 	late, err := h.p.aggregate(h.t, key, ts, ins)
 	if err != nil {
 		return err
@@ -161,12 +165,34 @@ func (h *harness) record(fields map[string]any, ts int64) error {
 		h.late = append(h.late, lateRecord{key: key, ts: ts, stream: h.t.streamTime, window: late.window})
 		h.printf("late %s ts=%s window=%s stream-time=%s", h.fmtKey(key), fmtClock(ts), h.fmtWindow(late.window), fmtClock(h.t.streamTime))
 	}
-	return h.p.closeWindows(h.t, h.onEmit)
+	if err := h.p.closeWindows(h.t, h.onEmit); err != nil {
+		return err
+	}
+	if al := h.p.alerts; al != nil {
+		al.checkDue(h.t, h.t.streamTime, h.onAlert)
+	}
+	return nil
+}
+
+// onAlert records a published transition as App.publishAlert does.
+func (h *harness) onAlert(ev alertEvent) {
+	a := h.p.alerts.alert(ev)
+	if _, err := h.p.alerts.encode(a); err != nil {
+		h.tb.Errorf("encode alert: %v", err)
+	}
+	h.alerts = append(h.alerts, a)
+	h.printf("alert %s %s %s at=%s", a.Rule, a.State, h.fmtKey(ev.key), fmtClock(ev.at))
 }
 
 func (h *harness) onEmit(r result) {
 	if !r.final {
 		h.tb.Errorf("closeWindows emitted a non-final result for %v", r.wk)
+	}
+	if h.p.alerts != nil {
+		h.p.alerts.onWindow(h.p, h.t, r.wk, r.row, h.onAlert)
+	}
+	if r.silent {
+		return
 	}
 	// The row belongs to the store's cache, which the next change may
 	// reuse: keep a copy, as App keeps the encoded bytes.
@@ -181,7 +207,14 @@ func (h *harness) advanceWall(d time.Duration) error {
 	if h.p.idleAdvance(h.t, h.now) {
 		h.printf("idle: stream-time advanced to %s", fmtClock(h.t.streamTime))
 	}
-	return h.p.closeWindows(h.t, h.onEmit)
+	if err := h.p.closeWindows(h.t, h.onEmit); err != nil {
+		return err
+	}
+	if al := h.p.alerts; al != nil {
+		al.checkDue(h.t, h.t.streamTime, h.onAlert)
+		al.checkQuiet(h.p, h.t, h.t.streamTime, h.onAlert)
+	}
+	return nil
 }
 
 // commit flushes the task as App.commitLocked does, without Kafka.
@@ -203,6 +236,9 @@ func (h *harness) commit() error {
 			}
 		}
 		clear(t.dirtyEmit)
+	}
+	if h.p.alerts != nil {
+		h.p.alerts.flush(t)
 	}
 	changes := t.store.Dirty()
 	puts := 0

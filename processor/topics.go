@@ -65,6 +65,13 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (i
 		{spec.LateTopic, deleteConfig, false},
 		{spec.DeadLetterTopic, deleteConfig, false},
 	}
+	if t := spec.AlertsTopic(); t != "" {
+		want = append(want, struct {
+			name string
+			cfg  map[string]*string
+			must bool
+		}{t, deleteConfig, false})
+	}
 	if spec.NeedsRepartition() {
 		want = append(want, struct {
 			name string

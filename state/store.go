@@ -120,10 +120,14 @@ type cached struct {
 
 // Change is one pending state change of a task: a row to write, or a
 // deletion when Row is nil. Value is the row's encoding (nil for deletion).
+// Aux changes (alert state, see PutAux) have Aux set, a Key whose Key
+// field is the aux id, no Row, and the aux value (nil for deletion).
 type Change struct {
 	Key   WindowKey
 	Row   *Row
 	Value []byte
+	Aux   bool
+	seq   uint64
 }
 
 // TaskStore is the window store of one task (one store, one partition).
@@ -137,6 +141,14 @@ type TaskStore struct {
 	cpKey     []byte
 	cache     map[WindowKey]*cached
 	maxCached int
+
+	aux    map[string]auxEntry // dirty aux entries, until committed
+	auxSeq uint64
+}
+
+type auxEntry struct {
+	v   []byte // nil: delete
+	seq uint64
 }
 
 // TaskStore returns the store named store for partition. maxCached bounds
@@ -152,7 +164,53 @@ func (db *DB) TaskStore(store string, partition int32, specs []AggSpec, maxCache
 		cpKey:     taskPrefix('c', store, partition),
 		cache:     make(map[WindowKey]*cached),
 		maxCached: maxCached,
+		aux:       make(map[string]auxEntry),
 	}
+}
+
+// Aux entries hold state that is not a window row (alert rules' per-key
+// state) in the same store, changelog and commit as the windows. An aux id
+// starts with AuxPrefix, which no grouping key does (grouping keys are
+// JSON arrays), and is stored as a WindowKey with Start and End 0. The
+// caller keeps aux values in memory: PutAux and DeleteAux only queue them
+// for the next commit, and ScanAux reads them back after a restore.
+const AuxPrefix = "\x00"
+
+// IsAux reports whether a stored key is an aux id.
+func IsAux(k WindowKey) bool { return len(k.Key) > 0 && k.Key[0] == 0 }
+
+// PutAux queues v as the value of aux id (which must start with AuxPrefix).
+func (t *TaskStore) PutAux(id string, v []byte) {
+	t.auxSeq++
+	t.aux[id] = auxEntry{v: v, seq: t.auxSeq}
+}
+
+// DeleteAux queues the deletion of aux id.
+func (t *TaskStore) DeleteAux(id string) {
+	t.auxSeq++
+	t.aux[id] = auxEntry{seq: t.auxSeq}
+}
+
+// ScanAux calls fn for every aux entry stored in Pebble for this task.
+func (t *TaskStore) ScanAux(fn func(id string, v []byte) error) error {
+	it, err := t.db.pdb.NewIter(&pebble.IterOptions{LowerBound: t.rowPrefix, UpperBound: prefixEnd(t.rowPrefix)})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for it.First(); it.Valid(); it.Next() {
+		k, err := ParseWindowKey(it.Key()[len(t.rowPrefix):])
+		if err != nil {
+			return err
+		}
+		if !IsAux(k) {
+			continue
+		}
+		if err := fn(k.Key, slices.Clone(it.Value())); err != nil {
+			return err
+		}
+	}
+	return it.Error()
 }
 
 func (t *TaskStore) rowKey(k WindowKey) []byte {
@@ -199,6 +257,9 @@ func (t *TaskStore) Dirty() []Change {
 			ch.Value = c.row.AppendBinary(nil)
 		}
 		out = append(out, ch)
+	}
+	for id, e := range t.aux {
+		out = append(out, Change{Key: WindowKey{Key: id}, Value: e.v, Aux: true, seq: e.seq})
 	}
 	slices.SortFunc(out, func(a, b Change) int {
 		if c := bytes.Compare([]byte(a.Key.Key), []byte(b.Key.Key)); c != 0 {
@@ -271,6 +332,12 @@ func (t *TaskStore) Commit(changes []Change, cp Checkpoint) error {
 
 func (t *TaskStore) markClean(changes []Change) {
 	for _, ch := range changes {
+		if ch.Aux {
+			if e, ok := t.aux[ch.Key.Key]; ok && e.seq == ch.seq {
+				delete(t.aux, ch.Key.Key)
+			}
+			continue
+		}
 		if c, ok := t.cache[ch.Key]; ok && c.row == ch.Row {
 			c.dirty = false
 			if c.row == nil {
@@ -329,6 +396,7 @@ func (t *TaskStore) Wipe() error {
 	_ = b.DeleteRange(t.rowPrefix, prefixEnd(t.rowPrefix), nil)
 	_ = b.Delete(t.cpKey, nil)
 	clear(t.cache)
+	clear(t.aux)
 	return b.Commit(pebble.Sync)
 }
 
@@ -345,6 +413,9 @@ func (t *TaskStore) Scan(fn func(WindowKey) error) error {
 		if err != nil {
 			return err
 		}
+		if IsAux(k) {
+			continue
+		}
 		if _, err := DecodeRow(t.specs, it.Value()); err != nil {
 			return fmt.Errorf("window %q: %w: %w", k.Key, ErrCorruptState, err)
 		}
@@ -357,4 +428,7 @@ func (t *TaskStore) Scan(fn func(WindowKey) error) error {
 
 // DropCache forgets every cached row, dirty or not (used on revoke after a
 // failed commit: the changelog, not memory, is the truth).
-func (t *TaskStore) DropCache() { clear(t.cache) }
+func (t *TaskStore) DropCache() {
+	clear(t.cache)
+	clear(t.aux)
+}

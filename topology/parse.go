@@ -172,6 +172,7 @@ func (s *Spec) fillDefaults(present func(path string) bool) {
 			a.Op, a.Quantile = AggQuantile, q
 		}
 	}
+	s.fillAlertDefaults(present)
 }
 
 var percentileRE = regexp.MustCompile(`^p([0-9]{1,2})(?:\.([0-9]+))?$`)
@@ -236,6 +237,9 @@ func (w *keyWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 	}
 	if n.Kind == yaml.ScalarNode && n.ShortTag() == "!!null" {
 		return // an empty value: the field keeps its zero value
+	}
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
 	}
 	switch {
 	case t == durationType:
@@ -373,6 +377,9 @@ func keyPaths() []string {
 			p := joinPath(prefix, k)
 			out = append(out, p)
 			ft := f.Type
+			if ft.Kind() == reflect.Pointer {
+				ft = ft.Elem()
+			}
 			if ft.Kind() == reflect.Slice {
 				ft = ft.Elem()
 				p += "[]"

@@ -66,6 +66,9 @@ type Spec struct {
 	// when input goes quiet. Default 10s; 0 is not allowed (use a large
 	// value to effectively disable).
 	IdleTimeout time.Duration `yaml:"idle_timeout,omitempty"`
+
+	// Alerts are optional rules over the window results (docs/alerting.md).
+	Alerts *Alerts `yaml:"alerts,omitempty"`
 }
 
 // Emit modes.

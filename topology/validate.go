@@ -18,6 +18,7 @@ const (
 	changelogSuffix   = "-changelog"
 	lateSuffix        = "-late"
 	dlqSuffix         = "-dlq"
+	alertsSuffix      = "-alerts"
 )
 
 // MinCommitInterval is the shortest commit interval Validate accepts.
@@ -69,6 +70,7 @@ func (s *Spec) validate() []*FieldError {
 			`write "emit: close" for one final result per window (the default) or "emit: update" for a result on every change`)
 	}
 	s.validateOutput(c)
+	s.validateAlerts(c)
 	s.validateTopicCollisions(c)
 	switch s.Processing {
 	case AtLeastOnce, ExactlyOnce:
@@ -337,6 +339,9 @@ func (s *Spec) validateTopicCollisions(c *specChecker) {
 		{"late_topic", s.LateTopic, "the late topic"},
 		{"dead_letter_topic", s.DeadLetterTopic, "the dead-letter topic"},
 	}
+	if s.Alerts != nil {
+		written = append(written, role{"alerts.topic", s.Alerts.Topic, "the alerts topic"})
+	}
 	for i, t := range s.Source.Topics {
 		for _, r := range internal {
 			if t == r.name {
@@ -347,12 +352,12 @@ func (s *Spec) validateTopicCollisions(c *specChecker) {
 	for i, w := range written {
 		if w.name == "" {
 			if w.field != "output.topic" && s.App != "" {
-				c.add(w.field, "must not be empty", fmt.Sprintf("remove the key to use the default %q", s.App+map[string]string{"late_topic": lateSuffix, "dead_letter_topic": dlqSuffix}[w.field]))
+				c.add(w.field, "must not be empty", fmt.Sprintf("remove the key to use the default %q", s.App+map[string]string{"late_topic": lateSuffix, "dead_letter_topic": dlqSuffix, "alerts.topic": alertsSuffix}[w.field]))
 			}
 			continue
 		}
 		// Names derived from app are checked with app.
-		derived := w.name == s.App+lateSuffix || w.name == s.App+dlqSuffix
+		derived := w.name == s.App+lateSuffix || w.name == s.App+dlqSuffix || w.name == s.App+alertsSuffix
 		if w.field != "output.topic" && !derived {
 			if p, fix := topicNameProblem(w.name, maxTopicLen); p != "" {
 				c.add(w.field, p, fix)

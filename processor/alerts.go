@@ -1,0 +1,867 @@
+package processor
+
+// Alerts: rules evaluated on window results and record arrivals
+// (docs/alerting.md).
+//
+// Each rule keeps per-key state in the task's store as aux entries (state
+// package), so it reaches the changelog and Pebble with the windows, in the
+// same commit: restarts, moves and replays see exactly the committed alert
+// state, and under exactly-once a transition's alert record commits in the
+// same transaction as the state that says it was published.
+//
+// Every time an alert carries is stream time or event time, never the wall
+// clock, so a replay of the same input publishes the same transitions at
+// the same instants:
+//   - threshold and deviation rules are evaluated when a window of the key
+//     closes; a window the key had no records in counts as "condition
+//     false", and is noticed either when the key's next window closes or,
+//     if none comes, once stream time passes that empty window's close;
+//   - absence rules fire when stream time passes the key's last record plus
+//     "for". Stream time advances with other keys' records, or with the
+//     wall clock once the partition is idle (idle_timeout), so an alert
+//     fires even if no record arrives at all.
+
+import (
+	"bytes"
+	"container/heap"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"text/template"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/schema"
+	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/topology"
+)
+
+// Alert states.
+const (
+	alertInactive = "inactive"
+	alertPending  = "pending"
+	alertFiring   = "firing"
+	alertResolved = "resolved"
+)
+
+type alertRule struct {
+	spec      topology.AlertRule
+	idx       int
+	cond      *topology.Expr
+	valueIdx  int // index of spec.Value among the aggregates; -1 if none
+	threshold *float64
+	tmpl      *template.Template
+	forMs     int64
+	forgetMs  int64
+	periodMs  int64
+	bucketMs  int64
+}
+
+type alertEngine struct {
+	spec     *topology.Spec
+	rules    []*alertRule
+	byName   map[string]*alertRule
+	absence  []*alertRule
+	windowed []*alertRule
+	renotify int64 // ms; 0 never
+	step     int64 // ms between successive windows of a key; 0 for sessions
+	enc      *schema.Encoder
+}
+
+var thresholdRE = regexp.MustCompile(`^\s*(>=|>|<=|<|==)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)`)
+
+func newAlertEngine(spec *topology.Spec) (*alertEngine, error) {
+	if spec.Alerts == nil || len(spec.Alerts.Rules) == 0 {
+		return nil, nil
+	}
+	e := &alertEngine{spec: spec, byName: make(map[string]*alertRule), renotify: spec.Alerts.Renotify.Milliseconds()}
+	switch spec.Window.Type {
+	case topology.WindowTumbling:
+		e.step = spec.Window.Size.Milliseconds()
+	case topology.WindowHopping:
+		e.step = spec.Window.Advance.Milliseconds()
+	}
+	fields := spec.AlertFields()
+	for i, rs := range spec.Alerts.Rules {
+		r := &alertRule{spec: rs, idx: i, valueIdx: -1,
+			forMs: rs.For.Milliseconds(), forgetMs: rs.ForgetAfter.Milliseconds(),
+			periodMs: rs.Period.Milliseconds(), bucketMs: rs.Bucket.Milliseconds()}
+		if rs.Condition != "" {
+			c, err := topology.CompileBool(rs.Condition, fields)
+			if err != nil {
+				return nil, fmt.Errorf("alerts.rules[%d].condition: %w", i, err)
+			}
+			r.cond = c
+		}
+		for j, a := range spec.Aggregates {
+			if a.Name == rs.Value {
+				r.valueIdx = j
+			}
+		}
+		if r.cond != nil && rs.Value != "" {
+			// "value > 500" names a threshold to report with the alert.
+			src := rs.Condition
+			for _, loc := range regexp.MustCompile(`\b`+regexp.QuoteMeta(rs.Value)+`\b`).FindAllStringIndex(src, -1) {
+				if m := thresholdRE.FindStringSubmatch(src[loc[1]:]); m != nil {
+					if v, err := strconv.ParseFloat(m[2], 64); err == nil {
+						r.threshold = &v
+						break
+					}
+				}
+			}
+		}
+		t, err := rs.ParseSummary()
+		if err != nil {
+			return nil, fmt.Errorf("alerts.rules[%d].summary: %w", i, err)
+		}
+		r.tmpl = t
+		e.rules = append(e.rules, r)
+		e.byName[rs.Name] = r
+		if rs.Kind == topology.AlertAbsence {
+			e.absence = append(e.absence, r)
+		} else {
+			e.windowed = append(e.windowed, r)
+		}
+	}
+	return e, nil
+}
+
+// alertState is the persisted state of one rule for one key.
+type alertState struct {
+	State     string  `json:"s"`
+	Hits      int     `json:"h,omitempty"`     // consecutive windows the condition held (inactive/pending)
+	Misses    int     `json:"m,omitempty"`     // consecutive windows it did not (firing)
+	Since     int64   `json:"since,omitempty"` // firing: when it started (ms)
+	Notified  int64   `json:"n,omitempty"`     // firing: when last published (ms)
+	HasWindow bool    `json:"hw,omitempty"`    // LastStart/LastEnd are set
+	LastStart int64   `json:"ws,omitempty"`    // last window evaluated
+	LastEnd   int64   `json:"we,omitempty"`
+	Value     float64 `json:"v,omitempty"`
+	HasValue  bool    `json:"hv,omitempty"`
+	LastSeen  int64   `json:"seen,omitempty"` // absence: latest event time of the key
+	// deviation, ewma baseline
+	N    int     `json:"nn,omitempty"`
+	Mean float64 `json:"mu,omitempty"`
+	Var  float64 `json:"var,omitempty"`
+}
+
+// slotStats is the seasonal baseline of one key in one bucket of the period.
+type slotStats struct {
+	N          int     `json:"nn"`
+	Mean       float64 `json:"mu"`
+	Var        float64 `json:"var"`
+	Periods    int     `json:"p"`  // distinct periods observed
+	LastPeriod int64   `json:"lp"` // the latest of them
+}
+
+func (s *slotStats) add(x, alpha float64, period int64) {
+	s.N++
+	if s.N == 1 || s.Periods == 0 {
+		s.Mean, s.Var = x, 0
+	} else {
+		ewmaAdd(&s.Mean, &s.Var, x, max(alpha, 1/float64(s.N)))
+	}
+	if s.Periods == 0 || s.LastPeriod != period {
+		s.Periods++
+		s.LastPeriod = period
+	}
+}
+
+// ewmaAdd folds x into an exponentially weighted mean and variance.
+func ewmaAdd(mean, variance *float64, x, a float64) {
+	d := x - *mean
+	*mean += a * d
+	*variance = (1 - a) * (*variance + a*d*d)
+}
+
+type alertID struct {
+	rule int
+	key  string
+}
+
+type slotID struct {
+	rule int
+	key  string
+	slot int64
+}
+
+type dueItem struct {
+	at int64
+	id alertID
+}
+
+type dueHeap []dueItem
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueItem)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+// taskAlerts is the alert state of one task, all in memory; changes are
+// queued to the store at flush.
+type taskAlerts struct {
+	states     map[alertID]*alertState
+	slots      map[slotID]*slotStats
+	dirty      map[alertID]struct{}
+	dirtySlots map[slotID]struct{}
+	due        dueHeap           // absence rules: when to look at a key again
+	queued     map[alertID]int64 // the due time queued for an id
+	active     map[alertID]struct{}
+}
+
+func newTaskAlerts() *taskAlerts {
+	return &taskAlerts{
+		states:     make(map[alertID]*alertState),
+		slots:      make(map[slotID]*slotStats),
+		dirty:      make(map[alertID]struct{}),
+		dirtySlots: make(map[slotID]struct{}),
+		queued:     make(map[alertID]int64),
+		active:     make(map[alertID]struct{}),
+	}
+}
+
+func (ta *taskAlerts) schedule(id alertID, at int64) {
+	if q, ok := ta.queued[id]; ok && q <= at {
+		return
+	}
+	ta.queued[id] = at
+	heap.Push(&ta.due, dueItem{at: at, id: id})
+}
+
+// alertEvent is one transition to publish.
+type alertEvent struct {
+	rule      *alertRule
+	key       string
+	state     string // firing or resolved
+	value     *float64
+	baseline  *float64
+	stddev    *float64
+	window    *state.WindowKey
+	row       *state.Row
+	startedAt int64
+	at        int64
+	note      string // why, in words, for the default summary
+	partition int32
+}
+
+// aux ids: AuxPrefix rule AuxPrefix key [AuxPrefix slot]
+func (e *alertEngine) auxID(id alertID) string {
+	return state.AuxPrefix + e.rules[id.rule].spec.Name + state.AuxPrefix + id.key
+}
+
+func (e *alertEngine) slotAuxID(id slotID) string {
+	return state.AuxPrefix + e.rules[id.rule].spec.Name + state.AuxPrefix + id.key + state.AuxPrefix + strconv.FormatInt(id.slot, 10)
+}
+
+// load reads the task's alert state back from its store (after restore or
+// an aborted transaction). State of rules no longer in the spec is deleted.
+func (e *alertEngine) load(t *task) error {
+	ta := newTaskAlerts()
+	t.alerts = ta
+	return t.store.ScanAux(func(id string, v []byte) error {
+		parts := strings.Split(id[len(state.AuxPrefix):], state.AuxPrefix)
+		if len(parts) < 2 {
+			return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
+		}
+		r := e.byName[parts[0]]
+		if r == nil {
+			t.store.DeleteAux(id) // the rule was removed from the pipeline
+			return nil
+		}
+		switch len(parts) {
+		case 2:
+			st := &alertState{}
+			if err := json.Unmarshal(v, st); err != nil {
+				return fmt.Errorf("alert state %q: %w: %w", id, state.ErrCorruptState, err)
+			}
+			aid := alertID{r.idx, parts[1]}
+			ta.states[aid] = st
+			if r.spec.Kind == topology.AlertAbsence {
+				e.scheduleAbsence(ta, r, aid, st)
+			} else if st.State == alertPending || st.State == alertFiring {
+				ta.active[aid] = struct{}{}
+			}
+		case 3:
+			slot, err := strconv.ParseInt(parts[2], 10, 64)
+			if err != nil {
+				return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
+			}
+			ss := &slotStats{}
+			if err := json.Unmarshal(v, ss); err != nil {
+				return fmt.Errorf("alert state %q: %w: %w", id, state.ErrCorruptState, err)
+			}
+			ta.slots[slotID{r.idx, parts[1], slot}] = ss
+		default:
+			return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
+		}
+		return nil
+	})
+}
+
+// flush queues the task's changed alert state in its store.
+func (e *alertEngine) flush(t *task) {
+	ta := t.alerts
+	for id := range ta.dirty {
+		if st := ta.states[id]; st == nil {
+			t.store.DeleteAux(e.auxID(id))
+		} else {
+			b, _ := json.Marshal(st)
+			t.store.PutAux(e.auxID(id), b)
+		}
+	}
+	clear(ta.dirty)
+	for id := range ta.dirtySlots {
+		if ss := ta.slots[id]; ss == nil {
+			t.store.DeleteAux(e.slotAuxID(id))
+		} else {
+			b, _ := json.Marshal(ss)
+			t.store.PutAux(e.slotAuxID(id), b)
+		}
+	}
+	clear(ta.dirtySlots)
+}
+
+// onRecord notes a record of key at event time ts (absence rules).
+func (e *alertEngine) onRecord(t *task, key string, ts int64, emit func(alertEvent)) {
+	ta := t.alerts
+	for _, r := range e.absence {
+		id := alertID{r.idx, key}
+		st := ta.states[id]
+		if st == nil {
+			st = &alertState{State: alertInactive, LastSeen: ts}
+			ta.states[id] = st
+			ta.dirty[id] = struct{}{}
+			ta.schedule(id, ts+r.forMs)
+			continue
+		}
+		if ts > st.LastSeen {
+			st.LastSeen = ts
+			ta.dirty[id] = struct{}{}
+		}
+		if st.State == alertFiring {
+			at := max(ts, st.Since)
+			emit(alertEvent{rule: r, key: key, state: alertResolved, startedAt: st.Since, at: at,
+				note: fmt.Sprintf("records arrive again (silent for %s)", fmtDur(at-st.Since+r.forMs))})
+			st.State, st.Since, st.Notified = alertInactive, 0, 0
+			ta.dirty[id] = struct{}{}
+			ta.schedule(id, st.LastSeen+r.forMs)
+		}
+	}
+}
+
+func (e *alertEngine) scheduleAbsence(ta *taskAlerts, r *alertRule, id alertID, st *alertState) {
+	if st.State != alertFiring {
+		ta.schedule(id, st.LastSeen+r.forMs)
+		return
+	}
+	next := st.LastSeen + r.forgetMs
+	if e.renotify > 0 {
+		next = min(next, st.Notified+e.renotify)
+	}
+	ta.schedule(id, next)
+}
+
+// checkDue fires, re-notifies and forgets absence alerts whose time has
+// come by stream time now.
+func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
+	ta := t.alerts
+	for ta.due.Len() > 0 && ta.due[0].at <= now {
+		it := heap.Pop(&ta.due).(dueItem)
+		if q, ok := ta.queued[it.id]; !ok || q != it.at {
+			continue // superseded
+		}
+		delete(ta.queued, it.id)
+		st := ta.states[it.id]
+		if st == nil {
+			continue
+		}
+		r := e.rules[it.id.rule]
+		if fireAt := st.LastSeen + r.forMs; st.State != alertFiring && fireAt <= now {
+			st.State, st.Since, st.Notified = alertFiring, fireAt, fireAt
+			ta.dirty[it.id] = struct{}{}
+			emit(alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: fireAt, at: fireAt,
+				note: fmt.Sprintf("no records since %s (%s)", fmtTime(st.LastSeen), fmtDur(r.forMs))})
+		}
+		if forget := st.LastSeen + r.forgetMs; forget <= now {
+			if st.State == alertFiring {
+				emit(alertEvent{rule: r, key: it.id.key, state: alertResolved, startedAt: st.Since, at: forget,
+					note: fmt.Sprintf("no records for %s: the key is forgotten (forget_after)", fmtDur(r.forgetMs))})
+			}
+			delete(ta.states, it.id)
+			ta.dirty[it.id] = struct{}{}
+			continue
+		}
+		if st.State == alertFiring && e.renotify > 0 && st.Notified+e.renotify <= now {
+			st.Notified += e.renotify * ((now - st.Notified) / e.renotify)
+			ta.dirty[it.id] = struct{}{}
+			emit(alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: st.Since, at: st.Notified,
+				note: fmt.Sprintf("still no records since %s", fmtTime(st.LastSeen))})
+		}
+		e.scheduleAbsence(ta, r, it.id, st)
+	}
+}
+
+// observe is the state machine of threshold and deviation rules: one
+// window in which the condition held or not. It returns the transition to
+// publish (firing, resolved) or "".
+func (st *alertState) observe(holds bool, forN, resolveN int) string {
+	if st.State == alertFiring {
+		if holds {
+			st.Misses = 0
+			return ""
+		}
+		st.Misses++
+		if st.Misses >= resolveN {
+			st.State, st.Misses, st.Hits = alertResolved, 0, 0
+			return alertResolved
+		}
+		return ""
+	}
+	if !holds {
+		if st.State == alertPending {
+			st.State = alertInactive
+		}
+		st.Hits = 0
+		return ""
+	}
+	st.Hits++
+	if st.Hits >= forN {
+		st.State, st.Hits, st.Misses = alertFiring, 0, 0
+		return alertFiring
+	}
+	st.State = alertPending
+	return ""
+}
+
+// closeAt is when the window starting at start closes (stream time).
+func (e *alertEngine) closeAt(p *pipeline, start int64) int64 {
+	return start + p.size + p.grace
+}
+
+// missWindows counts the windows of key after its last evaluated one that
+// closed empty by stream time until (exclusive of the window starting at
+// upTo, if upTo > 0) and applies them as "condition false".
+func (e *alertEngine) missWindows(p *pipeline, ta *taskAlerts, r *alertRule, id alertID, st *alertState, upTo, now int64, emit func(alertEvent)) {
+	if e.step == 0 || !st.HasWindow {
+		return
+	}
+	for s := st.LastStart + e.step; ; s += e.step {
+		if upTo > 0 && s >= upTo || upTo == 0 && e.closeAt(p, s) > now {
+			return
+		}
+		if st.State != alertPending && st.State != alertFiring {
+			return // nothing to count; the next evaluation sets LastStart
+		}
+		prev := st.State
+		tr := st.observe(false, r.spec.ForWindows, r.spec.ResolveWindows)
+		st.LastStart, st.LastEnd = s, s+p.size
+		ta.dirty[id] = struct{}{}
+		if tr == alertResolved {
+			wk := state.WindowKey{Key: id.key, Start: s, End: s + p.size}
+			emit(alertEvent{rule: r, key: id.key, state: alertResolved, window: &wk, startedAt: st.Since,
+				at: e.closeAt(p, s), note: "no records for the key in this window"})
+			st.Since, st.Notified = 0, 0
+		}
+		if prev != st.State && st.State != alertFiring && st.State != alertPending {
+			delete(ta.active, id)
+		}
+	}
+}
+
+// onWindow evaluates the windowed rules on a closed window of a key.
+func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *state.Row, emit func(alertEvent)) {
+	if len(e.windowed) == 0 {
+		return
+	}
+	ta := t.alerts
+	at := p.closeTime(wk)
+	var env map[string]any
+	for _, r := range e.windowed {
+		id := alertID{r.idx, wk.Key}
+		st := ta.states[id]
+		existed := st != nil
+		if st == nil {
+			st = &alertState{State: alertInactive}
+			ta.states[id] = st
+		}
+		e.missWindows(p, ta, r, id, st, wk.Start, at, emit)
+
+		var holds bool
+		ev := alertEvent{rule: r, key: wk.Key, window: &wk, row: row, at: at}
+		if r.valueIdx >= 0 {
+			if v, ok := row.Value(r.valueIdx); ok {
+				ev.value = &v
+			}
+		}
+		switch r.spec.Kind {
+		case topology.AlertThreshold:
+			if env == nil {
+				env = e.env(wk.Key, row)
+			}
+			ok, err := r.cond.Eval(env)
+			holds = err == nil && ok
+			ev.note = "condition " + r.spec.Condition
+		case topology.AlertDeviation:
+			holds = e.deviates(ta, r, id, st, wk, &ev)
+		}
+		prev := st.State
+		tr := st.observe(holds, r.spec.ForWindows, r.spec.ResolveWindows)
+		st.HasWindow, st.LastStart, st.LastEnd = true, wk.Start, wk.End
+		if ev.value != nil {
+			st.Value, st.HasValue = *ev.value, true
+		}
+		switch tr {
+		case alertFiring:
+			st.Since, st.Notified = at, at
+			ev.state, ev.startedAt = alertFiring, at
+			if r.spec.ForWindows > 1 {
+				ev.note += fmt.Sprintf(" held for %d windows", r.spec.ForWindows)
+			}
+			emit(ev)
+		case alertResolved:
+			ev.state, ev.startedAt = alertResolved, st.Since
+			ev.note = fmt.Sprintf("back to normal for %d window(s)", r.spec.ResolveWindows)
+			emit(ev)
+			st.Since, st.Notified = 0, 0
+		default:
+			if st.State == alertFiring && e.renotify > 0 && at-st.Notified >= e.renotify {
+				st.Notified = at
+				ev.state, ev.startedAt = alertFiring, st.Since
+				ev.note += " (still firing)"
+				emit(ev)
+			}
+		}
+		if st.State == alertPending || st.State == alertFiring {
+			ta.active[id] = struct{}{}
+		} else if prev == alertPending || prev == alertFiring {
+			delete(ta.active, id)
+		}
+		// Threshold state of a quiet key is not worth keeping; deviation
+		// state holds the baseline.
+		if r.spec.Kind == topology.AlertThreshold && st.State != alertPending && st.State != alertFiring {
+			delete(ta.states, id)
+			if !existed {
+				continue // nothing stored, nothing to delete
+			}
+		}
+		ta.dirty[id] = struct{}{}
+	}
+}
+
+// checkQuiet applies empty windows to pending and firing windowed alerts
+// whose key has had no window close by stream time now.
+func (e *alertEngine) checkQuiet(p *pipeline, t *task, now int64, emit func(alertEvent)) {
+	ta := t.alerts
+	if len(ta.active) == 0 || e.step == 0 {
+		return
+	}
+	ids := make([]alertID, 0, len(ta.active))
+	for id := range ta.active {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool {
+		if ids[i].key != ids[j].key {
+			return ids[i].key < ids[j].key
+		}
+		return ids[i].rule < ids[j].rule
+	})
+	for _, id := range ids {
+		st := ta.states[id]
+		if st == nil {
+			delete(ta.active, id)
+			continue
+		}
+		e.missWindows(p, ta, e.rules[id.rule], id, st, 0, now, emit)
+		if e.rules[id.rule].spec.Kind == topology.AlertThreshold && st.State != alertPending && st.State != alertFiring {
+			delete(ta.states, id)
+			ta.dirty[id] = struct{}{}
+		}
+	}
+}
+
+// deviates compares the window's value with the key's baseline, then
+// folds the value into the baseline.
+func (e *alertEngine) deviates(ta *taskAlerts, r *alertRule, id alertID, st *alertState, wk state.WindowKey, ev *alertEvent) bool {
+	if ev.value == nil {
+		return false
+	}
+	x := *ev.value
+	rs := r.spec
+	var mean, variance float64
+	var armed bool
+	if rs.Baseline == topology.BaselineSeasonal {
+		period := floorDiv(wk.Start, r.periodMs)
+		sid := slotID{r.idx, id.key, (wk.Start - period*r.periodMs) / r.bucketMs}
+		ss := ta.slots[sid]
+		if ss == nil {
+			ss = &slotStats{}
+			ta.slots[sid] = ss
+		}
+		prev := ss.Periods
+		if ss.Periods > 0 && ss.LastPeriod == period {
+			prev--
+		}
+		armed, mean, variance = prev >= rs.MinHistory, ss.Mean, ss.Var
+		ss.add(x, rs.Alpha, period)
+		ta.dirtySlots[sid] = struct{}{}
+	} else {
+		armed, mean, variance = st.N >= rs.MinHistory, st.Mean, st.Var
+		st.N++
+		if st.N == 1 {
+			st.Mean, st.Var = x, 0
+		} else {
+			ewmaAdd(&st.Mean, &st.Var, x, max(rs.Alpha, 1/float64(st.N)))
+		}
+	}
+	if !armed {
+		ev.note = "baseline still learning"
+		return false
+	}
+	sd := math.Sqrt(variance)
+	ev.baseline, ev.stddev = &mean, &sd
+	d := x - mean
+	var off float64
+	switch rs.Direction {
+	case topology.DirectionAbove:
+		off = d
+	case topology.DirectionBelow:
+		off = -d
+	default:
+		off = math.Abs(d)
+	}
+	if sd > 0 {
+		ev.note = fmt.Sprintf("%s=%s is %.1f standard deviations %s its baseline %s±%s", rs.Value, fmtNum(x),
+			math.Abs(d)/sd, map[bool]string{true: "above", false: "below"}[d >= 0], fmtNum(mean), fmtNum(sd))
+	} else {
+		ev.note = fmt.Sprintf("%s=%s against a flat baseline of %s", rs.Value, fmtNum(x), fmtNum(mean))
+	}
+	return off > rs.StdDevs*sd && off > rs.MinDelta
+}
+
+// env is what a threshold condition sees: aggregates and key fields.
+func (e *alertEngine) env(key string, row *state.Row) map[string]any {
+	env := make(map[string]any, len(e.spec.Aggregates)+len(e.spec.Key))
+	var parts []string
+	_ = json.Unmarshal([]byte(key), &parts)
+	for i, f := range e.spec.Key {
+		if i < len(parts) {
+			env[f] = parts[i]
+		}
+	}
+	for i, a := range e.spec.Aggregates {
+		if v, ok := row.Value(i); ok {
+			env[a.Name] = v
+		} else {
+			env[a.Name] = nil
+		}
+	}
+	return env
+}
+
+// Alert is one published alert transition: the alerts topic's record
+// (JSON, or Avro with AlertSchema) and what goes to Alertmanager.
+type Alert struct {
+	Rule        string            `json:"rule"`
+	RuleKind    string            `json:"rule_kind"`
+	State       string            `json:"state"`
+	Severity    string            `json:"severity"`
+	Key         map[string]string `json:"key"`
+	Labels      map[string]string `json:"labels"`
+	Value       *float64          `json:"value"`
+	Threshold   *float64          `json:"threshold"`
+	Baseline    *float64          `json:"baseline"`
+	StdDev      *float64          `json:"stddev"`
+	WindowStart *string           `json:"window_start"`
+	WindowEnd   *string           `json:"window_end"`
+	StartedAt   string            `json:"started_at"`
+	At          string            `json:"at"`
+	Summary     string            `json:"summary"`
+	RunbookURL  *string           `json:"runbook_url"`
+}
+
+// AlertSubject is the registry subject of a pipeline's Avro alerts.
+func AlertSubject(spec *topology.Spec) string { return spec.AlertsTopic() + "-value" }
+
+// AlertSchema is the Avro schema of alert records.
+const AlertSchema = `{
+  "type": "record", "name": "Alert", "namespace": "eddy.alerts",
+  "doc": "One alert transition published by eddy (docs/alerting.md)",
+  "fields": [
+    {"name": "rule", "type": "string"},
+    {"name": "rule_kind", "type": "string"},
+    {"name": "state", "type": "string", "doc": "firing or resolved"},
+    {"name": "severity", "type": "string"},
+    {"name": "key", "type": {"type": "map", "values": "string"}},
+    {"name": "labels", "type": {"type": "map", "values": "string"}},
+    {"name": "value", "type": ["null", "double"], "default": null},
+    {"name": "threshold", "type": ["null", "double"], "default": null},
+    {"name": "baseline", "type": ["null", "double"], "default": null},
+    {"name": "stddev", "type": ["null", "double"], "default": null},
+    {"name": "window_start", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
+    {"name": "window_end", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
+    {"name": "started_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+    {"name": "summary", "type": "string"},
+    {"name": "runbook_url", "type": ["null", "string"], "default": null}
+  ]
+}`
+
+// alert renders a transition.
+func (e *alertEngine) alert(ev alertEvent) Alert {
+	r := ev.rule
+	a := Alert{
+		Rule: r.spec.Name, RuleKind: r.spec.Kind, State: ev.state, Severity: r.spec.Severity,
+		Key: make(map[string]string, len(e.spec.Key)), Labels: make(map[string]string, len(r.spec.Labels)),
+		Value: ev.value, Threshold: r.threshold, Baseline: ev.baseline, StdDev: ev.stddev,
+		StartedAt: fmtTime(ev.startedAt), At: fmtTime(ev.at),
+	}
+	var parts []string
+	_ = json.Unmarshal([]byte(ev.key), &parts)
+	for i, f := range e.spec.Key {
+		if i < len(parts) {
+			a.Key[f] = parts[i]
+		}
+	}
+	for k, v := range r.spec.Labels {
+		a.Labels[k] = v
+	}
+	if ev.window != nil {
+		s, en := fmtTime(ev.window.Start), fmtTime(ev.window.End)
+		a.WindowStart, a.WindowEnd = &s, &en
+	}
+	if r.spec.RunbookURL != "" {
+		u := r.spec.RunbookURL
+		a.RunbookURL = &u
+	}
+	a.Summary = e.summary(ev, &a)
+	return a
+}
+
+func (e *alertEngine) summary(ev alertEvent, a *Alert) string {
+	r := ev.rule
+	if r.tmpl != nil {
+		data := map[string]any{
+			"rule": a.Rule, "state": a.State, "severity": a.Severity, "started_at": a.StartedAt, "at": a.At,
+			"value": nilOr(a.Value), "threshold": nilOr(a.Threshold), "baseline": nilOr(a.Baseline), "stddev": nilOr(a.StdDev),
+			"window_start": nilOr(a.WindowStart), "window_end": nilOr(a.WindowEnd), "key": a.Key,
+		}
+		for k, v := range a.Key {
+			data[k] = v
+		}
+		if ev.row != nil {
+			for i, ag := range e.spec.Aggregates {
+				if v, ok := ev.row.Value(i); ok {
+					data[ag.Name] = v
+				} else {
+					data[ag.Name] = nil
+				}
+			}
+		}
+		var b bytes.Buffer
+		if err := r.tmpl.Execute(&b, data); err == nil {
+			return b.String()
+		} else {
+			return fmt.Sprintf("%s %s for %s (summary template failed: %v)", a.Rule, a.State, keyText(e.spec, a.Key), err)
+		}
+	}
+	s := fmt.Sprintf("%s %s for %s", a.Rule, a.State, keyText(e.spec, a.Key))
+	if ev.note != "" {
+		s += ": " + ev.note
+	}
+	if a.Value != nil && r.spec.Kind == topology.AlertThreshold {
+		s += fmt.Sprintf(" (%s=%s)", r.spec.Value, fmtNum(*a.Value))
+	}
+	return s
+}
+
+func nilOr[T any](p *T) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func keyText(spec *topology.Spec, key map[string]string) string {
+	parts := make([]string, 0, len(spec.Key))
+	for _, f := range spec.Key {
+		parts = append(parts, f+"="+key[f])
+	}
+	return strings.Join(parts, " ")
+}
+
+func fmtNum(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
+
+func fmtDur(ms int64) string { return time.Duration(ms * int64(time.Millisecond)).String() }
+
+// encode renders an alert as the alerts topic's value.
+func (e *alertEngine) encode(a Alert) ([]byte, error) {
+	if e.enc == nil {
+		return json.Marshal(a)
+	}
+	m := map[string]any{
+		"rule": a.Rule, "rule_kind": a.RuleKind, "state": a.State, "severity": a.Severity,
+		"key": a.Key, "labels": a.Labels, "summary": a.Summary,
+		"value": nilOr(a.Value), "threshold": nilOr(a.Threshold), "baseline": nilOr(a.Baseline), "stddev": nilOr(a.StdDev),
+		"window_start": nil, "window_end": nil, "runbook_url": nilOr(a.RunbookURL),
+	}
+	parse := func(s string) time.Time { t, _ := time.Parse(timeLayout, s); return t }
+	if a.WindowStart != nil {
+		m["window_start"], m["window_end"] = parse(*a.WindowStart), parse(*a.WindowEnd)
+	}
+	m["started_at"], m["at"] = parse(a.StartedAt), parse(a.At)
+	return e.enc.Encode(m)
+}
+
+// publishAlert writes one alert transition to the alerts topic (keyed by
+// the grouping key, timestamped with the transition's stream time) and
+// hands it to the Alertmanager forwarder, if any.
+func (a *App) publishAlert(ctx context.Context, t *task, ev alertEvent) {
+	al := a.p.alerts.alert(ev)
+	a.m.alerts.WithLabelValues(al.Rule, al.State).Inc()
+	value, err := a.p.alerts.encode(al)
+	if err != nil {
+		a.setProduceErr(fmt.Errorf("encode alert %s for %s: %w", al.Rule, ev.key, err))
+		return
+	}
+	a.log.Info("alert", "rule", al.Rule, "state", al.State, "key", ev.key, "at", al.At, "summary", al.Summary)
+	a.produce(ctx, &kgo.Record{
+		Topic:     a.p.spec.AlertsTopic(),
+		Key:       []byte(ev.key),
+		Value:     value,
+		Timestamp: time.UnixMilli(ev.at),
+	})
+	if a.am != nil {
+		a.am.send(t.partition, al, true)
+	}
+}
+
+// firing returns the task's firing alerts (after a restore), as events to
+// re-send to Alertmanager.
+func (e *alertEngine) firing(t *task) []alertEvent {
+	var out []alertEvent
+	for id, st := range t.alerts.states {
+		if st.State != alertFiring {
+			continue
+		}
+		ev := alertEvent{rule: e.rules[id.rule], key: id.key, state: alertFiring, startedAt: st.Since, at: st.Notified,
+			note: "firing (restored)"}
+		if st.HasValue {
+			v := st.Value
+			ev.value = &v
+		}
+		out = append(out, ev)
+	}
+	return out
+}
