@@ -389,3 +389,67 @@ func TestCacheBound(t *testing.T) {
 		sameRow(t, "after eviction", r, testRow(float64(i)))
 	}
 }
+
+// TestAuxEntries: aux entries (alert state) are committed with the rows,
+// scanned back by ScanAux only (Scan skips them), deleted by DeleteAux
+// and Wipe, and a value changed after Dirty stays dirty.
+func TestAuxEntries(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	ts := db.TaskStore("windows", 1, testSpecs, 0)
+	row := NewRow(testSpecs)
+	row.Add(0, 1)
+	wk := WindowKey{Key: `["a"]`, Start: 0, End: 10}
+	ts.Put(wk, row)
+	ts.PutAux(AuxPrefix+"rule"+AuxPrefix+`["a"]`, []byte(`{"s":"firing"}`))
+	ts.PutAux(AuxPrefix+"rule"+AuxPrefix+`["b"]`, []byte(`{"s":"pending"}`))
+	changes := ts.Dirty()
+	if len(changes) != 3 || !changes[0].Aux || !changes[1].Aux || changes[2].Aux {
+		t.Fatalf("dirty: %+v, want two aux changes then the row", changes)
+	}
+	ts.PutAux(AuxPrefix+"rule"+AuxPrefix+`["b"]`, []byte(`{"s":"firing"}`)) // after Dirty: stays dirty
+	if err := ts.Commit(changes, Checkpoint{ChangelogNext: 3}); err != nil {
+		t.Fatal(err)
+	}
+	if d := ts.Dirty(); len(d) != 1 || string(d[0].Value) != `{"s":"firing"}` {
+		t.Errorf("after commit, dirty %+v; want the later change of b", d)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openDB(t, dir)
+	defer db.Close()
+	ts = db.TaskStore("windows", 1, testSpecs, 0)
+	if got := scanAll(t, ts); len(got) != 1 || got[0] != wk {
+		t.Errorf("Scan: %v, want only the window", got)
+	}
+	aux := map[string]string{}
+	if err := ts.ScanAux(func(id string, v []byte) error { aux[id] = string(v); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		AuxPrefix + "rule" + AuxPrefix + `["a"]`: `{"s":"firing"}`,
+		AuxPrefix + "rule" + AuxPrefix + `["b"]`: `{"s":"pending"}`,
+	}
+	if len(aux) != 2 || aux[AuxPrefix+"rule"+AuxPrefix+`["a"]`] != want[AuxPrefix+"rule"+AuxPrefix+`["a"]`] ||
+		aux[AuxPrefix+"rule"+AuxPrefix+`["b"]`] != want[AuxPrefix+"rule"+AuxPrefix+`["b"]`] {
+		t.Errorf("ScanAux: %q, want %q", aux, want)
+	}
+	ts.DeleteAux(AuxPrefix + "rule" + AuxPrefix + `["a"]`)
+	if err := ts.Commit(ts.Dirty(), Checkpoint{ChangelogNext: 4}); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	_ = ts.ScanAux(func(string, []byte) error { n++; return nil })
+	if n != 1 {
+		t.Errorf("after DeleteAux: %d aux entries, want 1", n)
+	}
+	if err := ts.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	n = 0
+	_ = ts.ScanAux(func(string, []byte) error { n++; return nil })
+	if n != 0 {
+		t.Errorf("after Wipe: %d aux entries, want 0", n)
+	}
+}
