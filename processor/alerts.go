@@ -756,6 +756,7 @@ func (e *alertEngine) summary(ev alertEvent, a *Alert) string {
 			"rule": a.Rule, "state": a.State, "severity": a.Severity, "started_at": a.StartedAt, "at": a.At,
 			"value": nilOr(a.Value), "threshold": nilOr(a.Threshold), "baseline": nilOr(a.Baseline), "stddev": nilOr(a.StdDev),
 			"window_start": nilOr(a.WindowStart), "window_end": nilOr(a.WindowEnd), "key": a.Key,
+			"reason": ev.note,
 		}
 		for k, v := range a.Key {
 			data[k] = v

@@ -113,7 +113,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if err := generate(ctx, brokers, spec.Source.Topics[0], o.rate); err != nil && ctx.Err() == nil {
+		if err := generate(ctx, brokers, spec.Source.Topics[0], o.rate, true); err != nil && ctx.Err() == nil {
 			errs <- fmt.Errorf("generator: %w", err)
 			cancel()
 		}
@@ -146,8 +146,12 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 // printResults prints each result record on the output topic, starting at
 // its current end (so a resumed demo prints only new windows).
 func printResults(ctx context.Context, out io.Writer, brokers []string, spec *topology.Spec, asJSON bool) error {
+	topics := []string{spec.Output.Topic}
+	if t := spec.AlertsTopic(); t != "" {
+		topics = append(topics, t)
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
-		kgo.ConsumeTopics(spec.Output.Topic),
+		kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
@@ -162,6 +166,10 @@ func printResults(ctx context.Context, out io.Writer, brokers []string, spec *to
 		var line error
 		fs.EachRecord(func(r *kgo.Record) {
 			if line != nil {
+				return
+			}
+			if r.Topic == spec.AlertsTopic() {
+				line = printAlert(out, r.Value, asJSON)
 				return
 			}
 			line = printResult(out, r.Value, spec, asJSON)
@@ -205,5 +213,25 @@ func printResult(out io.Writer, value []byte, spec *topology.Spec, asJSON bool) 
 	}
 	_, err := fmt.Fprintf(out, "%s-%s  %-28s %s\n", start.Local().Format("15:04:05"), end.Local().Format("15:04:05"),
 		strings.Join(kparts, " "), strings.Join(aggs, " "))
+	return err
+}
+
+// printAlert prints one alert transition: a line starting with the time
+// and ALERT, or with --json the alert object with "kind": "alert".
+func printAlert(out io.Writer, value []byte, asJSON bool) error {
+	var a processor.Alert
+	if err := json.Unmarshal(value, &a); err != nil {
+		return fmt.Errorf("alert record is not JSON: %w", err)
+	}
+	if asJSON {
+		var m map[string]any
+		_ = json.Unmarshal(value, &m)
+		m["kind"] = "alert"
+		b, _ := json.Marshal(m)
+		_, err := fmt.Fprintln(out, string(b))
+		return err
+	}
+	at, _ := time.Parse(time.RFC3339, a.At)
+	_, err := fmt.Fprintf(out, "%s  ALERT %-8s %-16s %s\n", at.Local().Format("15:04:05"), a.State, a.Rule, a.Summary)
 	return err
 }

@@ -97,6 +97,9 @@ func parseDemoJSON(t *testing.T, run string, r eddyRun) []demoResult {
 			fail("not a JSON object: %v", err)
 			continue
 		}
+		if m["kind"] == "alert" {
+			continue // checked by parseDemoAlerts
+		}
 		if m["kind"] != "result" {
 			fail("kind = %v, want \"result\"", m["kind"])
 		}
@@ -227,11 +230,74 @@ func TestDemo(t *testing.T) {
 		t.Parallel()
 		testDemoResume(t)
 	})
+	t.Run("alerts", func(t *testing.T) {
+		t.Parallel()
+		testDemoAlerts(t)
+	})
+}
+
+// testDemoAlerts: within a minute the generator's incidents (an error
+// burst on /api/login, a latency spike on /api/pay, a pause of
+// /api/search) make the bundled rules fire, and the first two resolve;
+// each transition is printed once, with kind "alert" in --json.
+func testDemoAlerts(t *testing.T) {
+	r := runEddy(t, 150*time.Second, "demo", "--duration", "60s", "--json", "--data-dir", t.TempDir())
+	if r.code != 0 {
+		t.Fatalf("eddy demo exited %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	type tr struct{ rule, state, endpoint string }
+	var got []tr
+	for _, line := range r.lines() {
+		var a struct {
+			Kind, Rule, State, Severity, Summary string
+			Key                                  map[string]string
+		}
+		if err := json.Unmarshal([]byte(line), &a); err != nil || a.Kind != "alert" {
+			continue
+		}
+		if a.Summary == "" || a.Severity == "" || a.Key["endpoint"] == "" {
+			t.Errorf("alert without summary, severity or key: %s", line)
+		}
+		got = append(got, tr{a.Rule, a.State, a.Key["endpoint"]})
+	}
+	t.Logf("alert transitions: %v", got)
+	has := func(want tr) bool {
+		for _, g := range got {
+			if g == want {
+				return true
+			}
+		}
+		return false
+	}
+	for _, want := range []tr{
+		{"errors-high", "firing", "/api/login"}, {"errors-high", "resolved", "/api/login"},
+		{"latency-high", "firing", "/api/pay"},
+		{"traffic-stopped", "firing", "/api/search"}, {"traffic-stopped", "resolved", "/api/search"},
+	} {
+		if !has(want) {
+			t.Errorf("no %s %s alert for %s in 60s of demo", want.rule, want.state, want.endpoint)
+		}
+	}
+	// Transitions alternate per rule and key: firing, resolved, firing...
+	last := map[string]string{}
+	for _, g := range got {
+		k := g.rule + " " + g.endpoint
+		if last[k] == g.state || last[k] == "" && g.state == "resolved" {
+			t.Errorf("%s: %s after %q: a transition repeated or a resolution without firing", k, g.state, last[k])
+		}
+		last[k] = g.state
+		if g.endpoint != map[string]string{"errors-high": "/api/login", "latency-high": "/api/pay", "traffic-stopped": "/api/search"}[g.rule] {
+			t.Errorf("unexpected alert %v: only the injected incidents should fire", g)
+		}
+	}
 }
 
 // HH:MM:SS-HH:MM:SS  service endpoint  requests=N errors=N p50_latency_ms=X p99_latency_ms=Y
 var readableLine = regexp.MustCompile(`^(\d\d:\d\d:\d\d)-(\d\d:\d\d:\d\d)  (\S+) (\S+) +requests=(\d+) errors=(\d+) ` +
 	`p50_latency_ms=(\d+(?:\.\d{1,2})?) p99_latency_ms=(\d+(?:\.\d{1,2})?)$`)
+
+// HH:MM:SS  ALERT firing   rule  summary
+var readableAlert = regexp.MustCompile(`^\d\d:\d\d:\d\d  ALERT (firing  |resolved) \S+ +\S.*$`)
 
 func checkReadable(t *testing.T, r eddyRun) {
 	t.Helper()
@@ -239,6 +305,9 @@ func checkReadable(t *testing.T, r eddyRun) {
 		t.Fatalf("no result line in 20s\nstderr:\n%s", r.stderr)
 	}
 	for i, line := range r.lines() {
+		if readableAlert.MatchString(line) {
+			continue
+		}
 		m := readableLine.FindStringSubmatch(line)
 		if m == nil {
 			t.Errorf("line %d does not read \"HH:MM:SS-HH:MM:SS  service endpoint requests=N errors=N p50_latency_ms=X p99_latency_ms=Y\": %q", i+1, line)

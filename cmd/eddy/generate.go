@@ -48,12 +48,14 @@ create it on first use. Runs until stopped (SIGTERM or Ctrl-C), or for
 			}
 			brokers := flagString(cmd, "brokers")
 			fmt.Fprintf(os.Stderr, "eddy generate: %d events/s to %s on %s\n", rate, topic, brokers)
-			return generate(ctx, splitBrokers(brokers), topic, rate, opts...)
+			incidents, _ := cmd.Flags().GetBool("incidents")
+			return generate(ctx, splitBrokers(brokers), topic, rate, incidents, opts...)
 		},
 	}
 	cmd.Flags().String("topic", "http-requests", "Topic to produce to")
 	cmd.Flags().Int("rate", 200, "Events per second")
 	cmd.Flags().Duration("duration", 0, "Stop after this long and exit 0 (0: run until stopped)")
+	cmd.Flags().Bool("incidents", false, "Every minute, inject the demo's incidents: an error burst on /api/login (2-17s), a latency spike on /api/pay (12-27s) and no traffic on /api/search (15-35s)")
 	addSettings(cmd, brokerSettings...)
 	return cmd
 }
@@ -61,7 +63,7 @@ create it on first use. Runs until stopped (SIGTERM or Ctrl-C), or for
 // generate produces generated events at rate per second until ctx ends,
 // then flushes. A produce error (topic missing, authentication failed)
 // ends it with that error.
-func generate(ctx context.Context, brokers []string, topic string, rate int, opts ...kgo.Opt) error {
+func generate(ctx context.Context, brokers []string, topic string, rate int, incidents bool, opts ...kgo.Opt) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic)}, opts...)...)
 	if err != nil {
 		return err
@@ -81,6 +83,9 @@ func generate(ctx context.Context, brokers []string, topic string, rate int, opt
 		}
 	}
 	g := generator.New(uint64(time.Now().UnixNano()))
+	if incidents {
+		g.Incidents, g.IncidentCycle = generator.DemoIncidents, time.Minute
+	}
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
 	start, sent := time.Now(), int64(0)

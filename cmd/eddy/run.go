@@ -57,12 +57,13 @@ Start several with the same pipeline to share the partitions; stopping one
 				cacheRows:      cacheRows,
 				clientOpts:     clientOpts,
 				registryURL:    flagString(cmd, "registry-url"),
+				alertmanager:   flagString(cmd, "alertmanager-url"),
 			}, nil)
 		},
 	}
 	addSettings(cmd, "file", "brokers", "state-dir", "http-addr", "instance-id", "session-timeout", "log-level")
 	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "tls", "tls-ca-file", "memory-limit")
-	addSettings(cmd, "registry-url")
+	addSettings(cmd, "registry-url", "alertmanager-url")
 	return cmd
 }
 
@@ -75,6 +76,7 @@ type runOptions struct {
 	cacheRows      int       // per task; 0: the processor's default
 	clientOpts     []kgo.Opt // TLS and SASL
 	registryURL    string    // schema registry, for Avro pipelines
+	alertmanager   string    // Alertmanager base URL; alerts are posted there too
 }
 
 // runPipeline serves HTTP and runs the pipeline until ctx ends. started, if
@@ -99,6 +101,8 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 		Logger:         log,
 		Registerer:     reg,
 		Registry:       registry,
+
+		AlertmanagerURL: o.alertmanager,
 	})
 	if err != nil {
 		return err

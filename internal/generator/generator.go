@@ -59,6 +59,55 @@ type Generator struct {
 	// grace: they end up in the late topic).
 	Late   float64
 	LateBy time.Duration
+
+	// Incidents, if set, recur every IncidentCycle, at offsets from the
+	// first event's time: see DemoIncidents.
+	Incidents     []Incident
+	IncidentCycle time.Duration
+	start         time.Time
+}
+
+// Incident kinds.
+const (
+	ErrorBurst   = "error-burst"   // the endpoint fails most requests
+	LatencySpike = "latency-spike" // the endpoint is ten times slower
+	Pause        = "pause"         // the endpoint receives no requests
+)
+
+// Incident is a period during which one endpoint misbehaves.
+type Incident struct {
+	Kind       string
+	Endpoint   string
+	From, To   time.Duration // offsets in the cycle
+	ErrorRate  float64       // ErrorBurst
+	LatencyMul float64       // LatencySpike
+}
+
+// DemoIncidents make the demo's alert rules fire and resolve within a
+// minute, every minute: errors on /api/login, then slow /api/pay, then no
+// traffic on /api/search.
+var DemoIncidents = []Incident{
+	{Kind: ErrorBurst, Endpoint: "/api/login", From: 2 * time.Second, To: 17 * time.Second, ErrorRate: 0.6},
+	{Kind: LatencySpike, Endpoint: "/api/pay", From: 12 * time.Second, To: 27 * time.Second, LatencyMul: 10},
+	{Kind: Pause, Endpoint: "/api/search", From: 15 * time.Second, To: 35 * time.Second},
+}
+
+// active returns the incidents in effect at now.
+func (g *Generator) active(now time.Time) []Incident {
+	if len(g.Incidents) == 0 || g.IncidentCycle <= 0 {
+		return nil
+	}
+	if g.start.IsZero() {
+		g.start = now
+	}
+	phase := now.Sub(g.start) % g.IncidentCycle
+	var out []Incident
+	for _, in := range g.Incidents {
+		if phase >= in.From && phase < in.To {
+			out = append(out, in)
+		}
+	}
+	return out
 }
 
 // New returns a generator with the demo's defaults: 5% of events up to 3s
@@ -79,14 +128,35 @@ func New(seed uint64) *Generator {
 
 // Next returns the event of a request that happened at about now.
 func (g *Generator) Next(now time.Time) Event {
-	n := g.rng.IntN(g.total)
+	incidents := g.active(now)
 	var r route
-	for _, c := range routes {
-		if n < c.weight {
-			r = c
-			break
+pick:
+	for {
+		n := g.rng.IntN(g.total)
+		for _, c := range routes {
+			if n < c.weight {
+				r = c
+				break
+			}
+			n -= c.weight
 		}
-		n -= c.weight
+		for _, in := range incidents {
+			if in.Kind == Pause && in.Endpoint == r.endpoint {
+				continue pick
+			}
+		}
+		break
+	}
+	for _, in := range incidents {
+		if in.Endpoint != r.endpoint {
+			continue
+		}
+		switch in.Kind {
+		case ErrorBurst:
+			r.errRate = in.ErrorRate
+		case LatencySpike:
+			r.medianMS *= in.LatencyMul
+		}
 	}
 	g.seq++
 	ts := now.UnixMilli()
