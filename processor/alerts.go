@@ -350,7 +350,10 @@ func (e *alertEngine) onRecord(t *task, key string, ts int64, emit func(alertEve
 			st.LastSeen = ts
 			ta.dirty[id] = struct{}{}
 		}
-		if st.State == alertFiring {
+		// A firing alert resolves when the key's silence no longer lasts
+		// "for" at the current stream time; an old, out-of-order record
+		// that leaves a silence that long does not resolve it.
+		if st.State == alertFiring && st.LastSeen+r.forMs > t.streamTime {
 			at := max(ts, st.Since)
 			emit(alertEvent{rule: r, key: key, state: alertResolved, startedAt: st.Since, at: at,
 				note: fmt.Sprintf("records arrive again (silent for %s)", fmtDur(at-st.Since+r.forMs))})
