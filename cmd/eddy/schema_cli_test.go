@@ -18,10 +18,11 @@ import (
 	"github.com/eddy-streams/eddy/schema"
 )
 
-// startRegistryProcess runs `eddy registry` and returns its URL.
-func startRegistryProcess(t *testing.T, brokers []string) string {
+// startRegistryProcess runs `eddy registry` with any extra args and
+// returns its URL.
+func startRegistryProcess(t *testing.T, brokers []string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(eddyBin, "registry", "--brokers", strings.Join(brokers, ","), "--http-addr", "127.0.0.1:0")
+	cmd := exec.Command(eddyBin, append([]string{"registry", "--brokers", strings.Join(brokers, ","), "--http-addr", "127.0.0.1:0"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
