@@ -600,6 +600,10 @@ func (a *App) punctuate() error {
 // emit writes one window result to the output topic.
 func (a *App) emit(ctx context.Context, t *task, r result) {
 	value, err := a.p.encodeResult(r)
+	var key []byte
+	if err == nil {
+		key, err = a.p.encodeResultKey(r)
+	}
 	if err != nil {
 		// The schema is derived from this very pipeline: a result that
 		// does not fit it is a bug. Fail the next commit, do not skip it.
@@ -608,7 +612,7 @@ func (a *App) emit(ctx context.Context, t *task, r result) {
 	}
 	a.produce(ctx, &kgo.Record{
 		Topic:     a.p.spec.Output.Topic,
-		Key:       []byte(r.wk.Key),
+		Key:       key,
 		Value:     value,
 		Timestamp: time.UnixMilli(r.wk.End),
 	})
@@ -661,6 +665,24 @@ func (p *pipeline) encodeResult(r result) ([]byte, error) {
 	}
 	b, err := json.Marshal(out)
 	return b, err
+}
+
+// encodeResultKey renders a result's key: the grouping key as a JSON
+// array of strings, or with output.format avro the Confluent wire format
+// of the derived key schema (OutputKeySchema), a record of the key fields.
+func (p *pipeline) encodeResultKey(r result) ([]byte, error) {
+	if p.keyEnc == nil {
+		return []byte(r.wk.Key), nil
+	}
+	var parts []string
+	if err := json.Unmarshal([]byte(r.wk.Key), &parts); err != nil || len(parts) != len(p.spec.Key) {
+		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", r.wk.Key, len(p.spec.Key))
+	}
+	out := make(map[string]any, len(parts))
+	for i, f := range p.spec.Key {
+		out[f] = parts[i]
+	}
+	return p.keyEnc.Encode(out)
 }
 
 func (p *pipeline) encodeAvroResult(r result) ([]byte, error) {

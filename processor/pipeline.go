@@ -21,6 +21,7 @@ type pipeline struct {
 	aggSpecs []state.AggSpec
 	dec      valueDecoder
 	enc      *schema.Encoder // Avro results (output.format avro); nil for JSON
+	keyEnc   *schema.Encoder // Avro result keys (output.format avro); nil for JSON
 
 	size, advance, gap, grace int64 // ms
 	maxFuture                 time.Duration

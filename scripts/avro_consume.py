@@ -6,9 +6,11 @@ the schema registry by the id in the record's header.
 
 Prints one JSON object per record on stdout:
 
-  {"partition": 0, "offset": 3, "key": "...", "schema_id": 2, "value": {...}}
+  {"partition": 0, "offset": 3, "key": ..., "key_schema_id": 3, "schema_id": 2, "value": {...}}
 
-key is the record key as UTF-8 text (null when absent); timestamp fields
+key is the record key as UTF-8 text (null when absent), or with
+--key-format avro the key decoded the same way as the value (key_schema_id
+is then its schema id; null otherwise); timestamp fields
 (timestamp-millis and the like, decoded by fastavro into datetimes) are
 printed as milliseconds since the epoch. Records are read with
 read_committed isolation from the beginning of every partition, by a fresh
@@ -52,6 +54,11 @@ def plain(v):
     return v
 
 
+def schema_id(raw):
+    """The schema id in a Confluent wire-format header, or None."""
+    return struct.unpack(">I", raw[1:5])[0] if raw and len(raw) >= 5 else None
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--brokers", required=True, help="bootstrap servers, host:port[,host:port]")
@@ -59,6 +66,8 @@ def main():
     p.add_argument("--registry", required=True, help="Confluent-compatible schema registry URL")
     p.add_argument("--count", type=int, required=True, help="records to read")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for them")
+    p.add_argument("--key-format", choices=["string", "avro"], default="string",
+                   help="how keys are written: UTF-8 text, or Avro in the Confluent wire format")
     a = p.parse_args()
 
     registry = SchemaRegistryClient({"url": a.registry})
@@ -86,18 +95,24 @@ def main():
                 if msg.error().code() == KafkaError._PARTITION_EOF:
                     continue
                 raise KafkaException(msg.error())
-            raw = msg.value()
+            raw, rawkey = msg.value(), msg.key()
+            key, key_id = None, None
             try:
                 value = deserialize(raw, SerializationContext(msg.topic(), MessageField.VALUE))
+                if rawkey is not None and a.key_format == "avro":
+                    key = plain(deserialize(rawkey, SerializationContext(msg.topic(), MessageField.KEY)))
+                    key_id = schema_id(rawkey)
+                elif rawkey is not None:
+                    key = rawkey.decode("utf-8")
             except Exception as e:  # the deserializer's errors vary by cause
                 print(f"avro_consume: {msg.topic()}/{msg.partition()}@{msg.offset()}: {e}", file=sys.stderr)
                 return 1
-            key = msg.key()
             print(json.dumps({
                 "partition": msg.partition(),
                 "offset": msg.offset(),
-                "key": key.decode("utf-8") if key is not None else None,
-                "schema_id": struct.unpack(">I", raw[1:5])[0] if raw and len(raw) >= 5 else None,
+                "key": key,
+                "key_schema_id": key_id,
+                "schema_id": schema_id(raw),
                 "value": plain(value),
             }, sort_keys=True), flush=True)
             n += 1

@@ -258,6 +258,9 @@ func testSchemaScenario(t *testing.T, brokers []string, url string, rc registryC
 	a.sc.verify(t, got, late)
 	a.checkDeadLetters(t, badRecs)
 	must(cli("", "schema", "get", "--subject", a.out+"-value"), "version 1", `"window_start"`, `"p99_latency"`)
+	if out := must(cli("", "schema", "get", "--subject", a.out+"-key"), "version 1", `"service"`, `"endpoint"`); strings.Contains(out, "window_start") {
+		t.Errorf("the result key schema has more than the key fields:\n%s", out)
+	}
 
 	// A third-party consumer decodes the results with the same registry.
 	checkThirdPartyAvro(t, python, a)
@@ -285,9 +288,9 @@ func avroConsumerPython(t *testing.T) string {
 
 // checkThirdPartyAvro reads a's output topic with scripts/avro_consume.py
 // (confluent-kafka's AvroDeserializer, schemas fetched from a's registry)
-// and checks that it decodes every record, at the same partition and
-// offset, to the values eddy's own decoder gives, and that those are the
-// right final windows.
+// and checks that it decodes every record, key and value, at the same
+// partition and offset, to what eddy's own decoder gives, and that those
+// are the right final windows.
 func checkThirdPartyAvro(t *testing.T, python string, a *avroE2E) {
 	t.Helper()
 	recs := kafkatest.ReadAll(t, a.brokers, a.out, true)
@@ -297,7 +300,8 @@ func checkThirdPartyAvro(t *testing.T, python string, a *avroE2E) {
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, "../../scripts/avro_consume.py", "--brokers", a.brokerList(),
-		"--topic", a.out, "--registry", a.registry, "--count", strconv.Itoa(len(recs)), "--timeout", "150")
+		"--topic", a.out, "--registry", a.registry, "--count", strconv.Itoa(len(recs)), "--timeout", "150",
+		"--key-format", "avro")
 	cmd.WaitDelay = 5 * time.Second
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
@@ -307,7 +311,8 @@ func checkThirdPartyAvro(t *testing.T, python string, a *avroE2E) {
 	type line struct {
 		Partition int32          `json:"partition"`
 		Offset    int64          `json:"offset"`
-		Key       *string        `json:"key"`
+		Key       map[string]any `json:"key"`
+		KeyID     int            `json:"key_schema_id"`
 		SchemaID  int            `json:"schema_id"`
 		Value     map[string]any `json:"value"`
 	}
@@ -337,21 +342,36 @@ func checkThirdPartyAvro(t *testing.T, python string, a *avroE2E) {
 		t.Fatalf("the Python consumer read %d records, the Go client %d", len(lines), len(recs))
 	}
 	dec := schema.NewDecoder(a.client(t), schema.PinSubject(a.out+"-value"))
+	keyDec := schema.NewDecoder(a.client(t), schema.PinSubject(a.out+"-key"))
+	wireID := func(b []byte) int {
+		if len(b) < 5 {
+			return -1
+		}
+		return int(uint32(b[1])<<24 | uint32(b[2])<<16 | uint32(b[3])<<8 | uint32(b[4]))
+	}
 	var asRecords []*kgo.Record
 	for i, r := range recs {
 		l := lines[i]
 		if l.Partition != r.Partition || l.Offset != r.Offset {
 			t.Fatalf("record %d: Python read %d@%d, Go %d@%d", i, l.Partition, l.Offset, r.Partition, r.Offset)
 		}
-		if (l.Key == nil) != (r.Key == nil) || (l.Key != nil && *l.Key != string(r.Key)) {
-			t.Errorf("%d@%d: key %v from Python, %q from Go", r.Partition, r.Offset, l.Key, r.Key)
-		}
 		m, err := dec.Decode(context.Background(), r.Value)
 		if err != nil {
 			t.Fatalf("%d@%d: eddy's decoder: %v", r.Partition, r.Offset, err)
 		}
-		if want := int(uint32(r.Value[1])<<24 | uint32(r.Value[2])<<16 | uint32(r.Value[3])<<8 | uint32(r.Value[4])); l.SchemaID != want {
-			t.Errorf("%d@%d: schema id %d from Python, %d in the record", r.Partition, r.Offset, l.SchemaID, want)
+		k, err := keyDec.Decode(context.Background(), r.Key)
+		if err != nil {
+			t.Fatalf("%d@%d: the key is not Avro of %s-key: %v", r.Partition, r.Offset, a.out, err)
+		}
+		if l.SchemaID != wireID(r.Value) || l.KeyID != wireID(r.Key) {
+			t.Errorf("%d@%d: schema ids %d (key %d) from Python, %d (key %d) in the record",
+				r.Partition, r.Offset, l.SchemaID, l.KeyID, wireID(r.Value), wireID(r.Key))
+		}
+		if want := jsonPlain(k); !reflect.DeepEqual(l.Key, want) {
+			t.Errorf("%d@%d: key decodes differently:\n  Python: %v\n  eddy:   %v", r.Partition, r.Offset, l.Key, want)
+		}
+		if k["service"] != m["service"] || k["endpoint"] != m["endpoint"] {
+			t.Errorf("%d@%d: key %v does not match the result's key fields %v, %v", r.Partition, r.Offset, k, m["service"], m["endpoint"])
 		}
 		if want := jsonPlain(m); !reflect.DeepEqual(l.Value, want) {
 			t.Errorf("%d@%d decodes differently:\n  Python: %v\n  eddy:   %v", r.Partition, r.Offset, l.Value, want)
