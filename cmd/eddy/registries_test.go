@@ -228,7 +228,8 @@ func testSchemaScenario(t *testing.T, brokers []string, url string, rc registryC
 
 	// The events as JSON lines through `eddy produce`: the first half with
 	// v1 (--file, already registered), the rest with the subject's latest
-	// version, v2, so the topic mixes two schema ids.
+	// version, v2, so the topic mixes two schema ids; the second half keyed
+	// by service and endpoint (an Avro record registered under <topic>-key).
 	half := len(a.sc.events) / 2
 	var lines1, lines2 strings.Builder
 	for i, ev := range a.sc.events {
@@ -246,9 +247,33 @@ func testSchemaScenario(t *testing.T, brokers []string, url string, rc registryC
 	if want := fmt.Sprintf("%d records to %s (subject %s, schema id %d)", half, a.in, s, id1); r.err != nil || !strings.Contains(r.stderr, want) {
 		t.Fatalf("eddy produce with v1: exit %v, want %q:\n%s", r.err, want, r.stderr)
 	}
-	r = cli(lines2.String(), "produce", "--brokers", a.brokerList(), "--topic", a.in)
-	if want := fmt.Sprintf("%d records to %s (subject %s, schema id %d)", len(a.sc.events)-half, a.in, s, id2); r.err != nil || !strings.Contains(r.stderr, want) {
+	r = cli(lines2.String(), "produce", "--brokers", a.brokerList(), "--topic", a.in, "--key-fields", "service,endpoint")
+	if want := fmt.Sprintf("%d records to %s (subject %s, schema id %d; keys: subject %s-key", len(a.sc.events)-half, a.in, s, id2, a.in); r.err != nil || !strings.Contains(r.stderr, want) {
 		t.Fatalf("eddy produce with the latest version: exit %v, want %q:\n%s", r.err, want, r.stderr)
+	}
+	inputs := kafkatest.ReadAll(t, brokers, a.in, false)
+	valDec := schema.NewDecoder(a.client(t), schema.PinSubject(s))
+	keyDec := schema.NewDecoder(a.client(t), schema.PinSubject(a.in+"-key"))
+	keyed := 0
+	for _, rec := range inputs {
+		if rec.Key == nil {
+			continue
+		}
+		keyed++
+		k, err := keyDec.Decode(ctx, rec.Key)
+		if err != nil {
+			t.Fatalf("input key at offset %d is not Avro of %s-key: %v", rec.Offset, a.in, err)
+		}
+		v, err := valDec.Decode(ctx, rec.Value)
+		if err != nil {
+			t.Fatalf("input at offset %d: %v", rec.Offset, err)
+		}
+		if len(k) != 2 || k["service"] != v["service"] || k["endpoint"] != v["endpoint"] {
+			t.Errorf("input at offset %d: key %v, value's service %v endpoint %v", rec.Offset, k, v["service"], v["endpoint"])
+		}
+	}
+	if keyed != len(a.sc.events)-half {
+		t.Errorf("%d input records have keys, want %d", keyed, len(a.sc.events)-half)
 	}
 
 	// The pipeline: Avro in, Avro out, bad records dead-lettered.
