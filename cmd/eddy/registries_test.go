@@ -98,7 +98,8 @@ var registryCases = []registryCase{
 		// Apicurio's ccompat /config reports only a level stored through
 		// the API: the default global rule that scripts/apicurio.sh
 		// configures (apicurio.rules.global.compatibility=BACKWARD) is
-		// enforced, as the refused register shows, but reported as NONE.
+		// enforced, as the refused register shows, but reported as NONE
+		// (a known Apicurio difference: apicurio-registry pull request 5251).
 		globalLevel: "NONE",
 		// Apicurio answers NONE for a subject without a level of its own,
 		// where Confluent's registry and eddy's answer 40408.
