@@ -80,7 +80,6 @@ func OutputSchema(spec *topology.Spec) (string, error) {
 	return schema.DeriveOutput(o)
 }
 
-
 // bindSchemas connects the pipeline to the registry: the decoder and
 // start-up field check for Avro input, the encoder for Avro output. A
 // registry that cannot be reached is waited for (logged) until ctx ends;
