@@ -71,7 +71,8 @@ type alertEngine struct {
 	windowed []*alertRule
 	renotify int64 // ms; 0 never
 	step     int64 // ms between successive windows of a key; 0 for sessions
-	enc      *schema.Encoder
+	enc      *schema.Encoder // Avro alerts (output.format avro); nil for JSON
+	keyEnc   *schema.Encoder // their keys
 }
 
 var thresholdRE = regexp.MustCompile(`^\s*(>=|>|<=|<|==)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)`)
@@ -839,10 +840,15 @@ func (a *App) publishAlert(ctx context.Context, t *task, ev alertEvent) {
 		a.setProduceErr(fmt.Errorf("encode alert %s for %s: %w", al.Rule, ev.key, err))
 		return
 	}
+	key, err := a.p.encodeKey(a.p.alerts.keyEnc, ev.key)
+	if err != nil {
+		a.setProduceErr(fmt.Errorf("encode the key of alert %s for %s: %w", al.Rule, ev.key, err))
+		return
+	}
 	a.log.Info("alert", "rule", al.Rule, "state", al.State, "key", ev.key, "at", al.At, "summary", al.Summary)
 	a.produce(ctx, &kgo.Record{
 		Topic:     a.p.spec.AlertsTopic(),
-		Key:       []byte(ev.key),
+		Key:       key,
 		Value:     value,
 		Timestamp: time.UnixMilli(ev.at),
 	})

@@ -648,6 +648,10 @@ func (a *App) emit(ctx context.Context, t *task, r result) {
 		return
 	}
 	value, err := a.p.encodeResult(r)
+	var key []byte
+	if err == nil {
+		key, err = a.p.encodeResultKey(r)
+	}
 	if err != nil {
 		// The schema is derived from this very pipeline: a result that
 		// does not fit it is a bug. Fail the next commit, do not skip it.
@@ -656,7 +660,7 @@ func (a *App) emit(ctx context.Context, t *task, r result) {
 	}
 	a.produce(ctx, &kgo.Record{
 		Topic:     a.p.spec.Output.Topic,
-		Key:       []byte(r.wk.Key),
+		Key:       key,
 		Value:     value,
 		Timestamp: time.UnixMilli(r.wk.End),
 	})
@@ -709,6 +713,30 @@ func (p *pipeline) encodeResult(r result) ([]byte, error) {
 	}
 	b, err := json.Marshal(out)
 	return b, err
+}
+
+// encodeResultKey renders a result's key: the grouping key as a JSON
+// array of strings, or with output.format avro the Confluent wire format
+// of the derived key schema (OutputKeySchema), a record of the key fields.
+func (p *pipeline) encodeResultKey(r result) ([]byte, error) {
+	return p.encodeKey(p.keyEnc, r.wk.Key)
+}
+
+// encodeKey renders a grouping key as it is (JSON) when enc is nil, else
+// as a record of the key fields in the Confluent wire format.
+func (p *pipeline) encodeKey(enc *schema.Encoder, key string) ([]byte, error) {
+	if enc == nil {
+		return []byte(key), nil
+	}
+	var parts []string
+	if err := json.Unmarshal([]byte(key), &parts); err != nil || len(parts) != len(p.spec.Key) {
+		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", key, len(p.spec.Key))
+	}
+	out := make(map[string]any, len(parts))
+	for i, f := range p.spec.Key {
+		out[f] = parts[i]
+	}
+	return enc.Encode(out)
 }
 
 func (p *pipeline) encodeAvroResult(r result) ([]byte, error) {

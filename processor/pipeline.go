@@ -21,6 +21,7 @@ type pipeline struct {
 	aggSpecs []state.AggSpec
 	dec      valueDecoder
 	enc      *schema.Encoder // Avro results (output.format avro); nil for JSON
+	keyEnc   *schema.Encoder // Avro result keys (output.format avro); nil for JSON
 	alerts   *alertEngine    // nil without alert rules
 
 	size, advance, gap, grace int64 // ms

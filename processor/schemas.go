@@ -11,9 +11,11 @@ package processor
 // dead-lettering every record.
 //
 // With output.format avro, the result schema is derived from the pipeline
-// (schema.DeriveOutput) and registered under "<output topic>-value"; a
-// change the subject's compatibility level refuses stops the pipeline at
-// start-up with the registry's reason.
+// (schema.DeriveOutput) and registered under "<output topic>-value", and
+// the schema of the result keys (a record of the key fields,
+// schema.DeriveOutputKey) under "<output topic>-key"; a change the
+// subject's compatibility level refuses stops the pipeline at start-up
+// with the registry's reason.
 
 import (
 	"context"
@@ -49,10 +51,25 @@ func inputSubjects(spec *topology.Spec) (subjects []string, pinned bool) {
 // OutputSubject is the registry subject of a pipeline's Avro results.
 func OutputSubject(spec *topology.Spec) string { return spec.Output.Topic + "-value" }
 
+// OutputKeySubject is the registry subject of the keys of a pipeline's
+// Avro results.
+func OutputKeySubject(spec *topology.Spec) string { return spec.Output.Topic + "-key" }
+
+// OutputKeySchema derives the Avro schema of the keys of a pipeline's
+// results: a record of the grouping key fields, as strings.
+func OutputKeySchema(spec *topology.Spec) (string, error) {
+	return schema.DeriveOutputKey(schema.Output{
+		Name:      schema.AvroName(spec.App) + "_key",
+		Namespace: "eddy.pipelines",
+		Doc:       fmt.Sprintf("Keys of the results of eddy pipeline %q", spec.App),
+		KeyFields: spec.Key,
+	})
+}
+
 // OutputSchema derives the Avro schema of a pipeline's results.
 func OutputSchema(spec *topology.Spec) (string, error) {
 	o := schema.Output{
-		Name:      avroName(spec.App) + "_result",
+		Name:      schema.AvroName(spec.App) + "_result",
 		Namespace: "eddy.pipelines",
 		Doc:       fmt.Sprintf("Results of eddy pipeline %q", spec.App),
 		KeyFields: spec.Key,
@@ -61,21 +78,6 @@ func OutputSchema(spec *topology.Spec) (string, error) {
 		o.Aggregates = append(o.Aggregates, a.Name)
 	}
 	return schema.DeriveOutput(o)
-}
-
-// avroName turns an app id (letters, digits, '.', '_', '-') into an Avro
-// name.
-func avroName(s string) string {
-	b := []byte(s)
-	for i, c := range b {
-		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
-			b[i] = '_'
-		}
-	}
-	if len(b) == 0 || b[0] >= '0' && b[0] <= '9' {
-		return "_" + string(b)
-	}
-	return string(b)
 }
 
 // bindSchemas connects the pipeline to the registry: the decoder and
@@ -149,35 +151,41 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 		if err != nil {
 			return fmt.Errorf("output.format avro: %w", err)
 		}
-		subject := OutputSubject(spec)
-		var enc *schema.Encoder
-		err = wait("register the result schema under "+subject, func() (err error) {
-			enc, err = schema.NewEncoder(ctx, reg, subject, text)
-			return err
-		})
-		switch {
-		case err == nil:
-		case errors.Is(err, schema.ErrIncompatible):
-			return fmt.Errorf("output.format avro: the results' schema cannot be registered under %q: %w\n"+
-				"the pipeline's key or aggregates changed in a way the subject's compatibility level refuses: "+
-				"write the results to a new output topic, or change the subject's level deliberately", subject, err)
-		default:
-			return fmt.Errorf("output.format avro: register the results' schema under %q: %w", subject, err)
+		keyText, err := OutputKeySchema(spec)
+		if err != nil {
+			return fmt.Errorf("output.format avro: %w", err)
 		}
-		p.enc = enc
-		log.Info("result schema registered", "subject", subject, "id", enc.ID())
-		if p.alerts != nil {
-			subject := AlertSubject(spec)
-			var aenc *schema.Encoder
-			err := wait("register the alert schema under "+subject, func() (err error) {
-				aenc, err = schema.NewEncoder(ctx, reg, subject, AlertSchema)
+		register := func(subject, text, what string) (*schema.Encoder, error) {
+			var enc *schema.Encoder
+			err := wait("register the "+what+" schema under "+subject, func() (err error) {
+				enc, err = schema.NewEncoder(ctx, reg, subject, text)
 				return err
 			})
-			if err != nil {
-				return fmt.Errorf("alerts: register the alert schema under %q: %w", subject, err)
+			switch {
+			case err == nil:
+				log.Info(what+" schema registered", "subject", subject, "id", enc.ID())
+				return enc, nil
+			case errors.Is(err, schema.ErrIncompatible):
+				return nil, fmt.Errorf("output.format avro: the %s schema cannot be registered under %q: %w\n"+
+					"the pipeline's key or aggregates changed in a way the subject's compatibility level refuses: "+
+					"write the results to a new output topic, or change the subject's level deliberately", what, subject, err)
+			default:
+				return nil, fmt.Errorf("output.format avro: register the %s schema under %q: %w", what, subject, err)
 			}
-			p.alerts.enc = aenc
-			log.Info("alert schema registered", "subject", subject, "id", aenc.ID())
+		}
+		if p.enc, err = register(OutputSubject(spec), text, "result"); err != nil {
+			return err
+		}
+		if p.keyEnc, err = register(OutputKeySubject(spec), keyText, "result key"); err != nil {
+			return err
+		}
+		if p.alerts != nil {
+			if p.alerts.enc, err = register(AlertSubject(spec), AlertSchema, "alert"); err != nil {
+				return err
+			}
+			if p.alerts.keyEnc, err = register(spec.AlertsTopic()+"-key", keyText, "alert key"); err != nil {
+				return err
+			}
 		}
 	}
 	return nil

@@ -110,6 +110,72 @@ func DeriveOutput(o Output) (string, error) {
 	return string(b), nil
 }
 
+// DeriveOutputKey returns the Avro schema of a pipeline's result keys: a
+// record named o.Name (in o.Namespace, with o.Doc) whose fields are the
+// grouping key fields, each a "string", in key order. o.Aggregates is not
+// used. Like DeriveOutput, the text depends only on o.
+func DeriveOutputKey(o Output) (string, error) {
+	if !isAvroName(o.Name) {
+		return "", fmt.Errorf("%w: record name %q: use letters, digits and '_', not starting with a digit", ErrInvalidSchema, o.Name)
+	}
+	for _, part := range strings.Split(o.Namespace, ".") {
+		if o.Namespace != "" && !isAvroName(part) {
+			return "", fmt.Errorf("%w: namespace %q: use dot-separated names of letters, digits and '_'", ErrInvalidSchema, o.Namespace)
+		}
+	}
+	if len(o.KeyFields) == 0 {
+		return "", fmt.Errorf("%w: a key record needs at least one key field", ErrInvalidSchema)
+	}
+	type field struct {
+		Name string `json:"name"`
+		Type string `json:"type"`
+		Doc  string `json:"doc,omitempty"`
+	}
+	type record struct {
+		Type      string  `json:"type"`
+		Name      string  `json:"name"`
+		Namespace string  `json:"namespace,omitempty"`
+		Doc       string  `json:"doc,omitempty"`
+		Fields    []field `json:"fields"`
+	}
+	rec := record{Type: "record", Name: o.Name, Namespace: o.Namespace, Doc: o.Doc}
+	seen := map[string]bool{}
+	for _, k := range o.KeyFields {
+		if !isAvroName(k) {
+			return "", fmt.Errorf("%w: key field %q is not a valid Avro field name: use letters, digits and '_', not starting with a digit", ErrInvalidSchema, k)
+		}
+		if seen[k] {
+			return "", fmt.Errorf("%w: key field %q appears twice", ErrInvalidSchema, k)
+		}
+		seen[k] = true
+		rec.Fields = append(rec.Fields, field{Name: k, Type: "string", Doc: "grouping key field"})
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return "", err // cannot happen: only strings and fixed structs
+	}
+	if _, err := ParseSchema(string(b)); err != nil {
+		return "", err
+	}
+	return string(b), nil
+}
+
+// AvroName turns a name such as an app id or a topic (letters, digits,
+// '.', '_', '-') into a valid Avro name: every other character becomes '_',
+// and a leading digit (or an empty name) gets a '_' in front.
+func AvroName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if !(c == '_' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	if len(b) == 0 || b[0] >= '0' && b[0] <= '9' {
+		return "_" + string(b)
+	}
+	return string(b)
+}
+
 // isAvroName reports whether s is a valid Avro name: [A-Za-z_][A-Za-z0-9_]*.
 func isAvroName(s string) bool {
 	if s == "" {

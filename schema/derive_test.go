@@ -71,3 +71,33 @@ func TestDeriveOutputRefuses(t *testing.T) {
 		}
 	}
 }
+
+func TestDeriveOutputKey(t *testing.T) {
+	o := Output{Name: "http_requests_key", Namespace: "eddy.pipelines", KeyFields: []string{"endpoint", "method"},
+		Aggregates: []string{"ignored"}}
+	got, err := DeriveOutputKey(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"record","name":"http_requests_key","namespace":"eddy.pipelines","fields":[` +
+		`{"name":"endpoint","type":"string","doc":"grouping key field"},{"name":"method","type":"string","doc":"grouping key field"}]}`
+	if got != want {
+		t.Errorf("key schema changed (a new version for every deployed pipeline):\n got %s\nwant %s", got, want)
+	}
+	for range 20 {
+		if again, _ := DeriveOutputKey(o); again != got {
+			t.Fatal("DeriveOutputKey is not deterministic")
+		}
+	}
+	for name, o := range map[string]Output{
+		"no name":       {KeyFields: []string{"a"}},
+		"bad namespace": {Name: "k", Namespace: "eddy..x", KeyFields: []string{"a"}},
+		"no key":        {Name: "k"},
+		"bad key field": {Name: "k", KeyFields: []string{"user-id"}},
+		"duplicate key": {Name: "k", KeyFields: []string{"a", "a"}},
+	} {
+		if _, err := DeriveOutputKey(o); !errors.Is(err, ErrInvalidSchema) {
+			t.Errorf("%s: %v, want ErrInvalidSchema", name, err)
+		}
+	}
+}

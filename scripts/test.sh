@@ -12,7 +12,9 @@
 # Environment:
 #   EDDY_TEST_BROKERS   use this broker (host:port[,host:port]) instead of starting one
 #   EDDY_TEST_STATE     where logs and the managed broker's state go (default /tmp/eddy-test)
-#   EDDY_CACHE          jar cache root for scripts/kafka.sh (default $HOME/.cache/eddy)
+#   EDDY_TEST_APICURIO  use this Apicurio ccompat URL instead of starting Apicurio Registry
+#   EDDY_CACHE          cache root for scripts/kafka.sh, scripts/apicurio.sh and the Python
+#                       virtualenv of scripts/avro_consume.py (default $HOME/.cache/eddy)
 #   GOFLAGS             passed through untouched (e.g. -buildvcs=false)
 #
 # Exported to the tests:
@@ -20,6 +22,11 @@
 #   EDDY_REQUIRE_KAFKA=1              a TestKafka* test must fail, not skip, without a broker
 #   EDDY_KAFKA_SH, EDDY_KAFKA_STATE   only when this script started the broker: tests may run
 #                                     "$EDDY_KAFKA_SH kill" / "$EDDY_KAFKA_SH restart" (crash tests)
+#   EDDY_TEST_APICURIO=http://127.0.0.1:PORT/apis/ccompat/v7
+#                                     Apicurio Registry's Confluent-compatible API (full mode only;
+#                                     started here with scripts/apicurio.sh unless already set)
+#   EDDY_TEST_PYTHON=PATH             a Python with confluent-kafka[avro,schemaregistry] (pinned in
+#                                     scripts/avro_consume.requirements.txt), for scripts/avro_consume.py
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +34,8 @@ cd "$ROOT"
 
 # Debian packages the suite needs, as "command:package"; add more here.
 DEB_PACKAGES=("kcat:kcat")
-# Needed only when this script starts the broker itself (scripts/kafka.sh).
+# Needed only when this script starts the broker (scripts/kafka.sh) or Apicurio
+# Registry (scripts/apicurio.sh) itself.
 BROKER_DEB_PACKAGES=("java:openjdk-17-jre-headless" "mvn:maven")
 
 FAST=0
@@ -50,6 +58,9 @@ STATE="${EDDY_TEST_STATE:-/tmp/eddy-test}"
 mkdir -p "$STATE"
 KAFKA_SH="$ROOT/scripts/kafka.sh"
 KAFKA_STATE="$STATE/kafka"
+APICURIO_SH="$ROOT/scripts/apicurio.sh"
+APICURIO_STATE="$STATE/apicurio"
+CACHE_ROOT="${EDDY_CACHE:-$HOME/.cache/eddy}"
 
 say() { echo "test.sh: $*" >&2; }
 die() { echo "test.sh: error: $*" >&2; exit 1; }
@@ -84,6 +95,7 @@ install_packages() {
 # ---------------------------------------------------------------- broker
 
 STARTED_BROKER=0
+STARTED_APICURIO=0
 SUMMARY_PID=""
 GO_PGID_FILE="$STATE/go-test.pgid"
 cleanup() {
@@ -106,11 +118,36 @@ cleanup() {
     EDDY_KAFKA_STATE="$KAFKA_STATE" "$KAFKA_SH" stop >/dev/null 2>&1 \
       || say "warning: stopping the test broker failed (state $KAFKA_STATE)"
   fi
+  if [[ "$STARTED_APICURIO" == 1 ]]; then
+    EDDY_APICURIO_STATE="$APICURIO_STATE" "$APICURIO_SH" stop >/dev/null 2>&1 \
+      || say "warning: stopping Apicurio Registry failed (state $APICURIO_STATE)"
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+
+# ---------------------------------------------------------------- third-party Avro consumer
+
+# A virtualenv with the pinned dependencies of scripts/avro_consume.py, made once
+# per version of the requirements file under the cache dir (never system-wide).
+python_venv() {
+  local req="$ROOT/scripts/avro_consume.requirements.txt" sum dir
+  sum="$(sha256sum "$req" | cut -c1-12)"
+  dir="$CACHE_ROOT/pyvenv-avro-$sum"
+  if [[ ! -f "$dir/.complete" ]]; then
+    say "creating the Python virtualenv for scripts/avro_consume.py in $dir (first time only)"
+    rm -rf "$dir"
+    mkdir -p "$CACHE_ROOT"
+    python3 -m venv "$dir" >"$STATE/venv.log" 2>&1 \
+      || { tail -n 20 "$STATE/venv.log" >&2; die "python3 -m venv failed (Debian: apt-get install python3-venv; log: $STATE/venv.log)"; }
+    "$dir/bin/pip" install -q --disable-pip-version-check -r "$req" >>"$STATE/venv.log" 2>&1 \
+      || { tail -n 20 "$STATE/venv.log" >&2; die "pip install -r $req failed (log: $STATE/venv.log)"; }
+    touch "$dir/.complete"
+  fi
+  echo "$dir/bin/python"
+}
 
 # ---------------------------------------------------------------- go vet
 
@@ -152,12 +189,25 @@ else
     export EDDY_KAFKA_SH="$KAFKA_SH"
   fi
   export EDDY_TEST_BROKERS
+  if [[ -n "${EDDY_TEST_APICURIO:-}" ]]; then
+    say "using the Apicurio Registry in EDDY_TEST_APICURIO=$EDDY_TEST_APICURIO"
+  else
+    install_packages "${BROKER_DEB_PACKAGES[@]}" "curl:curl"
+    # One left behind by an earlier run that was killed hard: ours, stop it.
+    EDDY_APICURIO_STATE="$APICURIO_STATE" "$APICURIO_SH" stop >/dev/null 2>&1 || true
+    STARTED_APICURIO=1
+    EDDY_TEST_APICURIO="$(EDDY_APICURIO_STATE="$APICURIO_STATE" "$APICURIO_SH" start)" \
+      || die "could not start Apicurio Registry (see above)"
+  fi
+  export EDDY_TEST_APICURIO
+  EDDY_TEST_PYTHON="$(python_venv)"
+  export EDDY_TEST_PYTHON
   export EDDY_REQUIRE_KAFKA=1
   SUMMARY_ARGS+=(--expect-kafka)
   TEST_CMD=(go test -json -race -count=1 -timeout 25m "${PKGS[@]+"${PKGS[@]}"}" "${GO_ARGS[@]+"${GO_ARGS[@]}"}")
 fi
 
-say "${TEST_CMD[*]}  (EDDY_TEST_BROKERS=${EDDY_TEST_BROKERS:-unset}; full -v log: $STATE/go-test.log)"
+say "${TEST_CMD[*]}  (EDDY_TEST_BROKERS=${EDDY_TEST_BROKERS:-unset}; EDDY_TEST_APICURIO=${EDDY_TEST_APICURIO:-unset}; full -v log: $STATE/go-test.log)"
 # go test runs in a session of its own (setsid), so that an interrupted run can end
 # it and all its test binaries by process group; its exit status travels to the
 # summarizer as a last event, so that the summary's closing "N passed, N failed"

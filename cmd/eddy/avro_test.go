@@ -106,24 +106,29 @@ func (r *testRegistry) stop() {
 
 func (r *testRegistry) url() string { return "http://" + r.addr }
 
-func (r *testRegistry) client() *schema.Client {
-	c := schema.NewClient(r.url())
-	r.t.Cleanup(c.Close)
-	return c
-}
-
 // avroE2E is the e2e scenario with Avro input.
 type avroE2E struct {
 	*e2e
-	reg     *testRegistry
-	subject string
-	enc     *schema.Encoder // v1
+	reg      *testRegistry // the in-process registry, when the test started one
+	registry string        // the registry's URL
+	subject  string
+	enc      *schema.Encoder // v1
 }
 
 func newAvroE2E(t testing.TB, brokers []string, processing, outFormat string) *avroE2E {
 	t.Helper()
-	e := newE2E(t, brokers, processing)
-	a := &avroE2E{e2e: e, reg: startRegistry(t, brokers, "127.0.0.1:0"), subject: e.in + "-value"}
+	reg := startRegistry(t, brokers, "127.0.0.1:0")
+	a := newAvroE2EAt(t, newE2E(t, brokers, processing), reg.url(), outFormat)
+	a.reg = reg
+	a.enc = a.encoder(t, a.subject, requestSchema)
+	return a
+}
+
+// newAvroE2EAt turns e into an Avro scenario whose schemas live in the
+// registry at url; it registers nothing.
+func newAvroE2EAt(t testing.TB, e *e2e, url, outFormat string) *avroE2E {
+	t.Helper()
+	a := &avroE2E{e2e: e, registry: url, subject: e.in + "-value"}
 	spec, err := os.ReadFile(e.spec)
 	if err != nil {
 		t.Fatal(err)
@@ -136,15 +141,20 @@ func newAvroE2E(t testing.TB, brokers []string, processing, outFormat string) *a
 	if err := os.WriteFile(e.spec, []byte(y), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a.enc = a.encoder(t, a.subject, requestSchema)
 	return a
+}
+
+func (a *avroE2E) client(t testing.TB) *schema.Client {
+	c := schema.NewClient(a.registry)
+	t.Cleanup(c.Close)
+	return c
 }
 
 func (a *avroE2E) encoder(t testing.TB, subject, text string) *schema.Encoder {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	enc, err := schema.NewEncoder(ctx, a.reg.client(), subject, text)
+	enc, err := schema.NewEncoder(ctx, a.client(t), subject, text)
 	if err != nil {
 		t.Fatalf("register %s: %v", subject, err)
 	}
@@ -172,7 +182,7 @@ func (a *avroE2E) records(t testing.TB, enc *schema.Encoder, keep func(i int, e 
 func (a *avroE2E) spec() string { return a.e2e.spec }
 
 func (a *avroE2E) start(t testing.TB) *worker {
-	return startWorker(t, a.spec(), a.brokerList(), t.TempDir(), "EDDY_REGISTRY_URL="+a.reg.url())
+	return startWorker(t, a.spec(), a.brokerList(), t.TempDir(), "EDDY_REGISTRY_URL="+a.registry)
 }
 
 // avroBad is one bad record and what eddy must say about it.
@@ -198,10 +208,11 @@ func (a *avroE2E) badRecords(t testing.TB) []avroBad {
 	}
 }
 
-func badKafkaRecords(topic string, bad []avroBad) []*kgo.Record {
+// badKafkaRecords spreads bad over the topic's first parts partitions.
+func badKafkaRecords(topic string, bad []avroBad, parts int32) []*kgo.Record {
 	var out []*kgo.Record
 	for i, b := range bad {
-		out = append(out, &kgo.Record{Topic: topic, Partition: int32(i % 4), Value: b.value,
+		out = append(out, &kgo.Record{Topic: topic, Partition: int32(i) % parts, Value: b.value,
 			Headers: []kgo.RecordHeader{{Key: "trace", Value: []byte("t-1")}}})
 	}
 	return out
@@ -210,7 +221,7 @@ func badKafkaRecords(topic string, bad []avroBad) []*kgo.Record {
 // lateIDs reads the late topic (Avro records) and returns their ids.
 func (a *avroE2E) lateIDs(t testing.TB) map[string]bool {
 	t.Helper()
-	dec := schema.NewDecoder(a.reg.client())
+	dec := schema.NewDecoder(a.client(t))
 	ids := map[string]bool{}
 	for _, r := range kafkatest.ReadAll(t, a.brokers, a.late, true) {
 		m, err := dec.Decode(context.Background(), r.Value)
@@ -250,7 +261,7 @@ func (a *avroE2E) results(t testing.TB) map[winKey][]result {
 	if len(recs) == 0 || recs[0].Value[0] == '{' {
 		return parseResults(t, recs)
 	}
-	dec := schema.NewDecoder(a.reg.client(), schema.PinSubject(a.out+"-value"))
+	dec := schema.NewDecoder(a.client(t), schema.PinSubject(a.out+"-value"))
 	out := map[winKey][]result{}
 	f := func(v any) *float64 {
 		if x, ok := v.(float64); ok {
@@ -386,7 +397,7 @@ func testAvroEndToEnd(t *testing.T, brokers []string, processing, outFormat stri
 	a := newAvroE2E(t, brokers, processing, outFormat)
 	bad := a.badRecords(t)
 	recs := a.records(t, a.enc, func(int, tevent) bool { return true })
-	produceSync(t, brokers, append(badKafkaRecords(a.in, bad), recs...))
+	produceSync(t, brokers, append(badKafkaRecords(a.in, bad, a.sc.parts), recs...))
 	w := a.start(t)
 	late := a.settle(t, w)
 	a.sc.verify(t, a.results(t), late)

@@ -1,7 +1,12 @@
 package main
 
 // Interoperability with a third-party client built on librdkafka: kcat
-// produces eddy's input and reads its output on the real broker.
+// produces eddy's input and reads its output on the real broker, as JSON.
+// Debian's kcat (1.7.1) is built without Avro support (`-s value=avro`
+// answers "This build of kcat lacks Avro/Schema-Registry support"), so
+// eddy's Avro results are read by another third-party consumer instead:
+// Confluent's Python client with its AvroDeserializer
+// (scripts/avro_consume.py, in TestKafkaSchemaRegistries).
 
 import (
 	"bufio"

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -20,13 +21,20 @@ import (
 
 func produceCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "produce --brokers HOST:PORT --topic T --subject S [--file schema.avsc] < events.jsonl",
+		Use:   "produce --brokers HOST:PORT --topic T [--subject S] [--file schema.avsc] [--key-fields F,...] < events.jsonl",
 		Short: "Turn JSON lines from stdin into Avro records (Confluent wire format) on a topic",
 		Long: `Read one JSON object per line from stdin, encode each with the Avro schema of
 --subject (its latest version, or the schema in --file, registered first) and
 produce it to --topic in the Confluent wire format, as a schema-registry
 serializer would. Timestamp fields take milliseconds since the epoch or an
 RFC 3339 string.
+
+With --key-fields, each record also gets a key: an Avro record of those
+fields of the line (each written as a string; they must be string, integer
+or boolean fields of the value schema), whose schema eddy derives and
+registers under <topic>-key, as a schema-registry key serializer would.
+Records with the same key go to the same partition. Without it records
+have no key.
 
 A line that does not fit the schema (not JSON, a missing field, a field of the
 wrong type, a field the schema does not have) stops the command: the lines
@@ -70,29 +78,92 @@ tail -n +LINE).`,
 					return err
 				}
 			}
+			var keys *keyEncoder
+			if kf, _ := cmd.Flags().GetStringSlice("key-fields"); len(kf) > 0 {
+				if keys, err = newKeyEncoder(ctx, reg, topic, kf, enc); err != nil {
+					return err
+				}
+			}
 			cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(splitBrokers(flagString(cmd, "brokers"))...),
 				kgo.AllowAutoTopicCreation()}, opts...)...)
 			if err != nil {
 				return err
 			}
 			defer cl.Close()
-			n, err := produceLines(ctx, cl, topic, enc, cmd.InOrStdin())
-			fmt.Fprintf(cmd.ErrOrStderr(), "eddy produce: %d records to %s (subject %s, schema id %d)\n", n, topic, subject, enc.ID())
+			n, err := produceLines(ctx, cl, topic, enc, keys, cmd.InOrStdin())
+			keyNote := ""
+			if keys != nil {
+				keyNote = fmt.Sprintf("; keys: subject %s, schema id %d", keys.enc.Schema().Subject, keys.enc.ID())
+			}
+			fmt.Fprintf(cmd.ErrOrStderr(), "eddy produce: %d records to %s (subject %s, schema id %d%s)\n", n, topic, subject, enc.ID(), keyNote)
 			return err
 		},
 	}
 	cmd.Flags().String("topic", "", "Topic to produce to")
 	cmd.Flags().String("subject", "", "Subject of the schema (default <topic>-value)")
 	cmd.Flags().StringP("file", "f", "", "Avro schema file to register under the subject first (default: use the subject's latest version)")
+	cmd.Flags().StringSlice("key-fields", nil, "Fields of each line that make the record key, an Avro record registered under <topic>-key (default: no key)")
 	cmd.Flags().String("registry", envOr("EDDY_REGISTRY_URL", defaultRegistryURL), "Schema registry URL (env EDDY_REGISTRY_URL)")
 	addSettings(cmd, brokerSettings...)
 	return cmd
 }
 
-// produceLines encodes and produces every line of in, in order. On a bad
-// line it flushes what was produced before it and returns an error naming
-// the line and field. It returns how many records were acknowledged.
-func produceLines(ctx context.Context, cl *kgo.Client, topic string, enc *schema.Encoder, in io.Reader) (int, error) {
+// keyEncoder writes record keys: a record of some fields of each line,
+// all strings (schema.DeriveOutputKey), registered under <topic>-key.
+type keyEncoder struct {
+	fields []string
+	enc    *schema.Encoder
+}
+
+func newKeyEncoder(ctx context.Context, reg schema.Registry, topic string, fields []string, value *schema.Encoder) (*keyEncoder, error) {
+	types := schema.Fields(value.Schema())
+	for _, f := range fields {
+		ft, ok := types[f]
+		if !ok {
+			return nil, fmt.Errorf("--key-fields: %q is not a field of the value schema", f)
+		}
+		if ft.Kind != schema.KindString && ft.Kind != schema.KindInt && ft.Kind != schema.KindBool {
+			return nil, fmt.Errorf("--key-fields: field %q is Avro %s; key fields must be strings, integers or booleans", f, ft.Avro)
+		}
+	}
+	text, err := schema.DeriveOutputKey(schema.Output{Name: schema.AvroName(topic) + "_key", Namespace: "eddy.produce",
+		Doc: fmt.Sprintf("Keys of topic %q: fields %s", topic, strings.Join(fields, ", ")), KeyFields: fields})
+	if err != nil {
+		return nil, fmt.Errorf("--key-fields: %w", err)
+	}
+	enc, err := schema.NewEncoder(ctx, reg, topic+"-key", text)
+	if err != nil {
+		return nil, fmt.Errorf("register the key schema under %s-key: %w", topic, err)
+	}
+	return &keyEncoder{fields: fields, enc: enc}, nil
+}
+
+// encode returns the key of a line whose fields were converted by
+// encodeLine.
+func (k *keyEncoder) encode(m map[string]any) ([]byte, error) {
+	key := make(map[string]any, len(k.fields))
+	for _, f := range k.fields {
+		switch v := m[f].(type) {
+		case string:
+			key[f] = v
+		case int64:
+			key[f] = strconv.FormatInt(v, 10)
+		case bool:
+			key[f] = strconv.FormatBool(v)
+		case nil:
+			return nil, fmt.Errorf("key field %q is missing or null", f)
+		default:
+			return nil, fmt.Errorf("key field %q: %v cannot be a key", f, v)
+		}
+	}
+	return k.enc.Encode(key)
+}
+
+// produceLines encodes and produces every line of in, in order (with a
+// key when keys is not nil). On a bad line it flushes what was produced
+// before it and returns an error naming the line and field. It returns how
+// many records were acknowledged.
+func produceLines(ctx context.Context, cl *kgo.Client, topic string, enc *schema.Encoder, keys *keyEncoder, in io.Reader) (int, error) {
 	fields := schema.Fields(enc.Schema())
 	var (
 		mu      sync.Mutex
@@ -104,12 +175,16 @@ func produceLines(ctx context.Context, cl *kgo.Client, topic string, enc *schema
 	for line := 1; ; line++ {
 		b, err := r.ReadBytes('\n')
 		if len(strings.TrimSpace(string(b))) > 0 {
-			value, perr := encodeLine(enc, fields, b)
+			m, value, perr := encodeLine(enc, fields, b)
+			var key []byte
+			if perr == nil && keys != nil {
+				key, perr = keys.encode(m)
+			}
 			if perr != nil {
 				lineErr = fmt.Errorf("line %d: %w; the %d lines before it were produced, nothing after it", line, perr, line-1)
 				break
 			}
-			cl.Produce(ctx, &kgo.Record{Topic: topic, Value: value}, func(_ *kgo.Record, err error) {
+			cl.Produce(ctx, &kgo.Record{Topic: topic, Key: key, Value: value}, func(_ *kgo.Record, err error) {
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil && prodErr == nil {
@@ -141,8 +216,9 @@ func produceLines(ctx context.Context, cl *kgo.Client, topic string, enc *schema
 }
 
 // encodeLine converts one JSON object to the schema's field types and
-// encodes it. Errors name the field at fault.
-func encodeLine(enc *schema.Encoder, fields map[string]schema.FieldType, line []byte) ([]byte, error) {
+// encodes it; it returns the converted fields too. Errors name the field
+// at fault.
+func encodeLine(enc *schema.Encoder, fields map[string]schema.FieldType, line []byte) (map[string]any, []byte, error) {
 	d := json.NewDecoder(strings.NewReader(string(line)))
 	d.UseNumber()
 	var m map[string]any
@@ -150,7 +226,7 @@ func encodeLine(enc *schema.Encoder, fields map[string]schema.FieldType, line []
 		if err == nil {
 			err = errors.New("null")
 		}
-		return nil, fmt.Errorf("not a JSON object: %v", err)
+		return nil, nil, fmt.Errorf("not a JSON object: %v", err)
 	}
 	names := make([]string, 0, len(m))
 	for k := range m {
@@ -160,19 +236,19 @@ func encodeLine(enc *schema.Encoder, fields map[string]schema.FieldType, line []
 	for _, k := range names {
 		ft, ok := fields[k]
 		if !ok {
-			return nil, fmt.Errorf("field %q is not in the schema", k)
+			return nil, nil, fmt.Errorf("field %q is not in the schema", k)
 		}
 		v, err := convertField(ft, m[k])
 		if err != nil {
-			return nil, fmt.Errorf("field %q (%s): %w", k, ft.Avro, err)
+			return nil, nil, fmt.Errorf("field %q (%s): %w", k, ft.Avro, err)
 		}
 		m[k] = v
 	}
 	b, err := enc.Encode(m)
 	if err != nil {
-		return nil, err // ErrAvroEncode errors name the field
+		return nil, nil, err // ErrAvroEncode errors name the field
 	}
-	return b, nil
+	return m, b, nil
 }
 
 func convertField(ft schema.FieldType, v any) (any, error) {

@@ -18,10 +18,11 @@ import (
 	"github.com/eddy-streams/eddy/schema"
 )
 
-// startRegistryProcess runs `eddy registry` and returns its URL.
-func startRegistryProcess(t *testing.T, brokers []string) string {
+// startRegistryProcess runs `eddy registry` with any extra args and
+// returns its URL.
+func startRegistryProcess(t *testing.T, brokers []string, args ...string) string {
 	t.Helper()
-	cmd := exec.Command(eddyBin, "registry", "--brokers", strings.Join(brokers, ","), "--http-addr", "127.0.0.1:0")
+	cmd := exec.Command(eddyBin, append([]string{"registry", "--brokers", strings.Join(brokers, ","), "--http-addr", "127.0.0.1:0"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -186,5 +187,26 @@ func TestProduceAvro(t *testing.T) {
 		"produce", "--brokers", strings.Join(brokers, ","), "--topic", topic)
 	if r.err == nil || !strings.Contains(r.stderr, `line 1: field "colour" is not in the schema`) {
 		t.Errorf("unknown field: exit %v:\n%s", r.err, r.stderr)
+	}
+
+	// --key-fields: each record keyed by an Avro record of those fields,
+	// its schema registered under <topic>-key.
+	keyedTopic := kafkatest.Name(t, "keyed")
+	kafkatest.CreateTopic(t, brokers, keyedTopic, 1)
+	r = eddyCLI(t, reg, `{"request_id":"k1","ts":1,"service":"s","endpoint":"/a","status":200,"latency_ms":1}`+"\n",
+		"produce", "--brokers", strings.Join(brokers, ","), "--topic", keyedTopic, "--file", v1, "--key-fields", "endpoint,status")
+	if r.err != nil || !strings.Contains(r.stderr, "keys: subject "+keyedTopic+"-key") {
+		t.Fatalf("--key-fields: exit %v:\n%s", r.err, r.stderr)
+	}
+	recs = kafkatest.ReadAll(t, brokers, keyedTopic, false)
+	k, err := schema.NewDecoder(schema.NewClient(reg), schema.PinSubject(keyedTopic+"-key")).Decode(context.Background(), recs[0].Key)
+	if err != nil || len(k) != 2 || k["endpoint"] != "/a" || k["status"] != "200" {
+		t.Errorf("key %v (%v), want endpoint /a and status \"200\"", k, err)
+	}
+	for flag, want := range map[string]string{"colour": `"colour" is not a field of the value schema`, "ts": `field "ts" is Avro long.timestamp-millis`} {
+		r = eddyCLI(t, reg, "", "produce", "--brokers", strings.Join(brokers, ","), "--topic", keyedTopic, "--key-fields", flag)
+		if r.err == nil || !strings.Contains(r.stderr, want) {
+			t.Errorf("--key-fields %s: exit %v, want %q:\n%s", flag, r.err, want, r.stderr)
+		}
 	}
 }

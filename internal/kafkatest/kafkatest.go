@@ -48,6 +48,25 @@ func Real(t testing.TB) []string {
 	return strings.Split(v, ",")
 }
 
+// Apicurio returns the URL of the Confluent-compatible API of a real
+// Apicurio Registry 3.x (http://127.0.0.1:PORT/apis/ccompat/v7) from
+// EDDY_TEST_APICURIO, which scripts/test.sh sets after starting one with
+// scripts/apicurio.sh. Like Real: skipped under -short, and a missing
+// registry fails the test.
+func Apicurio(t testing.TB) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("Apicurio Registry test: skipped under -short (run scripts/test.sh for the full suite)")
+	}
+	v := os.Getenv("EDDY_TEST_APICURIO")
+	if v == "" {
+		t.Fatal("this test needs Apicurio Registry: run scripts/test.sh (it starts one), " +
+			"or scripts/apicurio.sh start and set EDDY_TEST_APICURIO to the URL it prints; " +
+			"use go test -short for the fast tests only")
+	}
+	return strings.TrimRight(v, "/")
+}
+
 var unsafe = regexp.MustCompile(`[^a-zA-Z0-9._-]+`)
 
 // Name returns a topic or group name unique to this test run, so tests can
