@@ -69,8 +69,8 @@ type alertEngine struct {
 	byName   map[string]*alertRule
 	absence  []*alertRule
 	windowed []*alertRule
-	renotify int64 // ms; 0 never
-	step     int64 // ms between successive windows of a key; 0 for sessions
+	renotify int64           // ms; 0 never
+	step     int64           // ms between successive windows of a key; 0 for sessions
 	enc      *schema.Encoder // Avro alerts (output.format avro); nil for JSON
 	keyEnc   *schema.Encoder // their keys
 }

@@ -322,7 +322,7 @@ alerts:
 	day0 := clock("00:00:00") - 5*24*3600_000
 	value := func(day, slot int) float64 {
 		noise := float64((day*7+slot*3)%5) * 2 // 0..8, deterministic
-		if slot == 55 {                         // 09:10
+		if slot == 55 {                        // 09:10
 			return 1000 + noise*5
 		}
 		return 100 + noise
