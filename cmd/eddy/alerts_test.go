@@ -14,7 +14,11 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
+	neturl "net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -329,4 +333,171 @@ func TestKafkaAlerts(t *testing.T) {
 		t.Parallel()
 		run(t, "at_least_once", false)
 	})
+}
+
+// startAlertmanager runs Debian's prometheus-alertmanager on a free
+// loopback port (scripts/test.sh installs it) and returns its URL. It
+// fails, not skips, when the binary is missing.
+func startAlertmanager(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("prometheus-alertmanager")
+	if err != nil {
+		bin, err = exec.LookPath("alertmanager")
+	}
+	if err != nil {
+		t.Fatal("prometheus-alertmanager is not installed: scripts/test.sh installs it (apt-get install prometheus-alertmanager)")
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "alertmanager.yml")
+	if err := os.WriteFile(cfg, []byte("route:\n  receiver: blackhole\nreceivers:\n  - name: blackhole\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Ask the OS for a free port; Alertmanager cannot report the one it
+	// picked, so there is a short window in which another process could
+	// take it (the start is then retried).
+	for attempt := 0; ; attempt++ {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := ln.Addr().String()
+		ln.Close()
+		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.path="+filepath.Join(dir, "data"),
+			"--web.listen-address="+addr, "--cluster.listen-address=", "--log.level=warn")
+		var logs strings.Builder
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		t.Cleanup(func() {
+			_ = cmd.Process.Kill()
+			<-done
+		})
+		url := "http://" + addr
+		deadline := time.Now().Add(30 * time.Second)
+		for time.Now().Before(deadline) {
+			select {
+			case <-done:
+				if attempt < 3 {
+					t.Logf("alertmanager exited (port taken?), retrying:\n%s", logs.String())
+					goto retry
+				}
+				t.Fatalf("alertmanager exited:\n%s", logs.String())
+			default:
+			}
+			if resp, err := http.Get(url + "/-/ready"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					return url
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		t.Fatalf("alertmanager not ready within 30s:\n%s", logs.String())
+	retry:
+	}
+}
+
+// amAlerts returns Alertmanager's current alerts named alertname.
+func amAlerts(t *testing.T, url, alertname string) []map[string]any {
+	t.Helper()
+	resp, err := http.Get(url + "/api/v2/alerts?filter=" + neturl.QueryEscape(`alertname="`+alertname+`"`))
+	if err != nil {
+		t.Fatalf("GET alerts: %v", err)
+	}
+	defer resp.Body.Close()
+	var out []map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		t.Fatalf("alerts: %v", err)
+	}
+	return out
+}
+
+// TestKafkaAlertmanager: eddy posts a firing alert to a real Alertmanager,
+// which shows it with our labels, and resolves it there after the resolve
+// transition.
+func TestKafkaAlertmanager(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	am := startAlertmanager(t)
+	app := kafkatest.Name(t, "am")
+	inTopic := app + "-in"
+	kafkatest.CreateTopic(t, brokers, inTopic, 2)
+	dir := t.TempDir()
+	spec := strings.Replace(alertSpec(app, inTopic, app+"-out", app+"-alerts", "at_least_once"),
+		"idle_timeout: 3s", "idle_timeout: 1h", 1) // only records move stream time here
+	spec = strings.Replace(spec, "      for_windows: 2\n", "      for_windows: 2\n      severity: critical\n      labels: {team: web}\n      runbook_url: https://runbooks.example/errors\n", 1)
+	specPath := filepath.Join(dir, "pipeline.yaml")
+	if err := os.WriteFile(specPath, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	in := alertScenario(time.Now().Add(-10*time.Minute).UnixMilli() / 60_000 * 60_000)
+	// Phase 1: up to 28s of event time, inside /login's error burst
+	// ([20s, 30s)): errors-high fires and stays firing.
+	var phase1, phase2 []alertInput
+	for _, r := range in {
+		if r.ts-in[0].ts < 28_000 {
+			phase1 = append(phase1, r)
+		} else if r.ts-in[0].ts < 45_000 {
+			phase2 = append(phase2, r)
+		}
+	}
+	w := startWorker(t, specPath, strings.Join(brokers, ","), filepath.Join(dir, "state"), "EDDY_ALERTMANAGER_URL="+am)
+	produceSync(t, brokers, alertRecords(phase1, inTopic))
+	var firing map[string]any
+	deadline := time.Now().Add(60 * time.Second)
+	for firing == nil && time.Now().Before(deadline) {
+		for _, a := range amAlerts(t, am, "errors-high") {
+			if l, _ := a["labels"].(map[string]any); l["endpoint"] == "/login" {
+				firing = a
+			}
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if firing == nil {
+		t.Fatalf("errors-high for /login did not appear in Alertmanager within 60s\neddy log:\n%s", w.logs())
+	}
+	labels := firing["labels"].(map[string]any)
+	for k, v := range map[string]string{"alertname": "errors-high", "endpoint": "/login", "severity": "critical", "team": "web", "eddy_app": app} {
+		if labels[k] != v {
+			t.Errorf("Alertmanager label %s = %v, want %q (labels %v)", k, labels[k], v, labels)
+		}
+	}
+	t.Logf("in Alertmanager: %v", firing)
+	ann, _ := firing["annotations"].(map[string]any)
+	if s, _ := ann["summary"].(string); !strings.Contains(s, "errors-high firing") || ann["runbook_url"] != "https://runbooks.example/errors" {
+		t.Errorf("annotations %v", ann)
+	}
+	if st, _ := firing["status"].(map[string]any); st["state"] != "active" {
+		t.Errorf("status %v, want active", firing["status"])
+	}
+	// Phase 2: the burst ends; two good windows resolve the alert.
+	produceSync(t, brokers, alertRecords(phase2, inTopic))
+	deadline = time.Now().Add(60 * time.Second)
+	for {
+		resolved := true
+		for _, a := range amAlerts(t, am, "errors-high") {
+			l, _ := a["labels"].(map[string]any)
+			ends, _ := time.Parse(time.RFC3339, fmt.Sprint(a["endsAt"]))
+			if l["endpoint"] == "/login" && ends.After(time.Now()) {
+				resolved = false
+			}
+		}
+		if resolved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("errors-high for /login still active in Alertmanager 60s after it resolved\neddy log:\n%s", w.logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("worker exit: %v", err)
+	}
+	for _, line := range strings.Split(w.logs(), "\n") {
+		if strings.Contains(line, `msg=alert`) {
+			t.Log(line)
+		}
+	}
 }
