@@ -6,7 +6,11 @@ package processor
 // transition is collected in h.alerts.
 
 import (
+	"encoding/json"
 	"fmt"
+	"maps"
+	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -410,5 +414,29 @@ func TestAlertSpecErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("rules %s:\n  got  %v\n  want an error containing %q", tc.rules, err, tc.want)
 		}
+	}
+}
+
+// The alert record shown in docs/alerting.md has exactly the fields eddy
+// writes.
+func TestAlertingDocRecord(t *testing.T) {
+	doc, err := os.ReadFile("../docs/alerting.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, rest, ok := strings.Cut(string(doc), "```json\n")
+	block, _, ok2 := strings.Cut(rest, "```")
+	if !ok || !ok2 {
+		t.Fatal("docs/alerting.md has no ```json block")
+	}
+	var shown map[string]any
+	if err := json.Unmarshal([]byte(block), &shown); err != nil {
+		t.Fatalf("the JSON example does not parse: %v", err)
+	}
+	b, _ := json.Marshal(Alert{})
+	var real map[string]any
+	_ = json.Unmarshal(b, &real)
+	if got, want := slices.Sorted(maps.Keys(shown)), slices.Sorted(maps.Keys(real)); !slices.Equal(got, want) {
+		t.Errorf("documented fields %v, eddy writes %v", got, want)
 	}
 }

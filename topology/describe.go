@@ -28,6 +28,7 @@ func Describe(s *Spec, partitions int32) string {
 	d.stores()
 	d.topics()
 	d.timeAndWindows()
+	d.alerts()
 	return strings.TrimRight(d.b.String(), "\n") + "\n"
 }
 
@@ -441,4 +442,47 @@ func fmtRetention(d time.Duration) string {
 		return fmt.Sprintf("%d days", days)
 	}
 	return fmtDuration(d)
+}
+
+func (d *describer) alerts() {
+	a := d.s.Alerts
+	if a == nil {
+		return
+	}
+	d.line("")
+	d.line("Alerts, to topic %s (one record per firing or resolved transition)", a.Topic)
+	for _, r := range a.Rules {
+		var text string
+		switch r.Kind {
+		case AlertThreshold:
+			text = fmt.Sprintf("fires for a key when `%s` holds in %s, and resolves after %s in which it does not (a window without records counts as not holding).",
+				r.Condition, inARow(r.ForWindows), plural(r.ResolveWindows, "window"))
+		case AlertAbsence:
+			text = fmt.Sprintf("fires for a key that has had records when it then receives none for %s of stream time (which follows the wall clock once the input is idle for %s); resolves when its records return. A key silent for %s is forgotten.",
+				fmtDuration(r.For), fmtDuration(d.s.IdleTimeout), fmtDuration(r.ForgetAfter))
+		case AlertDeviation:
+			base := fmt.Sprintf("its moving average over recent windows (weight %g for the newest), armed after %s", r.Alpha, plural(r.MinHistory, "window"))
+			if r.Baseline == BaselineSeasonal {
+				base = fmt.Sprintf("its values in the same %s slot of previous %s periods, armed after %s", fmtDuration(r.Bucket), fmtDuration(r.Period), plural(r.MinHistory, "period"))
+			}
+			text = fmt.Sprintf("fires for a key when %s is more than %g standard deviations %s %s, in %s; resolves after %s back to normal.",
+				r.Value, r.StdDevs, map[string]string{DirectionAbove: "above", DirectionBelow: "below", DirectionBoth: "away from"}[r.Direction], base,
+				inARow(r.ForWindows), plural(r.ResolveWindows, "window"))
+		}
+		d.para("  ", fmt.Sprintf("%s (%s, %s): %s", r.Name, r.Kind, r.Severity, text))
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+func inARow(n int) string {
+	if n == 1 {
+		return "a window"
+	}
+	return fmt.Sprintf("%d windows in a row", n)
 }

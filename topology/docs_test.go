@@ -58,6 +58,35 @@ func TestSpecDocExamplesParse(t *testing.T) {
 	}
 }
 
+// TestAlertingDocExamplesParse parses and compiles every example pipeline
+// of the alerting guide.
+func TestAlertingDocExamplesParse(t *testing.T) {
+	const doc = "../docs/alerting.md"
+	data, err := os.ReadFile(filepath.FromSlash(doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, lines := yamlBlocks(string(data))
+	n := 0
+	for i, b := range blocks {
+		if !strings.HasPrefix(b, "app:") {
+			continue
+		}
+		n++
+		s, err := Parse([]byte(b))
+		if err != nil {
+			t.Errorf("%s, example at line %d:\n%v", doc, lines[i], err)
+			continue
+		}
+		if s.Alerts == nil || len(s.Alerts.Rules) == 0 {
+			t.Errorf("%s, example at line %d has no alert rule", doc, lines[i])
+		}
+	}
+	if n < 3 {
+		t.Errorf("found %d example pipelines in %s, want one per rule kind", n, doc)
+	}
+}
+
 // TestSpecDocMentionsEveryKey keeps the reference complete: every key of
 // Spec must appear in it, written as `window.size` or `aggregates[].name`.
 func TestSpecDocMentionsEveryKey(t *testing.T) {
