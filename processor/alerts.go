@@ -291,8 +291,13 @@ func (e *alertEngine) load(t *task) error {
 			ta.states[aid] = st
 			if r.spec.Kind == topology.AlertAbsence {
 				e.scheduleAbsence(ta, r, aid, st)
-			} else if st.State == alertPending || st.State == alertFiring {
+				return nil
+			}
+			if st.State == alertPending || st.State == alertFiring {
 				ta.active[aid] = struct{}{}
+			}
+			if r.spec.Kind == topology.AlertDeviation && st.HasWindow {
+				ta.schedule(aid, st.LastEnd+r.forgetMs)
 			}
 		case 3:
 			slot, err := strconv.ParseInt(parts[2], 10, 64)
@@ -392,6 +397,10 @@ func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
 			continue
 		}
 		r := e.rules[it.id.rule]
+		if r.spec.Kind == topology.AlertDeviation {
+			e.forgetBaseline(ta, r, it.id, st, now, emit)
+			continue
+		}
 		if fireAt := st.LastSeen + r.forMs; st.State != alertFiring && fireAt <= now {
 			st.State, st.Since, st.Notified = alertFiring, fireAt, fireAt
 			ta.dirty[it.id] = struct{}{}
@@ -414,6 +423,29 @@ func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
 				note: fmt.Sprintf("still no records since %s", fmtTime(st.LastSeen))})
 		}
 		e.scheduleAbsence(ta, r, it.id, st)
+	}
+}
+
+// forgetBaseline deletes the deviation state and baseline of a key whose
+// last window ended forget_after ago, or looks again later.
+func (e *alertEngine) forgetBaseline(ta *taskAlerts, r *alertRule, id alertID, st *alertState, now int64, emit func(alertEvent)) {
+	at := st.LastEnd + r.forgetMs
+	if at > now {
+		ta.schedule(id, at)
+		return
+	}
+	if st.State == alertFiring {
+		emit(alertEvent{rule: r, key: id.key, state: alertResolved, startedAt: st.Since, at: at,
+			note: fmt.Sprintf("no windows for %s: the key's baseline is forgotten (forget_after)", fmtDur(r.forgetMs))})
+	}
+	delete(ta.states, id)
+	delete(ta.active, id)
+	ta.dirty[id] = struct{}{}
+	for sid := range ta.slots {
+		if sid.rule == id.rule && sid.key == id.key {
+			delete(ta.slots, sid)
+			ta.dirtySlots[sid] = struct{}{}
+		}
 	}
 }
 
@@ -551,6 +583,9 @@ func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *st
 			ta.active[id] = struct{}{}
 		} else if prev == alertPending || prev == alertFiring {
 			delete(ta.active, id)
+		}
+		if r.spec.Kind == topology.AlertDeviation {
+			ta.schedule(id, wk.End+r.forgetMs) // forget the baseline of a key gone quiet
 		}
 		// Threshold state of a quiet key is not worth keeping; deviation
 		// state holds the baseline.

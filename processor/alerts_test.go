@@ -492,3 +492,36 @@ func TestAlertAvroRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// A deviation rule forgets the baseline of a key that has had no window
+// for forget_after, so state stays bounded as keys come and go.
+func TestAlertDeviationForgetsQuietKeys(t *testing.T) {
+	h := mustHarness(t, alertBase+`alerts:
+  rules:
+    - {name: volume, kind: deviation, value: requests, min_history: 3, forget_after: 1m}
+`)
+	start := clock("12:00:00")
+	for i := range 5 {
+		h.window("/a", start+int64(i)*10_000, 5, 0)
+	}
+	if n := len(h.t.alerts.states); n != 1 {
+		t.Fatalf("%d deviation states, want 1", n)
+	}
+	for i := 5; i < 14; i++ { // /a silent; its last window ended 12:00:50
+		h.window("/b", start+int64(i)*10_000, 5, 0)
+	}
+	for id := range h.t.alerts.states {
+		if id.key == `["/a"]` {
+			t.Errorf("the baseline of /a is kept 1m after its last window")
+		}
+	}
+	if err := h.commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.restart(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(h.t.alerts.states); n != 1 {
+		t.Errorf("after restart: %d deviation states, want 1 (/b)", n)
+	}
+}

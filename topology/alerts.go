@@ -99,9 +99,12 @@ type AlertRule struct {
 	// For (absence) is how long a key must receive nothing (stream time)
 	// before the alert fires. Required for absence.
 	For time.Duration `yaml:"for,omitempty"`
-	// ForgetAfter (absence) is how long after its last record a key is
-	// forgotten (its state deleted; a firing alert resolves), so state
-	// stays bounded. Default 24h; must be longer than for.
+	// ForgetAfter (absence, deviation) is how long after its last record
+	// (absence) or window (deviation) a key is forgotten: its state,
+	// baseline included, is deleted (a firing alert resolves), so state
+	// stays bounded. Default 24h (absence: at least twice for; seasonal
+	// deviation: at least twice period); for absence it must be longer
+	// than for.
 	ForgetAfter time.Duration `yaml:"forget_after,omitempty"`
 
 	// Baseline (deviation) is "ewma" (recent history: exponentially
@@ -186,6 +189,9 @@ func (s *Spec) fillAlertDefaults(present func(string) bool) {
 		if r.Direction == "" && !present(p+"direction") {
 			r.Direction = DirectionAbove
 		}
+		if r.ForgetAfter == 0 && !present(p+"forget_after") && r.Baseline != BaselineSeasonal {
+			r.ForgetAfter = DefaultForgetAfter
+		}
 		if r.MinHistory == 0 && !present(p+"min_history") {
 			r.MinHistory = DefaultMinHistoryEWMA
 			if r.Baseline == BaselineSeasonal {
@@ -195,6 +201,9 @@ func (s *Spec) fillAlertDefaults(present func(string) bool) {
 		if r.Baseline == BaselineSeasonal {
 			if r.Period == 0 && !present(p+"period") {
 				r.Period = DefaultPeriod
+			}
+			if r.ForgetAfter == 0 && !present(p+"forget_after") {
+				r.ForgetAfter = max(DefaultForgetAfter, 2*r.Period)
 			}
 			if r.Bucket == 0 && !present(p+"bucket") {
 				r.Bucket = s.Window.Size
@@ -340,6 +349,9 @@ func (s *Spec) validateAlerts(c *specChecker) {
 			windowed()
 			notFor("condition", r.Condition != "", `remove it, or write "kind: threshold"`)
 			notFor("for", r.For != 0, `remove it; deviation rules count windows: write "for_windows: N"`)
+			if r.ForgetAfter <= 0 {
+				c.add(p+"forget_after", fmt.Sprintf("must be positive, not %s", fmtDuration(r.ForgetAfter)), "remove it for the default")
+			}
 			switch r.Baseline {
 			case BaselineEWMA:
 				notFor("period", r.Period != 0, `remove it, or write "baseline: seasonal"`)
