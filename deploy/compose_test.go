@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -363,5 +364,22 @@ func TestComposeValidation(t *testing.T) {
 	}, func(o *loader.Options) { o.SetProjectName("x", true) })
 	if err == nil || !strings.Contains(err.Error(), "restart_policy") {
 		t.Fatalf("a misspelt key loads: %v", err)
+	}
+}
+
+// TestAlertmanagerConfig checks the compose file's Alertmanager config with
+// Alertmanager's own checker (amtool, from Debian's prometheus-alertmanager,
+// which scripts/test.sh installs).
+func TestAlertmanagerConfig(t *testing.T) {
+	amtool, err := exec.LookPath("amtool")
+	if err != nil && testing.Short() {
+		t.Skip("amtool not installed; scripts/test.sh (full mode) installs it")
+	}
+	if err != nil {
+		t.Fatal("amtool is not installed: scripts/test.sh installs it (apt-get install prometheus-alertmanager)")
+	}
+	out, err := exec.Command(amtool, "check-config", "alertmanager/alertmanager.yml").CombinedOutput()
+	if err != nil {
+		t.Fatalf("amtool check-config: %v\n%s", err, out)
 	}
 }
