@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,7 +19,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/deploy/pipelines"
+	"github.com/eddy-streams/eddy/internal/generator"
 	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -36,6 +40,7 @@ resumes where the first stopped.`,
 			dur, _ := cmd.Flags().GetDuration("duration")
 			asJSON, _ := cmd.Flags().GetBool("json")
 			rate, _ := cmd.Flags().GetInt("rate")
+			avroFmt, _ := cmd.Flags().GetBool("avro")
 			dir, _ := cmd.Flags().GetString("data-dir")
 			level := flagString(cmd, "log-level")
 			if !cmd.Flags().Changed("log-level") && os.Getenv("EDDY_LOG_LEVEL") == "" {
@@ -46,7 +51,7 @@ resumes where the first stopped.`,
 				return err
 			}
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), log, demoOptions{
-				dataDir: dir, duration: dur, json: asJSON, rate: rate,
+				dataDir: dir, duration: dur, json: asJSON, rate: rate, avro: avroFmt,
 				httpAddr: flagString(cmd, "http-addr"),
 			})
 		},
@@ -56,6 +61,7 @@ resumes where the first stopped.`,
 	cmd.Flags().Duration("duration", 0, "Stop after this long and exit 0 (0: run until Ctrl-C)")
 	cmd.Flags().Bool("json", false, "Print one JSON object per output record instead of readable lines")
 	cmd.Flags().Int("rate", 200, "Generated events per second")
+	cmd.Flags().Bool("avro", false, "Produce the events as Avro (Confluent wire format, schema in the embedded registry) and write results and alerts as Avro")
 	addSettings(cmd, "http-addr", "log-level")
 	cmd.Flags().Lookup("http-addr").DefValue = "127.0.0.1:0"
 	_ = cmd.Flags().Set("http-addr", envOr("EDDY_HTTP_ADDR", "127.0.0.1:0"))
@@ -74,6 +80,7 @@ type demoOptions struct {
 	duration time.Duration
 	json     bool
 	rate     int
+	avro     bool
 	httpAddr string
 }
 
@@ -81,6 +88,13 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	spec, err := topology.Parse(pipelines.HTTPRequests)
 	if err != nil {
 		return fmt.Errorf("bundled pipeline: %w", err)
+	}
+	if o.avro {
+		spec.Source.Format, spec.Source.Subject = topology.FormatAvro, spec.Source.Topics[0]+"-value"
+		spec.Output.Format = topology.FormatAvro
+		if err := spec.Validate(); err != nil {
+			return fmt.Errorf("bundled pipeline in Avro: %w", err)
+		}
 	}
 	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
 		return err
@@ -105,6 +119,21 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	defer cancel()
 
 	fmt.Fprintf(os.Stderr, "eddy demo: embedded Kafka at %s, data in %s\n", strings.Join(brokers, ","), o.dataDir)
+	// eddy's schema registry, on the embedded Kafka's _schemas topic.
+	regURL, stopRegistry, err := startDemoRegistry(ctx, brokers)
+	if err != nil {
+		return fmt.Errorf("start the embedded schema registry: %w", err)
+	}
+	defer stopRegistry()
+	fmt.Fprintf(os.Stderr, "eddy demo: schema registry at %s (try: eddy schema list --registry-url %s)\n", regURL, regURL)
+	reg := schema.NewClient(regURL)
+	defer reg.Close()
+	var enc *schema.Encoder
+	if o.avro {
+		if enc, err = schema.NewEncoder(ctx, reg, spec.Source.Subject, generator.AvroSchema); err != nil {
+			return fmt.Errorf("register the events' schema: %w", err)
+		}
+	}
 	fmt.Fprintf(os.Stderr, "eddy demo: pipeline %q: %s %s windows (grace %s) per %s -> topic %s\n",
 		spec.App, spec.Window.Size, spec.Window.Type, spec.Window.Grace, strings.Join(spec.Key, "+"), spec.Output.Topic)
 
@@ -113,14 +142,18 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		if err := generate(ctx, brokers, spec.Source.Topics[0], o.rate, true); err != nil && ctx.Err() == nil {
+		if err := generate(ctx, brokers, spec.Source.Topics[0], o.rate, true, enc); err != nil && ctx.Err() == nil {
 			errs <- fmt.Errorf("generator: %w", err)
 			cancel()
 		}
 	}()
 	go func() {
 		defer wg.Done()
-		if err := printResults(ctx, out, brokers, spec, o.json); err != nil && ctx.Err() == nil {
+		var dec *schema.Decoder
+		if o.avro {
+			dec = schema.NewDecoder(reg)
+		}
+		if err := printResults(ctx, out, brokers, spec, o.json, dec); err != nil && ctx.Err() == nil {
 			errs <- fmt.Errorf("printer: %w", err)
 			cancel()
 		}
@@ -129,7 +162,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		defer wg.Done()
 		err := runPipeline(ctx, log, spec, runOptions{
 			brokers: brokers, stateDir: filepath.Join(o.dataDir, "state"), httpAddr: o.httpAddr,
-			sessionTimeout: 10 * time.Second,
+			sessionTimeout: 10 * time.Second, registryURL: regURL,
 		}, func(_ *processor.App, addr string) {
 			fmt.Fprintf(os.Stderr, "eddy demo: health and metrics on http://%s (/healthz /readyz /metrics)\n", addr)
 		})
@@ -145,7 +178,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 
 // printResults prints each result record on the output topic, starting at
 // its current end (so a resumed demo prints only new windows).
-func printResults(ctx context.Context, out io.Writer, brokers []string, spec *topology.Spec, asJSON bool) error {
+func printResults(ctx context.Context, out io.Writer, brokers []string, spec *topology.Spec, asJSON bool, dec *schema.Decoder) error {
 	topics := []string{spec.Output.Topic}
 	if t := spec.AlertsTopic(); t != "" {
 		topics = append(topics, t)
@@ -168,11 +201,17 @@ func printResults(ctx context.Context, out io.Writer, brokers []string, spec *to
 			if line != nil {
 				return
 			}
+			value := r.Value
+			if dec != nil {
+				if value, line = avroToJSON(ctx, dec, value, spec, r.Topic == spec.AlertsTopic()); line != nil {
+					return
+				}
+			}
 			if r.Topic == spec.AlertsTopic() {
-				line = printAlert(out, r.Value, asJSON)
+				line = printAlert(out, value, asJSON)
 				return
 			}
-			line = printResult(out, r.Value, spec, asJSON)
+			line = printResult(out, value, spec, asJSON)
 		})
 		if line != nil {
 			return line
@@ -234,4 +273,57 @@ func printAlert(out io.Writer, value []byte, asJSON bool) error {
 	at, _ := time.Parse(time.RFC3339, a.At)
 	_, err := fmt.Fprintf(out, "%s  ALERT %-8s %-16s %s\n", at.Local().Format("15:04:05"), a.State, a.Rule, a.Summary)
 	return err
+}
+
+// avroToJSON decodes an Avro result or alert and renders it as eddy's JSON
+// output would be (times in RFC 3339, results with their key object).
+func avroToJSON(ctx context.Context, dec *schema.Decoder, value []byte, spec *topology.Spec, alert bool) ([]byte, error) {
+	m, err := dec.Decode(ctx, value)
+	if err != nil {
+		return nil, fmt.Errorf("decode an Avro output record: %w", err)
+	}
+	for k, v := range m {
+		if t, ok := v.(time.Time); ok {
+			m[k] = t.UTC().Format("2006-01-02T15:04:05.000Z07:00")
+		}
+	}
+	if !alert {
+		key := make(map[string]any, len(spec.Key))
+		for _, f := range spec.Key {
+			key[f] = m[f]
+		}
+		m["key"] = key
+	}
+	return json.Marshal(m)
+}
+
+// startDemoRegistry serves eddy's schema registry on a free loopback port,
+// stored in the _schemas topic of brokers.
+func startDemoRegistry(ctx context.Context, brokers []string) (url string, stop func(), err error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RequiredAcks(kgo.AllISRAcks()))
+	if err != nil {
+		return "", nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	srv, err := schema.NewServer(sctx, cl, schema.DefaultTopic)
+	cancel()
+	if err != nil {
+		cl.Close()
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		cl.Close()
+		return "", nil, err
+	}
+	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() { _ = hs.Serve(ln); close(done) }()
+	return "http://" + ln.Addr().String(), func() {
+		shctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(shctx)
+		<-done
+		cl.Close()
+	}, nil
 }

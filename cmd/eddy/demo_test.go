@@ -234,6 +234,55 @@ func TestDemo(t *testing.T) {
 		t.Parallel()
 		testDemoAlerts(t)
 	})
+	t.Run("avro", func(t *testing.T) {
+		t.Parallel()
+		testDemoAvro(t)
+	})
+}
+
+// testDemoAvro: with --avro the events, results and alerts are Avro in the
+// Confluent wire format, with schemas in the embedded registry (the
+// _schemas topic); the printed results are the same shape as with JSON.
+func testDemoAvro(t *testing.T) {
+	dir := t.TempDir()
+	r := runEddy(t, 120*time.Second, "demo", "--avro", "--duration", "25s", "--json", "--data-dir", dir)
+	if r.code != 0 {
+		t.Fatalf("eddy demo --avro exited %d\nstderr:\n%s", r.code, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "schema registry at http://127.0.0.1:") {
+		t.Errorf("the demo does not say where its schema registry is:\n%s", r.stderr)
+	}
+	if res := parseDemoJSON(t, "avro run", r); len(res) == 0 {
+		t.Fatalf("no result in 25s\nstderr:\n%s", r.stderr)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(filepath.Join(dir, "kafka")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for _, topic := range []string{"http-requests", "http-stats-10s"} {
+		recs := kafkatest.ReadAll(t, c.ListenAddrs(), topic, true)
+		if len(recs) == 0 {
+			t.Errorf("%s is empty", topic)
+		}
+		for _, rec := range recs {
+			if len(rec.Value) < 6 || rec.Value[0] != 0 {
+				t.Fatalf("%s: record %d is not in the Confluent wire format: % x", topic, rec.Offset, rec.Value[:min(8, len(rec.Value))])
+			}
+		}
+	}
+	subjects := map[string]bool{}
+	for _, rec := range kafkatest.ReadAll(t, c.ListenAddrs(), "_schemas", false) {
+		var k struct{ Subject string }
+		if json.Unmarshal(rec.Key, &k) == nil && k.Subject != "" {
+			subjects[k.Subject] = true
+		}
+	}
+	for _, s := range []string{"http-requests-value", "http-stats-10s-value", "http-stats-10s-key", "http-stats-alerts-value"} {
+		if !subjects[s] {
+			t.Errorf("subject %s not in the registry's _schemas topic (has %v)", s, subjects)
+		}
+	}
 }
 
 // testDemoAlerts: within a minute the generator's incidents (an error

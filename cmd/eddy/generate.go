@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/internal/generator"
+	"github.com/eddy-streams/eddy/schema"
 )
 
 func generateCmd() *cobra.Command {
@@ -49,7 +50,7 @@ create it on first use. Runs until stopped (SIGTERM or Ctrl-C), or for
 			brokers := flagString(cmd, "brokers")
 			fmt.Fprintf(os.Stderr, "eddy generate: %d events/s to %s on %s\n", rate, topic, brokers)
 			incidents, _ := cmd.Flags().GetBool("incidents")
-			return generate(ctx, splitBrokers(brokers), topic, rate, incidents, opts...)
+			return generate(ctx, splitBrokers(brokers), topic, rate, incidents, nil, opts...)
 		},
 	}
 	cmd.Flags().String("topic", "http-requests", "Topic to produce to")
@@ -63,7 +64,9 @@ create it on first use. Runs until stopped (SIGTERM or Ctrl-C), or for
 // generate produces generated events at rate per second until ctx ends,
 // then flushes. A produce error (topic missing, authentication failed)
 // ends it with that error.
-func generate(ctx context.Context, brokers []string, topic string, rate int, incidents bool, opts ...kgo.Opt) error {
+// With enc set, events are Avro in the Confluent wire format (enc's
+// schema must be generator.AvroSchema); otherwise JSON.
+func generate(ctx context.Context, brokers []string, topic string, rate int, incidents bool, enc *schema.Encoder, opts ...kgo.Opt) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic(topic)}, opts...)...)
 	if err != nil {
 		return err
@@ -104,7 +107,16 @@ func generate(ctx context.Context, brokers []string, topic string, rate int, inc
 			}
 			due := int64(now.Sub(start).Seconds()*float64(rate)) - sent
 			for ; due > 0; due-- {
-				b, _ := json.Marshal(g.Next(now))
+				ev := g.Next(now)
+				var b []byte
+				if enc != nil {
+					var err error
+					if b, err = enc.Encode(ev.Map()); err != nil {
+						return fmt.Errorf("encode event: %w", err)
+					}
+				} else {
+					b, _ = json.Marshal(ev)
+				}
 				cl.Produce(ctx, &kgo.Record{Value: b}, promise)
 				sent++
 			}
