@@ -90,3 +90,64 @@ func BenchmarkAggregate(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkAggregateWithAlerts: BenchmarkAggregate with a threshold rule
+// (evaluated on every closed window) and an absence rule (updated on every
+// record, due times checked after it), to show what alerting costs per
+// record.
+func BenchmarkAggregateWithAlerts(b *testing.B) {
+	spec, err := topology.Parse([]byte(benchSpec + `alerts:
+  rules:
+    - {name: errors-high, kind: threshold, condition: 'requests >= 20 && errors > requests * 0.2'}
+    - {name: traffic-stopped, kind: absence, for: 5m}
+`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := newPipeline(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	db, err := state.Open(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { db.Close() })
+	t := newTask(0, db.TaskStore("windows", 0, p.aggSpecs, 0), state.Checkpoint{}, time.Now())
+	if err := t.rebuildIndex(p); err != nil {
+		b.Fatal(err)
+	}
+	keys := make([]string, 100_000)
+	for i := range keys {
+		keys[i] = fmt.Sprintf(`["svc-%d","/ep/%d"]`, i%100, i)
+	}
+	fields := map[string]any{"status": 200.0, "latency_ms": 42.0}
+	ts := int64(1764158400000)
+	none := func(alertEvent) {}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		ins, _, err := p.aggInputs(fields, p.insBuf)
+		if err != nil {
+			b.Fatal(err)
+		}
+		p.insBuf = ins
+		key := keys[i%len(keys)]
+		p.alerts.onRecord(t, key, ts, none)
+		if _, err := p.aggregate(t, key, ts, ins); err != nil {
+			b.Fatal(err)
+		}
+		if err := p.closeWindows(t, func(r result) { p.alerts.onWindow(p, t, r.wk, r.row, none) }); err != nil {
+			b.Fatal(err)
+		}
+		p.alerts.checkDue(t, t.streamTime, none)
+		ts++
+		i++
+		if i%10_000 == 0 {
+			p.alerts.flush(t)
+			if err := t.store.Commit(t.store.Dirty(), t.checkpoint()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+}
