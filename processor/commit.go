@@ -353,10 +353,12 @@ func (a *App) flushProducer(ctx context.Context) error {
 // onAssigned restores the state of newly assigned aggregation partitions
 // before any of their records are processed (franz-go runs it before
 // fetching them, serialized with polling).
-func (a *App) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.learnSourcePositions(ctx, assigned)
+	// cl, not a.cl: the group may assign before kgo.NewClient has returned
+	// and a.cl is set.
+	a.learnSourcePositions(ctx, cl, assigned)
 	var parts []int32
 	for topic, ps := range assigned {
 		if !a.isAggInput(topic) {
@@ -494,7 +496,7 @@ func (a *App) dropLocked(parts map[string][]int32) {
 // source partition starts and ends, so it waits for a partition that has a
 // backlog instead of racing ahead of it. Failures only cost ordering
 // quality (logged), never correctness.
-func (a *App) learnSourcePositions(ctx context.Context, assigned map[string][]int32) {
+func (a *App) learnSourcePositions(ctx context.Context, cl *kgo.Client, assigned map[string][]int32) {
 	var topics []string
 	for topic := range assigned {
 		if !a.isAggInput(topic) {
@@ -504,7 +506,7 @@ func (a *App) learnSourcePositions(ctx context.Context, assigned map[string][]in
 	if len(topics) == 0 {
 		return
 	}
-	adm := kadm.NewClient(a.cl)
+	adm := kadm.NewClient(cl)
 	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err == nil {
 		err = ends.Error()
