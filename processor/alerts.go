@@ -69,8 +69,11 @@ type alertEngine struct {
 	byName   map[string]*alertRule
 	absence  []*alertRule
 	windowed []*alertRule
-	renotify int64           // ms; 0 never
-	step     int64           // ms between successive windows of a key; 0 for sessions
+	renotify int64          // ms; 0 never
+	step     int64          // ms between successive windows of a key; 0 for sessions
+	envBuf   map[string]any // fillEnv
+	envAggs  []int
+	envKeys  []int
 	enc      *schema.Encoder // Avro alerts (output.format avro); nil for JSON
 	keyEnc   *schema.Encoder // their keys
 }
@@ -523,18 +526,29 @@ func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *st
 	}
 	ta := t.alerts
 	at := p.closeTime(wk)
-	var env map[string]any
+	envReady := false
 	for _, r := range e.windowed {
 		id := alertID{r.idx, wk.Key}
 		st := ta.states[id]
 		existed := st != nil
+		var holds bool
+		if r.spec.Kind == topology.AlertThreshold {
+			if !envReady {
+				e.fillEnv(wk.Key, row)
+				envReady = true
+			}
+			ok, err := r.cond.Eval(e.envBuf)
+			holds = err == nil && ok
+			if st == nil && !holds {
+				continue // a quiet key: no state, nothing to do
+			}
+		}
 		if st == nil {
 			st = &alertState{State: alertInactive}
 			ta.states[id] = st
 		}
 		e.missWindows(p, ta, r, id, st, wk.Start, at, emit)
 
-		var holds bool
 		ev := alertEvent{rule: r, key: wk.Key, window: &wk, row: row, at: at}
 		if r.valueIdx >= 0 {
 			if v, ok := row.Value(r.valueIdx); ok {
@@ -543,11 +557,6 @@ func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *st
 		}
 		switch r.spec.Kind {
 		case topology.AlertThreshold:
-			if env == nil {
-				env = e.env(wk.Key, row)
-			}
-			ok, err := r.cond.Eval(env)
-			holds = err == nil && ok
 			ev.note = "condition " + r.spec.Condition
 		case topology.AlertDeviation:
 			holds = e.deviates(ta, r, id, st, wk, &ev)
@@ -687,6 +696,50 @@ func (e *alertEngine) deviates(ta *taskAlerts, r *alertRule, id alertID, st *ale
 		ev.note = fmt.Sprintf("%s=%s against a flat baseline of %s", rs.Value, fmtNum(x), fmtNum(mean))
 	}
 	return off > rs.StdDevs*sd && off > rs.MinDelta
+}
+
+// fillEnv fills e.envBuf, reused for every window, with what threshold
+// conditions see: the aggregates and key fields they name.
+func (e *alertEngine) fillEnv(key string, row *state.Row) {
+	if e.envBuf == nil {
+		e.envBuf = make(map[string]any)
+		names := map[string]bool{}
+		for _, r := range e.windowed {
+			if r.cond != nil {
+				for _, f := range r.cond.Fields() {
+					names[f] = true
+				}
+			}
+		}
+		for i, a := range e.spec.Aggregates {
+			if names[a.Name] {
+				e.envAggs = append(e.envAggs, i)
+			}
+		}
+		for i, k := range e.spec.Key {
+			if names[k] {
+				e.envKeys = append(e.envKeys, i)
+			}
+		}
+	}
+	for _, i := range e.envAggs {
+		if v, ok := row.Value(i); ok {
+			e.envBuf[e.spec.Aggregates[i].Name] = v
+		} else {
+			e.envBuf[e.spec.Aggregates[i].Name] = nil
+		}
+	}
+	if len(e.envKeys) > 0 {
+		var parts []string
+		_ = json.Unmarshal([]byte(key), &parts)
+		for _, i := range e.envKeys {
+			if i < len(parts) {
+				e.envBuf[e.spec.Key[i]] = parts[i]
+			} else {
+				delete(e.envBuf, e.spec.Key[i])
+			}
+		}
+	}
 }
 
 // env is what a threshold condition sees: aggregates and key fields.

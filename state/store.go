@@ -16,11 +16,11 @@ package state
 // reflect exactly the changelog prefix named by the checkpoint.
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -262,7 +262,7 @@ func (t *TaskStore) Dirty() []Change {
 		out = append(out, Change{Key: WindowKey{Key: id}, Value: e.v, Aux: true, seq: e.seq})
 	}
 	slices.SortFunc(out, func(a, b Change) int {
-		if c := bytes.Compare([]byte(a.Key.Key), []byte(b.Key.Key)); c != 0 {
+		if c := strings.Compare(a.Key.Key, b.Key.Key); c != 0 {
 			return c
 		}
 		if a.Key.Start != b.Key.Start {
