@@ -45,6 +45,13 @@ type task struct {
 	closeAt  map[int64][]state.WindowKey // close time -> windows closing then
 	closeQ   int64Heap                   // distinct close times
 	sessions map[string][]session        // session windows only: per key, sorted
+	// closedEnd: session windows only, the last instant of each key's
+	// latest closed session, kept while a record could still fall within
+	// its gap (until closedQ expires it), so such a record is late instead
+	// of starting a session of its own. In memory only: after a restart a
+	// record for a session that closed just before may start a new one.
+	closedEnd map[string]int64
+	closedQ   closedHeap
 
 	upstream  map[state.SourcePartition]int64 // highest offset applied per upstream partition
 	inputPos  map[state.SourcePartition]int64 // next offset per input partition (for commit)
@@ -53,6 +60,24 @@ type task struct {
 	changed   bool // processed input since the last flush
 
 	alerts *taskAlerts // alert rules' state (alerts.go); nil without rules
+}
+
+type closedItem struct {
+	expire int64
+	key    string
+}
+
+type closedHeap []closedItem
+
+func (h closedHeap) Len() int           { return len(h) }
+func (h closedHeap) Less(i, j int) bool { return h[i].expire < h[j].expire }
+func (h closedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *closedHeap) Push(x any)        { *h = append(*h, x.(closedItem)) }
+func (h *closedHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
 }
 
 type int64Heap []int64
@@ -79,6 +104,7 @@ func newTask(partition int32, store *state.TaskStore, cp state.Checkpoint, now t
 		open:         make(map[state.WindowKey]struct{}),
 		closeAt:      make(map[int64][]state.WindowKey),
 		sessions:     make(map[string][]session),
+		closedEnd:    make(map[string]int64),
 		upstream:     make(map[state.SourcePartition]int64, len(cp.Upstream)),
 		inputPos:     make(map[state.SourcePartition]int64),
 		dirtyEmit:    make(map[state.WindowKey]struct{}),
@@ -256,6 +282,10 @@ func (p *pipeline) aggregate(t *task, key string, ts int64, ins []aggInput) (lat
 		if p.closeTime(wk) <= t.streamTime {
 			return &lateInfo{wk}, nil
 		}
+		if end, ok := t.closedEnd[key]; ok && ts <= end+p.gap {
+			// It belongs to a session that has closed.
+			return &lateInfo{state.WindowKey{Key: key, Start: min(ts, end), End: end}}, nil
+		}
 		var base *state.Row
 		old := slices.Clone(t.sessions[key])
 		for _, i := range absorbed {
@@ -339,6 +369,18 @@ func (p *pipeline) closeWindows(t *task, emit func(result)) error {
 			}
 			t.store.Delete(wk)
 			t.untrack(p, wk)
+			if p.spec.Window.Type == topology.WindowSession && wk.End > t.closedEnd[wk.Key] {
+				t.closedEnd[wk.Key] = wk.End
+				// After this a record within gap of wk.End would be late
+				// even as a session of its own.
+				heap.Push(&t.closedQ, closedItem{expire: wk.End + 2*p.gap + p.grace + 1, key: wk.Key})
+			}
+		}
+	}
+	for t.closedQ.Len() > 0 && t.closedQ[0].expire <= t.streamTime {
+		it := heap.Pop(&t.closedQ).(closedItem)
+		if end, ok := t.closedEnd[it.key]; ok && end+2*p.gap+p.grace+1 <= t.streamTime {
+			delete(t.closedEnd, it.key)
 		}
 	}
 	return nil
