@@ -148,7 +148,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 		if res.FromScratch {
 			// Record that the (empty) state reflects this changelog, so the
 			// next start does not treat it as missing.
-			if err := t.applyRaw(nil, nil, cp); err != nil {
+			if err := t.applyRaw(nil, nil, cp, true); err != nil {
 				return res, err
 			}
 		}
@@ -168,8 +168,8 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 		total        = end - from
 		lastData     = time.Now()
 	)
-	flush := func() error {
-		if err := t.applyRaw(keys, values, cp); err != nil {
+	flush := func(sync bool) error {
+		if err := t.applyRaw(keys, values, cp, sync); err != nil {
 			return fmt.Errorf("apply restored records: %w", err)
 		}
 		keys, values = keys[:0], values[:0]
@@ -213,8 +213,8 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 				pendKeys, pendValues = pendKeys[:0], pendValues[:0]
 				cp = Checkpoint{TopicID: td.ID, ChangelogNext: next, InputNext: m.InputNext,
 					StreamTime: m.StreamTime, FlushSeq: m.FlushSeq, Upstream: m.Upstream}
-				if len(keys) >= 8192 {
-					ferr = flush()
+				if len(keys) >= 32768 {
+					ferr = flush(false)
 				}
 				return
 			}
@@ -237,7 +237,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 			break // only transaction markers remain before end
 		}
 	}
-	if err := flush(); err != nil {
+	if err := flush(true); err != nil {
 		return res, err
 	}
 	res.Discarded = len(pendKeys)

@@ -39,7 +39,9 @@ type DB struct {
 
 // Open opens (creating if needed) the state database in dir.
 func Open(dir string) (*DB, error) {
-	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}})
+	// Larger memtables than Pebble's 4 MiB default: fewer flushes and L0
+	// compactions while a restore or a large commit writes many rows.
+	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, MemTableSize: 32 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("open state in %s: %w: %w", dir, ErrCorruptState, err)
 	}
@@ -355,8 +357,12 @@ func (t *TaskStore) markClean(changes []Change) {
 }
 
 // applyRaw writes changelog records (raw bytes; nil value deletes) and cp
-// to Pebble in one batch. Used by restore; the cache must be empty.
-func (t *TaskStore) applyRaw(keys, values [][]byte, cp Checkpoint) error {
+// to Pebble in one batch. Used by restore; the cache must be empty. With
+// sync false the batch is not fsynced: a crash may lose it, and then
+// restore starts again from the checkpoint of an earlier batch, which is
+// consistent with the rows (each batch carries its own checkpoint). The
+// last batch of a restore is synced.
+func (t *TaskStore) applyRaw(keys, values [][]byte, cp Checkpoint, sync bool) error {
 	b := t.db.pdb.NewBatch()
 	defer b.Close()
 	for i, k := range keys {
@@ -368,6 +374,9 @@ func (t *TaskStore) applyRaw(keys, values [][]byte, cp Checkpoint) error {
 		}
 	}
 	_ = b.Set(t.cpKey, cp.AppendBinary(nil), nil)
+	if !sync {
+		return b.Commit(pebble.NoSync)
+	}
 	return b.Commit(pebble.Sync)
 }
 
