@@ -271,9 +271,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return err
 		}
 		a.cl = a.sess.Client()
-		// A transaction commits every polled offset, so buffered source
-		// records are drained before each commit (commitTxnLocked); between
-		// commits they are ordered by event time as in at-least-once.
+		// Source records buffered for event-time order stay buffered across
+		// transactions: each commits, per source partition, the offset of
+		// the first record not yet forwarded (commitTxnLocked, holdBack).
 		if err := a.sess.Begin(); err != nil {
 			a.sess.Close()
 			return fmt.Errorf("begin transaction: %w", err)
@@ -355,11 +355,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		if perr == nil {
 			perr = a.punctuate()
 		}
-		// Under exactly-once a commit forwards everything buffered, so it
-		// waits (at most the partition group's maxWait) while a lagging
-		// partition's records are on their way.
-		if perr == nil && a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval &&
-			!(a.eos && a.pg.waiting(a.clock.Now())) {
+		if perr == nil && a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval {
 			start := time.Now()
 			perr = a.commitLocked(ctx)
 			a.m.commitSeconds.Observe(time.Since(start).Seconds())

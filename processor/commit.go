@@ -265,12 +265,28 @@ func (a *App) writeStores(work []*flushWork) error {
 // partitions, or this worker was fenced) rewinds the consumer to the
 // committed offsets; the tasks go back to their Pebble state, which is
 // exactly the last committed state.
+//
+// Source records that the partition group buffers for event-time order
+// (partition_group.go) are not forwarded to commit: the transaction's
+// offset commit names, for their partitions, the offset of the first
+// buffered record (holdBack), and they stay buffered for the next
+// transaction, so exactly-once orders a backlog across partitions as
+// at-least-once does. Invariant: a committed source offset is never past a
+// record that is not in a committed transaction. Where the buffers go:
+//   - crash: the next owner reads from the committed offset, the first
+//     buffered record;
+//   - revoke or loss: dropLocked drops the partition's buffer; the session
+//     aborts the open transaction at the next End, and the new owner reads
+//     from the committed offset;
+//   - abort (revoke, fencing, registry outage): End rewinds the consumer to
+//     the committed offsets (those holdBack wrote), and
+//     resetToCommittedLocked drops every buffer.
 func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
-	// Every polled offset commits with the transaction: forward what the
-	// partition group still buffers first.
-	if err := a.pg.drainAll(a.clock.Now(), func(it srcItem) error { return a.forwardSource(ctx, it) }); err != nil {
-		return err
-	}
+	// The session commits the polled position of every partition; the
+	// records the partition group still buffers are not in the transaction,
+	// so their partitions commit the offset of the first of them instead
+	// (holdBack), and they stay buffered.
+	held := a.pg.held()
 	a.produceMarkers(ctx, work)
 	a.crashPoint(CrashAfterFlush, work)
 	a.crashPoint(CrashAfterMarker, work)
@@ -279,6 +295,10 @@ func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
 	// rebalancing. On timeout End aborts, the loop allows the rebalance,
 	// and the work is redone from the committed state.
 	ectx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
+	ectx = kgo.PreTxnCommitFnContext(ectx, func(req *kmsg.TxnOffsetCommitRequest) error {
+		holdBack(req, held)
+		return nil
+	})
 	committed, err := a.sess.End(ectx, kgo.TryCommit)
 	cancel()
 	if err != nil && ctx.Err() == nil && ectx.Err() != nil {
@@ -314,6 +334,27 @@ func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
 	return nil
 }
 
+// holdBack lowers, in a transaction's offset commit, the offset of every
+// source partition with records still buffered (held: the first of them)
+// to that record's offset. franz-go's GroupTransactSession commits the
+// polled position of every partition (End commits UncommittedOffsets,
+// which are the polled, "dirty", positions whatever AutoCommitMarks and
+// MarkCommitRecords say); PreTxnCommitFnContext is its documented hook to
+// change the request, and End records what was sent as the committed
+// offsets, so an abort later rewinds to them.
+func holdBack(req *kmsg.TxnOffsetCommitRequest, held map[state.SourcePartition]kgo.EpochOffset) {
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			h, ok := held[state.SourcePartition{Topic: rt.Topic, Partition: rp.Partition}]
+			if ok && h.Offset < rp.Offset {
+				rp.Offset, rp.LeaderEpoch = h.Offset, h.Epoch
+			}
+		}
+	}
+}
+
 // resetToCommittedLocked drops everything not committed: cached state,
 // buffered source records, produce errors. Tasks are rebuilt from Pebble,
 // which holds exactly the last committed transaction's state.
@@ -331,7 +372,7 @@ func (a *App) resetToCommittedLocked() error {
 		}
 		a.tasks[p] = nt
 	}
-	a.pg = newPartitionGroup(a.pg.maxWait)
+	a.pg.rewind(a.cl.CommittedOffsets(), now)
 	clear(a.srcPos)
 	a.dirtySrc = false
 	a.prodMu.Lock()

@@ -14,6 +14,13 @@ package processor
 // to have more records (its high watermark is beyond what was fetched), the
 // stage waits for them, up to maxWait, before moving on without it (as
 // Kafka Streams' max.task.idle.ms).
+//
+// Buffered records stay buffered across commits in both processing modes:
+// a commit names, per source partition, the offset of the first record not
+// yet forwarded (at-least-once: the position after the last forwarded
+// record; exactly-once: held, written into the transaction's offset commit
+// by commitTxnLocked). A crash, a revoke or an aborted transaction drops
+// the buffers, and the partitions are read again from those offsets.
 
 import (
 	"math"
@@ -118,32 +125,40 @@ func (g *partitionGroup) drain(now time.Time, fn func(srcItem) error) error {
 	}
 }
 
-// waiting reports whether drain is holding records back for a lagging
-// partition whose buffer has been empty for less than maxWait.
-func (g *partitionGroup) waiting(now time.Time) bool {
-	buffered := false
-	for _, q := range g.queues {
-		buffered = buffered || len(q.items) > 0
-	}
-	if !buffered {
-		return false
-	}
-	for _, q := range g.queues {
-		if len(q.items) == 0 && q.lagging() && now.Sub(q.emptySince) < g.maxWait {
-			return true
+// held returns, for every partition with buffered records, the offset (and
+// leader epoch) of its first buffered record: the position a commit may
+// name for it, since nothing from there on has been forwarded yet.
+func (g *partitionGroup) held() map[state.SourcePartition]kgo.EpochOffset {
+	var out map[state.SourcePartition]kgo.EpochOffset
+	for sp, q := range g.queues {
+		if len(q.items) == 0 {
+			continue
 		}
+		if out == nil {
+			out = make(map[state.SourcePartition]kgo.EpochOffset)
+		}
+		r := q.items[0].rec
+		out[sp] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
 	}
-	return false
+	return out
 }
 
-// drainAll forwards every buffered record, in event-time order, without
-// waiting for lagging partitions (used before a transaction commits every
-// polled offset).
-func (g *partitionGroup) drainAll(now time.Time, fn func(srcItem) error) error {
-	w := g.maxWait
-	g.maxWait = 0
-	defer func() { g.maxWait = w }()
-	return g.drain(now, fn)
+// rewind forgets every buffered record after the consumer went back to the
+// committed offsets (an aborted transaction): each partition is positioned
+// at its committed offset when known, else at its first buffered record,
+// and keeps its high watermark, so that drain still waits for a partition
+// whose records are to be read again.
+func (g *partitionGroup) rewind(committed map[string]map[int32]kgo.EpochOffset, now time.Time) {
+	for sp, q := range g.queues {
+		if c, ok := committed[sp.Topic][sp.Partition]; ok && c.Offset >= 0 {
+			q.next = c.Offset
+		} else if len(q.items) > 0 {
+			q.next = q.items[0].rec.Offset
+		}
+		clear(q.items)
+		q.items = nil
+		q.emptySince = now
+	}
 }
 
 func lessSP(a, b state.SourcePartition) bool {
