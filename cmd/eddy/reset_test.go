@@ -211,46 +211,63 @@ func TestKafkaResetToEarliest(t *testing.T) {
 	for _, mode := range []string{"at_least_once", "exactly_once"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			brokers := kafkatest.Real(t)
-			e := newE2EWith(t, brokers, mode, newScenario(11, resetParts, 120, 6))
-			produceSync(t, brokers, append(timedRecords(e.sc, e.in), e.sc.badRecords(e.in)...))
-			stateDir := t.TempDir()
-
-			first, late1 := runOnce(t, e, stateDir, nil, nil)
-			e.sc.verify(t, first, late1)
-			outEnd, lateEnd := endOffsets(t, brokers, e.out), endOffsets(t, brokers, e.late)
-
-			out := mustReset(t, e, "--to-earliest")
-			for _, want := range []string{"TO REPROCESS", e.app + "-windows-changelog", e.app + "-repartition", "commit the new input offsets", "complete"} {
-				if !strings.Contains(out, want) {
-					t.Errorf("eddy reset output lacks %q:\n%s", want, out)
-				}
-			}
-			for k, v := range committed(t, brokers, e.app) {
-				if v != 0 {
-					t.Errorf("after reset to earliest, %s is committed at %d, want 0", k, v)
-				}
-			}
-
-			second, late2 := runOnce(t, e, stateDir, outEnd, lateEnd)
-			e.sc.verify(t, second, late2)
-			d1, o1 := designedLate(e.sc, late1)
-			d2, o2 := designedLate(e.sc, late2)
-			t.Logf("late records: first run %d designed + %d other, replay %d designed + %d other (%d input partitions)",
-				d1, o1, d2, o2, e.sc.parts)
-			all := func(winKey) bool { return true }
-			if n := sameWindows(t, "replay", first, second, all); n == 0 {
-				t.Fatal("no final windows to compare")
-			}
-			for id := range late1 {
-				if !late2[id] {
-					t.Errorf("record %s was late in the first run, not in the replay", id)
-				}
-			}
-			if len(late2) != len(late1) {
-				t.Errorf("%d late records in the replay, %d in the first run", len(late2), len(late1))
-			}
+			testResetReplay(t, mode, newScenario(11, resetParts, 120, 6))
 		})
+	}
+}
+
+// TestKafkaResetBacklog: the same over a backlog larger than one poll
+// (about 5,000 records per input partition), so that the worker forwards
+// it over many polls and commits, with records of some partitions buffered
+// at each commit. The replay must give the same windows and late records.
+func TestKafkaResetBacklog(t *testing.T) {
+	for _, mode := range []string{"at_least_once", "exactly_once"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testResetReplay(t, mode, newScenario(17, resetParts, 2500, 6))
+		})
+	}
+}
+
+func testResetReplay(t *testing.T, mode string, sc *scenario) {
+	brokers := kafkatest.Real(t)
+	e := newE2EWith(t, brokers, mode, sc)
+	produceSync(t, brokers, append(timedRecords(e.sc, e.in), e.sc.badRecords(e.in)...))
+	stateDir := t.TempDir()
+
+	first, late1 := runOnce(t, e, stateDir, nil, nil)
+	e.sc.verify(t, first, late1)
+	outEnd, lateEnd := endOffsets(t, brokers, e.out), endOffsets(t, brokers, e.late)
+
+	out := mustReset(t, e, "--to-earliest")
+	for _, want := range []string{"TO REPROCESS", e.app + "-windows-changelog", e.app + "-repartition", "commit the new input offsets", "complete"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("eddy reset output lacks %q:\n%s", want, out)
+		}
+	}
+	for k, v := range committed(t, brokers, e.app) {
+		if v != 0 {
+			t.Errorf("after reset to earliest, %s is committed at %d, want 0", k, v)
+		}
+	}
+
+	second, late2 := runOnce(t, e, stateDir, outEnd, lateEnd)
+	e.sc.verify(t, second, late2)
+	d1, o1 := designedLate(e.sc, late1)
+	d2, o2 := designedLate(e.sc, late2)
+	t.Logf("%d events on %d input partitions; late records: first run %d designed + %d other, replay %d designed + %d other",
+		len(e.sc.events), e.sc.parts, d1, o1, d2, o2)
+	all := func(winKey) bool { return true }
+	if n := sameWindows(t, "replay", first, second, all); n == 0 {
+		t.Fatal("no final windows to compare")
+	}
+	for id := range late1 {
+		if !late2[id] {
+			t.Errorf("record %s was late in the first run, not in the replay", id)
+		}
+	}
+	if len(late2) != len(late1) {
+		t.Errorf("%d late records in the replay, %d in the first run", len(late2), len(late1))
 	}
 }
 
