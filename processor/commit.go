@@ -294,6 +294,17 @@ func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
 	// coordinator change the group cannot rejoin while this loop blocks
 	// rebalancing. On timeout End aborts, the loop allows the rebalance,
 	// and the work is redone from the committed state.
+	//
+	// Any error of End (a timeout, or the broker unreachable or restarting:
+	// "unable to initialize a producer ID", NOT_COORDINATOR) is handled by
+	// aborting, retried while it fails (abortTxn), and going back to the
+	// committed state, unless the worker is shutting down. (The check of
+	// ectx.Err() that used to guard this was always true, cancel having run,
+	// so this was already the behaviour.) Known gap: if End's EndTxn commit
+	// reached the broker but its answer did not come back, the transaction
+	// may have committed; redoing it should then count nothing twice
+	// (tasks skip source offsets they applied; not tested) but can emit a
+	// final result a second time.
 	ectx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
 	ectx = kgo.PreTxnCommitFnContext(ectx, func(req *kmsg.TxnOffsetCommitRequest) error {
 		holdBack(req, held)
@@ -301,11 +312,9 @@ func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
 	})
 	committed, err := a.sess.End(ectx, kgo.TryCommit)
 	cancel()
-	if err != nil && ctx.Err() == nil && ectx.Err() != nil {
-		a.log.Warn("transaction end timed out waiting for the group; aborting it", "err", err)
-		actx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
-		_, err = a.sess.End(actx, kgo.TryAbort)
-		cancel()
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("transaction end failed or timed out; aborting it", "err", err)
+		err = a.abortTxn(ctx)
 		committed = false
 	}
 	if err != nil {
@@ -332,6 +341,37 @@ func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
 	return nil
+}
+
+// abortTxn aborts the open transaction after its commit timed out (the
+// group or the broker did not answer in time: a coordinator change, a
+// broker restart). An abort that fails too is tried again, with backoff,
+// for up to abortRetryFor: after a transport error franz-go keeps the
+// transaction open and marks its end unconfirmed, and End with TryAbort is
+// its documented retry (it reloads the producer id, which fences whatever
+// the failed attempt left open). Only a worker that cannot abort for that
+// long gives up (the caller fails, and a restart restores from the
+// changelog).
+func (a *App) abortTxn(ctx context.Context) error {
+	limit := max(time.Minute, 3*a.cfg.SessionTimeout)
+	start := time.Now()
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
+		_, err := a.sess.End(actx, kgo.TryAbort)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Since(start) > limit {
+			return err
+		}
+		a.log.Warn("transaction abort failed; trying again", "attempt", attempt, "retry_in", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		backoff = min(2*backoff, 5*time.Second)
+	}
 }
 
 // holdBack lowers, in a transaction's offset commit, the offset of every
