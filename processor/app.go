@@ -324,7 +324,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		fs := a.cl.PollRecords(pctx, 5000)
+		fs := a.cl.PollRecords(pctx, maxPollRecords)
 		cancel()
 		if fs.IsClientClosed() {
 			return nil
@@ -343,6 +343,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		})
 		_ = ferr // franz-go retries fetch errors itself; they are logged above.
 		a.mu.Lock()
+		a.pg.polled(fs.NumRecords() >= maxPollRecords)
 		perr := a.retryStalled(ctx)
 		if perr == nil {
 			perr = a.processFetches(ctx, fs)
@@ -370,6 +371,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 	}
 }
+
+// maxPollRecords bounds the records one poll hands to the processing loop.
+const maxPollRecords = 5000
 
 func (a *App) setProduceErr(err error) {
 	a.prodMu.Lock()

@@ -38,10 +38,14 @@ type srcItem struct {
 }
 
 type srcQueue struct {
-	sp         state.SourcePartition
-	items      []srcItem
-	next       int64 // offset after the last buffered record (or the known position)
-	hwm        int64 // high watermark from the latest fetch or listing
+	sp    state.SourcePartition
+	items []srcItem
+	next  int64 // offset after the last buffered record (or the known position)
+	hwm   int64 // high watermark from the latest fetch or listing
+	// emptySince is when drain first found the buffer empty (zero: not
+	// yet, or a full poll since, which may have left this partition's
+	// records in the client): the wait for a lagging partition counts
+	// from there, not from its assignment.
 	emptySince time.Time
 }
 
@@ -59,7 +63,7 @@ func newPartitionGroup(maxWait time.Duration) *partitionGroup {
 func (g *partitionGroup) queue(sp state.SourcePartition, now time.Time) *srcQueue {
 	q := g.queues[sp]
 	if q == nil {
-		q = &srcQueue{sp: sp, emptySince: now}
+		q = &srcQueue{sp: sp}
 		g.queues[sp] = q
 	}
 	return q
@@ -99,6 +103,9 @@ func (g *partitionGroup) drain(now time.Time, fn func(srcItem) error) error {
 		var best *srcQueue
 		for _, q := range g.queues {
 			if len(q.items) == 0 {
+				if q.emptySince.IsZero() {
+					q.emptySince = now
+				}
 				if q.lagging() && now.Sub(q.emptySince) < g.maxWait {
 					return nil // wait for this partition's records
 				}
@@ -157,7 +164,21 @@ func (g *partitionGroup) rewind(committed map[string]map[int32]kgo.EpochOffset, 
 		}
 		clear(q.items)
 		q.items = nil
-		q.emptySince = now
+		q.emptySince = time.Time{}
+	}
+}
+
+// polled notes a poll that returned as many records as it may (full): the
+// client may still hold fetched records of the partitions whose buffers
+// are empty, so their wait starts again.
+func (g *partitionGroup) polled(full bool) {
+	if !full {
+		return
+	}
+	for _, q := range g.queues {
+		if len(q.items) == 0 {
+			q.emptySince = time.Time{}
+		}
 	}
 }
 

@@ -130,3 +130,61 @@ func TestPartitionGroupRewind(t *testing.T) {
 		t.Errorf("forwarded %v while in/1 is being read again", fwd)
 	}
 }
+
+// TestPartitionGroupWaitStartsAtDrain: the wait for a lagging partition
+// counts from the first drain that finds it empty, not from its
+// assignment (restoring state can take longer than maxWait), and starts
+// again after a full poll, which may have left its records in the client.
+func TestPartitionGroupWaitStartsAtDrain(t *testing.T) {
+	t0 := time.Unix(1000, 0)
+	g := newPartitionGroup(time.Second)
+	a := state.SourcePartition{Topic: "in", Partition: 0}
+	b := state.SourcePartition{Topic: "in", Partition: 1}
+	g.known(a, 0, 3, t0)
+	g.known(b, 0, 3, t0)
+	var fwd []int64
+	collect := func(it srcItem) error { fwd = append(fwd, it.ev.ts); return nil }
+
+	// 5s after the assignment, the first poll brings only partition 0.
+	now := t0.Add(5 * time.Second)
+	g.polled(false)
+	g.add(a, srcItems("in", 0, 0, []int64{0, 1, 2}, []int64{100, 200, 300}), 3, now)
+	if err := g.drain(now, collect); err != nil {
+		t.Fatal(err)
+	}
+	if len(fwd) != 0 {
+		t.Fatalf("forwarded %v without waiting for in/1", fwd)
+	}
+	// A full poll later (still nothing of in/1) the wait starts again.
+	now = now.Add(900 * time.Millisecond)
+	g.polled(true)
+	if err := g.drain(now.Add(900*time.Millisecond), collect); err != nil {
+		t.Fatal(err)
+	}
+	if len(fwd) != 0 {
+		t.Fatalf("forwarded %v 1.8s after the wait began, with a full poll in between", fwd)
+	}
+	// Then in/1's records come, and everything goes in order.
+	g.add(b, srcItems("in", 1, 0, []int64{0, 1, 2}, []int64{150, 250, 350}), 3, now)
+	if err := g.drain(now, collect); err != nil {
+		t.Fatal(err)
+	}
+	if want := []int64{100, 150, 200, 250, 300, 350}; !slices.Equal(fwd, want) {
+		t.Fatalf("forwarded %v, want %v", fwd, want)
+	}
+
+	// A partition that never comes is waited for maxWait, then skipped.
+	g2 := newPartitionGroup(time.Second)
+	g2.known(b, 0, 3, t0)
+	g2.add(a, srcItems("in", 0, 0, []int64{0}, []int64{100}), 1, t0)
+	fwd = nil
+	_ = g2.drain(t0, collect)
+	_ = g2.drain(t0.Add(999*time.Millisecond), collect)
+	if len(fwd) != 0 {
+		t.Fatalf("forwarded %v before maxWait", fwd)
+	}
+	_ = g2.drain(t0.Add(time.Second), collect)
+	if !slices.Equal(fwd, []int64{100}) {
+		t.Fatalf("forwarded %v after maxWait, want [100]", fwd)
+	}
+}
