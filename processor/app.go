@@ -292,9 +292,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return err
 		}
 		a.cl = a.sess.Client()
-		// A transaction commits every polled offset, so buffered source
-		// records are drained before each commit (commitTxnLocked); between
-		// commits they are ordered by event time as in at-least-once.
+		// Source records buffered for event-time order stay buffered across
+		// transactions: each commits, per source partition, the offset of
+		// the first record not yet forwarded (commitTxnLocked, holdBack).
 		if err := a.sess.Begin(); err != nil {
 			a.sess.Close()
 			return fmt.Errorf("begin transaction: %w", err)
@@ -351,7 +351,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		fs := a.cl.PollRecords(pctx, 5000)
+		fs := a.cl.PollRecords(pctx, maxPollRecords)
 		cancel()
 		if fs.IsClientClosed() {
 			return nil
@@ -370,6 +370,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		})
 		_ = ferr // franz-go retries fetch errors itself; they are logged above.
 		a.mu.Lock()
+		a.pg.polled(fs.NumRecords() >= maxPollRecords)
 		perr := a.retryStalled(ctx)
 		if perr == nil {
 			perr = a.processFetches(ctx, fs)
@@ -382,11 +383,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		if perr == nil {
 			perr = a.punctuate()
 		}
-		// Under exactly-once a commit forwards everything buffered, so it
-		// waits (at most the partition group's maxWait) while a lagging
-		// partition's records are on their way.
-		if perr == nil && a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval &&
-			!(a.eos && a.pg.waiting(a.clock.Now())) {
+		if perr == nil && a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval {
 			start := time.Now()
 			perr = a.commitLocked(ctx)
 			a.m.commitSeconds.Observe(time.Since(start).Seconds())
@@ -401,6 +398,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 	}
 }
+
+// maxPollRecords bounds the records one poll hands to the processing loop.
+const maxPollRecords = 5000
 
 func (a *App) setProduceErr(err error) {
 	a.prodMu.Lock()

@@ -268,12 +268,28 @@ func (a *App) writeStores(work []*flushWork) error {
 // partitions, or this worker was fenced) rewinds the consumer to the
 // committed offsets; the tasks go back to their Pebble state, which is
 // exactly the last committed state.
+//
+// Source records that the partition group buffers for event-time order
+// (partition_group.go) are not forwarded to commit: the transaction's
+// offset commit names, for their partitions, the offset of the first
+// buffered record (holdBack), and they stay buffered for the next
+// transaction, so exactly-once orders a backlog across partitions as
+// at-least-once does. Invariant: a committed source offset is never past a
+// record that is not in a committed transaction. Where the buffers go:
+//   - crash: the next owner reads from the committed offset, the first
+//     buffered record;
+//   - revoke or loss: dropLocked drops the partition's buffer; the session
+//     aborts the open transaction at the next End, and the new owner reads
+//     from the committed offset;
+//   - abort (revoke, fencing, registry outage): End rewinds the consumer to
+//     the committed offsets (those holdBack wrote), and
+//     resetToCommittedLocked drops every buffer.
 func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
-	// Every polled offset commits with the transaction: forward what the
-	// partition group still buffers first.
-	if err := a.pg.drainAll(a.clock.Now(), func(it srcItem) error { return a.forwardSource(ctx, it) }); err != nil {
-		return err
-	}
+	// The session commits the polled position of every partition; the
+	// records the partition group still buffers are not in the transaction,
+	// so their partitions commit the offset of the first of them instead
+	// (holdBack), and they stay buffered.
+	held := a.pg.held()
 	a.produceMarkers(ctx, work)
 	a.crashPoint(CrashAfterFlush, work)
 	a.crashPoint(CrashAfterMarker, work)
@@ -281,14 +297,27 @@ func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
 	// coordinator change the group cannot rejoin while this loop blocks
 	// rebalancing. On timeout End aborts, the loop allows the rebalance,
 	// and the work is redone from the committed state.
+	//
+	// Any error of End (a timeout, or the broker unreachable or restarting:
+	// "unable to initialize a producer ID", NOT_COORDINATOR) is handled by
+	// aborting, retried while it fails (abortTxn), and going back to the
+	// committed state, unless the worker is shutting down. (The check of
+	// ectx.Err() that used to guard this was always true, cancel having run,
+	// so this was already the behaviour.) Known gap: if End's EndTxn commit
+	// reached the broker but its answer did not come back, the transaction
+	// may have committed; redoing it should then count nothing twice
+	// (tasks skip source offsets they applied; not tested) but can emit a
+	// final result a second time.
 	ectx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
+	ectx = kgo.PreTxnCommitFnContext(ectx, func(req *kmsg.TxnOffsetCommitRequest) error {
+		holdBack(req, held)
+		return nil
+	})
 	committed, err := a.sess.End(ectx, kgo.TryCommit)
 	cancel()
-	if err != nil && ctx.Err() == nil && ectx.Err() != nil {
-		a.log.Warn("transaction end timed out waiting for the group; aborting it", "err", err)
-		actx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
-		_, err = a.sess.End(actx, kgo.TryAbort)
-		cancel()
+	if err != nil && ctx.Err() == nil {
+		a.log.Warn("transaction end failed or timed out; aborting it", "err", err)
+		err = a.abortTxn(ctx)
 		committed = false
 	}
 	if err != nil {
@@ -317,6 +346,58 @@ func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
 	return nil
 }
 
+// abortTxn aborts the open transaction after its commit timed out (the
+// group or the broker did not answer in time: a coordinator change, a
+// broker restart). An abort that fails too is tried again, with backoff,
+// for up to abortRetryFor: after a transport error franz-go keeps the
+// transaction open and marks its end unconfirmed, and End with TryAbort is
+// its documented retry (it reloads the producer id, which fences whatever
+// the failed attempt left open). Only a worker that cannot abort for that
+// long gives up (the caller fails, and a restart restores from the
+// changelog).
+func (a *App) abortTxn(ctx context.Context) error {
+	limit := max(time.Minute, 3*a.cfg.SessionTimeout)
+	start := time.Now()
+	backoff := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
+		_, err := a.sess.End(actx, kgo.TryAbort)
+		cancel()
+		if err == nil || ctx.Err() != nil || time.Since(start) > limit {
+			return err
+		}
+		a.log.Warn("transaction abort failed; trying again", "attempt", attempt, "retry_in", backoff, "err", err)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+		case <-t.C:
+		}
+		t.Stop()
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// holdBack lowers, in a transaction's offset commit, the offset of every
+// source partition with records still buffered (held: the first of them)
+// to that record's offset. franz-go's GroupTransactSession commits the
+// polled position of every partition (End commits UncommittedOffsets,
+// which are the polled, "dirty", positions whatever AutoCommitMarks and
+// MarkCommitRecords say); PreTxnCommitFnContext is its documented hook to
+// change the request, and End records what was sent as the committed
+// offsets, so an abort later rewinds to them.
+func holdBack(req *kmsg.TxnOffsetCommitRequest, held map[state.SourcePartition]kgo.EpochOffset) {
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			h, ok := held[state.SourcePartition{Topic: rt.Topic, Partition: rp.Partition}]
+			if ok && h.Offset < rp.Offset {
+				rp.Offset, rp.LeaderEpoch = h.Offset, h.Epoch
+			}
+		}
+	}
+}
+
 // resetToCommittedLocked drops everything not committed: cached state,
 // buffered source records, produce errors. Tasks are rebuilt from Pebble,
 // which holds exactly the last committed transaction's state.
@@ -334,7 +415,7 @@ func (a *App) resetToCommittedLocked() error {
 		}
 		a.tasks[p] = nt
 	}
-	a.pg = newPartitionGroup(a.pg.maxWait)
+	a.pg.rewind(a.cl.CommittedOffsets(), now)
 	clear(a.srcPos)
 	a.dirtySrc = false
 	a.prodMu.Lock()

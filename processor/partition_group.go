@@ -14,6 +14,13 @@ package processor
 // to have more records (its high watermark is beyond what was fetched), the
 // stage waits for them, up to maxWait, before moving on without it (as
 // Kafka Streams' max.task.idle.ms).
+//
+// Buffered records stay buffered across commits in both processing modes:
+// a commit names, per source partition, the offset of the first record not
+// yet forwarded (at-least-once: the position after the last forwarded
+// record; exactly-once: held, written into the transaction's offset commit
+// by commitTxnLocked). A crash, a revoke or an aborted transaction drops
+// the buffers, and the partitions are read again from those offsets.
 
 import (
 	"math"
@@ -31,10 +38,14 @@ type srcItem struct {
 }
 
 type srcQueue struct {
-	sp         state.SourcePartition
-	items      []srcItem
-	next       int64 // offset after the last buffered record (or the known position)
-	hwm        int64 // high watermark from the latest fetch or listing
+	sp    state.SourcePartition
+	items []srcItem
+	next  int64 // offset after the last buffered record (or the known position)
+	hwm   int64 // high watermark from the latest fetch or listing
+	// emptySince is when drain first found the buffer empty (zero: not
+	// yet, or a full poll since, which may have left this partition's
+	// records in the client): the wait for a lagging partition counts
+	// from there, not from its assignment.
 	emptySince time.Time
 }
 
@@ -52,7 +63,7 @@ func newPartitionGroup(maxWait time.Duration) *partitionGroup {
 func (g *partitionGroup) queue(sp state.SourcePartition, now time.Time) *srcQueue {
 	q := g.queues[sp]
 	if q == nil {
-		q = &srcQueue{sp: sp, emptySince: now}
+		q = &srcQueue{sp: sp}
 		g.queues[sp] = q
 	}
 	return q
@@ -92,6 +103,9 @@ func (g *partitionGroup) drain(now time.Time, fn func(srcItem) error) error {
 		var best *srcQueue
 		for _, q := range g.queues {
 			if len(q.items) == 0 {
+				if q.emptySince.IsZero() {
+					q.emptySince = now
+				}
 				if q.lagging() && now.Sub(q.emptySince) < g.maxWait {
 					return nil // wait for this partition's records
 				}
@@ -118,32 +132,54 @@ func (g *partitionGroup) drain(now time.Time, fn func(srcItem) error) error {
 	}
 }
 
-// waiting reports whether drain is holding records back for a lagging
-// partition whose buffer has been empty for less than maxWait.
-func (g *partitionGroup) waiting(now time.Time) bool {
-	buffered := false
-	for _, q := range g.queues {
-		buffered = buffered || len(q.items) > 0
-	}
-	if !buffered {
-		return false
-	}
-	for _, q := range g.queues {
-		if len(q.items) == 0 && q.lagging() && now.Sub(q.emptySince) < g.maxWait {
-			return true
+// held returns, for every partition with buffered records, the offset (and
+// leader epoch) of its first buffered record: the position a commit may
+// name for it, since nothing from there on has been forwarded yet.
+func (g *partitionGroup) held() map[state.SourcePartition]kgo.EpochOffset {
+	var out map[state.SourcePartition]kgo.EpochOffset
+	for sp, q := range g.queues {
+		if len(q.items) == 0 {
+			continue
 		}
+		if out == nil {
+			out = make(map[state.SourcePartition]kgo.EpochOffset)
+		}
+		r := q.items[0].rec
+		out[sp] = kgo.EpochOffset{Epoch: r.LeaderEpoch, Offset: r.Offset}
 	}
-	return false
+	return out
 }
 
-// drainAll forwards every buffered record, in event-time order, without
-// waiting for lagging partitions (used before a transaction commits every
-// polled offset).
-func (g *partitionGroup) drainAll(now time.Time, fn func(srcItem) error) error {
-	w := g.maxWait
-	g.maxWait = 0
-	defer func() { g.maxWait = w }()
-	return g.drain(now, fn)
+// rewind forgets every buffered record after the consumer went back to the
+// committed offsets (an aborted transaction): each partition is positioned
+// at its committed offset when known, else at its first buffered record,
+// and keeps its high watermark, so that drain still waits for a partition
+// whose records are to be read again.
+func (g *partitionGroup) rewind(committed map[string]map[int32]kgo.EpochOffset, now time.Time) {
+	for sp, q := range g.queues {
+		if c, ok := committed[sp.Topic][sp.Partition]; ok && c.Offset >= 0 {
+			q.next = c.Offset
+		} else if len(q.items) > 0 {
+			q.next = q.items[0].rec.Offset
+		}
+		clear(q.items)
+		q.items = nil
+		q.emptySince = time.Time{}
+	}
+}
+
+// polled notes a poll that returned as many records as it may (full): the
+// client may still hold fetched records of the partitions whose buffers
+// are empty, so their wait starts again.
+func (g *partitionGroup) polled(full bool) {
+	if !full {
+		return
+	}
+	for _, q := range g.queues {
+		if len(q.items) == 0 {
+			q.emptySince = time.Time{}
+		}
+	}
 }
 
 func lessSP(a, b state.SourcePartition) bool {

@@ -15,8 +15,10 @@ package processor
 //     repartition stage, a task's inputPos for the aggregation stage)
 //     stay before them. When the record decodes (or is found bad), the held
 //     records go through the normal path and the partition resumes.
-//   - exactly-once: a transaction commits every offset polled, held or
-//     not, so holding is not enough: the transaction is aborted (which
+//   - exactly-once: a transaction commits every offset polled except
+//     those of records the partition group buffers (commit.go, holdBack),
+//     and a held record is not in the partition group, so holding is not
+//     enough: the transaction is aborted (which
 //     rewinds the consumer to the committed offsets and the tasks to their
 //     committed state), and polling pauses with backoff before the records
 //     are read again.

@@ -179,20 +179,28 @@ func runOnce(t *testing.T, e *e2e, stateDir string, outFrom, lateFrom map[int32]
 	return parseResults(t, recordsFrom(t, e.brokers, e.out, outFrom)), lateIDsFrom(t, e.brokers, e.late, lateFrom)
 }
 
-// resetParts is the input partition count of the replay comparisons.
-// Under exactly_once the worker forwards each poll's records without
-// buffering them for event-time order across input partitions (a
-// transaction commits every polled offset), so from a backlog one input
-// partition can be forwarded minutes of event time ahead of another and
-// make the other's records late, differently in each run; the flush records
-// of these scenarios (an hour ahead) make that likely. With one input
-// partition the order is the log's, in both runs. This is a limit of the
-// runtime's exactly-once poll loop, not of the reset.
-func resetParts(mode string) int32 {
-	if mode == "exactly_once" {
-		return 1
+// resetParts is the input partition count of the replay comparisons:
+// several, in both modes, so that the order in which records of different
+// input partitions reach a window (event time, by the partition group)
+// matters and must be the same in the replay.
+const resetParts = 3
+
+// designedLate counts the late ids that the scenario made late on purpose.
+func designedLate(s *scenario, late map[string]bool) (designed, other int) {
+	want := map[string]bool{}
+	for _, ev := range s.events {
+		if ev.designedLate {
+			want[ev.ID] = true
+		}
 	}
-	return 3
+	for id := range late {
+		if want[id] {
+			designed++
+		} else {
+			other++
+		}
+	}
+	return designed, other
 }
 
 // TestKafkaResetToEarliest: run a pipeline over a known input, reset to
@@ -203,42 +211,63 @@ func TestKafkaResetToEarliest(t *testing.T) {
 	for _, mode := range []string{"at_least_once", "exactly_once"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			brokers := kafkatest.Real(t)
-			e := newE2EWith(t, brokers, mode, newScenario(11, resetParts(mode), 120, 6))
-			produceSync(t, brokers, append(timedRecords(e.sc, e.in), e.sc.badRecords(e.in)...))
-			stateDir := t.TempDir()
-
-			first, late1 := runOnce(t, e, stateDir, nil, nil)
-			e.sc.verify(t, first, late1)
-			outEnd, lateEnd := endOffsets(t, brokers, e.out), endOffsets(t, brokers, e.late)
-
-			out := mustReset(t, e, "--to-earliest")
-			for _, want := range []string{"TO REPROCESS", e.app + "-windows-changelog", e.app + "-repartition", "commit the new input offsets", "complete"} {
-				if !strings.Contains(out, want) {
-					t.Errorf("eddy reset output lacks %q:\n%s", want, out)
-				}
-			}
-			for k, v := range committed(t, brokers, e.app) {
-				if v != 0 {
-					t.Errorf("after reset to earliest, %s is committed at %d, want 0", k, v)
-				}
-			}
-
-			second, late2 := runOnce(t, e, stateDir, outEnd, lateEnd)
-			e.sc.verify(t, second, late2)
-			all := func(winKey) bool { return true }
-			if n := sameWindows(t, "replay", first, second, all); n == 0 {
-				t.Fatal("no final windows to compare")
-			}
-			for id := range late1 {
-				if !late2[id] {
-					t.Errorf("record %s was late in the first run, not in the replay", id)
-				}
-			}
-			if len(late2) != len(late1) {
-				t.Errorf("%d late records in the replay, %d in the first run", len(late2), len(late1))
-			}
+			testResetReplay(t, mode, newScenario(11, resetParts, 120, 6))
 		})
+	}
+}
+
+// TestKafkaResetBacklog: the same over a backlog larger than one poll
+// (about 5,000 records per input partition), so that the worker forwards
+// it over many polls and commits, with records of some partitions buffered
+// at each commit. The replay must give the same windows and late records.
+func TestKafkaResetBacklog(t *testing.T) {
+	for _, mode := range []string{"at_least_once", "exactly_once"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testResetReplay(t, mode, newScenario(17, resetParts, 2500, 6))
+		})
+	}
+}
+
+func testResetReplay(t *testing.T, mode string, sc *scenario) {
+	brokers := kafkatest.Real(t)
+	e := newE2EWith(t, brokers, mode, sc)
+	produceSync(t, brokers, append(timedRecords(e.sc, e.in), e.sc.badRecords(e.in)...))
+	stateDir := t.TempDir()
+
+	first, late1 := runOnce(t, e, stateDir, nil, nil)
+	e.sc.verify(t, first, late1)
+	outEnd, lateEnd := endOffsets(t, brokers, e.out), endOffsets(t, brokers, e.late)
+
+	out := mustReset(t, e, "--to-earliest")
+	for _, want := range []string{"TO REPROCESS", e.app + "-windows-changelog", e.app + "-repartition", "commit the new input offsets", "complete"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("eddy reset output lacks %q:\n%s", want, out)
+		}
+	}
+	for k, v := range committed(t, brokers, e.app) {
+		if v != 0 {
+			t.Errorf("after reset to earliest, %s is committed at %d, want 0", k, v)
+		}
+	}
+
+	second, late2 := runOnce(t, e, stateDir, outEnd, lateEnd)
+	e.sc.verify(t, second, late2)
+	d1, o1 := designedLate(e.sc, late1)
+	d2, o2 := designedLate(e.sc, late2)
+	t.Logf("%d events on %d input partitions; late records: first run %d designed + %d other, replay %d designed + %d other",
+		len(e.sc.events), e.sc.parts, d1, o1, d2, o2)
+	all := func(winKey) bool { return true }
+	if n := sameWindows(t, "replay", first, second, all); n == 0 {
+		t.Fatal("no final windows to compare")
+	}
+	for id := range late1 {
+		if !late2[id] {
+			t.Errorf("record %s was late in the first run, not in the replay", id)
+		}
+	}
+	if len(late2) != len(late1) {
+		t.Errorf("%d late records in the replay, %d in the first run", len(late2), len(late1))
 	}
 }
 
@@ -253,7 +282,7 @@ func TestKafkaResetToDatetime(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			brokers := kafkatest.Real(t)
-			e := newE2EWith(t, brokers, mode, newScenario(23, resetParts(mode), 300, 6))
+			e := newE2EWith(t, brokers, mode, newScenario(23, resetParts, 300, 6))
 			produceSync(t, brokers, timedRecords(e.sc, e.in))
 			stateDir := t.TempDir()
 			first, late1 := runOnce(t, e, stateDir, nil, nil)
