@@ -205,6 +205,7 @@ func mainErr() error {
 		}
 	}
 	rep.finished = time.Now().UTC()
+	rep.uptimeAfter = firstLine("uptime")
 	if err := rep.write(); err != nil {
 		return err
 	}

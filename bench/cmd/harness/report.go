@@ -70,6 +70,8 @@ type report struct {
 	datasets []datasetInfo
 	results  []Result
 	failures []string
+	// uptimeAfter is uptime's line at the end: other load on a shared machine shows here.
+	uptimeAfter string
 }
 
 // median of f over the runs of workload and system, 0 if none.
@@ -135,6 +137,7 @@ var (
 	fP99   = func(x Result) float64 { return x.P99 }
 	fP999  = func(x Result) float64 { return x.P999 }
 	fOffer = func(x Result) float64 { return x.OfferedRate }
+	fOuts  = func(x Result) float64 { return float64(x.Outputs) }
 )
 
 func (r *report) markdown() string {
@@ -143,6 +146,7 @@ func (r *report) markdown() string {
 	w("# Benchmark results\n\n")
 	w("Run %s to %s. Machine: %s. System under test pinned to CPU(s) %s; broker, registry, load generator and harness on the others.\n\n",
 		r.started.Format(time.RFC3339), r.finished.Format(time.RFC3339), r.machine.summary(), r.cfg.cpus)
+	w("Load after the run: %s.\n\n", r.uptimeAfter)
 	w("Records per throughput topic: %d; repetitions: %d; cells are median (min–max).\n\n", r.cfg.records, r.cfg.reps)
 	if len(r.datasets) > 0 {
 		w("| topic | records | keys | distribution | value bytes |\n| --- | --- | --- | --- | --- |\n")
@@ -166,15 +170,16 @@ func (r *report) markdown() string {
 	}
 	if len(tp) > 0 {
 		w("## (b), (c) Throughput, one core\n\n")
-		w("| workload | eddy records/s | Kafka Streams records/s | ratio eddy/KS | eddy CPU-s/M | KS CPU-s/M | KS/eddy CPU per record | eddy peak RSS MiB | KS peak RSS MiB |\n")
-		w("| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		w("| workload | eddy records/s | Kafka Streams records/s | ratio eddy/KS | eddy CPU-s/M | KS CPU-s/M | KS/eddy CPU per record | eddy peak RSS MiB | KS peak RSS MiB | results written eddy / KS |\n")
+		w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, wl := range tp {
-			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", wl,
+			w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s / %s |\n", wl,
 				r.cell(wl, sysEddy, fRate, "%.0f"), r.cell(wl, sysKS, fRate, "%.0f"),
 				ratio(r.median(wl, sysEddy, fRate), r.median(wl, sysKS, fRate)),
 				r.cell(wl, sysEddy, fCPU, "%.1f"), r.cell(wl, sysKS, fCPU, "%.1f"),
 				ratio(r.median(wl, sysKS, fCPU), r.median(wl, sysEddy, fCPU)),
-				r.cell(wl, sysEddy, fRSS, "%.0f"), r.cell(wl, sysKS, fRSS, "%.0f"))
+				r.cell(wl, sysEddy, fRSS, "%.0f"), r.cell(wl, sysKS, fRSS, "%.0f"),
+				r.cell(wl, sysEddy, fOuts, "%.0f"), r.cell(wl, sysKS, fOuts, "%.0f"))
 		}
 		w("\n")
 	}
