@@ -277,7 +277,12 @@ public final class EddyPeer {
                   return e.ts >= 0 ? agg + 1 : agg;
                 },
                 Materialized.<String, Long, WindowStore<Bytes, byte[]>>as("windows")
-                    .withKeySerde(Serdes.String()).withValueSerde(Serdes.Long()))
+                    .withKeySerde(Serdes.String()).withValueSerde(Serdes.Long())
+                    // A precaution: keep windows a minute past size + grace, so that segment
+                    // expiry cannot drop a window before the close check (once a second of
+                    // wall-clock time, emit.interval.ms.kstreams.windowed.aggregation) has
+                    // emitted it while a replay moves stream time fast.
+                    .withRetention(Duration.ofMillis(windowMs + graceMs + 60_000)))
             .toStream()
             .map((wk, n) -> KeyValue.pair(wk.key(), result(wk, "requests", n, null)))
             .to(output, Produced.with(Serdes.String(), Serdes.String()));

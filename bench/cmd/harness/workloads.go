@@ -183,6 +183,9 @@ func runThroughput(ctx context.Context, e *env, wl, sys string, rep int, pl pipe
 	if ends, err := e.adm.ListEndOffsets(ctx, output); err == nil {
 		ends.Each(func(o kadm.ListedOffset) { outs += o.Offset })
 	}
+	if err := windowHistogram(ctx, e, output, filepath.Join(e.logDir, app+".windows.txt")); err != nil {
+		say("window histogram of %s: %v", output, err)
+	}
 	return Result{Workload: wl, System: sys, Rep: rep, Records: tp.Records, Seconds: tp.Seconds, Rate: tp.Rate,
 		CPUPerM: tp.CPUPerM, PeakRSS: tp.PeakRSSMiB, Startup: tp.StartupSec, Outputs: outs}, nil
 }
@@ -414,4 +417,46 @@ const latencyCommitMs = 20
 func quantile(sorted []float64, q float64) float64 {
 	i := int(q * float64(len(sorted)-1))
 	return sorted[i]
+}
+
+// windowHistogram writes how many results each window_start has on the
+// output topic: the check that both systems emitted the same windows.
+func windowHistogram(ctx context.Context, e *env, topic, file string) error {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ends, err := e.adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return err
+	}
+	var want, n int64
+	ends.Each(func(o kadm.ListedOffset) { want += o.Offset })
+	counts := map[string]int{}
+	cctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for n < want && cctx.Err() == nil {
+		cl.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
+			n++
+			v := string(r.Value)
+			if i := strings.Index(v, `"window_start":"`); i >= 0 {
+				v = v[i+len(`"window_start":"`):]
+				if j := strings.IndexByte(v, '"'); j >= 0 {
+					counts[v[:j]]++
+				}
+			}
+		})
+	}
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s %d\n", k, counts[k])
+	}
+	return os.WriteFile(file, []byte(b.String()), 0o644)
 }
