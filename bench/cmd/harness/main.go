@@ -114,6 +114,13 @@ func main() {
 		}
 		return
 	}
+	if len(os.Args) > 1 && os.Args[1] == "report" {
+		if err := reportCmd(os.Args[2:]); err != nil {
+			fmt.Fprintln(os.Stderr, "harness report:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := mainErr(); err != nil {
 		fmt.Fprintln(os.Stderr, "harness:", err)
 		os.Exit(1)
@@ -208,6 +215,9 @@ func mainErr() error {
 	rep.uptimeAfter = firstLine("uptime")
 	if err := rep.write(); err != nil {
 		return err
+	}
+	if err := rep.chart(); err != nil {
+		say("chart: %v", err)
 	}
 	say("results: %s", filepath.Join(cfg.out, "summary.md"))
 	return ctx.Err()

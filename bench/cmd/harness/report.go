@@ -252,7 +252,7 @@ func (r *report) write() error {
 	j, err := json.MarshalIndent(map[string]any{
 		"started": r.started, "finished": r.finished, "machine": r.machine,
 		"records": r.cfg.records, "reps": r.cfg.reps, "datasets": r.datasets,
-		"results": r.results, "failures": r.failures,
+		"results": r.results, "failures": r.failures, "uptime_after": r.uptimeAfter, "cpus": r.cfg.cpus,
 	}, "", "  ")
 	if err != nil {
 		return err
@@ -261,4 +261,40 @@ func (r *report) write() error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(r.cfg.out, "summary.md"), []byte(r.markdown()), 0o644)
+}
+
+// reportCmd is `harness report DIR`: rewrite DIR/summary.md and
+// DIR/throughput.png from DIR/results.json (after editing the tables'
+// code, without running everything again).
+func reportCmd(args []string) error {
+	if len(args) != 1 {
+		return fmt.Errorf("usage: harness report RESULTS_DIR")
+	}
+	b, err := os.ReadFile(filepath.Join(args[0], "results.json"))
+	if err != nil {
+		return err
+	}
+	var saved struct {
+		Started, Finished time.Time
+		Machine           machine
+		Records, Reps     int
+		Datasets          []datasetInfo
+		Results           []Result
+		Failures          []string
+		UptimeAfter       string `json:"uptime_after"`
+		CPUs              string
+	}
+	if err := json.Unmarshal(b, &saved); err != nil {
+		return err
+	}
+	r := &report{cfg: config{records: saved.Records, reps: saved.Reps, cpus: saved.CPUs, out: args[0]},
+		machine: saved.Machine, started: saved.Started, finished: saved.Finished, datasets: saved.Datasets,
+		results: saved.Results, failures: saved.Failures, uptimeAfter: saved.UptimeAfter}
+	if r.cfg.cpus == "" {
+		r.cfg.cpus = saved.Machine.BenchCPUs
+	}
+	if err := r.write(); err != nil {
+		return err
+	}
+	return r.chart()
 }
