@@ -423,7 +423,7 @@ func quantile(sorted []float64, q float64) float64 {
 // output topic: the check that both systems emitted the same windows.
 func windowHistogram(ctx context.Context, e *env, topic, file string) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers), kgo.ConsumeTopics(topic),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
 		return err
 	}
@@ -438,7 +438,15 @@ func windowHistogram(ctx context.Context, e *env, topic, file string) error {
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for n < want && cctx.Err() == nil {
-		cl.PollFetches(cctx).EachRecord(func(r *kgo.Record) {
+		// Under exactly-once the end offsets count transaction markers,
+		// which are never returned: stop when nothing more comes.
+		pctx, pcancel := context.WithTimeout(cctx, 3*time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if fs.NumRecords() == 0 && pctx.Err() != nil {
+			break
+		}
+		fs.EachRecord(func(r *kgo.Record) {
 			n++
 			v := string(r.Value)
 			if i := strings.Index(v, `"window_start":"`); i >= 0 {
