@@ -1,5 +1,5 @@
 # Convenience targets; scripts/test.sh is the real test command (see docs/testing.md).
-.PHONY: test test-fast build demo kafka-start kafka-stop vet bench
+.PHONY: test test-fast build demo kafka-start kafka-stop vet bench bench-quick bench-micro
 
 test:
 	scripts/test.sh
@@ -22,5 +22,18 @@ kafka-stop:
 vet:
 	go vet ./...
 
+# eddy against Kafka Streams on a real broker (BENCHMARKS.md; settings in
+# bench/cmd/harness/main.go). The harness, broker and load generator run on
+# CPU 0, the system under test on EDDY_BENCH_CPUS (default 1).
 bench:
+	go build -o bin/bench-harness ./bench/cmd/harness
+	taskset -c 0 bin/bench-harness
+
+# A smoke run of the same: fewer records, one repetition.
+bench-quick:
+	go build -o bin/bench-harness ./bench/cmd/harness
+	EDDY_BENCH_QUICK=1 EDDY_BENCH_OUT=$${EDDY_BENCH_OUT:-/tmp/eddy-bench-quick} taskset -c 0 bin/bench-harness
+
+# The Go microbenchmarks of the per-record hot paths.
+bench-micro:
 	go test -run '^$$' -bench . -benchmem ./...

@@ -31,7 +31,10 @@ func main() {
 	root.AddCommand(runCmd(), describeCmd(), demoCmd(), settingsCmd(), generateCmd())
 	root.AddCommand(schemaCmd(), registryCmd(), produceCmd())
 	root.AddCommand(resetCmd())
-	if err := root.ExecuteContext(ctx); err != nil {
+	stopProfiles := startProfiles()
+	err := root.ExecuteContext(ctx)
+	stopProfiles()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "eddy:", err)
 		os.Exit(1)
 	}
