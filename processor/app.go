@@ -310,6 +310,15 @@ func (a *App) Run(ctx context.Context) (err error) {
 		a.ready.Store(false)
 		a.m.ready.Set(0)
 		// Soft phase: final commit while we still own the partitions.
+		// Block rebalances first, as the poll loop does: a poll with a
+		// canceled context returns at once, after any rebalance under way
+		// has finished, and blocks the next one until AllowRebalance. A
+		// revoke running during the commit would deadlock it: franz-go
+		// calls the revoke callback (which takes a.mu) holding the
+		// transaction session's lock, which End needs.
+		done, cancelDone := context.WithCancel(context.Background())
+		cancelDone()
+		a.cl.PollRecords(done, 1)
 		a.mu.Lock()
 		if err == nil || errors.Is(err, context.Canceled) {
 			cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -323,6 +332,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		a.tasks = map[int32]*task{}
 		a.mu.Unlock()
+		a.cl.AllowRebalance()
 		if a.sess != nil {
 			a.sess.Close()
 		} else {
