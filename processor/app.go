@@ -428,8 +428,13 @@ func (a *App) produceErr() error {
 
 // produce sends rec asynchronously; the next commit waits for it and fails
 // if it failed.
+//
+// The context's cancellation is ignored: a record produced while the worker
+// shuts down (SIGTERM cancels the run context) must still be sent, or fail
+// the commit; a produce failed by cancellation would otherwise be missing
+// from a transaction that commits the offsets of its input.
 func (a *App) produce(ctx context.Context, rec *kgo.Record) {
-	a.cl.Produce(ctx, rec, func(r *kgo.Record, err error) {
+	a.cl.Produce(context.WithoutCancel(ctx), rec, func(r *kgo.Record, err error) {
 		if err != nil {
 			a.setProduceErr(fmt.Errorf("produce to %s: %w", r.Topic, err))
 			return

@@ -313,7 +313,15 @@ func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
 		holdBack(req, held)
 		return nil
 	})
-	committed, err := a.sess.End(ectx, kgo.TryCommit)
+	// A record that failed to produce (forwarded, changelog, output) must
+	// not be left out of a transaction that commits its input's offsets:
+	// flush, and abort instead of committing if any produce failed.
+	try := kgo.TryCommit
+	if ferr := a.cl.Flush(ectx); ferr != nil || a.produceErr() != nil {
+		a.log.Warn("a record of this transaction was not written; aborting it", "flush_err", ferr, "produce_err", a.produceErr())
+		try = kgo.TryAbort
+	}
+	committed, err := a.sess.End(ectx, try)
 	cancel()
 	if err != nil && ctx.Err() == nil {
 		a.log.Warn("transaction end failed or timed out; aborting it", "err", err)
