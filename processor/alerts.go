@@ -742,26 +742,6 @@ func (e *alertEngine) fillEnv(key string, row *state.Row) {
 	}
 }
 
-// env is what a threshold condition sees: aggregates and key fields.
-func (e *alertEngine) env(key string, row *state.Row) map[string]any {
-	env := make(map[string]any, len(e.spec.Aggregates)+len(e.spec.Key))
-	var parts []string
-	_ = json.Unmarshal([]byte(key), &parts)
-	for i, f := range e.spec.Key {
-		if i < len(parts) {
-			env[f] = parts[i]
-		}
-	}
-	for i, a := range e.spec.Aggregates {
-		if v, ok := row.Value(i); ok {
-			env[a.Name] = v
-		} else {
-			env[a.Name] = nil
-		}
-	}
-	return env
-}
-
 // Alert is one published alert transition: the alerts topic's record
 // (JSON, or Avro with AlertSchema) and what goes to Alertmanager.
 type Alert struct {

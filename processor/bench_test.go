@@ -24,8 +24,12 @@ aggregates:
 output: {topic: out}
 `
 
-func benchPipeline(b *testing.B) (*pipeline, *task) {
-	spec, err := topology.Parse([]byte(benchSpec))
+func benchPipeline(b *testing.B) (*pipeline, *task) { return benchPipelineOf(b, benchSpec) }
+
+// benchPipelineOf builds the pipeline of specYAML and one task over a
+// fresh Pebble store, its index (and alert state) loaded.
+func benchPipelineOf(b *testing.B, specYAML string) (*pipeline, *task) {
+	spec, err := topology.Parse([]byte(specYAML))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,7 +42,11 @@ func benchPipeline(b *testing.B) (*pipeline, *task) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
-	return p, newTask(0, db.TaskStore("windows", 0, p.aggSpecs, 0), state.Checkpoint{}, time.Now())
+	t := newTask(0, db.TaskStore("windows", 0, p.aggSpecs, 0), state.Checkpoint{}, time.Now())
+	if err := t.rebuildIndex(p); err != nil {
+		b.Fatal(err)
+	}
+	return p, t
 }
 
 // BenchmarkPrepareJSON: decode, event time, filter and grouping key of one
@@ -96,27 +104,11 @@ func BenchmarkAggregate(b *testing.B) {
 // record, due times checked after it), to show what alerting costs per
 // record.
 func BenchmarkAggregateWithAlerts(b *testing.B) {
-	spec, err := topology.Parse([]byte(benchSpec + `alerts:
+	p, t := benchPipelineOf(b, benchSpec+`alerts:
   rules:
     - {name: errors-high, kind: threshold, condition: 'requests >= 20 && errors > requests * 0.2'}
     - {name: traffic-stopped, kind: absence, for: 5m}
-`))
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := newPipeline(spec)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db, err := state.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { db.Close() })
-	t := newTask(0, db.TaskStore("windows", 0, p.aggSpecs, 0), state.Checkpoint{}, time.Now())
-	if err := t.rebuildIndex(p); err != nil {
-		b.Fatal(err)
-	}
+`)
 	keys := make([]string, 100_000)
 	for i := range keys {
 		keys[i] = fmt.Sprintf(`["svc-%d","/ep/%d"]`, i%100, i)

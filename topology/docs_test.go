@@ -30,15 +30,16 @@ func yamlBlocks(doc string) (blocks []string, lines []int) {
 	return blocks, lines
 }
 
-// TestSpecDocExamplesParse parses every example pipeline in the spec
-// reference: every ```yaml block that starts with "app:".
-func TestSpecDocExamplesParse(t *testing.T) {
-	data, err := os.ReadFile(filepath.FromSlash(specDoc))
+// docExamples parses every example pipeline of doc (every ```yaml block
+// that starts with "app:"), reporting parse errors with their line. It
+// returns the parsed specs with their lines, and how many examples there are.
+func docExamples(t *testing.T, doc string) (specs []*Spec, lines []int, n int) {
+	t.Helper()
+	data, err := os.ReadFile(filepath.FromSlash(doc))
 	if err != nil {
 		t.Fatal(err)
 	}
-	blocks, lines := yamlBlocks(string(data))
-	n := 0
+	blocks, at := yamlBlocks(string(data))
 	for i, b := range blocks {
 		if !strings.HasPrefix(b, "app:") {
 			continue
@@ -46,9 +47,19 @@ func TestSpecDocExamplesParse(t *testing.T) {
 		n++
 		s, err := Parse([]byte(b))
 		if err != nil {
-			t.Errorf("%s, example at line %d:\n%v", specDoc, lines[i], err)
+			t.Errorf("%s, example at line %d:\n%v", doc, at[i], err)
 			continue
 		}
+		specs, lines = append(specs, s), append(lines, at[i])
+	}
+	return specs, lines, n
+}
+
+// TestSpecDocExamplesParse parses every example pipeline in the spec
+// reference: every ```yaml block that starts with "app:".
+func TestSpecDocExamplesParse(t *testing.T) {
+	specs, lines, n := docExamples(t, specDoc)
+	for i, s := range specs {
 		if _, err := s.Compile(nil); err != nil {
 			t.Errorf("%s, example at line %d: Compile: %v", specDoc, lines[i], err)
 		}
@@ -62,22 +73,8 @@ func TestSpecDocExamplesParse(t *testing.T) {
 // of the alerting guide.
 func TestAlertingDocExamplesParse(t *testing.T) {
 	const doc = "../docs/alerting.md"
-	data, err := os.ReadFile(filepath.FromSlash(doc))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks, lines := yamlBlocks(string(data))
-	n := 0
-	for i, b := range blocks {
-		if !strings.HasPrefix(b, "app:") {
-			continue
-		}
-		n++
-		s, err := Parse([]byte(b))
-		if err != nil {
-			t.Errorf("%s, example at line %d:\n%v", doc, lines[i], err)
-			continue
-		}
+	specs, lines, n := docExamples(t, doc)
+	for i, s := range specs {
 		if s.Alerts == nil || len(s.Alerts.Rules) == 0 {
 			t.Errorf("%s, example at line %d has no alert rule", doc, lines[i])
 		}
