@@ -704,6 +704,15 @@ func (p *pipeline) encodeResult(r result) ([]byte, error) {
 	if p.enc != nil {
 		return p.encodeAvroResult(r)
 	}
+	if b, ok, err := p.resEnc.encode(r); ok {
+		return b, err
+	}
+	return p.encodeResultMap(r)
+}
+
+// encodeResultMap is encodeResult through a map and encoding/json: the
+// reference resultEncoder matches, used for keys not in groupKey's form.
+func (p *pipeline) encodeResultMap(r result) ([]byte, error) {
 	var parts []string
 	_ = json.Unmarshal([]byte(r.wk.Key), &parts)
 	key := make(map[string]string, len(p.spec.Key))

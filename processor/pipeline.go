@@ -22,6 +22,7 @@ type pipeline struct {
 	dec      valueDecoder
 	enc      *schema.Encoder // Avro results (output.format avro); nil for JSON
 	keyEnc   *schema.Encoder // Avro result keys (output.format avro); nil for JSON
+	resEnc   *resultEncoder  // JSON results
 	alerts   *alertEngine    // nil without alert rules
 
 	size, advance, gap, grace int64 // ms
@@ -51,6 +52,11 @@ func newPipeline(spec *topology.Spec) (*pipeline, error) {
 		maxFuture:  spec.Time.MaxFuture,
 		emitUpdate: spec.Emit == "update",
 	}
+	aggNames := make([]string, len(spec.Aggregates))
+	for i, a := range spec.Aggregates {
+		aggNames[i] = a.Name
+	}
+	p.resEnc = newResultEncoder(spec.Key, aggNames)
 	if spec.Source.Format == topology.FormatAvro {
 		p.dec = nil // set by bindSchemas, which needs the registry
 	}

@@ -130,15 +130,19 @@ func keyString(v any) (string, bool) {
 // as strings, e.g. ["checkout","/pay"]. It is the key of repartition and
 // output records.
 func groupKey(fields map[string]any, keyFields []string) (string, string, error) {
-	parts := make([]string, len(keyFields))
+	var buf [128]byte
+	b := append(buf[:0], '[')
 	for i, f := range keyFields {
 		s, ok := keyString(fields[f])
 		if !ok {
 			return "", f, fmt.Errorf("missing or null")
 		}
-		parts[i] = s
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
 	}
-	b, _ := json.Marshal(parts)
+	b = append(b, ']')
 	return string(b), "", nil
 }
 

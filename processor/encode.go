@@ -1,0 +1,231 @@
+package processor
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"unicode/utf8"
+)
+
+// JSON results are written by appending bytes, without reflection: at 100k
+// keys nearly every input record closes a window, and encoding results
+// through a map[string]any and encoding/json was about a third of the CPU
+// of a count pipeline. The bytes are exactly those encoding/json writes
+// for the map encodeResult used to build (fields sorted by name, the
+// same escaping and number format); TestResultEncoderMatchesJSON checks it
+// against that map.
+
+type jsonFieldKind uint8
+
+const (
+	jfKeyObject jsonFieldKind = iota // "key": {the key fields}
+	jfKeyPart                        // one key field
+	jfWindowStart
+	jfWindowEnd
+	jfAggregate
+)
+
+type jsonField struct {
+	name []byte // `"name":`
+	kind jsonFieldKind
+	idx  int // key part or aggregate index
+}
+
+// resultEncoder appends one result's JSON. Not safe for concurrent use
+// (the app's processing goroutine owns it).
+type resultEncoder struct {
+	fields  []jsonField // top level, sorted by name
+	keyObj  []jsonField // the "key" object's fields, sorted by name
+	nParts  int
+	parts   [][]byte // scratch: the key's parts, as JSON strings
+	cache   [2]cachedTime
+	lastLen int // size of the last result, to size the next buffer
+}
+
+type cachedTime struct {
+	ms  int64
+	str []byte // quoted RFC 3339
+	ok  bool
+}
+
+func newResultEncoder(keyFields, aggNames []string) *resultEncoder {
+	e := &resultEncoder{nParts: len(keyFields)}
+	// The same assignments, in the same order, as the map it replaces: a
+	// later one wins a name clash (Validate allows none for aggregates).
+	byName := map[string]jsonField{"key": {kind: jfKeyObject}}
+	for i, f := range keyFields {
+		byName[f] = jsonField{kind: jfKeyPart, idx: i}
+	}
+	byName["window_start"] = jsonField{kind: jfWindowStart}
+	byName["window_end"] = jsonField{kind: jfWindowEnd}
+	for i, a := range aggNames {
+		byName[a] = jsonField{kind: jfAggregate, idx: i}
+	}
+	names := make([]string, 0, len(byName))
+	for n := range byName {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		f := byName[n]
+		f.name = jsonName(n)
+		e.fields = append(e.fields, f)
+	}
+	keyNames := map[string]int{}
+	for i, f := range keyFields {
+		keyNames[f] = i
+	}
+	names = names[:0]
+	for n := range keyNames {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		e.keyObj = append(e.keyObj, jsonField{name: jsonName(n), kind: jfKeyPart, idx: keyNames[n]})
+	}
+	return e
+}
+
+func jsonName(n string) []byte {
+	b, _ := json.Marshal(n)
+	return append(b, ':')
+}
+
+// splitKey returns the elements of a grouping key (a JSON array of
+// strings as groupKey writes it) as their JSON text, quotes included.
+func splitKey(key string, dst [][]byte) ([][]byte, bool) {
+	dst = dst[:0]
+	if len(key) < 2 || key[0] != '[' || key[len(key)-1] != ']' {
+		return dst, false
+	}
+	s := key[1 : len(key)-1]
+	for len(s) > 0 {
+		if s[0] != '"' {
+			return dst, false
+		}
+		i := 1
+		for ; i < len(s); i++ {
+			if s[i] == '\\' {
+				i++
+				continue
+			}
+			if s[i] == '"' {
+				break
+			}
+		}
+		if i >= len(s) {
+			return dst, false
+		}
+		dst = append(dst, []byte(s[:i+1]))
+		s = s[i+1:]
+		if len(s) > 0 {
+			if s[0] != ',' || len(s) == 1 {
+				return dst, false
+			}
+			s = s[1:]
+		}
+	}
+	return dst, true
+}
+
+func (e *resultEncoder) timeString(slot int, ms int64) []byte {
+	c := &e.cache[slot]
+	if !c.ok || c.ms != ms {
+		c.ms, c.ok = ms, true
+		c.str = strconv.AppendQuote(c.str[:0], fmtTime(ms)) // RFC 3339: plain ASCII
+	}
+	return c.str
+}
+
+// encode returns the JSON of r. ok is false when r's key is not in the
+// form groupKey writes; the caller then takes the slow path.
+func (e *resultEncoder) encode(r result) (out []byte, ok bool, err error) {
+	e.parts, ok = splitKey(r.wk.Key, e.parts)
+	if !ok || len(e.parts) != e.nParts {
+		return nil, false, nil
+	}
+	b := make([]byte, 0, max(e.lastLen, 64))
+	b = append(b, '{')
+	for i, f := range e.fields {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, f.name...)
+		switch f.kind {
+		case jfKeyObject:
+			b = append(b, '{')
+			for j, k := range e.keyObj {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				b = append(b, k.name...)
+				b = append(b, e.parts[k.idx]...)
+			}
+			b = append(b, '}')
+		case jfKeyPart:
+			b = append(b, e.parts[f.idx]...)
+		case jfWindowStart:
+			b = append(b, e.timeString(0, r.wk.Start)...)
+		case jfWindowEnd:
+			b = append(b, e.timeString(1, r.wk.End)...)
+		case jfAggregate:
+			v, has := r.row.Value(f.idx)
+			if !has {
+				b = append(b, "null"...)
+				continue
+			}
+			if b, err = appendJSONFloat(b, v); err != nil {
+				return nil, true, err
+			}
+		}
+	}
+	b = append(b, '}')
+	e.lastLen = len(b)
+	return b, true, nil
+}
+
+// appendJSONFloat writes f as encoding/json writes a float64.
+func appendJSONFloat(b []byte, f float64) ([]byte, error) {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return b, fmt.Errorf("json: unsupported value: %s", strconv.FormatFloat(f, 'g', -1, 64))
+	}
+	format := byte('f')
+	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
+		format = 'e'
+	}
+	b = strconv.AppendFloat(b, f, format, -1, 64)
+	if format == 'e' {
+		// e-09 -> e-9, as encoding/json does.
+		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
+			b[n-2] = b[n-1]
+			b = b[:n-1]
+		}
+	}
+	return b, nil
+}
+
+// appendJSONString appends s as encoding/json writes a string. Strings
+// made only of printable ASCII that needs no escaping (encoding/json also
+// escapes <, > and &) are quoted directly; others go through
+// encoding/json.
+func appendJSONString(b []byte, s string) []byte {
+	if plainJSON(s) {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	q, _ := json.Marshal(s)
+	return append(b, q...)
+}
+
+func plainJSON(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			return false
+		}
+	}
+	return true
+}
