@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -74,6 +75,35 @@ func newPipeline(spec *topology.Spec) (*pipeline, error) {
 		p.aggSpecs = append(p.aggSpecs, as)
 	}
 	return p, nil
+}
+
+// inputFields returns the top-level input fields the pipeline reads: the
+// key, the event time, the filter's and where clauses' fields and the
+// aggregates' inputs. all is true when an expression reads $env, and so
+// any field. Avro input decodes only these fields.
+func (p *pipeline) inputFields() (fields []string, all bool) {
+	spec := p.spec
+	fields = append(fields, spec.Key...)
+	if spec.Time.Field != "" {
+		fields = append(fields, spec.Time.Field)
+	}
+	exprs := append([]*topology.Expr{p.compiled.Filter}, p.compiled.Where...)
+	for _, e := range exprs {
+		if e == nil {
+			continue
+		}
+		if e.ReadsEnv() {
+			return nil, true
+		}
+		fields = append(fields, e.Fields()...)
+	}
+	for _, a := range spec.Aggregates {
+		if a.Field != "" {
+			fields = append(fields, a.Field)
+		}
+	}
+	slices.Sort(fields)
+	return slices.Compact(fields), false
 }
 
 func aggSpec(a topology.Aggregate) (state.AggSpec, error) {

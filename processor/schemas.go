@@ -121,6 +121,9 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 		if pinned {
 			opts = append(opts, schema.PinSubject(subjects[0]))
 		}
+		if fields, all := p.inputFields(); !all {
+			opts = append(opts, schema.Project(fields))
+		}
 		p.dec = avroDecoder{schema.NewDecoder(reg, opts...)}
 		for _, subject := range subjects {
 			var latest *schema.Schema

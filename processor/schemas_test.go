@@ -8,11 +8,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/schema"
@@ -163,6 +166,42 @@ func TestAvroDecodeClassesAndOutage(t *testing.T) {
 		_, re, err := p.prepare(ctx, &kgo.Record{Value: c.value}, now)
 		if err != nil || re == nil || re.Class != c.class {
 			t.Errorf("%q: record error %v, undecided %v; want class %v", c.value, re, err, c.class)
+		}
+	}
+}
+
+// TestAvroDecodesOnlyWhatThePipelineReads: an Avro pipeline's decoder
+// keeps the key, time, filter, where and aggregate fields and skips the
+// rest; an expression reading $env keeps every field.
+func TestAvroDecodesOnlyWhatThePipelineReads(t *testing.T) {
+	parsed, err := schema.ParseSchema(testRequestSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, err := avro.Marshal(parsed, map[string]any{"ts": time.UnixMilli(1_700_000_000_000), "service": "api", "tags": []string{"a"}, "latency_ms": 120})
+	if err != nil {
+		t.Fatal(err)
+	}
+	value := append([]byte{0, 0, 0, 0, 7}, body...)
+	for _, tc := range []struct {
+		extra string
+		want  []string
+	}{
+		{"", []string{"latency_ms", "service", "ts"}},
+		{"filter: 'service != \"x\"'\n", []string{"latency_ms", "service", "ts"}},
+		{"  - {name: m, op: count, where: '\"tags\" in $env'}\n", []string{"latency_ms", "service", "tags", "ts"}},
+	} {
+		p, _, err := avroPipeline(t, tc.extra)
+		if err != nil {
+			t.Fatalf("%q: %v", tc.extra, err)
+		}
+		fields, err := p.dec.Decode(context.Background(), value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := slices.Sorted(maps.Keys(fields))
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("%q: decoded fields %v, want %v", tc.extra, got, tc.want)
 		}
 	}
 }

@@ -21,16 +21,20 @@ type readFn func(r *avro.Reader) any
 type recordPlan struct {
 	names []string
 	reads []readFn
+	keep  []bool // false: the field is read past (skipped), not stored
+	kept  int
 }
 
 func (p *recordPlan) read(r *avro.Reader) map[string]any {
-	m := make(map[string]any, len(p.names))
+	m := make(map[string]any, p.kept)
 	for i, read := range p.reads {
 		v := read(r)
 		if r.Error != nil {
 			return m
 		}
-		m[p.names[i]] = v
+		if p.keep[i] {
+			m[p.names[i]] = v
+		}
 	}
 	return m
 }
@@ -41,7 +45,11 @@ type planner struct {
 	records map[string]*recordPlan
 }
 
-func compilePlan(s avro.Schema) (*recordPlan, bool) {
+// compilePlan compiles the plan of a record schema. With a non-nil
+// project, only the top-level fields it names are stored; the others are
+// read past without building values (see skipper), still checked as far
+// as reading them requires.
+func compilePlan(s avro.Schema, project map[string]bool) (*recordPlan, bool) {
 	if ref, ok := s.(*avro.RefSchema); ok {
 		s = ref.Schema()
 	}
@@ -50,7 +58,23 @@ func compilePlan(s avro.Schema) (*recordPlan, bool) {
 		return nil, false
 	}
 	p := &planner{records: make(map[string]*recordPlan)}
-	return p.record(rec), true
+	if project == nil {
+		return p.record(rec), true
+	}
+	rp := &recordPlan{}
+	sp := &skipPlanner{records: make(map[string]*[]readFn)}
+	for _, f := range rec.Fields() {
+		keep := project[f.Name()]
+		read := sp.skipper(f.Type())
+		if keep {
+			read = p.compile(f.Type())
+			rp.kept++
+		}
+		rp.names = append(rp.names, f.Name())
+		rp.reads = append(rp.reads, read)
+		rp.keep = append(rp.keep, keep)
+	}
+	return rp, true
 }
 
 func (p *planner) record(rec *avro.RecordSchema) *recordPlan {
@@ -62,6 +86,8 @@ func (p *planner) record(rec *avro.RecordSchema) *recordPlan {
 	for _, f := range rec.Fields() {
 		rp.names = append(rp.names, f.Name())
 		rp.reads = append(rp.reads, p.compile(f.Type()))
+		rp.keep = append(rp.keep, true)
+		rp.kept++
 	}
 	return rp
 }
@@ -181,3 +207,134 @@ func readBlocks(r *avro.Reader, item func()) {
 		}
 	}
 }
+
+// skipPlanner compiles skippers; like planner, it shares records so that
+// recursive types terminate.
+type skipPlanner struct {
+	records map[string]*[]readFn
+}
+
+// skipper returns a readFn that reads past a value of s without building
+// it, returning nil. It checks what reading does (lengths, union branches,
+// enum symbols, item counts, varints, booleans) so that a corrupt record
+// fails as it would when read; types it does not cover are read and
+// dropped.
+func (sp *skipPlanner) skipper(s avro.Schema) readFn {
+	if ref, ok := s.(*avro.RefSchema); ok {
+		s = ref.Schema()
+	}
+	if lt, ok := s.(avro.LogicalTypeSchema); ok && lt.Logical() != nil {
+		switch lt.Logical().Type() {
+		case avro.Decimal, avro.Duration:
+			return dropper(s)
+		}
+	}
+	switch s.Type() {
+	case avro.Null:
+		return func(*avro.Reader) any { return nil }
+	// Primitives are read as when decoding (the same checks, no
+	// allocation); strings and bytes are what skipping saves.
+	case avro.Boolean:
+		return func(r *avro.Reader) any { r.ReadBool(); return nil }
+	case avro.Int:
+		return func(r *avro.Reader) any { r.ReadInt(); return nil }
+	case avro.Long:
+		return func(r *avro.Reader) any { r.ReadLong(); return nil }
+	case avro.Float:
+		return func(r *avro.Reader) any { r.ReadFloat(); return nil }
+	case avro.Double:
+		return func(r *avro.Reader) any { r.ReadDouble(); return nil }
+	case avro.String, avro.Bytes:
+		return func(r *avro.Reader) any { skipLength(r); return nil }
+	case avro.Enum:
+		n := len(s.(*avro.EnumSchema).Symbols())
+		return func(r *avro.Reader) any {
+			if i := int(r.ReadInt()); r.Error == nil && (i < 0 || i >= n) {
+				r.ReportError("ReadEnum", "unknown enum symbol")
+			}
+			return nil
+		}
+	case avro.Union:
+		types := s.(*avro.UnionSchema).Types()
+		branches := make([]readFn, len(types))
+		for i, t := range types {
+			branches[i] = sp.skipper(t)
+		}
+		return func(r *avro.Reader) any {
+			i := int(r.ReadLong())
+			if r.Error != nil {
+				return nil
+			}
+			if i < 0 || i >= len(branches) {
+				r.ReportError("ReadUnion", "unknown union branch")
+				return nil
+			}
+			return branches[i](r)
+		}
+	case avro.Record:
+		rec := s.(*avro.RecordSchema)
+		skips, ok := sp.records[rec.FullName()]
+		if !ok {
+			// Registered before its fields compile, so a recursive record
+			// shares this slice; it is complete before any record is read.
+			skips = new([]readFn)
+			sp.records[rec.FullName()] = skips
+			for _, f := range rec.Fields() {
+				*skips = append(*skips, sp.skipper(f.Type()))
+			}
+		}
+		return func(r *avro.Reader) any {
+			for _, skip := range *skips {
+				if skip(r); r.Error != nil {
+					return nil
+				}
+			}
+			return nil
+		}
+	case avro.Array:
+		item := sp.skipper(s.(*avro.ArraySchema).Items())
+		return func(r *avro.Reader) any {
+			readBlocks(r, func() { item(r) })
+			return nil
+		}
+	case avro.Map:
+		value := sp.skipper(s.(*avro.MapSchema).Values())
+		return func(r *avro.Reader) any {
+			readBlocks(r, func() {
+				skipLength(r)
+				value(r)
+			})
+			return nil
+		}
+	}
+	return dropper(s)
+}
+
+// dropper reads a value of s with hamba and drops it.
+func dropper(s avro.Schema) readFn {
+	return func(r *avro.Reader) any {
+		var v any
+		r.ReadVal(s, &v)
+		return nil
+	}
+}
+
+// skipLength reads past a string or bytes value.
+func skipLength(r *avro.Reader) {
+	n := r.ReadLong()
+	if r.Error != nil {
+		return
+	}
+	switch {
+	case n < 0:
+		r.ReportError("ReadString", "invalid string length")
+	case n > maxByteSlice:
+		r.ReportError("ReadString", "size is greater than `Config.MaxByteSliceSize`")
+	default:
+		r.SkipNBytes(int(n))
+	}
+}
+
+// maxByteSlice is hamba's default Config.MaxByteSliceSize, which the
+// Decoder's reader uses: a longer string or bytes value fails to read.
+const maxByteSlice = 1_048_576

@@ -44,7 +44,7 @@ func TestDecodePlanMatchesHamba(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	plan, ok := compilePlan(s)
+	plan, ok := compilePlan(s, nil)
 	if !ok {
 		t.Fatal("no plan for a record")
 	}
@@ -93,5 +93,100 @@ func TestDecodeHugeBlockCount(t *testing.T) {
 	}
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("took %v", d)
+	}
+}
+
+// TestDecodeProjection: a projected plan returns exactly the named fields,
+// with the values the full plan gives, and fails on exactly the corrupt
+// bodies (truncated at every byte, single bytes changed) the full plan
+// fails on, with every field projected away in turn.
+func TestDecodeProjection(t *testing.T) {
+	const text = `{"type":"record","name":"PNode","fields":[
+		{"name":"ts","type":"long"},
+		{"name":"ok","type":"boolean"},
+		{"name":"n","type":"int"},
+		{"name":"f","type":"float"},
+		{"name":"s","type":"string"},
+		{"name":"b","type":"bytes"},
+		{"name":"fx","type":{"type":"fixed","name":"PF4","size":4}},
+		{"name":"dec","type":{"type":"bytes","logicalType":"decimal","precision":9,"scale":2}},
+		{"name":"arr","type":{"type":"array","items":["null","string","double"]}},
+		{"name":"m","type":{"type":"map","values":{"type":"array","items":"long"}}},
+		{"name":"e","type":{"type":"enum","name":"PE","symbols":["A","B","C"]}},
+		{"name":"next","type":["null","PNode"],"default":null},
+		{"name":"d","type":"double"}
+	]}`
+	s, err := ParseSchema(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := map[string]any{
+		"ts": int64(1_700_000_000_000), "ok": true, "n": 7, "f": float32(1.5), "s": "héllo", "b": []byte{0, 1},
+		"fx": [4]byte{1, 2, 3, 4}, "dec": big.NewRat(12345, 100), "arr": []any{nil, "a", 1.5},
+		"m": map[string]any{"k": []any{int64(1), int64(2)}}, "e": "C", "next": nil, "d": 2.25,
+	}
+	root := map[string]any{}
+	for k, v := range leaf {
+		root[k] = v
+	}
+	root["next"] = map[string]any{"PNode": leaf}
+	body, err := avro.Marshal(s, root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, _ := compilePlan(s, nil)
+	decode := func(p *recordPlan, b []byte) (map[string]any, error) {
+		r := avro.NewReader(nil, 0).Reset(b)
+		m := p.read(r)
+		if r.Error == nil {
+			var one [1]byte
+			if r.Read(one[:]); r.Error == nil {
+				return nil, errors.New("bytes left over")
+			}
+			r.Error = nil
+		}
+		return m, r.Error
+	}
+	want, err := decode(full, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Corrupt variants: every truncation, and every byte set to a few values.
+	var bad [][]byte
+	for i := range body {
+		bad = append(bad, body[:i])
+		for _, v := range []byte{0x00, 0x01, 0x02, 0x06, 0x40, 0x7f, 0x80, 0xff} {
+			c := append([]byte(nil), body...)
+			c[i] = v
+			bad = append(bad, c)
+		}
+	}
+	for _, name := range []string{"ts", "ok", "n", "f", "s", "b", "fx", "dec", "arr", "m", "e", "next", "d"} {
+		for _, project := range [][]string{{name}, {"ts", name}, {}} {
+			set := map[string]bool{}
+			for _, f := range project {
+				set[f] = true
+			}
+			p, _ := compilePlan(s, set)
+			got, err := decode(p, body)
+			if err != nil {
+				t.Fatalf("project %v: %v", project, err)
+			}
+			if len(got) != len(set) {
+				t.Errorf("project %v: got fields %v", project, got)
+			}
+			for f := range set {
+				if !reflect.DeepEqual(got[f], want[f]) {
+					t.Errorf("project %v: %s = %#v, want %#v", project, f, got[f], want[f])
+				}
+			}
+			for i, b := range bad {
+				_, ferr := decode(full, b)
+				_, perr := decode(p, b)
+				if (ferr == nil) != (perr == nil) {
+					t.Fatalf("project %v, corrupt body %d (% x): full decode err %v, projected err %v", project, i, b, ferr, perr)
+				}
+			}
+		}
 	}
 }

@@ -40,6 +40,7 @@ import (
 type Decoder struct {
 	reg     Registry
 	subject string
+	project map[string]bool // nil: every field
 	negTTL  time.Duration
 	now     func() time.Time
 	api     avro.API
@@ -75,6 +76,20 @@ func PinSubject(subject string) DecoderOption {
 // of bad records. Default 30s; 0 asks every time.
 func NegativeCacheTTL(d time.Duration) DecoderOption {
 	return func(dec *Decoder) { dec.negTTL = d }
+}
+
+// Project makes the Decoder return only the named top-level fields of
+// each record: the others are read past without building their values
+// (a record is still checked as far as reading it requires: a corrupt
+// record fails alike). A pipeline decodes only the fields it reads.
+// Default: every field.
+func Project(fields []string) DecoderOption {
+	return func(d *Decoder) {
+		d.project = make(map[string]bool, len(fields))
+		for _, f := range fields {
+			d.project[f] = true
+		}
+	}
 }
 
 // DecoderClock sets the clock for NegativeCacheTTL. Default time.Now.
@@ -181,7 +196,7 @@ func (d *Decoder) entry(ctx context.Context, id int) (*decodeEntry, error) {
 		return nil, derr
 	}
 	e = &decodeEntry{s: s}
-	e.plan, _ = compilePlan(s.Avro)
+	e.plan, _ = compilePlan(s.Avro, d.project)
 	d.mu.Lock()
 	d.ids[id] = e
 	d.mu.Unlock()

@@ -80,6 +80,7 @@ type Expr struct {
 	src     string
 	program *vm.Program
 	fields  []string // top-level fields the expression names, sorted
+	usesEnv bool     // reads $env
 	vms     sync.Pool
 }
 
@@ -173,7 +174,7 @@ func CompileBool(src string, fields map[string]FieldType) (*Expr, error) {
 	if err != nil {
 		return nil, newExprError(src, err)
 	}
-	e := &Expr{src: src, program: program}
+	e := &Expr{src: src, program: program, usesEnv: refs.env}
 	for f := range refs.fields {
 		if !refs.lets[f] {
 			e.fields = append(e.fields, f)
@@ -189,6 +190,10 @@ func (e *Expr) String() string { return e.src }
 
 // Fields returns the top-level record fields the expression names, sorted.
 func (e *Expr) Fields() []string { return e.fields }
+
+// ReadsEnv reports whether the expression reads $env, and so may read any
+// field, not only those Fields names.
+func (e *Expr) ReadsEnv() bool { return e.usesEnv }
 
 // Eval evaluates the expression on one record's fields.
 //
@@ -260,6 +265,7 @@ func newExprError(src string, err error) *ExprError {
 type refCollector struct {
 	fields map[string]bool // identifiers, some of which may be let variables
 	lets   map[string]bool
+	env    bool // $env: the expression may read any field
 	err    *ExprError
 	errAt  int
 }
@@ -275,6 +281,8 @@ func (r *refCollector) Visit(node *ast.Node) {
 	case *ast.IdentifierNode:
 		if n.Value != "$env" {
 			r.fields[n.Value] = true
+		} else {
+			r.env = true
 		}
 	case *ast.VariableDeclaratorNode:
 		r.lets[n.Name] = true
