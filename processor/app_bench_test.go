@@ -55,30 +55,88 @@ func BenchmarkApp(b *testing.B) {
 }
 
 func benchApp(b *testing.B, keys int, aggregates string) {
-	const parts = 6
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parts, "in"))
+	cluster, brokers := benchCluster(b)
+	defer cluster.Close()
+	reg := benchPreload(b, brokers, b.N, func(i int, r *rand.Rand) int { return r.IntN(keys) })
+	spec := benchSpecOf(b, "10s", "5s", aggregates)
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	start := time.Now()
+	benchRunUntilCommitted(b, brokers, spec, reg, b.TempDir())
+	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/record")
+}
+
+// BenchmarkAppRestore: an App starting with no local state restores a
+// changelog of b.N rows (every record a new key, windows that cannot
+// close), from Run to Ready; reports changelog records/s.
+func BenchmarkAppRestore(b *testing.B) {
+	cluster, brokers := benchCluster(b)
+	defer cluster.Close()
+	reg := benchPreload(b, brokers, b.N, func(i int, _ *rand.Rand) int { return i })
+	spec := benchSpecOf(b, "24h", "24h", "  - {name: requests, op: count}\n")
+	benchRunUntilCommitted(b, brokers, spec, reg, b.TempDir())
+
+	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: b.TempDir(), Registry: reg,
+		SessionTimeout: 6 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer cluster.Close()
-	brokers := cluster.ListenAddrs()
+	b.ResetTimer()
+	cpu0 := cpuTime()
+	start := time.Now()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	for !app.Ready() {
+		select {
+		case err := <-done:
+			cancel()
+			b.Fatalf("app stopped: %v", err)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
+	b.StopTimer()
+	cancel()
+	if err := <-done; err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/record")
+}
 
+func benchCluster(b *testing.B) (*kfake.Cluster, []string) {
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "in"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	return cluster, cluster.ListenAddrs()
+}
+
+// benchPreload writes n records to "in": event time +1 ms per record,
+// ending now, the key of record i key(i) (as k-%07d), keyed by the
+// grouping key. It returns a registry holding their schema.
+func benchPreload(b *testing.B, brokers []string, n int, key func(i int, r *rand.Rand) int) *fakeRegistry {
 	parsed, err := schema.ParseSchema(benchEventSchema)
 	if err != nil {
 		b.Fatal(err)
 	}
 	reg := &fakeRegistry{byID: map[int]*schema.Schema{1: {ID: 1, Subject: "in-value", Version: 1, Text: benchEventSchema, Avro: parsed}}}
-
-	// Pre-load b.N records: event time +1 ms per record, ending now.
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.DefaultProduceTopic("in"), kgo.MaxBufferedRecords(100_000))
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer cl.Close()
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(1, 2))
-	ts := time.Now().UnixMilli() - int64(b.N)
-	for i := range b.N {
-		k := fmt.Sprintf("k-%07d", r.IntN(keys))
+	ts := time.Now().UnixMilli() - int64(n)
+	for i := range n {
+		k := fmt.Sprintf("k-%07d", key(i, r))
 		body, err := avro.Marshal(parsed, map[string]any{
 			"ts": ts + int64(i), "key": k, "service": "checkout", "endpoint": "/api/pay",
 			"status": 200, "latency_ms": float64(r.IntN(50000)) / 100, "region": "eu-west-1",
@@ -98,18 +156,15 @@ func benchApp(b *testing.B, keys int, aggregates string) {
 	if err := cl.Flush(ctx); err != nil {
 		b.Fatal(err)
 	}
-	adm := kadm.NewClient(cl)
-	defer cl.Close()
-	ends, err := adm.ListEndOffsets(ctx, "in")
-	if err != nil {
-		b.Fatal(err)
-	}
+	return reg
+}
 
+func benchSpecOf(b *testing.B, size, grace, aggregates string) *topology.Spec {
 	spec, err := topology.Parse([]byte(`app: bench
 source: {topics: [in], format: avro, keyed_by_group_key: true}
 time: {field: ts, max_future: 1h}
 key: [key]
-window: {type: tumbling, size: 10s, grace: 5s}
+window: {type: tumbling, size: ` + size + `, grace: ` + grace + `}
 aggregates:
 ` + aggregates + `emit: close
 output: {topic: out}
@@ -119,25 +174,39 @@ idle_timeout: 24h
 	if err != nil {
 		b.Fatal(err)
 	}
-	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: b.TempDir(), Registry: reg,
+	return spec
+}
+
+// benchRunUntilCommitted runs an App until the group has committed the
+// end of every partition of "in", then stops it.
+func benchRunUntilCommitted(b *testing.B, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	ends, err := adm.ListEndOffsets(ctx, "in")
+	if err != nil {
+		b.Fatal(err)
+	}
+	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: dir, Registry: reg,
 		SessionTimeout: 6 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.ResetTimer()
-	cpu0 := cpuTime()
-	start := time.Now()
 	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- app.Run(runCtx) }()
 	for {
 		select {
 		case err := <-done:
-			cancel()
 			b.Fatalf("app stopped: %v", err)
 		case <-time.After(20 * time.Millisecond):
 		}
-		offs, err := adm.FetchOffsets(ctx, "bench")
+		offs, err := adm.FetchOffsets(ctx, spec.GroupID())
 		if err != nil {
 			continue
 		}
@@ -151,15 +220,10 @@ idle_timeout: 24h
 			break
 		}
 	}
-	elapsed := time.Since(start)
-	cpu := cpuTime() - cpu0
-	b.StopTimer()
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
-	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/record")
 }
 
 // cpuTime is the process's user+system CPU time (all threads, the
