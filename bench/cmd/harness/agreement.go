@@ -97,7 +97,7 @@ func (a agreement) brief() string {
 	s := fmt.Sprintf("%d sampled results compared (only eddy %d, only Kafka Streams %d), %d count mismatches",
 		a.Compared, a.OnlyEddy, a.OnlyKS, a.CountBad)
 	if a.P99Compared > 0 {
-		s += fmt.Sprintf("; p99: %d compared (%d over ≥2 records), %d equal, %d beyond %.0f%%, max relative difference %.4f%%",
+		s += fmt.Sprintf("; p99: %d compared (%d over ≥2 records), %d equal, %d beyond %.0f%%, max relative difference %.2g%%",
 			a.P99Compared, a.P99Multi, a.P99Equal, a.P99Bad, 100*p99Tolerance, 100*a.P99MaxRel)
 	}
 	return s

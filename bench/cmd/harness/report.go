@@ -193,7 +193,7 @@ func (r *report) markdown() string {
 		for _, a := range r.agreements {
 			p99 := "– | – | – | –"
 			if a.P99Compared > 0 {
-				p99 = fmt.Sprintf("%d (%d) | %d | %d | %.3f%%", a.P99Compared, a.P99Multi, a.P99Equal, a.P99Bad, 100*a.P99MaxRel)
+				p99 = fmt.Sprintf("%d (%d) | %d | %d | %.2g%%", a.P99Compared, a.P99Multi, a.P99Equal, a.P99Bad, 100*a.P99MaxRel)
 			}
 			w("| %s | %d | %d | %d | %d | %d | %s |\n", a.Workload, a.Rep, a.Compared, a.OnlyEddy, a.OnlyKS, a.CountBad, p99)
 		}
