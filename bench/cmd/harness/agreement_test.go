@@ -64,7 +64,7 @@ func TestCompareSamples(t *testing.T) {
 	// A window only eddy emitted.
 	add(eddy, k1, `{"key":"k-0000001","window_start":"2026-11-26T14:20:30.000Z","requests":1,"p99_latency_ms":5}`)
 
-	a := compareSamples("p99-u100k", 1, eddy, ks)
+	a := compareSamples("p99-u100k", 1, eddy, ks, nil)
 	if a.Compared != 4 || a.OnlyEddy != 1 || a.OnlyKS != 0 {
 		t.Fatalf("compared %d, only eddy %d, only KS %d; want 4, 1, 0", a.Compared, a.OnlyEddy, a.OnlyKS)
 	}
@@ -89,8 +89,44 @@ func TestCompareSamplesCount(t *testing.T) {
 	if err := ks.add([]byte(k), []byte(`{"window_start":"2026-11-26T14:20:10Z","requests":4}`)); err != nil {
 		t.Fatal(err)
 	}
-	if a := compareSamples("count-u100k", 1, eddy, ks); !a.ok() || a.Compared != 1 || a.P99Compared != 0 {
+	if a := compareSamples("count-u100k", 1, eddy, ks, nil); !a.ok() || a.Compared != 1 || a.P99Compared != 0 {
 		t.Fatalf("got %+v", a)
+	}
+}
+
+// TestExactSample: the exact results from the generated records, and the
+// comparison of each system with them.
+func TestExactSample(t *testing.T) {
+	k := `["k-0000001"]`
+	w0 := int64(1_790_000_000_000) // a multiple of 10 s
+	var evs []sampledEvent
+	// 101 values 1..101 in the first window: rank ⌊0.99·100⌋ = 99, the value 100.
+	for i := 0; i < 101; i++ {
+		evs = append(evs, sampledEvent{key: k, ts: w0 + int64(i), latency: float64(101 - i)})
+	}
+	evs = append(evs, sampledEvent{key: k, ts: w0 + 10_000, latency: 7})
+	exact := exactSample(evs, 10_000, "p99")
+	if x := exact[sampleKey{k, w0}]; x.count != 101 || x.p99 != 100 {
+		t.Fatalf("first window: %+v, want count 101, p99 100", x)
+	}
+	if x := exact[sampleKey{k, w0 + 10_000}]; x.count != 1 || x.p99 != 7 {
+		t.Fatalf("second window: %+v, want count 1, p99 7", x)
+	}
+	if exactSample(evs, 10_000, "filter") != nil {
+		t.Fatal("filter has no exact results")
+	}
+	if x := exactSample(evs, 10_000, "count")[sampleKey{k, w0}]; x.hasP99 || x.count != 101 {
+		t.Fatalf("count mode: %+v", x)
+	}
+
+	eddy := resultSample{{k, w0}: {count: 101, p99: 100.9, hasP99: true}, {k, w0 + 10_000}: {count: 1, p99: 7, hasP99: true}}
+	ks := resultSample{{k, w0}: {count: 101, p99: 101.5, hasP99: true}, {k, w0 + 10_000}: {count: 1, p99: 7, hasP99: true}}
+	a := compareSamples("p99-u100k", 1, eddy, ks, exact)
+	if a.ExactCompared != 2 || a.EddyOff != 0 || a.KSOff != 1 || a.P99Bad != 0 || a.ok() {
+		t.Fatalf("got %+v", a)
+	}
+	if a.EddyMaxErr != relErr(100.9, 100) || a.KSMaxErr != relErr(101.5, 100) {
+		t.Fatalf("max errors %v, %v", a.EddyMaxErr, a.KSMaxErr)
 	}
 }
 
