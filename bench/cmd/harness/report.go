@@ -242,7 +242,9 @@ func (r *report) markdown() string {
 	w("## Targets\n\n")
 	target := func(name string, ok bool, have bool, detail string) {
 		st := "not measured"
-		if have {
+		if !have {
+			detail = "–" // the numbers would be of missing runs
+		} else {
 			st = "missed"
 			if ok {
 				st = "met"
