@@ -142,6 +142,10 @@ var (
 	fOuts  = func(x Result) float64 { return float64(x.Outputs) }
 )
 
+// throughputWorkloads are the workloads of the throughput table and chart,
+// in their order.
+var throughputWorkloads = []string{"count-u100k", "count-u1k", "count-z100k", "count-u1m", "filter", "p99-u100k", "count-u100k-eos"}
+
 func (r *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -165,7 +169,7 @@ func (r *report) markdown() string {
 		w("\n")
 	}
 	var tp []string
-	for _, wl := range []string{"count-u100k", "count-u1k", "count-z100k", "count-u1m", "filter", "p99-u100k", "count-u100k-eos"} {
+	for _, wl := range throughputWorkloads {
 		if r.has(wl, sysEddy) || r.has(wl, sysKS) {
 			tp = append(tp, wl)
 		}
