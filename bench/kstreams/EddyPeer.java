@@ -15,6 +15,11 @@
 //            field through a repartition topic, then as count
 //   latency  per-key tumbling count and max(ts), emitted on update (at each
 //            commit, through the cache), for end-to-end latency
+//   p99      as count, plus the p99 of latency_ms from DataDog's DDSketch
+//            (sketches-java), with eddy's sketch settings: 1% relative
+//            accuracy, cubically interpolated mapping, collapsing dense
+//            stores of 2048 bins; the sketch is serialized into the window
+//            store and its changelog with the library's own encoding
 //
 // Keys: bootstrap, input, output, app, state, guarantee (at_least_once |
 // exactly_once_v2), commit_ms, cache_bytes, window_ms, grace_ms,
@@ -61,6 +66,14 @@ import org.apache.kafka.streams.kstream.TimeWindows;
 import org.apache.kafka.streams.kstream.Windowed;
 import org.apache.kafka.streams.processor.StateRestoreListener;
 import org.apache.kafka.streams.state.WindowStore;
+
+import com.datadoghq.sketch.ddsketch.DDSketch;
+import com.datadoghq.sketch.ddsketch.encoding.ByteArrayInput;
+import com.datadoghq.sketch.ddsketch.encoding.GrowingByteArrayOutput;
+import com.datadoghq.sketch.ddsketch.mapping.CubicallyInterpolatedMapping;
+import com.datadoghq.sketch.ddsketch.mapping.IndexMapping;
+import com.datadoghq.sketch.ddsketch.store.CollapsingHighestDenseStore;
+import com.datadoghq.sketch.ddsketch.store.CollapsingLowestDenseStore;
 
 public final class EddyPeer {
 
@@ -162,6 +175,98 @@ public final class EddyPeer {
     }
   }
 
+  /**
+   * count and p99 of latency_ms of a window, for the p99 mode: the state of
+   * eddy's row of a count and a p99 aggregate (state/aggregate.go): the
+   * record count, the exact min and max of the values, and a DDSketch with
+   * eddy's settings (RelativeAccuracy, MaxQuantileBins, the cubically
+   * interpolated mapping; positive values collapse their lowest bins,
+   * negative ones, stored by magnitude, their highest). As in eddy, the
+   * quantile is the sketch's estimate clamped to the exact min and max, and
+   * NaN and infinite values are counted but not fed to the sketch.
+   */
+  static final class CountP99 {
+    static final double RELATIVE_ACCURACY = 0.01, QUANTILE = 0.99;
+    static final int MAX_BINS = 2048;
+    static final IndexMapping MAPPING = new CubicallyInterpolatedMapping(RELATIVE_ACCURACY);
+
+    long count, values;
+    double min, max;
+    DDSketch sketch; // null until the first value, as in eddy
+
+    static DDSketch newSketch() {
+      return new DDSketch(MAPPING,
+          () -> new CollapsingHighestDenseStore(MAX_BINS), // negative values
+          () -> new CollapsingLowestDenseStore(MAX_BINS)); // positive values
+    }
+
+    void add(double v) {
+      count++;
+      if (!Double.isFinite(v)) return;
+      if (v == 0) v = 0; // -0 -> +0
+      if (sketch == null) sketch = newSketch();
+      sketch.accept(v);
+      if (values == 0) {
+        min = v;
+        max = v;
+      } else {
+        min = Math.min(min, v);
+        max = Math.max(max, v);
+      }
+      values++;
+    }
+
+    /** The JSON value of the p99: null when the window saw no value, as eddy writes it. */
+    String p99() {
+      if (values == 0) return "null";
+      return Double.toString(Math.min(Math.max(sketch.getValueAtQuantile(QUANTILE), min), max));
+    }
+  }
+
+  /**
+   * CountP99 as count, values (8-byte longs), min, max (8-byte doubles),
+   * then the sketch in the library's encoding without the index mapping
+   * (fixed above), as eddy encodes its rows: zero count, positive and
+   * negative bins. Empty when no value was seen yet.
+   */
+  static final class CountP99Serde implements Serde<CountP99> {
+    public Serializer<CountP99> serializer() {
+      return (topic, a) -> {
+        GrowingByteArrayOutput out = GrowingByteArrayOutput.withInitialCapacity(64);
+        try {
+          out.writeLongLE(a.count);
+          out.writeLongLE(a.values);
+          out.writeLongLE(Double.doubleToRawLongBits(a.min));
+          out.writeLongLE(Double.doubleToRawLongBits(a.max));
+          if (a.sketch != null) a.sketch.encode(out, true);
+        } catch (java.io.IOException e) {
+          throw new java.io.UncheckedIOException(e);
+        }
+        return out.trimmedCopy();
+      };
+    }
+    public Deserializer<CountP99> deserializer() {
+      return (topic, b) -> {
+        if (b == null) return null;
+        ByteArrayInput in = ByteArrayInput.wrap(b);
+        CountP99 a = new CountP99();
+        try {
+          a.count = in.readLongLE();
+          a.values = in.readLongLE();
+          a.min = Double.longBitsToDouble(in.readLongLE());
+          a.max = Double.longBitsToDouble(in.readLongLE());
+          if (in.hasRemaining()) {
+            a.sketch = CountP99.newSketch();
+            a.sketch.decodeAndMergeWith(in); // reads to the end of b
+          }
+        } catch (java.io.IOException e) {
+          throw new java.io.UncheckedIOException(e);
+        }
+        return a;
+      };
+    }
+  }
+
   static String iso(long ms) { return java.time.Instant.ofEpochMilli(ms).toString(); }
 
   /** The result record, shaped like eddy's JSON results. */
@@ -179,7 +284,7 @@ public final class EddyPeer {
 
   public static void main(String[] args) throws Exception {
     if (args.length < 1) {
-      System.err.println("usage: EddyPeer consume|count|filter|latency key=value...");
+      System.err.println("usage: EddyPeer consume|count|filter|latency|p99 key=value...");
       System.exit(2);
     }
     Map<String, String> o = new HashMap<>();
@@ -300,6 +405,21 @@ public final class EddyPeer {
                     .withKeySerde(Serdes.String()).withValueSerde(new CountMaxSerde()))
             .toStream()
             .map((wk, a) -> KeyValue.pair(wk.key(), result(wk, "requests", a.count, "\"last_ts\":" + a.maxTs)))
+            .to(output, Produced.with(Serdes.String(), Serdes.String()));
+        break;
+      }
+      case "p99": {
+        in.groupByKey(grouped).windowedBy(windows)
+            .emitStrategy(EmitStrategy.onWindowClose())
+            .aggregate(CountP99::new, (k, v, agg) -> {
+                  agg.add(decode(v).latencyMs);
+                  return agg;
+                },
+                Materialized.<String, CountP99, WindowStore<Bytes, byte[]>>as("windows")
+                    .withKeySerde(Serdes.String()).withValueSerde(new CountP99Serde())
+                    .withRetention(Duration.ofMillis(windowMs + graceMs + 60_000))) // as in count
+            .toStream()
+            .map((wk, a) -> KeyValue.pair(wk.key(), result(wk, "requests", a.count, "\"p99_latency_ms\":" + a.p99())))
             .to(output, Produced.with(Serdes.String(), Serdes.String()));
         break;
       }

@@ -15,7 +15,7 @@ import (
 func (r *report) chart() error {
 	var names []string
 	var ed, ks plotter.Values
-	for _, wl := range []string{"count-u100k", "count-u1k", "count-z100k", "count-u1m", "filter", "count-u100k-eos"} {
+	for _, wl := range throughputWorkloads {
 		e, k := r.median(wl, sysEddy, fRate), r.median(wl, sysKS, fRate)
 		if e == 0 && k == 0 {
 			continue

@@ -122,18 +122,27 @@ func createTopic(ctx context.Context, adm *kadm.Client, topic string, parts int3
 	return nil
 }
 
+// sampledEvent is one pre-loaded record of a sampled key (see inSample),
+// kept to compute the exact results the systems should emit.
+type sampledEvent struct {
+	key     string // the grouping key, as the results' record key
+	ts      int64
+	latency float64
+}
+
 // preload writes d.Records events to d's topic: event time (and the Kafka
 // timestamp) advancing 1 ms per record, ending a minute before now, keyed by
-// the grouping key. It returns the average value size.
-func preload(ctx context.Context, env *env, d dataset) (float64, error) {
+// the grouping key. It returns the average value size and the events of
+// the sampled keys.
+func preload(ctx context.Context, env *env, d dataset) (float64, []sampledEvent, error) {
 	if err := createTopic(ctx, env.adm, d.Topic(), partitions, nil); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(env.brokers), kgo.DefaultProduceTopic(d.Topic()),
 		kgo.ProducerLinger(5*time.Millisecond), kgo.ProducerBatchMaxBytes(1<<20),
 		kgo.MaxBufferedRecords(100_000))
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer cl.Close()
 	pick := keyPicker(d, 42)
@@ -143,15 +152,20 @@ func preload(ctx context.Context, env *env, d dataset) (float64, error) {
 		bytes   int64
 		errOnce sync.Once
 		perr    error
+		sampled []sampledEvent
 	)
 	for i := 0; i < d.Records; i++ {
 		ts := base + int64(i)
 		k := keyName(pick(i))
-		v, err := env.enc.Encode(g.fields(ts, k))
+		f := g.fields(ts, k)
+		v, err := env.enc.Encode(f)
 		if err != nil {
-			return 0, fmt.Errorf("encode: %w", err)
+			return 0, nil, fmt.Errorf("encode: %w", err)
 		}
 		bytes += int64(len(v))
+		if gk := groupKey(k); inSample(gk) {
+			sampled = append(sampled, sampledEvent{key: string(gk), ts: ts, latency: f["latency_ms"].(float64)})
+		}
 		cl.Produce(ctx, &kgo.Record{Key: groupKey(k), Value: v, Timestamp: time.UnixMilli(ts)}, func(_ *kgo.Record, err error) {
 			if err != nil {
 				errOnce.Do(func() { perr = err })
@@ -159,12 +173,12 @@ func preload(ctx context.Context, env *env, d dataset) (float64, error) {
 		})
 	}
 	if err := cl.Flush(ctx); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if perr != nil {
-		return 0, fmt.Errorf("produce to %s: %w", d.Topic(), perr)
+		return 0, nil, fmt.Errorf("produce to %s: %w", d.Topic(), perr)
 	}
-	return float64(bytes) / float64(d.Records), nil
+	return float64(bytes) / float64(d.Records), sampled, nil
 }
 
 // consumeAll reads topic from the start to its current end offsets and

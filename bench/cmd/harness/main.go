@@ -20,8 +20,8 @@
 //	EDDY_BENCH_LATENCY_SECONDS  offered-load duration of a latency run (20; quick 15)
 //	EDDY_BENCH_WORKLOADS        comma-separated subset of: consume, count-u100k,
 //	                            filter, restore, latency-10k, count-u1k, count-z100k,
-//	                            count-u1m, latency-half (all of these), and
-//	                            count-u100k-eos (exactly-once; only when named)
+//	                            count-u1m, latency-half, p99-u100k (all of these),
+//	                            and count-u100k-eos (exactly-once; only when named)
 //	EDDY_BENCH_CPUS             CPUs of the system under test (1)
 //	EDDY_BENCH_PROFILE=1        write CPU and allocation profiles of every eddy
 //	                            run to <out>/profiles (go tool pprof)
@@ -60,7 +60,7 @@ type config struct {
 
 var (
 	allWorkloads = []string{"consume", "count-u100k", "filter", "restore", "latency-10k",
-		"count-u1k", "count-z100k", "count-u1m", "latency-half", "count-u100k-eos"}
+		"count-u1k", "count-z100k", "count-u1m", "latency-half", "p99-u100k", "count-u100k-eos"}
 	defaultWorkloads = allWorkloads[:len(allWorkloads)-1]
 )
 
@@ -197,7 +197,7 @@ func mainErr() error {
 	}
 	say("broker %s, registry %s, system under test on CPUs %s", e.brokers, e.registry, cfg.cpus)
 
-	r := &runner{e: e, cfg: cfg, rep: rep, loaded: map[string]bool{}}
+	r := &runner{e: e, cfg: cfg, rep: rep, loaded: map[string]bool{}, sampled: map[string][]sampledEvent{}}
 	for _, wl := range cfg.workloads {
 		if ctx.Err() != nil {
 			break
@@ -229,6 +229,8 @@ type runner struct {
 	cfg    config
 	rep    *report
 	loaded map[string]bool
+	// sampled holds each dataset's events of the sampled keys.
+	sampled map[string][]sampledEvent
 }
 
 func (r *runner) dataset(ctx context.Context, d dataset) error {
@@ -236,10 +238,11 @@ func (r *runner) dataset(ctx context.Context, d dataset) error {
 		return nil
 	}
 	t0 := time.Now()
-	size, err := preload(ctx, r.e, d)
+	size, sampled, err := preload(ctx, r.e, d)
 	if err != nil {
 		return err
 	}
+	r.sampled[d.Name] = sampled
 	n, _, _, err := consumeAll(ctx, r.e.brokers, d.Topic()) // warm read, untimed
 	if err != nil {
 		return err
@@ -316,6 +319,9 @@ func (r *runner) workload(ctx context.Context, wl string) error {
 		return nil
 	case "count-u100k":
 		d = u100k
+	case "p99-u100k":
+		d = u100k
+		pl.mode = "p99"
 	case "count-u100k-eos":
 		d = u100k
 		pl.guarantee = "exactly_once_v2"
@@ -340,15 +346,38 @@ func (r *runner) workload(ctx context.Context, wl string) error {
 		return err
 	}
 	for rep := 1; rep <= r.cfg.reps; rep++ {
+		samples := map[string]resultSample{}
 		for _, sys := range both {
-			res, err := runThroughput(ctx, r.e, wl, sys, rep, pl, d)
+			res, sample, err := runThroughput(ctx, r.e, wl, sys, rep, pl, d)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sys, err)
 			}
 			r.add(res)
+			samples[sys] = sample
+		}
+		if samples[sysEddy] != nil && samples[sysKS] != nil {
+			exact := exactSample(r.sampled[d.Name], pl.windowMs, pl.mode)
+			r.agree(compareSamples(wl, rep, samples[sysEddy], samples[sysKS], exact))
 		}
 	}
 	return nil
+}
+
+// agree records one repetition's agreement check, and its mismatches in
+// the log directory.
+func (r *runner) agree(a agreement) {
+	verdict := "agree"
+	if !a.ok() {
+		verdict = "DISAGREE"
+	}
+	say("  %s rep %d: eddy and Kafka Streams %s: %s", a.Workload, a.Rep, verdict, a.brief())
+	if len(a.Mismatches) > 0 {
+		f := filepath.Join(r.e.logDir, fmt.Sprintf("%s-%d.mismatches.txt", a.Workload, a.Rep))
+		if err := os.WriteFile(f, []byte(strings.Join(a.Mismatches, "\n")+"\n"), 0o644); err != nil {
+			say("write %s: %v", f, err)
+		}
+	}
+	r.rep.agreements = append(r.rep.agreements, a)
 }
 
 func short(n int) string {

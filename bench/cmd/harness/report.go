@@ -70,6 +70,8 @@ type report struct {
 	datasets []datasetInfo
 	results  []Result
 	failures []string
+	// agreements compare the two systems' results, per workload and repetition.
+	agreements []agreement
 	// uptimeAfter is uptime's line at the end: other load on a shared machine shows here.
 	uptimeAfter string
 }
@@ -140,6 +142,10 @@ var (
 	fOuts  = func(x Result) float64 { return float64(x.Outputs) }
 )
 
+// throughputWorkloads are the workloads of the throughput table and chart,
+// in their order.
+var throughputWorkloads = []string{"count-u100k", "count-u1k", "count-z100k", "count-u1m", "filter", "p99-u100k", "count-u100k-eos"}
+
 func (r *report) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
@@ -163,13 +169,13 @@ func (r *report) markdown() string {
 		w("\n")
 	}
 	var tp []string
-	for _, wl := range []string{"count-u100k", "count-u1k", "count-z100k", "count-u1m", "filter", "count-u100k-eos"} {
+	for _, wl := range throughputWorkloads {
 		if r.has(wl, sysEddy) || r.has(wl, sysKS) {
 			tp = append(tp, wl)
 		}
 	}
 	if len(tp) > 0 {
-		w("## (b), (c) Throughput, one core\n\n")
+		w("## (b), (c), (d) Throughput, one core\n\n")
 		w("| workload | eddy records/s | Kafka Streams records/s | ratio eddy/KS | eddy CPU-s/M | KS CPU-s/M | KS/eddy CPU per record | eddy peak RSS MiB | KS peak RSS MiB | results written eddy / KS |\n")
 		w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, wl := range tp {
@@ -180,6 +186,26 @@ func (r *report) markdown() string {
 				ratio(r.median(wl, sysKS, fCPU), r.median(wl, sysEddy, fCPU)),
 				r.cell(wl, sysEddy, fRSS, "%.0f"), r.cell(wl, sysKS, fRSS, "%.0f"),
 				r.cell(wl, sysEddy, fOuts, "%.0f"), r.cell(wl, sysKS, fOuts, "%.0f"))
+		}
+		w("\n")
+	}
+	if len(r.agreements) > 0 {
+		w("## Agreement of the results\n\n")
+		w("For the keys whose FNV-1a hash is 0 mod %d, every (key, window) result that both systems emitted, compared with the other system's (counts exactly, p99s within %.0f%% of the larger: each DDSketch is within 1%% of the true value) and with the exact result computed from the generated records (counts exactly, p99 within 1%% of the value of rank ⌊0.99·(n−1)⌋; not for filter). Mismatches, if any, are listed in logs/<workload>-<rep>.mismatches.txt.\n\n", sampleEvery, 100*p99Tolerance)
+		w("| workload | rep | compared | only eddy | only KS | count mismatches | p99 compared (over ≥2 records) | p99 equal | p99 beyond %.0f%% | max p99 difference | off exact: eddy / KS | max p99 error vs exact: eddy / KS |\n", 100*p99Tolerance)
+		w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, a := range r.agreements {
+			p99, exact, exactErr := "– | – | – | –", "–", "–"
+			if a.P99Compared > 0 {
+				p99 = fmt.Sprintf("%d (%d) | %d | %d | %.2g%%", a.P99Compared, a.P99Multi, a.P99Equal, a.P99Bad, 100*a.P99MaxRel)
+			}
+			if a.ExactCompared > 0 {
+				exact = fmt.Sprintf("%d / %d of %d", a.EddyOff, a.KSOff, a.ExactCompared)
+				if a.P99Compared > 0 {
+					exactErr = fmt.Sprintf("%.3f%% / %.3f%%", 100*a.EddyMaxErr, 100*a.KSMaxErr)
+				}
+			}
+			w("| %s | %d | %d | %d | %d | %d | %s | %s | %s |\n", a.Workload, a.Rep, a.Compared, a.OnlyEddy, a.OnlyKS, a.CountBad, p99, exact, exactErr)
 		}
 		w("\n")
 	}
@@ -220,7 +246,9 @@ func (r *report) markdown() string {
 	w("## Targets\n\n")
 	target := func(name string, ok bool, have bool, detail string) {
 		st := "not measured"
-		if have {
+		if !have {
+			detail = "–" // the numbers would be of missing runs
+		} else {
 			st = "missed"
 			if ok {
 				st = "met"
@@ -253,6 +281,7 @@ func (r *report) write() error {
 		"started": r.started, "finished": r.finished, "machine": r.machine,
 		"records": r.cfg.records, "reps": r.cfg.reps, "datasets": r.datasets,
 		"results": r.results, "failures": r.failures, "uptime_after": r.uptimeAfter, "cpus": r.cfg.cpus,
+		"agreements": r.agreements,
 	}, "", "  ")
 	if err != nil {
 		return err
@@ -283,13 +312,14 @@ func reportCmd(args []string) error {
 		Failures          []string
 		UptimeAfter       string `json:"uptime_after"`
 		CPUs              string
+		Agreements        []agreement
 	}
 	if err := json.Unmarshal(b, &saved); err != nil {
 		return err
 	}
 	r := &report{cfg: config{records: saved.Records, reps: saved.Reps, cpus: saved.CPUs, out: args[0]},
 		machine: saved.Machine, started: saved.Started, finished: saved.Finished, datasets: saved.Datasets,
-		results: saved.Results, failures: saved.Failures, uptimeAfter: saved.UptimeAfter}
+		results: saved.Results, failures: saved.Failures, uptimeAfter: saved.UptimeAfter, agreements: saved.Agreements}
 	if r.cfg.cpus == "" {
 		r.cfg.cpus = saved.Machine.BenchCPUs
 	}

@@ -83,8 +83,13 @@ func buildEddy(e *env) error {
 	return err
 }
 
-// buildPeer resolves Kafka Streams 4.1.2 and its dependencies from Maven
-// Central (cached under $EDDY_CACHE/kstreams-4.1.2) and compiles
+// peerJars are the jars whose presence in the cache means that Maven has
+// already resolved bench/kstreams/pom.xml: Kafka Streams, and DataDog's
+// DDSketch for the p99 workload.
+var peerJars = []string{"kafka-streams-4.1.2.jar", "sketches-java-0.8.3.jar"}
+
+// buildPeer resolves Kafka Streams 4.1.2, DDSketch and their dependencies
+// from Maven Central (cached under $EDDY_CACHE/kstreams-4.1.2) and compiles
 // bench/kstreams/EddyPeer.java with javac.
 func buildPeer(e *env) error {
 	cache := os.Getenv("EDDY_CACHE")
@@ -93,15 +98,20 @@ func buildPeer(e *env) error {
 		cache = filepath.Join(home, ".cache", "eddy")
 	}
 	libs := filepath.Join(cache, "kstreams-4.1.2", "libs")
-	if _, err := os.Stat(filepath.Join(libs, "kafka-streams-4.1.2.jar")); err != nil {
+	complete := true
+	for _, j := range peerJars {
+		if _, err := os.Stat(filepath.Join(libs, j)); err != nil {
+			complete = false
+		}
+	}
+	if !complete {
 		tmp := libs + ".tmp"
 		_ = os.RemoveAll(tmp)
 		if _, err := run(e.root, "mvn", "-B", "-q", "--no-transfer-progress", "-f", "bench/kstreams/pom.xml",
 			"dependency:copy-dependencies", "-DincludeScope=runtime", "-DoutputDirectory="+tmp); err != nil {
-			return fmt.Errorf("fetch Kafka Streams jars (needs Maven and Maven Central): %w", err)
+			return fmt.Errorf("fetch the Kafka Streams peer's jars (needs Maven and Maven Central): %w", err)
 		}
-		_ = os.RemoveAll(libs)
-		if err := os.Rename(tmp, libs); err != nil {
+		if err := mergeDir(tmp, libs); err != nil {
 			return err
 		}
 	}
@@ -137,6 +147,30 @@ func stopBroker(e *env, state string) {
 	cmd.Env = append(os.Environ(), "EDDY_KAFKA_STATE="+state)
 	cmd.Stderr = os.Stderr
 	_ = cmd.Run()
+}
+
+// mergeDir moves the files of src that dst lacks into dst (or renames src
+// to dst if there is no dst), then removes src. It never removes a file of
+// dst: another harness may be running with dst on its classpath.
+func mergeDir(src, dst string) error {
+	defer os.RemoveAll(src)
+	if _, err := os.Stat(dst); os.IsNotExist(err) {
+		return os.Rename(src, dst)
+	}
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, f := range ents {
+		to := filepath.Join(dst, f.Name())
+		if _, err := os.Stat(to); err == nil {
+			continue
+		}
+		if err := os.Rename(filepath.Join(src, f.Name()), to); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func freePort() (int, error) {

@@ -53,7 +53,7 @@ type Result struct {
 
 // pipeline is the logic of one streaming workload, for both systems.
 type pipeline struct {
-	mode      string // EddyPeer mode: count, filter or latency
+	mode      string // EddyPeer mode: count, filter, latency or p99
 	windowMs  int64
 	graceMs   int64
 	commitMs  int64
@@ -79,6 +79,9 @@ func eddySpec(pl pipeline, app, input, output string) string {
 	b.WriteString("key: [key]\n")
 	fmt.Fprintf(&b, "window: {type: tumbling, size: %s, grace: %s}\n", dur(pl.windowMs), dur(pl.graceMs))
 	b.WriteString("aggregates:\n  - {name: requests, op: count}\n")
+	if pl.mode == "p99" {
+		b.WriteString("  - {name: p99_latency_ms, op: p99, field: latency_ms}\n")
+	}
 	if pl.mode == "latency" {
 		b.WriteString("  - {name: last_ts, op: max, field: ts}\nemit: update\n")
 	} else {
@@ -155,17 +158,18 @@ func cleanupApp(ctx context.Context, e *env, app, output string) {
 }
 
 // runThroughput runs one system over a pre-loaded topic until it has
-// processed all of it.
-func runThroughput(ctx context.Context, e *env, wl, sys string, rep int, pl pipeline, d dataset) (Result, error) {
+// processed all of it. It also returns what the run emitted for a sample of
+// its (key, window) results, for the agreement check between the systems.
+func runThroughput(ctx context.Context, e *env, wl, sys string, rep int, pl pipeline, d dataset) (Result, resultSample, error) {
 	app := fmt.Sprintf("b-%s-%s-%d", wl, sys, rep)
 	output := app + "-out"
 	defer cleanupApp(ctx, e, app, output)
 	if err := createTopic(ctx, e.adm, output, partitions, nil); err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	p, _, err := startSystem(e, sys, pl, app, d.Topic(), output, app, nil)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	defer p.stop()
 	stage := d.Topic()
@@ -177,17 +181,18 @@ func runThroughput(ctx context.Context, e *env, wl, sys string, rep int, pl pipe
 	}
 	tp, err := measure(ctx, e, p, app, d.Topic(), stage, int64(d.Records), 20*time.Minute)
 	if err != nil {
-		return Result{}, err
+		return Result{}, nil, err
 	}
 	var outs int64
 	if ends, err := e.adm.ListEndOffsets(ctx, output); err == nil {
 		ends.Each(func(o kadm.ListedOffset) { outs += o.Offset })
 	}
-	if err := windowHistogram(ctx, e, output, filepath.Join(e.logDir, app+".windows.txt")); err != nil {
+	sample, err := windowHistogram(ctx, e, output, filepath.Join(e.logDir, app+".windows.txt"))
+	if err != nil {
 		say("window histogram of %s: %v", output, err)
 	}
 	return Result{Workload: wl, System: sys, Rep: rep, Records: tp.Records, Seconds: tp.Seconds, Rate: tp.Rate,
-		CPUPerM: tp.CPUPerM, PeakRSS: tp.PeakRSSMiB, Startup: tp.StartupSec, Outputs: outs}, nil
+		CPUPerM: tp.CPUPerM, PeakRSS: tp.PeakRSSMiB, Startup: tp.StartupSec, Outputs: outs}, sample, nil
 }
 
 var consumedRE = regexp.MustCompile(`CONSUMED records=(\d+) bytes=(\d+) seconds=([0-9.]+)`)
@@ -420,21 +425,24 @@ func quantile(sorted []float64, q float64) float64 {
 }
 
 // windowHistogram writes how many results each window_start has on the
-// output topic: the check that both systems emitted the same windows.
-func windowHistogram(ctx context.Context, e *env, topic, file string) error {
+// output topic: the check that both systems emitted the same windows. It
+// also returns the results of a sample of the keys (see inSample).
+func windowHistogram(ctx context.Context, e *env, topic, file string) (resultSample, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cl.Close()
 	ends, err := e.adm.ListEndOffsets(ctx, topic)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var want, n int64
 	ends.Each(func(o kadm.ListedOffset) { want += o.Offset })
 	counts := map[string]int{}
+	sample := resultSample{}
+	var bad int
 	cctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	for n < want && cctx.Err() == nil {
@@ -455,6 +463,9 @@ func windowHistogram(ctx context.Context, e *env, topic, file string) error {
 					counts[v[:j]]++
 				}
 			}
+			if inSample(r.Key) && sample.add(r.Key, r.Value) != nil {
+				bad++
+			}
 		})
 	}
 	keys := make([]string, 0, len(counts))
@@ -466,5 +477,8 @@ func windowHistogram(ctx context.Context, e *env, topic, file string) error {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "%s %d\n", k, counts[k])
 	}
-	return os.WriteFile(file, []byte(b.String()), 0o644)
+	if bad > 0 {
+		fmt.Fprintf(&b, "# %d sampled results could not be parsed\n", bad)
+	}
+	return sample, os.WriteFile(file, []byte(b.String()), 0o644)
 }
