@@ -84,8 +84,7 @@ type App struct {
 	cl       *kgo.Client
 	sess     *kgo.GroupTransactSession // exactly_once only; cl is its client
 	eos      bool
-	rcl      *kgo.Client // restore reads
-	restorer *state.Restorer
+	restorers []*state.Restorer // each with its own client: partitions restore concurrently
 	db       *state.DB
 	am       *amForwarder // nil unless alerts go to Alertmanager
 
@@ -240,12 +239,18 @@ func (a *App) Run(ctx context.Context) (err error) {
 	a.db = db
 	defer db.Close()
 
-	a.rcl, err = kgo.NewClient(append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords())...)
-	if err != nil {
-		return err
+	// Restores overlap one partition's fetches with another's writes (and
+	// use more cores where there are any); each restorer reads with its own
+	// client, which connects only when used.
+	for range restoreParallelism {
+		rcl, err := kgo.NewClient(append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+			kgo.FetchMaxPartitionBytes(8<<20))...)
+		if err != nil {
+			return err
+		}
+		defer rcl.Close()
+		a.restorers = append(a.restorers, state.NewRestorer(rcl))
 	}
-	defer a.rcl.Close()
-	a.restorer = state.NewRestorer(a.rcl)
 
 	topics := append([]string(nil), spec.Source.Topics...)
 	if spec.NeedsRepartition() {

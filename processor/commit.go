@@ -40,6 +40,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -470,27 +471,69 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 	a.ready.Store(false)
 	a.m.ready.Set(0)
 	spec := a.p.spec
-	for _, p := range parts {
-		ts := a.db.TaskStore(spec.Store, p, a.p.aggSpecs, a.cfg.CacheRows)
-		label := strconv.Itoa(int(p))
-		a.restorer.Progress = func(_ string, _ int32, done, total int64) {
-			a.m.restoreDone.WithLabelValues(spec.Store, label).Set(float64(done))
-			a.m.restoreTotal.WithLabelValues(spec.Store, label).Set(float64(total))
-		}
-		t, res, err := a.restoreTask(ctx, p, ts)
-		if err != nil {
-			// Local state that cannot be read (a damaged Pebble file) is
-			// not a reason to stop: wipe this task and rebuild it from the
-			// changelog, once.
-			a.log.Warn("restore failed; wiping the partition's local state and rebuilding it from the changelog",
-				"partition", p, "err", err)
-			if werr := ts.Wipe(); werr != nil {
-				a.fail(fmt.Errorf("wipe damaged state of partition %d: %w (after %w)", p, werr, err))
-				return
+	type restored struct {
+		ts  *state.TaskStore
+		t   *task
+		res state.RestoreResult
+		err error
+	}
+	done := make([]restored, len(parts))
+	// Up to len(a.restorers) partitions restore at once: partition i uses
+	// restorer i mod n, the restorers in turn.
+	var wg sync.WaitGroup
+	for w, r := range a.restorers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(parts); i += len(a.restorers) {
+				p := parts[i]
+				ts := a.db.TaskStore(spec.Store, p, a.p.aggSpecs, a.cfg.CacheRows)
+				label := strconv.Itoa(int(p))
+				r.Progress = func(_ string, _ int32, done, total int64) {
+					a.m.restoreDone.WithLabelValues(spec.Store, label).Set(float64(done))
+					a.m.restoreTotal.WithLabelValues(spec.Store, label).Set(float64(total))
+				}
+				t, res, err := a.restoreTask(ctx, r, p, ts)
+				if err != nil {
+					// Local state that cannot be read (a damaged Pebble
+					// file) is not a reason to stop: wipe this task and
+					// rebuild it from the changelog, once.
+					a.log.Warn("restore failed; wiping the partition's local state and rebuilding it from the changelog",
+						"partition", p, "err", err)
+					if werr := ts.Wipe(); werr != nil {
+						err = fmt.Errorf("wipe damaged state of partition %d: %w (after %w)", p, werr, err)
+					} else if t, res, err = a.restoreTask(ctx, r, p, ts); err != nil {
+						err = fmt.Errorf("restore %s partition %d: %w", spec.ChangelogTopic(), p, err)
+					}
+				}
+				done[i] = restored{ts: ts, t: t, res: res, err: err}
 			}
-			if t, res, err = a.restoreTask(ctx, p, ts); err != nil {
-				a.fail(fmt.Errorf("restore %s partition %d: %w", spec.ChangelogTopic(), p, err))
-				return
+		}()
+	}
+	wg.Wait()
+	for i, p := range parts {
+		d := done[i]
+		if d.err != nil {
+			a.fail(d.err)
+			return
+		}
+		t, res := d.t, d.res
+		if a.p.alerts != nil {
+			if err := a.p.alerts.load(t); err != nil {
+				// As for rows: wipe and rebuild from the changelog, once.
+				a.log.Warn("alert state unreadable; wiping the partition's local state and rebuilding it from the changelog",
+					"partition", p, "err", err)
+				if werr := d.ts.Wipe(); werr != nil {
+					a.fail(fmt.Errorf("wipe damaged state of partition %d: %w (after %w)", p, werr, err))
+					return
+				}
+				if t, res, err = a.restoreTask(ctx, a.restorers[0], p, d.ts); err == nil {
+					err = a.p.alerts.load(t)
+				}
+				if err != nil {
+					a.fail(fmt.Errorf("restore %s partition %d: %w", spec.ChangelogTopic(), p, err))
+					return
+				}
 			}
 		}
 		a.m.restored.Add(float64(res.Records))
@@ -512,18 +555,24 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 }
 
 // restoreTask brings one partition's store up to its changelog and builds
-// its task.
-func (a *App) restoreTask(ctx context.Context, p int32, ts *state.TaskStore) (*task, state.RestoreResult, error) {
-	res, err := a.restorer.Restore(ctx, a.p.spec.ChangelogTopic(), p, ts)
+// its task's window index (not its alert state: see alertEngine.load).
+// Tasks restore concurrently: it touches only its own task and store.
+func (a *App) restoreTask(ctx context.Context, r *state.Restorer, p int32, ts *state.TaskStore) (*task, state.RestoreResult, error) {
+	res, err := r.Restore(ctx, a.p.spec.ChangelogTopic(), p, ts)
 	if err != nil {
 		return nil, res, err
 	}
 	t := newTask(p, ts, res.Checkpoint, a.clock.Now())
-	if err := t.rebuildIndex(a.p); err != nil {
+	// Rows just rebuilt from the changelog need no check against local
+	// damage; rows kept from before do.
+	if err := t.buildIndex(a.p, !res.FromScratch); err != nil {
 		return nil, res, fmt.Errorf("index restored state: %w", err)
 	}
 	return t, res, nil
 }
+
+// restoreParallelism is how many partitions restore at once.
+const restoreParallelism = 4
 
 func (a *App) fail(err error) {
 	a.log.Error("fatal", "err", err)

@@ -168,16 +168,21 @@ func cmp64(a, b int64) int {
 }
 
 // rebuildIndex loads the open-window index, and the alert rules' state,
-// from the store after restore.
+// from the store after restore, checking every row.
 func (t *task) rebuildIndex(p *pipeline) error {
-	err := t.store.Scan(func(wk state.WindowKey) error {
-		t.track(p, wk)
-		return nil
-	})
-	if err != nil || p.alerts == nil {
+	if err := t.buildIndex(p, true); err != nil || p.alerts == nil {
 		return err
 	}
 	return p.alerts.load(t)
+}
+
+// buildIndex loads the open-window index from the store; verify decodes
+// every row to find local damage at start-up rather than mid-stream.
+func (t *task) buildIndex(p *pipeline, verify bool) error {
+	return t.store.Scan(verify, func(wk state.WindowKey) error {
+		t.track(p, wk)
+		return nil
+	})
 }
 
 // values extracts, for one record, the input of every aggregate. It

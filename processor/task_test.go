@@ -261,7 +261,7 @@ func (h *harness) commit() error {
 // stored lists the windows in Pebble (what survives a restart).
 func (h *harness) stored() []state.WindowKey {
 	var wks []state.WindowKey
-	if err := h.t.store.Scan(func(wk state.WindowKey) error {
+	if err := h.t.store.Scan(true, func(wk state.WindowKey) error {
 		wks = append(wks, wk)
 		return nil
 	}); err != nil {

@@ -367,6 +367,9 @@ func (r *Row) Value(i int) (v float64, ok bool) {
 		if a.n == 0 {
 			return 0, false
 		}
+		if a.lo == a.hi {
+			return a.lo, true // what the clamp below gives, without the sketch
+		}
 		v, err := a.sk.GetValueAtQuantile(a.q)
 		if err != nil {
 			panic(err) // q was validated and the sketch is not empty

@@ -143,7 +143,7 @@ func sameRow(t *testing.T, what string, got, want *Row) {
 func scanAll(t *testing.T, ts *TaskStore) []WindowKey {
 	t.Helper()
 	var wks []WindowKey
-	if err := ts.Scan(func(wk WindowKey) error { wks = append(wks, wk); return nil }); err != nil {
+	if err := ts.Scan(true, func(wk WindowKey) error { wks = append(wks, wk); return nil }); err != nil {
 		t.Fatalf("scan: %v", err)
 	}
 	return wks
@@ -358,7 +358,7 @@ func TestCorruptRow(t *testing.T) {
 	if r, err := fresh.Get(k); !errors.Is(err, ErrCorruptState) {
 		t.Errorf("Get of a corrupt row = %v, %v; want ErrCorruptState", r, err)
 	}
-	if err := fresh.Scan(func(WindowKey) error { return nil }); !errors.Is(err, ErrCorruptState) {
+	if err := fresh.Scan(true, func(WindowKey) error { return nil }); !errors.Is(err, ErrCorruptState) {
 		t.Errorf("Scan over a corrupt row: %v; want ErrCorruptState", err)
 	}
 }
