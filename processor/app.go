@@ -81,12 +81,12 @@ type App struct {
 	clock Clock
 	m     *metrics
 
-	cl       *kgo.Client
-	sess     *kgo.GroupTransactSession // exactly_once only; cl is its client
-	eos      bool
+	cl        *kgo.Client
+	sess      *kgo.GroupTransactSession // exactly_once only; cl is its client
+	eos       bool
 	restorers []*state.Restorer // each with its own client: partitions restore concurrently
-	db       *state.DB
-	am       *amForwarder // nil unless alerts go to Alertmanager
+	db        *state.DB
+	am        *amForwarder // nil unless alerts go to Alertmanager
 
 	mu         sync.Mutex // held while processing, committing, assigning, revoking
 	tasks      map[int32]*task
