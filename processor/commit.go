@@ -169,11 +169,14 @@ func (a *App) flushTasks(ctx context.Context) []*flushWork {
 		if len(changes) == 0 && !t.changed {
 			continue
 		}
+		var keys []byte // the changelog keys, one after the other
 		for _, ch := range changes {
+			start := len(keys)
+			keys = ch.Key.AppendBinary(keys)
 			a.produce(ctx, &kgo.Record{
 				Topic:     a.p.spec.ChangelogTopic(),
 				Partition: p,
-				Key:       ch.Key.AppendBinary(nil),
+				Key:       keys[start:len(keys):len(keys)],
 				Value:     ch.Value,
 			})
 		}

@@ -151,6 +151,9 @@ type TaskStore struct {
 
 	aux    map[string]auxEntry // dirty aux entries, until committed
 	auxSeq uint64
+
+	lastDirty, lastSlab int // sizes of the last Dirty, to size the next
+	keyBuf              []byte
 }
 
 type auxEntry struct {
@@ -224,12 +227,19 @@ func (t *TaskStore) rowKey(k WindowKey) []byte {
 	return k.AppendBinary(slices.Clip(t.rowPrefix))
 }
 
+// scratchKey is rowKey in a buffer reused by the next call: for Pebble
+// calls that copy the key (batch Set and Delete).
+func (t *TaskStore) scratchKey(k WindowKey) []byte {
+	t.keyBuf = k.AppendBinary(append(t.keyBuf[:0], t.rowPrefix...))
+	return t.keyBuf
+}
+
 // Get returns the row of k, or nil if there is none.
 func (t *TaskStore) Get(k WindowKey) (*Row, error) {
 	if c, ok := t.cache[k]; ok {
 		return c.row, nil
 	}
-	v, closer, err := t.db.pdb.Get(t.rowKey(k))
+	v, closer, err := t.db.pdb.Get(t.scratchKey(k))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
 	}
@@ -246,25 +256,47 @@ func (t *TaskStore) Get(k WindowKey) (*Row, error) {
 }
 
 // Put records r as the new row of k.
-func (t *TaskStore) Put(k WindowKey, r *Row) { t.cache[k] = &cached{row: r, dirty: true} }
+func (t *TaskStore) Put(k WindowKey, r *Row) {
+	if c, ok := t.cache[k]; ok {
+		c.row, c.dirty = r, true
+		return
+	}
+	t.cache[k] = &cached{row: r, dirty: true}
+}
 
 // Delete records the removal of k.
-func (t *TaskStore) Delete(k WindowKey) { t.cache[k] = &cached{dirty: true} }
+func (t *TaskStore) Delete(k WindowKey) {
+	if c, ok := t.cache[k]; ok {
+		c.row, c.dirty = nil, true
+		return
+	}
+	t.cache[k] = &cached{dirty: true}
+}
 
 // Dirty returns the pending changes in key order, so the changelog and
 // Pebble see them deterministically.
 func (t *TaskStore) Dirty() []Change {
-	var out []Change
+	var (
+		out  = make([]Change, 0, t.lastDirty)
+		slab []byte // the values, encoded one after the other
+	)
 	for k, c := range t.cache {
 		if !c.dirty {
 			continue
 		}
 		ch := Change{Key: k, Row: c.row}
 		if c.row != nil {
-			ch.Value = c.row.AppendBinary(nil)
+			if slab == nil {
+				slab = make([]byte, 0, max(t.lastSlab, 4096))
+			}
+			// A grown slab leaves earlier values in the old array, intact.
+			start := len(slab)
+			slab = c.row.AppendBinary(slab)
+			ch.Value = slab[start:len(slab):len(slab)]
 		}
 		out = append(out, ch)
 	}
+	t.lastDirty, t.lastSlab = len(out), len(slab)
 	for id, e := range t.aux {
 		out = append(out, Change{Key: WindowKey{Key: id}, Value: e.v, Aux: true, seq: e.seq})
 	}
@@ -327,9 +359,9 @@ func (b *Batch) Commit() error {
 func (t *TaskStore) Stage(b *Batch, changes []Change, cp Checkpoint) {
 	for _, ch := range changes {
 		if ch.Value == nil {
-			_ = b.b.Delete(t.rowKey(ch.Key), nil)
+			_ = b.b.Delete(t.scratchKey(ch.Key), nil)
 		} else {
-			_ = b.b.Set(t.rowKey(ch.Key), ch.Value, nil)
+			_ = b.b.Set(t.scratchKey(ch.Key), ch.Value, nil)
 		}
 	}
 	_ = b.b.Set(t.cpKey, cp.AppendBinary(nil), nil)
