@@ -365,7 +365,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 		if a.eos && a.waitRegistryEOS(ctx) {
 			continue
 		}
-		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		// Wait for records at most until the next commit is due, so that a
+		// quiet input does not hold back the commit (and with it results
+		// of emit: update) past the commit interval.
+		wait := min(100*time.Millisecond, max(time.Millisecond, a.p.spec.CommitInterval-a.clock.Now().Sub(a.lastCommit)))
+		pctx, cancel := context.WithTimeout(ctx, wait)
 		fs := a.cl.PollRecords(pctx, maxPollRecords)
 		cancel()
 		if fs.IsClientClosed() {
