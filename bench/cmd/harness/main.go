@@ -56,6 +56,7 @@ type config struct {
 	workloads   []string
 	cpus        string
 	out         string
+	systems     []string // eddy, kstreams (EDDY_BENCH_SYSTEMS; default both)
 }
 
 var (
@@ -93,6 +94,17 @@ func loadConfig(root string) (config, error) {
 				return c, fmt.Errorf("EDDY_BENCH_WORKLOADS: unknown workload %q (known: %s)", w, strings.Join(allWorkloads, ", "))
 			}
 			c.workloads = append(c.workloads, w)
+		}
+	}
+	c.systems = []string{sysEddy, sysKS}
+	if v := os.Getenv("EDDY_BENCH_SYSTEMS"); v != "" {
+		c.systems = nil
+		for _, s := range strings.Split(v, ",") {
+			s = strings.TrimSpace(s)
+			if s != sysEddy && s != sysKS {
+				return c, fmt.Errorf("EDDY_BENCH_SYSTEMS: unknown system %q (known: %s, %s)", s, sysEddy, sysKS)
+			}
+			c.systems = append(c.systems, s)
 		}
 	}
 	c.cpus = os.Getenv("EDDY_BENCH_CPUS")
@@ -263,7 +275,7 @@ func (r *runner) workload(ctx context.Context, wl string) error {
 	n := r.cfg.records
 	u100k := dataset{Name: "u100k", Keys: 100_000, Dist: "uniform", Records: n}
 	alo := pipeline{mode: "count", windowMs: 10_000, graceMs: 5_000, commitMs: 1000, guarantee: "at_least_once"}
-	both := []string{sysEddy, sysKS}
+	both := r.cfg.systems
 	var (
 		d  dataset
 		pl = alo
