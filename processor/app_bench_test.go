@@ -17,24 +17,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/internal/benchdata"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/topology"
 )
 
-// benchEventSchema is the input schema of the side-by-side benchmark
-// (bench/cmd/harness), about 136 bytes per record.
-const benchEventSchema = `{"type":"record","name":"Event","namespace":"bench","fields":[
- {"name":"ts","type":"long"},
- {"name":"key","type":"string"},
- {"name":"service","type":"string"},
- {"name":"endpoint","type":"string"},
- {"name":"status","type":"int"},
- {"name":"latency_ms","type":"double"},
- {"name":"region","type":"string"},
- {"name":"user_agent","type":"string"},
- {"name":"tags","type":{"type":"array","items":"string"}},
- {"name":"request_id","type":"string"}
-]}`
+// benchEventSchema is the input schema of the side-by-side benchmark.
+const benchEventSchema = benchdata.EventSchema
 
 // BenchmarkApp runs the whole App — fetch, Avro decode, window step,
 // commits producing changelog rows and final results, Pebble — on an

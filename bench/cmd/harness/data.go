@@ -14,24 +14,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/internal/benchdata"
 	"github.com/eddy-streams/eddy/schema"
 )
 
-// eventSchema is the one input schema of every workload. bench/kstreams/
-// EddyPeer.java decodes it by hand, field by field, in this order: keep the
-// two in step.
-const eventSchema = `{"type":"record","name":"Event","namespace":"bench","fields":[
- {"name":"ts","type":"long"},
- {"name":"key","type":"string"},
- {"name":"service","type":"string"},
- {"name":"endpoint","type":"string"},
- {"name":"status","type":"int"},
- {"name":"latency_ms","type":"double"},
- {"name":"region","type":"string"},
- {"name":"user_agent","type":"string"},
- {"name":"tags","type":{"type":"array","items":"string"}},
- {"name":"request_id","type":"string"}
-]}`
+// eventSchema is the one input schema of every workload (see benchdata).
+const eventSchema = benchdata.EventSchema
 
 const partitions = 6
 
