@@ -281,15 +281,33 @@ func (a *App) Run(ctx context.Context) (err error) {
 		opts = append(opts, kgo.InstanceID(a.cfg.InstanceID))
 	}
 	if a.eos {
-		txnID := spec.App + "-" + a.cfg.InstanceID
-		if a.cfg.InstanceID == "" {
-			txnID = spec.App + "-" + randomID()
+		// The transactional id is stable across restarts of this worker
+		// (its instance id, else the id kept in its state directory), so
+		// that a restart fences the transaction its previous incarnation
+		// left open when it died (fenceZombie). With a new id at every
+		// start, that transaction stays open until the broker times it out
+		// (the transaction timeout plus up to
+		// transaction.abort.timed.out.transaction.cleanup.interval.ms,
+		// 10s by default): until then read_committed consumers cannot read
+		// past it, and the partitions it wrote to (repartition, changelog,
+		// outputs) stand still.
+		id := a.cfg.InstanceID
+		if id == "" {
+			var perr error
+			if id, perr = db.ProcessID(); perr != nil {
+				// Not a reason to stop: only the fencing of a previous
+				// incarnation is lost.
+				a.log.Warn("no stable transactional id from the state directory; using a new one", "err", perr)
+				id = randomID()
+			}
 		}
 		opts = append(opts,
-			kgo.TransactionalID(txnID),
-			// Shorter than the session timeout, so a stalled worker's open
-			// transaction is aborted by the broker before the group hands
-			// its partitions to another worker.
+			kgo.TransactionalID(spec.App+"-"+id),
+			// Shorter than the session timeout, so that the broker starts
+			// to abort a stalled worker's open transaction before the group
+			// hands its partitions to another worker (the abort itself
+			// comes at the broker's next check for timed-out
+			// transactions).
 			kgo.TransactionTimeout(max(time.Second, a.cfg.SessionTimeout*2/3)),
 		)
 		a.sess, err = kgo.NewGroupTransactSession(opts...)
@@ -297,6 +315,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return err
 		}
 		a.cl = a.sess.Client()
+		a.fenceZombie(ctx)
 		// Source records buffered for event-time order stay buffered across
 		// transactions: each commits, per source partition, the offset of
 		// the first record not yet forwarded (commitTxnLocked, holdBack).
@@ -694,6 +713,21 @@ func randomID() string {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// fenceZombie initializes the producer id of this worker's transactional
+// id before it joins the group. The broker then aborts any transaction that
+// a previous incarnation with the same id left open (a crash or SIGKILL
+// mid-transaction), at once instead of at its timeout, and fences that
+// incarnation should it still be alive. Failure is not fatal (the broker
+// may be restarting): franz-go initializes the id again before the first
+// produce, and an unfenced transaction is still aborted at its timeout.
+func (a *App) fenceZombie(ctx context.Context) {
+	fctx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
+	defer cancel()
+	if _, _, err := a.cl.ProducerID(fctx); err != nil {
+		a.log.Warn("could not initialize the transactional producer yet; a transaction left open by a previous run of this worker is aborted at its timeout", "err", err)
+	}
 }
 
 const timeLayout = "2006-01-02T15:04:05.000Z07:00"

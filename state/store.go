@@ -6,6 +6,7 @@ package state
 //
 //	window row:  'w' | store name | 0x00 | partition (4) | key length (2) | key | start (8) | end (8)
 //	checkpoint:  'c' | store name | 0x00 | partition (4)
+//	process id:  'm' | "process-id"
 //
 // start and end have their sign bit flipped so negative times sort first.
 // Everything of one task shares the prefix 'w' | store | 0x00 | partition, so
@@ -16,7 +17,9 @@ package state
 // reflect exactly the changelog prefix named by the checkpoint.
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -65,6 +68,32 @@ func (quietLogger) Fatalf(format string, args ...any) {
 
 // Close closes the database.
 func (db *DB) Close() error { return db.pdb.Close() }
+
+var processIDKey = []byte("mprocess-id")
+
+// ProcessID returns the id of the process that owns this state directory,
+// creating it (random, written durably) on first use. It outlives restarts
+// of the process on the same directory, and only those: a new or rebuilt
+// directory gets a new id. Pebble's lock keeps two live processes from
+// opening one directory, so two live processes share an id only if a
+// directory was copied.
+func (db *DB) ProcessID() (string, error) {
+	v, closer, err := db.pdb.Get(processIDKey)
+	if err == nil {
+		defer closer.Close()
+		return string(v), nil
+	}
+	if !errors.Is(err, pebble.ErrNotFound) {
+		return "", fmt.Errorf("read process id: %w", err)
+	}
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	if err := db.pdb.Set(processIDKey, []byte(id), pebble.Sync); err != nil {
+		return "", fmt.Errorf("write process id: %w", err)
+	}
+	return id, nil
+}
 
 // WindowKey identifies one window of one grouping key. Start is inclusive;
 // End is exclusive for time windows and the last event time for sessions.

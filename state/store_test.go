@@ -541,3 +541,35 @@ func TestCommitSurvivesMachineCrash(t *testing.T) {
 		t.Error("no crash image opened: the test checked nothing")
 	}
 }
+
+// TestProcessID: a state directory keeps its process id across reopening
+// and wiping tasks; another directory has another.
+func TestProcessID(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	id, err := db.ProcessID()
+	if err != nil || len(id) != 16 {
+		t.Fatalf("ProcessID = %q, %v", id, err)
+	}
+	ts := db.TaskStore("windows", 0, testSpecs, 0)
+	ts.Put(WindowKey{Key: "k", Start: 0, End: 10}, testRow(1))
+	if err := ts.Commit(ts.Dirty(), Checkpoint{FlushSeq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db = openDB(t, dir)
+	defer db.Close()
+	if again, err := db.ProcessID(); again != id || err != nil {
+		t.Errorf("after reopening: ProcessID = %q, %v, want %q", again, err, id)
+	}
+	other := openDB(t, t.TempDir())
+	defer other.Close()
+	if o, err := other.ProcessID(); o == id || err != nil {
+		t.Errorf("another directory: ProcessID = %q, %v, want an id other than %q", o, err, id)
+	}
+}
