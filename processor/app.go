@@ -370,7 +370,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 		go func() { defer close(amDone); a.am.run(amCtx) }()
 		defer func() { amCancel(); <-amDone }()
 	}
+	a.mu.Lock()
 	a.lastCommit = a.clock.Now()
+	a.mu.Unlock()
 	// Ready only once the group has assigned partitions and their state is
 	// restored: onAssigned sets it (franz-go calls it after every join).
 	for {
@@ -387,7 +389,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 		// Wait for records at most until the next commit is due, so that a
 		// quiet input does not hold back the commit (and with it results
 		// of emit: update) past the commit interval.
-		wait := min(100*time.Millisecond, max(time.Millisecond, a.p.spec.CommitInterval-a.clock.Now().Sub(a.lastCommit)))
+		// (lastCommit under a.mu: a revoke commits from franz-go's goroutine.)
+		a.mu.Lock()
+		sinceCommit := a.clock.Now().Sub(a.lastCommit)
+		a.mu.Unlock()
+		wait := min(100*time.Millisecond, max(time.Millisecond, a.p.spec.CommitInterval-sinceCommit))
 		pctx, cancel := context.WithTimeout(ctx, wait)
 		fs := a.cl.PollRecords(pctx, maxPollRecords)
 		cancel()
