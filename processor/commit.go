@@ -498,16 +498,7 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 				}
 				t, res, err := a.restoreTask(ctx, r, p, ts)
 				if err != nil {
-					// Local state that cannot be read (a damaged Pebble
-					// file) is not a reason to stop: wipe this task and
-					// rebuild it from the changelog, once.
-					a.log.Warn("restore failed; wiping the partition's local state and rebuilding it from the changelog",
-						"partition", p, "err", err)
-					if werr := ts.Wipe(); werr != nil {
-						err = fmt.Errorf("wipe damaged state of partition %d: %w (after %w)", p, werr, err)
-					} else if t, res, err = a.restoreTask(ctx, r, p, ts); err != nil {
-						err = fmt.Errorf("restore %s partition %d: %w", spec.ChangelogTopic(), p, err)
-					}
+					t, res, err = a.rebuildTask(ctx, r, p, ts, "restore failed", err)
 				}
 				done[i] = restored{ts: ts, t: t, res: res, err: err}
 			}
@@ -523,18 +514,13 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 		t, res := d.t, d.res
 		if a.p.alerts != nil {
 			if err := a.p.alerts.load(t); err != nil {
-				// As for rows: wipe and rebuild from the changelog, once.
-				a.log.Warn("alert state unreadable; wiping the partition's local state and rebuilding it from the changelog",
-					"partition", p, "err", err)
-				if werr := d.ts.Wipe(); werr != nil {
-					a.fail(fmt.Errorf("wipe damaged state of partition %d: %w (after %w)", p, werr, err))
-					return
-				}
-				if t, res, err = a.restoreTask(ctx, a.restorers[0], p, d.ts); err == nil {
-					err = a.p.alerts.load(t)
+				if t, res, err = a.rebuildTask(ctx, a.restorers[0], p, d.ts, "alert state unreadable", err); err == nil {
+					if err = a.p.alerts.load(t); err != nil {
+						err = fmt.Errorf("load alert state of partition %d: %w", p, err)
+					}
 				}
 				if err != nil {
-					a.fail(fmt.Errorf("restore %s partition %d: %w", spec.ChangelogTopic(), p, err))
+					a.fail(err)
 					return
 				}
 			}
@@ -570,6 +556,21 @@ func (a *App) restoreTask(ctx context.Context, r *state.Restorer, p int32, ts *s
 	// damage; rows kept from before do.
 	if err := t.buildIndex(a.p, !res.FromScratch); err != nil {
 		return nil, res, fmt.Errorf("index restored state: %w", err)
+	}
+	return t, res, nil
+}
+
+// rebuildTask wipes a partition's local state that could not be read
+// (what, cause) and restores it again from the changelog, once: a damaged
+// Pebble file is not a reason to stop.
+func (a *App) rebuildTask(ctx context.Context, r *state.Restorer, p int32, ts *state.TaskStore, what string, cause error) (*task, state.RestoreResult, error) {
+	a.log.Warn(what+"; wiping the partition's local state and rebuilding it from the changelog", "partition", p, "err", cause)
+	if err := ts.Wipe(); err != nil {
+		return nil, state.RestoreResult{}, fmt.Errorf("wipe damaged state of partition %d: %w (after %w)", p, err, cause)
+	}
+	t, res, err := a.restoreTask(ctx, r, p, ts)
+	if err != nil {
+		return nil, res, fmt.Errorf("restore %s partition %d: %w", a.p.spec.ChangelogTopic(), p, err)
 	}
 	return t, res, nil
 }

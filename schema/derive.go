@@ -100,14 +100,7 @@ func DeriveOutput(o Output) (string, error) {
 		rec.Fields = append(rec.Fields, field{Name: a, Type: []string{"null", "double"}, Default: json.RawMessage("null"),
 			Doc: "aggregate " + a + "; null when the window had no value for it"})
 	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return "", err // cannot happen: only strings and fixed structs
-	}
-	if _, err := ParseSchema(string(b)); err != nil {
-		return "", err
-	}
-	return string(b), nil
+	return marshalSchema(rec)
 }
 
 // DeriveOutputKey returns the Avro schema of a pipeline's result keys: a
@@ -150,14 +143,7 @@ func DeriveOutputKey(o Output) (string, error) {
 		seen[k] = true
 		rec.Fields = append(rec.Fields, field{Name: k, Type: "string", Doc: "grouping key field"})
 	}
-	b, err := json.Marshal(rec)
-	if err != nil {
-		return "", err // cannot happen: only strings and fixed structs
-	}
-	if _, err := ParseSchema(string(b)); err != nil {
-		return "", err
-	}
-	return string(b), nil
+	return marshalSchema(rec)
 }
 
 // AvroName turns a name such as an app id or a topic (letters, digits,
@@ -190,4 +176,16 @@ func isAvroName(s string) bool {
 		}
 	}
 	return true
+}
+
+// marshalSchema renders a derived schema as JSON and checks that it parses.
+func marshalSchema(rec any) (string, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return "", err // cannot happen: only strings and fixed structs
+	}
+	if _, err := ParseSchema(string(b)); err != nil {
+		return "", err
+	}
+	return string(b), nil
 }

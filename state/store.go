@@ -232,6 +232,17 @@ func (t *TaskStore) DeleteAux(id string) {
 
 // ScanAux calls fn for every aux entry stored in Pebble for this task.
 func (t *TaskStore) ScanAux(fn func(id string, v []byte) error) error {
+	return t.scanStored(func(k WindowKey, v []byte) error {
+		if !IsAux(k) {
+			return nil
+		}
+		return fn(k.Key, slices.Clone(v))
+	})
+}
+
+// scanStored calls fn for every row and aux entry stored in Pebble for
+// this task, in key order; v is valid only during the call.
+func (t *TaskStore) scanStored(fn func(k WindowKey, v []byte) error) error {
 	it, err := t.db.pdb.NewIter(&pebble.IterOptions{LowerBound: t.rowPrefix, UpperBound: prefixEnd(t.rowPrefix)})
 	if err != nil {
 		return err
@@ -242,10 +253,7 @@ func (t *TaskStore) ScanAux(fn func(id string, v []byte) error) error {
 		if err != nil {
 			return err
 		}
-		if !IsAux(k) {
-			continue
-		}
-		if err := fn(k.Key, slices.Clone(it.Value())); err != nil {
+		if err := fn(k, it.Value()); err != nil {
 			return err
 		}
 	}
@@ -485,29 +493,17 @@ func (t *TaskStore) Wipe() error {
 // Scan calls fn for every window stored in Pebble for this task, in key
 // order. Used after restore to rebuild the index of open windows.
 func (t *TaskStore) Scan(verify bool, fn func(WindowKey) error) error {
-	it, err := t.db.pdb.NewIter(&pebble.IterOptions{LowerBound: t.rowPrefix, UpperBound: prefixEnd(t.rowPrefix)})
-	if err != nil {
-		return err
-	}
-	defer it.Close()
-	for it.First(); it.Valid(); it.Next() {
-		k, err := ParseWindowKey(it.Key()[len(t.rowPrefix):])
-		if err != nil {
-			return err
-		}
+	return t.scanStored(func(k WindowKey, v []byte) error {
 		if IsAux(k) {
-			continue
+			return nil
 		}
 		if verify {
-			if _, err := DecodeRow(t.specs, it.Value()); err != nil {
+			if _, err := DecodeRow(t.specs, v); err != nil {
 				return fmt.Errorf("window %q: %w: %w", k.Key, ErrCorruptState, err)
 			}
 		}
-		if err := fn(k); err != nil {
-			return err
-		}
-	}
-	return it.Error()
+		return fn(k)
+	})
 }
 
 // DropCache forgets every cached row, dirty or not (used on revoke after a
