@@ -41,42 +41,17 @@ CCOMPAT_PATH="/apis/ccompat/v7"
 
 PROG="scripts/apicurio.sh"
 
-log() { echo "apicurio.sh: $*" >&2; }
-die() { echo "apicurio.sh: error: $*" >&2; exit 1; }
+NAME="apicurio.sh"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- prerequisites
 
-JAVA_BIN=""
-need_java() {
-  if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
-    JAVA_BIN="$JAVA_HOME/bin/java"
-  elif command -v java >/dev/null 2>&1; then
-    JAVA_BIN="$(command -v java)"
-  else
-    die "Java 17 or newer is required to run Apicurio Registry, and no 'java' was found on PATH (nor in \$JAVA_HOME).
-  Install it, e.g. on Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless"
-  fi
-  local ver major
-  ver="$("$JAVA_BIN" -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n1)"
-  major="${ver%%.*}"
-  [[ "$major" == "1" ]] && major="$(echo "$ver" | cut -d. -f2)"
-  if ! [[ "$major" =~ ^[0-9]+$ ]] || (( major < 17 )); then
-    die "Java 17 or newer is required to run Apicurio Registry $APICURIO_VERSION; $JAVA_BIN is version '${ver:-unknown}'."
-  fi
-}
-
 release_cached() { [[ -f "$CACHE_DIR/.complete" && -d "$APP_DIR" ]]; }
 
-need_mvn() {
-  command -v mvn >/dev/null 2>&1 || die "Maven ('mvn') is required to fetch Apicurio Registry $APICURIO_VERSION into
-  $CACHE_DIR (it is not cached yet), and it was not found on PATH.
-  Install it, e.g. on Debian/Ubuntu: apt-get install -y maven
-  (the first fetch also needs network access to Maven Central)."
-}
-
 need_prereqs() {
-  need_java
-  release_cached || need_mvn
+  need_java "Apicurio Registry $APICURIO_VERSION"
+  release_cached || need_mvn "Apicurio Registry $APICURIO_VERSION"
 }
 
 # ---------------------------------------------------------------- release cache
@@ -86,7 +61,7 @@ need_prereqs() {
 # Maven, into Maven's local repository, then unpacked into the cache.
 fetch_release() {
   release_cached && return 0
-  need_mvn
+  need_mvn "Apicurio Registry $APICURIO_VERSION"
   mkdir -p "$CACHE_DIR"
   exec 8>"$CACHE_DIR/.fetch.lock"
   flock -w 900 8 || die "timed out waiting for another fetch into $CACHE_DIR"
@@ -135,21 +110,6 @@ app_jar() {
 
 # ---------------------------------------------------------------- helpers
 
-free_port() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'
-    return
-  fi
-  local p i
-  for i in $(seq 1 50); do
-    p=$(( 20000 + RANDOM % 12000 ))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  die "could not find a free port"
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 load_state() {
   APICURIO_PID="" APICURIO_PORT="" APICURIO_URL="" APICURIO_LOG=""
   [[ -f "$STATE_FILE" ]] || return 1
@@ -181,12 +141,6 @@ is_ours() {
 }
 
 running() { load_state && is_ours "$APICURIO_PID"; }
-
-lock_state() {
-  mkdir -p "$STATE_DIR"
-  exec 9>"$STATE_DIR/.lock"
-  flock -w 300 9 || die "timed out waiting for another apicurio.sh on $STATE_DIR"
-}
 
 launch() {
   local heap jar
@@ -265,20 +219,6 @@ cmd_start() {
   echo "$APICURIO_URL"
 }
 
-# Sends SIGTERM, waits up to 30s, then SIGKILL. Returns once the process is gone.
-terminate() {
-  local pid="$1" i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 1 300); do
-    is_ours "$pid" || return 0
-    sleep 0.1
-  done
-  log "registry $pid did not stop within 30s after SIGTERM; sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do is_ours "$pid" || return 0; sleep 0.1; done
-  die "registry $pid is still alive after SIGKILL"
-}
-
 cmd_stop() {
   lock_state
   if ! load_state; then
@@ -286,7 +226,7 @@ cmd_stop() {
     return 0
   fi
   if is_ours "$APICURIO_PID"; then
-    terminate "$APICURIO_PID"
+    terminate "$APICURIO_PID" is_ours registry
     log "stopped Apicurio Registry (pid $APICURIO_PID)"
   else
     log "Apicurio Registry was not running; cleaning up its state"

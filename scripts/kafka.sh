@@ -44,44 +44,18 @@ HEAP_OPTS="${EDDY_KAFKA_HEAP:--Xms128m -Xmx512m}"
 
 PROG="scripts/kafka.sh"
 
-log() { echo "kafka.sh: $*" >&2; }
-die() { echo "kafka.sh: error: $*" >&2; exit 1; }
+NAME="kafka.sh"
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # ---------------------------------------------------------------- prerequisites
 
-JAVA_BIN=""
-need_java() {
-  if [[ -n "${JAVA_HOME:-}" && -x "$JAVA_HOME/bin/java" ]]; then
-    JAVA_BIN="$JAVA_HOME/bin/java"
-  elif command -v java >/dev/null 2>&1; then
-    JAVA_BIN="$(command -v java)"
-  else
-    die "Java 17 or newer is required to run Kafka, and no 'java' was found on PATH (nor in \$JAVA_HOME).
-  Install it, e.g. on Debian/Ubuntu: apt-get install -y openjdk-17-jre-headless"
-  fi
-  local ver major
-  ver="$("$JAVA_BIN" -version 2>&1 | sed -n 's/.*version "\([^"]*\)".*/\1/p' | head -n1)"
-  major="${ver%%.*}"
-  [[ "$major" == "1" ]] && major="$(echo "$ver" | cut -d. -f2)"
-  if ! [[ "$major" =~ ^[0-9]+$ ]] || (( major < 17 )); then
-    die "Java 17 or newer is required to run Kafka $KAFKA_VERSION; $JAVA_BIN is version '${ver:-unknown}'.
-  Install a newer JDK/JRE (e.g. apt-get install -y openjdk-17-jre-headless) or point JAVA_HOME at one."
-  fi
-}
-
 jars_cached() { [[ -f "$CACHE_DIR/.complete" && -d "$LIB_DIR" ]]; }
-
-need_mvn() {
-  command -v mvn >/dev/null 2>&1 || die "Maven ('mvn') is required to fetch the Kafka $KAFKA_VERSION jars into
-  $CACHE_DIR (they are not cached yet), and it was not found on PATH.
-  Install it, e.g. on Debian/Ubuntu: apt-get install -y maven
-  (the first fetch also needs network access to Maven Central)."
-}
 
 # Checks both prerequisites up front: java always, mvn when the jar cache is cold.
 need_prereqs() {
-  need_java
-  jars_cached || need_mvn
+  need_java "Kafka $KAFKA_VERSION"
+  jars_cached || need_mvn "the Kafka $KAFKA_VERSION jars"
 }
 
 # ---------------------------------------------------------------- jar cache
@@ -126,7 +100,7 @@ fetch_jars() {
     [[ -f "$CACHE_DIR/config/tools-log4j2.properties" ]] || write_log4j_configs
     return 0
   fi
-  need_mvn
+  need_mvn "the Kafka $KAFKA_VERSION jars"
   mkdir -p "$CACHE_DIR"
   # One fetch at a time per cache dir.
   exec 8>"$CACHE_DIR/.fetch.lock"
@@ -186,22 +160,6 @@ run_tool() {
     -cp "$(CP)" "$cls" "$@"
 }
 
-free_port() {
-  if command -v python3 >/dev/null 2>&1; then
-    python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1]);s.close()'
-    return
-  fi
-  # Fallback without python3: a random high port that nothing answers on.
-  local p i
-  for i in $(seq 1 50); do
-    p=$(( 20000 + RANDOM % 40000 ))
-    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return; fi
-  done
-  die "could not find a free port"
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 new_cluster_id() {
   # Same shape as org.apache.kafka.common.Uuid.randomUuid(): 16 random bytes, URL-safe
   # base64 without padding, never starting with '-'.
@@ -247,12 +205,6 @@ is_our_broker() {
 }
 
 running() { load_state && is_our_broker "$KAFKA_PID"; }
-
-lock_state() {
-  mkdir -p "$STATE_DIR"
-  exec 9>"$STATE_DIR/.lock"
-  flock -w 300 9 || die "timed out waiting for another kafka.sh on $STATE_DIR"
-}
 
 write_server_properties() {
   local cfg="$KAFKA_CONFIG"
@@ -404,21 +356,6 @@ cmd_start() {
   echo "$KAFKA_BOOTSTRAP"
 }
 
-# Sends SIGTERM, waits up to 30s, then SIGKILL. Returns once the process is gone.
-terminate() {
-  local pid="$1"
-  kill -TERM "$pid" 2>/dev/null || return 0
-  local i
-  for i in $(seq 1 300); do
-    is_our_broker "$pid" || return 0
-    sleep 0.1
-  done
-  log "broker $pid did not stop within 30s after SIGTERM; sending SIGKILL"
-  kill -KILL "$pid" 2>/dev/null || true
-  for i in $(seq 1 100); do is_our_broker "$pid" || return 0; sleep 0.1; done
-  die "broker $pid is still alive after SIGKILL"
-}
-
 cmd_stop() {
   lock_state
   if ! load_state; then
@@ -426,7 +363,7 @@ cmd_stop() {
     return 0
   fi
   if is_our_broker "$KAFKA_PID"; then
-    terminate "$KAFKA_PID"
+    terminate "$KAFKA_PID" is_our_broker broker
     log "stopped broker (pid $KAFKA_PID)"
   else
     log "broker was not running; cleaning up its state"
@@ -457,7 +394,7 @@ cmd_restart() {
   fetch_jars
   if is_our_broker "$KAFKA_PID"; then
     log "broker is running; stopping it cleanly first (data kept)"
-    terminate "$KAFKA_PID"
+    terminate "$KAFKA_PID" is_our_broker broker
   fi
   local t0=$SECONDS
   local i
