@@ -386,15 +386,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		if a.eos && a.waitRegistryEOS(ctx) {
 			continue
 		}
-		// Wait for records at most until the next commit is due, so that a
-		// quiet input does not hold back the commit (and with it results
-		// of emit: update) past the commit interval.
-		// (lastCommit under a.mu: a revoke commits from franz-go's goroutine.)
-		a.mu.Lock()
-		sinceCommit := a.clock.Now().Sub(a.lastCommit)
-		a.mu.Unlock()
-		wait := min(100*time.Millisecond, max(time.Millisecond, a.p.spec.CommitInterval-sinceCommit))
-		pctx, cancel := context.WithTimeout(ctx, wait)
+		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 		fs := a.cl.PollRecords(pctx, maxPollRecords)
 		cancel()
 		if fs.IsClientClosed() {
