@@ -254,7 +254,7 @@ log.cleaner.threads=1
 log.cleaner.backoff.ms=1000
 log.cleaner.dedupe.buffer.size=16777216
 log.cleaner.min.compaction.lag.ms=0
-log.retention.check.interval.ms=5000
+log.retention.check.interval.ms=1000
 EOF
   if [[ -n "${EDDY_KAFKA_PROPS:-}" ]]; then
     echo "# From EDDY_KAFKA_PROPS" >>"$cfg"
