@@ -72,37 +72,81 @@ func (jsonDecoder) Decode(_ context.Context, value []byte) (map[string]any, erro
 	return m, nil
 }
 
+// Event times eddy accepts, in milliseconds since the Unix epoch. An event
+// time becomes the Kafka timestamp of the repartition record, and window
+// bounds are computed from it: it must be a timestamp Kafka accepts (the
+// broker rejects negative timestamps other than -1, "none") and one that
+// RFC 3339 can write (the year 9999 at most), so window arithmetic near it
+// cannot overflow an int64.
+const (
+	minEventTime int64 = 0
+	maxEventTime int64 = 253402300799999 // 9999-12-31T23:59:59.999Z
+)
+
+// errEventTimeRange says an event time is outside [minEventTime,
+// maxEventTime]; eventTime wraps it with the value.
+var errEventTimeRange = errors.New("outside the range of a Kafka timestamp (1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z)")
+
 // eventTime reads the event time of a record in milliseconds: from field
 // (a number of ms, or an RFC 3339 string) or, when field is empty, the
-// record timestamp.
+// record timestamp. Every error is a bad event time (ErrEventTime): the
+// value is missing, not a time, not finite, or outside the range of a
+// Kafka timestamp. Fractional milliseconds are truncated toward zero.
 func eventTime(fields map[string]any, field string, rec *kgo.Record) (int64, error) {
 	if field == "" {
-		return rec.Timestamp.UnixMilli(), nil
+		ms := rec.Timestamp.UnixMilli()
+		if ms < minEventTime || ms > maxEventTime {
+			return 0, fmt.Errorf("record timestamp %d: %w", ms, errEventTimeRange)
+		}
+		return ms, nil
 	}
 	v, ok := fields[field]
 	if !ok || v == nil {
 		return 0, fmt.Errorf("missing")
 	}
+	var ms int64
 	switch t := v.(type) {
 	case float64:
 		if math.IsNaN(t) || math.IsInf(t, 0) {
-			return 0, fmt.Errorf("not a finite number")
+			return 0, fmt.Errorf("%v is not a finite number", t)
+		}
+		// Compared as floats: converting an out-of-range float to int64
+		// is undefined in Go (1e300 becomes the minimum int64 on amd64).
+		if t < float64(minEventTime) || t >= float64(maxEventTime)+1 {
+			return 0, fmt.Errorf("%v ms: %w", t, errEventTimeRange)
 		}
 		return int64(t), nil
+	case float32:
+		return eventTime(map[string]any{field: float64(t)}, field, rec)
 	case int64:
-		return t, nil
+		ms = t
+	case int32:
+		ms = int64(t)
 	case int:
-		return int64(t), nil
+		ms = int64(t)
 	case string:
 		ts, err := time.Parse(time.RFC3339Nano, t)
 		if err != nil {
 			return 0, fmt.Errorf("not RFC 3339 or epoch milliseconds: %q", t)
 		}
-		return ts.UnixMilli(), nil
+		ms = ts.UnixMilli()
+		if ms < minEventTime || ms > maxEventTime {
+			return 0, fmt.Errorf("%q: %w", t, errEventTimeRange)
+		}
+		return ms, nil
 	case time.Time:
-		return t.UnixMilli(), nil
+		ms = t.UnixMilli()
+		if ms < minEventTime || ms > maxEventTime {
+			return 0, fmt.Errorf("%s: %w", t.UTC().Format(time.RFC3339Nano), errEventTimeRange)
+		}
+		return ms, nil
+	default:
+		return 0, fmt.Errorf("type %T is neither a number of milliseconds nor an RFC 3339 string", v)
 	}
-	return 0, fmt.Errorf("type %T is neither a number of milliseconds nor an RFC 3339 string", v)
+	if ms < minEventTime || ms > maxEventTime {
+		return 0, fmt.Errorf("%d ms: %w", ms, errEventTimeRange)
+	}
+	return ms, nil
 }
 
 // keyString renders one key field value.
