@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -87,6 +88,7 @@ type App struct {
 	restorers []*state.Restorer // each with its own client: partitions restore concurrently
 	db        *state.DB
 	am        *amForwarder // nil unless alerts go to Alertmanager
+	limits    *topicLimits // max.message.bytes of the topics eddy writes (limits.go)
 
 	mu         sync.Mutex // held while processing, committing, assigning, revoking
 	tasks      map[int32]*task
@@ -219,6 +221,15 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("connect to %v: %w", a.cfg.Brokers, err)
 	}
 	parts, _, err := EnsureTopics(ctx, kadm.NewClient(admCl), spec)
+	if err == nil {
+		var lerr error
+		a.limits, lerr = describeLimits(ctx, kadm.NewClient(admCl), a.writtenTopics())
+		if lerr != nil {
+			a.log.Warn("could not read max.message.bytes of every topic eddy writes; records over 1000012 bytes to those go to the dead-letter topic",
+				"err", lerr)
+		}
+		a.log.Info("record size limits", "max_message_bytes", a.limits.byTopic)
+	}
 	admCl.Close()
 	if err != nil {
 		return err
@@ -266,6 +277,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 		kgo.RequireStableFetchOffsets(),
 		kgo.SessionTimeout(a.cfg.SessionTimeout),
 		kgo.ProducerLinger(5*time.Millisecond),
+		// One batch limit per topic, its max.message.bytes (limits.go).
+		kgo.ProducerBatchMaxBytesFn(a.limits.limit),
 		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic())),
 		kgo.OnPartitionsAssigned(a.onAssigned),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
@@ -435,6 +448,19 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 }
 
+// writtenTopics are the topics eddy produces to.
+func (a *App) writtenTopics() []string {
+	spec := a.p.spec
+	ts := []string{spec.ChangelogTopic(), spec.Output.Topic, spec.LateTopic, spec.DeadLetterTopic}
+	if t := spec.AlertsTopic(); t != "" {
+		ts = append(ts, t)
+	}
+	if spec.NeedsRepartition() {
+		ts = append(ts, spec.RepartitionTopic())
+	}
+	return ts
+}
+
 // maxPollRecords bounds the records one poll hands to the processing loop.
 const maxPollRecords = 5000
 
@@ -462,7 +488,7 @@ func (a *App) produceErr() error {
 func (a *App) produce(ctx context.Context, rec *kgo.Record) {
 	a.cl.Produce(context.WithoutCancel(ctx), rec, func(r *kgo.Record, err error) {
 		if err != nil {
-			a.setProduceErr(fmt.Errorf("produce to %s: %w", r.Topic, err))
+			a.setProduceErr(a.explainProduceErr(r, err))
 			return
 		}
 		a.m.recordsOut.WithLabelValues(r.Topic).Inc()
@@ -513,8 +539,16 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 }
 
 // deadLetter routes rec to the dead-letter topic with headers saying why.
+// Its Kafka timestamp is the time eddy writes it (the wall clock), so that
+// the topic's retention counts from then; the source record's timestamp is
+// in the eddy.source.timestamp header.
 func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) {
-	topic, part, off, key, headers := sourceOf(rec)
+	a.deadLetterWith(ctx, rec, re, nil)
+}
+
+// deadLetterWith is deadLetter with extra headers.
+func (a *App) deadLetterWith(ctx context.Context, rec *kgo.Record, re *RecordError, extra []kgo.RecordHeader) {
+	topic, part, off, key, headers, ts := sourceOf(rec)
 	re.Topic, re.Partition, re.Offset = topic, part, off
 	class := re.Class.Error()
 	headers = append(headers,
@@ -524,6 +558,10 @@ func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) 
 		strHeader(hdrSrcPart, strconv.Itoa(int(part))),
 		strHeader(hdrSrcOffset, strconv.FormatInt(off, 10)),
 	)
+	if ts >= 0 {
+		headers = append(headers, strHeader(hdrSrcTime, fmtTime(ts)))
+	}
+	headers = append(headers, extra...)
 	if re.Field != "" {
 		headers = append(headers, strHeader(hdrErrField, re.Field))
 	}
@@ -533,7 +571,7 @@ func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) 
 	}
 	a.m.deadLetters.WithLabelValues(class).Inc()
 	a.log.Debug("dead letter", "err", re)
-	a.produce(ctx, &kgo.Record{Topic: a.p.spec.DeadLetterTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: rec.Timestamp})
+	a.write(ctx, &kgo.Record{Topic: a.p.spec.DeadLetterTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: a.clock.Now()}, nil)
 }
 
 // forwardSource finishes the stateless steps of a source record (already
@@ -554,14 +592,15 @@ func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 	headers := append(append([]kgo.RecordHeader(nil), rec.Headers...),
 		kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
 		kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},
+		kgo.RecordHeader{Key: hdrOrigTS, Value: binary.AppendVarint(nil, rec.Timestamp.UnixMilli())},
 	)
-	a.produce(ctx, &kgo.Record{
+	a.write(ctx, &kgo.Record{
 		Topic:     a.p.spec.RepartitionTopic(),
 		Key:       []byte(ev.key),
 		Value:     rec.Value,
 		Headers:   headers,
 		Timestamp: time.UnixMilli(ev.ts),
-	})
+	}, rec)
 	return nil
 }
 
@@ -639,7 +678,11 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	t.arrivalSTime = t.streamTime
 	if late != nil {
 		a.m.late.Inc()
-		_, _, _, key, headers := sourceOf(rec)
+		// Written with the wall clock as its timestamp, so that the late
+		// topic's retention counts from now, not from the (old) event
+		// time; the event time and the source record's timestamp are in
+		// headers.
+		_, _, _, key, headers, srcTS := sourceOf(rec)
 		headers = append(headers,
 			strHeader(hdrLateWindow, fmtWindow(late.window)),
 			strHeader(hdrLateEvent, fmtTime(ev.ts)),
@@ -648,7 +691,10 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 			strHeader(hdrSrcPart, strconv.Itoa(int(srcPart))),
 			strHeader(hdrSrcOffset, strconv.FormatInt(srcOff, 10)),
 		)
-		a.produce(ctx, &kgo.Record{Topic: a.p.spec.LateTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: rec.Timestamp})
+		if srcTS >= 0 {
+			headers = append(headers, strHeader(hdrSrcTime, fmtTime(srcTS)))
+		}
+		a.write(ctx, &kgo.Record{Topic: a.p.spec.LateTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: now}, rec)
 	}
 	if err := a.p.closeWindows(t, func(r result) { a.emit(ctx, t, r) }); err != nil {
 		return err
@@ -699,12 +745,12 @@ func (a *App) emit(ctx context.Context, t *task, r result) {
 		a.setProduceErr(fmt.Errorf("encode result of window %s %s: %w", r.wk.Key, fmtWindow(r.wk), err))
 		return
 	}
-	a.produce(ctx, &kgo.Record{
+	a.write(ctx, &kgo.Record{
 		Topic:     a.p.spec.Output.Topic,
 		Key:       key,
 		Value:     value,
 		Timestamp: time.UnixMilli(r.wk.End),
-	})
+	}, nil)
 }
 
 func randomID() string {

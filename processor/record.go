@@ -225,6 +225,7 @@ func numeric(v any) (f float64, ok bool, err error) {
 const (
 	hdrSource     = "eddy.src"      // repartition: source topic, partition, offset (binary)
 	hdrOrigKey    = "eddy.orig-key" // repartition: the record's original key
+	hdrOrigTS     = "eddy.orig-ts"  // repartition: the record's original Kafka timestamp (ms, varint)
 	hdrErrClass   = "eddy.error.class"
 	hdrErrMessage = "eddy.error.message"
 	hdrErrField   = "eddy.error.field"
@@ -232,6 +233,10 @@ const (
 	hdrSrcTopic   = "eddy.source.topic"
 	hdrSrcPart    = "eddy.source.partition"
 	hdrSrcOffset  = "eddy.source.offset"
+	// hdrSrcTime is the Kafka timestamp of the source record (RFC 3339),
+	// on late and dead-letter records: their own Kafka timestamp is the
+	// time eddy wrote them, so that the topic's retention counts from then.
+	hdrSrcTime    = "eddy.source.timestamp"
 	hdrLateWindow = "eddy.late.window"
 	hdrLateStream = "eddy.late.stream-time"
 	hdrLateEvent  = "eddy.late.event-time"
@@ -256,20 +261,31 @@ func decodeSource(b []byte) (topic string, partition int32, offset int64, ok boo
 }
 
 // sourceOf returns where a record originally came from: its eddy.src
-// header for repartition records, else itself.
-func sourceOf(rec *kgo.Record) (topic string, partition int32, offset int64, key []byte, headers []kgo.RecordHeader) {
-	topic, partition, offset, key = rec.Topic, rec.Partition, rec.Offset, rec.Key
+// header for repartition records, else itself. ts is the source record's
+// Kafka timestamp in ms, -1 when unknown (a repartition record written by
+// an eddy that did not carry it); headers are the record's own, without
+// eddy's internal ones.
+func sourceOf(rec *kgo.Record) (topic string, partition int32, offset int64, key []byte, headers []kgo.RecordHeader, ts int64) {
+	topic, partition, offset, key, ts = rec.Topic, rec.Partition, rec.Offset, rec.Key, rec.Timestamp.UnixMilli()
+	repart, origTS := false, int64(-1)
 	for _, h := range rec.Headers {
 		switch h.Key {
 		case hdrSource:
 			if t, p, o, ok := decodeSource(h.Value); ok {
-				topic, partition, offset = t, p, o
+				topic, partition, offset, repart = t, p, o, true
 			}
 		case hdrOrigKey:
 			key = h.Value
+		case hdrOrigTS:
+			if v, n := binary.Varint(h.Value); n > 0 {
+				origTS = v
+			}
 		default:
 			headers = append(headers, h)
 		}
+	}
+	if repart {
+		ts = origTS // the record's own timestamp is its event time
 	}
 	return
 }
