@@ -44,7 +44,9 @@ type Config struct {
 	StateDir string
 	// InstanceID enables static group membership (a stable id per worker,
 	// such as a Kubernetes pod name): restarts within the session timeout
-	// keep the worker's partitions. Default none.
+	// keep the worker's partitions. Default none. It also names the
+	// worker's Kafka clients: client id eddy-<app>-<instance id>, with
+	// the host name when it is empty.
 	InstanceID string
 	// SessionTimeout of the group member. Default 45s (10s when unset
 	// and InstanceID is empty? no: always 45s unless set).
@@ -214,7 +216,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.p.bindSchemas(ctx, a.cfg.Registry, a.log, a.m); err != nil {
 		return err
 	}
-	base := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.Brokers...)}, a.cfg.ClientOpts...)
+	// Every client of this pipeline (admin, restorers, the group member)
+	// shows in broker tools and quotas as the app and the instance.
+	base := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.Brokers...), kgo.ClientID(clientID(spec.App, a.cfg.InstanceID, os.Hostname))},
+		a.cfg.ClientOpts...)
 
 	admCl, err := kgo.NewClient(base...)
 	if err != nil {
@@ -751,6 +756,22 @@ func (a *App) emit(ctx context.Context, t *task, r result) {
 		Value:     value,
 		Timestamp: time.UnixMilli(r.wk.End),
 	}, nil)
+}
+
+// clientID is the Kafka client id of a pipeline's clients:
+// eddy-<app>-<instance>, the instance being the --instance-id, else the
+// host name (a Kubernetes pod's name), else just eddy-<app>.
+func clientID(app, instanceID string, hostname func() (string, error)) string {
+	inst := instanceID
+	if inst == "" {
+		if h, err := hostname(); err == nil {
+			inst = h
+		}
+	}
+	if inst == "" {
+		return "eddy-" + app
+	}
+	return "eddy-" + app + "-" + inst
 }
 
 func randomID() string {
