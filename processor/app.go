@@ -23,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/internal/ratelog"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
@@ -81,6 +82,7 @@ type App struct {
 	cfg   Config
 	p     *pipeline
 	log   *slog.Logger
+	warn  *ratelog.Logger // repeated warnings of per-record and per-poll paths, once per warnEvery with a count
 	clock Clock
 	m     *metrics
 
@@ -148,6 +150,7 @@ func New(cfg Config) (*App, error) {
 		cfg:        cfg,
 		p:          p,
 		log:        cfg.Logger.With("app", cfg.Spec.App),
+		warn:       ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
 		clock:      cfg.Clock,
 		m:          newMetrics(cfg.Registerer),
 		tasks:      make(map[int32]*task),
@@ -415,7 +418,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			if errors.Is(e, context.DeadlineExceeded) || errors.Is(e, context.Canceled) {
 				return
 			}
-			a.log.Warn("fetch error", "topic", t, "partition", p, "err", e)
+			a.warn.Warn("fetch error", "topic", t, "partition", p, "err", e)
 			var dl *kgo.ErrDataLoss
 			if errors.As(e, &dl) {
 				return
@@ -465,6 +468,10 @@ func (a *App) writtenTopics() []string {
 	}
 	return ts
 }
+
+// warnEvery is how often a repeated warning is written (with the count of
+// the ones left out).
+const warnEvery = 10 * time.Second
 
 // maxPollRecords bounds the records one poll hands to the processing loop.
 const maxPollRecords = 5000
@@ -713,6 +720,7 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 // punctuate advances idle tasks' stream time and closes due windows.
 func (a *App) punctuate() error {
 	now := a.clock.Now()
+	a.warn.Flush()
 	for _, t := range a.tasks {
 		a.p.idleAdvance(t, now)
 		if err := a.p.closeWindows(t, func(r result) { a.emit(context.Background(), t, r) }); err != nil {

@@ -134,7 +134,7 @@ func (a *App) commitLocked(ctx context.Context) error {
 		if cerr != nil {
 			// Not fatal: nothing is lost. The rows stay dirty and are
 			// flushed again, with a new marker, at the next commit.
-			a.log.Warn("offset commit failed; retrying at the next commit", "err", cerr)
+			a.warn.Warn("offset commit failed; retrying at the next commit", "err", cerr)
 			return nil
 		}
 	}
