@@ -93,6 +93,7 @@ type App struct {
 	db        *state.DB
 	am        *amForwarder // nil unless alerts go to Alertmanager
 	limits    *topicLimits // max.message.bytes of the topics eddy writes (limits.go)
+	fields    *fieldWatch  // aggregate input fields missing from records (fields.go)
 
 	mu         sync.Mutex // held while processing, committing, assigning, revoking
 	tasks      map[int32]*task
@@ -162,6 +163,7 @@ func New(cfg Config) (*App, error) {
 		crashAfter: 2,
 		eos:        cfg.Spec.Processing == topology.ExactlyOnce,
 	}
+	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
 	if cfg.AlertmanagerURL != "" && p.alerts != nil {
 		app.am = newAMForwarder(cfg.AlertmanagerURL, cfg.Spec.App, app.log, app.m, cfg.AlertmanagerResend, cfg.AlertmanagerMaxAge)
 	}
@@ -667,6 +669,7 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 		a.m.filtered.Inc()
 		return nil
 	}
+	a.fields.observe(ev.fields)
 	ins, field, err := a.p.aggInputs(ev.fields, a.p.insBuf)
 	a.p.insBuf = ins
 	if err != nil {
@@ -721,6 +724,9 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 func (a *App) punctuate() error {
 	now := a.clock.Now()
 	a.warn.Flush()
+	for _, msg := range a.fields.report(now) {
+		a.log.Warn(msg)
+	}
 	for _, t := range a.tasks {
 		a.p.idleAdvance(t, now)
 		if err := a.p.closeWindows(t, func(r result) { a.emit(context.Background(), t, r) }); err != nil {

@@ -31,6 +31,8 @@ type metrics struct {
 	// deadLetterRefs counts reference records written in place of dead
 	// letters too large for the dead-letter topic.
 	deadLetterRefs prometheus.Counter
+	// fieldMissing counts records without an aggregate's input field.
+	fieldMissing *prometheus.CounterVec
 	// registryWaiting is 1 while records wait for the schema registry.
 	registryWaiting prometheus.Gauge
 }
@@ -78,13 +80,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "eddy_too_large_records_total", Help: "Records larger than the max.message.bytes of the topic eddy would write them to, by that topic; each went to the dead-letter topic (class too_large), or a reference to it when it did not fit there either."}, []string{"topic"}),
 		deadLetterRefs: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eddy_dead_letter_references_total", Help: "Reference records (source topic, partition and offset, no key or value) written in place of dead letters too large for the dead-letter topic."}),
+		fieldMissing: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_field_missing_total", Help: "Records that reached an aggregate without its input field (absent, not null), by aggregate and field: a misspelled field shows here."}, []string{"aggregate", "field"}),
 		registryWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eddy_registry_waiting", Help: "1 while records wait for the schema registry (unreachable): their partitions are paused, nothing is dead-lettered or committed past them."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsIn, m.recordsOut, m.deadLetters, m.alerts, m.amSent, m.late, m.filtered, m.duplicates,
 			m.commitSeconds, m.commits, m.restoreDone, m.restoreTotal, m.restored, m.lag,
-			m.streamTime, m.openWindows, m.ready, m.tasks, m.registryWaiting, m.tooLarge, m.deadLetterRefs)
+			m.streamTime, m.openWindows, m.ready, m.tasks, m.registryWaiting, m.tooLarge, m.deadLetterRefs, m.fieldMissing)
 	}
 	return m
 }
