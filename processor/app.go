@@ -94,6 +94,7 @@ type App struct {
 	am        *amForwarder // nil unless alerts go to Alertmanager
 	limits    *topicLimits // max.message.bytes of the topics eddy writes (limits.go)
 	fields    *fieldWatch  // aggregate input fields missing from records (fields.go)
+	lagW      *lagWatch    // lag of every owned partition (lag.go)
 
 	mu         sync.Mutex // held while processing, committing, assigning, revoking
 	tasks      map[int32]*task
@@ -164,6 +165,7 @@ func New(cfg Config) (*App, error) {
 		eos:        cfg.Spec.Processing == topology.ExactlyOnce,
 	}
 	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
+	app.lagW = newLagWatch(app.m)
 	if cfg.AlertmanagerURL != "" && p.alerts != nil {
 		app.am = newAMForwarder(cfg.AlertmanagerURL, cfg.Spec.App, app.log, app.m, cfg.AlertmanagerResend, cfg.AlertmanagerMaxAge)
 	}
@@ -290,14 +292,19 @@ func (a *App) Run(ctx context.Context) (err error) {
 		// One batch limit per topic, its max.message.bytes (limits.go).
 		kgo.ProducerBatchMaxBytesFn(a.limits.limit),
 		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic())),
-		kgo.OnPartitionsAssigned(a.onAssigned),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+			a.lagW.assigned(m)
+			a.onAssigned(ctx, cl, m)
+		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 			a.onRevoked(ctx, cl, m)
 			a.dropStalls(m)
+			a.lagW.revoked(m)
 		}),
 		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 			a.onLost(ctx, cl, m)
 			a.dropStalls(m)
+			a.lagW.revoked(m)
 		}),
 	)
 	if a.cfg.InstanceID != "" {
@@ -387,6 +394,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 	}()
 
+	lagCtx, lagCancel := context.WithCancel(context.Background())
+	lagDone := make(chan struct{})
+	go func() { defer close(lagDone); a.runLag(lagCtx) }()
+	defer func() { lagCancel(); <-lagDone }()
 	if a.am != nil {
 		amCtx, amCancel := context.WithCancel(context.Background())
 		amDone := make(chan struct{})
@@ -544,7 +555,7 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			}
 		}
 		last := fp.Records[len(fp.Records)-1]
-		a.m.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.HighWatermark-last.Offset-1)))
+		a.lagW.fetched(fp.Topic, fp.Partition, last.Offset+1, fp.HighWatermark)
 	})
 	if err != nil {
 		return err
@@ -728,7 +739,13 @@ func (a *App) punctuate() error {
 		a.log.Warn(msg)
 	}
 	for _, t := range a.tasks {
-		a.p.idleAdvance(t, now)
+		// A task that has had no record has nothing to close and no
+		// stream time to advance: advancing it from zero would only
+		// checkpoint a time in 1970 (arrivalSTime is the stream time at
+		// the last record, restored from the checkpoint).
+		if t.arrivalSTime > 0 || len(t.open) > 0 {
+			a.p.idleAdvance(t, now)
+		}
 		if err := a.p.closeWindows(t, func(r result) { a.emit(context.Background(), t, r) }); err != nil {
 			return err
 		}
@@ -738,7 +755,12 @@ func (a *App) punctuate() error {
 			al.checkQuiet(a.p, t, t.streamTime, pub)
 		}
 		p := strconv.Itoa(int(t.partition))
-		a.m.streamTime.WithLabelValues(p).Set(float64(t.streamTime) / 1000)
+		// A task that has had no record (in this run, or in the state it
+		// restored) has no stream time: leave the series unset rather
+		// than show the idle-advanced time since 1970.
+		if t.arrivalSTime > 0 {
+			a.m.streamTime.WithLabelValues(p).Set(float64(t.streamTime) / 1000)
+		}
 		a.m.openWindows.WithLabelValues(p).Set(float64(len(t.open)))
 	}
 	return nil

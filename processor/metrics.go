@@ -67,9 +67,9 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		restored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eddy_restored_records_total", Help: "Changelog records restored since start."}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "eddy_consumer_lag_records", Help: "Records between the last processed offset and the partition end, by topic and partition."}, []string{"topic", "partition"}),
+			Name: "eddy_consumer_lag_records", Help: "Records between the last processed offset and the partition end, by topic and partition, for every partition the worker owns."}, []string{"topic", "partition"}),
 		streamTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "eddy_stream_time_seconds", Help: "Stream time of each task (highest event time seen, or idle-advanced), Unix seconds."}, []string{"partition"}),
+			Name: "eddy_stream_time_seconds", Help: "Stream time of each task (highest event time seen, or idle-advanced), Unix seconds; unset for a partition that has had no record."}, []string{"partition"}),
 		openWindows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eddy_open_windows", Help: "Windows held in state, waiting to close, by partition."}, []string{"partition"}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
