@@ -378,7 +378,7 @@ func (a *App) abortTxn(ctx context.Context) error {
 		if err == nil || ctx.Err() != nil || time.Since(start) > limit {
 			return err
 		}
-		a.log.Warn("transaction abort failed; trying again", "attempt", attempt, "retry_in", backoff, "err", err)
+		a.warn.Warn("transaction abort failed; trying again", "attempt", attempt, "retry_in", backoff, "err", err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():

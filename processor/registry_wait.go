@@ -183,7 +183,7 @@ func (a *App) abortForRegistry(ctx context.Context, cause error) error {
 	a.eosBackoff = min(max(2*a.eosBackoff, registryRetryMin), registryRetryMax)
 	a.eosWait = a.clock.Now().Add(a.eosBackoff)
 	a.m.registryWaiting.Set(1)
-	a.log.Warn("waiting for schema registry: transaction aborted, reading again from the committed offsets",
+	a.warn.Warn("waiting for schema registry: transaction aborted, reading again from the committed offsets",
 		"retry_in", a.eosBackoff, "err", cause)
 	a.lastCommit = a.clock.Now()
 	return nil
