@@ -29,12 +29,16 @@ func TestKafkaOversizedRecord(t *testing.T) {
 	// limit, about 1 MB): the 2 MB record does not fit, a reference does.
 	t.Run("reference", func(t *testing.T) {
 		t.Parallel()
-		testOversized(t, brokers, 0)
+		testOversized(t, brokers, 0, "at_least_once")
+	})
+	t.Run("reference_exactly_once", func(t *testing.T) {
+		t.Parallel()
+		testOversized(t, brokers, 0, "exactly_once")
 	})
 	// A dead-letter topic that allows 8 MB holds the record itself.
 	t.Run("dead_letter", func(t *testing.T) {
 		t.Parallel()
-		testOversized(t, brokers, 8<<20)
+		testOversized(t, brokers, 8<<20, "at_least_once")
 	})
 }
 
@@ -56,7 +60,7 @@ func createTopicWithLimit(t *testing.T, adm *kadm.Client, topic string, parts in
 	}
 }
 
-func testOversized(t *testing.T, brokers []string, dlqLimit int) {
+func testOversized(t *testing.T, brokers []string, dlqLimit int, processing string) {
 	const repartLimit = 1048588 // Kafka's default max.message.bytes
 	sc := newScenario(11, 2, 80, 4)
 	e := &e2e{brokers: brokers, sc: sc}
@@ -73,7 +77,7 @@ func testOversized(t *testing.T, brokers []string, dlqLimit int) {
 	if dlqLimit > 0 {
 		createTopicWithLimit(t, adm, e.dlq, sc.parts, dlqLimit, nil)
 	}
-	e.spec = sc.spec(t, e.app, e.in, e.out, "at_least_once")
+	e.spec = sc.spec(t, e.app, e.in, e.out, processing)
 
 	// Every input record is stamped with its event time (30 minutes ago
 	// and earlier): dead letters and late records must carry the time
