@@ -87,3 +87,36 @@ func TestEventTimeEdges(t *testing.T) {
 		}
 	}
 }
+
+// TestBadEventTimeClass: a record whose event time overflows is dead-
+// lettered with class event_time (it was read as 1970 and sent to the late
+// topic), and one in range but far ahead is future_timestamp.
+func TestBadEventTimeClass(t *testing.T) {
+	h := mustHarness(t, `app: t
+source: {topics: [in]}
+time: {field: ts}
+key: [k]
+window: {type: tumbling, size: 1m}
+aggregates:
+  - {name: requests, op: count}
+output: {topic: out}
+`)
+	now := time.UnixMilli(1_700_000_000_000)
+	for _, c := range []struct {
+		ts    any
+		class error
+	}{
+		{1e300, ErrEventTime}, {math.NaN(), ErrEventTime}, {math.Inf(-1), ErrEventTime}, {-1e300, ErrEventTime},
+		{-5.0, ErrEventTime}, {"10000-01-01T00:00:00Z", ErrEventTime}, {"1969-07-20T20:17:00Z", ErrEventTime},
+		{float64(maxEventTime), ErrFutureTimestamp},
+		{1_700_000_000_000.0, nil},
+	} {
+		_, re := h.p.prepareFields(map[string]any{"ts": c.ts, "k": "a"}, &kgo.Record{}, now)
+		switch {
+		case c.class == nil && re != nil:
+			t.Errorf("ts %v: %v, want no error", c.ts, re)
+		case c.class != nil && (re == nil || !errors.Is(re, c.class)):
+			t.Errorf("ts %v: %v, want class %v", c.ts, re, c.class)
+		}
+	}
+}
