@@ -66,7 +66,7 @@ func TestKafkaRecordSizeBound(t *testing.T) {
 			{Key: strings.Repeat("h", 200), Value: make([]byte, 500)}}},
 	}
 	for i, r := range shapes {
-		r.Value = random(limit - recordSize(r))
+		r.Value = randomBytes(limit - recordSize(r))
 		if recordSize(r) != limit {
 			t.Fatalf("shape %d: size %d", i, recordSize(r))
 		}
@@ -76,13 +76,13 @@ func TestKafkaRecordSizeBound(t *testing.T) {
 	}
 	// Over the limit: the broker refuses it (the client allows it here).
 	big := kafkatest.Client(t, brokers, kgo.ProducerBatchMaxBytes(1<<20), kgo.ProducerBatchCompression(kgo.NoCompression()))
-	err = big.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: random(2 * limit)}).FirstErr()
+	err = big.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: randomBytes(2 * limit)}).FirstErr()
 	if !errors.Is(err, kerr.MessageTooLarge) {
 		t.Errorf("a record of %d bytes on a topic of max.message.bytes %d: err = %v, want MESSAGE_TOO_LARGE", 2*limit, limit, err)
 	}
 }
 
-func random(n int) []byte {
+func randomBytes(n int) []byte {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return b

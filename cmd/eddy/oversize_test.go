@@ -122,7 +122,7 @@ func testOversized(t *testing.T, brokers []string, dlqLimit int, processing stri
 	}
 	var tl *kgo.Record
 	for _, r := range dl {
-		if hdr(r, "eddy.error.class") == "too_large" {
+		if recHeader(r, "eddy.error.class") == "too_large" {
 			if tl != nil {
 				t.Fatalf("two too_large dead letters")
 			}
@@ -130,10 +130,10 @@ func testOversized(t *testing.T, brokers []string, dlqLimit int, processing stri
 		}
 		if r.Timestamp.Before(start.Add(-time.Second)) {
 			t.Errorf("dead letter %s has timestamp %v, before the test started (%v): want the time eddy wrote it",
-				hdr(r, "eddy.error.class"), r.Timestamp, start)
+				recHeader(r, "eddy.error.class"), r.Timestamp, start)
 		}
-		if hdr(r, "eddy.source.timestamp") == "" {
-			t.Errorf("dead letter %s lacks eddy.source.timestamp: %v", hdr(r, "eddy.error.class"), r.Headers)
+		if recHeader(r, "eddy.source.timestamp") == "" {
+			t.Errorf("dead letter %s lacks eddy.source.timestamp: %v", recHeader(r, "eddy.error.class"), r.Headers)
 		}
 	}
 	if tl == nil {
@@ -148,20 +148,20 @@ func testOversized(t *testing.T, brokers []string, dlqLimit int, processing stri
 		"eddy.too-large.limit":  strconv.Itoa(repartLimit),
 	}
 	for k, v := range want {
-		if got := hdr(tl, k); got != v {
+		if got := recHeader(tl, k); got != v {
 			t.Errorf("too_large dead letter: header %s = %q, want %q", k, got, v)
 		}
 	}
-	size, _ := strconv.Atoi(hdr(tl, "eddy.too-large.size"))
+	size, _ := strconv.Atoi(recHeader(tl, "eddy.too-large.size"))
 	if size < len(bigValue) || size > len(bigValue)+1000 {
 		t.Errorf("too_large dead letter: size %d, want the record's size (value %d bytes, plus key, headers and overhead)", size, len(bigValue))
 	}
 	if dlqLimit > 0 {
-		if string(tl.Value) != string(bigValue) || hdr(tl, "trace") != "t-big" || hdr(tl, "eddy.reference") != "" {
+		if string(tl.Value) != string(bigValue) || recHeader(tl, "trace") != "t-big" || recHeader(tl, "eddy.reference") != "" {
 			t.Errorf("dead letter in an 8 MB topic: want the original value (%d bytes) and headers, got %d bytes, headers %v",
 				len(bigValue), len(tl.Value), headerKeys(tl))
 		}
-	} else if len(tl.Value) != 0 || len(tl.Key) != 0 || hdr(tl, "eddy.reference") == "" || hdr(tl, "trace") != "" {
+	} else if len(tl.Value) != 0 || len(tl.Key) != 0 || recHeader(tl, "eddy.reference") == "" || recHeader(tl, "trace") != "" {
 		t.Errorf("dead letter too large for the dead-letter topic: want a reference (no key, no value, eddy.reference), got %d bytes, headers %v",
 			len(tl.Value), headerKeys(tl))
 	}
@@ -173,7 +173,7 @@ func testOversized(t *testing.T, brokers []string, dlqLimit int, processing stri
 		if r.Timestamp.Before(start.Add(-time.Second)) {
 			t.Errorf("late record %s has timestamp %v: want the time eddy wrote it", ev.ID, r.Timestamp)
 		}
-		if got, want := hdr(r, "eddy.source.timestamp"), time.UnixMilli(ev.TS).UTC().Format("2006-01-02T15:04:05.000Z07:00"); got != want {
+		if got, want := recHeader(r, "eddy.source.timestamp"), time.UnixMilli(ev.TS).UTC().Format("2006-01-02T15:04:05.000Z07:00"); got != want {
 			t.Errorf("late record %s: eddy.source.timestamp = %q, want %q", ev.ID, got, want)
 		}
 	}
@@ -197,7 +197,7 @@ func testOversized(t *testing.T, brokers []string, dlqLimit int, processing stri
 	}
 }
 
-func hdr(r *kgo.Record, key string) string {
+func recHeader(r *kgo.Record, key string) string {
 	for _, h := range r.Headers {
 		if h.Key == key {
 			return string(h.Value)
