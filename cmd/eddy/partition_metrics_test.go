@@ -46,7 +46,8 @@ func scrapeSeries(t *testing.T, addr, name string) map[string]float64 {
 // eddy_stream_time_seconds is set only for partitions that have had a
 // record (never a time near 1970), and eddy_consumer_lag_records is
 // exported, at 0 once everything is processed, for every owned partition
-// of the input and repartition topics, records or not.
+// of the input and repartition topics, records or not. Also: a misspelled
+// aggregate field is counted in eddy_field_missing_total for every record.
 func TestPartitionMetricsWithoutRecords(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Kfake(t)
@@ -56,7 +57,9 @@ func TestPartitionMetricsWithoutRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(e.spec, []byte(strings.Replace(string(y), "idle_timeout: 1h", "idle_timeout: 1s", 1)), 0o644); err != nil {
+	if err := os.WriteFile(e.spec, []byte(strings.NewReplacer("idle_timeout: 1h", "idle_timeout: 1s",
+		// A misspelled field (issue 14 item 5): counted in every record.
+		"aggregates:\n", "aggregates:\n  - {name: typo_max, op: max, field: latncy_ms}\n").Replace(string(y))), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	produceSync(t, brokers, sc.records(e.in))
@@ -118,6 +121,12 @@ func TestPartitionMetricsWithoutRecords(t *testing.T) {
 			t.Fatalf("after 30s: %s\nstream time %v\nlag %v", strings.Join(problems, "; "), st, lag)
 		}
 		time.Sleep(500 * time.Millisecond)
+	}
+	if n := metric(t, addr, "eddy_field_missing_total", `aggregate="typo_max"`, `field="latncy_ms"`); n != float64(len(sc.events)) {
+		t.Errorf("eddy_field_missing_total{aggregate=typo_max,field=latncy_ms} = %v, want %d (every record)", n, len(sc.events))
+	}
+	if n := metric(t, addr, "eddy_field_missing_total", `field="latency_ms"`); n != 0 {
+		t.Errorf("eddy_field_missing_total{field=latency_ms} = %v, want 0", n)
 	}
 	if err := w.stop(syscall.SIGTERM); err != nil {
 		t.Errorf("eddy exited with %v after SIGTERM", err)
