@@ -75,7 +75,7 @@ func (jsonDecoder) Decode(_ context.Context, value []byte) (map[string]any, erro
 // Event times eddy accepts, in milliseconds since the Unix epoch. An event
 // time becomes the Kafka timestamp of the repartition record, and window
 // bounds are computed from it: it must be a timestamp Kafka accepts (the
-// broker rejects negative timestamps other than -1, "none") and one that
+// Kafka clients refuse negative timestamps; -1 means "none") and one that
 // RFC 3339 can write (the year 9999 at most), so window arithmetic near it
 // cannot overflow an int64.
 const (
