@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -22,6 +23,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/internal/ratelog"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
@@ -43,7 +45,9 @@ type Config struct {
 	StateDir string
 	// InstanceID enables static group membership (a stable id per worker,
 	// such as a Kubernetes pod name): restarts within the session timeout
-	// keep the worker's partitions. Default none.
+	// keep the worker's partitions. Default none. It also names the
+	// worker's Kafka clients: client id eddy-<app>-<instance id>, with
+	// the host name when it is empty.
 	InstanceID string
 	// SessionTimeout of the group member. Default 45s (10s when unset
 	// and InstanceID is empty? no: always 45s unless set).
@@ -78,6 +82,7 @@ type App struct {
 	cfg   Config
 	p     *pipeline
 	log   *slog.Logger
+	warn  *ratelog.Logger // repeated warnings of per-record and per-poll paths, once per warnEvery with a count
 	clock Clock
 	m     *metrics
 
@@ -87,6 +92,9 @@ type App struct {
 	restorers []*state.Restorer // each with its own client: partitions restore concurrently
 	db        *state.DB
 	am        *amForwarder // nil unless alerts go to Alertmanager
+	limits    *topicLimits // max.message.bytes of the topics eddy writes (limits.go)
+	fields    *fieldWatch  // aggregate input fields missing from records (fields.go)
+	lagW      *lagWatch    // lag of every owned partition (lag.go)
 
 	mu         sync.Mutex // held while processing, committing, assigning, revoking
 	tasks      map[int32]*task
@@ -144,6 +152,7 @@ func New(cfg Config) (*App, error) {
 		cfg:        cfg,
 		p:          p,
 		log:        cfg.Logger.With("app", cfg.Spec.App),
+		warn:       ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
 		clock:      cfg.Clock,
 		m:          newMetrics(cfg.Registerer),
 		tasks:      make(map[int32]*task),
@@ -155,6 +164,8 @@ func New(cfg Config) (*App, error) {
 		crashAfter: 2,
 		eos:        cfg.Spec.Processing == topology.ExactlyOnce,
 	}
+	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
+	app.lagW = newLagWatch(app.m)
 	if cfg.AlertmanagerURL != "" && p.alerts != nil {
 		app.am = newAMForwarder(cfg.AlertmanagerURL, cfg.Spec.App, app.log, app.m, cfg.AlertmanagerResend, cfg.AlertmanagerMaxAge)
 	}
@@ -212,13 +223,25 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err := a.p.bindSchemas(ctx, a.cfg.Registry, a.log, a.m); err != nil {
 		return err
 	}
-	base := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.Brokers...)}, a.cfg.ClientOpts...)
+	// Every client of this pipeline (admin, restorers, the group member)
+	// shows in broker tools and quotas as the app and the instance.
+	base := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.Brokers...), kgo.ClientID(clientID(spec.App, a.cfg.InstanceID, os.Hostname))},
+		a.cfg.ClientOpts...)
 
 	admCl, err := kgo.NewClient(base...)
 	if err != nil {
 		return fmt.Errorf("connect to %v: %w", a.cfg.Brokers, err)
 	}
 	parts, _, err := EnsureTopics(ctx, kadm.NewClient(admCl), spec)
+	if err == nil {
+		var lerr error
+		a.limits, lerr = describeLimits(ctx, kadm.NewClient(admCl), a.writtenTopics())
+		if lerr != nil {
+			a.log.Warn("could not read max.message.bytes of every topic eddy writes; records over 1000012 bytes to those go to the dead-letter topic",
+				"err", lerr)
+		}
+		a.log.Info("record size limits", "max_message_bytes", a.limits.byTopic)
+	}
 	admCl.Close()
 	if err != nil {
 		return err
@@ -266,15 +289,22 @@ func (a *App) Run(ctx context.Context) (err error) {
 		kgo.RequireStableFetchOffsets(),
 		kgo.SessionTimeout(a.cfg.SessionTimeout),
 		kgo.ProducerLinger(5*time.Millisecond),
+		// One batch limit per topic, its max.message.bytes (limits.go).
+		kgo.ProducerBatchMaxBytesFn(a.limits.limit),
 		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic())),
-		kgo.OnPartitionsAssigned(a.onAssigned),
+		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
+			a.lagW.assigned(m)
+			a.onAssigned(ctx, cl, m)
+		}),
 		kgo.OnPartitionsRevoked(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 			a.onRevoked(ctx, cl, m)
 			a.dropStalls(m)
+			a.lagW.revoked(m)
 		}),
 		kgo.OnPartitionsLost(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 			a.onLost(ctx, cl, m)
 			a.dropStalls(m)
+			a.lagW.revoked(m)
 		}),
 	)
 	if a.cfg.InstanceID != "" {
@@ -364,6 +394,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 	}()
 
+	lagCtx, lagCancel := context.WithCancel(context.Background())
+	lagDone := make(chan struct{})
+	go func() { defer close(lagDone); a.runLag(lagCtx) }()
+	defer func() { lagCancel(); <-lagDone }()
 	if a.am != nil {
 		amCtx, amCancel := context.WithCancel(context.Background())
 		amDone := make(chan struct{})
@@ -397,7 +431,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			if errors.Is(e, context.DeadlineExceeded) || errors.Is(e, context.Canceled) {
 				return
 			}
-			a.log.Warn("fetch error", "topic", t, "partition", p, "err", e)
+			a.warn.Warn("fetch error", "topic", t, "partition", p, "err", e)
 			var dl *kgo.ErrDataLoss
 			if errors.As(e, &dl) {
 				return
@@ -435,6 +469,23 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 }
 
+// writtenTopics are the topics eddy produces to.
+func (a *App) writtenTopics() []string {
+	spec := a.p.spec
+	ts := []string{spec.ChangelogTopic(), spec.Output.Topic, spec.LateTopic, spec.DeadLetterTopic}
+	if t := spec.AlertsTopic(); t != "" {
+		ts = append(ts, t)
+	}
+	if spec.NeedsRepartition() {
+		ts = append(ts, spec.RepartitionTopic())
+	}
+	return ts
+}
+
+// warnEvery is how often a repeated warning is written (with the count of
+// the ones left out).
+const warnEvery = 10 * time.Second
+
 // maxPollRecords bounds the records one poll hands to the processing loop.
 const maxPollRecords = 5000
 
@@ -462,7 +513,7 @@ func (a *App) produceErr() error {
 func (a *App) produce(ctx context.Context, rec *kgo.Record) {
 	a.cl.Produce(context.WithoutCancel(ctx), rec, func(r *kgo.Record, err error) {
 		if err != nil {
-			a.setProduceErr(fmt.Errorf("produce to %s: %w", r.Topic, err))
+			a.setProduceErr(a.explainProduceErr(r, err))
 			return
 		}
 		a.m.recordsOut.WithLabelValues(r.Topic).Inc()
@@ -504,7 +555,7 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			}
 		}
 		last := fp.Records[len(fp.Records)-1]
-		a.m.lag.WithLabelValues(fp.Topic, strconv.Itoa(int(fp.Partition))).Set(float64(max(0, fp.HighWatermark-last.Offset-1)))
+		a.lagW.fetched(fp.Topic, fp.Partition, last.Offset+1, fp.HighWatermark)
 	})
 	if err != nil {
 		return err
@@ -513,8 +564,16 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 }
 
 // deadLetter routes rec to the dead-letter topic with headers saying why.
+// Its Kafka timestamp is the time eddy writes it (the wall clock), so that
+// the topic's retention counts from then; the source record's timestamp is
+// in the eddy.source.timestamp header.
 func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) {
-	topic, part, off, key, headers := sourceOf(rec)
+	a.deadLetterWith(ctx, rec, re, nil)
+}
+
+// deadLetterWith is deadLetter with extra headers.
+func (a *App) deadLetterWith(ctx context.Context, rec *kgo.Record, re *RecordError, extra []kgo.RecordHeader) {
+	topic, part, off, key, headers, ts := sourceOf(rec)
 	re.Topic, re.Partition, re.Offset = topic, part, off
 	class := re.Class.Error()
 	headers = append(headers,
@@ -524,6 +583,10 @@ func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) 
 		strHeader(hdrSrcPart, strconv.Itoa(int(part))),
 		strHeader(hdrSrcOffset, strconv.FormatInt(off, 10)),
 	)
+	if ts >= 0 {
+		headers = append(headers, strHeader(hdrSrcTime, fmtTime(ts)))
+	}
+	headers = append(headers, extra...)
 	if re.Field != "" {
 		headers = append(headers, strHeader(hdrErrField, re.Field))
 	}
@@ -533,7 +596,7 @@ func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) 
 	}
 	a.m.deadLetters.WithLabelValues(class).Inc()
 	a.log.Debug("dead letter", "err", re)
-	a.produce(ctx, &kgo.Record{Topic: a.p.spec.DeadLetterTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: rec.Timestamp})
+	a.write(ctx, &kgo.Record{Topic: a.p.spec.DeadLetterTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: a.clock.Now()}, nil)
 }
 
 // forwardSource finishes the stateless steps of a source record (already
@@ -554,14 +617,15 @@ func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 	headers := append(append([]kgo.RecordHeader(nil), rec.Headers...),
 		kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
 		kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},
+		kgo.RecordHeader{Key: hdrOrigTS, Value: binary.AppendVarint(nil, rec.Timestamp.UnixMilli())},
 	)
-	a.produce(ctx, &kgo.Record{
+	a.write(ctx, &kgo.Record{
 		Topic:     a.p.spec.RepartitionTopic(),
 		Key:       []byte(ev.key),
 		Value:     rec.Value,
 		Headers:   headers,
 		Timestamp: time.UnixMilli(ev.ts),
-	})
+	}, rec)
 	return nil
 }
 
@@ -616,6 +680,7 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 		a.m.filtered.Inc()
 		return nil
 	}
+	a.fields.observe(ev.fields)
 	ins, field, err := a.p.aggInputs(ev.fields, a.p.insBuf)
 	a.p.insBuf = ins
 	if err != nil {
@@ -639,7 +704,11 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	t.arrivalSTime = t.streamTime
 	if late != nil {
 		a.m.late.Inc()
-		_, _, _, key, headers := sourceOf(rec)
+		// Written with the wall clock as its timestamp, so that the late
+		// topic's retention counts from now, not from the (old) event
+		// time; the event time and the source record's timestamp are in
+		// headers.
+		_, _, _, key, headers, srcTS := sourceOf(rec)
 		headers = append(headers,
 			strHeader(hdrLateWindow, fmtWindow(late.window)),
 			strHeader(hdrLateEvent, fmtTime(ev.ts)),
@@ -648,7 +717,10 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 			strHeader(hdrSrcPart, strconv.Itoa(int(srcPart))),
 			strHeader(hdrSrcOffset, strconv.FormatInt(srcOff, 10)),
 		)
-		a.produce(ctx, &kgo.Record{Topic: a.p.spec.LateTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: rec.Timestamp})
+		if srcTS >= 0 {
+			headers = append(headers, strHeader(hdrSrcTime, fmtTime(srcTS)))
+		}
+		a.write(ctx, &kgo.Record{Topic: a.p.spec.LateTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: now}, rec)
 	}
 	if err := a.p.closeWindows(t, func(r result) { a.emit(ctx, t, r) }); err != nil {
 		return err
@@ -662,8 +734,18 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 // punctuate advances idle tasks' stream time and closes due windows.
 func (a *App) punctuate() error {
 	now := a.clock.Now()
+	a.warn.Flush()
+	for _, msg := range a.fields.report(now) {
+		a.log.Warn(msg)
+	}
 	for _, t := range a.tasks {
-		a.p.idleAdvance(t, now)
+		// A task that has had no record has nothing to close and no
+		// stream time to advance: advancing it from zero would only
+		// checkpoint a time in 1970 (arrivalSTime is the stream time at
+		// the last record, restored from the checkpoint).
+		if t.arrivalSTime > 0 || len(t.open) > 0 {
+			a.p.idleAdvance(t, now)
+		}
 		if err := a.p.closeWindows(t, func(r result) { a.emit(context.Background(), t, r) }); err != nil {
 			return err
 		}
@@ -673,7 +755,12 @@ func (a *App) punctuate() error {
 			al.checkQuiet(a.p, t, t.streamTime, pub)
 		}
 		p := strconv.Itoa(int(t.partition))
-		a.m.streamTime.WithLabelValues(p).Set(float64(t.streamTime) / 1000)
+		// A task that has had no record (in this run, or in the state it
+		// restored) has no stream time: leave the series unset rather
+		// than show the idle-advanced time since 1970.
+		if t.arrivalSTime > 0 {
+			a.m.streamTime.WithLabelValues(p).Set(float64(t.streamTime) / 1000)
+		}
 		a.m.openWindows.WithLabelValues(p).Set(float64(len(t.open)))
 	}
 	return nil
@@ -699,12 +786,28 @@ func (a *App) emit(ctx context.Context, t *task, r result) {
 		a.setProduceErr(fmt.Errorf("encode result of window %s %s: %w", r.wk.Key, fmtWindow(r.wk), err))
 		return
 	}
-	a.produce(ctx, &kgo.Record{
+	a.write(ctx, &kgo.Record{
 		Topic:     a.p.spec.Output.Topic,
 		Key:       key,
 		Value:     value,
 		Timestamp: time.UnixMilli(r.wk.End),
-	})
+	}, nil)
+}
+
+// clientID is the Kafka client id of a pipeline's clients:
+// eddy-<app>-<instance>, the instance being the --instance-id, else the
+// host name (a Kubernetes pod's name), else just eddy-<app>.
+func clientID(app, instanceID string, hostname func() (string, error)) string {
+	inst := instanceID
+	if inst == "" {
+		if h, err := hostname(); err == nil {
+			inst = h
+		}
+	}
+	if inst == "" {
+		return "eddy-" + app
+	}
+	return "eddy-" + app + "-" + inst
 }
 
 func randomID() string {

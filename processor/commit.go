@@ -134,7 +134,7 @@ func (a *App) commitLocked(ctx context.Context) error {
 		if cerr != nil {
 			// Not fatal: nothing is lost. The rows stay dirty and are
 			// flushed again, with a new marker, at the next commit.
-			a.log.Warn("offset commit failed; retrying at the next commit", "err", cerr)
+			a.warn.Warn("offset commit failed; retrying at the next commit", "err", cerr)
 			return nil
 		}
 	}
@@ -378,7 +378,7 @@ func (a *App) abortTxn(ctx context.Context) error {
 		if err == nil || ctx.Err() != nil || time.Since(start) > limit {
 			return err
 		}
-		a.log.Warn("transaction abort failed; trying again", "attempt", attempt, "retry_in", backoff, "err", err)
+		a.warn.Warn("transaction abort failed; trying again", "attempt", attempt, "retry_in", backoff, "err", err)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():

@@ -25,6 +25,14 @@ type metrics struct {
 	openWindows   *prometheus.GaugeVec
 	ready         prometheus.Gauge
 	tasks         prometheus.Gauge
+	// tooLarge counts records that did not fit the topic eddy would
+	// write them to (limits.go), by that topic.
+	tooLarge *prometheus.CounterVec
+	// deadLetterRefs counts reference records written in place of dead
+	// letters too large for the dead-letter topic.
+	deadLetterRefs prometheus.Counter
+	// fieldMissing counts records without an aggregate's input field.
+	fieldMissing *prometheus.CounterVec
 	// registryWaiting is 1 while records wait for the schema registry.
 	registryWaiting prometheus.Gauge
 }
@@ -59,22 +67,28 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		restored: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eddy_restored_records_total", Help: "Changelog records restored since start."}),
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "eddy_consumer_lag_records", Help: "Records between the last processed offset and the partition end, by topic and partition."}, []string{"topic", "partition"}),
+			Name: "eddy_consumer_lag_records", Help: "Records between the last processed offset and the partition end, by topic and partition, for every partition the worker owns."}, []string{"topic", "partition"}),
 		streamTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "eddy_stream_time_seconds", Help: "Stream time of each task (highest event time seen, or idle-advanced), Unix seconds."}, []string{"partition"}),
+			Name: "eddy_stream_time_seconds", Help: "Stream time of each task (highest event time seen, or idle-advanced), Unix seconds; unset for a partition that has had no record."}, []string{"partition"}),
 		openWindows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eddy_open_windows", Help: "Windows held in state, waiting to close, by partition."}, []string{"partition"}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eddy_ready", Help: "1 when every owned partition's state is restored and the worker is processing."}),
 		tasks: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eddy_tasks", Help: "Aggregation tasks (owned partitions) in this worker."}),
+		tooLarge: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_too_large_records_total", Help: "Records larger than the max.message.bytes of the topic eddy would write them to, by that topic; each went to the dead-letter topic (class too_large), or a reference to it when it did not fit there either."}, []string{"topic"}),
+		deadLetterRefs: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eddy_dead_letter_references_total", Help: "Reference records (source topic, partition and offset, no key or value) written in place of dead letters too large for the dead-letter topic."}),
+		fieldMissing: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_field_missing_total", Help: "Records that reached an aggregate without its input field (absent, not null), by aggregate and field: a misspelled field shows here."}, []string{"aggregate", "field"}),
 		registryWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eddy_registry_waiting", Help: "1 while records wait for the schema registry (unreachable): their partitions are paused, nothing is dead-lettered or committed past them."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsIn, m.recordsOut, m.deadLetters, m.alerts, m.amSent, m.late, m.filtered, m.duplicates,
 			m.commitSeconds, m.commits, m.restoreDone, m.restoreTotal, m.restored, m.lag,
-			m.streamTime, m.openWindows, m.ready, m.tasks, m.registryWaiting)
+			m.streamTime, m.openWindows, m.ready, m.tasks, m.registryWaiting, m.tooLarge, m.deadLetterRefs, m.fieldMissing)
 	}
 	return m
 }

@@ -72,37 +72,81 @@ func (jsonDecoder) Decode(_ context.Context, value []byte) (map[string]any, erro
 	return m, nil
 }
 
+// Event times eddy accepts, in milliseconds since the Unix epoch. An event
+// time becomes the Kafka timestamp of the repartition record, and window
+// bounds are computed from it: it must be a timestamp Kafka accepts (the
+// Kafka clients refuse negative timestamps; -1 means "none") and one that
+// RFC 3339 can write (the year 9999 at most), so window arithmetic near it
+// cannot overflow an int64.
+const (
+	minEventTime int64 = 0
+	maxEventTime int64 = 253402300799999 // 9999-12-31T23:59:59.999Z
+)
+
+// errEventTimeRange says an event time is outside [minEventTime,
+// maxEventTime]; eventTime wraps it with the value.
+var errEventTimeRange = errors.New("outside the range of a Kafka timestamp (1970-01-01T00:00:00Z to 9999-12-31T23:59:59.999Z)")
+
 // eventTime reads the event time of a record in milliseconds: from field
 // (a number of ms, or an RFC 3339 string) or, when field is empty, the
-// record timestamp.
+// record timestamp. Every error is a bad event time (ErrEventTime): the
+// value is missing, not a time, not finite, or outside the range of a
+// Kafka timestamp. Fractional milliseconds are truncated toward zero.
 func eventTime(fields map[string]any, field string, rec *kgo.Record) (int64, error) {
 	if field == "" {
-		return rec.Timestamp.UnixMilli(), nil
+		ms := rec.Timestamp.UnixMilli()
+		if ms < minEventTime || ms > maxEventTime {
+			return 0, fmt.Errorf("record timestamp %d: %w", ms, errEventTimeRange)
+		}
+		return ms, nil
 	}
 	v, ok := fields[field]
 	if !ok || v == nil {
 		return 0, fmt.Errorf("missing")
 	}
+	var ms int64
 	switch t := v.(type) {
 	case float64:
 		if math.IsNaN(t) || math.IsInf(t, 0) {
-			return 0, fmt.Errorf("not a finite number")
+			return 0, fmt.Errorf("%v is not a finite number", t)
+		}
+		// Compared as floats: converting an out-of-range float to int64
+		// is undefined in Go (1e300 becomes the minimum int64 on amd64).
+		if t < float64(minEventTime) || t >= float64(maxEventTime)+1 {
+			return 0, fmt.Errorf("%v ms: %w", t, errEventTimeRange)
 		}
 		return int64(t), nil
+	case float32:
+		return eventTime(map[string]any{field: float64(t)}, field, rec)
 	case int64:
-		return t, nil
+		ms = t
+	case int32:
+		ms = int64(t)
 	case int:
-		return int64(t), nil
+		ms = int64(t)
 	case string:
 		ts, err := time.Parse(time.RFC3339Nano, t)
 		if err != nil {
 			return 0, fmt.Errorf("not RFC 3339 or epoch milliseconds: %q", t)
 		}
-		return ts.UnixMilli(), nil
+		ms = ts.UnixMilli()
+		if ms < minEventTime || ms > maxEventTime {
+			return 0, fmt.Errorf("%q: %w", t, errEventTimeRange)
+		}
+		return ms, nil
 	case time.Time:
-		return t.UnixMilli(), nil
+		ms = t.UnixMilli()
+		if ms < minEventTime || ms > maxEventTime {
+			return 0, fmt.Errorf("%s: %w", t.UTC().Format(time.RFC3339Nano), errEventTimeRange)
+		}
+		return ms, nil
+	default:
+		return 0, fmt.Errorf("type %T is neither a number of milliseconds nor an RFC 3339 string", v)
 	}
-	return 0, fmt.Errorf("type %T is neither a number of milliseconds nor an RFC 3339 string", v)
+	if ms < minEventTime || ms > maxEventTime {
+		return 0, fmt.Errorf("%d ms: %w", ms, errEventTimeRange)
+	}
+	return ms, nil
 }
 
 // keyString renders one key field value.
@@ -181,6 +225,7 @@ func numeric(v any) (f float64, ok bool, err error) {
 const (
 	hdrSource     = "eddy.src"      // repartition: source topic, partition, offset (binary)
 	hdrOrigKey    = "eddy.orig-key" // repartition: the record's original key
+	hdrOrigTS     = "eddy.orig-ts"  // repartition: the record's original Kafka timestamp (ms, varint)
 	hdrErrClass   = "eddy.error.class"
 	hdrErrMessage = "eddy.error.message"
 	hdrErrField   = "eddy.error.field"
@@ -188,6 +233,10 @@ const (
 	hdrSrcTopic   = "eddy.source.topic"
 	hdrSrcPart    = "eddy.source.partition"
 	hdrSrcOffset  = "eddy.source.offset"
+	// hdrSrcTime is the Kafka timestamp of the source record (RFC 3339),
+	// on late and dead-letter records: their own Kafka timestamp is the
+	// time eddy wrote them, so that the topic's retention counts from then.
+	hdrSrcTime    = "eddy.source.timestamp"
 	hdrLateWindow = "eddy.late.window"
 	hdrLateStream = "eddy.late.stream-time"
 	hdrLateEvent  = "eddy.late.event-time"
@@ -212,20 +261,31 @@ func decodeSource(b []byte) (topic string, partition int32, offset int64, ok boo
 }
 
 // sourceOf returns where a record originally came from: its eddy.src
-// header for repartition records, else itself.
-func sourceOf(rec *kgo.Record) (topic string, partition int32, offset int64, key []byte, headers []kgo.RecordHeader) {
-	topic, partition, offset, key = rec.Topic, rec.Partition, rec.Offset, rec.Key
+// header for repartition records, else itself. ts is the source record's
+// Kafka timestamp in ms, -1 when unknown (a repartition record written by
+// an eddy that did not carry it); headers are the record's own, without
+// eddy's internal ones.
+func sourceOf(rec *kgo.Record) (topic string, partition int32, offset int64, key []byte, headers []kgo.RecordHeader, ts int64) {
+	topic, partition, offset, key, ts = rec.Topic, rec.Partition, rec.Offset, rec.Key, rec.Timestamp.UnixMilli()
+	repart, origTS := false, int64(-1)
 	for _, h := range rec.Headers {
 		switch h.Key {
 		case hdrSource:
 			if t, p, o, ok := decodeSource(h.Value); ok {
-				topic, partition, offset = t, p, o
+				topic, partition, offset, repart = t, p, o, true
 			}
 		case hdrOrigKey:
 			key = h.Value
+		case hdrOrigTS:
+			if v, n := binary.Varint(h.Value); n > 0 {
+				origTS = v
+			}
 		default:
 			headers = append(headers, h)
 		}
+	}
+	if repart {
+		ts = origTS // the record's own timestamp is its event time
 	}
 	return
 }

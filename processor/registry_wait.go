@@ -67,7 +67,7 @@ func (a *App) stall(sp state.SourcePartition, recs []*kgo.Record, agg bool, caus
 		retryAt: now.Add(registryRetryMin), backoff: registryRetryMin}
 	a.cl.PauseFetchPartitions(map[string][]int32{sp.Topic: {sp.Partition}})
 	a.m.registryWaiting.Set(1)
-	a.log.Warn("waiting for schema registry: partition paused, its records are neither dead-lettered nor committed until the registry answers",
+	a.warn.Warn("waiting for schema registry: partition paused, its records are neither dead-lettered nor committed until the registry answers",
 		"topic", sp.Topic, "partition", sp.Partition, "offset", recs[0].Offset, "held", len(recs), "err", cause)
 	return nil
 }
@@ -119,7 +119,7 @@ func (a *App) retryStalled(ctx context.Context) error {
 		st.backoff = min(2*st.backoff, registryRetryMax)
 		st.retryAt = now.Add(st.backoff)
 		if cause != nil {
-			a.log.Warn("waiting for schema registry", "topic", sp.Topic, "partition", sp.Partition,
+			a.warn.Warn("waiting for schema registry", "topic", sp.Topic, "partition", sp.Partition,
 				"offset", st.recs[0].Offset, "held", len(st.recs), "retry_in", st.backoff, "err", cause)
 		}
 	}
@@ -183,7 +183,7 @@ func (a *App) abortForRegistry(ctx context.Context, cause error) error {
 	a.eosBackoff = min(max(2*a.eosBackoff, registryRetryMin), registryRetryMax)
 	a.eosWait = a.clock.Now().Add(a.eosBackoff)
 	a.m.registryWaiting.Set(1)
-	a.log.Warn("waiting for schema registry: transaction aborted, reading again from the committed offsets",
+	a.warn.Warn("waiting for schema registry: transaction aborted, reading again from the committed offsets",
 		"retry_in", a.eosBackoff, "err", cause)
 	a.lastCommit = a.clock.Now()
 	return nil
