@@ -146,6 +146,9 @@ func New(cfg Config) (*App, error) {
 	if cfg.AlertmanagerMaxAge <= 0 {
 		cfg.AlertmanagerMaxAge = time.Hour
 	}
+	if d, err := time.ParseDuration(os.Getenv("EDDY_TEST_PURGE_INTERVAL")); err == nil && d > 0 {
+		cfg.PurgeInterval = d // test hook, like EDDY_TEST_CRASH_AT
+	}
 	if cfg.PurgeInterval <= 0 {
 		cfg.PurgeInterval = DefaultPurgeInterval
 	}
@@ -240,12 +243,15 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return fmt.Errorf("connect to %v: %w", a.cfg.Brokers, err)
 	}
 	parts, _, err := EnsureTopics(ctx, kadm.NewClient(admCl), spec)
+	admCl.Close()
 	if err != nil {
-		admCl.Close()
 		return err
 	}
 	a.log.Info("topics ready", "partitions", parts, "changelog", spec.ChangelogTopic())
-	stopKeeping := a.startKeeping(ctx, admCl)
+	stopKeeping, err := a.startKeeping(ctx, base)
+	if err != nil {
+		return err
+	}
 	// Registered before the client's shutdown below, so it runs after the
 	// final commit: the last purge covers it.
 	defer stopKeeping()

@@ -158,6 +158,9 @@ func (p *purger) purge(ctx context.Context) {
 	if n == 0 {
 		return
 	}
+	// The start offsets before, to count what the purge deletes (a
+	// failure to list only costs the count).
+	before, _ := p.adm.ListStartOffsets(ctx, p.topic)
 	resp, err := p.adm.DeleteRecords(ctx, offs)
 	if err != nil {
 		p.m.purgeErrors.Inc()
@@ -173,15 +176,14 @@ func (p *purger) purge(ctx context.Context) {
 			continue
 		}
 		o, _ := offs.Lookup(p.topic, r.Partition)
-		if prev := p.purged[r.Partition]; o.At > prev {
-			if prev > 0 {
-				deleted += o.At - prev
-			}
-			p.purged[r.Partition] = o.At
+		if b, ok := before.Lookup(p.topic, r.Partition); ok && b.Err == nil {
+			deleted += max(0, o.At-b.Offset)
 		}
+		p.purged[r.Partition] = max(p.purged[r.Partition], o.At)
 	}
 	p.mu.Unlock()
 	p.m.purged.Add(float64(deleted))
+	p.log.Debug("purged the repartition topic below the committed offsets", "topic", p.topic, "records", deleted)
 	if len(failed) > 0 {
 		p.m.purgeErrors.Inc()
 		p.log.Warn("purge of the repartition topic failed on some partitions; retrying at the next interval",
@@ -362,10 +364,16 @@ func (w *startWatch) handleExpiredAck(rw http.ResponseWriter, r *http.Request) {
 // startKeeping runs at the start of App.Run, after EnsureTopics: it checks
 // the settings of the existing topics (logging what would delete records
 // eddy writes, with the fix), prepares the run-time retention warning and
-// starts the repartition purger on admCl. The function it returns stops
-// the purger after a last purge and closes admCl.
-func (a *App) startKeeping(ctx context.Context, admCl *kgo.Client) func() {
-	adm := kadm.NewClient(admCl)
+// starts the repartition purger. The function it returns stops the purger
+// after a last purge and closes its client. The client is new (opts), not
+// the one that created the topics: kgo caches metadata answers for a few
+// seconds, and that one's say the new topics do not exist.
+func (a *App) startKeeping(ctx context.Context, opts []kgo.Opt) (func(), error) {
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	adm := kadm.NewClient(cl)
 	problems, err := CheckTopics(ctx, adm, a.p.spec)
 	if err != nil {
 		a.log.Warn("could not check the settings of existing topics", "err", err)
@@ -373,12 +381,12 @@ func (a *App) startKeeping(ctx context.Context, admCl *kgo.Client) func() {
 	logTopicProblems(a.log, problems, strings.Join(a.cfg.Brokers, ","))
 	a.guard = newRetentionGuard(a.log, a.clock.Now, problems)
 	if !a.p.spec.NeedsRepartition() {
-		return admCl.Close
+		return cl.Close, nil
 	}
 	a.purge = newPurger(adm, a.p.spec.RepartitionTopic(), a.cfg.PurgeInterval, a.log, a.km)
 	go a.purge.run()
 	return func() {
 		a.purge.stop(5 * time.Second)
-		admCl.Close()
-	}
+		cl.Close()
+	}, nil
 }
