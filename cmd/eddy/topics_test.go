@@ -237,6 +237,19 @@ func TestKafkaTopicSettingsReported(t *testing.T) {
 		}
 	}
 
+	r := runEddy(t, 30*time.Second, "describe", "-f", e.spec, "--brokers", e.brokerList())
+	if r.code != 0 {
+		t.Fatalf("eddy describe --brokers exited %d:\n%s\n%s", r.code, r.stdout, r.stderr)
+	}
+	for _, want := range []string{
+		"--entity-name " + e.app + "-repartition --add-config retention.ms=-1",
+		"--entity-name " + e.out + " --add-config message.timestamp.type=LogAppendTime",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("eddy describe --brokers does not say %q:\n%s", want, r.stdout)
+		}
+	}
+
 	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
 	e.waitIdle(t, 120*time.Second, w)
 	logs := w.logs()
