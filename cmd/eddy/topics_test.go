@@ -171,8 +171,16 @@ func checkOldRun(t *testing.T, e *e2e, w *worker, runs int) {
 // was purged behind the committed offsets.
 func TestKafkaOldDataReplay(t *testing.T) {
 	brokers := kafkatest.Real(t)
-	t.Parallel()
-	e := newE2EWith(t, brokers, "at_least_once", oldScenario(7))
+	for _, mode := range []string{"at_least_once", "exactly_once"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testOldDataReplay(t, brokers, mode)
+		})
+	}
+}
+
+func testOldDataReplay(t *testing.T, brokers []string, mode string) {
+	e := newE2EWith(t, brokers, mode, oldScenario(7))
 	produceSync(t, brokers, append(e.sc.records(e.in), e.sc.badRecords(e.in)...))
 	state := t.TempDir()
 
