@@ -13,7 +13,8 @@ package processor
 // DeleteRecords. Invariant: it never deletes at or above an offset the group
 // has committed (it only ever passes offsets from the client's committed
 // offsets, which move forward only, and a reset recreates the topic with
-// the group stopped). It runs off the processing goroutine, at most once
+// the group stopped), and it leaves each partition's last record (see
+// purge). It runs off the processing goroutine, at most once
 // per purge interval, and once more at shutdown after the final commit;
 // a failure is logged and retried at the next interval, never fatal
 // (only disk use grows).
@@ -146,20 +147,44 @@ func (p *purger) stop(timeout time.Duration) {
 // purged, the records below it.
 func (p *purger) purge(ctx context.Context) {
 	p.mu.Lock()
-	offs := kadm.Offsets{}
-	n := 0
+	want := map[int32]int64{}
 	for part, o := range p.pending {
 		if o > p.purged[part] {
-			offs.AddOffset(p.topic, part, o, -1)
-			n++
+			want[part] = o
 		}
 	}
 	p.mu.Unlock()
-	if n == 0 {
+	if len(want) == 0 {
 		return
 	}
-	// The start offsets before, to count what the purge deletes (a
-	// failure to list only costs the count).
+	// Each partition keeps its last record: a partition emptied by
+	// DeleteRecords depends on the broker keeping its end offset in
+	// metadata alone, which kfake (the embedded broker of `eddy demo`)
+	// loses when it restarts without a clean snapshot: the end then goes
+	// back to the start, below the group's committed offset. One record
+	// per partition is the price. The start offsets are listed to count
+	// what the purge deletes (a failure there only costs the count).
+	ends, err := p.adm.ListEndOffsets(ctx, p.topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		p.m.purgeErrors.Inc()
+		p.log.Warn("purge of the repartition topic failed; retrying at the next interval", "topic", p.topic, "err", err)
+		return
+	}
+	offs := kadm.Offsets{}
+	for part, o := range want {
+		if e, ok := ends.Lookup(p.topic, part); ok {
+			o = min(o, e.Offset-1)
+		}
+		if o > p.purged[part] {
+			offs.AddOffset(p.topic, part, o, -1)
+		}
+	}
+	if len(offs) == 0 {
+		return
+	}
 	before, _ := p.adm.ListStartOffsets(ctx, p.topic)
 	resp, err := p.adm.DeleteRecords(ctx, offs)
 	if err != nil {
