@@ -299,7 +299,11 @@ func (w *startWatch) assigned(ctx context.Context, cl *kgo.Client, assigned map[
 }
 
 // fetched checks each fetched partition: records the watch expected at an
-// offset below the log start the fetch reports were deleted unread.
+// offset below the log start the fetch reports were deleted unread. Gaps
+// above the log start (transaction markers, aborted records, compaction)
+// are not losses and are not reported. Known imprecision: if the broker
+// deletes a segment that ends exactly at the worker's position with a
+// transaction marker, that marker counts as one lost record.
 func (w *startWatch) fetched(fs kgo.Fetches) {
 	if w == nil {
 		return

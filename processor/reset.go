@@ -6,7 +6,11 @@ package processor
 //
 //  1. the internal topics (the repartition topic and the changelog) are
 //     deleted and recreated empty, with the same partition count,
-//     replication factor and topic-level configs. The changelog holds the
+//     replication factor and topic-level configs, except the settings that
+//     decide whether records expire before eddy reads them
+//     (requiredSetting): those take the values of the topic table
+//     (topology.Spec.Topics), so an old repartition topic with time
+//     retention comes back without it. The changelog holds the
 //     window state, the commit markers with stream time and the input
 //     position the state reflects; a new changelog has a new topic id, so
 //     every worker's local state (a checkpoint naming the old id) is stale
