@@ -297,8 +297,16 @@ func TestKafkaTopicSettingsReported(t *testing.T) {
 // until an operator acknowledges it.
 func TestKafkaExpiredBeforeRead(t *testing.T) {
 	brokers := kafkatest.Real(t)
-	t.Parallel()
-	e := newE2E(t, brokers, "at_least_once")
+	for _, mode := range []string{"at_least_once", "exactly_once"} {
+		t.Run(mode, func(t *testing.T) {
+			t.Parallel()
+			testExpiredBeforeRead(t, brokers, mode)
+		})
+	}
+}
+
+func testExpiredBeforeRead(t *testing.T, brokers []string, mode string) {
+	e := newE2E(t, brokers, mode)
 	first, second := e.halves()
 	produceSync(t, brokers, first)
 	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
