@@ -173,10 +173,20 @@ func (p *purger) purge(ctx context.Context) {
 		p.log.Warn("purge of the repartition topic failed; retrying at the next interval", "topic", p.topic, "err", err)
 		return
 	}
+	before, _ := p.adm.ListStartOffsets(ctx, p.topic)
 	offs := kadm.Offsets{}
 	for part, o := range want {
 		if e, ok := ends.Lookup(p.topic, part); ok {
 			o = min(o, e.Offset-1)
+		}
+		if b, ok := before.Lookup(p.topic, part); ok && b.Err == nil && o <= b.Offset {
+			// Already purged that far (by the worker that owns the
+			// partition now, when this one's offset is from before a
+			// rebalance): asking again would be out of range.
+			p.mu.Lock()
+			p.purged[part] = max(p.purged[part], o)
+			p.mu.Unlock()
+			continue
 		}
 		if o > p.purged[part] {
 			offs.AddOffset(p.topic, part, o, -1)
@@ -185,7 +195,6 @@ func (p *purger) purge(ctx context.Context) {
 	if len(offs) == 0 {
 		return
 	}
-	before, _ := p.adm.ListStartOffsets(ctx, p.topic)
 	resp, err := p.adm.DeleteRecords(ctx, offs)
 	if err != nil {
 		p.m.purgeErrors.Inc()

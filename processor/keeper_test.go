@@ -2,11 +2,16 @@ package processor
 
 import (
 	"bytes"
+	"context"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/topology"
@@ -138,4 +143,78 @@ func TestRetentionGuard(t *testing.T) {
 	if n := strings.Count(l, "\n"); n != 2 || !strings.Contains(l, "records=500") || !strings.Contains(l, "retention=\"7 days\"") {
 		t.Errorf("want a second line a minute later counting the 500 records since the first:\n%s", l)
 	}
+}
+
+// TestPurger: the purge deletes each partition's records below the
+// committed offset it was told of, keeps the partition's last record,
+// counts what it deleted, and treats an offset already purged further (a
+// stale one from before a rebalance) as done, not as an error.
+func TestPurger(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(2, "r"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	var recs []*kgo.Record
+	for i := range 10 {
+		recs = append(recs, &kgo.Record{Topic: "r", Partition: 0, Value: []byte{byte(i)}})
+		recs = append(recs, &kgo.Record{Topic: "r", Partition: 1, Value: []byte{byte(i)}})
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	starts := func() map[int32]int64 {
+		l, err := adm.ListStartOffsets(ctx, "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[int32]int64{}
+		l.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
+		return out
+	}
+	var logs bytes.Buffer
+	m := newKeeperMetrics(nil)
+	p := newPurger(adm, "r", time.Hour, slog.New(slog.NewTextHandler(&logs, nil)), m)
+	p.committed(map[string]map[int32]kgo.EpochOffset{"r": {0: {Offset: 4}, 1: {Offset: 10}}, "other": {0: {Offset: 7}}})
+	p.purge(ctx)
+	if got := starts(); got[0] != 4 || got[1] != 9 {
+		t.Errorf("log starts after purge = %v, want 0:4 (committed) and 1:9 (all but the last record)", got)
+	}
+	if n := counterValue(t, m.purged); n != 13 {
+		t.Errorf("purged = %v, want 13", n)
+	}
+	// A stale, lower offset (this worker's, from before another purged
+	// further) and an unchanged one: nothing to do, no error.
+	p2 := newPurger(adm, "r", time.Hour, slog.New(slog.NewTextHandler(&logs, nil)), m)
+	p2.committed(map[string]map[int32]kgo.EpochOffset{"r": {0: {Offset: 2}, 1: {Offset: 10}}})
+	p2.purge(ctx)
+	if got := starts(); got[0] != 4 || got[1] != 9 {
+		t.Errorf("log starts after a stale purge = %v, want unchanged 0:4 1:9", got)
+	}
+	if n := counterValue(t, m.purgeErrors); n != 0 || logs.Len() != 0 {
+		t.Errorf("purge errors = %v, logs:\n%s", n, logs.String())
+	}
+	// The goroutine: stop purges once more.
+	go p.run()
+	p.committed(map[string]map[int32]kgo.EpochOffset{"r": {0: {Offset: 8}}})
+	p.stop(5 * time.Second)
+	if got := starts(); got[0] != 8 {
+		t.Errorf("log start of partition 0 after stop = %d, want 8", got[0])
+	}
+}
+
+func counterValue(t *testing.T, c prometheus.Counter) float64 {
+	t.Helper()
+	var m dto.Metric
+	if err := c.Write(&m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetCounter().GetValue()
 }
