@@ -1,9 +1,6 @@
 package topology
 
-import (
-	"strconv"
-	"time"
-)
+import "time"
 
 // The table of eddy's topics and their settings (Spec.Topics). It is the
 // one definition used by `eddy run` (which creates the missing topics with
@@ -95,9 +92,6 @@ func (t TopicInfo) HasRole(r string) bool {
 	}
 	return false
 }
-
-// ReadByEddy reports whether eddy reads back what it writes to the topic.
-func (t TopicInfo) ReadByEddy() bool { return t.Internal }
 
 // GroupID is the Kafka consumer group id: App.
 func (s *Spec) GroupID() string { return s.App }
@@ -204,14 +198,6 @@ func (t TopicInfo) RetentionText() string {
 		return "broker default, counted from the write"
 	}
 	return "broker default"
-}
-
-// RetentionMillis is t.Retention as retention.ms text.
-func RetentionMillis(d time.Duration) string {
-	if d < 0 {
-		return "-1"
-	}
-	return strconv.FormatInt(d.Milliseconds(), 10)
 }
 
 // WindowSizeMillis is Window.SizeMillis, for short.
