@@ -74,6 +74,10 @@ type Config struct {
 	// against the wall clock, e.g. during a replay) are not posted.
 	// Default 1h.
 	AlertmanagerMaxAge time.Duration
+	// PurgeInterval is how often, at most, records of the repartition
+	// topic that the group has committed are deleted (keeper.go).
+	// Default DefaultPurgeInterval.
+	PurgeInterval time.Duration
 }
 
 // App runs one pipeline as a member of the consumer group named by the
@@ -113,6 +117,12 @@ type App struct {
 	crashAfter int
 	crashCount int
 
+	// How eddy keeps its topics (keeper.go, topiccheck.go).
+	km    *keeperMetrics
+	purge *purger         // nil without a repartition topic, until Run
+	watch *startWatch     // log-start watch
+	guard *retentionGuard // nil until Run
+
 	ready   atomic.Bool
 	closing atomic.Bool
 	fatal   chan error
@@ -144,6 +154,12 @@ func New(cfg Config) (*App, error) {
 	if cfg.AlertmanagerMaxAge <= 0 {
 		cfg.AlertmanagerMaxAge = time.Hour
 	}
+	if d, err := time.ParseDuration(os.Getenv("EDDY_TEST_PURGE_INTERVAL")); err == nil && d > 0 {
+		cfg.PurgeInterval = d // test hook, like EDDY_TEST_CRASH_AT
+	}
+	if cfg.PurgeInterval <= 0 {
+		cfg.PurgeInterval = DefaultPurgeInterval
+	}
 	p, err := newPipeline(cfg.Spec)
 	if err != nil {
 		return nil, err
@@ -163,9 +179,11 @@ func New(cfg Config) (*App, error) {
 		crashAt:    CrashPoint(os.Getenv("EDDY_TEST_CRASH_AT")),
 		crashAfter: 2,
 		eos:        cfg.Spec.Processing == topology.ExactlyOnce,
+		km:         newKeeperMetrics(cfg.Registerer),
 	}
 	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
 	app.lagW = newLagWatch(app.m)
+	app.watch = newStartWatch(cfg.Spec.GroupID(), app.log, app.km, cfg.Clock.Now)
 	if cfg.AlertmanagerURL != "" && p.alerts != nil {
 		app.am = newAMForwarder(cfg.AlertmanagerURL, cfg.Spec.App, app.log, app.m, cfg.AlertmanagerResend, cfg.AlertmanagerMaxAge)
 	}
@@ -178,8 +196,9 @@ func New(cfg Config) (*App, error) {
 	return app, nil
 }
 
-// Ready reports whether every owned partition is restored and processing.
-func (a *App) Ready() bool { return a.ready.Load() }
+// Ready reports whether every owned partition is restored and processing,
+// and no records expired unread since the last acknowledgement (keeper.go).
+func (a *App) Ready() bool { return a.ready.Load() && a.watch.notReady() == "" }
 
 // Handler serves /healthz, /readyz and, when gatherer is non-nil, /metrics.
 func (a *App) Handler(gatherer prometheus.Gatherer) http.Handler {
@@ -188,12 +207,17 @@ func (a *App) Handler(gatherer prometheus.Gatherer) http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !a.Ready() {
+		if !a.ready.Load() {
 			http.Error(w, "not ready: restoring state or not yet in the group", http.StatusServiceUnavailable)
+			return
+		}
+		if why := a.watch.notReady(); why != "" {
+			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	mux.HandleFunc("/expired/ack", a.watch.handleExpiredAck)
 	if gatherer != nil {
 		mux.Handle("/metrics", promhttp.HandlerFor(gatherer, promhttp.HandlerOpts{}))
 	}
@@ -247,6 +271,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 	a.log.Info("topics ready", "partitions", parts, "changelog", spec.ChangelogTopic())
+	stopKeeping, err := a.startKeeping(ctx, base)
+	if err != nil {
+		return err
+	}
+	// Registered before the client's shutdown below, so it runs after the
+	// final commit: the last purge covers it.
+	defer stopKeeping()
 
 	dir := filepath.Join(a.cfg.StateDir, spec.App)
 	db, err := state.Open(dir)
@@ -426,6 +457,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		if fs.IsClientClosed() {
 			return nil
 		}
+		a.watch.fetched(fs)
 		var ferr error
 		fs.EachError(func(t string, p int32, e error) {
 			if errors.Is(e, context.DeadlineExceeded) || errors.Is(e, context.Canceled) {
@@ -511,6 +543,7 @@ func (a *App) produceErr() error {
 // the commit; a produce failed by cancellation would otherwise be missing
 // from a transaction that commits the offsets of its input.
 func (a *App) produce(ctx context.Context, rec *kgo.Record) {
+	a.guard.written(rec)
 	a.cl.Produce(context.WithoutCancel(ctx), rec, func(r *kgo.Record, err error) {
 		if err != nil {
 			a.setProduceErr(a.explainProduceErr(r, err))

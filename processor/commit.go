@@ -145,6 +145,7 @@ func (a *App) commitLocked(ctx context.Context) error {
 	if err := a.writeStores(work); err != nil {
 		return err
 	}
+	a.purge.committed(a.cl.CommittedOffsets())
 	a.m.commits.Inc()
 	a.lastCommit = a.clock.Now()
 	return nil
@@ -346,6 +347,7 @@ func (a *App) commitTxnLocked(ctx context.Context, work []*flushWork) error {
 			return err
 		}
 		a.dirtySrc = false
+		a.purge.committed(a.cl.CommittedOffsets())
 		a.m.commits.Inc()
 	}
 	a.lastCommit = a.clock.Now()
@@ -452,6 +454,7 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 	// cl, not a.cl: the group may assign before kgo.NewClient has returned
 	// and a.cl is set.
 	a.learnSourcePositions(ctx, cl, assigned)
+	a.watch.assigned(ctx, cl, assigned)
 	var parts []int32
 	for topic, ps := range assigned {
 		if !a.isAggInput(topic) {

@@ -6,7 +6,11 @@ package processor
 //
 //  1. the internal topics (the repartition topic and the changelog) are
 //     deleted and recreated empty, with the same partition count,
-//     replication factor and topic-level configs. The changelog holds the
+//     replication factor and topic-level configs, except the settings that
+//     decide whether records expire before eddy reads them
+//     (requiredSetting): those take the values of the topic table
+//     (topology.Spec.Topics), so an old repartition topic with time
+//     retention comes back without it. The changelog holds the
 //     window state, the commit markers with stream time and the input
 //     position the state reflects; a new changelog has a new topic id, so
 //     every worker's local state (a checkpoint naming the old id) is stale
@@ -33,7 +37,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"maps"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -113,6 +116,10 @@ type TopicReset struct {
 	Replicas   int16              // -1: the broker's default
 	Configs    map[string]*string // topic-level configs to recreate it with
 	Records    int64              // offsets between start and end, when it exists
+	// Changed lists the settings of the existing topic that eddy needs
+	// otherwise and sets on the recreated one ("retention.ms=-1 (was
+	// 604800000)").
+	Changed []string
 }
 
 // ResetPlan is everything a reset will change.
@@ -124,6 +131,13 @@ type ResetPlan struct {
 	Topics      []TopicReset
 	Repartition string   // committed offsets set to 0 after recreation; "" if none
 	Untouched   []string // output, late and dead-letter topics
+	// Problems are the settings of existing topics that would delete what
+	// eddy writes before it is read (CheckTopics). Those of the internal
+	// topics are fixed by the reset (Topics[i].Changed); the others are
+	// printed with the command that fixes them.
+	Problems []TopicProblem
+	// Brokers goes into the printed fix commands ("" prints BROKERS).
+	Brokers string
 }
 
 // CheckGroupEmpty returns a *GroupActiveError if group has members.
@@ -161,11 +175,16 @@ func PlanReset(ctx context.Context, adm *kadm.Client, spec *topology.Spec, targe
 		return nil, err
 	}
 	p := &ResetPlan{App: spec.App, Group: group, Target: target}
-	for _, t := range []string{spec.Output.Topic, spec.LateTopic, spec.DeadLetterTopic} {
-		if !slices.Contains(p.Untouched, t) {
-			p.Untouched = append(p.Untouched, t)
+	for _, ti := range spec.Topics(0) {
+		if !ti.Internal {
+			p.Untouched = append(p.Untouched, ti.Name)
 		}
 	}
+	problems, err := CheckTopics(ctx, adm, spec)
+	if err != nil {
+		return nil, err
+	}
+	p.Problems = problems
 
 	// Input partitions, their bounds and committed offsets.
 	td, err := adm.ListTopics(ctx, spec.Source.Topics...)
@@ -247,17 +266,22 @@ func PlanReset(ctx context.Context, adm *kadm.Client, spec *topology.Spec, targe
 		}
 	}
 
-	// Internal topics: delete and recreate like they are.
+	// Internal topics: delete and recreate like they are, except for the
+	// settings eddy needs (required: an old repartition topic with time
+	// retention comes back without it).
 	type internal struct {
 		name, purpose string
-		def           map[string]*string
+		info          topology.TopicInfo
 	}
 	var ins []internal
-	if spec.NeedsRepartition() {
-		ins = append(ins, internal{spec.RepartitionTopic(), "repartition", repartitionConfig})
-		p.Repartition = spec.RepartitionTopic()
+	for _, ti := range spec.InternalTopics(parts) {
+		purpose := "changelog (window state, stream time)"
+		if ti.HasRole(topology.RoleRepartition) {
+			purpose = "repartition"
+			p.Repartition = ti.Name
+		}
+		ins = append(ins, internal{ti.Name, purpose, ti})
 	}
-	ins = append(ins, internal{spec.ChangelogTopic(), "changelog (window state, stream time)", changelogConfig})
 	var names []string
 	for _, in := range ins {
 		names = append(names, in.name)
@@ -286,7 +310,7 @@ func PlanReset(ctx context.Context, adm *kadm.Client, spec *topology.Spec, targe
 		}
 	}
 	for _, in := range ins {
-		tr := TopicReset{Name: in.name, Purpose: in.purpose, Partitions: parts, Replicas: -1, Configs: maps.Clone(in.def)}
+		tr := TopicReset{Name: in.name, Purpose: in.purpose, Partitions: parts, Replicas: -1, Configs: topicConfigs(in.info)}
 		if d, ok := itd[in.name]; ok && d.Err == nil {
 			tr.Exists = true
 			if len(d.Partitions) > 0 {
@@ -302,11 +326,15 @@ func PlanReset(ctx context.Context, adm *kadm.Client, spec *topology.Spec, targe
 					tr.Configs[c.Key] = c.Value
 				}
 			}
-			for k, v := range in.def { // eddy's own settings, if someone removed them
-				if _, ok := tr.Configs[k]; !ok {
-					tr.Configs[k] = v
+			for k, v := range in.info.Configs { // eddy's own settings, if someone removed them
+				if _, ok := tr.Configs[k]; !ok || requiredSetting(in.info, k) {
+					if ok && *tr.Configs[k] != v {
+						tr.Changed = append(tr.Changed, fmt.Sprintf("%s=%s (was %s)", k, v, *tr.Configs[k]))
+					}
+					tr.Configs[k] = kadm.StringPtr(v)
 				}
 			}
+			slices.Sort(tr.Changed)
 			for _, pd := range d.Partitions {
 				s, _ := istarts.Lookup(in.name, pd.Partition)
 				e, _ := iends.Lookup(in.name, pd.Partition)
@@ -355,6 +383,9 @@ func (p *ResetPlan) Print(w io.Writer) {
 			how = "missing: created with eddy's settings"
 		}
 		fmt.Fprintf(w, "  %s: %s, %d partitions; %s\n", t.Name, t.Purpose, t.Partitions, how)
+		if len(t.Changed) > 0 {
+			fmt.Fprintf(w, "    recreated with eddy's settings where they differ: %s\n", strings.Join(t.Changed, ", "))
+		}
 	}
 	fmt.Fprintln(w, "  Every worker's local state becomes stale (the changelog's topic id changes) and is rebuilt on its next start.")
 	if p.Repartition != "" {
@@ -362,6 +393,17 @@ func (p *ResetPlan) Print(w io.Writer) {
 	}
 	fmt.Fprintf(w, "\nNot touched: %s. Downstream consumers will see the final results of replayed windows again.\n",
 		strings.Join(p.Untouched, ", "))
+	var left []TopicProblem
+	for _, pr := range p.Problems {
+		if !pr.Reset {
+			left = append(left, pr)
+		}
+	}
+	if len(left) > 0 {
+		fmt.Fprintln(w)
+		PrintTopicProblems(w, left, p.Brokers)
+		fmt.Fprintln(w, "  The reset does not change these topics: fix them before `eddy run`, or the replayed results are lost to readers.")
+	}
 }
 
 // ResetStep names a step of a reset, as printed.

@@ -13,93 +13,50 @@ import (
 	"github.com/eddy-streams/eddy/topology"
 )
 
-// Topic configurations eddy creates its internal topics with.
-var (
-	changelogConfig = map[string]*string{
-		"cleanup.policy": kadm.StringPtr("compact"),
-		// Compact reasonably soon so restores stay short, but never the
-		// newest records (an unfinished flush at the tail must stay
-		// ordered after the records it would overwrite).
-		"segment.ms":                kadm.StringPtr("3600000"),
-		"min.cleanable.dirty.ratio": kadm.StringPtr("0.3"),
+// topicConfigs is t's configs as CreateTopics takes them.
+func topicConfigs(t topology.TopicInfo) map[string]*string {
+	m := make(map[string]*string, len(t.Configs))
+	for k, v := range t.Configs {
+		m[k] = kadm.StringPtr(v)
 	}
-	repartitionConfig = map[string]*string{
-		"cleanup.policy": kadm.StringPtr("delete"),
-		"retention.ms":   kadm.StringPtr("604800000"), // 7 days
-	}
-	deleteConfig = map[string]*string{"cleanup.policy": kadm.StringPtr("delete")}
-)
+	return m
+}
 
 // EnsureTopics checks the source topics and creates eddy's topics that are
-// missing: the changelog (compacted, one partition per input partition),
-// the repartition topic, the output, late and dead-letter topics. It
-// returns the input partition count and the changelog's topic id.
+// missing, with the settings of the pipeline's topic table
+// (topology.Spec.Topics): the repartition topic, the changelog (one
+// partition per input partition), the output, late, dead-letter and alerts
+// topics. Existing topics are not changed (CheckTopics says what is wrong
+// with them). It returns the input partition count and the changelog's
+// topic id.
 func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (int32, [16]byte, error) {
 	var id [16]byte
-	td, err := adm.ListTopics(ctx, spec.Source.Topics...)
+	parts, err := sourcePartitions(ctx, adm, spec)
 	if err != nil {
-		return 0, id, fmt.Errorf("describe source topics: %w", err)
+		return 0, id, err
 	}
-	var parts int32
-	for _, t := range spec.Source.Topics {
-		d, ok := td[t]
-		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
-			return 0, id, fmt.Errorf("source topic %q does not exist: create it, or fix source.topics in the pipeline", t)
-		}
-		if d.Err != nil {
-			return 0, id, fmt.Errorf("source topic %q: %w", t, d.Err)
-		}
-		n := int32(len(d.Partitions))
-		if !spec.NeedsRepartition() && parts != 0 && n != parts {
-			return 0, id, fmt.Errorf("source topics have different partition counts (%d and %d): with keyed_by_group_key they must match", parts, n)
-		}
-		parts = max(parts, n)
-	}
-	want := []struct {
-		name string
-		cfg  map[string]*string
-		must bool // partition count must equal parts
-	}{
-		{spec.ChangelogTopic(), changelogConfig, true},
-		{spec.Output.Topic, deleteConfig, false},
-		{spec.LateTopic, deleteConfig, false},
-		{spec.DeadLetterTopic, deleteConfig, false},
-	}
-	if t := spec.AlertsTopic(); t != "" {
-		want = append(want, struct {
-			name string
-			cfg  map[string]*string
-			must bool
-		}{t, deleteConfig, false})
-	}
-	if spec.NeedsRepartition() {
-		want = append(want, struct {
-			name string
-			cfg  map[string]*string
-			must bool
-		}{spec.RepartitionTopic(), repartitionConfig, true})
-	}
+	want := spec.Topics(parts)
 	var names []string
 	for _, w := range want {
-		names = append(names, w.name)
+		names = append(names, w.Name)
 	}
 	existing, err := adm.ListTopics(ctx, names...)
 	if err != nil {
 		return 0, id, fmt.Errorf("describe eddy topics: %w", err)
 	}
 	for _, w := range want {
-		if d, ok := existing[w.name]; ok && d.Err == nil {
-			if w.must && int32(len(d.Partitions)) != parts {
-				return 0, id, fmt.Errorf("topic %q has %d partitions but the input has %d: delete it (eddy reset) or restore the input's partition count", w.name, len(d.Partitions), parts)
+		if d, ok := existing[w.Name]; ok && d.Err == nil {
+			if w.Copartitioned && int32(len(d.Partitions)) != parts {
+				return 0, id, fmt.Errorf("topic %q has %d partitions but the input has %d: delete it (eddy reset) or restore the input's partition count", w.Name, len(d.Partitions), parts)
 			}
 			continue
 		}
-		resp, err := adm.CreateTopic(ctx, parts, -1, w.cfg, w.name)
+		resp, err := adm.CreateTopic(ctx, parts, -1, topicConfigs(w), w.Name)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
-			return 0, id, fmt.Errorf("create topic %q: %w", w.name, err)
+			return 0, id, fmt.Errorf("create topic %q: %w", w.Name, err)
 		}
 		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
-			return 0, id, fmt.Errorf("create topic %q: %w", w.name, resp.Err)
+			return 0, id, fmt.Errorf("create topic %q: %w", w.Name, resp.Err)
 		}
 	}
 	cl, err := adm.ListTopics(ctx, spec.ChangelogTopic())
@@ -108,6 +65,31 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (i
 	}
 	id = cl[spec.ChangelogTopic()].ID
 	return parts, id, nil
+}
+
+// sourcePartitions checks that the source topics exist and returns the
+// input partition count (the highest of them).
+func sourcePartitions(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (int32, error) {
+	td, err := adm.ListTopics(ctx, spec.Source.Topics...)
+	if err != nil {
+		return 0, fmt.Errorf("describe source topics: %w", err)
+	}
+	var parts int32
+	for _, t := range spec.Source.Topics {
+		d, ok := td[t]
+		if !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
+			return 0, fmt.Errorf("source topic %q does not exist: create it, or fix source.topics in the pipeline", t)
+		}
+		if d.Err != nil {
+			return 0, fmt.Errorf("source topic %q: %w", t, d.Err)
+		}
+		n := int32(len(d.Partitions))
+		if !spec.NeedsRepartition() && parts != 0 && n != parts {
+			return 0, fmt.Errorf("source topics have different partition counts (%d and %d): with keyed_by_group_key they must match", parts, n)
+		}
+		parts = max(parts, n)
+	}
+	return parts, nil
 }
 
 // partitioner sends records to the partition set on the record for the

@@ -185,23 +185,33 @@ func (d *describer) stores() {
 }
 
 func (d *describer) topics() {
-	d.line("Topics eddy creates")
+	d.line("Topics eddy writes (created with these settings when missing)")
 	w := tabwriter.NewWriter(&d.b, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "  NAME\tPARTITIONS\tCLEANUP\tRETENTION\tPURPOSE\n")
-	for _, t := range d.s.InternalTopics(d.partitions) {
+	fmt.Fprintf(w, "  NAME\tPARTITIONS\tCLEANUP\tTIMESTAMP\tRETENTION\tPURPOSE\n")
+	for _, t := range d.s.Topics(d.partitions) {
 		parts := "one per source partition"
 		if t.Partitions > 0 {
 			parts = fmt.Sprint(t.Partitions)
 		}
-		retention := "broker default"
-		if t.CleanupPolicy == CleanupCompact {
-			retention = "forever (compacted)"
-		} else if t.Retention > 0 {
-			retention = fmtRetention(t.Retention)
+		if !t.Copartitioned {
+			parts = "as source, if created"
+			if t.Partitions > 0 {
+				parts = fmt.Sprintf("%d, if created", t.Partitions)
+			}
 		}
-		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\n", t.Name, parts, t.CleanupPolicy, retention, t.Purpose)
+		ts := t.TimestampType
+		if ts == "" {
+			ts = "broker default"
+		}
+		fmt.Fprintf(w, "  %s\t%s\t%s\t%s\t%s\t%s\n", t.Name, parts, t.CleanupPolicy, ts, t.RetentionText(), t.Purpose)
 	}
 	w.Flush()
+	d.line("")
+	d.para("  ", "Nothing eddy writes expires by time before it is read: the repartition topic has no time retention "+
+		"(eddy deletes its records once committed), and the topics others read are stamped with the time of the write "+
+		"(LogAppendTime), so a replay of old data is kept as long as live results. Topics that already exist are not "+
+		"changed: `eddy run` (at start), `eddy describe --brokers` and `eddy reset --dry-run` check their settings and "+
+		"say how to fix any that would delete what eddy writes (see docs/operations.md, \"How eddy keeps its topics\").")
 	d.line("")
 }
 

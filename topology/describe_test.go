@@ -57,7 +57,7 @@ func TestDescribeTumblingLateExample(t *testing.T) {
 		"if a partition receives nothing for 10s, wall-clock time advances its stream time so windows still close",
 		"Stream time is the highest event time seen on the partition",
 		"tasks: 6, one per source partition",
-		"demo-repartition 6 delete 7 days",
+		"demo-repartition 6 delete CreateTime no time limit; eddy deletes what it has committed",
 		"demo-windows-changelog 6 compact",
 	} {
 		if !strings.Contains(got, want) {

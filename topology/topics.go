@@ -2,33 +2,95 @@ package topology
 
 import "time"
 
+// The table of eddy's topics and their settings (Spec.Topics). It is the
+// one definition used by `eddy run` (which creates the missing topics with
+// these configs and checks the existing ones against them), `eddy reset`
+// (which recreates the internal topics with them) and `eddy describe`.
+//
+// The rule behind the settings: nothing eddy writes expires by time before
+// it is read, however old the data is.
+//   - The repartition topic carries each record's event time as its Kafka
+//     timestamp (the aggregation step reads it from there), so time-based
+//     retention would delete a replay of old data before eddy reads it
+//     back. It has infinite time retention and is kept by eddy: after
+//     each commit, eddy deletes (DeleteRecords) what the group has
+//     committed, as Kafka Streams does.
+//   - The changelog is compacted, never deleted by time.
+//   - Output, late, dead-letter and alerts topics are read by others. eddy
+//     creates them with message.timestamp.type=LogAppendTime: the broker
+//     stamps each record with the time it was written, so retention counts
+//     from the write, not from the event or window time, and a replay of a
+//     year-old day is kept as long as live results are. The window, event
+//     time and lateness are in each record's value and headers.
+
 // Cleanup policies of the topics eddy creates.
 const (
 	CleanupCompact = "compact"
 	CleanupDelete  = "delete"
 )
 
-// RepartitionRetention is the retention of the repartition topic. Records
-// there are in flight between two steps of the same pipeline, so a day
-// would usually do, but a record deleted before eddy consumed it is lost
-// for good (its source offset is already committed). It is therefore as
-// long as Kafka's default retention of source topics: eddy can be down for
-// a week without losing data. The runtime should also delete records below
-// the committed offset (DeleteRecords), as Kafka Streams does, so the topic
-// stays small in normal operation.
-const RepartitionRetention = 7 * 24 * time.Hour
+// Timestamp types (message.timestamp.type).
+const (
+	CreateTime    = "CreateTime"
+	LogAppendTime = "LogAppendTime"
+)
 
-// TopicInfo describes a topic eddy creates for a pipeline.
+// RetentionInfinite is TopicInfo.Retention for a topic kept without time
+// retention (retention.ms=-1).
+const RetentionInfinite time.Duration = -1
+
+// Roles of a topic, as TopicInfo.Roles names them.
+const (
+	RoleRepartition = "repartition"
+	RoleChangelog   = "changelog"
+	RoleOutput      = "output"
+	RoleLate        = "late"
+	RoleDeadLetter  = "dead-letter"
+	RoleAlerts      = "alerts"
+)
+
+// TopicInfo describes a topic of a pipeline and the settings eddy creates
+// it with.
 type TopicInfo struct {
 	Name string
-	// Partitions is the partition count, as passed to InternalTopics.
+	// Roles says what the topic is for (Role*): one role, or several when
+	// the pipeline names the same topic for them (late and dead-letter).
+	Roles []string
+	// Partitions is the partition count, as passed to Topics.
 	Partitions int32
+	// Copartitioned: an existing topic must have exactly Partitions
+	// partitions (the changelog has one per task; the repartition topic
+	// one per task's input).
+	Copartitioned bool
+	// Internal: eddy writes and reads it back; `eddy reset` deletes and
+	// recreates it (repartition, changelog).
+	Internal bool
+	// PurgedByEddy: eddy deletes records of it below the group's
+	// committed offset (the repartition topic).
+	PurgedByEddy bool
 	// CleanupPolicy is CleanupCompact or CleanupDelete.
 	CleanupPolicy string
-	// Retention is retention.ms to set; 0 means the broker's default.
+	// Retention is retention.ms to set: RetentionInfinite, or 0 for the
+	// broker's default.
 	Retention time.Duration
+	// TimestampType is message.timestamp.type to set: CreateTime where
+	// eddy reads the timestamp back as event time, LogAppendTime where
+	// others read what eddy writes.
+	TimestampType string
+	// Configs is every topic-level config eddy creates the topic with.
+	Configs map[string]string
 	// Purpose says in a few words what the topic is for.
 	Purpose string
+}
+
+// HasRole reports whether the topic has role r.
+func (t TopicInfo) HasRole(r string) bool {
+	for _, x := range t.Roles {
+		if x == r {
+			return true
+		}
+	}
+	return false
 }
 
 // GroupID is the Kafka consumer group id: App.
@@ -46,30 +108,96 @@ func (s *Spec) RepartitionTopic() string { return s.App + repartitionSuffix }
 // which they do unless the source says they are keyed by the grouping key.
 func (s *Spec) NeedsRepartition() bool { return !s.Source.KeyedByGroupKey }
 
-// InternalTopics lists the topics eddy creates for the pipeline, all with
-// the given partition count (the source partition count; the changelog
-// needs one partition per task): the repartition topic (if needed), the
-// changelog, the late topic and the dead-letter topic (once, if they are the
-// same topic). The output topic is the user's and is not listed.
-func (s *Spec) InternalTopics(partitions int32) []TopicInfo {
+// maxTimestampLag is message.timestamp.before.max.ms on the repartition
+// topic: any age. A broker whose default is lower would refuse a replay of
+// old data (INVALID_TIMESTAMP) on the topic that carries event time.
+const maxTimestampLag = "9223372036854775807"
+
+// Topics lists every topic eddy writes for the pipeline and creates when
+// missing, all with the given partition count (the source partition count;
+// 0 when unknown): the repartition topic (if needed), the changelog, the
+// output, late, dead-letter and alerts topics. A topic the pipeline names
+// for several roles is listed once, with every role.
+func (s *Spec) Topics(partitions int32) []TopicInfo {
 	var out []TopicInfo
 	if s.NeedsRepartition() {
-		out = append(out, TopicInfo{Name: s.RepartitionTopic(), Partitions: partitions, CleanupPolicy: CleanupDelete,
-			Retention: RepartitionRetention, Purpose: "re-keys records by the grouping key, so each key is processed by one task"})
+		out = append(out, TopicInfo{Name: s.RepartitionTopic(), Roles: []string{RoleRepartition}, Partitions: partitions,
+			Copartitioned: true, Internal: true, PurgedByEddy: true,
+			CleanupPolicy: CleanupDelete, Retention: RetentionInfinite, TimestampType: CreateTime,
+			Configs: map[string]string{
+				"cleanup.policy":                  CleanupDelete,
+				"retention.ms":                    "-1",
+				"retention.bytes":                 "-1",
+				"message.timestamp.type":          CreateTime,
+				"message.timestamp.before.max.ms": maxTimestampLag,
+			},
+			Purpose: "re-keys records by the grouping key, so each key is processed by one task; " +
+				"kept by eddy: records are deleted once the group has committed them"})
 	}
-	out = append(out, TopicInfo{Name: s.ChangelogTopic(), Partitions: partitions, CleanupPolicy: CleanupCompact,
+	out = append(out, TopicInfo{Name: s.ChangelogTopic(), Roles: []string{RoleChangelog}, Partitions: partitions,
+		Copartitioned: true, Internal: true, CleanupPolicy: CleanupCompact,
+		Configs: map[string]string{
+			"cleanup.policy": CleanupCompact,
+			// Compact reasonably soon so restores stay short, but never
+			// the newest records (an unfinished flush at the tail must
+			// stay ordered after the records it would overwrite).
+			"segment.ms":                "3600000",
+			"min.cleanable.dirty.ratio": "0.3",
+		},
 		Purpose: "backs the window store " + quote(s.Store) + "; state is rebuilt from it"})
-	if s.LateTopic == s.DeadLetterTopic {
-		out = append(out, TopicInfo{Name: s.LateTopic, Partitions: partitions, CleanupPolicy: CleanupDelete,
-			Purpose: "records that arrived after their window closed, and records that could not be decoded or evaluated"})
-		return out
+	add := func(name, role, purpose string) {
+		for i := range out {
+			if out[i].Name == name {
+				out[i].Roles = append(out[i].Roles, role)
+				out[i].Purpose += "; " + purpose
+				return
+			}
+		}
+		out = append(out, TopicInfo{Name: name, Roles: []string{role}, Partitions: partitions,
+			CleanupPolicy: CleanupDelete, TimestampType: LogAppendTime,
+			Configs: map[string]string{
+				"cleanup.policy":         CleanupDelete,
+				"message.timestamp.type": LogAppendTime,
+			},
+			Purpose: purpose})
 	}
-	out = append(out,
-		TopicInfo{Name: s.LateTopic, Partitions: partitions, CleanupPolicy: CleanupDelete,
-			Purpose: "records that arrived after their window closed"},
-		TopicInfo{Name: s.DeadLetterTopic, Partitions: partitions, CleanupPolicy: CleanupDelete,
-			Purpose: "records that could not be decoded or evaluated, with headers saying why"})
+	add(s.Output.Topic, RoleOutput, "the results, one record per window (or update)")
+	add(s.LateTopic, RoleLate, "records that arrived after their window closed")
+	add(s.DeadLetterTopic, RoleDeadLetter, "records that could not be decoded or evaluated, with headers saying why")
+	if t := s.AlertsTopic(); t != "" {
+		add(t, RoleAlerts, "alert transitions (firing, resolved)")
+	}
 	return out
+}
+
+// InternalTopics is the part of Topics that eddy writes and reads back
+// (the repartition topic, if needed, and the changelog): the topics `eddy
+// reset` deletes and recreates.
+func (s *Spec) InternalTopics(partitions int32) []TopicInfo {
+	var out []TopicInfo
+	for _, t := range s.Topics(partitions) {
+		if t.Internal {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// RetentionText says in words how long a topic's records are kept.
+func (t TopicInfo) RetentionText() string {
+	switch {
+	case t.CleanupPolicy == CleanupCompact:
+		return "forever (compacted)"
+	case t.Retention == RetentionInfinite && t.PurgedByEddy:
+		return "no time limit; eddy deletes what it has committed"
+	case t.Retention == RetentionInfinite:
+		return "no time limit"
+	case t.Retention > 0:
+		return fmtRetention(t.Retention)
+	case t.TimestampType == LogAppendTime:
+		return "broker default, counted from the write"
+	}
+	return "broker default"
 }
 
 // WindowSizeMillis is Window.SizeMillis, for short.

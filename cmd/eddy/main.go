@@ -75,7 +75,7 @@ func splitBrokers(s string) []string {
 
 func describeCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "describe -f pipeline.yaml",
+		Use:   "describe -f pipeline.yaml [--brokers host:port]",
 		Short: "Print the topology of a pipeline and explain its windows in plain words",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -85,10 +85,16 @@ func describeCmd() *cobra.Command {
 			}
 			p, _ := cmd.Flags().GetInt32("partitions")
 			fmt.Fprint(cmd.OutOrStdout(), topology.Describe(spec, p))
+			if describeBrokersGiven(cmd) {
+				fmt.Fprintln(cmd.OutOrStdout())
+				return describeTopicSettings(cmd, spec, cmd.OutOrStdout())
+			}
 			return nil
 		},
 	}
 	addSettings(cmd, "file")
+	// With --brokers, describe also checks the existing topics' settings.
+	addSettings(cmd, brokerSettings...)
 	cmd.Flags().Int32("partitions", 0, "Input partition count to show (0: one per source partition)")
 	return cmd
 }

@@ -27,7 +27,11 @@ an earlier point and rebuilds every result from there:
     (same partitions, replication and configs): state and stream time start
     from scratch, and every worker's local state is rebuilt on its next start;
   - output, late and dead-letter topics are not touched: downstream consumers
-    see the replayed final results again.
+    see the replayed final results again. Settings of theirs that would
+    delete replayed results (CreateTime with a retention shorter than the
+    age of the data) are printed with the command that fixes them; settings
+    of the internal topics that would lose records (time retention on the
+    repartition topic) are replaced by eddy's when they are recreated.
 
 Every worker of the pipeline must be stopped: eddy reset refuses, naming the
 live members, while the group has any. --dry-run prints the plan (per input
@@ -74,6 +78,7 @@ func runReset(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
+	plan.Brokers = flagString(cmd, "brokers")
 	plan.Print(out)
 	if dry, _ := cmd.Flags().GetBool("dry-run"); dry {
 		fmt.Fprintln(out, "\nDry run: nothing was changed.")
