@@ -63,7 +63,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--brokers", required=True, help="bootstrap servers, host:port[,host:port]")
     p.add_argument("--topic", required=True)
-    p.add_argument("--registry", required=True, help="Confluent-compatible schema registry URL")
+    p.add_argument("--registry-url", "--registry", dest="registry", required=True, help="Confluent-compatible schema registry URL")
     p.add_argument("--count", type=int, required=True, help="records to read")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for them")
     p.add_argument("--key-format", choices=["string", "avro"], default="string",

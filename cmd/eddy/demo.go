@@ -68,6 +68,12 @@ resumes where the first stopped.`,
 	return cmd
 }
 
+// demoRegistryHint is the command the demo's banner suggests for its
+// registry; TestDocCommandsParse checks that it parses.
+func demoRegistryHint(url string) string {
+	return "eddy schema list --registry-url " + url
+}
+
 func envOr(k, def string) string {
 	if v, ok := os.LookupEnv(k); ok {
 		return v
@@ -125,7 +131,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		return fmt.Errorf("start the embedded schema registry: %w", err)
 	}
 	defer stopRegistry()
-	fmt.Fprintf(os.Stderr, "eddy demo: schema registry at %s (try: eddy schema list --registry-url %s)\n", regURL, regURL)
+	fmt.Fprintf(os.Stderr, "eddy demo: schema registry at %s (try: %s)\n", regURL, demoRegistryHint(regURL))
 	reg := schema.NewClient(regURL)
 	defer reg.Close()
 	var enc *schema.Encoder

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // setting is one worker setting: its flag, environment variable, default
@@ -57,6 +58,35 @@ func addSettings(cmd *cobra.Command, names ...string) {
 		usage := fmt.Sprintf("%s (env %s)", s.doc, s.env)
 		cmd.Flags().StringP(s.flag, s.short, def, usage)
 	}
+}
+
+// flagAliases maps an older flag name to the setting's one name. The old
+// name still parses (scripts keep working) but is in no help text, so each
+// setting has one name across subcommands: `eddy schema list --registry-url
+// URL` works like `eddy run --registry-url URL`.
+var flagAliases = map[string]string{
+	"registry": "registry-url", // eddy schema and eddy produce, before 0.x
+}
+
+// normalizeFlag is the root command's flag normalization: it resolves
+// flagAliases on every subcommand.
+func normalizeFlag(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	if n, ok := flagAliases[name]; ok {
+		name = n
+	}
+	return pflag.NormalizedName(name)
+}
+
+// addSettingDefault registers one setting on fs with a subcommand's own
+// default (overridden, like every setting, by its environment variable):
+// eddy schema and eddy produce talk to a registry at localhost:8081 unless
+// told otherwise, eddy run needs one only for Avro pipelines.
+func addSettingDefault(fs *pflag.FlagSet, name, def string) {
+	s := settingFor(name)
+	if v := os.Getenv(s.env); v != "" {
+		def = v
+	}
+	fs.StringP(s.flag, s.short, def, fmt.Sprintf("%s (env %s)", s.doc, s.env))
 }
 
 func flagString(cmd *cobra.Command, name string) string {
