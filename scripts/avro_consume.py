@@ -114,6 +114,9 @@ def main():
                 "key_schema_id": key_id,
                 "schema_id": schema_id(raw),
                 "value": plain(value),
+                # The Python type of each value field as the deserializer
+                # gives it (int for an Avro long, float for a double).
+                "value_types": {k: type(x).__name__ for k, x in value.items()} if isinstance(value, dict) else None,
             }, sort_keys=True), flush=True)
             n += 1
     finally:
