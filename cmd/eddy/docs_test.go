@@ -202,6 +202,8 @@ func checkInvocation(args []string) error {
 	if c == root && len(rest) > 0 && !strings.HasPrefix(rest[0], "-") {
 		return fmt.Errorf("unknown subcommand %q", rest[0])
 	}
+	c.InitDefaultHelpFlag() // cobra adds --help and --version when it executes
+	c.InitDefaultVersionFlag()
 	c.InheritedFlags() // merges the parents' persistent flags into c.Flags()
 	for _, a := range rest {
 		if a == "--" {
@@ -211,12 +213,12 @@ func checkInvocation(args []string) error {
 		switch {
 		case strings.HasPrefix(a, "--"):
 			name, _, _ = strings.Cut(a[2:], "=")
-			if c.Flags().Lookup(string(normalizeFlag(nil, name))) == nil && name != "help" {
+			if c.Flags().Lookup(string(normalizeFlag(nil, name))) == nil {
 				return fmt.Errorf("%s has no flag --%s", c.CommandPath(), name)
 			}
 		case strings.HasPrefix(a, "-") && len(a) > 1:
 			name = a[1:2]
-			if c.Flags().ShorthandLookup(name) == nil && name != "h" {
+			if c.Flags().ShorthandLookup(name) == nil {
 				return fmt.Errorf("%s has no flag -%s", c.CommandPath(), name)
 			}
 		}
