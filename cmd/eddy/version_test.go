@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"os"
+	"regexp"
 	"runtime"
 	"strings"
 	"testing"
@@ -86,7 +87,7 @@ func TestRegistryURLOneName(t *testing.T) {
 			if got := flagString(c, "registry-url"); got != "http://r.example:8081" {
 				t.Errorf("eddy %s --%s: --registry-url is %q", strings.Join(path, " "), name, got)
 			}
-			if name == "registry" && strings.Contains(c.UsageString(), "--registry ") {
+			if name == "registry" && regexp.MustCompile(`(?m)^\s+--registry\s`).MatchString(c.UsageString()) {
 				t.Errorf("eddy %s --help shows --registry:\n%s", strings.Join(path, " "), c.UsageString())
 			}
 		}
