@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -32,7 +35,8 @@ func TestSettingsDocMatches(t *testing.T) {
 
 // TestDocsScriptInvocations keeps the docs' examples of the test scripts
 // runnable: every `scripts/apicurio.sh CMD` in the docs' code blocks is a
-// command the script has, and every flag given to scripts/avro_consume.py is one it
+// command the script has, every `scripts/kafka.sh tool NAME` a short name
+// the script knows, and every flag given to scripts/avro_consume.py is one it
 // defines. (The commands themselves run in scripts/test.sh and in
 // TestKafkaSchemaRegistries.)
 func TestDocsScriptInvocations(t *testing.T) {
@@ -44,7 +48,17 @@ func TestDocsScriptInvocations(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var cmds, flags int
+	kafkaSh, err := os.ReadFile("../../scripts/kafka.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliases := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^    ([a-z|-]+)\)\s+echo `).FindAllStringSubmatch(string(kafkaSh), -1) {
+		for _, a := range strings.Split(m[1], "|") {
+			aliases[a] = true
+		}
+	}
+	var cmds, flags, tools int
 	for _, doc := range []string{"../../docs/schemas.md", "../../docs/testing.md", "../../README.md"} {
 		b, err := os.ReadFile(doc)
 		if err != nil {
@@ -74,6 +88,17 @@ func TestDocsScriptInvocations(t *testing.T) {
 					if !strings.Contains(string(apicurio), "\n    "+c+")") && !strings.Contains(string(apicurio), "|"+c+")") {
 						t.Errorf("%s: `scripts/apicurio.sh %s` is not a command of the script:\n  %s", doc, c, line)
 					}
+				case w == "scripts/kafka.sh" && i+2 < len(f) && f[i+1] == "tool":
+					// A short name must be one of tool_alias's; a class
+					// name (with dots) is passed through.
+					c := f[i+2]
+					if strings.Contains(c, ".") || c == "CLASS" || c == "--help" {
+						continue
+					}
+					tools++
+					if !aliases[c] {
+						t.Errorf("%s: `scripts/kafka.sh tool %s`: not an alias of the script (it has %v):\n  %s", doc, c, slices.Sorted(maps.Keys(aliases)), line)
+					}
 				case strings.HasSuffix(w, "scripts/avro_consume.py"):
 					for _, a := range f[i+1:] {
 						if strings.HasPrefix(a, "--") {
@@ -87,8 +112,9 @@ func TestDocsScriptInvocations(t *testing.T) {
 			}
 		}
 	}
-	if cmds == 0 || flags == 0 {
-		t.Errorf("found %d apicurio.sh commands and %d avro_consume.py flags in the docs; the test no longer sees them", cmds, flags)
+	if cmds == 0 || flags == 0 || tools == 0 || !aliases["topics"] {
+		t.Errorf("found %d apicurio.sh commands, %d avro_consume.py flags and %d kafka.sh tool aliases in the docs (aliases known: %d); the test no longer sees them",
+			cmds, flags, tools, len(aliases))
 	}
 }
 
