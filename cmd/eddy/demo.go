@@ -195,8 +195,11 @@ type demoTally struct {
 	runStart         time.Time
 	results          int
 	firing, resolved int
-	downtimeFiring   int // absence alerts that started before this run: its keys had no traffic while the demo was down
-	downtimeResolved int
+	// An absence alert that fires in this run for a silence that began
+	// before it is about the time the demo was down (no traffic reached
+	// the pipeline): downtime holds those (rule and key) until resolved.
+	downtime                         map[string]bool
+	downtimeFiring, downtimeResolved int
 }
 
 // count records one printed alert.
@@ -206,13 +209,22 @@ func (t *demoTally) count(a processor.Alert) {
 	} else {
 		t.resolved++
 	}
-	started, err := time.Parse(time.RFC3339, a.StartedAt)
-	if err != nil || a.RuleKind != topology.AlertAbsence || !started.Before(t.runStart) {
+	if a.RuleKind != topology.AlertAbsence {
 		return
 	}
-	if a.State == "firing" {
+	id := fmt.Sprint(a.Rule, a.Key)
+	started, err := time.Parse(time.RFC3339, a.StartedAt)
+	switch {
+	case a.State == "firing" && err == nil && started.Before(t.runStart):
+		if t.downtime == nil {
+			t.downtime = map[string]bool{}
+		}
+		t.downtime[id] = true
 		t.downtimeFiring++
-	} else {
+	case a.State != "firing" && t.downtime[id]:
+		// Resolved alerts whose firing an earlier run printed (a real
+		// incident of that run) are not about the downtime.
+		delete(t.downtime, id)
 		t.downtimeResolved++
 	}
 }

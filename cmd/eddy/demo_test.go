@@ -643,12 +643,13 @@ func TestDemoPrinterAlertOrder(t *testing.T) {
 			`{"rule":"r-%s","rule_kind":%q,"state":%q,"key":{"endpoint":%q},"started_at":%q,"at":%q,"summary":"%s %s"}`,
 			key, kind, state, key, at(started), at(when), key, state))}
 	}
-	// Downtime absence alerts (started before the run) and a threshold
-	// alert of this run, spread so that neither partition order is time
-	// order: partition 0 holds the first and the fourth, partition 2 the
-	// second, third and fifth.
+	// Downtime absence alerts (fired in this run, started before it), the
+	// resolution of an absence alert whose firing an earlier run printed
+	// (d: a real incident of that run), and a threshold alert of this run,
+	// spread so that neither partition order is time order.
 	recs := []*kgo.Record{
 		alert(0, "firing", "absence", "a", -30*time.Second, -30*time.Second),
+		alert(0, "resolved", "absence", "d", -40*time.Second, 1*time.Second),
 		alert(0, "resolved", "absence", "a", -30*time.Second, 3*time.Second),
 		alert(2, "firing", "absence", "b", -20*time.Second, -20*time.Second),
 		alert(2, "resolved", "threshold", "c", 1*time.Second, 2*time.Second),
@@ -676,15 +677,15 @@ func TestDemoPrinterAlertOrder(t *testing.T) {
 		f := strings.Fields(l)
 		got = append(got, f[len(f)-2]+" "+f[len(f)-1])
 	}
-	want := []string{"a firing", "b firing", "c resolved", "a resolved", "c firing"}
+	want := []string{"a firing", "b firing", "d resolved", "c resolved", "a resolved", "c firing"}
 	if !slices.Equal(got, want) {
 		t.Errorf("alert lines in order %q, want time order %q:\n%s", got, want, strings.Join(lines, "\n"))
 	}
-	if tally.firing != 3 || tally.resolved != 2 || tally.downtimeFiring != 2 || tally.downtimeResolved != 1 || tally.results == 0 {
-		t.Errorf("tally %+v, want 3 firing, 2 resolved, of which 2 firing and 1 resolved for the downtime, and some results", *tally)
+	if tally.firing != 3 || tally.resolved != 3 || tally.downtimeFiring != 2 || tally.downtimeResolved != 1 || tally.results == 0 {
+		t.Errorf("tally %+v, want 3 firing, 3 resolved, of which 2 firing and 1 resolved for the downtime, and some results", *tally)
 	}
 	line := tally.summary(spec.App, 30*time.Second, "/tmp/d")
-	for _, want := range []string{`ran pipeline "http-stats" for 30s`, "5 alerts (3 firing, 2 resolved)", "data stays in /tmp/d",
+	for _, want := range []string{`ran pipeline "http-stats" for 30s`, "6 alerts (3 firing, 3 resolved)", "data stays in /tmp/d",
 		"3 of the alerts (2 firing, 1 resolved) are absence alerts for the time the demo was not running"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("end-of-run line lacks %q:\n%s", want, line)
@@ -726,11 +727,13 @@ func checkEndLine(t *testing.T, r eddyRun, runStart time.Time) {
 		return
 	}
 	var results, firing, resolved, downtime int
+	fired := map[string]bool{}
 	for _, l := range r.lines() {
 		var a struct {
-			Kind, State string
-			RuleKind    string    `json:"rule_kind"`
-			StartedAt   time.Time `json:"started_at"`
+			Kind, State, Rule string
+			RuleKind          string    `json:"rule_kind"`
+			StartedAt         time.Time `json:"started_at"`
+			Key               map[string]string
 		}
 		if strings.HasPrefix(l, "{") {
 			_ = json.Unmarshal([]byte(l), &a)
@@ -747,8 +750,16 @@ func checkEndLine(t *testing.T, r eddyRun, runStart time.Time) {
 		default:
 			resolved++
 		}
+		// Absence alerts firing in this run for a silence that began
+		// before it, and their resolutions.
 		if a.Kind == "alert" && a.RuleKind == "absence" && !runStart.IsZero() && a.StartedAt.Before(runStart) {
-			downtime++
+			id := fmt.Sprint(a.Rule, a.Key)
+			if a.State == "firing" {
+				fired[id] = true
+				downtime++
+			} else if fired[id] {
+				downtime++
+			}
 		}
 	}
 	want := []string{strconv.Itoa(results), strconv.Itoa(firing + resolved), strconv.Itoa(firing), strconv.Itoa(resolved)}
