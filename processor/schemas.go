@@ -11,7 +11,8 @@ package processor
 // dead-lettering every record.
 //
 // With output.format avro, the result schema is derived from the pipeline
-// (schema.DeriveOutput) and registered under "<output topic>-value", and
+// and the input schemas (OutputSchema: counts are longs, a min or max of an
+// integer field keeps its type) and registered under "<output topic>-value", and
 // the schema of the result keys (a record of the key fields,
 // schema.DeriveOutputKey) under "<output topic>-key"; a change the
 // subject's compatibility level refuses stops the pipeline at start-up
