@@ -455,3 +455,118 @@ func ptrOr(p *int64) int64 {
 	}
 	return *p
 }
+
+// TestKubeInstanceSelectors: two pipelines in one namespace, each an
+// overlay of the example with its own name prefix and instance label as
+// docs/deploy.md describes, render to objects that select only their own
+// pods: no StatefulSet, Service, PodDisruptionBudget or spread constraint
+// of one matches the pods of the other, and no two objects share a name.
+// The example overlay alone also selects by its instance.
+func TestKubeInstanceSelectors(t *testing.T) {
+	example, err := filepath.Abs("kubernetes/overlays/example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmp := t.TempDir()
+	var ms []*manifests
+	for _, name := range []string{"orders", "payments"} {
+		dir := filepath.Join(tmp, name)
+		rel, err := filepath.Rel(dir, example) // kustomize takes no absolute resource paths
+		if err != nil {
+			t.Fatal(err)
+		}
+		k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - %s
+namePrefix: %s-
+labels:
+  - pairs:
+      app.kubernetes.io/instance: %s
+    includeSelectors: true
+    includeTemplates: true
+`, rel, name, name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ms = append(ms, render(t, dir))
+	}
+	ms = append(ms, render(t, "kubernetes/overlays/example"))
+
+	// selectors returns every label selector of m, by what it belongs to.
+	selectors := func(m *manifests) map[string]labels.Selector {
+		out := map[string]labels.Selector{}
+		add := func(what string, ls *metav1.LabelSelector) {
+			s, err := metav1.LabelSelectorAsSelector(ls)
+			if err != nil {
+				t.Fatalf("%s %s: %v", m.dir, what, err)
+			}
+			out[what] = s
+		}
+		add("StatefulSet "+m.sts.Name, m.sts.Spec.Selector)
+		for _, c := range m.sts.Spec.Template.Spec.TopologySpreadConstraints {
+			add("spread constraint of "+m.sts.Name, c.LabelSelector)
+		}
+		for _, s := range m.services {
+			out["Service "+s.Name] = labels.SelectorFromSet(s.Spec.Selector)
+		}
+		for _, p := range m.pdbs {
+			add("PodDisruptionBudget "+p.Name, p.Spec.Selector)
+		}
+		return out
+	}
+	for i, m := range ms {
+		pods := labels.Set(m.sts.Spec.Template.Labels)
+		for what, s := range selectors(m) {
+			if !s.Matches(pods) {
+				t.Errorf("%s: %s does not select its own pods %v", m.dir, what, pods)
+			}
+			reqs, _ := s.Requirements()
+			hasInstance := false
+			for _, r := range reqs {
+				hasInstance = hasInstance || r.Key() == "app.kubernetes.io/instance"
+			}
+			if !hasInstance {
+				t.Errorf("%s: %s does not select by app.kubernetes.io/instance: %v", m.dir, what, s)
+			}
+		}
+		if i == len(ms)-1 {
+			continue // the example alone
+		}
+		other := ms[1-i]
+		otherPods := labels.Set(other.sts.Spec.Template.Labels)
+		for what, s := range selectors(m) {
+			if s.Matches(otherPods) {
+				t.Errorf("%s: %s selects the pods of %s too: %v", m.dir, what, other.dir, otherPods)
+			}
+		}
+	}
+	names := map[string]string{}
+	for _, m := range ms[:2] {
+		objs := []string{"StatefulSet/" + m.sts.Name}
+		for _, s := range m.services {
+			objs = append(objs, "Service/"+s.Name)
+		}
+		for _, p := range m.pdbs {
+			objs = append(objs, "PodDisruptionBudget/"+p.Name)
+		}
+		for _, a := range m.accounts {
+			objs = append(objs, "ServiceAccount/"+a.Name)
+		}
+		for n := range m.configMaps {
+			objs = append(objs, "ConfigMap/"+n)
+		}
+		for _, o := range objs {
+			if prev, dup := names[o]; dup {
+				t.Errorf("%s and %s both define %s", prev, m.dir, o)
+			}
+			names[o] = m.dir
+		}
+		if m.sts.Spec.ServiceName != m.services[0].Name {
+			t.Errorf("%s: StatefulSet governed by Service %q, the Service is %q", m.dir, m.sts.Spec.ServiceName, m.services[0].Name)
+		}
+	}
+}

@@ -940,6 +940,11 @@ func (p *pipeline) encodeKey(enc *schema.Encoder, key string) ([]byte, error) {
 	return enc.Encode(out)
 }
 
+// encodeAvroResult writes a result with the registered result schema
+// (OutputSchema). Aggregates are float64s here; the Encoder writes a
+// count, a distinct count and the min or max of an integer field into
+// their long (or int) fields, where they are whole numbers, and refuses
+// a fraction rather than truncate it.
 func (p *pipeline) encodeAvroResult(r result) ([]byte, error) {
 	var parts []string
 	if err := json.Unmarshal([]byte(r.wk.Key), &parts); err != nil || len(parts) != len(p.spec.Key) {

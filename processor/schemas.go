@@ -11,7 +11,8 @@ package processor
 // dead-lettering every record.
 //
 // With output.format avro, the result schema is derived from the pipeline
-// (schema.DeriveOutput) and registered under "<output topic>-value", and
+// and the input schemas (OutputSchema: counts are longs, a min or max of an
+// integer field keeps its type) and registered under "<output topic>-value", and
 // the schema of the result keys (a record of the key fields,
 // schema.DeriveOutputKey) under "<output topic>-key"; a change the
 // subject's compatibility level refuses stops the pipeline at start-up
@@ -66,18 +67,83 @@ func OutputKeySchema(spec *topology.Spec) (string, error) {
 	})
 }
 
-// OutputSchema derives the Avro schema of a pipeline's results.
-func OutputSchema(spec *topology.Spec) (string, error) {
+// OutputSchema derives the Avro schema of a pipeline's results. Counts
+// and distinct counts are longs. A min or max keeps the type of its input
+// field when that is an int or long in every input schema (inputs, the
+// latest schema of each input subject; nil when the input is JSON or a
+// subject has no schema yet: then it is a double). Other aggregates are
+// doubles.
+func OutputSchema(spec *topology.Spec, inputs []map[string]schema.FieldType) (string, error) {
+	return schema.DeriveOutput(outputDesc(spec, resultTypes(spec, inputs)))
+}
+
+func outputDesc(spec *topology.Spec, types map[string]string) schema.Output {
 	o := schema.Output{
-		Name:      schema.AvroName(spec.App) + "_result",
-		Namespace: "eddy.pipelines",
-		Doc:       fmt.Sprintf("Results of eddy pipeline %q", spec.App),
-		KeyFields: spec.Key,
+		Name:           schema.AvroName(spec.App) + "_result",
+		Namespace:      "eddy.pipelines",
+		Doc:            fmt.Sprintf("Results of eddy pipeline %q", spec.App),
+		KeyFields:      spec.Key,
+		AggregateTypes: types,
 	}
 	for _, a := range spec.Aggregates {
 		o.Aggregates = append(o.Aggregates, a.Name)
 	}
-	return schema.DeriveOutput(o)
+	return o
+}
+
+// resultTypes gives the Avro type of each aggregate that is not a double;
+// see OutputSchema.
+func resultTypes(spec *topology.Spec, inputs []map[string]schema.FieldType) map[string]string {
+	types := make(map[string]string)
+	for _, a := range spec.Aggregates {
+		switch a.Op {
+		case topology.AggCount, topology.AggDistinct:
+			types[a.Name] = "long"
+		case topology.AggMin, topology.AggMax:
+			if t := integralType(a.Field, inputs); t != "" {
+				types[a.Name] = t
+			}
+		}
+	}
+	return types
+}
+
+// integralType is "int" when field is an Avro int in every input schema,
+// "long" when it is an int or long in each and a long in some, else "".
+func integralType(field string, inputs []map[string]schema.FieldType) string {
+	t := ""
+	for _, in := range inputs {
+		f, ok := in[field]
+		if !ok || f.Kind != schema.KindInt || f.Avro != "int" && f.Avro != "long" {
+			return ""
+		}
+		if t != "long" {
+			t = f.Avro
+		}
+	}
+	return t
+}
+
+// outputSchemas are the result schemas eddy tries to register, best
+// first: the typed schema (OutputSchema); the same with every min and max
+// a double (what a worker that did not yet know the input schema
+// registered); every aggregate a double (what eddy before typed results
+// registered). A subject whose compatibility level refuses the first (a
+// long cannot read the doubles already written) gets the first it accepts,
+// so upgrading eddy or learning the input schema late does not stop a
+// pipeline; the records then carry the older types.
+func outputSchemas(spec *topology.Spec, inputs []map[string]schema.FieldType) ([]string, error) {
+	var out []string
+	for _, types := range []map[string]string{resultTypes(spec, inputs), resultTypes(spec, nil), nil} {
+		text, err := schema.DeriveOutput(outputDesc(spec, types))
+		if err != nil {
+			return nil, err
+		}
+		if len(out) == 0 || out[len(out)-1] != text {
+			out = append(out, text)
+		}
+	}
+	return out, nil
 }
 
 // bindSchemas connects the pipeline to the registry: the decoder and
@@ -115,6 +181,7 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 		}
 	}
 
+	var inputs []map[string]schema.FieldType // the input schemas' fields, for the result types
 	if avroIn {
 		subjects, pinned := inputSubjects(spec)
 		var opts []schema.DecoderOption
@@ -125,6 +192,7 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 			opts = append(opts, schema.Project(fields))
 		}
 		p.dec = avroDecoder{schema.NewDecoder(reg, opts...)}
+		known := true
 		for _, subject := range subjects {
 			var latest *schema.Schema
 			err := wait("latest schema of "+subject, func() (err error) {
@@ -138,6 +206,7 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 			case errors.Is(err, schema.ErrUnknownSubject):
 				log.Warn("no schema registered for the input yet: the pipeline's fields are checked per record only",
 					"subject", subject, "fix", "register the producers' schema, or set source.subject")
+				known = false
 				continue
 			default:
 				return fmt.Errorf("latest schema of %s: %w", subject, err)
@@ -145,12 +214,16 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 			if err := p.checkSchema(latest); err != nil {
 				return err
 			}
+			inputs = append(inputs, schema.Fields(latest))
 			log.Info("input schema checked", "subject", subject, "version", latest.Version, "id", latest.ID)
+		}
+		if !known {
+			inputs = nil // a min or max of a field of unknown type is a double
 		}
 	}
 
 	if avroOut {
-		text, err := OutputSchema(spec)
+		texts, err := outputSchemas(spec, inputs)
 		if err != nil {
 			return fmt.Errorf("output.format avro: %w", err)
 		}
@@ -176,8 +249,22 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 				return nil, fmt.Errorf("output.format avro: register the %s schema under %q: %w", what, subject, err)
 			}
 		}
-		if p.enc, err = register(OutputSubject(spec), text, "result"); err != nil {
-			return err
+		var firstErr error
+		for i, text := range texts {
+			if p.enc, err = register(OutputSubject(spec), text, "result"); err == nil {
+				if i > 0 {
+					log.Warn("result schema: the subject's compatibility level refuses the typed results (counts as long, min and max of integers in their own type); writing the types already registered",
+						"subject", OutputSubject(spec), "id", p.enc.ID(),
+						"fix", "to get the typed results, write them to a new output topic, or set the subject's level to NONE for one start (docs/schemas.md, \"How the result schema evolves\")")
+				}
+				break
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			if !errors.Is(err, schema.ErrIncompatible) || i == len(texts)-1 {
+				return firstErr
+			}
 		}
 		if p.keyEnc, err = register(OutputKeySubject(spec), keyText, "result key"); err != nil {
 			return err

@@ -19,8 +19,13 @@ type Output struct {
 	// string field.
 	KeyFields []string
 	// Aggregates are the aggregate names, in spec order. Each becomes a
-	// nullable double (null when the window saw no value for it).
+	// nullable field (null when the window saw no value for it) of the
+	// type AggregateTypes gives it.
 	Aggregates []string
+	// AggregateTypes is the Avro type of each aggregate, by name: "long"
+	// or "int" (a count, or the minimum of an integer field), or "double".
+	// An aggregate not in it is a "double".
+	AggregateTypes map[string]string
 }
 
 // Names of the window bound fields of every result record.
@@ -34,7 +39,8 @@ const (
 //	each key field           "string"
 //	window_start             {"type":"long","logicalType":"timestamp-millis"}, inclusive
 //	window_end               {"type":"long","logicalType":"timestamp-millis"}, exclusive
-//	each aggregate           ["null","double"] with default null
+//	each aggregate           ["null", T] with default null, T from
+//	                         o.AggregateTypes: "long", "int" or "double"
 //
 // in that order. The text is compact JSON and depends only on o: the same
 // Output always gives byte-identical text, so registering it again on every
@@ -97,7 +103,14 @@ func DeriveOutput(o Output) (string, error) {
 		if err := add(a, "aggregate"); err != nil {
 			return "", err
 		}
-		rec.Fields = append(rec.Fields, field{Name: a, Type: []string{"null", "double"}, Default: json.RawMessage("null"),
+		typ := "double"
+		if t, ok := o.AggregateTypes[a]; ok {
+			if t != "long" && t != "int" && t != "double" {
+				return "", fmt.Errorf("%w: aggregate %q: type %q: want long, int or double", ErrInvalidSchema, a, t)
+			}
+			typ = t
+		}
+		rec.Fields = append(rec.Fields, field{Name: a, Type: []string{"null", typ}, Default: json.RawMessage("null"),
 			Doc: "aggregate " + a + "; null when the window had no value for it"})
 	}
 	return marshalSchema(rec)

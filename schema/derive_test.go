@@ -53,6 +53,37 @@ func TestDeriveOutputGolden(t *testing.T) {
 	}
 }
 
+// TestDeriveOutputTypes: counts become longs and the minimum of an int
+// field an int; an aggregate without a type stays a double, and without
+// any types the text is the one eddy derived before aggregates had types
+// (the golden file above), so a subject registered then still matches.
+func TestDeriveOutputTypes(t *testing.T) {
+	o := Output{Name: "r", KeyFields: []string{"k"}, Aggregates: []string{"n", "lo", "p99"},
+		AggregateTypes: map[string]string{"n": "long", "lo": "int"}}
+	got, err := DeriveOutput(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ParseSchema(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := Fields(&Schema{Avro: s})
+	for name, want := range map[string]FieldType{
+		"n":   {Kind: KindInt, Nullable: true, Avro: "long"},
+		"lo":  {Kind: KindInt, Nullable: true, Avro: "int"},
+		"p99": {Kind: KindFloat, Nullable: true, Avro: "double"},
+	} {
+		if f[name] != want {
+			t.Errorf("field %s = %+v, want %+v", name, f[name], want)
+		}
+	}
+	o.AggregateTypes = map[string]string{"n": "decimal"}
+	if _, err := DeriveOutput(o); !errors.Is(err, ErrInvalidSchema) {
+		t.Errorf("type decimal: %v, want ErrInvalidSchema", err)
+	}
+}
+
 func TestDeriveOutputRefuses(t *testing.T) {
 	for name, o := range map[string]Output{
 		"no name":            {},

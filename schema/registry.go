@@ -369,6 +369,7 @@ const (
 	codeInvalidSchema       = 42201
 	codeInvalidVersion      = 42202
 	codeInvalidLevel        = 42203
+	codeInvalidMode         = 42204
 	codeStoreError          = 50001
 )
 

@@ -327,7 +327,8 @@ func (e *Encoder) Encode(v map[string]any) ([]byte, error) {
 
 // Append appends v in the wire format to dst. Values are coerced to the
 // schema where no information is lost: any Go integer or float into an
-// int, long, float or double field; time.Time into timestamp fields; a
+// int, long, float or double field (a float into an int or long only when
+// it is a whole number that fits); time.Time into timestamp fields; a
 // missing nullable field is null. v is not modified. Errors are of class
 // ErrAvroEncode and name the field.
 func (e *Encoder) Append(dst []byte, v map[string]any) ([]byte, error) {
@@ -409,6 +410,18 @@ func coerce(t avro.Type, x any) (any, error) {
 		case uint64:
 			if v > math.MaxInt64 {
 				return nil, fmt.Errorf("%d overflows a long", v)
+			}
+			n = int64(v)
+		case float64:
+			// A whole float, as eddy's aggregates hold counts and the
+			// minimum of integers; a fraction would be lost.
+			if v != math.Trunc(v) || v < -(1<<63) || v >= 1<<63 {
+				return nil, fmt.Errorf("%v is not a whole number that fits a long", v)
+			}
+			n = int64(v)
+		case float32:
+			if float64(v) != math.Trunc(float64(v)) || v < -(1<<63) || v >= 1<<63 {
+				return nil, fmt.Errorf("%v is not a whole number that fits a long", v)
 			}
 			n = int64(v)
 		default:

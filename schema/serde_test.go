@@ -277,6 +277,42 @@ func TestEncoder(t *testing.T) {
 	}
 }
 
+// TestEncoderWholeFloats: eddy's aggregates are float64s; a long or int
+// result field takes them when they are whole (a count, the minimum of
+// integers) and refuses a fraction rather than truncate it.
+func TestEncoderWholeFloats(t *testing.T) {
+	c := testCluster(t)
+	base, _, _ := testServer(t, c)
+	cl := testClient(t, base)
+	ctx := context.Background()
+	out, err := DeriveOutput(Output{Name: "result", KeyFields: []string{"endpoint"}, Aggregates: []string{"n", "lo", "p99"},
+		AggregateTypes: map[string]string{"n": "long", "lo": "int"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enc, err := NewEncoder(ctx, cl, "typed-value", out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.UnixMilli(1_700_000_000_000).UTC()
+	b, err := enc.Encode(map[string]any{"endpoint": "/", "window_start": start, "window_end": start, "n": 114.0, "lo": -3.0, "p99": 41.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewDecoder(cl).Decode(ctx, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m["n"] != int64(114) || m["lo"] != int64(-3) || m["p99"] != 41.5 {
+		t.Errorf("decoded n=%#v lo=%#v p99=%#v, want int64 114, int64 -3, 41.5", m["n"], m["lo"], m["p99"])
+	}
+	for name, v := range map[string]any{"fraction": 1.5, "too big for an int": float64(1 << 40)} {
+		if _, err := enc.Encode(map[string]any{"endpoint": "/", "window_start": start, "window_end": start, "lo": v}); !errors.Is(err, ErrAvroEncode) {
+			t.Errorf("%s into an int field: %v, want ErrAvroEncode", name, err)
+		}
+	}
+}
+
 func TestWireFormat(t *testing.T) {
 	body := []byte{1, 2, 3}
 	b := AppendWire([]byte("prefix"), 0x01020304, body)

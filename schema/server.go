@@ -39,19 +39,23 @@ const ContentType = "application/vnd.schemaregistry.v1+json"
 //	GET  /schemas/ids/{id}                               {"schema":"..."}
 //	GET  /schemas/ids/{id}/schema                        the schema text alone
 //	GET  /schemas/ids/{id}/versions                      [{"subject":..,"version":..}]
+//	GET  /schemas/ids/{id}/subjects                      ["subject", ...]
+//	GET  /schemas                                        [{"subject":..,"version":..,"id":..,"schema":..}]
+//	                                                     (?subjectPrefix=, ?latestOnly=true, ?offset=, ?limit=)
 //	GET  /schemas/types                                  ["AVRO"]
+//	GET  /mode, GET /mode/{subject}                      {"mode":"READWRITE"}, the only mode (PUT of another: 42204)
 //	POST /compatibility/subjects/{subject}/versions/{version}   ?verbose=true adds messages
 //	POST /compatibility/subjects/{subject}/versions             against what registering would check
 //	GET  /config, PUT /config                            registry compatibility level
 //	GET  /config/{subject}, PUT /config/{subject}        subject level (GET: ?defaultToGlobal=true)
 //
-// Not served: DELETE (subjects, versions, configs: answered 405), modes,
-// contexts, exporters, schema types other than Avro.
+// Not served: DELETE (subjects, versions, configs: answered 405), modes
+// other than READWRITE, contexts, exporters, schema types other than Avro.
 //
 // Errors are Confluent's: 40401 subject not found, 40402 version not found,
 // 40403 schema not found, 40408 subject has no level of its own (404);
 // 409 incompatible; 42201 invalid schema, 42202 invalid version, 42203
-// invalid compatibility level (422); 50001 store error (500).
+// invalid compatibility level, 42204 invalid mode (422); 50001 store error (500).
 type Server struct {
 	cl    *kgo.Client
 	adm   *kadm.Client
@@ -131,6 +135,12 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /schemas/ids/{id}", s.handleID)
 	m.HandleFunc("GET /schemas/ids/{id}/schema", s.handleID)
 	m.HandleFunc("GET /schemas/ids/{id}/versions", s.handleIDVersions)
+	m.HandleFunc("GET /schemas/ids/{id}/subjects", s.handleIDSubjects)
+	m.HandleFunc("GET /schemas", s.handleSchemas)
+	m.HandleFunc("GET /mode", s.handleMode)
+	m.HandleFunc("GET /mode/{subject}", s.handleMode)
+	m.HandleFunc("PUT /mode", s.handlePutMode)
+	m.HandleFunc("PUT /mode/{subject}", s.handlePutMode)
 	m.HandleFunc("GET /schemas/types", func(w http.ResponseWriter, _ *http.Request) { reply(w, http.StatusOK, []string{"AVRO"}) })
 	m.HandleFunc("POST /compatibility/subjects/{subject}/versions/{version}", s.handleCompat)
 	m.HandleFunc("POST /compatibility/subjects/{subject}/versions", s.handleCompat)
@@ -485,6 +495,114 @@ func (s *Server) handleIDVersions(w http.ResponseWriter, r *http.Request) {
 		return a.Version - b.Version
 	})
 	reply(w, http.StatusOK, out)
+}
+
+// handleIDSubjects answers the subjects that have a version with schema
+// id, sorted (Confluent: GET /schemas/ids/{id}/subjects).
+func (s *Server) handleIDSubjects(w http.ResponseWriter, r *http.Request) {
+	raw := r.PathValue("id")
+	id, err := strconv.Atoi(raw)
+	out := []string{}
+	s.mu.RLock()
+	_, ok := s.schemas[id]
+	for name, vs := range s.subjects {
+		if slices.ContainsFunc(vs, func(v subjectVersion) bool { return v.id == id }) {
+			out = append(out, name)
+		}
+	}
+	s.mu.RUnlock()
+	if err != nil || !ok {
+		replyErr(w, errSchemaNotFound(fmt.Sprintf("Schema %s", raw)))
+		return
+	}
+	slices.Sort(out)
+	reply(w, http.StatusOK, out)
+}
+
+// handleSchemas lists every subject version with its schema, by subject
+// then version (Confluent: GET /schemas). subjectPrefix keeps the subjects
+// that start with it, latestOnly=true keeps each subject's latest version,
+// offset and limit page through the list (limit -1 or absent: no limit).
+// deleted is accepted and ignored: nothing is ever deleted.
+func (s *Server) handleSchemas(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	prefix, latestOnly := q.Get("subjectPrefix"), q.Get("latestOnly") == "true"
+	offset, limit := 0, -1
+	for name, dst := range map[string]*int{"offset": &offset, "limit": &limit} {
+		if v := q.Get(name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < -1 || name == "offset" && n < 0 {
+				replyErr(w, &apiError{http.StatusUnprocessableEntity, http.StatusUnprocessableEntity, fmt.Sprintf("%s %q is not a valid number", name, v)})
+				return
+			}
+			*dst = n
+		}
+	}
+	out := []versionResponse{}
+	s.mu.RLock()
+	for name, vs := range s.subjects {
+		if !strings.HasPrefix(name, prefix) || len(vs) == 0 {
+			continue
+		}
+		if latestOnly {
+			vs = vs[len(vs)-1:]
+		}
+		for _, v := range vs {
+			out = append(out, versionResponse{name, v.version, v.id, s.schemas[v.id].text})
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b versionResponse) int {
+		if c := strings.Compare(a.Subject, b.Subject); c != 0 {
+			return c
+		}
+		return a.Version - b.Version
+	})
+	out = out[min(offset, len(out)):]
+	if limit >= 0 && limit < len(out) {
+		out = out[:limit]
+	}
+	reply(w, http.StatusOK, out)
+}
+
+// modeReadWrite is the one mode of eddy's registry: it always accepts
+// registrations (no READONLY, no IMPORT).
+const modeReadWrite = "READWRITE"
+
+// handleMode answers the registry's mode, or a subject's: always
+// READWRITE. Tools and UIs probe it before writing. A subject the registry
+// does not know is 40401, unless defaultToGlobal=true.
+func (s *Server) handleMode(w http.ResponseWriter, r *http.Request) {
+	if subject := r.PathValue("subject"); subject != "" && r.URL.Query().Get("defaultToGlobal") != "true" {
+		s.mu.RLock()
+		_, ok := s.subjects[subject]
+		s.mu.RUnlock()
+		if !ok {
+			replyErr(w, errSubjectNotFound(subject))
+			return
+		}
+	}
+	reply(w, http.StatusOK, struct {
+		Mode string `json:"mode"`
+	}{modeReadWrite})
+}
+
+// handlePutMode accepts READWRITE (a no-op) and refuses other modes with
+// Confluent's 42204 (invalid mode).
+func (s *Server) handlePutMode(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Mode string `json:"mode"`
+	}
+	if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody)).Decode(&req); err != nil {
+		replyErr(w, &apiError{http.StatusUnprocessableEntity, http.StatusUnprocessableEntity, "Unrecognized request body: " + err.Error()})
+		return
+	}
+	if req.Mode != modeReadWrite {
+		replyErr(w, &apiError{http.StatusUnprocessableEntity, codeInvalidMode,
+			fmt.Sprintf("Invalid mode %q: eddy's registry is always READWRITE", req.Mode)})
+		return
+	}
+	reply(w, http.StatusOK, req)
 }
 
 // handleCompat answers whether a schema is compatible with one version of

@@ -423,3 +423,61 @@ func TestNewServerRefusesSharedClients(t *testing.T) {
 		cl.Close()
 	}
 }
+
+// TestServerListingsAndMode checks the listing and mode endpoints against
+// the shapes of Confluent's API reference: GET /schemas/ids/{id}/subjects
+// is an array of subject names; GET /schemas an array of {subject, version,
+// id, schema} objects (schemaType omitted for Avro, as Confluent does),
+// filtered by subjectPrefix and latestOnly and paged by offset and limit;
+// GET /mode and /mode/{subject} are {"mode": "READWRITE"}.
+func TestServerListingsAndMode(t *testing.T) {
+	c := testCluster(t)
+	base, _, _ := testServer(t, c)
+	for _, reg := range []struct{ subject, schema string }{{"a-value", schemaV1}, {"b-value", schemaV1}, {"a-value", schemaV2}} {
+		if st, b := call(t, "POST", base+"/subjects/"+reg.subject+"/versions", map[string]string{"schema": reg.schema}, nil); st != 200 {
+			t.Fatalf("register %s: %d %s", reg.subject, st, b)
+		}
+	}
+	v1, v2 := compactJSON(schemaV1), compactJSON(schemaV2)
+
+	var subjects []string
+	if st, b := call(t, "GET", base+"/schemas/ids/1/subjects", nil, &subjects); st != 200 || !reflect.DeepEqual(subjects, []string{"a-value", "b-value"}) {
+		t.Errorf("subjects of id 1: %d %s, want [a-value b-value]", st, b)
+	}
+	if st, b := call(t, "GET", base+"/schemas/ids/2/subjects", nil, &subjects); st != 200 || !reflect.DeepEqual(subjects, []string{"a-value"}) {
+		t.Errorf("subjects of id 2: %d %s, want [a-value]", st, b)
+	}
+	wantErr(t, "GET", base+"/schemas/ids/99/subjects", nil, 404, 40403)
+
+	type entry = map[string]any
+	row := func(subject string, version, id int, text string) entry {
+		return entry{"subject": subject, "version": float64(version), "id": float64(id), "schema": text}
+	}
+	for _, tc := range []struct {
+		query string
+		want  []entry
+	}{
+		{"", []entry{row("a-value", 1, 1, v1), row("a-value", 2, 2, v2), row("b-value", 1, 1, v1)}},
+		{"?subjectPrefix=b", []entry{row("b-value", 1, 1, v1)}},
+		{"?latestOnly=true", []entry{row("a-value", 2, 2, v2), row("b-value", 1, 1, v1)}},
+		{"?offset=1&limit=1", []entry{row("a-value", 2, 2, v2)}},
+		{"?subjectPrefix=nope", []entry{}},
+	} {
+		var got []entry
+		if st, b := call(t, "GET", base+"/schemas"+tc.query, nil, &got); st != 200 || !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("GET /schemas%s: %d %s\nwant %v", tc.query, st, b, tc.want)
+		}
+	}
+	wantErr(t, "GET", base+"/schemas?limit=x", nil, 422, 422)
+
+	for _, path := range []string{"/mode", "/mode/a-value", "/mode/nope?defaultToGlobal=true"} {
+		if st, b := call(t, "GET", base+path, nil, nil); st != 200 || strings.TrimSpace(string(b)) != `{"mode":"READWRITE"}` {
+			t.Errorf("GET %s: %d %s, want {\"mode\":\"READWRITE\"}", path, st, b)
+		}
+	}
+	wantErr(t, "GET", base+"/mode/nope", nil, 404, 40401)
+	wantErr(t, "PUT", base+"/mode", map[string]string{"mode": "READONLY"}, 422, 42204)
+	if st, b := call(t, "PUT", base+"/mode/a-value", map[string]string{"mode": "READWRITE"}, nil); st != 200 || strings.TrimSpace(string(b)) != `{"mode":"READWRITE"}` {
+		t.Errorf("PUT /mode/a-value READWRITE: %d %s", st, b)
+	}
+}

@@ -63,7 +63,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--brokers", required=True, help="bootstrap servers, host:port[,host:port]")
     p.add_argument("--topic", required=True)
-    p.add_argument("--registry", required=True, help="Confluent-compatible schema registry URL")
+    p.add_argument("--registry-url", "--registry", dest="registry", required=True, help="Confluent-compatible schema registry URL")
     p.add_argument("--count", type=int, required=True, help="records to read")
     p.add_argument("--timeout", type=float, default=60.0, help="seconds to wait for them")
     p.add_argument("--key-format", choices=["string", "avro"], default="string",
@@ -114,6 +114,9 @@ def main():
                 "key_schema_id": key_id,
                 "schema_id": schema_id(raw),
                 "value": plain(value),
+                # The Python type of each value field as the deserializer
+                # gives it (int for an Avro long, float for a double).
+                "value_types": {k: type(x).__name__ for k, x in value.items()} if isinstance(value, dict) else None,
             }, sort_keys=True), flush=True)
             n += 1
     finally:

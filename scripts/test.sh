@@ -11,7 +11,10 @@
 #
 # Environment:
 #   EDDY_TEST_BROKERS   use this broker (host:port[,host:port]) instead of starting one
-#   EDDY_TEST_STATE     where logs and the managed broker's state go (default /tmp/eddy-test)
+#   EDDY_TEST_STATE     where logs and the managed broker's state go (default: a new directory
+#                       per run, ${TMPDIR:-/tmp}/eddy-test.XXXXXX, so runs on one host never share
+#                       a broker; a directory given here is locked for the run: a second run
+#                       with the same one stops at once instead of stopping the first's broker)
 #   EDDY_TEST_APICURIO  use this Apicurio ccompat URL instead of starting Apicurio Registry
 #   EDDY_CACHE          cache root for scripts/kafka.sh, scripts/apicurio.sh and the Python
 #                       virtualenv of scripts/avro_consume.py (default $HOME/.cache/eddy)
@@ -54,8 +57,28 @@ while [[ $# -gt 0 ]]; do
   shift
 done
 
-STATE="${EDDY_TEST_STATE:-/tmp/eddy-test}"
-mkdir -p "$STATE"
+# Each run has a state directory of its own, so that runs on a shared host
+# never see (and never stop) each other's broker; the directory is locked
+# for the run, so a broker recorded in it while we hold the lock can only be
+# one a hard-killed earlier run left behind.
+if [[ -n "${EDDY_TEST_STATE:-}" ]]; then
+  STATE="$EDDY_TEST_STATE"
+  mkdir -p "$STATE"
+  FRESH_STATE=0
+else
+  STATE="$(mktemp -d "${TMPDIR:-/tmp}/eddy-test.XXXXXX")"
+  FRESH_STATE=1
+fi
+STATE_LOCK_FD=""
+if command -v flock >/dev/null 2>&1; then
+  exec {STATE_LOCK_FD}>"$STATE/.lock"
+  flock -n "$STATE_LOCK_FD" || { echo "test.sh: error: another scripts/test.sh is using $STATE (EDDY_TEST_STATE): give this run another directory, or unset EDDY_TEST_STATE for a fresh one" >&2; exit 1; }
+fi
+# unlocked runs a command without the lock's file descriptor, so that a
+# broker it starts does not hold the lock after this run ends.
+unlocked() {
+  if [[ -n "$STATE_LOCK_FD" ]]; then "$@" {STATE_LOCK_FD}>&-; else "$@"; fi
+}
 KAFKA_SH="$ROOT/scripts/kafka.sh"
 KAFKA_STATE="$STATE/kafka"
 APICURIO_SH="$ROOT/scripts/apicurio.sh"
@@ -122,6 +145,11 @@ cleanup() {
     EDDY_APICURIO_STATE="$APICURIO_STATE" "$APICURIO_SH" stop >/dev/null 2>&1 \
       || say "warning: stopping Apicurio Registry failed (state $APICURIO_STATE)"
   fi
+  # A passing run in a directory of its own keeps only its logs; a failing
+  # one keeps the broker's and Apicurio's data and logs to look at.
+  if [[ "$FRESH_STATE" == 1 && "$rc" == 0 ]]; then
+    rm -rf "$KAFKA_STATE" "$APICURIO_STATE"
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -182,10 +210,11 @@ else
   else
     install_packages "${BROKER_DEB_PACKAGES[@]}"
     export EDDY_KAFKA_STATE="$KAFKA_STATE"
-    # A broker left behind by an earlier run that was killed hard: ours, stop it.
-    "$KAFKA_SH" stop >/dev/null 2>&1 || true
+    # A broker recorded in our locked directory was left by an earlier run
+    # that was killed hard (only with EDDY_TEST_STATE): stop it.
+    [[ "$FRESH_STATE" == 1 ]] || "$KAFKA_SH" stop >/dev/null 2>&1 || true
     STARTED_BROKER=1
-    EDDY_TEST_BROKERS="$("$KAFKA_SH" start)" || die "could not start Kafka (see above)"
+    EDDY_TEST_BROKERS="$(unlocked "$KAFKA_SH" start)" || die "could not start Kafka (see above)"
     export EDDY_KAFKA_SH="$KAFKA_SH"
   fi
   export EDDY_TEST_BROKERS
@@ -193,10 +222,10 @@ else
     say "using the Apicurio Registry in EDDY_TEST_APICURIO=$EDDY_TEST_APICURIO"
   else
     install_packages "${BROKER_DEB_PACKAGES[@]}" "curl:curl"
-    # One left behind by an earlier run that was killed hard: ours, stop it.
-    EDDY_APICURIO_STATE="$APICURIO_STATE" "$APICURIO_SH" stop >/dev/null 2>&1 || true
+    # One left behind in our locked directory by a hard-killed earlier run: stop it.
+    [[ "$FRESH_STATE" == 1 ]] || EDDY_APICURIO_STATE="$APICURIO_STATE" "$APICURIO_SH" stop >/dev/null 2>&1 || true
     STARTED_APICURIO=1
-    EDDY_TEST_APICURIO="$(EDDY_APICURIO_STATE="$APICURIO_STATE" "$APICURIO_SH" start)" \
+    EDDY_TEST_APICURIO="$(EDDY_APICURIO_STATE="$APICURIO_STATE" unlocked "$APICURIO_SH" start)" \
       || die "could not start Apicurio Registry (see above)"
   fi
   export EDDY_TEST_APICURIO

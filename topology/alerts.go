@@ -88,6 +88,11 @@ type AlertRule struct {
 	// its value; deviation compares it with the baseline. Threshold
 	// default: the first aggregate the condition names.
 	Value string `yaml:"value,omitempty"`
+	// ValueDefaulted records that Value was not written in the spec but
+	// taken from the condition, so describe can say so: a guard such as
+	// `requests >= 20 && p99_latency_ms > 1000` would otherwise report
+	// the request count.
+	ValueDefaulted bool `yaml:"-"`
 	// ForWindows (threshold, deviation): the condition must hold in this
 	// many consecutive windows of a key before the alert fires. Default 1.
 	ForWindows int `yaml:"for_windows,omitempty"`
@@ -173,6 +178,7 @@ func (s *Spec) fillAlertDefaults(present func(string) bool) {
 		}
 		if r.Kind == AlertThreshold && r.Value == "" && !present(p+"value") {
 			r.Value = s.firstAggregateIn(r.Condition)
+			r.ValueDefaulted = true
 		}
 		if r.Kind != AlertDeviation {
 			continue

@@ -479,8 +479,23 @@ func (d *describer) alerts() {
 				r.Value, r.StdDevs, map[string]string{DirectionAbove: "above", DirectionBelow: "below", DirectionBoth: "away from"}[r.Direction], base,
 				inARow(r.ForWindows), plural(r.ResolveWindows, "window"))
 		}
+		if r.Kind == AlertThreshold {
+			text += " " + reportedValue(r)
+		}
 		d.para("  ", fmt.Sprintf("%s (%s, %s): %s", r.Name, r.Kind, r.Severity, text))
 	}
+}
+
+// reportedValue says which aggregate a threshold rule's alerts carry as
+// their value (and threshold), and where that choice came from.
+func reportedValue(r AlertRule) string {
+	switch {
+	case r.Value == "":
+		return "Its alerts carry no value: the condition names no aggregate."
+	case r.ValueDefaulted:
+		return fmt.Sprintf("Its alerts report %s as their value, the first aggregate the condition names; write `value: AGGREGATE` to report another.", r.Value)
+	}
+	return fmt.Sprintf("Its alerts report %s as their value (`value:`).", r.Value)
 }
 
 func plural(n int, what string) string {

@@ -133,3 +133,28 @@ func TestFmtDuration(t *testing.T) {
 		}
 	}
 }
+
+// TestDescribeAlertValue: describe says which aggregate a threshold rule's
+// alerts report as their value, and when that is the default (the first
+// aggregate the condition names, which for a guard such as `n >= 20 && p99
+// > 1000` is the count, not the latency the rule is about).
+func TestDescribeAlertValue(t *testing.T) {
+	aggs := "aggregates: [{name: n, op: count}, {name: p99, op: p99, field: latency_ms}]"
+	for _, tc := range []struct{ rule, want string }{
+		{"{name: slow, kind: threshold, condition: 'n >= 20 && p99 > 1000'}",
+			"Its alerts report n as their value, the first aggregate the condition names; write `value: AGGREGATE` to report another."},
+		{"{name: slow, kind: threshold, condition: 'n >= 20 && p99 > 1000', value: p99}",
+			"Its alerts report p99 as their value (`value:`)."},
+		{"{name: slow, kind: threshold, condition: 'endpoint == \"/x\"'}",
+			"Its alerts carry no value: the condition names no aggregate."},
+	} {
+		s, err := Parse([]byte(specWith(aggs, "alerts: {rules: ["+tc.rule+"]}")))
+		if err != nil {
+			t.Fatalf("%s: %v", tc.rule, err)
+		}
+		got := strings.Join(strings.Fields(Describe(s, 0)), " ")
+		if !strings.Contains(got, tc.want) {
+			t.Errorf("%s: describe lacks %q:\n%s", tc.rule, tc.want, got)
+		}
+	}
+}

@@ -394,9 +394,21 @@ func keyPaths() []string {
 }
 
 // suggestKey says what an unknown key at path probably should have been:
-// the same key elsewhere in the spec (misplaced), a known key spelt alike
-// (misspelt), or else the list of keys allowed here.
+// a key of the same section spelt alike (misspelt: `source.topic` is
+// `source.topics`, though `topic` is also a key of output and alerts), the
+// same key elsewhere in the spec (misplaced), or else the list of keys
+// allowed here.
 func suggestKey(t reflect.Type, path, key string) string {
+	known := yamlKeys(t)
+	best, bestDist := "", 1<<30
+	for _, k := range known {
+		if d := editDistance(strings.ToLower(key), k); d < bestDist {
+			best, bestDist = k, d
+		}
+	}
+	if bestDist <= max(1, len(key)/3) {
+		return fmt.Sprintf("did you mean %q?", best)
+	}
 	var elsewhere []string
 	for _, p := range keyPaths() {
 		if p == key || strings.HasSuffix(p, "."+key) {
@@ -413,16 +425,6 @@ func suggestKey(t reflect.Type, path, key string) string {
 			parents = append(parents, strconv.Quote(parent))
 		}
 		return fmt.Sprintf("%q belongs under %s", key, strings.Join(parents, " or "))
-	}
-	known := yamlKeys(t)
-	best, bestDist := "", 1<<30
-	for _, k := range known {
-		if d := editDistance(strings.ToLower(key), k); d < bestDist {
-			best, bestDist = k, d
-		}
-	}
-	if bestDist <= max(1, len(key)/3) {
-		return fmt.Sprintf("did you mean %q?", best)
 	}
 	sort.Strings(known)
 	if path == "" {

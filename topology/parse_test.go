@@ -107,6 +107,12 @@ func TestParseUnknownKey(t *testing.T) {
 		{"in a list element", strings.Replace(minimal, "{name: n, op: count}", "{name: n, op: count, feild: x}", 1),
 			"aggregates[0].feild", 5, `did you mean "field"?`},
 		{"format at top level", minimal + "format: avro\n", "format", 7, `"format" belongs under "source" or "output"`},
+		// topic is a key of output and alerts, but under source the
+		// closest key of the same section is the better hint.
+		{"source.topic", strings.Replace(minimal, "source: {topics: [in]}", "source:\n  topics: [in]\n  topic: in", 1),
+			"source.topic", 4, `did you mean "topics"?`},
+		{"output.topics", strings.Replace(minimal, "output: {topic: out}", "output:\n  topic: out\n  topics: [out]", 1),
+			"output.topics", 8, `did you mean "topic"?`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := Parse([]byte(tc.yaml))

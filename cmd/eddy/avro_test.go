@@ -9,6 +9,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/eddy-streams/eddy/internal/kafkatest"
 	"github.com/eddy-streams/eddy/schema"
+	"github.com/eddy-streams/eddy/topology"
 )
 
 // requestSchema is the producers' schema of the scenario's events; v2 adds
@@ -113,6 +115,9 @@ type avroE2E struct {
 	registry string        // the registry's URL
 	subject  string
 	enc      *schema.Encoder // v1
+	// doubles: the results are expected in the schema of eddy before
+	// typed results, every aggregate a double.
+	doubles bool
 }
 
 func newAvroE2E(t testing.TB, brokers []string, processing, outFormat string) *avroE2E {
@@ -269,6 +274,36 @@ func (a *avroE2E) results(t testing.TB) map[winKey][]result {
 		}
 		return nil
 	}
+	// Counts are longs, and min and max keep the input's Avro int: the
+	// registered result schema says so, and the decoder gives int64s.
+	latest, err := a.client(t).Latest(context.Background(), a.out+"-value")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := schema.Fields(latest)
+	for name, want := range map[string]string{"count": "long", "errors": "long", "min_latency": "int", "max_latency": "int",
+		"sum_latency": "double", "mean_latency": "double", "p99_latency": "double"} {
+		if a.doubles {
+			want = "double"
+		}
+		if got := fields[name].Avro; got != want {
+			t.Errorf("result field %s is Avro %q, want %q", name, got, want)
+		}
+	}
+	long := func(name string, m map[string]any) *float64 {
+		if a.doubles {
+			return f(m[name])
+		}
+		v, ok := m[name].(int64)
+		if !ok {
+			if m[name] != nil {
+				t.Errorf("result field %s decoded as %T %v, want an int64", name, m[name], m[name])
+			}
+			return nil
+		}
+		x := float64(v)
+		return &x
+	}
 	for _, r := range recs {
 		m, err := dec.Decode(context.Background(), r.Value)
 		if err != nil {
@@ -276,12 +311,12 @@ func (a *avroE2E) results(t testing.TB) map[winKey][]result {
 		}
 		res := result{Key: map[string]string{"service": m["service"].(string), "endpoint": m["endpoint"].(string)},
 			WindowStart: m["window_start"].(time.Time), WindowEnd: m["window_end"].(time.Time),
-			Sum: f(m["sum_latency"]), Min: f(m["min_latency"]), Max: f(m["max_latency"]), Mean: f(m["mean_latency"]),
+			Sum: f(m["sum_latency"]), Min: long("min_latency", m), Max: long("max_latency", m), Mean: f(m["mean_latency"]),
 			P99: f(m["p99_latency"]), raw: string(r.Value)}
-		if c := f(m["count"]); c != nil {
+		if c := long("count", m); c != nil {
 			res.Count = *c
 		}
-		if c := f(m["errors"]); c != nil {
+		if c := long("errors", m); c != nil {
 			res.Errors = *c
 		}
 		k := winKey{res.Key["service"] + "|" + res.Key["endpoint"], res.WindowStart.UnixMilli()}
@@ -524,5 +559,53 @@ func TestAvroStartupFieldCheck(t *testing.T) {
 		if !strings.Contains(log, want) {
 			t.Errorf("start-up error lacks %q:\n%s", want, log)
 		}
+	}
+}
+
+// TestAvroResultSchemaUpgrade: an output subject registered by eddy before
+// typed results (every aggregate a double) refuses the typed schema under
+// its BACKWARD level (a long cannot read a double). The worker does not
+// stop: it keeps writing the schema already registered, says so at
+// start-up, and its results are right.
+func TestAvroResultSchemaUpgrade(t *testing.T) {
+	t.Parallel()
+	a := newAvroE2E(t, kafkatest.Kfake(t), "at_least_once", "avro")
+	text, err := os.ReadFile(a.spec())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := topology.Parse(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The schema eddy derived before typed results, built here from the
+	// layout docs/schemas.md gave then.
+	o := schema.Output{Name: schema.AvroName(spec.App) + "_result", Namespace: "eddy.pipelines",
+		Doc: fmt.Sprintf("Results of eddy pipeline %q", spec.App), KeyFields: spec.Key}
+	for _, ag := range spec.Aggregates {
+		o.Aggregates = append(o.Aggregates, ag.Name)
+	}
+	legacy, err := schema.DeriveOutput(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(legacy, `"long"]`) {
+		t.Fatalf("the legacy schema has a long aggregate: %s", legacy)
+	}
+	old := a.encoder(t, a.out+"-value", legacy)
+	a.doubles = true
+	produceSync(t, a.brokers, a.records(t, a.enc, func(int, tevent) bool { return true }))
+	w := a.start(t)
+	late := a.settle(t, w)
+	a.sc.verify(t, a.results(t), late)
+	if !strings.Contains(w.logs(), "refuses the typed results") {
+		t.Errorf("the worker did not say it keeps the registered result types")
+	}
+	latest, err := a.client(t).Latest(context.Background(), a.out+"-value")
+	if err != nil || latest.ID != old.ID() {
+		t.Errorf("latest result schema: %v %v, want the legacy schema id %d (nothing new registered)", latest, err, old.ID())
+	}
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -66,6 +67,12 @@ resumes where the first stopped.`,
 	cmd.Flags().Lookup("http-addr").DefValue = "127.0.0.1:0"
 	_ = cmd.Flags().Set("http-addr", envOr("EDDY_HTTP_ADDR", "127.0.0.1:0"))
 	return cmd
+}
+
+// demoRegistryHint is the command the demo's banner suggests for its
+// registry; TestDocCommandsParse checks that it parses.
+func demoRegistryHint(url string) string {
+	return "eddy schema list --registry-url " + url
 }
 
 func envOr(k, def string) string {
@@ -125,7 +132,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		return fmt.Errorf("start the embedded schema registry: %w", err)
 	}
 	defer stopRegistry()
-	fmt.Fprintf(os.Stderr, "eddy demo: schema registry at %s (try: eddy schema list --registry-url %s)\n", regURL, regURL)
+	fmt.Fprintf(os.Stderr, "eddy demo: schema registry at %s (try: %s)\n", regURL, demoRegistryHint(regURL))
 	reg := schema.NewClient(regURL)
 	defer reg.Close()
 	var enc *schema.Encoder
@@ -137,6 +144,8 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	fmt.Fprintf(os.Stderr, "eddy demo: pipeline %q: %s %s windows (grace %s) per %s -> topic %s\n",
 		spec.App, spec.Window.Size, spec.Window.Type, spec.Window.Grace, strings.Join(spec.Key, "+"), spec.Output.Topic)
 
+	runStart := time.Now()
+	tally := &demoTally{runStart: runStart}
 	var wg sync.WaitGroup
 	errs := make(chan error, 3)
 	wg.Add(3)
@@ -153,7 +162,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		if o.avro {
 			dec = schema.NewDecoder(reg)
 		}
-		if err := printResults(ctx, out, brokers, spec, o.json, dec); err != nil && ctx.Err() == nil {
+		if err := printResults(ctx, out, brokers, spec, o.json, dec, tally); err != nil && ctx.Err() == nil {
 			errs <- fmt.Errorf("printer: %w", err)
 			cancel()
 		}
@@ -173,12 +182,80 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	}()
 	wg.Wait()
 	close(errs)
-	return <-errs
+	if err := <-errs; err != nil {
+		return err
+	}
+	// wg.Wait orders the printer's writes to tally before this read.
+	fmt.Fprintln(os.Stderr, tally.summary(spec.App, time.Since(runStart), o.dataDir))
+	return nil
 }
 
+// demoTally counts what the demo printed, for the line it ends with.
+type demoTally struct {
+	runStart         time.Time
+	results          int
+	firing, resolved int
+	// An absence alert that fires in this run for a silence that began
+	// before it is about the time the demo was down (no traffic reached
+	// the pipeline): downtime holds those (rule and key) until resolved.
+	downtime                         map[string]bool
+	downtimeFiring, downtimeResolved int
+}
+
+// count records one printed alert.
+func (t *demoTally) count(a processor.Alert) {
+	if a.State == "firing" {
+		t.firing++
+	} else {
+		t.resolved++
+	}
+	if a.RuleKind != topology.AlertAbsence {
+		return
+	}
+	id := fmt.Sprint(a.Rule, a.Key)
+	started, err := time.Parse(time.RFC3339, a.StartedAt)
+	switch {
+	case a.State == "firing" && err == nil && started.Before(t.runStart):
+		if t.downtime == nil {
+			t.downtime = map[string]bool{}
+		}
+		t.downtime[id] = true
+		t.downtimeFiring++
+	case a.State != "firing" && t.downtime[id]:
+		// Resolved alerts whose firing an earlier run printed (a real
+		// incident of that run) are not about the downtime.
+		delete(t.downtime, id)
+		t.downtimeResolved++
+	}
+}
+
+// summary is the demo's last line: what ran, what it printed, where its
+// data stays, and whether some alerts were about the time it was down.
+func (t *demoTally) summary(app string, ran time.Duration, dataDir string) string {
+	s := fmt.Sprintf("eddy demo: ran pipeline %q for %s: printed %d results and %d alerts (%d firing, %d resolved); "+
+		"data stays in %s (the next demo resumes from it; delete it to start afresh)",
+		app, ran.Round(time.Second), t.results, t.firing+t.resolved, t.firing, t.resolved, dataDir)
+	if n := t.downtimeFiring + t.downtimeResolved; n > 0 {
+		s += fmt.Sprintf("; %d of the alerts (%d firing, %d resolved) are absence alerts for the time the demo was not running "+
+			"(no traffic reached the pipeline while it was down), not incidents of this run", n, t.downtimeFiring, t.downtimeResolved)
+	}
+	return s
+}
+
+// Alert lines are printed in time order: alerts of several partitions
+// (and a resumed demo's burst of absence alerts for its downtime) arrive
+// in partition order, so the printer holds them until the alerts topic has
+// been quiet for alertQuiet (or the oldest has waited alertHold) and
+// prints them sorted by their time.
+const (
+	alertQuiet = 500 * time.Millisecond
+	alertHold  = 2 * time.Second
+)
+
 // printResults prints each result record on the output topic, starting at
-// its current end (so a resumed demo prints only new windows).
-func printResults(ctx context.Context, out io.Writer, brokers []string, spec *topology.Spec, asJSON bool, dec *schema.Decoder) error {
+// its current end (so a resumed demo prints only new windows), and counts
+// what it printed in tally.
+func printResults(ctx context.Context, out io.Writer, brokers []string, spec *topology.Spec, asJSON bool, dec *schema.Decoder, tally *demoTally) error {
 	topics := []string{spec.Output.Topic}
 	if t := spec.AlertsTopic(); t != "" {
 		topics = append(topics, t)
@@ -191,10 +268,30 @@ func printResults(ctx context.Context, out io.Writer, brokers []string, spec *to
 		return err
 	}
 	defer cl.Close()
+	type heldAlert struct {
+		at    time.Time
+		a     processor.Alert
+		value []byte
+	}
+	var held []heldAlert
+	var firstHeld, lastHeld time.Time
+	flush := func() error {
+		sort.SliceStable(held, func(i, j int) bool { return held[i].at.Before(held[j].at) })
+		for _, h := range held {
+			if err := printAlert(out, h.value, asJSON); err != nil {
+				return err
+			}
+			tally.count(h.a)
+		}
+		held = held[:0]
+		return nil
+	}
 	for {
-		fs := cl.PollFetches(ctx)
+		pctx, cancel := context.WithTimeout(ctx, alertQuiet/2)
+		fs := cl.PollFetches(pctx)
+		cancel()
 		if ctx.Err() != nil {
-			return nil
+			return flush()
 		}
 		var line error
 		fs.EachRecord(func(r *kgo.Record) {
@@ -208,13 +305,30 @@ func printResults(ctx context.Context, out io.Writer, brokers []string, spec *to
 				}
 			}
 			if r.Topic == spec.AlertsTopic() {
-				line = printAlert(out, value, asJSON)
+				var a processor.Alert
+				if err := json.Unmarshal(value, &a); err != nil {
+					line = fmt.Errorf("alert record is not JSON: %w", err)
+					return
+				}
+				at, _ := time.Parse(time.RFC3339, a.At)
+				if len(held) == 0 {
+					firstHeld = time.Now()
+				}
+				lastHeld = time.Now()
+				held = append(held, heldAlert{at, a, value})
 				return
 			}
-			line = printResult(out, value, spec, asJSON)
+			if line = printResult(out, value, spec, asJSON); line == nil {
+				tally.results++
+			}
 		})
 		if line != nil {
 			return line
+		}
+		if len(held) > 0 && (time.Since(lastHeld) >= alertQuiet || time.Since(firstHeld) >= alertHold) {
+			if err := flush(); err != nil {
+				return err
+			}
 		}
 	}
 }

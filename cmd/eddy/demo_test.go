@@ -16,15 +16,20 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/deploy/pipelines"
 	"github.com/eddy-streams/eddy/internal/kafkatest"
+	"github.com/eddy-streams/eddy/topology"
 )
 
 // eddyRun is the outcome of one eddy process run to completion.
@@ -225,6 +230,7 @@ func TestDemo(t *testing.T) {
 		}
 		t.Logf("readable demo: %s, %d lines", r.took.Round(100*time.Millisecond), len(r.lines()))
 		checkReadable(t, r)
+		checkEndLine(t, r, time.Time{})
 	})
 	t.Run("json-resume", func(t *testing.T) {
 		t.Parallel()
@@ -300,9 +306,18 @@ func testDemoAlerts(t *testing.T) {
 		var a struct {
 			Kind, Rule, State, Severity, Summary string
 			Key                                  map[string]string
+			Value, Threshold                     *float64
 		}
 		if err := json.Unmarshal([]byte(line), &a); err != nil || a.Kind != "alert" {
 			continue
+		}
+		// latency-high reports the p99 latency its summary speaks of, and
+		// its threshold of 1000 ms, not the request count and the guard.
+		if a.Rule == "latency-high" && a.State == "firing" {
+			if a.Value == nil || a.Threshold == nil || *a.Threshold != 1000 || *a.Value <= 1000 ||
+				!strings.Contains(a.Summary, fmt.Sprintf("p99 latency %.0f ms", *a.Value)) {
+				t.Errorf("latency-high: value and threshold are not the p99 latency and 1000 ms: %s", line)
+			}
 		}
 		if a.Summary == "" || a.Severity == "" || a.Key["endpoint"] == "" {
 			t.Errorf("alert without summary, severity or key: %s", line)
@@ -395,6 +410,7 @@ func testDemoResume(t *testing.T) {
 		t.Fatalf("first demo exited %d after %s\nstdout:\n%s\nstderr:\n%s", r1.code, r1.took, r1.stdout, r1.stderr)
 	}
 	res1 := parseDemoJSON(t, "first run", r1)
+	checkEndLine(t, r1, time.Time{})
 	t.Logf("first run: %s, %d results", r1.took.Round(100*time.Millisecond), len(res1))
 	if len(res1) == 0 {
 		t.Fatalf("first run printed no result in 25s\nstderr:\n%s", r1.stderr)
@@ -411,6 +427,7 @@ func testDemoResume(t *testing.T) {
 		t.Fatalf("second demo exited %d after %s\nstdout:\n%s\nstderr:\n%s", r2.code, r2.took, r2.stdout, r2.stderr)
 	}
 	res2 := parseDemoJSON(t, "second run", r2)
+	checkEndLine(t, r2, start2)
 	t.Logf("second run: %s, %d results", r2.took.Round(100*time.Millisecond), len(res2))
 	if len(res2) == 0 {
 		t.Fatalf("second run printed no result in 20s\nstderr:\n%s", r2.stderr)
@@ -565,5 +582,196 @@ func testDemoResume(t *testing.T) {
 			t.Logf("output topic: %s", o.line)
 		}
 		t.Logf("first run stderr:\n%s\nsecond run stderr:\n%s", r1.stderr, r2.stderr)
+	}
+}
+
+// syncBuffer is an io.Writer safe for the printer goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestDemoPrinterAlertOrder: the demo's printer prints alert lines in time
+// order though they arrive in partition order (here: the later alerts on
+// partition 0, the earlier on partition 2, as after a resumed demo), and
+// counts what it printed for the end-of-run line, telling absence alerts
+// that started before the run (the demo's downtime) from the others.
+func TestDemoPrinterAlertOrder(t *testing.T) {
+	spec, err := topology.Parse(pipelines.HTTPRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers := kafkatest.Kfake(t, kfake.SeedTopics(3, spec.Output.Topic, spec.AlertsTopic()))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	runStart := time.Now().Truncate(time.Second)
+	tally := &demoTally{runStart: runStart}
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() { done <- printResults(ctx, &out, brokers, spec, false, nil, tally) }()
+
+	// Results until the printer shows one: it reads from the topics' end,
+	// so the alerts below are produced once it is surely reading.
+	result := `{"key":{"service":"s","endpoint":"/e"},"service":"s","endpoint":"/e","window_start":"2026-01-01T00:00:00Z","window_end":"2026-01-01T00:00:10Z","requests":1,"errors":0,"p50_latency_ms":1,"p99_latency_ms":1}`
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: spec.Output.Topic, Value: []byte(result)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+		return strings.Contains(out.String(), "requests=1"), out.String()
+	})
+	at := func(d time.Duration) string { return runStart.Add(d).UTC().Format(time.RFC3339) }
+	alert := func(p int32, state, kind, key string, started, when time.Duration) *kgo.Record {
+		return &kgo.Record{Topic: spec.AlertsTopic(), Partition: p, Value: []byte(fmt.Sprintf(
+			`{"rule":"r-%s","rule_kind":%q,"state":%q,"key":{"endpoint":%q},"started_at":%q,"at":%q,"summary":"%s %s"}`,
+			key, kind, state, key, at(started), at(when), key, state))}
+	}
+	// Downtime absence alerts (fired in this run, started before it), the
+	// resolution of an absence alert whose firing an earlier run printed
+	// (d: a real incident of that run), and a threshold alert of this run,
+	// spread so that neither partition order is time order.
+	recs := []*kgo.Record{
+		alert(0, "firing", "absence", "a", -30*time.Second, -30*time.Second),
+		alert(0, "resolved", "absence", "d", -40*time.Second, 1*time.Second),
+		alert(0, "resolved", "absence", "a", -30*time.Second, 3*time.Second),
+		alert(2, "firing", "absence", "b", -20*time.Second, -20*time.Second),
+		alert(2, "resolved", "threshold", "c", 1*time.Second, 2*time.Second),
+		alert(2, "firing", "threshold", "c", 4*time.Second, 4*time.Second),
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	waitFor(t, 30*time.Second, func() (bool, string) {
+		lines = lines[:0]
+		for _, l := range strings.Split(out.String(), "\n") {
+			if strings.Contains(l, "ALERT") {
+				lines = append(lines, l)
+			}
+		}
+		return len(lines) == len(recs), out.String()
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("printer: %v", err)
+	}
+	var got []string
+	for _, l := range lines {
+		f := strings.Fields(l)
+		got = append(got, f[len(f)-2]+" "+f[len(f)-1])
+	}
+	want := []string{"a firing", "b firing", "d resolved", "c resolved", "a resolved", "c firing"}
+	if !slices.Equal(got, want) {
+		t.Errorf("alert lines in order %q, want time order %q:\n%s", got, want, strings.Join(lines, "\n"))
+	}
+	if tally.firing != 3 || tally.resolved != 3 || tally.downtimeFiring != 2 || tally.downtimeResolved != 1 || tally.results == 0 {
+		t.Errorf("tally %+v, want 3 firing, 3 resolved, of which 2 firing and 1 resolved for the downtime, and some results", *tally)
+	}
+	line := tally.summary(spec.App, 30*time.Second, "/tmp/d")
+	for _, want := range []string{`ran pipeline "http-stats" for 30s`, "6 alerts (3 firing, 3 resolved)", "data stays in /tmp/d",
+		"3 of the alerts (2 firing, 1 resolved) are absence alerts for the time the demo was not running"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("end-of-run line lacks %q:\n%s", want, line)
+		}
+	}
+}
+
+// waitFor polls cond until it holds, failing the test after timeout with
+// what cond last saw.
+func waitFor(t *testing.T, timeout time.Duration, cond func() (ok bool, saw string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, saw := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met after %s; last saw:\n%s", timeout, saw)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+var endLineRE = regexp.MustCompile(`^eddy demo: ran pipeline "http-stats" for \d+s: printed (\d+) results and (\d+) alerts \((\d+) firing, (\d+) resolved\); data stays in (\S+) `)
+
+// checkEndLine: a demo that stopped (--duration) ends its stderr with one
+// line saying what it ran, how many results and alerts it printed (counted
+// here from stdout) and where its data stays. With --json and a run start,
+// the line also says how many absence alerts were for the time the demo
+// was down (started before the run), and says nothing of it when none.
+func checkEndLine(t *testing.T, r eddyRun, runStart time.Time) {
+	t.Helper()
+	lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+	last := lines[len(lines)-1]
+	m := endLineRE.FindStringSubmatch(last)
+	if m == nil {
+		t.Errorf("the demo's last line does not say what it ran, printed and kept:\n%s", last)
+		return
+	}
+	var results, firing, resolved, downtime int
+	fired := map[string]bool{}
+	for _, l := range r.lines() {
+		var a struct {
+			Kind, State, Rule string
+			RuleKind          string    `json:"rule_kind"`
+			StartedAt         time.Time `json:"started_at"`
+			Key               map[string]string
+		}
+		if strings.HasPrefix(l, "{") {
+			_ = json.Unmarshal([]byte(l), &a)
+		} else if readableAlert.MatchString(l) {
+			a.Kind, a.State = "alert", strings.Fields(l)[2]
+		} else {
+			a.Kind = "result"
+		}
+		switch {
+		case a.Kind == "result":
+			results++
+		case a.State == "firing":
+			firing++
+		default:
+			resolved++
+		}
+		// Absence alerts firing in this run for a silence that began
+		// before it, and their resolutions.
+		if a.Kind == "alert" && a.RuleKind == "absence" && !runStart.IsZero() && a.StartedAt.Before(runStart) {
+			id := fmt.Sprint(a.Rule, a.Key)
+			if a.State == "firing" {
+				fired[id] = true
+				downtime++
+			} else if fired[id] {
+				downtime++
+			}
+		}
+	}
+	want := []string{strconv.Itoa(results), strconv.Itoa(firing + resolved), strconv.Itoa(firing), strconv.Itoa(resolved)}
+	if !slices.Equal(m[1:5], want) {
+		t.Errorf("last line counts %v (results, alerts, firing, resolved), stdout has %v:\n%s", m[1:5], want, last)
+	}
+	says := strings.Contains(last, "for the time the demo was not running")
+	if runStart.IsZero() {
+		return
+	}
+	t.Logf("%d absence alerts for the downtime: %s", downtime, last)
+	if says != (downtime > 0) || downtime > 0 && !strings.Contains(last, fmt.Sprintf("; %d of the alerts", downtime)) {
+		t.Errorf("%d absence alerts started before the run, but the last line says:\n%s", downtime, last)
 	}
 }

@@ -22,15 +22,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	root := &cobra.Command{
-		Use:           "eddy",
-		Short:         "eddy turns event streams on Kafka into windowed aggregates and alerts",
-		SilenceUsage:  true,
-		SilenceErrors: true,
-	}
-	root.AddCommand(runCmd(), describeCmd(), demoCmd(), settingsCmd(), generateCmd())
-	root.AddCommand(schemaCmd(), registryCmd(), produceCmd())
-	root.AddCommand(resetCmd())
+	root := rootCmd()
 	stopProfiles := startProfiles()
 	err := root.ExecuteContext(ctx)
 	stopProfiles()
@@ -38,6 +30,25 @@ func main() {
 		fmt.Fprintln(os.Stderr, "eddy:", err)
 		os.Exit(1)
 	}
+}
+
+// rootCmd is the eddy command with every subcommand, fresh for each use
+// (flags keep their parsed values).
+func rootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "eddy",
+		Short:         "eddy turns event streams on Kafka into windowed aggregates and alerts",
+		Version:       buildVersion().Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	// --version prints what `eddy version` prints (the text has no template actions).
+	root.SetVersionTemplate(buildVersion().String())
+	root.SetGlobalNormalizationFunc(normalizeFlag)
+	root.AddCommand(runCmd(), describeCmd(), demoCmd(), settingsCmd(), generateCmd())
+	root.AddCommand(schemaCmd(), registryCmd(), produceCmd())
+	root.AddCommand(resetCmd(), versionCmd())
+	return root
 }
 
 func newLogger(level string) (*slog.Logger, error) {

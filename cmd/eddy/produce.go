@@ -103,7 +103,8 @@ tail -n +LINE).`,
 	cmd.Flags().String("subject", "", "Subject of the schema (default <topic>-value)")
 	cmd.Flags().StringP("file", "f", "", "Avro schema file to register under the subject first (default: use the subject's latest version)")
 	cmd.Flags().StringSlice("key-fields", nil, "Fields of each line that make the record key, an Avro record registered under <topic>-key (default: no key)")
-	cmd.Flags().String("registry", envOr("EDDY_REGISTRY_URL", defaultRegistryURL), "Schema registry URL (env EDDY_REGISTRY_URL)")
+	cmd.SetGlobalNormalizationFunc(normalizeFlag)
+	addSettingDefault(cmd.Flags(), "registry-url", defaultRegistryURL)
 	addSettings(cmd, brokerSettings...)
 	return cmd
 }

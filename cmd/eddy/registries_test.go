@@ -326,7 +326,7 @@ func checkThirdPartyAvro(t *testing.T, python string, a *avroE2E) {
 	ctx, cancel := context.WithTimeout(context.Background(), 180*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, python, "../../scripts/avro_consume.py", "--brokers", a.brokerList(),
-		"--topic", a.out, "--registry", a.registry, "--count", strconv.Itoa(len(recs)), "--timeout", "150",
+		"--topic", a.out, "--registry-url", a.registry, "--count", strconv.Itoa(len(recs)), "--timeout", "150",
 		"--key-format", "avro")
 	cmd.WaitDelay = 5 * time.Second
 	var out, errb bytes.Buffer
@@ -335,12 +335,13 @@ func checkThirdPartyAvro(t *testing.T, python string, a *avroE2E) {
 		t.Fatalf("scripts/avro_consume.py: %v\nstderr:\n%s", err, errb.String())
 	}
 	type line struct {
-		Partition int32          `json:"partition"`
-		Offset    int64          `json:"offset"`
-		Key       map[string]any `json:"key"`
-		KeyID     int            `json:"key_schema_id"`
-		SchemaID  int            `json:"schema_id"`
-		Value     map[string]any `json:"value"`
+		Partition int32             `json:"partition"`
+		Offset    int64             `json:"offset"`
+		Key       map[string]any    `json:"key"`
+		KeyID     int               `json:"key_schema_id"`
+		SchemaID  int               `json:"schema_id"`
+		Value     map[string]any    `json:"value"`
+		Types     map[string]string `json:"value_types"`
 	}
 	var lines []line
 	sc := bufio.NewScanner(&out)
@@ -398,6 +399,12 @@ func checkThirdPartyAvro(t *testing.T, python string, a *avroE2E) {
 		}
 		if k["service"] != m["service"] || k["endpoint"] != m["endpoint"] {
 			t.Errorf("%d@%d: key %v does not match the result's key fields %v, %v", r.Partition, r.Offset, k, m["service"], m["endpoint"])
+		}
+		// Python gets an int for a count (an Avro long), not 114.0.
+		for f, want := range map[string]string{"count": "int", "errors": "int", "min_latency": "int", "p99_latency": "float"} {
+			if got := l.Types[f]; got != want && !(m[f] == nil && got == "NoneType") {
+				t.Errorf("%d@%d: Python decodes %s as %s, want %s", r.Partition, r.Offset, f, got, want)
+			}
 		}
 		if want := jsonPlain(m); !reflect.DeepEqual(l.Value, want) {
 			t.Errorf("%d@%d decodes differently:\n  Python: %v\n  eddy:   %v", r.Partition, r.Offset, l.Value, want)

@@ -20,7 +20,7 @@ import (
 )
 
 // defaultRegistryURL is where the schema commands look when neither
-// --registry nor EDDY_REGISTRY_URL says otherwise.
+// --registry-url nor EDDY_REGISTRY_URL says otherwise.
 const defaultRegistryURL = "http://localhost:8081"
 
 func schemaCmd() *cobra.Command {
@@ -29,20 +29,17 @@ func schemaCmd() *cobra.Command {
 		Short: "Register, read, list and check schemas in a Confluent-compatible schema registry",
 		Long: `Work with the schemas of a Confluent-compatible schema registry: eddy's
 own (eddy registry, eddy demo), Confluent's, or Apicurio's ccompat API.
-The registry is --registry, or EDDY_REGISTRY_URL, or ` + defaultRegistryURL + `.`,
+The registry is --registry-url, or EDDY_REGISTRY_URL, or ` + defaultRegistryURL + `.`,
 		Args: cobra.NoArgs,
 	}
-	def := defaultRegistryURL
-	if v := os.Getenv("EDDY_REGISTRY_URL"); v != "" {
-		def = v
-	}
-	cmd.PersistentFlags().String("registry", def, "Schema registry URL (env EDDY_REGISTRY_URL)")
+	cmd.SetGlobalNormalizationFunc(normalizeFlag)
+	addSettingDefault(cmd.PersistentFlags(), "registry-url", defaultRegistryURL)
 	cmd.AddCommand(schemaRegisterCmd(), schemaGetCmd(), schemaListCmd(), schemaCheckCmd())
 	return cmd
 }
 
 func registryURL(cmd *cobra.Command) string {
-	u, _ := cmd.Flags().GetString("registry")
+	u, _ := cmd.Flags().GetString("registry-url")
 	return strings.TrimRight(u, "/")
 }
 

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // setting is one worker setting: its flag, environment variable, default
@@ -32,7 +33,7 @@ var settings = []setting{
 	{flag: "tls", env: "EDDY_TLS", def: "false", doc: "Connect to the brokers over TLS (true or false), verifying them against the system roots or --tls-ca-file."},
 	{flag: "tls-ca-file", env: "EDDY_TLS_CA_FILE", def: "", doc: "PEM file of the CA certificates that sign the brokers' certificates. Setting it turns TLS on."},
 	{flag: "memory-limit", env: "EDDY_MEMORY_LIMIT", def: "auto", doc: "Memory this worker may use: bytes, or with a unit (512Mi, 2Gi, 1G); auto reads the container's cgroup v2 memory.max; 0 means unlimited. Sizes the row cache of each task (a quarter of the limit for eight tasks, at 1 KiB a row, between 1000 and 100000 rows) and Go's soft memory limit (90% of it, unless GOMEMLIMIT is set)."},
-	{flag: "registry-url", env: "EDDY_REGISTRY_URL", def: "", doc: "Schema registry URL (Confluent-compatible, e.g. http://localhost:8081). Required by pipelines with source.format or output.format avro."},
+	{flag: "registry-url", env: "EDDY_REGISTRY_URL", def: "", doc: "Schema registry URL (Confluent-compatible, e.g. http://localhost:8081). eddy run needs it for pipelines with source.format or output.format avro; eddy schema and eddy produce default to http://localhost:8081. The same flag on every subcommand (--registry is an older alias)."},
 	{flag: "alertmanager-url", env: "EDDY_ALERTMANAGER_URL", def: "", doc: "Prometheus Alertmanager base URL (e.g. http://alertmanager:9093). When set, the pipeline's alert transitions are also posted to its v2 API, and firing alerts re-sent every 30s (see docs/alerting.md)."},
 }
 
@@ -57,6 +58,35 @@ func addSettings(cmd *cobra.Command, names ...string) {
 		usage := fmt.Sprintf("%s (env %s)", s.doc, s.env)
 		cmd.Flags().StringP(s.flag, s.short, def, usage)
 	}
+}
+
+// flagAliases maps an older flag name to the setting's one name. The old
+// name still parses (scripts keep working) but is in no help text, so each
+// setting has one name across subcommands: `eddy schema list --registry-url
+// URL` works like `eddy run --registry-url URL`.
+var flagAliases = map[string]string{
+	"registry": "registry-url", // eddy schema and eddy produce, before 0.x
+}
+
+// normalizeFlag is the root command's flag normalization: it resolves
+// flagAliases on every subcommand.
+func normalizeFlag(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+	if n, ok := flagAliases[name]; ok {
+		name = n
+	}
+	return pflag.NormalizedName(name)
+}
+
+// addSettingDefault registers one setting on fs with a subcommand's own
+// default (overridden, like every setting, by its environment variable):
+// eddy schema and eddy produce talk to a registry at localhost:8081 unless
+// told otherwise, eddy run needs one only for Avro pipelines.
+func addSettingDefault(fs *pflag.FlagSet, name, def string) {
+	s := settingFor(name)
+	if v := os.Getenv(s.env); v != "" {
+		def = v
+	}
+	fs.StringP(s.flag, s.short, def, fmt.Sprintf("%s (env %s)", s.doc, s.env))
 }
 
 func flagString(cmd *cobra.Command, name string) string {
