@@ -497,8 +497,10 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 					a.m.restoreTotal.WithLabelValues(spec.Store, label).Set(float64(total))
 				}
 				t, res, err := a.restoreTask(ctx, r, p, ts)
-				if err != nil {
-					t, res, err = a.rebuildTask(ctx, r, p, ts, "restore failed", err)
+				if errors.Is(err, state.ErrCorruptState) {
+					// Only damage is a reason to wipe: a broker or network
+					// failure is reported as it is (a.fail below).
+					t, res, err = a.rebuildTask(ctx, r, p, ts, "local state of the partition is damaged", err)
 				}
 				done[i] = restored{ts: ts, t: t, res: res, err: err}
 			}
