@@ -507,6 +507,47 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 		}()
 	}
 	wg.Wait()
+	// A restore reaches the changelog's end as measured when it began;
+	// the group's committed offsets must not be past what it restored
+	// (a transaction whose offsets were visible before its changelog
+	// markers were written). Partitions that are behind restore again,
+	// for up to restoreBehindLimit.
+	began := time.Now()
+	for round := 1; ; round++ {
+		committed, err := kadm.NewClient(cl).FetchOffsets(ctx, a.p.spec.GroupID())
+		if err != nil {
+			a.log.Warn("could not read the group's committed offsets to check restored state against them", "err", err)
+			break
+		}
+		var behind []int
+		for i, p := range parts {
+			if done[i].err != nil {
+				continue
+			}
+			if why := a.restoredBehind(ctx, p, done[i].res.Checkpoint, committed); why != "" {
+				if time.Since(began) > restoreBehindLimit {
+					a.fail(fmt.Errorf("%w: partition %d after %s: %s", ErrRestoreBehind, p, time.Since(began).Round(time.Second), why))
+					return
+				}
+				a.log.Warn("restored state is behind the group's committed offset; restoring again", "partition", p, "round", round, "why", why)
+				behind = append(behind, i)
+			}
+		}
+		if len(behind) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		for _, i := range behind {
+			d := &done[i]
+			t, res, err := a.restoreTask(ctx, a.restorers[0], parts[i], d.ts)
+			res.Records += d.res.Records
+			d.t, d.res, d.err = t, res, err
+		}
+	}
 	for i, p := range parts {
 		d := done[i]
 		if d.err != nil {
@@ -576,6 +617,57 @@ func (a *App) rebuildTask(ctx context.Context, r *state.Restorer, p int32, ts *s
 	}
 	return t, res, nil
 }
+
+// restoredBehind says why a partition's restored checkpoint cp is behind
+// the group's committed offset of one of its input partitions, or "" when
+// it is not (or cannot tell: nothing restored names a position, as after
+// eddy reset). Records below the committed offset are never read again,
+// so state restored short of it would miss them for good.
+//
+// The committed offset may legitimately be past the restored position by
+// records that hold no data for the task (transaction markers of a
+// transactional input, aborted records): it is behind only when a
+// committed data record lies between the two.
+func (a *App) restoredBehind(ctx context.Context, p int32, cp state.Checkpoint, committed kadm.OffsetResponses) string {
+	inputs := a.aggInputTopics()
+	for _, topic := range inputs {
+		c, ok := committed.Lookup(topic, p)
+		if !ok || c.Err != nil || c.At < 0 {
+			continue
+		}
+		next, known := int64(0), false
+		if u, ok := cp.Upstream[state.SourcePartition{Topic: topic, Partition: p}]; ok {
+			next, known = u+1, true
+		}
+		if len(inputs) == 1 && cp.InputNext > 0 {
+			next, known = max(next, cp.InputNext), true
+		}
+		if !known || c.At <= next {
+			continue
+		}
+		found, ok := a.restorers[0].DataBetween(ctx, topic, p, next, c.At, 10*time.Second)
+		if !ok {
+			a.log.Warn("could not tell whether restored state is behind the committed offset", "topic", topic, "partition", p,
+				"restored_next", next, "committed", c.At)
+			continue
+		}
+		if found {
+			return fmt.Sprintf("%s/%d committed at %d, restored state reflects input up to %d", topic, p, c.At, next)
+		}
+	}
+	return ""
+}
+
+// ErrRestoreBehind: a partition's restored state stays behind the group's
+// committed offset (restoreBehindLimit): the changelog lacks what the group
+// committed. The worker stops rather than process on with state that
+// misses records.
+var ErrRestoreBehind = errors.New("restored state is behind the group's committed offset")
+
+// restoreBehindLimit bounds how long onAssigned restores again a partition
+// whose state is behind the committed offset (a changelog transaction's
+// markers not yet written) before it fails.
+const restoreBehindLimit = time.Minute
 
 // restoreParallelism is how many partitions restore at once.
 const restoreParallelism = 4

@@ -413,3 +413,45 @@ func retry(ctx context.Context, limit time.Duration, fn func() error) error {
 		wait = min(2*wait, 2*time.Second)
 	}
 }
+
+// DataBetween reports whether partition of topic holds a committed data
+// record (not a transaction marker, not aborted) at an offset in
+// [from, to). It reads with the restorer's read_committed client, for at
+// most limit; ok is false when it could not tell in that time.
+func (r *Restorer) DataBetween(ctx context.Context, topic string, partition int32, from, to int64, limit time.Duration) (found, ok bool) {
+	if from >= to {
+		return false, true
+	}
+	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}})
+	defer r.cl.RemoveConsumePartitions(map[string][]int32{topic: {partition}})
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		fs := r.cl.PollRecords(pctx, 1000)
+		cancel()
+		if ctx.Err() != nil {
+			return false, false
+		}
+		done := false
+		fs.EachRecord(func(rec *kgo.Record) {
+			if done || rec.Topic != topic || rec.Partition != partition {
+				return
+			}
+			if rec.Offset >= to {
+				done = true
+				return
+			}
+			if !rec.Attrs.IsControl() {
+				found, done = true, true
+				return
+			}
+			if rec.Offset+1 >= to {
+				done = true
+			}
+		})
+		if done {
+			return found, true
+		}
+	}
+	return false, false
+}
