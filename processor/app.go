@@ -362,6 +362,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 		} else {
 			a.cl.Close() // leaves the group; revoke callback sees no tasks
 		}
+		if err == nil {
+			a.log.Info("shut down cleanly: committed, left the group", "group", spec.GroupID())
+		} else {
+			a.log.Error("stopped on an error; the next owner of its partitions redoes uncommitted work", "err", err)
+		}
 	}()
 
 	if a.am != nil {

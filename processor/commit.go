@@ -451,6 +451,9 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 	defer a.mu.Unlock()
 	// cl, not a.cl: the group may assign before kgo.NewClient has returned
 	// and a.cl is set.
+	if n := countParts(assigned); n > 0 { // cooperative rebalances also call with none
+		a.log.Info("partitions assigned", "count", n, "partitions", fmtParts(assigned), "tasks_before", len(a.tasks))
+	}
 	a.learnSourcePositions(ctx, cl, assigned)
 	var parts []int32
 	for topic, ps := range assigned {
@@ -474,6 +477,8 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 	a.ready.Store(false)
 	a.m.ready.Set(0)
 	spec := a.p.spec
+	restoreBegan := time.Now()
+	a.log.Info("restoring state", "partitions", len(parts), "changelog", spec.ChangelogTopic(), "of", fmt.Sprint(parts))
 	type restored struct {
 		ts  *state.TaskStore
 		t   *task
@@ -580,10 +585,44 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 			"took", res.Took.Round(time.Millisecond))
 	}
 	a.m.tasks.Set(float64(len(a.tasks)))
+	var total int64
+	for _, d := range done {
+		total += d.res.Records
+	}
+	a.log.Info("state restored; processing", "partitions", len(parts), "records", total,
+		"took", time.Since(restoreBegan).Round(time.Millisecond), "tasks", len(a.tasks))
 	if !a.closing.Load() {
 		a.ready.Store(true)
 		a.m.ready.Set(1)
 	}
+}
+
+// countParts is the number of partitions in m.
+func countParts(m map[string][]int32) int {
+	n := 0
+	for _, ps := range m {
+		n += len(ps)
+	}
+	return n
+}
+
+// fmtParts renders m as "topic[0 1 2] other[3]", topics sorted.
+func fmtParts(m map[string][]int32) string {
+	topics := make([]string, 0, len(m))
+	for t := range m {
+		topics = append(topics, t)
+	}
+	slices.Sort(topics)
+	var b []byte
+	for i, t := range topics {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		ps := slices.Clone(m[t])
+		slices.Sort(ps)
+		b = fmt.Appendf(b, "%s%v", t, ps)
+	}
+	return string(b)
 }
 
 // restoreTask brings one partition's store up to its changelog and builds
@@ -686,6 +725,9 @@ func (a *App) fail(err error) {
 func (a *App) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if n := countParts(revoked); n > 0 && !a.closing.Load() {
+		a.log.Info("partitions revoked; committing and handing them over", "count", n, "partitions", fmtParts(revoked))
+	}
 	if a.eos {
 		// The transaction session aborts the open transaction at its next
 		// End (ending it here would deadlock); that End resets the tasks
@@ -706,6 +748,10 @@ func (a *App) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][
 func (a *App) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if n := countParts(lost); n > 0 {
+		a.log.Warn("partitions lost (this worker left or was removed from the group); their uncommitted work is redone by their next owner",
+			"count", n, "partitions", fmtParts(lost))
+	}
 	a.dropLocked(lost)
 }
 

@@ -59,6 +59,9 @@ func TestKafkaStateDirOneOwner(t *testing.T) {
 			t.Errorf("second eddy run's stderr lacks %q:\n%s", want, r.stderr)
 		}
 	}
+	if !strings.Contains(r.stderr, `level=ERROR msg=exiting reason="state directory is in use`) {
+		t.Errorf("second eddy run does not log why it exits:\n%s", r.stderr)
+	}
 	if strings.Contains(r.stderr, "corrupt") || strings.Contains(r.stderr, "rebuilding") {
 		t.Errorf("second eddy run took the lock for damage:\n%s", r.stderr)
 	}
