@@ -562,6 +562,10 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 		t, res := d.t, d.res
 		if a.p.alerts != nil {
 			if err := a.p.alerts.load(t); err != nil {
+				if !errors.Is(err, state.ErrCorruptState) {
+					a.fail(fmt.Errorf("load alert state of partition %d: %w", p, err))
+					return
+				}
 				if t, res, err = a.rebuildTask(ctx, a.restorers[0], p, d.ts, "alert state unreadable", err); err == nil {
 					if err = a.p.alerts.load(t); err != nil {
 						err = fmt.Errorf("load alert state of partition %d: %w", p, err)
