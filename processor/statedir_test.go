@@ -1,7 +1,13 @@
 package processor
 
 import (
+	"bytes"
 	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -87,5 +93,71 @@ output: {topic: out}
 		if (why != "") != c.behind {
 			t.Errorf("%s: restoredBehind = %q, want behind=%v", c.name, why, c.behind)
 		}
+	}
+}
+
+// openState rebuilds a damaged store: the log names the directory, the
+// file and Pebble's reason; the directory keeps its lock file and stays
+// locked; the new store opens.
+func TestOpenStateDamaged(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "app")
+	lock, err := state.LockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Unlock()
+	db, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := filepath.Glob(filepath.Join(dir, "MANIFEST-*"))
+	if len(ms) != 1 {
+		t.Fatalf("manifests: %v", ms)
+	}
+	if err := os.WriteFile(ms[0], []byte("garbage, not a manifest"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	db, err = openState(slog.New(slog.NewTextHandler(&logs, nil)), dir)
+	if err != nil {
+		t.Fatalf("openState of a damaged store: %v", err)
+	}
+	defer db.Close()
+	line := logs.String()
+	for _, want := range []string{"local state is damaged", "dir=" + dir, "file=" + filepath.Base(ms[0]), "reason="} {
+		if !strings.Contains(line, want) {
+			t.Errorf("log %q lacks %q", line, want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, state.LockFileName)); err != nil {
+		t.Errorf("lock file after the rebuild: %v", err)
+	}
+	if l2, err := state.LockDir(dir); !errors.Is(err, state.ErrStateDirLocked) {
+		l2.Unlock()
+		t.Errorf("directory not locked after the rebuild: %v", err)
+	}
+}
+
+// An error that is not damage (here: the store held by Pebble's own lock
+// in another open) stops openState and leaves the files as they are.
+func TestOpenStateNotDamageTouchesNothing(t *testing.T) {
+	dir := t.TempDir()
+	db, err := state.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	before, _ := os.ReadDir(dir)
+	var logs bytes.Buffer
+	if db2, err := openState(slog.New(slog.NewTextHandler(&logs, nil)), dir); err == nil {
+		db2.Close()
+		t.Fatal("openState of a store held elsewhere succeeded")
+	}
+	after, _ := os.ReadDir(dir)
+	if len(after) != len(before) || strings.Contains(logs.String(), "damaged") {
+		t.Errorf("openState touched a store it could not open: %d files before, %d after; log %q", len(before), len(after), logs.String())
 	}
 }
