@@ -585,7 +585,7 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 			}
 		}
 		a.log.Info("partition restored", "partition", p, "records", res.Records, "from_scratch", res.FromScratch,
-			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "open_windows", len(t.open),
+			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "gap_at_tail", res.GapAtTail, "open_windows", len(t.open),
 			"took", res.Took.Round(time.Millisecond))
 	}
 	a.m.tasks.Set(float64(len(a.tasks)))
