@@ -64,7 +64,9 @@ func TestGroupStoryLogs(t *testing.T) {
 	waitFor(t, 60*time.Second, "first worker took every partition back", func() (bool, string) {
 		c := logCounts(w1.logs(), "partitions assigned", "count")
 		restored := logCounts(w1.logs(), "state restored; processing", "records")
-		return len(c) >= 3 && len(restored) >= 2 && restored[len(restored)-1] > 0, w1.logs()
+		// Its first assignment, then the partitions back (a cooperative
+		// rebalance assigns nothing new when the second worker joins).
+		return len(c) >= 2 && len(restored) >= 2 && restored[len(restored)-1] > 0, w1.logs()
 	})
 	got, late := e.finalResults(t, w1)
 	e.sc.verify(t, got, late)
