@@ -244,6 +244,13 @@ func (a *App) isAggInput(topic string) bool {
 // stop fetching, flush, commit, leave the group) or a fatal error occurs.
 func (a *App) Run(ctx context.Context) (err error) {
 	spec := a.p.spec
+	// The state directory is ours before anything else happens: a second
+	// process on it stops here, having touched nothing (state/lock.go).
+	lock, err := state.LockDir(filepath.Join(a.cfg.StateDir, spec.App))
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
 	if err := a.p.bindSchemas(ctx, a.cfg.Registry, a.log, a.m); err != nil {
 		return err
 	}
@@ -279,16 +286,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// final commit: the last purge covers it.
 	defer stopKeeping()
 
-	dir := filepath.Join(a.cfg.StateDir, spec.App)
-	db, err := state.Open(dir)
+	db, err := openState(a.log, lock.Dir())
 	if err != nil {
-		a.log.Warn("local state unusable, rebuilding from changelog", "dir", dir, "err", err)
-		if rmErr := os.RemoveAll(dir); rmErr != nil {
-			return fmt.Errorf("remove damaged state %s: %w", dir, rmErr)
-		}
-		if db, err = state.Open(dir); err != nil {
-			return err
-		}
+		return err
 	}
 	a.db = db
 	defer db.Close()
@@ -422,6 +422,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 			a.sess.Close()
 		} else {
 			a.cl.Close() // leaves the group; revoke callback sees no tasks
+		}
+		if err == nil {
+			a.log.Info("shut down cleanly: committed, left the group", "group", spec.GroupID())
+		} else {
+			a.log.Error("stopped on an error; the next owner of its partitions redoes uncommitted work", "err", err)
 		}
 	}()
 

@@ -453,6 +453,9 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 	defer a.mu.Unlock()
 	// cl, not a.cl: the group may assign before kgo.NewClient has returned
 	// and a.cl is set.
+	if n := countParts(assigned); n > 0 { // cooperative rebalances also call with none
+		a.log.Info("partitions assigned", "count", n, "partitions", fmtParts(assigned), "tasks_before", len(a.tasks))
+	}
 	a.learnSourcePositions(ctx, cl, assigned)
 	a.watch.assigned(ctx, cl, assigned)
 	var parts []int32
@@ -477,6 +480,8 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 	a.ready.Store(false)
 	a.m.ready.Set(0)
 	spec := a.p.spec
+	restoreBegan := time.Now()
+	a.log.Info("restoring state", "partitions", len(parts), "changelog", spec.ChangelogTopic(), "of", fmt.Sprint(parts))
 	type restored struct {
 		ts  *state.TaskStore
 		t   *task
@@ -500,14 +505,57 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 					a.m.restoreTotal.WithLabelValues(spec.Store, label).Set(float64(total))
 				}
 				t, res, err := a.restoreTask(ctx, r, p, ts)
-				if err != nil {
-					t, res, err = a.rebuildTask(ctx, r, p, ts, "restore failed", err)
+				if errors.Is(err, state.ErrCorruptState) {
+					// Only damage is a reason to wipe: a broker or network
+					// failure is reported as it is (a.fail below).
+					t, res, err = a.rebuildTask(ctx, r, p, ts, "local state of the partition is damaged", err)
 				}
 				done[i] = restored{ts: ts, t: t, res: res, err: err}
 			}
 		}()
 	}
 	wg.Wait()
+	// A restore reaches the changelog's end as measured when it began;
+	// the group's committed offsets must not be past what it restored
+	// (a transaction whose offsets were visible before its changelog
+	// markers were written). Partitions that are behind restore again,
+	// for up to restoreBehindLimit.
+	began := time.Now()
+	for round := 1; ; round++ {
+		committed, err := kadm.NewClient(cl).FetchOffsets(ctx, a.p.spec.GroupID())
+		if err != nil {
+			a.log.Warn("could not read the group's committed offsets to check restored state against them", "err", err)
+			break
+		}
+		var behind []int
+		for i, p := range parts {
+			if done[i].err != nil {
+				continue
+			}
+			if why := a.restoredBehind(ctx, p, done[i].res.Checkpoint, committed); why != "" {
+				if time.Since(began) > restoreBehindLimit {
+					a.fail(fmt.Errorf("%w: partition %d after %s: %s", ErrRestoreBehind, p, time.Since(began).Round(time.Second), why))
+					return
+				}
+				a.log.Warn("restored state is behind the group's committed offset; restoring again", "partition", p, "round", round, "why", why)
+				behind = append(behind, i)
+			}
+		}
+		if len(behind) == 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(500 * time.Millisecond):
+		}
+		for _, i := range behind {
+			d := &done[i]
+			t, res, err := a.restoreTask(ctx, a.restorers[0], parts[i], d.ts)
+			res.Records += d.res.Records
+			d.t, d.res, d.err = t, res, err
+		}
+	}
 	for i, p := range parts {
 		d := done[i]
 		if d.err != nil {
@@ -517,6 +565,10 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 		t, res := d.t, d.res
 		if a.p.alerts != nil {
 			if err := a.p.alerts.load(t); err != nil {
+				if !errors.Is(err, state.ErrCorruptState) {
+					a.fail(fmt.Errorf("load alert state of partition %d: %w", p, err))
+					return
+				}
 				if t, res, err = a.rebuildTask(ctx, a.restorers[0], p, d.ts, "alert state unreadable", err); err == nil {
 					if err = a.p.alerts.load(t); err != nil {
 						err = fmt.Errorf("load alert state of partition %d: %w", p, err)
@@ -536,14 +588,48 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 			}
 		}
 		a.log.Info("partition restored", "partition", p, "records", res.Records, "from_scratch", res.FromScratch,
-			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "open_windows", len(t.open),
+			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "gap_at_tail", res.GapAtTail, "open_windows", len(t.open),
 			"took", res.Took.Round(time.Millisecond))
 	}
 	a.m.tasks.Set(float64(len(a.tasks)))
+	var total int64
+	for _, d := range done {
+		total += d.res.Records
+	}
+	a.log.Info("state restored; processing", "partitions", len(parts), "records", total,
+		"took", time.Since(restoreBegan).Round(time.Millisecond), "tasks", len(a.tasks))
 	if !a.closing.Load() {
 		a.ready.Store(true)
 		a.m.ready.Set(1)
 	}
+}
+
+// countParts is the number of partitions in m.
+func countParts(m map[string][]int32) int {
+	n := 0
+	for _, ps := range m {
+		n += len(ps)
+	}
+	return n
+}
+
+// fmtParts renders m as "topic[0 1 2] other[3]", topics sorted.
+func fmtParts(m map[string][]int32) string {
+	topics := make([]string, 0, len(m))
+	for t := range m {
+		topics = append(topics, t)
+	}
+	slices.Sort(topics)
+	var b []byte
+	for i, t := range topics {
+		if i > 0 {
+			b = append(b, ' ')
+		}
+		ps := slices.Clone(m[t])
+		slices.Sort(ps)
+		b = fmt.Appendf(b, "%s%v", t, ps)
+	}
+	return string(b)
 }
 
 // restoreTask brings one partition's store up to its changelog and builds
@@ -578,6 +664,57 @@ func (a *App) rebuildTask(ctx context.Context, r *state.Restorer, p int32, ts *s
 	return t, res, nil
 }
 
+// restoredBehind says why a partition's restored checkpoint cp is behind
+// the group's committed offset of one of its input partitions, or "" when
+// it is not (or cannot tell: nothing restored names a position, as after
+// eddy reset). Records below the committed offset are never read again,
+// so state restored short of it would miss them for good.
+//
+// The committed offset may legitimately be past the restored position by
+// records that hold no data for the task (transaction markers of a
+// transactional input, aborted records): it is behind only when a
+// committed data record lies between the two.
+func (a *App) restoredBehind(ctx context.Context, p int32, cp state.Checkpoint, committed kadm.OffsetResponses) string {
+	inputs := a.aggInputTopics()
+	for _, topic := range inputs {
+		c, ok := committed.Lookup(topic, p)
+		if !ok || c.Err != nil || c.At < 0 {
+			continue
+		}
+		next, known := int64(0), false
+		if u, ok := cp.Upstream[state.SourcePartition{Topic: topic, Partition: p}]; ok {
+			next, known = u+1, true
+		}
+		if len(inputs) == 1 && cp.InputNext > 0 {
+			next, known = max(next, cp.InputNext), true
+		}
+		if !known || c.At <= next {
+			continue
+		}
+		found, ok := a.restorers[0].DataBetween(ctx, topic, p, next, c.At, 10*time.Second)
+		if !ok {
+			a.log.Warn("could not tell whether restored state is behind the committed offset", "topic", topic, "partition", p,
+				"restored_next", next, "committed", c.At)
+			continue
+		}
+		if found {
+			return fmt.Sprintf("%s/%d committed at %d, restored state reflects input up to %d", topic, p, c.At, next)
+		}
+	}
+	return ""
+}
+
+// ErrRestoreBehind: a partition's restored state stays behind the group's
+// committed offset (restoreBehindLimit): the changelog lacks what the group
+// committed. The worker stops rather than process on with state that
+// misses records.
+var ErrRestoreBehind = errors.New("restored state is behind the group's committed offset")
+
+// restoreBehindLimit bounds how long onAssigned restores again a partition
+// whose state is behind the committed offset (a changelog transaction's
+// markers not yet written) before it fails.
+const restoreBehindLimit = time.Minute
+
 // restoreParallelism is how many partitions restore at once.
 const restoreParallelism = 4
 
@@ -595,6 +732,9 @@ func (a *App) fail(err error) {
 func (a *App) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if n := countParts(revoked); n > 0 && !a.closing.Load() {
+		a.log.Info("partitions revoked; committing and handing them over", "count", n, "partitions", fmtParts(revoked))
+	}
 	if a.eos {
 		// The transaction session aborts the open transaction at its next
 		// End (ending it here would deadlock); that End resets the tasks
@@ -615,6 +755,10 @@ func (a *App) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][
 func (a *App) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if n := countParts(lost); n > 0 {
+		a.log.Warn("partitions lost (this worker left or was removed from the group); their uncommitted work is redone by their next owner",
+			"count", n, "partitions", fmtParts(lost))
+	}
 	a.dropLocked(lost)
 }
 

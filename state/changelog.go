@@ -21,12 +21,14 @@ package state
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // MarkerKey is the changelog key of commit markers. No window key can equal
@@ -44,6 +46,9 @@ type RestoreResult struct {
 	// Discarded is the number of records after the last marker (an
 	// unfinished flush) that were not applied.
 	Discarded int
+	// GapAtTail is the number of offsets at the end of the changelog that
+	// held no record (compacted away) and were skipped.
+	GapAtTail int64
 	// Checkpoint is the position the state reflects after restore.
 	Checkpoint Checkpoint
 	Took       time.Duration
@@ -51,22 +56,69 @@ type RestoreResult struct {
 
 // Restorer reads changelog partitions into task stores. It uses its own
 // client (no group), consuming only while a restore runs.
+//
+// Where a restore ends. Restore measures the changelog's end (its high
+// watermark) before it reads, and ends only when its position reaches
+// that end: never after a quiet spell alone, which a stalled or
+// restarting broker also gives, and which would leave the state behind
+// what the group has committed. Two things can keep the position below
+// the measured end:
+//   - a transaction still open in the changelog (under exactly-once: the
+//     previous owner's last transaction, committed but with its markers
+//     not yet written, or about to be aborted). A read_committed reader
+//     sees nothing past the last stable offset (LSO) until it ends; restore
+//     waits for it, so a transaction that committed is restored whole.
+//   - a compacted gap at the tail: no record is left between the position
+//     and the end. A fetch tells: when the consumer has read nothing for
+//     IdleEnd, Restore asks the partition's leader directly, and ends only
+//     when the leader answers, twice IdleEnd apart, that the log is stable
+//     up to the end and holds no record from the position on.
+//
+// Restore fails with *StalledError when it makes no progress for
+// StallLimit (a broker down that long, a transaction that never ends).
 type Restorer struct {
 	cl  *kgo.Client
 	adm *kadm.Client
 	// Progress, when set, is called as records are read.
 	Progress func(topic string, partition int32, done, total int64)
 	// IdleEnd is how long a read may return nothing before the restorer
-	// concludes it reached the end (transaction markers at the tail are
-	// never returned as records). Default 2s.
+	// asks the leader whether anything is left before the end. Default 2s.
 	IdleEnd time.Duration
+	// StallLimit is how long a restore may make no progress towards the
+	// end it measured before it fails. Default 5m.
+	StallLimit time.Duration
 }
+
+// ErrRestoreStalled is the class of *StalledError.
+var ErrRestoreStalled = errors.New("restore stalled before the end of the changelog")
+
+// StalledError says where a restore stopped and why it could not go on.
+type StalledError struct {
+	Topic     string
+	Partition int32
+	At, End   int64 // the position reached and the end measured
+	LSO       int64 // the last stable offset the leader last reported; -1: it did not answer
+	For       time.Duration
+}
+
+func (e *StalledError) Error() string {
+	why := "the broker did not answer"
+	if e.LSO >= 0 && e.LSO < e.End {
+		why = fmt.Sprintf("a transaction keeps the last stable offset at %d", e.LSO)
+	} else if e.LSO >= 0 {
+		why = "records below the end were not delivered"
+	}
+	return fmt.Sprintf("%s: %s/%d at offset %d of %d for %s (%s)", ErrRestoreStalled, e.Topic, e.Partition, e.At, e.End, e.For.Round(time.Second), why)
+}
+
+// Is makes errors.Is(err, ErrRestoreStalled) true.
+func (e *StalledError) Is(target error) bool { return target == ErrRestoreStalled }
 
 // NewRestorer returns a restorer using cl (created with read_committed
 // isolation, kgo.KeepControlRecords so the end of a transactional log is
 // seen without waiting, and no consume topics) for reading and offsets.
 func NewRestorer(cl *kgo.Client) *Restorer {
-	return &Restorer{cl: cl, adm: kadm.NewClient(cl), IdleEnd: 2 * time.Second}
+	return &Restorer{cl: cl, adm: kadm.NewClient(cl), IdleEnd: 2 * time.Second, StallLimit: 5 * time.Minute}
 }
 
 // Restore brings t up to the end of partition of topic. When the local
@@ -101,7 +153,9 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 		if err != nil {
 			return fmt.Errorf("changelog %s start offsets: %w", topic, err)
 		}
-		ends, err := r.adm.ListCommittedOffsets(ctx, topic)
+		// The high watermark, not the last stable offset: a transaction
+		// still open below it is waited for (see Restorer).
+		ends, err := r.adm.ListEndOffsets(ctx, topic)
 		if err == nil {
 			err = ends.Error()
 		}
@@ -164,10 +218,15 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 		keys, values [][]byte // applied at the next marker
 		pendKeys     [][]byte // since the last marker
 		pendValues   [][]byte
-		next         = from
-		total        = end - from
-		lastData     = time.Now()
+		next               = from
+		total              = end - from
+		lastData           = time.Now()
+		leader       int32 = -1
+		probe        tailProbe
 	)
+	if pd, ok := td.Partitions[partition]; ok {
+		leader = pd.Leader
+	}
 	flush := func(sync bool) error {
 		if err := t.applyRaw(keys, values, cp, sync); err != nil {
 			return fmt.Errorf("apply restored records: %w", err)
@@ -232,9 +291,19 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 			r.Progress(topic, partition, next-from, total)
 		}
 		if n > 0 {
-			lastData = time.Now()
-		} else if time.Since(lastData) > r.IdleEnd {
-			break // only transaction markers remain before end
+			lastData, probe = time.Now(), tailProbe{}
+			continue
+		}
+		idle := time.Since(lastData)
+		if idle < r.IdleEnd || time.Since(probe.at) < r.IdleEnd {
+			continue
+		}
+		if r.tailIsEmpty(ctx, &probe, td, topic, partition, leader, next, end) {
+			res.GapAtTail = end - next
+			break
+		}
+		if idle > r.StallLimit {
+			return res, &StalledError{Topic: topic, Partition: partition, At: next, End: end, LSO: probe.lso, For: idle}
 		}
 	}
 	if err := flush(true); err != nil {
@@ -244,6 +313,86 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 	res.Checkpoint = cp
 	res.Took = time.Since(began)
 	return res, nil
+}
+
+// tailProbe remembers the last direct fetch of a quiet partition.
+type tailProbe struct {
+	at    time.Time
+	lso   int64 // -1: no answer
+	empty int   // consecutive answers saying nothing is left before the end
+}
+
+// tailIsEmpty asks the leader, with a fetch at next, whether the log holds
+// any record between next and end. It reports true only on the second
+// consecutive answer (IdleEnd apart, the consumer having read nothing in
+// between) that the log is stable up to end and has no record batch with
+// records at or after next. An error, no answer, an open transaction
+// below end (LSO < end), or a batch of records from next on: false.
+func (r *Restorer) tailIsEmpty(ctx context.Context, p *tailProbe, td kadm.TopicDetail, topic string, partition, leader int32, next, end int64) bool {
+	p.at, p.lso = time.Now(), -1
+	if leader < 0 {
+		return false
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.ReplicaID = -1
+	req.MaxWaitMillis = 0
+	req.MinBytes = 1
+	req.MaxBytes = 1 << 20
+	req.IsolationLevel = 1 // read_committed
+	req.SessionEpoch = -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic, rt.TopicID = topic, td.ID
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition, rp.FetchOffset, rp.CurrentLeaderEpoch, rp.LogStartOffset = partition, next, -1, -1
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	pctx, cancel := context.WithTimeout(ctx, max(r.IdleEnd, time.Second))
+	defer cancel()
+	kresp, err := r.cl.Broker(int(leader)).Request(pctx, req)
+	if err != nil {
+		p.empty = 0
+		return false
+	}
+	resp := kresp.(*kmsg.FetchResponse)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		p.empty = 0
+		return false
+	}
+	fp := resp.Topics[0].Partitions[0]
+	if fp.ErrorCode != 0 {
+		p.empty = 0
+		return false
+	}
+	p.lso = fp.LastStableOffset
+	if fp.LastStableOffset < end || fp.HighWatermark < end || hasRecordsFrom(fp.RecordBatches, next) {
+		p.empty = 0
+		return false
+	}
+	p.empty++
+	return p.empty >= 2
+}
+
+// hasRecordsFrom reports whether raw record batches (a fetch response's)
+// may hold a record at or after offset next: a batch that ends at or after
+// next with records in it. (A batch that starts before next counts: which
+// of its records compaction kept is not in its header.)
+func hasRecordsFrom(b []byte, next int64) bool {
+	for len(b) >= 12 {
+		var batch kmsg.RecordBatch
+		size := int(binary.BigEndian.Uint32(b[8:12])) + 12
+		if size > len(b) || batch.ReadFrom(b[:size]) != nil {
+			return true // truncated or unknown: assume data
+		}
+		b = b[size:]
+		if batch.Magic != 2 {
+			return true
+		}
+		if batch.FirstOffset+int64(batch.LastOffsetDelta) >= next && batch.NumRecords > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // retry calls fn until it succeeds, ctx ends, or limit passes, backing off
@@ -263,4 +412,46 @@ func retry(ctx context.Context, limit time.Duration, fn func() error) error {
 		}
 		wait = min(2*wait, 2*time.Second)
 	}
+}
+
+// DataBetween reports whether partition of topic holds a committed data
+// record (not a transaction marker, not aborted) at an offset in
+// [from, to). It reads with the restorer's read_committed client, for at
+// most limit; ok is false when it could not tell in that time.
+func (r *Restorer) DataBetween(ctx context.Context, topic string, partition int32, from, to int64, limit time.Duration) (found, ok bool) {
+	if from >= to {
+		return false, true
+	}
+	r.cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{topic: {partition: kgo.NewOffset().At(from)}})
+	defer r.cl.RemoveConsumePartitions(map[string][]int32{topic: {partition}})
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		pctx, cancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		fs := r.cl.PollRecords(pctx, 1000)
+		cancel()
+		if ctx.Err() != nil {
+			return false, false
+		}
+		done := false
+		fs.EachRecord(func(rec *kgo.Record) {
+			if done || rec.Topic != topic || rec.Partition != partition {
+				return
+			}
+			if rec.Offset >= to {
+				done = true
+				return
+			}
+			if !rec.Attrs.IsControl() {
+				found, done = true, true
+				return
+			}
+			if rec.Offset+1 >= to {
+				done = true
+			}
+		})
+		if done {
+			return found, true
+		}
+	}
+	return false, false
 }

@@ -22,6 +22,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -30,8 +31,43 @@ import (
 )
 
 // ErrCorruptState marks local state that cannot be trusted; the caller
-// rebuilds it from the changelog.
+// rebuilds it from the changelog. Only real damage is marked so (Pebble
+// reports corruption, or a stored row does not decode): a directory held
+// by another process (ErrStateDirLocked), a permission error or a full
+// disk is never corruption, and never a reason to wipe anything.
 var ErrCorruptState = errors.New("local state is corrupt")
+
+// CorruptError is damaged local state: the directory, the file when Pebble
+// names one, and Pebble's reason. errors.Is(err, ErrCorruptState) is true.
+type CorruptError struct {
+	Dir  string
+	File string // "" when the error names no file
+	Err  error
+}
+
+func (e *CorruptError) Error() string {
+	if e.File != "" {
+		return fmt.Sprintf("%s: %s: file %s: %v", ErrCorruptState, e.Dir, e.File, e.Err)
+	}
+	return fmt.Sprintf("%s: %s: %v", ErrCorruptState, e.Dir, e.Err)
+}
+
+// Is makes errors.Is(err, ErrCorruptState) true.
+func (e *CorruptError) Is(target error) bool { return target == ErrCorruptState }
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// pebbleFile matches the names of Pebble's files in its error messages.
+var pebbleFile = regexp.MustCompile(`\b(\d{6}\.(sst|log|blob)|MANIFEST-\d+|OPTIONS-\d+|CURRENT|marker\.[A-Za-z0-9.-]+)\b`)
+
+// classify marks err as corruption of dir when Pebble says it is one, and
+// returns it unchanged otherwise.
+func classify(dir string, err error) error {
+	if err == nil || !pebble.IsCorruptionError(err) {
+		return err
+	}
+	return &CorruptError{Dir: dir, File: pebbleFile.FindString(err.Error()), Err: err}
+}
 
 // MaxKeyLen is the longest grouping key eddy stores (bytes).
 const MaxKeyLen = 32 << 10
@@ -39,21 +75,33 @@ const MaxKeyLen = 32 << 10
 // DB is the Pebble database that holds every store of one eddy process.
 type DB struct {
 	pdb *pebble.DB
+	dir string
 }
 
-// Open opens (creating if needed) the state database in dir.
+// Open opens (creating if needed) the state database in dir. The caller
+// holds dir's lock (LockDir). An error wrapping ErrCorruptState (a
+// *CorruptError) means the files are damaged and the directory may be
+// wiped and rebuilt from the changelogs; any other error (permissions, a
+// lock held by a process that does not use LockDir) must stop the caller
+// without touching the directory.
 func Open(dir string) (*DB, error) { return openFS(dir, nil) }
 
 // openFS opens the database on fs (nil: the OS's); tests simulate machine
 // crashes with a crashable in-memory fs.
 func openFS(dir string, fs vfs.FS) (*DB, error) {
+	if fs == nil {
+		// Pebble's default wraps the OS's FS in a disk-health checker whose
+		// goroutine a failed Open leaks; eddy listens to no disk-slow
+		// events, so the plain FS loses nothing.
+		fs = vfs.Default
+	}
 	// Larger memtables than Pebble's 4 MiB default: fewer flushes and L0
 	// compactions while a restore or a large commit writes many rows.
 	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, MemTableSize: 32 << 20, FS: fs})
 	if err != nil {
-		return nil, fmt.Errorf("open state in %s: %w: %w", dir, ErrCorruptState, err)
+		return nil, fmt.Errorf("open state in %s: %w", dir, classify(dir, err))
 	}
-	return &DB{pdb: pdb}, nil
+	return &DB{pdb: pdb, dir: dir}, nil
 }
 
 // quietLogger drops Pebble's informational messages (they are noise in
@@ -257,7 +305,7 @@ func (t *TaskStore) scanStored(fn func(k WindowKey, v []byte) error) error {
 			return err
 		}
 	}
-	return it.Error()
+	return classify(t.db.dir, it.Error())
 }
 
 func (t *TaskStore) rowKey(k WindowKey) []byte {
@@ -281,7 +329,7 @@ func (t *TaskStore) Get(k WindowKey) (*Row, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("read window %q [%d,%d]: %w", k.Key, k.Start, k.End, err)
+		return nil, fmt.Errorf("read window %q [%d,%d]: %w", k.Key, k.Start, k.End, classify(t.db.dir, err))
 	}
 	defer closer.Close()
 	r, err := DecodeRow(t.specs, v)

@@ -23,6 +23,7 @@ import (
 	"github.com/eddy-streams/eddy/internal/generator"
 	"github.com/eddy-streams/eddy/processor"
 	"github.com/eddy-streams/eddy/schema"
+	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -103,9 +104,13 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 			return fmt.Errorf("bundled pipeline in Avro: %w", err)
 		}
 	}
-	if err := os.MkdirAll(o.dataDir, 0o755); err != nil {
+	// The whole data directory (embedded Kafka and eddy state) belongs to
+	// one demo: a second demo on it stops here, having touched nothing.
+	lock, err := state.LockDir(o.dataDir)
+	if err != nil {
 		return err
 	}
+	defer lock.Unlock()
 	cluster, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
 		kfake.DataDir(filepath.Join(o.dataDir, "kafka")),

@@ -126,5 +126,10 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
+	if err != nil {
+		// The reason, in the log as well as on stderr (main prints it), so
+		// a log collector sees why the process exited.
+		log.Error("exiting", "reason", err)
+	}
 	return err
 }
