@@ -20,7 +20,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -586,23 +585,6 @@ func testDemoResume(t *testing.T) {
 }
 
 // syncBuffer is an io.Writer safe for the printer goroutine and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // TestDemoPrinterAlertOrder: the demo's printer prints alert lines in time
 // order though they arrive in partition order (here: the later alerts on
 // partition 0, the earlier on partition 2, as after a resumed demo), and
@@ -630,7 +612,7 @@ func TestDemoPrinterAlertOrder(t *testing.T) {
 	// Results until the printer shows one: it reads from the topics' end,
 	// so the alerts below are produced once it is surely reading.
 	result := `{"key":{"service":"s","endpoint":"/e"},"service":"s","endpoint":"/e","window_start":"2026-01-01T00:00:00Z","window_end":"2026-01-01T00:00:10Z","requests":1,"errors":0,"p50_latency_ms":1,"p99_latency_ms":1}`
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	waitFor(t, 30*time.Second, "the printer shows a result", func() (bool, string) {
 		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: spec.Output.Topic, Value: []byte(result)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
@@ -659,7 +641,7 @@ func TestDemoPrinterAlertOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	var lines []string
-	waitFor(t, 30*time.Second, func() (bool, string) {
+	waitFor(t, 30*time.Second, "every alert line printed", func() (bool, string) {
 		lines = lines[:0]
 		for _, l := range strings.Split(out.String(), "\n") {
 			if strings.Contains(l, "ALERT") {
@@ -690,23 +672,6 @@ func TestDemoPrinterAlertOrder(t *testing.T) {
 		if !strings.Contains(line, want) {
 			t.Errorf("end-of-run line lacks %q:\n%s", want, line)
 		}
-	}
-}
-
-// waitFor polls cond until it holds, failing the test after timeout with
-// what cond last saw.
-func waitFor(t *testing.T, timeout time.Duration, cond func() (ok bool, saw string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, saw := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %s; last saw:\n%s", timeout, saw)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 

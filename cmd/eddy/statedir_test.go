@@ -5,35 +5,16 @@ package main
 // and the holder, and the first goes on, its results right.
 
 import (
-	"bytes"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/eddy-streams/eddy/internal/kafkatest"
 )
-
-// waitFor polls cond until it holds or timeout passes, then fails with what
-// it last saw.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, last := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s; last seen:\n%s", what, timeout, last)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
 
 func TestKafkaStateDirOneOwner(t *testing.T) {
 	t.Parallel()
@@ -81,23 +62,6 @@ func TestKafkaStateDirOneOwner(t *testing.T) {
 
 // syncBuffer is a bytes.Buffer safe for a process writing and a test
 // reading.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestDemoDataDirOneOwner(t *testing.T) {
 	t.Parallel()
 	dataDir := t.TempDir()
