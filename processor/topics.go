@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -36,6 +37,16 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (i
 		return 0, id, err
 	}
 	want := spec.Topics(parts)
+	// Topics that carry input records take the largest record a source
+	// topic accepts. Without the sources' limits they get the broker's
+	// default; the size check (limits.go) then dead-letters what does
+	// not fit.
+	var srcMax int64
+	if lim, err := describeLimits(ctx, adm, spec.Source.Topics); err == nil {
+		for _, t := range spec.Source.Topics {
+			srcMax = max(srcMax, int64(lim.limit(t)))
+		}
+	}
 	var names []string
 	for _, w := range want {
 		names = append(names, w.Name)
@@ -51,7 +62,11 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (i
 			}
 			continue
 		}
-		resp, err := adm.CreateTopic(ctx, parts, -1, topicConfigs(w), w.Name)
+		cfg := topicConfigs(w)
+		if w.CarriesInput && srcMax > 0 {
+			cfg["max.message.bytes"] = kadm.StringPtr(strconv.FormatInt(min(srcMax+topology.InputHeaderRoom, int64(maxBatchBytes)), 10))
+		}
+		resp, err := adm.CreateTopic(ctx, parts, -1, cfg, w.Name)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return 0, id, fmt.Errorf("create topic %q: %w", w.Name, err)
 		}

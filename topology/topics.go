@@ -68,6 +68,11 @@ type TopicInfo struct {
 	// PurgedByEddy: eddy deletes records of it below the group's
 	// committed offset (the repartition topic).
 	PurgedByEddy bool
+	// CarriesInput: eddy writes whole input records to it (repartition,
+	// late, dead-letter), so it is created with a max.message.bytes as
+	// large as the largest source topic's plus InputHeaderRoom: a record
+	// the source accepted is never refused for its size on the way.
+	CarriesInput bool
 	// CleanupPolicy is CleanupCompact or CleanupDelete.
 	CleanupPolicy string
 	// Retention is retention.ms to set: RetentionInfinite, or 0 for the
@@ -82,6 +87,12 @@ type TopicInfo struct {
 	// Purpose says in a few words what the topic is for.
 	Purpose string
 }
+
+// InputHeaderRoom is what a topic that carries input records
+// (TopicInfo.CarriesInput) allows beyond the largest source topic's
+// max.message.bytes: room for the headers eddy adds (source position,
+// error class and message, lateness).
+const InputHeaderRoom = 64 << 10
 
 // HasRole reports whether the topic has role r.
 func (t TopicInfo) HasRole(r string) bool {
@@ -122,7 +133,7 @@ func (s *Spec) Topics(partitions int32) []TopicInfo {
 	var out []TopicInfo
 	if s.NeedsRepartition() {
 		out = append(out, TopicInfo{Name: s.RepartitionTopic(), Roles: []string{RoleRepartition}, Partitions: partitions,
-			Copartitioned: true, Internal: true, PurgedByEddy: true,
+			Copartitioned: true, Internal: true, PurgedByEddy: true, CarriesInput: true,
 			CleanupPolicy: CleanupDelete, Retention: RetentionInfinite, TimestampType: CreateTime,
 			Configs: map[string]string{
 				"cleanup.policy":                  CleanupDelete,
@@ -164,6 +175,11 @@ func (s *Spec) Topics(partitions int32) []TopicInfo {
 	add(s.Output.Topic, RoleOutput, "the results, one record per window (or update)")
 	add(s.LateTopic, RoleLate, "records that arrived after their window closed")
 	add(s.DeadLetterTopic, RoleDeadLetter, "records that could not be decoded or evaluated, with headers saying why")
+	for i := range out {
+		if out[i].HasRole(RoleLate) || out[i].HasRole(RoleDeadLetter) {
+			out[i].CarriesInput = true
+		}
+	}
 	if t := s.AlertsTopic(); t != "" {
 		add(t, RoleAlerts, "alert transitions (firing, resolved)")
 	}

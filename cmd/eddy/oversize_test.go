@@ -25,15 +25,21 @@ import (
 func TestKafkaOversizedRecord(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Real(t)
-	// The dead-letter topic as eddy creates it (the broker's default
-	// limit, about 1 MB): the 2 MB record does not fit, a reference does.
+	// A dead-letter topic with Kafka's default limit (about 1 MB): the
+	// 2 MB record does not fit, a reference does.
 	t.Run("reference", func(t *testing.T) {
 		t.Parallel()
-		testOversized(t, brokers, 0, "at_least_once")
+		testOversized(t, brokers, defaultMaxMessageBytes, "at_least_once")
 	})
 	t.Run("reference_exactly_once", func(t *testing.T) {
 		t.Parallel()
-		testOversized(t, brokers, 0, "exactly_once")
+		testOversized(t, brokers, defaultMaxMessageBytes, "exactly_once")
+	})
+	// The topics as eddy creates them: those that carry input records take
+	// what the largest source topic takes, so the record is counted.
+	t.Run("flows_through", func(t *testing.T) {
+		t.Parallel()
+		testOversizedFlows(t, brokers)
 	})
 	// A dead-letter topic that allows 8 MB holds the record itself.
 	t.Run("dead_letter", func(t *testing.T) {
@@ -60,8 +66,11 @@ func createTopicWithLimit(t *testing.T, adm *kadm.Client, topic string, parts in
 	}
 }
 
+// defaultMaxMessageBytes is Kafka's default max.message.bytes.
+const defaultMaxMessageBytes = 1048588
+
 func testOversized(t *testing.T, brokers []string, dlqLimit int, processing string) {
-	const repartLimit = 1048588 // Kafka's default max.message.bytes
+	const repartLimit = defaultMaxMessageBytes
 	sc := newScenario(11, 2, 80, 4)
 	e := &e2e{brokers: brokers, sc: sc}
 	e.in = kafkatest.Name(t, "in")
@@ -74,9 +83,8 @@ func testOversized(t *testing.T, brokers []string, dlqLimit int, processing stri
 	// eddy would create it with: the record must not fit it.
 	createTopicWithLimit(t, adm, e.app+"-repartition", sc.parts, repartLimit,
 		map[string]*string{"retention.ms": kadm.StringPtr("-1")})
-	if dlqLimit > 0 {
-		createTopicWithLimit(t, adm, e.dlq, sc.parts, dlqLimit, nil)
-	}
+	createTopicWithLimit(t, adm, e.dlq, sc.parts, dlqLimit, nil)
+	whole := dlqLimit > 4<<20 // the dead-letter topic takes the record itself
 	e.spec = sc.spec(t, e.app, e.in, e.out, processing)
 
 	// Every input record is stamped with its event time (30 minutes ago
@@ -156,7 +164,7 @@ func testOversized(t *testing.T, brokers []string, dlqLimit int, processing stri
 	if size < len(bigValue) || size > len(bigValue)+1000 {
 		t.Errorf("too_large dead letter: size %d, want the record's size (value %d bytes, plus key, headers and overhead)", size, len(bigValue))
 	}
-	if dlqLimit > 0 {
+	if whole {
 		if string(tl.Value) != string(bigValue) || recHeader(tl, "trace") != "t-big" || recHeader(tl, "eddy.reference") != "" {
 			t.Errorf("dead letter in an 8 MB topic: want the original value (%d bytes) and headers, got %d bytes, headers %v",
 				len(bigValue), len(tl.Value), headerKeys(tl))
@@ -185,12 +193,74 @@ func testOversized(t *testing.T, brokers []string, dlqLimit int, processing stri
 	if n := metric(t, addr, "eddy_dead_letters_total", `class="too_large"`); n != 1 {
 		t.Errorf("eddy_dead_letters_total{class=too_large} = %v, want 1", n)
 	}
-	wantRefs := 0.0
-	if dlqLimit == 0 {
-		wantRefs = 1
+	wantRefs := 1.0
+	if whole {
+		wantRefs = 0
 	}
 	if n := metric(t, addr, "eddy_dead_letter_references_total"); n != wantRefs {
 		t.Errorf("eddy_dead_letter_references_total = %v, want %v", n, wantRefs)
+	}
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
+	}
+}
+
+// testOversizedFlows: on topics eddy creates itself, a 2 MB record from a
+// source topic that allows 4 MB goes through the repartition topic into its
+// window like any other; nothing is dead-lettered for its size.
+func testOversizedFlows(t *testing.T, brokers []string) {
+	sc := newScenario(12, 2, 60, 4)
+	e := &e2e{brokers: brokers, sc: sc}
+	e.in = kafkatest.Name(t, "in")
+	e.out = kafkatest.Name(t, "out")
+	e.app = kafkatest.Name(t, "app")
+	e.late, e.dlq = e.app+"-late", e.app+"-dlq"
+	adm := kadm.NewClient(kafkatest.Client(t, brokers))
+	createTopicWithLimit(t, adm, e.in, sc.parts, 4<<20, nil)
+	e.spec = sc.spec(t, e.app, e.in, e.out, "at_least_once")
+
+	recs := sc.records(e.in)
+	// First in partition 0, so that stream time cannot have passed it.
+	big := tevent{ID: "big", TS: sc.t0 + 1234, Service: "checkout", Endpoint: "/a", Status: 503, Latency: 99999}
+	v := map[string]any{"request_id": big.ID, "ts": big.TS, "service": big.Service, "endpoint": big.Endpoint,
+		"status": big.Status, "latency_ms": big.Latency, "pad": strings.Repeat("x", 2<<20)}
+	bigValue, _ := json.Marshal(v)
+	sc.events = append(sc.events, big) // the independent computation counts it
+	all := append([]*kgo.Record{{Topic: e.in, Partition: 0, Value: bigValue, Timestamp: time.UnixMilli(big.TS)}}, recs...)
+	all = append(all, sc.badRecords(e.in)...)
+	cl := kafkatest.Client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.MaxProduceRequestsInflightPerBroker(1), kgo.ProducerBatchMaxBytes(5<<20))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, all...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+
+	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	got, late := e.finalResults(t, w)
+	if late["big"] {
+		t.Fatalf("the 2 MB record went to the late topic; it was first in its partition")
+	}
+	sc.verify(t, got, late)
+	for _, r := range kafkatest.ReadAll(t, brokers, e.dlq, true) {
+		if c := recHeader(r, "eddy.error.class"); c == "too_large" {
+			t.Errorf("a too_large dead letter although every topic eddy created takes the record: %v", headerKeys(r))
+		}
+	}
+	cfgs, err := adm.DescribeTopicConfigs(ctx, e.app+"-repartition", e.dlq, e.late)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rc := range cfgs {
+		got := "unset"
+		for _, c := range rc.Configs {
+			if c.Key == "max.message.bytes" && c.Value != nil {
+				got = *c.Value
+			}
+		}
+		if got != strconv.Itoa(4<<20+64<<10) {
+			t.Errorf("%s: max.message.bytes %s, want the source's 4 MiB plus 64 KiB for eddy's headers", rc.Name, got)
+		}
 	}
 	if err := w.stop(syscall.SIGTERM); err != nil {
 		t.Errorf("eddy exited with %v after SIGTERM", err)
