@@ -75,7 +75,7 @@ func (l *topicLimits) limit(topic string) int32 {
 // which is safe).
 func describeLimits(ctx context.Context, adm *kadm.Client, topics []string) (*topicLimits, error) {
 	l := &topicLimits{byTopic: make(map[string]int32, len(topics))}
-	rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+	rcs, err := describeTopicConfigs(ctx, adm, topics...)
 	if err != nil {
 		return l, fmt.Errorf("describe the configs of %v: %w", topics, err)
 	}

@@ -299,7 +299,7 @@ func PlanReset(ctx context.Context, adm *kadm.Client, spec *topology.Spec, targe
 	var cfgs kadm.ResourceConfigs
 	istarts, iends := kadm.ListedOffsets{}, kadm.ListedOffsets{}
 	if len(existing) > 0 {
-		if cfgs, err = adm.DescribeTopicConfigs(ctx, existing...); err != nil {
+		if cfgs, err = describeTopicConfigs(ctx, adm, existing...); err != nil {
 			return nil, fmt.Errorf("configs of %s: %w", strings.Join(existing, ", "), err)
 		}
 		if istarts, err = listOffsets(adm.ListStartOffsets(ctx, existing...)); err != nil {

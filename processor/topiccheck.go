@@ -95,7 +95,7 @@ func CheckTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) ([]
 	if len(existing) == 0 {
 		return nil, nil
 	}
-	rcs, err := adm.DescribeTopicConfigs(ctx, existing...)
+	rcs, err := describeTopicConfigs(ctx, adm, existing...)
 	if err != nil {
 		return nil, fmt.Errorf("configs of %s: %w", strings.Join(existing, ", "), err)
 	}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -134,3 +136,25 @@ type manualPartitioner struct{}
 
 func (manualPartitioner) RequiresConsistency(*kgo.Record) bool { return true }
 func (manualPartitioner) Partition(r *kgo.Record, _ int) int   { return int(r.Partition) }
+
+// describeTopicConfigs is kadm's DescribeTopicConfigs, asked again for up
+// to five seconds while the broker answers UNKNOWN_TOPIC_OR_PARTITION for
+// one of the topics: a topic created a moment ago is listed in metadata
+// before the broker's config handler knows it.
+func describeTopicConfigs(ctx context.Context, adm *kadm.Client, topics ...string) (kadm.ResourceConfigs, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
+		unknown := slices.ContainsFunc(rcs, func(rc kadm.ResourceConfig) bool {
+			return errors.Is(rc.Err, kerr.UnknownTopicOrPartition)
+		})
+		if err != nil || !unknown || time.Now().After(deadline) {
+			return rcs, err
+		}
+		select {
+		case <-ctx.Done():
+			return rcs, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

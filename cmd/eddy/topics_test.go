@@ -11,6 +11,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -239,6 +240,20 @@ func TestKafkaTopicSettingsReported(t *testing.T) {
 			t.Fatalf("create %s: %v", topic, err)
 		}
 	}
+	// As an operator's topics would be: known to the broker's metadata
+	// (a topic just created may not be listed for a moment).
+	waitFor(t, 10*time.Second, "the created topics are listed", func() (bool, string) {
+		td, err := adm.ListTopics(ctx, e.app+"-repartition", e.out)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, d := range td {
+			if d.Err != nil || len(d.Partitions) != int(e.sc.parts) {
+				return false, fmt.Sprintf("%s: %v, %d partitions", d.Topic, d.Err, len(d.Partitions))
+			}
+		}
+		return len(td) == 2, fmt.Sprintf("%d topics listed", len(td))
+	})
 	produceSync(t, brokers, e.sc.records(e.in))
 
 	out := mustReset(t, e, "--to-earliest", "--dry-run")
