@@ -23,8 +23,8 @@
 # Exported to the tests:
 #   EDDY_TEST_BROKERS=127.0.0.1:PORT  the broker (full mode only)
 #   EDDY_REQUIRE_KAFKA=1              a TestKafka* test must fail, not skip, without a broker
-#   EDDY_KAFKA_SH, EDDY_KAFKA_STATE   only when this script started the broker: tests may run
-#                                     "$EDDY_KAFKA_SH kill" / "$EDDY_KAFKA_SH restart" (crash tests)
+#   EDDY_KAFKA_SH, EDDY_KAFKA_STATE   only when this script started the broker (its script and
+#                                     state; crash tests use a broker of their own: kafkatest.Private)
 #   EDDY_TEST_APICURIO=http://127.0.0.1:PORT/apis/ccompat/v7
 #                                     Apicurio Registry's Confluent-compatible API (full mode only;
 #                                     started here with scripts/apicurio.sh unless already set)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -63,9 +64,34 @@ func testCrashRecovery(t *testing.T, brokers []string, crashAt, processing strin
 	w := startWorker(t, e.spec, e.brokerList(), stateDir, env...)
 	if crashAt != "" {
 		// The worker dies by itself at the crash point of its second commit
-		// that flushes state; feed it in chunks so there are several.
-		chunk := (len(second) + 5) / 6
+		// that flushes state. Wait for a first commit of the first half (or
+		// the crash itself, when that half took two commits) so that the
+		// second half, fed in chunks, makes further commits: a worker slow
+		// to start could otherwise take all the input in one commit and
+		// never reach a second.
 		exited := false
+		adm := kadm.NewClient(kafkatest.Client(t, brokers))
+		waitFor(t, 60*time.Second, "a first commit, or the crash", func() (bool, string) {
+			select {
+			case err := <-w.done:
+				w.exited, exited = true, true
+				checkCrashExit(t, crashAt, err)
+				return true, ""
+			default:
+			}
+			offs, err := adm.FetchOffsets(context.Background(), e.app)
+			if err != nil {
+				return false, err.Error()
+			}
+			var sum int64
+			offs.Each(func(o kadm.OffsetResponse) {
+				if o.Topic == e.in {
+					sum += o.At
+				}
+			})
+			return sum > 0, fmt.Sprintf("committed %d offsets of %s", sum, e.in)
+		})
+		chunk := (len(second) + 5) / 6
 		for len(second) > 0 && !exited {
 			n := min(chunk, len(second))
 			produceSync(t, brokers, second[:n])

@@ -280,23 +280,13 @@ func TestDamagedState(t *testing.T) {
 
 // TestKafkaFaultBrokerRestart kills the broker with SIGKILL and restarts
 // it, twice, while two workers run: they must ride it out (no exit, no
-// crash loop) and the final windows must be right. It is not parallel: no
-// other test of this package runs while the broker is down.
+// crash loop) and the final windows must be right. The broker is the
+// test's own (kafkatest.Private), so the shared broker of the other tests
+// never goes down; its two modes run one after the other on it.
 func TestKafkaFaultBrokerRestart(t *testing.T) {
-	brokers := kafkatest.Real(t)
-	script := os.Getenv("EDDY_KAFKA_SH")
-	if script == "" {
-		if os.Getenv("CI") != "" {
-			t.Fatal("EDDY_KAFKA_SH is not set: scripts/test.sh sets it when it starts the broker")
-		}
-		t.Skip("the broker was not started by scripts/test.sh (EDDY_KAFKA_SH unset): not killing someone else's broker")
-	}
-	broker := func(what string) {
-		out, err := exec.Command(script, what).CombinedOutput()
-		if err != nil {
-			t.Fatalf("kafka.sh %s: %v\n%s", what, err, out)
-		}
-	}
+	t.Parallel()
+	b := kafkatest.Private(t)
+	brokers := b.Addrs
 	for _, mode := range []string{"at_least_once", "exactly_once"} {
 		t.Run(mode, func(t *testing.T) {
 			e, _, n := faultScenario(t, brokers, mode)
@@ -310,9 +300,9 @@ func TestKafkaFaultBrokerRestart(t *testing.T) {
 			for i := 0; i < 8; i++ {
 				produceSync(t, brokers, normal[i*chunk:min((i+1)*chunk, len(normal))])
 				if i == 2 || i == 5 {
-					broker("kill")
+					b.Kill()
 					time.Sleep(time.Second)
-					broker("restart")
+					b.Restart()
 				}
 				time.Sleep(time.Second)
 				for j, w := range ws {

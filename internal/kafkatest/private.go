@@ -24,6 +24,7 @@ type Broker struct {
 	env   []string
 	pid   int
 	log   string
+	dir   string // its EDDY_KAFKA_STATE
 	done  bool
 }
 
@@ -43,7 +44,7 @@ func Private(t testing.TB, extraProps ...string) *Broker {
 		t.Fatalf("private broker: %v", err)
 	}
 	stateDir := t.TempDir()
-	b := &Broker{t: t, sh: sh, env: append(os.Environ(),
+	b := &Broker{t: t, sh: sh, dir: stateDir, env: append(os.Environ(),
 		"EDDY_KAFKA_STATE="+stateDir, "EDDY_KAFKA_PORT=", "EDDY_KAFKA_CONTROLLER_PORT=",
 		"EDDY_KAFKA_PROPS="+strings.Join(extraProps, " "))}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
@@ -100,6 +101,35 @@ func (b *Broker) Stop() {
 	cmd.Env = b.env
 	if out, err := cmd.CombinedOutput(); err != nil {
 		b.t.Errorf("private broker: stop: %v\n%s", err, out)
+	}
+}
+
+// Kill ends the broker with SIGKILL, keeping its data (kafka.sh kill): a
+// crash.
+func (b *Broker) Kill() { b.script("kill") }
+
+// Restart starts a killed (or running) broker again on the same data
+// directory and ports (kafka.sh restart).
+func (b *Broker) Restart() {
+	b.t.Helper()
+	b.script("restart")
+	st, err := readState(filepath.Join(b.dir, "state.env"))
+	if err != nil {
+		b.t.Fatalf("private broker: %v", err)
+	}
+	if b.pid, err = strconv.Atoi(st["KAFKA_PID"]); err != nil || b.pid <= 0 {
+		b.t.Fatalf("private broker: no pid in its state after restart (%v)", st)
+	}
+}
+
+func (b *Broker) script(what string) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, b.sh, what)
+	cmd.Env = b.env
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.t.Fatalf("private broker: kafka.sh %s: %v\n%s", what, err, out)
 	}
 }
 
