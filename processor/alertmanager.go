@@ -28,6 +28,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -102,7 +103,7 @@ func (f *amForwarder) convert(a Alert) (amAlert, string) {
 		ann["runbook_url"] = *a.RunbookURL
 	}
 	if a.Value != nil {
-		ann["value"] = fmtNum(*a.Value)
+		ann["value"] = strconv.FormatFloat(*a.Value, 'g', 6, 64)
 	}
 	started, _ := time.Parse(timeLayout, a.StartedAt)
 	out := amAlert{Labels: labels, Annotations: ann, StartsAt: started}
@@ -122,7 +123,7 @@ func (f *amForwarder) send(partition int32, a Alert, checkAge bool) {
 	now := f.now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if a.State == alertFiring {
+	if a.State == "firing" {
 		at, _ := time.Parse(timeLayout, a.At)
 		if checkAge && f.maxAge > 0 && now.Sub(at) > f.maxAge {
 			return // replayed history

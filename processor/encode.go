@@ -142,7 +142,7 @@ func (e *resultEncoder) timeString(slot int, ms int64) []byte {
 // encode returns the JSON of r. ok is false when r's key is not in the
 // form groupKey writes; the caller then takes the slow path.
 func (e *resultEncoder) encode(r result) (out []byte, ok bool, err error) {
-	e.parts, ok = splitKey(r.wk.Key, e.parts)
+	e.parts, ok = splitKey(r.Window.Key, e.parts)
 	if !ok || len(e.parts) != e.nParts {
 		return nil, false, nil
 	}
@@ -167,11 +167,11 @@ func (e *resultEncoder) encode(r result) (out []byte, ok bool, err error) {
 		case jfKeyPart:
 			b = append(b, e.parts[f.idx]...)
 		case jfWindowStart:
-			b = append(b, e.timeString(0, r.wk.Start)...)
+			b = append(b, e.timeString(0, r.Window.Start)...)
 		case jfWindowEnd:
-			b = append(b, e.timeString(1, r.wk.End)...)
+			b = append(b, e.timeString(1, r.Window.End)...)
 		case jfAggregate:
-			v, has := r.row.Value(f.idx)
+			v, has := r.Row.Value(f.idx)
 			if !has {
 				b = append(b, "null"...)
 				continue

@@ -69,7 +69,7 @@ output: {topic: out}
 			row.AddString(5, str())
 		}
 		start := int64(r.IntN(1 << 40))
-		res := result{wk: state.WindowKey{Key: key, Start: start, End: start + 10_000}, row: row}
+		res := result{Window: state.WindowKey{Key: key, Start: start, End: start + 10_000}, Row: row}
 		got, ok, err := p.resEnc.encode(res)
 		if !ok || err != nil {
 			t.Fatalf("encode %s: ok=%v err=%v", key, ok, err)

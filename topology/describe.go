@@ -310,13 +310,13 @@ func (d *describer) windowExample() string {
 		for _, st := range starts {
 			wins = append(wins, fmt.Sprintf("[%s, %s)", fmtClock(fromMillis(st)), fmtClock(fromMillis(st+w.SizeMillis()))))
 		}
-		firstClose := fromMillis(starts[0] + w.SizeMillis() + w.GraceMillis())
+		firstClose := fromMillis(w.Rule().CloseTime(starts[0], starts[0]+w.SizeMillis()))
 		if len(starts) == 1 {
 			return example + fmt.Sprintf("a record for %s belongs to window %s; that window closes when stream time reaches %s "+
 				"(its end%s); a record for %s arriving after %s stream time is late and goes to %s.",
 				fmtClock(t), wins[0], fmtClock(firstClose), graceText, fmtClock(t), fmtClock(firstClose), late)
 		}
-		lastClose := fromMillis(starts[len(starts)-1] + w.SizeMillis() + w.GraceMillis())
+		lastClose := fromMillis(w.Rule().CloseTime(starts[len(starts)-1], starts[len(starts)-1]+w.SizeMillis()))
 		return example + fmt.Sprintf("a record for %s belongs to %d windows: %s. The earliest closes when stream time reaches %s "+
 			"and the latest when it reaches %s (each window's end%s). A record for %s arriving after %s stream time "+
 			"is late for the windows that have closed and still counts in the others; a record for %s arriving after "+

@@ -1,4 +1,4 @@
-package processor
+package engine
 
 // Alerts: rules evaluated on window results and record arrivals
 // (docs/alerting.md).
@@ -24,7 +24,6 @@ package processor
 import (
 	"bytes"
 	"container/heap"
-	"context"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -35,9 +34,6 @@ import (
 	"text/template"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -74,23 +70,17 @@ type alertEngine struct {
 	envBuf   map[string]any // fillEnv
 	envAggs  []int
 	envKeys  []int
-	enc      *schema.Encoder // Avro alerts (output.format avro); nil for JSON
-	keyEnc   *schema.Encoder // their keys
+	win      topology.WindowRule
 }
 
 var thresholdRE = regexp.MustCompile(`^\s*(>=|>|<=|<|==)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)`)
 
-func newAlertEngine(spec *topology.Spec) (*alertEngine, error) {
+func newAlertEngine(spec *topology.Spec, win topology.WindowRule) (*alertEngine, error) {
 	if spec.Alerts == nil || len(spec.Alerts.Rules) == 0 {
 		return nil, nil
 	}
 	e := &alertEngine{spec: spec, byName: make(map[string]*alertRule), renotify: spec.Alerts.Renotify.Milliseconds()}
-	switch spec.Window.Type {
-	case topology.WindowTumbling:
-		e.step = spec.Window.Size.Milliseconds()
-	case topology.WindowHopping:
-		e.step = spec.Window.Advance.Milliseconds()
-	}
+	e.win, e.step = win, win.Advance
 	fields := spec.AlertFields()
 	for i, rs := range spec.Alerts.Rules {
 		r := &alertRule{spec: rs, idx: i, valueIdx: -1,
@@ -271,7 +261,7 @@ func (e *alertEngine) slotAuxID(id slotID) string {
 
 // load reads the task's alert state back from its store (after restore or
 // an aborted transaction). State of rules no longer in the spec is deleted.
-func (e *alertEngine) load(t *task) error {
+func (e *alertEngine) load(t *Task) error {
 	ta := newTaskAlerts()
 	t.alerts = ta
 	return t.store.ScanAux(func(id string, v []byte) error {
@@ -320,7 +310,7 @@ func (e *alertEngine) load(t *task) error {
 }
 
 // flush queues the task's changed alert state in its store.
-func (e *alertEngine) flush(t *task) {
+func (e *alertEngine) flush(t *Task) {
 	ta := t.alerts
 	for id := range ta.dirty {
 		if st := ta.states[id]; st == nil {
@@ -343,7 +333,7 @@ func (e *alertEngine) flush(t *task) {
 }
 
 // onRecord notes a record of key at event time ts (absence rules).
-func (e *alertEngine) onRecord(t *task, key string, ts int64, emit func(alertEvent)) {
+func (e *alertEngine) onRecord(t *Task, key string, ts int64, fx *Effects) {
 	ta := t.alerts
 	for _, r := range e.absence {
 		id := alertID{r.idx, key}
@@ -364,7 +354,7 @@ func (e *alertEngine) onRecord(t *task, key string, ts int64, emit func(alertEve
 		// that leaves a silence that long does not resolve it.
 		if st.State == alertFiring && st.LastSeen+r.forMs > t.streamTime {
 			at := max(ts, st.Since)
-			emit(alertEvent{rule: r, key: key, state: alertResolved, startedAt: st.Since, at: at,
+			e.emit(fx, alertEvent{rule: r, key: key, state: alertResolved, startedAt: st.Since, at: at,
 				note: fmt.Sprintf("records arrive again (silent for %s)", fmtDur(at-st.Since+r.forMs))})
 			st.State, st.Since, st.Notified = alertInactive, 0, 0
 			ta.dirty[id] = struct{}{}
@@ -387,7 +377,7 @@ func (e *alertEngine) scheduleAbsence(ta *taskAlerts, r *alertRule, id alertID, 
 
 // checkDue fires, re-notifies and forgets absence alerts whose time has
 // come by stream time now.
-func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
+func (e *alertEngine) checkDue(t *Task, now int64, fx *Effects) {
 	ta := t.alerts
 	for ta.due.Len() > 0 && ta.due[0].at <= now {
 		it := heap.Pop(&ta.due).(dueItem)
@@ -401,18 +391,18 @@ func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
 		}
 		r := e.rules[it.id.rule]
 		if r.spec.Kind == topology.AlertDeviation {
-			e.forgetBaseline(ta, r, it.id, st, now, emit)
+			e.forgetBaseline(ta, r, it.id, st, now, fx)
 			continue
 		}
 		if fireAt := st.LastSeen + r.forMs; st.State != alertFiring && fireAt <= now {
 			st.State, st.Since, st.Notified = alertFiring, fireAt, fireAt
 			ta.dirty[it.id] = struct{}{}
-			emit(alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: fireAt, at: fireAt,
+			e.emit(fx, alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: fireAt, at: fireAt,
 				note: fmt.Sprintf("no records since %s (%s)", fmtTime(st.LastSeen), fmtDur(r.forMs))})
 		}
 		if forget := st.LastSeen + r.forgetMs; forget <= now {
 			if st.State == alertFiring {
-				emit(alertEvent{rule: r, key: it.id.key, state: alertResolved, startedAt: st.Since, at: forget,
+				e.emit(fx, alertEvent{rule: r, key: it.id.key, state: alertResolved, startedAt: st.Since, at: forget,
 					note: fmt.Sprintf("no records for %s: the key is forgotten (forget_after)", fmtDur(r.forgetMs))})
 			}
 			delete(ta.states, it.id)
@@ -422,7 +412,7 @@ func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
 		if st.State == alertFiring && e.renotify > 0 && st.Notified+e.renotify <= now {
 			st.Notified += e.renotify * ((now - st.Notified) / e.renotify)
 			ta.dirty[it.id] = struct{}{}
-			emit(alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: st.Since, at: st.Notified,
+			e.emit(fx, alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: st.Since, at: st.Notified,
 				note: fmt.Sprintf("still no records since %s", fmtTime(st.LastSeen))})
 		}
 		e.scheduleAbsence(ta, r, it.id, st)
@@ -431,14 +421,14 @@ func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
 
 // forgetBaseline deletes the deviation state and baseline of a key whose
 // last window ended forget_after ago, or looks again later.
-func (e *alertEngine) forgetBaseline(ta *taskAlerts, r *alertRule, id alertID, st *alertState, now int64, emit func(alertEvent)) {
+func (e *alertEngine) forgetBaseline(ta *taskAlerts, r *alertRule, id alertID, st *alertState, now int64, fx *Effects) {
 	at := st.LastEnd + r.forgetMs
 	if at > now {
 		ta.schedule(id, at)
 		return
 	}
 	if st.State == alertFiring {
-		emit(alertEvent{rule: r, key: id.key, state: alertResolved, startedAt: st.Since, at: at,
+		e.emit(fx, alertEvent{rule: r, key: id.key, state: alertResolved, startedAt: st.Since, at: at,
 			note: fmt.Sprintf("no windows for %s: the key's baseline is forgotten (forget_after)", fmtDur(r.forgetMs))})
 	}
 	delete(ta.states, id)
@@ -485,19 +475,19 @@ func (st *alertState) observe(holds bool, forN, resolveN int) string {
 }
 
 // closeAt is when the window starting at start closes (stream time).
-func (e *alertEngine) closeAt(p *pipeline, start int64) int64 {
-	return start + p.size + p.grace
+func (e *alertEngine) closeAt(start int64) int64 {
+	return e.win.CloseTime(start, start+e.win.Size)
 }
 
 // missWindows counts the windows of key after its last evaluated one that
 // closed empty by stream time until (exclusive of the window starting at
 // upTo, if upTo > 0) and applies them as "condition false".
-func (e *alertEngine) missWindows(p *pipeline, ta *taskAlerts, r *alertRule, id alertID, st *alertState, upTo, now int64, emit func(alertEvent)) {
+func (e *alertEngine) missWindows(ta *taskAlerts, r *alertRule, id alertID, st *alertState, upTo, now int64, fx *Effects) {
 	if e.step == 0 || !st.HasWindow {
 		return
 	}
 	for s := st.LastStart + e.step; ; s += e.step {
-		if upTo > 0 && s >= upTo || upTo == 0 && e.closeAt(p, s) > now {
+		if upTo > 0 && s >= upTo || upTo == 0 && e.closeAt(s) > now {
 			return
 		}
 		if st.State != alertPending && st.State != alertFiring {
@@ -505,12 +495,12 @@ func (e *alertEngine) missWindows(p *pipeline, ta *taskAlerts, r *alertRule, id 
 		}
 		prev := st.State
 		tr := st.observe(false, r.spec.ForWindows, r.spec.ResolveWindows)
-		st.LastStart, st.LastEnd = s, s+p.size
+		st.LastStart, st.LastEnd = s, s+e.win.Size
 		ta.dirty[id] = struct{}{}
 		if tr == alertResolved {
-			wk := state.WindowKey{Key: id.key, Start: s, End: s + p.size}
-			emit(alertEvent{rule: r, key: id.key, state: alertResolved, window: &wk, startedAt: st.Since,
-				at: e.closeAt(p, s), note: "no records for the key in this window"})
+			wk := state.WindowKey{Key: id.key, Start: s, End: s + e.win.Size}
+			e.emit(fx, alertEvent{rule: r, key: id.key, state: alertResolved, window: &wk, startedAt: st.Since,
+				at: e.closeAt(s), note: "no records for the key in this window"})
 			st.Since, st.Notified = 0, 0
 		}
 		if prev != st.State && st.State != alertFiring && st.State != alertPending {
@@ -520,12 +510,12 @@ func (e *alertEngine) missWindows(p *pipeline, ta *taskAlerts, r *alertRule, id 
 }
 
 // onWindow evaluates the windowed rules on a closed window of a key.
-func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *state.Row, emit func(alertEvent)) {
+func (e *alertEngine) onWindow(t *Task, wk state.WindowKey, row *state.Row, fx *Effects) {
 	if len(e.windowed) == 0 {
 		return
 	}
 	ta := t.alerts
-	at := p.closeTime(wk)
+	at := t.closeTime(wk)
 	envReady := false
 	for _, r := range e.windowed {
 		id := alertID{r.idx, wk.Key}
@@ -547,7 +537,7 @@ func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *st
 			st = &alertState{State: alertInactive}
 			ta.states[id] = st
 		}
-		e.missWindows(p, ta, r, id, st, wk.Start, at, emit)
+		e.missWindows(ta, r, id, st, wk.Start, at, fx)
 
 		ev := alertEvent{rule: r, key: wk.Key, window: &wk, row: row, at: at}
 		if r.valueIdx >= 0 {
@@ -574,18 +564,18 @@ func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *st
 			if r.spec.ForWindows > 1 {
 				ev.note += fmt.Sprintf(" held for %d windows", r.spec.ForWindows)
 			}
-			emit(ev)
+			e.emit(fx, ev)
 		case alertResolved:
 			ev.state, ev.startedAt = alertResolved, st.Since
 			ev.note = fmt.Sprintf("back to normal for %d window(s)", r.spec.ResolveWindows)
-			emit(ev)
+			e.emit(fx, ev)
 			st.Since, st.Notified = 0, 0
 		default:
 			if st.State == alertFiring && e.renotify > 0 && at-st.Notified >= e.renotify {
 				st.Notified = at
 				ev.state, ev.startedAt = alertFiring, st.Since
 				ev.note += " (still firing)"
-				emit(ev)
+				e.emit(fx, ev)
 			}
 		}
 		if st.State == alertPending || st.State == alertFiring {
@@ -610,7 +600,7 @@ func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *st
 
 // checkQuiet applies empty windows to pending and firing windowed alerts
 // whose key has had no window close by stream time now.
-func (e *alertEngine) checkQuiet(p *pipeline, t *task, now int64, emit func(alertEvent)) {
+func (e *alertEngine) checkQuiet(t *Task, now int64, fx *Effects) {
 	ta := t.alerts
 	if len(ta.active) == 0 || e.step == 0 {
 		return
@@ -631,7 +621,7 @@ func (e *alertEngine) checkQuiet(p *pipeline, t *task, now int64, emit func(aler
 			delete(ta.active, id)
 			continue
 		}
-		e.missWindows(p, ta, e.rules[id.rule], id, st, 0, now, emit)
+		e.missWindows(ta, e.rules[id.rule], id, st, 0, now, fx)
 		if e.rules[id.rule].spec.Kind == topology.AlertThreshold && st.State != alertPending && st.State != alertFiring {
 			delete(ta.states, id)
 			ta.dirty[id] = struct{}{}
@@ -650,7 +640,7 @@ func (e *alertEngine) deviates(ta *taskAlerts, r *alertRule, id alertID, st *ale
 	var mean, variance float64
 	var armed bool
 	if rs.Baseline == topology.BaselineSeasonal {
-		period := floorDiv(wk.Start, r.periodMs)
+		period := topology.FloorDiv(wk.Start, r.periodMs)
 		sid := slotID{r.idx, id.key, (wk.Start - period*r.periodMs) / r.bucketMs}
 		ss := ta.slots[sid]
 		if ss == nil {
@@ -763,33 +753,6 @@ type Alert struct {
 	RunbookURL  *string           `json:"runbook_url"`
 }
 
-// AlertSubject is the registry subject of a pipeline's Avro alerts.
-func AlertSubject(spec *topology.Spec) string { return spec.AlertsTopic() + "-value" }
-
-// AlertSchema is the Avro schema of alert records.
-const AlertSchema = `{
-  "type": "record", "name": "Alert", "namespace": "eddy.alerts",
-  "doc": "One alert transition published by eddy (docs/alerting.md)",
-  "fields": [
-    {"name": "rule", "type": "string"},
-    {"name": "rule_kind", "type": "string"},
-    {"name": "state", "type": "string", "doc": "firing or resolved"},
-    {"name": "severity", "type": "string"},
-    {"name": "key", "type": {"type": "map", "values": "string"}},
-    {"name": "labels", "type": {"type": "map", "values": "string"}},
-    {"name": "value", "type": ["null", "double"], "default": null},
-    {"name": "threshold", "type": ["null", "double"], "default": null},
-    {"name": "baseline", "type": ["null", "double"], "default": null},
-    {"name": "stddev", "type": ["null", "double"], "default": null},
-    {"name": "window_start", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
-    {"name": "window_end", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
-    {"name": "started_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "summary", "type": "string"},
-    {"name": "runbook_url", "type": ["null", "string"], "default": null}
-  ]
-}`
-
 // alert renders a transition.
 func (e *alertEngine) alert(ev alertEvent) Alert {
 	r := ev.rule
@@ -878,56 +841,14 @@ func fmtNum(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
 
 func fmtDur(ms int64) string { return time.Duration(ms * int64(time.Millisecond)).String() }
 
-// encode renders an alert as the alerts topic's value.
-func (e *alertEngine) encode(a Alert) ([]byte, error) {
-	if e.enc == nil {
-		return json.Marshal(a)
-	}
-	m := map[string]any{
-		"rule": a.Rule, "rule_kind": a.RuleKind, "state": a.State, "severity": a.Severity,
-		"key": a.Key, "labels": a.Labels, "summary": a.Summary,
-		"value": nilOr(a.Value), "threshold": nilOr(a.Threshold), "baseline": nilOr(a.Baseline), "stddev": nilOr(a.StdDev),
-		"window_start": nil, "window_end": nil, "runbook_url": nilOr(a.RunbookURL),
-	}
-	parse := func(s string) time.Time { t, _ := time.Parse(timeLayout, s); return t }
-	if a.WindowStart != nil {
-		m["window_start"], m["window_end"] = parse(*a.WindowStart), parse(*a.WindowEnd)
-	}
-	m["started_at"], m["at"] = parse(a.StartedAt), parse(a.At)
-	return e.enc.Encode(m)
-}
-
-// publishAlert writes one alert transition to the alerts topic (keyed by
-// the grouping key, timestamped with the transition's stream time) and
-// hands it to the Alertmanager forwarder, if any.
-func (a *App) publishAlert(ctx context.Context, t *task, ev alertEvent) {
-	al := a.p.alerts.alert(ev)
-	a.m.alerts.WithLabelValues(al.Rule, al.State).Inc()
-	value, err := a.p.alerts.encode(al)
-	if err != nil {
-		a.setProduceErr(fmt.Errorf("encode alert %s for %s: %w", al.Rule, ev.key, err))
-		return
-	}
-	key, err := a.p.encodeKey(a.p.alerts.keyEnc, ev.key)
-	if err != nil {
-		a.setProduceErr(fmt.Errorf("encode the key of alert %s for %s: %w", al.Rule, ev.key, err))
-		return
-	}
-	a.log.Info("alert", "rule", al.Rule, "state", al.State, "key", ev.key, "at", al.At, "summary", al.Summary)
-	a.produce(ctx, &kgo.Record{
-		Topic:     a.p.spec.AlertsTopic(),
-		Key:       key,
-		Value:     value,
-		Timestamp: time.UnixMilli(ev.at),
-	})
-	if a.am != nil {
-		a.am.send(t.partition, al, true)
-	}
+// emit renders a transition into fx.
+func (e *alertEngine) emit(fx *Effects, ev alertEvent) {
+	fx.Alerts = append(fx.Alerts, AlertTransition{Alert: e.alert(ev), Key: ev.key, At: ev.at})
 }
 
 // firing returns the task's firing alerts (after a restore), as events to
 // re-send to Alertmanager.
-func (e *alertEngine) firing(t *task) []alertEvent {
+func (e *alertEngine) firing(t *Task) []alertEvent {
 	var out []alertEvent
 	for id, st := range t.alerts.states {
 		if st.State != alertFiring {
@@ -943,3 +864,36 @@ func (e *alertEngine) firing(t *task) []alertEvent {
 	}
 	return out
 }
+
+// LoadAlerts reads the task's alert state back from its store (after
+// restore or an aborted transaction). State of rules no longer in the spec
+// is deleted. Without alert rules it does nothing.
+func (t *Task) LoadAlerts() error {
+	if t.p.alerts == nil {
+		return nil
+	}
+	return t.p.alerts.load(t)
+}
+
+// FiringAlerts returns the task's firing alerts, rendered (to re-send to
+// Alertmanager after a restore).
+func (t *Task) FiringAlerts() []Alert {
+	if t.p.alerts == nil {
+		return nil
+	}
+	var out []Alert
+	for _, ev := range t.p.alerts.firing(t) {
+		out = append(out, t.p.alerts.alert(ev))
+	}
+	return out
+}
+
+const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+
+// FormatTime renders ms as eddy writes times in headers and alerts.
+func FormatTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(timeLayout) }
+
+// TimeLayout is the layout of FormatTime.
+const TimeLayout = timeLayout
+
+func fmtTime(ms int64) string { return FormatTime(ms) }

@@ -1,15 +1,15 @@
-package processor
+package engine
 
-// Tests of the aggregation engine without Kafka: a pipeline from a YAML
-// spec (topology.Parse, newPipeline), one task over a real Pebble store,
-// records fed through aggInputs, aggregate and closeWindows exactly as
-// App.processAgg does, and a wall clock that the test moves by hand.
+// Tests of the engine without Kafka: a pipeline from a YAML spec
+// (topology.Parse, NewPipeline), one Task over a real Pebble store, records
+// fed through Task.Process, Task.Punctuate and Task.Flush (the very calls
+// the shell makes), and a wall clock that the test moves by hand.
 //
 // Most of them are scenarios in testdata/windows/*.txt (see runScenario for
 // the format). After a deliberate change of behaviour, rewrite their
 // expected output with
 //
-//	go test ./processor -run TestWindowScenarios -update
+//	go test ./processor/engine -run TestWindowScenarios -update
 //
 // and read the diff.
 
@@ -45,28 +45,27 @@ type lateRecord struct {
 	window     state.WindowKey
 }
 
-// harness drives one task (partition 0) of a pipeline the way App does,
-// without Kafka:
+// harness drives one Task (partition 0) of a pipeline through the
+// engine's API, as the shell does, without Kafka:
 //
-//   - record: App.processAgg after decoding (lastArrival, aggInputs,
-//     aggregate, arrivalSTime, closeWindows);
-//   - advanceWall: App.punctuate (idleAdvance, closeWindows);
-//   - commit: the task's part of App.commitLocked (emit=update results of
-//     dirty windows, then TaskStore.Commit of the dirty rows and the
-//     checkpoint);
-//   - restart: a process restart from local state (reopen Pebble, newTask
-//     from the stored checkpoint, rebuildIndex), without a changelog.
+//   - record: Task.Process of a decoded record;
+//   - advanceWall: Task.Punctuate;
+//   - commit: Task.Flush, then TaskStore.Commit of the changes and the
+//     checkpoint, then Task.Flushed;
+//   - restart: a process restart from local state (reopen Pebble, NewTask
+//     from the stored checkpoint, Rebuild, LoadAlerts), without a changelog.
 type harness struct {
 	tb  testing.TB
 	dir string
-	p   *pipeline
+	p   *Pipeline
 	db  *state.DB
-	t   *task
+	t   *Task
 	now time.Time // the injected wall clock
-	ins []aggInput
+	fx  Effects
+	off int64 // next input offset
 
 	out     []string // what happened, one line per event, for scenarios
-	emitted []result
+	emitted []Result
 	late    []lateRecord
 	dlq     int
 	alerts  []Alert // published alert transitions, in order
@@ -77,7 +76,7 @@ func newHarness(tb testing.TB, specYAML string) (*harness, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := newPipeline(spec)
+	p, err := NewPipeline(spec)
 	if err != nil {
 		return nil, err
 	}
@@ -116,8 +115,11 @@ func (h *harness) open() error {
 	if err != nil {
 		return err
 	}
-	h.t = newTask(0, ts, cp, h.now)
-	return h.t.rebuildIndex(h.p)
+	h.t = NewTask(h.p, ts, cp, h.now)
+	if err := h.t.Rebuild(true); err != nil {
+		return err
+	}
+	return h.t.LoadAlerts()
 }
 
 func (h *harness) restart() error {
@@ -133,127 +135,126 @@ func (h *harness) printf(format string, args ...any) {
 	h.out = append(h.out, fmt.Sprintf(format, args...))
 }
 
-// record processes one decoded record as App.processAgg does.
+// groupKey is the shell's grouping key (a JSON array of the key fields as
+// strings), built independently of processor.groupKey.
+func groupKey(fields map[string]any, keyFields []string) (string, string, error) {
+	parts := make([]string, len(keyFields))
+	for i, f := range keyFields {
+		v, ok := KeyString(fields[f])
+		if !ok {
+			return "", f, errors.New("missing or null")
+		}
+		parts[i] = v
+	}
+	b, err := json.Marshal(parts)
+	return string(b), "", err
+}
+
+// record processes one decoded record through Task.Process, as the shell
+// does after the stateless steps.
 func (h *harness) record(fields map[string]any, ts int64) error {
-	h.t.lastArrival = h.now
+	in := state.SourcePartition{Topic: "in", Partition: 0}
+	rec := Record{Input: in, Offset: h.off, Source: in, SourceOffset: h.off, Time: ts, Fields: fields}
+	h.off++
 	key, field, err := groupKey(fields, h.p.spec.Key)
 	if err != nil {
-		h.dlq++
-		h.printf("dead-letter ts=%s class=%s field=%s: %v", fmtClock(ts), ErrMissingKey, field, err)
-		return nil
+		rec.Reject = &Reject{Class: ErrMissingKey, Field: field, Err: err}
 	}
-	ins, field, err := h.p.aggInputs(fields, h.ins)
-	h.ins = ins
-	if err != nil {
-		class := ErrAggregateField
-		if errors.Is(err, ErrExpression) {
-			class = ErrExpression
+	rec.Key = key
+	if err := h.t.Process(rec, h.now, &h.fx); err != nil {
+		return err
+	}
+	if dl := h.fx.DeadLetter; dl != nil {
+		h.dlq++
+		if dl.Class == ErrMissingKey {
+			h.printf("dead-letter ts=%s class=%s field=%s: %v", fmtClock(ts), dl.Class, dl.Field, dl.Err)
+		} else {
+			h.printf("dead-letter %s ts=%s class=%s field=%s: %v", h.fmtKey(key), fmtClock(ts), dl.Class, dl.Field, dl.Err)
 		}
-		h.dlq++
-		h.printf("dead-letter %s ts=%s class=%s field=%s: %v", h.fmtKey(key), fmtClock(ts), class, field, err)
 		return nil
 	}
-	if al := h.p.alerts; al != nil {
-		al.onRecord(h.t, key, ts, h.onAlert)
+	if l := h.fx.Late; l != nil {
+		h.late = append(h.late, lateRecord{key: key, ts: ts, stream: l.StreamTime, window: l.Window})
+		h.printf("late %s ts=%s window=%s stream-time=%s", h.fmtKey(key), fmtClock(l.EventTime), h.fmtWindow(l.Window), fmtClock(l.StreamTime))
 	}
-	late, err := h.p.aggregate(h.t, key, ts, ins)
-	if err != nil {
-		return err
-	}
-	h.t.arrivalSTime = h.t.streamTime
-	if late != nil {
-		h.late = append(h.late, lateRecord{key: key, ts: ts, stream: h.t.streamTime, window: late.window})
-		h.printf("late %s ts=%s window=%s stream-time=%s", h.fmtKey(key), fmtClock(ts), h.fmtWindow(late.window), fmtClock(h.t.streamTime))
-	}
-	if err := h.p.closeWindows(h.t, h.onEmit); err != nil {
-		return err
-	}
-	if al := h.p.alerts; al != nil {
-		al.checkDue(h.t, h.t.streamTime, h.onAlert)
-	}
+	h.effects(true)
 	return nil
 }
 
-// onAlert records a published transition as App.publishAlert does.
-func (h *harness) onAlert(ev alertEvent) {
-	a := h.p.alerts.alert(ev)
-	if _, err := h.p.alerts.encode(a); err != nil {
-		h.tb.Errorf("encode alert: %v", err)
+// effects records h.fx's alerts and results as the shell publishes them.
+// The engine evaluates a closed window's alert rules before it returns the
+// result, so in a scenario alerts print first.
+func (h *harness) effects(final bool) {
+	for _, tr := range h.fx.Alerts {
+		h.alerts = append(h.alerts, tr.Alert)
+		h.printf("alert %s %s %s at=%s", tr.Alert.Rule, tr.Alert.State, h.fmtKey(tr.Key), fmtClock(tr.At))
 	}
-	h.alerts = append(h.alerts, a)
-	h.printf("alert %s %s %s at=%s", a.Rule, a.State, h.fmtKey(ev.key), fmtClock(ev.at))
+	for _, r := range h.fx.Results {
+		if r.Final != final {
+			h.tb.Errorf("result for %v: final=%v, want %v", r.Window, r.Final, final)
+		}
+		if r.Silent {
+			continue
+		}
+		// The row belongs to the store's cache, which the next change may
+		// reuse: keep a copy, as the shell keeps the encoded bytes.
+		r.Row = r.Row.Clone()
+		if final {
+			h.emitted = append(h.emitted, r)
+			h.printf("emit %s", h.fmtResult(r))
+		} else {
+			h.printf("update %s", h.fmtResult(r))
+		}
+	}
 }
 
-func (h *harness) onEmit(r result) {
-	if !r.final {
-		h.tb.Errorf("closeWindows emitted a non-final result for %v", r.wk)
-	}
-	if h.p.alerts != nil {
-		h.p.alerts.onWindow(h.p, h.t, r.wk, r.row, h.onAlert)
-	}
-	if r.silent {
-		return
-	}
-	// The row belongs to the store's cache, which the next change may
-	// reuse: keep a copy, as App keeps the encoded bytes.
-	r.row = r.row.Clone()
-	h.emitted = append(h.emitted, r)
-	h.printf("emit %s", h.fmtResult(r))
-}
-
-// advanceWall moves the wall clock and punctuates, as App.punctuate does.
+// advanceWall moves the wall clock and punctuates, as the shell does.
 func (h *harness) advanceWall(d time.Duration) error {
 	h.now = h.now.Add(d)
-	if h.p.idleAdvance(h.t, h.now) {
-		h.printf("idle: stream-time advanced to %s", fmtClock(h.t.streamTime))
-	}
-	if err := h.p.closeWindows(h.t, h.onEmit); err != nil {
+	before := h.t.streamTime
+	if err := h.t.Punctuate(h.now, &h.fx); err != nil {
 		return err
 	}
-	if al := h.p.alerts; al != nil {
-		al.checkDue(h.t, h.t.streamTime, h.onAlert)
-		al.checkQuiet(h.p, h.t, h.t.streamTime, h.onAlert)
+	if h.t.streamTime != before {
+		h.printf("idle: stream-time advanced to %s", fmtClock(h.t.streamTime))
 	}
+	h.effects(true)
 	return nil
 }
 
-// commit flushes the task as App.commitLocked does, without Kafka.
+// close closes the windows due at the current stream time.
+func (h *harness) close() error {
+	h.fx.reset()
+	if err := h.t.CloseDue(&h.fx); err != nil {
+		return err
+	}
+	h.effects(true)
+	return nil
+}
+
+// commit flushes the task as the shell's commit does, with Pebble standing
+// in for the changelog.
 func (h *harness) commit() error {
 	t := h.t
-	if h.p.emitUpdate {
-		wks := make([]state.WindowKey, 0, len(t.dirtyEmit))
-		for wk := range t.dirtyEmit {
-			wks = append(wks, wk)
-		}
-		slices.SortFunc(wks, cmpWindowKey)
-		for _, wk := range wks {
-			row, err := t.store.Get(wk)
-			if err != nil {
-				return err
-			}
-			if row != nil {
-				h.printf("update %s", h.fmtResult(result{wk: wk, row: row}))
-			}
-		}
-		clear(t.dirtyEmit)
+	changes, ok, err := t.Flush(&h.fx)
+	if err != nil {
+		return err
 	}
-	if h.p.alerts != nil {
-		h.p.alerts.flush(t)
+	h.effects(false)
+	if !ok {
+		changes = nil
 	}
-	changes := t.store.Dirty()
 	puts := 0
 	for _, ch := range changes {
 		if ch.Value != nil {
 			puts++
 		}
 	}
-	t.flushSeq++
-	cp := t.checkpoint()
+	cp := t.Checkpoint()
 	if err := t.store.Commit(changes, cp); err != nil {
 		return err
 	}
-	t.cp = cp
-	t.changed = false
+	t.Flushed()
 	h.printf("commit: %d rows written, %d deleted", puts, len(changes)-puts)
 	return nil
 }
@@ -291,7 +292,7 @@ func (h *harness) showState() {
 			h.printf("open %s %s: no row (%v)", h.fmtKey(wk.Key), h.fmtWindow(wk), err)
 			continue
 		}
-		h.printf("open %s", h.fmtResult(result{wk: wk, row: row}))
+		h.printf("open %s", h.fmtResult(Result{Window: wk, Row: row}))
 	}
 	st := h.stored()
 	if len(st) == 0 {
@@ -374,13 +375,13 @@ func (h *harness) fmtWindow(wk state.WindowKey) string {
 
 // fmtResult renders a result: key, window, then each aggregate (exact,
 // except percentiles: 4 significant digits of the sketch's estimate).
-func (h *harness) fmtResult(r result) string {
+func (h *harness) fmtResult(r Result) string {
 	var b strings.Builder
-	b.WriteString(h.fmtKey(r.wk.Key))
+	b.WriteString(h.fmtKey(r.Window.Key))
 	b.WriteByte(' ')
-	b.WriteString(h.fmtWindow(r.wk))
+	b.WriteString(h.fmtWindow(r.Window))
 	for i, a := range h.p.spec.Aggregates {
-		v, ok := r.row.Value(i)
+		v, ok := r.Row.Value(i)
 		s := "null"
 		switch {
 		case !ok:
@@ -454,7 +455,7 @@ func (h *harness) run(line string) error {
 		}
 		return h.advanceWall(d)
 	case "close":
-		return h.p.closeWindows(h.t, h.onEmit)
+		return h.close()
 	case "commit":
 		return h.commit()
 	case "restart":
@@ -698,11 +699,11 @@ func TestRetentionBounded(t *testing.T) {
 			total := 0.0
 			seen := make(map[state.WindowKey]bool)
 			for _, r := range h.emitted {
-				if seen[r.wk] {
-					t.Errorf("window %v emitted twice", r.wk)
+				if seen[r.Window] {
+					t.Errorf("window %v emitted twice", r.Window)
 				}
-				seen[r.wk] = true
-				n, _ := r.row.Value(0)
+				seen[r.Window] = true
+				n, _ := r.Row.Value(0)
 				total += n
 			}
 			// In update mode a window has a result at close only if it
@@ -787,7 +788,7 @@ func TestTimeWindowsMatchModel(t *testing.T) {
 
 				st = max(st, ts)
 				var starts []int64
-				for s := floorDiv(ts, advance) * advance; s+size > ts; s -= advance {
+				for s := topology.FloorDiv(ts, advance) * advance; s+size > ts; s -= advance {
 					starts = append([]int64{s}, starts...)
 				}
 				counted := false
@@ -817,9 +818,9 @@ func TestTimeWindowsMatchModel(t *testing.T) {
 
 			var got, gotLate []string
 			for _, r := range h.emitted {
-				n, _ := r.row.Value(0)
-				sum, _ := r.row.Value(1)
-				got = append(got, fmt.Sprintf("%s [%d,%d) n=%g sum=%g", h.fmtKey(r.wk.Key)[2:], r.wk.Start-base, r.wk.End-base, n, sum))
+				n, _ := r.Row.Value(0)
+				sum, _ := r.Row.Value(1)
+				got = append(got, fmt.Sprintf("%s [%d,%d) n=%g sum=%g", h.fmtKey(r.Window.Key)[2:], r.Window.Start-base, r.Window.End-base, n, sum))
 			}
 			j := 0
 			for _, l := range h.late {
@@ -888,9 +889,9 @@ func sessionRun(t *testing.T, recs []modelRecord, gap, grace time.Duration) (res
 	h.closeAll()
 	h.checkEmpty()
 	for _, r := range h.emitted {
-		n, _ := r.row.Value(0)
-		sum, _ := r.row.Value(1)
-		results = append(results, fmt.Sprintf("%s [%d,%d] n=%g sum=%g", h.fmtKey(r.wk.Key)[2:], r.wk.Start, r.wk.End, n, sum))
+		n, _ := r.Row.Value(0)
+		sum, _ := r.Row.Value(1)
+		results = append(results, fmt.Sprintf("%s [%d,%d] n=%g sum=%g", h.fmtKey(r.Window.Key)[2:], r.Window.Start, r.Window.End, n, sum))
 	}
 	slices.Sort(results)
 	return results, len(h.late)
@@ -960,7 +961,7 @@ func TestSessionMergeMatchesDirectRow(t *testing.T) {
 	if len(h.emitted) != 1 {
 		t.Fatalf("%d results, want 1", len(h.emitted))
 	}
-	got := h.emitted[0].row
+	got := h.emitted[0].Row
 	for i, a := range h.p.spec.Aggregates {
 		gv, gok := got.Value(i)
 		dv, dok := direct.Value(i)
@@ -1029,17 +1030,22 @@ output: {topic: out}
 	}
 }
 
-// TestIdleAdvanceNoRecords: a task that never received a record moves
-// with the wall clock only after the idle timeout, and nothing is emitted.
+// TestIdleAdvanceNoRecords: idle advance moves stream time with the wall
+// clock only after the idle timeout; but Punctuate leaves a task that never
+// received a record (and has no window) at stream time zero, and nothing is
+// emitted.
 func TestIdleAdvanceNoRecords(t *testing.T) {
 	h := mustHarness(t, specYAML("{type: tumbling, size: 1s}", "idle_timeout: 10s\n"))
-	if moved := h.p.idleAdvance(h.t, h.now.Add(5*time.Second)); moved || h.t.streamTime != 0 {
+	if err := h.t.Punctuate(h.now.Add(20*time.Second), &h.fx); err != nil || h.t.streamTime != 0 || len(h.fx.Results) != 0 {
+		t.Errorf("Punctuate without records: %v, stream time %d, %d results; want 0, none", err, h.t.streamTime, len(h.fx.Results))
+	}
+	if moved := h.t.idleAdvance(h.now.Add(5 * time.Second)); moved || h.t.streamTime != 0 {
 		t.Errorf("after 5s: moved=%v stream time %d, want no move", moved, h.t.streamTime)
 	}
-	if moved := h.p.idleAdvance(h.t, h.now.Add(20*time.Second)); !moved || h.t.streamTime != 20_000 {
+	if moved := h.t.idleAdvance(h.now.Add(20 * time.Second)); !moved || h.t.streamTime != 20_000 {
 		t.Errorf("after 20s: moved=%v stream time %d, want 20000", moved, h.t.streamTime)
 	}
-	if err := h.p.closeWindows(h.t, h.onEmit); err != nil || len(h.emitted) != 0 {
-		t.Errorf("closeWindows: %v, %d results; want none", err, len(h.emitted))
+	if err := h.close(); err != nil || len(h.emitted) != 0 {
+		t.Errorf("close: %v, %d results; want none", err, len(h.emitted))
 	}
 }

@@ -1,4 +1,4 @@
-package processor
+package engine
 
 // Tests of the alert rules on the harness of task_test.go: records go
 // through the same steps as in App (onRecord, aggregate, closeWindows with
@@ -6,7 +6,6 @@ package processor
 // transition is collected in h.alerts.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"maps"
@@ -16,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -422,7 +420,7 @@ func TestAlertSpecErrors(t *testing.T) {
 // The alert record shown in docs/alerting.md has exactly the fields eddy
 // writes.
 func TestAlertingDocRecord(t *testing.T) {
-	doc, err := os.ReadFile("../docs/alerting.md")
+	doc, err := os.ReadFile("../../docs/alerting.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -440,56 +438,6 @@ func TestAlertingDocRecord(t *testing.T) {
 	_ = json.Unmarshal(b, &real)
 	if got, want := slices.Sorted(maps.Keys(shown)), slices.Sorted(maps.Keys(real)); !slices.Equal(got, want) {
 		t.Errorf("documented fields %v, eddy writes %v", got, want)
-	}
-}
-
-// Alerts in Avro: AlertSchema parses, every published transition encodes
-// with it, and decoding gives back the same values.
-func TestAlertAvroRoundTrip(t *testing.T) {
-	h := mustHarness(t, alertBase+`alerts:
-  rules:
-    - {name: errors-high, kind: threshold, condition: errors > 5, runbook_url: https://r.example}
-    - {name: quiet, kind: absence, for: 20s}
-`)
-	parsed, err := schema.ParseSchema(AlertSchema)
-	if err != nil {
-		t.Fatalf("AlertSchema: %v", err)
-	}
-	s := &schema.Schema{ID: 9, Subject: "alerting-alerts-value", Text: AlertSchema, Avro: parsed}
-	enc, err := schema.NewEncoderFor(s)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.p.alerts.enc = enc
-	start := clock("12:00:00")
-	h.window("/a", start, 10, 8)
-	h.window("/b", start+10_000, 10, 0)
-	h.window("/b", start+20_000, 10, 0)
-	h.window("/b", start+30_000, 10, 0)
-	if err := h.advanceWall(0); err != nil {
-		t.Fatal(err)
-	}
-	if len(h.alerts) < 3 {
-		t.Fatalf("transitions %q, want errors-high firing, resolved and quiet firing", transitions(h))
-	}
-	dec := schema.NewDecoder(&fakeRegistry{byID: map[int]*schema.Schema{9: s}})
-	for _, a := range h.alerts {
-		b, err := h.p.alerts.encode(a)
-		if err != nil {
-			t.Fatalf("encode %+v: %v", a, err)
-		}
-		m, err := dec.Decode(context.Background(), b)
-		if err != nil {
-			t.Fatalf("decode: %v", err)
-		}
-		at, _ := time.Parse(timeLayout, a.At)
-		if m["rule"] != a.Rule || m["state"] != a.State || m["summary"] != a.Summary ||
-			!m["at"].(time.Time).Equal(at) || fmt.Sprint(m["key"]) != fmt.Sprint(map[string]any{"endpoint": a.Key["endpoint"]}) {
-			t.Errorf("decoded %v, want %+v", m, a)
-		}
-		if (a.Value == nil) != (m["value"] == nil) || (a.WindowStart == nil) != (m["window_start"] == nil) {
-			t.Errorf("nullable fields: decoded %v, want %+v", m, a)
-		}
 	}
 }
 

@@ -1,0 +1,29 @@
+// Package engine is eddy's pure per-partition engine: one Task is one
+// partition's windows, aggregation, time and alert rules. Records and a
+// wall clock go in (Task.Process, Task.Punctuate), effects come out as plain
+// values (window results, late records, dead letters, alert transitions),
+// and Task.Flush hands over the state changes to make durable. It imports
+// nothing from Kafka (TestNoKafkaImports), starts no goroutines and calls
+// nothing back: the shell, package processor, owns I/O, the consumer
+// group and the commit protocol.
+//
+// Ownership: a Task is used by one goroutine at a time, and owns its
+// state.TaskStore while it lives. A Pipeline is immutable and shared.
+// Effects belong to the caller and are valid until its next call.
+//
+// Files:
+//   - pipeline.go: Pipeline, the compiled spec; aggregate inputs; the
+//     dead-letter classes.
+//   - effects.go: Record (input), Effects and their parts (output).
+//   - task.go: Task: stream time, idle advance, duplicate detection,
+//     Process, Punctuate, Flush, Checkpoint.
+//   - window.go: window assignment (topology.WindowRule's arithmetic),
+//     session merging, the open-window index and closing.
+//   - alerts.go: the alert rules' state machines and their persisted
+//     state, and the rendering of transitions (Alert). It is over 600
+//     lines: the four rule kinds share one state type and one persistence,
+//     and splitting them would scatter that invariant; see its header.
+//
+// Window arithmetic and the close rule are topology's (WindowRule), shared
+// with eddy describe.
+package engine
