@@ -57,9 +57,6 @@ func newPipeline(spec *topology.Spec) (*pipeline, error) {
 	if spec.Source.Format == topology.FormatAvro {
 		p.dec = nil // set by bindSchemas, which needs the registry
 	}
-	if spec.Source.KeyedByGroupKey && len(spec.Source.Topics) > 1 {
-		return nil, fmt.Errorf("source.keyed_by_group_key: supported with one source topic only (got %d); leave it false to repartition", len(spec.Source.Topics))
-	}
 	return p, nil
 }
 
