@@ -27,7 +27,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -73,8 +72,6 @@ type alertEngine struct {
 	win      topology.WindowRule
 }
 
-var thresholdRE = regexp.MustCompile(`^\s*(>=|>|<=|<|==)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)`)
-
 func newAlertEngine(spec *topology.Spec, win topology.WindowRule) (*alertEngine, error) {
 	if spec.Alerts == nil || len(spec.Alerts.Rules) == 0 {
 		return nil, nil
@@ -100,14 +97,8 @@ func newAlertEngine(spec *topology.Spec, win topology.WindowRule) (*alertEngine,
 		}
 		if r.cond != nil && rs.Value != "" {
 			// "value > 500" names a threshold to report with the alert.
-			src := rs.Condition
-			for _, loc := range regexp.MustCompile(`\b`+regexp.QuoteMeta(rs.Value)+`\b`).FindAllStringIndex(src, -1) {
-				if m := thresholdRE.FindStringSubmatch(src[loc[1]:]); m != nil {
-					if v, err := strconv.ParseFloat(m[2], 64); err == nil {
-						r.threshold = &v
-						break
-					}
-				}
+			if v, ok := r.cond.Threshold(rs.Value); ok {
+				r.threshold = &v
 			}
 		}
 		t, err := rs.ParseSummary()
