@@ -331,7 +331,9 @@ func (d *describer) windowExample() string {
 			half = half.Truncate(time.Millisecond)
 		}
 		t2 := t.Add(half)
-		closes := t2.Add(w.Gap + w.Grace)
+		// The session closes when stream time reaches CloseTime, that is
+		// once it passes the instant before.
+		closes := fromMillis(w.Rule().CloseTime(t.UnixMilli(), t2.UnixMilli()) - 1)
 		return example + fmt.Sprintf("records for one key at %s and %s (%s apart, within the %s gap) form one session "+
 			"[%s, %s]; a record for that key after %s (more than %s after %s) starts a new session. "+
 			"The session [%s, %s] closes when stream time passes %s (its last record plus the %s gap%s); "+
