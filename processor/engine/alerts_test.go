@@ -223,7 +223,7 @@ func TestAlertAbsence(t *testing.T) {
 		wantTransitions(t, h,
 			"traffic-stopped firing /a 12:00:38", "traffic-stopped firing /b 12:00:40",
 			"traffic-stopped resolved /a 12:02:08", "traffic-stopped resolved /b 12:02:10")
-		if n := len(h.t.alerts.states); n != 0 {
+		if n := len(h.t.alerts.Keys()); n != 0 {
 			t.Errorf("%d absence states kept after forget_after, want 0", n)
 		}
 	})
@@ -256,7 +256,7 @@ func TestAlertStateSurvivesRestart(t *testing.T) {
 	if err := h.restart(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(h.t.alerts.states); n != 3 {
+	if n := len(h.t.alerts.Keys()); n != 3 {
 		t.Errorf("restored %d alert states, want 3 (errors-high /a, absence /a and /c)", n)
 	}
 	h.window("/a", start+50_000, 20, 10) // still firing: nothing new
@@ -290,11 +290,11 @@ func TestAlertDeviationEWMA(t *testing.T) {
 		t.Fatalf("transitions %q, want firing and resolved", transitions(h))
 	}
 	f, r := h.alerts[0], h.alerts[1]
-	if f.State != alertFiring || *f.Value != 100 || f.Baseline == nil || f.StdDev == nil {
+	if f.State != "firing" || *f.Value != 100 || f.Baseline == nil || f.StdDev == nil {
 		t.Errorf("firing: %+v", f)
 	}
 	// The spike is the 33rd window ([12:05:20, 12:05:30)).
-	if f.At != "2025-06-02T12:05:30.000Z" || r.State != alertResolved || r.At != "2025-06-02T12:05:40.000Z" {
+	if f.At != "2025-06-02T12:05:30.000Z" || r.State != "resolved" || r.At != "2025-06-02T12:05:40.000Z" {
 		t.Errorf("firing at %s, resolved %s at %s; want 12:05:30 and 12:05:40", f.At, r.State, r.At)
 	}
 	if *f.Baseline < 10 || *f.Baseline > 13 {
@@ -452,14 +452,14 @@ func TestAlertDeviationForgetsQuietKeys(t *testing.T) {
 	for i := range 5 {
 		h.window("/a", start+int64(i)*10_000, 5, 0)
 	}
-	if n := len(h.t.alerts.states); n != 1 {
+	if n := len(h.t.alerts.Keys()); n != 1 {
 		t.Fatalf("%d deviation states, want 1", n)
 	}
 	for i := 5; i < 14; i++ { // /a silent; its last window ended 12:00:50
 		h.window("/b", start+int64(i)*10_000, 5, 0)
 	}
-	for id := range h.t.alerts.states {
-		if id.key == `["/a"]` {
+	for _, key := range h.t.alerts.Keys() {
+		if key == `["/a"]` {
 			t.Errorf("the baseline of /a is kept 1m after its last window")
 		}
 	}
@@ -469,7 +469,7 @@ func TestAlertDeviationForgetsQuietKeys(t *testing.T) {
 	if err := h.restart(); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(h.t.alerts.states); n != 1 {
+	if n := len(h.t.alerts.Keys()); n != 1 {
 		t.Errorf("after restart: %d deviation states, want 1 (/b)", n)
 	}
 }

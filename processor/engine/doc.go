@@ -14,15 +14,21 @@
 // Files:
 //   - pipeline.go: Pipeline, the compiled spec; aggregate inputs; the
 //     dead-letter classes.
+//   - main_test.go: TestNoKafkaImports (go list -deps) and goleak.
+//   - task_test.go, testdata/windows/*.txt: data-driven scenarios run
+//     through Process, Punctuate and Flush; alerts_test.go the alert rules
+//     through the same harness.
 //   - effects.go: Record (input), Effects and their parts (output).
 //   - task.go: Task: stream time, idle advance, duplicate detection,
 //     Process, Punctuate, Flush, Checkpoint.
 //   - window.go: window assignment (topology.WindowRule's arithmetic),
 //     session merging, the open-window index and closing.
-//   - alerts.go: the alert rules' state machines and their persisted
-//     state, and the rendering of transitions (Alert). It is over 600
-//     lines: the four rule kinds share one state type and one persistence,
-//     and splitting them would scatter that invariant; see its header.
+//   - alert/ (package alert): the alert rules, behind a narrow interface
+//     (alert.State: OnRecord, OnWindowClosed, Due, Tick, Load, Flush,
+//     Dirty) that knows nothing of tasks or pipelines. A Task owns one
+//     State and feeds it; its persisted form is aux entries of the task's
+//     store (the store format is unchanged: they are still encoded in the
+//     window key space behind state.AuxPrefix).
 //
 // Window arithmetic and the close rule are topology's (WindowRule), shared
 // with eddy describe.

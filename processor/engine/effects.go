@@ -1,6 +1,9 @@
 package engine
 
-import "github.com/eddy-streams/eddy/state"
+import (
+	"github.com/eddy-streams/eddy/processor/engine/alert"
+	"github.com/eddy-streams/eddy/state"
+)
 
 // Record is one record of the aggregation input, as the shell hands it to
 // Task.Process: decoded, with the stateless steps (event time, filter,
@@ -55,11 +58,18 @@ type Late struct {
 }
 
 // AlertTransition is one alert to publish (firing or resolved).
-type AlertTransition struct {
-	Alert Alert
-	Key   string // the grouping key, as stored
-	At    int64  // stream time of the transition, ms
-}
+type AlertTransition = alert.Transition
+
+// Alert is one published alert transition, rendered.
+type Alert = alert.Alert
+
+// FormatTime renders ms as eddy writes times in headers and alerts.
+func FormatTime(ms int64) string { return alert.FormatTime(ms) }
+
+// TimeLayout is the layout of FormatTime.
+const TimeLayout = alert.TimeLayout
+
+const timeLayout = TimeLayout
 
 // Effects is what one call of Process, Punctuate or Flush asks the shell
 // to do, in order within each kind. The engine reuses the slices: the

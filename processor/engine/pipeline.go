@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/eddy-streams/eddy/processor/engine/alert"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -32,7 +33,7 @@ type Pipeline struct {
 	spec     *topology.Spec
 	compiled *topology.Compiled
 	aggSpecs []state.AggSpec
-	alerts   *alertEngine // nil without alert rules
+	alerts   *alert.Rules // nil without alert rules
 
 	win        topology.WindowRule
 	emitUpdate bool
@@ -53,7 +54,7 @@ func NewPipeline(spec *topology.Spec) (*Pipeline, error) {
 		win:        spec.Window.Rule(),
 		emitUpdate: spec.Emit == "update",
 	}
-	if p.alerts, err = newAlertEngine(spec, p.win); err != nil {
+	if p.alerts, err = alert.New(spec, p.win); err != nil {
 		return nil, err
 	}
 	for _, a := range spec.Aggregates {

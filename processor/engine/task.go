@@ -24,6 +24,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/eddy-streams/eddy/processor/engine/alert"
 	"github.com/eddy-streams/eddy/state"
 )
 
@@ -55,7 +56,7 @@ type Task struct {
 	flushSeq  uint64
 	changed   bool // processed input since the last flush
 
-	alerts *taskAlerts // alert rules' state (alerts.go); nil without rules
+	alerts *alert.State // alert rules' state; nil without rules
 
 	startsBuf []int64 // scratch
 	insBuf    []aggInput
@@ -84,7 +85,7 @@ func NewTask(p *Pipeline, store *state.TaskStore, cp state.Checkpoint, now time.
 		t.upstream[k] = v
 	}
 	if p.alerts != nil {
-		t.alerts = newTaskAlerts()
+		t.alerts = p.alerts.NewState()
 	}
 	return t
 }
@@ -160,7 +161,7 @@ func (t *Task) Process(rec Record, now time.Time, fx *Effects) error {
 		return nil
 	}
 	if t.alerts != nil {
-		t.p.alerts.onRecord(t, rec.Key, rec.Time, fx)
+		fx.Alerts = t.alerts.OnRecord(fx.Alerts, rec.Key, rec.Time, t.streamTime) // stream time before this record
 	}
 	late, err := t.aggregate(rec.Key, rec.Time, ins)
 	if err != nil {
@@ -178,7 +179,7 @@ func (t *Task) Process(rec Record, now time.Time, fx *Effects) error {
 		return err
 	}
 	if t.alerts != nil {
-		t.p.alerts.checkDue(t, t.streamTime, fx)
+		fx.Alerts = t.alerts.Due(fx.Alerts, t.streamTime)
 	}
 	return nil
 }
@@ -204,8 +205,7 @@ func (t *Task) CloseDue(fx *Effects) error {
 		return err
 	}
 	if t.alerts != nil {
-		t.p.alerts.checkDue(t, t.streamTime, fx)
-		t.p.alerts.checkQuiet(t, t.streamTime, fx)
+		fx.Alerts = t.alerts.Tick(fx.Alerts, t.streamTime)
 	}
 	return nil
 }
@@ -219,7 +219,7 @@ func (t *Task) CloseDue(fx *Effects) error {
 func (t *Task) Flush(fx *Effects) (changes []state.Change, ok bool, err error) {
 	fx.reset()
 	if t.alerts != nil {
-		t.p.alerts.flush(t)
+		t.alerts.Flush(t.store)
 	}
 	changes = t.store.Dirty()
 	if len(changes) == 0 && !t.changed {
@@ -336,4 +336,22 @@ func (h *int64Heap) Pop() any {
 	x := old[len(old)-1]
 	*h = old[:len(old)-1]
 	return x
+}
+
+// LoadAlerts reads the task's alert state back from its store (after
+// restore or an aborted transaction). Without alert rules it does nothing.
+func (t *Task) LoadAlerts() error {
+	if t.alerts == nil {
+		return nil
+	}
+	return t.alerts.Load(t.store)
+}
+
+// FiringAlerts returns the task's firing alerts, rendered (to re-send to
+// Alertmanager after a restore).
+func (t *Task) FiringAlerts() []Alert {
+	if t.alerts == nil {
+		return nil
+	}
+	return t.alerts.Firing()
 }

@@ -180,7 +180,7 @@ func (t *Task) closeWindows(fx *Effects) error {
 				// changed since the last flush: alerts still see it close.
 				_, dirty := t.dirtyEmit[wk]
 				if t.alerts != nil {
-					t.p.alerts.onWindow(t, wk, row, fx)
+					fx.Alerts = t.alerts.OnWindowClosed(fx.Alerts, wk, row)
 				}
 				fx.Results = append(fx.Results, Result{Window: wk, Row: row, Final: true, Silent: t.p.emitUpdate && !dirty})
 			}

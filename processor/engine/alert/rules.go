@@ -1,7 +1,18 @@
-package engine
+// Package alert evaluates a pipeline's alert rules on one task's stream:
+// window closes, record arrivals and stream time in, transitions out. It
+// knows nothing of tasks, pipelines or Kafka (State's methods in state.go
+// are its whole interface).
+package alert
 
 // Alerts: rules evaluated on window results and record arrivals
 // (docs/alerting.md).
+//
+// Files: state.go (the interface: OnRecord, OnWindowClosed, Due, Tick,
+// Load, Flush, Dirty, Firing), rules.go (compiled rules and the state
+// machines of the three kinds), persist.go (the stored form), render.go
+// (Alert and its summary). rules.go is a little over 600 lines: the
+// threshold, deviation and absence machines share alertState, the due
+// heap and missWindows, and read best side by side.
 //
 // Each rule keeps per-key state in the task's store as aux entries (state
 // package), so it reaches the changelog and Pebble with the windows, in the
@@ -22,16 +33,12 @@ package engine
 //     fires even if no record arrives at all.
 
 import (
-	"bytes"
 	"container/heap"
 	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
-	"strconv"
-	"strings"
 	"text/template"
-	"time"
 
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
@@ -58,7 +65,11 @@ type alertRule struct {
 	bucketMs  int64
 }
 
-type alertEngine struct {
+type alertEngine = Rules
+
+// Rules are a pipeline's compiled alert rules: immutable, shared by the
+// States of every task.
+type Rules struct {
 	spec     *topology.Spec
 	rules    []*alertRule
 	byName   map[string]*alertRule
@@ -72,7 +83,8 @@ type alertEngine struct {
 	win      topology.WindowRule
 }
 
-func newAlertEngine(spec *topology.Spec, win topology.WindowRule) (*alertEngine, error) {
+// New compiles the alert rules of spec; nil (and no error) without rules.
+func New(spec *topology.Spec, win topology.WindowRule) (*Rules, error) {
 	if spec.Alerts == nil || len(spec.Alerts.Rules) == 0 {
 		return nil, nil
 	}
@@ -194,9 +206,12 @@ func (h *dueHeap) Pop() any {
 	return x
 }
 
-// taskAlerts is the alert state of one task, all in memory; changes are
-// queued to the store at flush.
-type taskAlerts struct {
+// State is the alert state of one task (partition), all in memory;
+// changes are queued to the task's store at Flush. One goroutine at a
+// time uses a State.
+type State struct {
+	e          *alertEngine
+	out        []Transition // transitions of the current call
 	states     map[alertID]*alertState
 	slots      map[slotID]*slotStats
 	dirty      map[alertID]struct{}
@@ -206,8 +221,9 @@ type taskAlerts struct {
 	active     map[alertID]struct{}
 }
 
-func newTaskAlerts() *taskAlerts {
-	return &taskAlerts{
+func (e *alertEngine) NewState() *State {
+	return &State{
+		e:          e,
 		states:     make(map[alertID]*alertState),
 		slots:      make(map[slotID]*slotStats),
 		dirty:      make(map[alertID]struct{}),
@@ -217,7 +233,7 @@ func newTaskAlerts() *taskAlerts {
 	}
 }
 
-func (ta *taskAlerts) schedule(id alertID, at int64) {
+func (ta *State) schedule(id alertID, at int64) {
 	if q, ok := ta.queued[id]; ok && q <= at {
 		return
 	}
@@ -241,91 +257,9 @@ type alertEvent struct {
 	partition int32
 }
 
-// aux ids: AuxPrefix rule AuxPrefix key [AuxPrefix slot]
-func (e *alertEngine) auxID(id alertID) string {
-	return state.AuxPrefix + e.rules[id.rule].spec.Name + state.AuxPrefix + id.key
-}
-
-func (e *alertEngine) slotAuxID(id slotID) string {
-	return state.AuxPrefix + e.rules[id.rule].spec.Name + state.AuxPrefix + id.key + state.AuxPrefix + strconv.FormatInt(id.slot, 10)
-}
-
-// load reads the task's alert state back from its store (after restore or
-// an aborted transaction). State of rules no longer in the spec is deleted.
-func (e *alertEngine) load(t *Task) error {
-	ta := newTaskAlerts()
-	t.alerts = ta
-	return t.store.ScanAux(func(id string, v []byte) error {
-		parts := strings.Split(id[len(state.AuxPrefix):], state.AuxPrefix)
-		if len(parts) < 2 {
-			return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
-		}
-		r := e.byName[parts[0]]
-		if r == nil {
-			t.store.DeleteAux(id) // the rule was removed from the pipeline
-			return nil
-		}
-		switch len(parts) {
-		case 2:
-			st := &alertState{}
-			if err := json.Unmarshal(v, st); err != nil {
-				return fmt.Errorf("alert state %q: %w: %w", id, state.ErrCorruptState, err)
-			}
-			aid := alertID{r.idx, parts[1]}
-			ta.states[aid] = st
-			if r.spec.Kind == topology.AlertAbsence {
-				e.scheduleAbsence(ta, r, aid, st)
-				return nil
-			}
-			if st.State == alertPending || st.State == alertFiring {
-				ta.active[aid] = struct{}{}
-			}
-			if r.spec.Kind == topology.AlertDeviation && st.HasWindow {
-				ta.schedule(aid, st.LastEnd+r.forgetMs)
-			}
-		case 3:
-			slot, err := strconv.ParseInt(parts[2], 10, 64)
-			if err != nil {
-				return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
-			}
-			ss := &slotStats{}
-			if err := json.Unmarshal(v, ss); err != nil {
-				return fmt.Errorf("alert state %q: %w: %w", id, state.ErrCorruptState, err)
-			}
-			ta.slots[slotID{r.idx, parts[1], slot}] = ss
-		default:
-			return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
-		}
-		return nil
-	})
-}
-
-// flush queues the task's changed alert state in its store.
-func (e *alertEngine) flush(t *Task) {
-	ta := t.alerts
-	for id := range ta.dirty {
-		if st := ta.states[id]; st == nil {
-			t.store.DeleteAux(e.auxID(id))
-		} else {
-			b, _ := json.Marshal(st)
-			t.store.PutAux(e.auxID(id), b)
-		}
-	}
-	clear(ta.dirty)
-	for id := range ta.dirtySlots {
-		if ss := ta.slots[id]; ss == nil {
-			t.store.DeleteAux(e.slotAuxID(id))
-		} else {
-			b, _ := json.Marshal(ss)
-			t.store.PutAux(e.slotAuxID(id), b)
-		}
-	}
-	clear(ta.dirtySlots)
-}
-
 // onRecord notes a record of key at event time ts (absence rules).
-func (e *alertEngine) onRecord(t *Task, key string, ts int64, fx *Effects) {
-	ta := t.alerts
+func (ta *State) onRecord(key string, ts, streamTime int64) {
+	e := ta.e
 	for _, r := range e.absence {
 		id := alertID{r.idx, key}
 		st := ta.states[id]
@@ -343,9 +277,9 @@ func (e *alertEngine) onRecord(t *Task, key string, ts int64, fx *Effects) {
 		// A firing alert resolves when the key's silence no longer lasts
 		// "for" at the current stream time; an old, out-of-order record
 		// that leaves a silence that long does not resolve it.
-		if st.State == alertFiring && st.LastSeen+r.forMs > t.streamTime {
+		if st.State == alertFiring && st.LastSeen+r.forMs > streamTime {
 			at := max(ts, st.Since)
-			e.emit(fx, alertEvent{rule: r, key: key, state: alertResolved, startedAt: st.Since, at: at,
+			ta.emit(alertEvent{rule: r, key: key, state: alertResolved, startedAt: st.Since, at: at,
 				note: fmt.Sprintf("records arrive again (silent for %s)", fmtDur(at-st.Since+r.forMs))})
 			st.State, st.Since, st.Notified = alertInactive, 0, 0
 			ta.dirty[id] = struct{}{}
@@ -354,7 +288,7 @@ func (e *alertEngine) onRecord(t *Task, key string, ts int64, fx *Effects) {
 	}
 }
 
-func (e *alertEngine) scheduleAbsence(ta *taskAlerts, r *alertRule, id alertID, st *alertState) {
+func (e *alertEngine) scheduleAbsence(ta *State, r *alertRule, id alertID, st *alertState) {
 	if st.State != alertFiring {
 		ta.schedule(id, st.LastSeen+r.forMs)
 		return
@@ -368,8 +302,8 @@ func (e *alertEngine) scheduleAbsence(ta *taskAlerts, r *alertRule, id alertID, 
 
 // checkDue fires, re-notifies and forgets absence alerts whose time has
 // come by stream time now.
-func (e *alertEngine) checkDue(t *Task, now int64, fx *Effects) {
-	ta := t.alerts
+func (ta *State) checkDue(now int64) {
+	e := ta.e
 	for ta.due.Len() > 0 && ta.due[0].at <= now {
 		it := heap.Pop(&ta.due).(dueItem)
 		if q, ok := ta.queued[it.id]; !ok || q != it.at {
@@ -382,18 +316,18 @@ func (e *alertEngine) checkDue(t *Task, now int64, fx *Effects) {
 		}
 		r := e.rules[it.id.rule]
 		if r.spec.Kind == topology.AlertDeviation {
-			e.forgetBaseline(ta, r, it.id, st, now, fx)
+			e.forgetBaseline(ta, r, it.id, st, now)
 			continue
 		}
 		if fireAt := st.LastSeen + r.forMs; st.State != alertFiring && fireAt <= now {
 			st.State, st.Since, st.Notified = alertFiring, fireAt, fireAt
 			ta.dirty[it.id] = struct{}{}
-			e.emit(fx, alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: fireAt, at: fireAt,
+			ta.emit(alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: fireAt, at: fireAt,
 				note: fmt.Sprintf("no records since %s (%s)", fmtTime(st.LastSeen), fmtDur(r.forMs))})
 		}
 		if forget := st.LastSeen + r.forgetMs; forget <= now {
 			if st.State == alertFiring {
-				e.emit(fx, alertEvent{rule: r, key: it.id.key, state: alertResolved, startedAt: st.Since, at: forget,
+				ta.emit(alertEvent{rule: r, key: it.id.key, state: alertResolved, startedAt: st.Since, at: forget,
 					note: fmt.Sprintf("no records for %s: the key is forgotten (forget_after)", fmtDur(r.forgetMs))})
 			}
 			delete(ta.states, it.id)
@@ -403,7 +337,7 @@ func (e *alertEngine) checkDue(t *Task, now int64, fx *Effects) {
 		if st.State == alertFiring && e.renotify > 0 && st.Notified+e.renotify <= now {
 			st.Notified += e.renotify * ((now - st.Notified) / e.renotify)
 			ta.dirty[it.id] = struct{}{}
-			e.emit(fx, alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: st.Since, at: st.Notified,
+			ta.emit(alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: st.Since, at: st.Notified,
 				note: fmt.Sprintf("still no records since %s", fmtTime(st.LastSeen))})
 		}
 		e.scheduleAbsence(ta, r, it.id, st)
@@ -412,14 +346,14 @@ func (e *alertEngine) checkDue(t *Task, now int64, fx *Effects) {
 
 // forgetBaseline deletes the deviation state and baseline of a key whose
 // last window ended forget_after ago, or looks again later.
-func (e *alertEngine) forgetBaseline(ta *taskAlerts, r *alertRule, id alertID, st *alertState, now int64, fx *Effects) {
+func (e *alertEngine) forgetBaseline(ta *State, r *alertRule, id alertID, st *alertState, now int64) {
 	at := st.LastEnd + r.forgetMs
 	if at > now {
 		ta.schedule(id, at)
 		return
 	}
 	if st.State == alertFiring {
-		e.emit(fx, alertEvent{rule: r, key: id.key, state: alertResolved, startedAt: st.Since, at: at,
+		ta.emit(alertEvent{rule: r, key: id.key, state: alertResolved, startedAt: st.Since, at: at,
 			note: fmt.Sprintf("no windows for %s: the key's baseline is forgotten (forget_after)", fmtDur(r.forgetMs))})
 	}
 	delete(ta.states, id)
@@ -473,7 +407,7 @@ func (e *alertEngine) closeAt(start int64) int64 {
 // missWindows counts the windows of key after its last evaluated one that
 // closed empty by stream time until (exclusive of the window starting at
 // upTo, if upTo > 0) and applies them as "condition false".
-func (e *alertEngine) missWindows(ta *taskAlerts, r *alertRule, id alertID, st *alertState, upTo, now int64, fx *Effects) {
+func (e *alertEngine) missWindows(ta *State, r *alertRule, id alertID, st *alertState, upTo, now int64) {
 	if e.step == 0 || !st.HasWindow {
 		return
 	}
@@ -490,7 +424,7 @@ func (e *alertEngine) missWindows(ta *taskAlerts, r *alertRule, id alertID, st *
 		ta.dirty[id] = struct{}{}
 		if tr == alertResolved {
 			wk := state.WindowKey{Key: id.key, Start: s, End: s + e.win.Size}
-			e.emit(fx, alertEvent{rule: r, key: id.key, state: alertResolved, window: &wk, startedAt: st.Since,
+			ta.emit(alertEvent{rule: r, key: id.key, state: alertResolved, window: &wk, startedAt: st.Since,
 				at: e.closeAt(s), note: "no records for the key in this window"})
 			st.Since, st.Notified = 0, 0
 		}
@@ -501,12 +435,12 @@ func (e *alertEngine) missWindows(ta *taskAlerts, r *alertRule, id alertID, st *
 }
 
 // onWindow evaluates the windowed rules on a closed window of a key.
-func (e *alertEngine) onWindow(t *Task, wk state.WindowKey, row *state.Row, fx *Effects) {
+func (ta *State) onWindow(wk state.WindowKey, row *state.Row) {
+	e := ta.e
 	if len(e.windowed) == 0 {
 		return
 	}
-	ta := t.alerts
-	at := t.closeTime(wk)
+	at := e.win.CloseTime(wk.Start, wk.End)
 	envReady := false
 	for _, r := range e.windowed {
 		id := alertID{r.idx, wk.Key}
@@ -528,7 +462,7 @@ func (e *alertEngine) onWindow(t *Task, wk state.WindowKey, row *state.Row, fx *
 			st = &alertState{State: alertInactive}
 			ta.states[id] = st
 		}
-		e.missWindows(ta, r, id, st, wk.Start, at, fx)
+		e.missWindows(ta, r, id, st, wk.Start, at)
 
 		ev := alertEvent{rule: r, key: wk.Key, window: &wk, row: row, at: at}
 		if r.valueIdx >= 0 {
@@ -555,18 +489,18 @@ func (e *alertEngine) onWindow(t *Task, wk state.WindowKey, row *state.Row, fx *
 			if r.spec.ForWindows > 1 {
 				ev.note += fmt.Sprintf(" held for %d windows", r.spec.ForWindows)
 			}
-			e.emit(fx, ev)
+			ta.emit(ev)
 		case alertResolved:
 			ev.state, ev.startedAt = alertResolved, st.Since
 			ev.note = fmt.Sprintf("back to normal for %d window(s)", r.spec.ResolveWindows)
-			e.emit(fx, ev)
+			ta.emit(ev)
 			st.Since, st.Notified = 0, 0
 		default:
 			if st.State == alertFiring && e.renotify > 0 && at-st.Notified >= e.renotify {
 				st.Notified = at
 				ev.state, ev.startedAt = alertFiring, st.Since
 				ev.note += " (still firing)"
-				e.emit(fx, ev)
+				ta.emit(ev)
 			}
 		}
 		if st.State == alertPending || st.State == alertFiring {
@@ -591,8 +525,8 @@ func (e *alertEngine) onWindow(t *Task, wk state.WindowKey, row *state.Row, fx *
 
 // checkQuiet applies empty windows to pending and firing windowed alerts
 // whose key has had no window close by stream time now.
-func (e *alertEngine) checkQuiet(t *Task, now int64, fx *Effects) {
-	ta := t.alerts
+func (ta *State) checkQuiet(now int64) {
+	e := ta.e
 	if len(ta.active) == 0 || e.step == 0 {
 		return
 	}
@@ -612,7 +546,7 @@ func (e *alertEngine) checkQuiet(t *Task, now int64, fx *Effects) {
 			delete(ta.active, id)
 			continue
 		}
-		e.missWindows(ta, e.rules[id.rule], id, st, 0, now, fx)
+		e.missWindows(ta, e.rules[id.rule], id, st, 0, now)
 		if e.rules[id.rule].spec.Kind == topology.AlertThreshold && st.State != alertPending && st.State != alertFiring {
 			delete(ta.states, id)
 			ta.dirty[id] = struct{}{}
@@ -622,7 +556,7 @@ func (e *alertEngine) checkQuiet(t *Task, now int64, fx *Effects) {
 
 // deviates compares the window's value with the key's baseline, then
 // folds the value into the baseline.
-func (e *alertEngine) deviates(ta *taskAlerts, r *alertRule, id alertID, st *alertState, wk state.WindowKey, ev *alertEvent) bool {
+func (e *alertEngine) deviates(ta *State, r *alertRule, id alertID, st *alertState, wk state.WindowKey, ev *alertEvent) bool {
 	if ev.value == nil {
 		return false
 	}
@@ -723,125 +657,16 @@ func (e *alertEngine) fillEnv(key string, row *state.Row) {
 	}
 }
 
-// Alert is one published alert transition: the alerts topic's record
-// (JSON, or Avro with AlertSchema) and what goes to Alertmanager.
-type Alert struct {
-	Rule        string            `json:"rule"`
-	RuleKind    string            `json:"rule_kind"`
-	State       string            `json:"state"`
-	Severity    string            `json:"severity"`
-	Key         map[string]string `json:"key"`
-	Labels      map[string]string `json:"labels"`
-	Value       *float64          `json:"value"`
-	Threshold   *float64          `json:"threshold"`
-	Baseline    *float64          `json:"baseline"`
-	StdDev      *float64          `json:"stddev"`
-	WindowStart *string           `json:"window_start"`
-	WindowEnd   *string           `json:"window_end"`
-	StartedAt   string            `json:"started_at"`
-	At          string            `json:"at"`
-	Summary     string            `json:"summary"`
-	RunbookURL  *string           `json:"runbook_url"`
-}
-
-// alert renders a transition.
-func (e *alertEngine) alert(ev alertEvent) Alert {
-	r := ev.rule
-	a := Alert{
-		Rule: r.spec.Name, RuleKind: r.spec.Kind, State: ev.state, Severity: r.spec.Severity,
-		Key: make(map[string]string, len(e.spec.Key)), Labels: make(map[string]string, len(r.spec.Labels)),
-		Value: ev.value, Threshold: r.threshold, Baseline: ev.baseline, StdDev: ev.stddev,
-		StartedAt: fmtTime(ev.startedAt), At: fmtTime(ev.at),
-	}
-	var parts []string
-	_ = json.Unmarshal([]byte(ev.key), &parts)
-	for i, f := range e.spec.Key {
-		if i < len(parts) {
-			a.Key[f] = parts[i]
-		}
-	}
-	for k, v := range r.spec.Labels {
-		a.Labels[k] = v
-	}
-	if ev.window != nil {
-		s, en := fmtTime(ev.window.Start), fmtTime(ev.window.End)
-		a.WindowStart, a.WindowEnd = &s, &en
-	}
-	if r.spec.RunbookURL != "" {
-		u := r.spec.RunbookURL
-		a.RunbookURL = &u
-	}
-	a.Summary = e.summary(ev, &a)
-	return a
-}
-
-func (e *alertEngine) summary(ev alertEvent, a *Alert) string {
-	r := ev.rule
-	if r.tmpl != nil {
-		data := map[string]any{
-			"rule": a.Rule, "state": a.State, "severity": a.Severity, "started_at": a.StartedAt, "at": a.At,
-			"value": nilOr(a.Value), "threshold": nilOr(a.Threshold), "baseline": nilOr(a.Baseline), "stddev": nilOr(a.StdDev),
-			"window_start": nilOr(a.WindowStart), "window_end": nilOr(a.WindowEnd), "key": a.Key,
-			"reason": ev.note,
-		}
-		for k, v := range a.Key {
-			data[k] = v
-		}
-		if ev.row != nil {
-			for i, ag := range e.spec.Aggregates {
-				if v, ok := ev.row.Value(i); ok {
-					data[ag.Name] = v
-				} else {
-					data[ag.Name] = nil
-				}
-			}
-		}
-		var b bytes.Buffer
-		if err := r.tmpl.Execute(&b, data); err == nil {
-			return b.String()
-		} else {
-			return fmt.Sprintf("%s %s for %s (summary template failed: %v)", a.Rule, a.State, keyText(e.spec, a.Key), err)
-		}
-	}
-	s := fmt.Sprintf("%s %s for %s", a.Rule, a.State, keyText(e.spec, a.Key))
-	if ev.note != "" {
-		s += ": " + ev.note
-	}
-	if a.Value != nil && r.spec.Kind == topology.AlertThreshold {
-		s += fmt.Sprintf(" (%s=%s)", r.spec.Value, fmtNum(*a.Value))
-	}
-	return s
-}
-
-func nilOr[T any](p *T) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
-func keyText(spec *topology.Spec, key map[string]string) string {
-	parts := make([]string, 0, len(spec.Key))
-	for _, f := range spec.Key {
-		parts = append(parts, f+"="+key[f])
-	}
-	return strings.Join(parts, " ")
-}
-
-func fmtNum(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
-
-func fmtDur(ms int64) string { return time.Duration(ms * int64(time.Millisecond)).String() }
-
-// emit renders a transition into fx.
-func (e *alertEngine) emit(fx *Effects, ev alertEvent) {
-	fx.Alerts = append(fx.Alerts, AlertTransition{Alert: e.alert(ev), Key: ev.key, At: ev.at})
+// emit renders a transition into ta.out.
+func (ta *State) emit(ev alertEvent) {
+	ta.out = append(ta.out, Transition{Alert: ta.e.alert(ev), Key: ev.key, At: ev.at})
 }
 
 // firing returns the task's firing alerts (after a restore), as events to
 // re-send to Alertmanager.
-func (e *alertEngine) firing(t *Task) []alertEvent {
+func (e *alertEngine) firing(ta *State) []alertEvent {
 	var out []alertEvent
-	for id, st := range t.alerts.states {
+	for id, st := range ta.states {
 		if st.State != alertFiring {
 			continue
 		}
@@ -855,36 +680,3 @@ func (e *alertEngine) firing(t *Task) []alertEvent {
 	}
 	return out
 }
-
-// LoadAlerts reads the task's alert state back from its store (after
-// restore or an aborted transaction). State of rules no longer in the spec
-// is deleted. Without alert rules it does nothing.
-func (t *Task) LoadAlerts() error {
-	if t.p.alerts == nil {
-		return nil
-	}
-	return t.p.alerts.load(t)
-}
-
-// FiringAlerts returns the task's firing alerts, rendered (to re-send to
-// Alertmanager after a restore).
-func (t *Task) FiringAlerts() []Alert {
-	if t.p.alerts == nil {
-		return nil
-	}
-	var out []Alert
-	for _, ev := range t.p.alerts.firing(t) {
-		out = append(out, t.p.alerts.alert(ev))
-	}
-	return out
-}
-
-const timeLayout = "2006-01-02T15:04:05.000Z07:00"
-
-// FormatTime renders ms as eddy writes times in headers and alerts.
-func FormatTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(timeLayout) }
-
-// TimeLayout is the layout of FormatTime.
-const TimeLayout = timeLayout
-
-func fmtTime(ms int64) string { return FormatTime(ms) }
