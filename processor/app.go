@@ -25,6 +25,7 @@ import (
 
 	"github.com/eddy-streams/eddy/internal/ratelog"
 	"github.com/eddy-streams/eddy/processor/engine"
+	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/state/changelog"
@@ -882,8 +883,7 @@ func (p *pipeline) encodeResult(r result) ([]byte, error) {
 // encodeResultMap is encodeResult through a map and encoding/json: the
 // reference resultEncoder matches, used for keys not in groupKey's form.
 func (p *pipeline) encodeResultMap(r result) ([]byte, error) {
-	var parts []string
-	_ = json.Unmarshal([]byte(r.Window.Key), &parts)
+	parts, _ := groupkey.Parts(r.Window.Key)
 	key := make(map[string]string, len(p.spec.Key))
 	for i, f := range p.spec.Key {
 		if i < len(parts) {
@@ -921,8 +921,8 @@ func (p *pipeline) encodeKey(enc *schema.Encoder, key string) ([]byte, error) {
 	if enc == nil {
 		return []byte(key), nil
 	}
-	var parts []string
-	if err := json.Unmarshal([]byte(key), &parts); err != nil || len(parts) != len(p.spec.Key) {
+	parts, ok := groupkey.Parts(key)
+	if !ok || len(parts) != len(p.spec.Key) {
 		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", key, len(p.spec.Key))
 	}
 	out := make(map[string]any, len(parts))
@@ -938,8 +938,8 @@ func (p *pipeline) encodeKey(enc *schema.Encoder, key string) ([]byte, error) {
 // their long (or int) fields, where they are whole numbers, and refuses
 // a fraction rather than truncate it.
 func (p *pipeline) encodeAvroResult(r result) ([]byte, error) {
-	var parts []string
-	if err := json.Unmarshal([]byte(r.Window.Key), &parts); err != nil || len(parts) != len(p.spec.Key) {
+	parts, ok := groupkey.Parts(r.Window.Key)
+	if !ok || len(parts) != len(p.spec.Key) {
 		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", r.Window.Key, len(p.spec.Key))
 	}
 	out := make(map[string]any, len(p.spec.Aggregates)+len(parts)+2)

@@ -6,7 +6,8 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"unicode/utf8"
+
+	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 )
 
 // JSON results are written by appending bytes, without reflection: at 100k
@@ -93,43 +94,6 @@ func jsonName(n string) []byte {
 	return append(b, ':')
 }
 
-// splitKey returns the elements of a grouping key (a JSON array of
-// strings as groupKey writes it) as their JSON text, quotes included.
-func splitKey(key string, dst [][]byte) ([][]byte, bool) {
-	dst = dst[:0]
-	if len(key) < 2 || key[0] != '[' || key[len(key)-1] != ']' {
-		return dst, false
-	}
-	s := key[1 : len(key)-1]
-	for len(s) > 0 {
-		if s[0] != '"' {
-			return dst, false
-		}
-		i := 1
-		for ; i < len(s); i++ {
-			if s[i] == '\\' {
-				i++
-				continue
-			}
-			if s[i] == '"' {
-				break
-			}
-		}
-		if i >= len(s) {
-			return dst, false
-		}
-		dst = append(dst, []byte(s[:i+1]))
-		s = s[i+1:]
-		if len(s) > 0 {
-			if s[0] != ',' || len(s) == 1 {
-				return dst, false
-			}
-			s = s[1:]
-		}
-	}
-	return dst, true
-}
-
 func (e *resultEncoder) timeString(slot int, ms int64) []byte {
 	c := &e.cache[slot]
 	if !c.ok || c.ms != ms {
@@ -142,7 +106,7 @@ func (e *resultEncoder) timeString(slot int, ms int64) []byte {
 // encode returns the JSON of r. ok is false when r's key is not in the
 // form groupKey writes; the caller then takes the slow path.
 func (e *resultEncoder) encode(r result) (out []byte, ok bool, err error) {
-	e.parts, ok = splitKey(r.Window.Key, e.parts)
+	e.parts, ok = groupkey.SplitJSON(r.Window.Key, e.parts)
 	if !ok || len(e.parts) != e.nParts {
 		return nil, false, nil
 	}
@@ -204,28 +168,4 @@ func appendJSONFloat(b []byte, f float64) ([]byte, error) {
 		}
 	}
 	return b, nil
-}
-
-// appendJSONString appends s as encoding/json writes a string. Strings
-// made only of printable ASCII that needs no escaping (encoding/json also
-// escapes <, > and &) are quoted directly; others go through
-// encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	if plainJSON(s) {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
-	}
-	q, _ := json.Marshal(s)
-	return append(b, q...)
-}
-
-func plainJSON(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
-		}
-	}
-	return true
 }

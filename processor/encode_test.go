@@ -12,6 +12,8 @@ import (
 
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
+
+	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 )
 
 // TestResultEncoderMatchesJSON: the append encoder writes the same bytes
@@ -121,9 +123,9 @@ func TestSplitKey(t *testing.T) {
 		{`[1]`, nil, false},
 		{`["a""b"]`, nil, false},
 	} {
-		got, ok := splitKey(tc.key, nil)
+		got, ok := groupkey.SplitJSON(tc.key, nil)
 		if ok != tc.ok || (ok && !reflect.DeepEqual(strs(got), tc.want)) {
-			t.Errorf("splitKey(%s) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
+			t.Errorf("SplitJSON(%s) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
 		}
 	}
 }

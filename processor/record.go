@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/processor/engine"
+	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 )
 
 // Error classes of records that cannot be processed. Each dead-letter record
@@ -150,26 +151,10 @@ func eventTime(fields map[string]any, field string, rec *kgo.Record) (int64, err
 	return ms, nil
 }
 
-var keyString = engine.KeyString
-
-// groupKey builds the grouping key: a JSON array of the key fields' values
-// as strings, e.g. ["checkout","/pay"]. It is the key of repartition and
-// output records.
+// groupKey builds the grouping key (groupkey.Build); on a missing field it
+// returns the field's name.
 func groupKey(fields map[string]any, keyFields []string) (string, string, error) {
-	var buf [128]byte
-	b := append(buf[:0], '[')
-	for i, f := range keyFields {
-		s, ok := keyString(fields[f])
-		if !ok {
-			return "", f, fmt.Errorf("missing or null")
-		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, s)
-	}
-	b = append(b, ']')
-	return string(b), "", nil
+	return groupkey.Build(fields, keyFields)
 }
 
 // Header names eddy sets.

@@ -23,6 +23,9 @@
 //     Process, Punctuate, Flush, Checkpoint.
 //   - window.go: window assignment (topology.WindowRule's arithmetic),
 //     session merging, the open-window index and closing.
+//   - groupkey/ (package groupkey): the one codec of grouping keys (a
+//     JSON array of strings): Build, Parts, SplitJSON. The shell and the
+//     alert rules use it; nothing else builds or parses a key.
 //   - alert/ (package alert): the alert rules, behind a narrow interface
 //     (alert.State: OnRecord, OnWindowClosed, Due, Tick, Load, Flush,
 //     Dirty) that knows nothing of tasks or pipelines. A Task owns one

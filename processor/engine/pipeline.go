@@ -4,9 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"time"
 
 	"github.com/eddy-streams/eddy/processor/engine/alert"
+	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -165,25 +165,7 @@ func apply(row *state.Row, ins []aggInput) {
 }
 
 // KeyString renders one key (or distinct) field value as text.
-func KeyString(v any) (string, bool) {
-	switch t := v.(type) {
-	case nil:
-		return "", false
-	case string:
-		return t, true
-	case float64:
-		return strconv.FormatFloat(t, 'f', -1, 64), true
-	case int64:
-		return strconv.FormatInt(t, 10), true
-	case int:
-		return strconv.Itoa(t), true
-	case bool:
-		return strconv.FormatBool(t), true
-	case time.Time:
-		return t.UTC().Format(time.RFC3339Nano), true
-	}
-	return fmt.Sprint(v), true
-}
+var KeyString = groupkey.FieldText
 
 // numeric reads an aggregate's input value. ok is false when the field is
 // absent or null (the aggregate is not updated by this record).

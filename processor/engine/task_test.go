@@ -32,7 +32,7 @@ import (
 	"github.com/eddy-streams/eddy/topology"
 )
 
-var update = flag.Bool("update", false, "rewrite the expected output of processor/testdata/windows/*.txt")
+var update = flag.Bool("update", false, "rewrite the expected output of processor/engine/testdata/windows/*.txt")
 
 // scenarioDay is the UTC day of clock times in scenarios: "12:00:05" is
 // 12:00:05 on this day.

@@ -5,12 +5,12 @@ package alert
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -44,8 +44,7 @@ func (e *alertEngine) alert(ev alertEvent) Alert {
 		Value: ev.value, Threshold: r.threshold, Baseline: ev.baseline, StdDev: ev.stddev,
 		StartedAt: fmtTime(ev.startedAt), At: fmtTime(ev.at),
 	}
-	var parts []string
-	_ = json.Unmarshal([]byte(ev.key), &parts)
+	parts, _ := groupkey.Parts(ev.key)
 	for i, f := range e.spec.Key {
 		if i < len(parts) {
 			a.Key[f] = parts[i]

@@ -34,13 +34,13 @@ package alert
 
 import (
 	"container/heap"
-	"encoding/json"
 	"fmt"
 	"math"
 	"sort"
 	"text/template"
 
 	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -645,8 +645,7 @@ func (e *alertEngine) fillEnv(key string, row *state.Row) {
 		}
 	}
 	if len(e.envKeys) > 0 {
-		var parts []string
-		_ = json.Unmarshal([]byte(key), &parts)
+		parts, _ := groupkey.Parts(key)
 		for _, i := range e.envKeys {
 			if i < len(parts) {
 				e.envBuf[e.spec.Key[i]] = parts[i]
