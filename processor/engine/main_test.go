@@ -13,11 +13,10 @@ import (
 // running (STYLE.md: every test checks for leaked goroutines).
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// TestNoKafkaImports: the engine is pure. Neither it (nor its subpackages
-// alert and groupkey) nor anything they
-// imports may depend on franz-go (the shell, package processor, owns
-// Kafka), so it can run a pipeline anywhere: previews, a test kit, tasks
-// on every core.
+// TestNoKafkaImports: the engine is pure. Neither it, its subpackages
+// (alert, groupkey), nor anything they import may depend on franz-go (the
+// shell, package processor, owns Kafka), so a pipeline can run anywhere:
+// previews, a test kit, tasks on every core.
 func TestNoKafkaImports(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs go list")

@@ -39,8 +39,8 @@ import (
 	"sort"
 	"text/template"
 
-	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/processor/engine/groupkey"
+	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
 
