@@ -58,11 +58,11 @@ func (p *pipeline) encodeAlert(a Alert) ([]byte, error) {
 		"value": nilOr(a.Value), "threshold": nilOr(a.Threshold), "baseline": nilOr(a.Baseline), "stddev": nilOr(a.StdDev),
 		"window_start": nil, "window_end": nil, "runbook_url": nilOr(a.RunbookURL),
 	}
-	parse := func(s string) time.Time { t, _ := time.Parse(engine.TimeLayout, s); return t }
+	ms := func(v int64) time.Time { return time.UnixMilli(v).UTC() }
 	if a.WindowStart != nil {
-		m["window_start"], m["window_end"] = parse(*a.WindowStart), parse(*a.WindowEnd)
+		m["window_start"], m["window_end"] = ms(a.WindowStartMs), ms(a.WindowEndMs)
 	}
-	m["started_at"], m["at"] = parse(a.StartedAt), parse(a.At)
+	m["started_at"], m["at"] = ms(a.StartedAtMs), ms(a.AtMs)
 	return p.alertEnc.Encode(m)
 }
 

@@ -33,6 +33,12 @@ type Alert struct {
 	At          string            `json:"at"`
 	Summary     string            `json:"summary"`
 	RunbookURL  *string           `json:"runbook_url"`
+
+	// The same instants as milliseconds since the epoch, for encoders and
+	// Alertmanager, so nothing parses the text back. Not in the JSON
+	// record. WindowStartMs and WindowEndMs are set when WindowStart is.
+	StartedAtMs, AtMs          int64 `json:"-"`
+	WindowStartMs, WindowEndMs int64 `json:"-"`
 }
 
 // alert renders a transition.
@@ -42,7 +48,7 @@ func (e *alertEngine) alert(ev alertEvent) Alert {
 		Rule: r.spec.Name, RuleKind: r.spec.Kind, State: ev.state, Severity: r.spec.Severity,
 		Key: make(map[string]string, len(e.spec.Key)), Labels: make(map[string]string, len(r.spec.Labels)),
 		Value: ev.value, Threshold: r.threshold, Baseline: ev.baseline, StdDev: ev.stddev,
-		StartedAt: fmtTime(ev.startedAt), At: fmtTime(ev.at),
+		StartedAt: fmtTime(ev.startedAt), At: fmtTime(ev.at), StartedAtMs: ev.startedAt, AtMs: ev.at,
 	}
 	parts, _ := groupkey.Parts(ev.key)
 	for i, f := range e.spec.Key {
@@ -56,6 +62,7 @@ func (e *alertEngine) alert(ev alertEvent) Alert {
 	if ev.window != nil {
 		s, en := fmtTime(ev.window.Start), fmtTime(ev.window.End)
 		a.WindowStart, a.WindowEnd = &s, &en
+		a.WindowStartMs, a.WindowEndMs = ev.window.Start, ev.window.End
 	}
 	if r.spec.RunbookURL != "" {
 		u := r.spec.RunbookURL
