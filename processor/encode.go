@@ -6,8 +6,10 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/eddy-streams/eddy/processor/engine/groupkey"
+	"github.com/eddy-streams/eddy/schema"
 )
 
 // JSON results are written by appending bytes, without reflection: at 100k
@@ -168,4 +170,97 @@ func appendJSONFloat(b []byte, f float64) ([]byte, error) {
 		}
 	}
 	return b, nil
+}
+
+// encodeResult renders a result as JSON: the key fields as an object (and
+// each also at the top level), the window bounds in RFC 3339, and each aggregate by name (null when it saw
+// no value). With output.format avro it is the Confluent wire format of
+// the derived schema (OutputSchema): the key fields, window_start and
+// window_end as timestamp-millis, each aggregate a nullable double.
+func (p *pipeline) encodeResult(r result) ([]byte, error) {
+	if p.enc != nil {
+		return p.encodeAvroResult(r)
+	}
+	if b, ok, err := p.resEnc.encode(r); ok {
+		return b, err
+	}
+	return p.encodeResultMap(r)
+}
+
+// encodeResultMap is encodeResult through a map and encoding/json: the
+// reference resultEncoder matches, used for keys not in groupKey's form.
+func (p *pipeline) encodeResultMap(r result) ([]byte, error) {
+	parts, _ := groupkey.Parts(r.Window.Key)
+	key := make(map[string]string, len(p.spec.Key))
+	for i, f := range p.spec.Key {
+		if i < len(parts) {
+			key[f] = parts[i]
+		}
+	}
+	out := make(map[string]any, len(p.spec.Aggregates)+3)
+	out["key"] = key
+	for f, v := range key {
+		out[f] = v
+	}
+	out["window_start"] = fmtTime(r.Window.Start)
+	out["window_end"] = fmtTime(r.Window.End)
+	for i, ag := range p.spec.Aggregates {
+		if v, ok := r.Row.Value(i); ok {
+			out[ag.Name] = v
+		} else {
+			out[ag.Name] = nil
+		}
+	}
+	b, err := json.Marshal(out)
+	return b, err
+}
+
+// encodeResultKey renders a result's key: the grouping key as a JSON
+// array of strings, or with output.format avro the Confluent wire format
+// of the derived key schema (OutputKeySchema), a record of the key fields.
+func (p *pipeline) encodeResultKey(r result) ([]byte, error) {
+	return p.encodeKey(p.keyEnc, r.Window.Key)
+}
+
+// encodeKey renders a grouping key as it is (JSON) when enc is nil, else
+// as a record of the key fields in the Confluent wire format.
+func (p *pipeline) encodeKey(enc *schema.Encoder, key string) ([]byte, error) {
+	if enc == nil {
+		return []byte(key), nil
+	}
+	parts, ok := groupkey.Parts(key)
+	if !ok || len(parts) != len(p.spec.Key) {
+		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", key, len(p.spec.Key))
+	}
+	out := make(map[string]any, len(parts))
+	for i, f := range p.spec.Key {
+		out[f] = parts[i]
+	}
+	return enc.Encode(out)
+}
+
+// encodeAvroResult writes a result with the registered result schema
+// (OutputSchema). Aggregates are float64s here; the Encoder writes a
+// count, a distinct count and the min or max of an integer field into
+// their long (or int) fields, where they are whole numbers, and refuses
+// a fraction rather than truncate it.
+func (p *pipeline) encodeAvroResult(r result) ([]byte, error) {
+	parts, ok := groupkey.Parts(r.Window.Key)
+	if !ok || len(parts) != len(p.spec.Key) {
+		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", r.Window.Key, len(p.spec.Key))
+	}
+	out := make(map[string]any, len(p.spec.Aggregates)+len(parts)+2)
+	for i, f := range p.spec.Key {
+		out[f] = parts[i]
+	}
+	out[schema.FieldWindowStart] = time.UnixMilli(r.Window.Start).UTC()
+	out[schema.FieldWindowEnd] = time.UnixMilli(r.Window.End).UTC()
+	for i, ag := range p.spec.Aggregates {
+		if v, ok := r.Row.Value(i); ok {
+			out[ag.Name] = v
+		} else {
+			out[ag.Name] = nil
+		}
+	}
+	return p.enc.Encode(out)
 }
