@@ -12,8 +12,6 @@ import (
 
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
-
-	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 )
 
 // TestResultEncoderMatchesJSON: the append encoder writes the same bytes
@@ -106,34 +104,4 @@ func TestResultEncoderRejectsNonFinite(t *testing.T) {
 			t.Errorf("%v encoded", f)
 		}
 	}
-}
-
-func TestSplitKey(t *testing.T) {
-	for _, tc := range []struct {
-		key  string
-		want []string
-		ok   bool
-	}{
-		{`["a"]`, []string{`"a"`}, true},
-		{`["a","b\"c",""]`, []string{`"a"`, `"b\"c"`, `""`}, true},
-		{`["a\\","b"]`, []string{`"a\\"`, `"b"`}, true},
-		{`[]`, nil, true},
-		{`["a",]`, nil, false},
-		{`["a"`, nil, false},
-		{`[1]`, nil, false},
-		{`["a""b"]`, nil, false},
-	} {
-		got, ok := groupkey.SplitJSON(tc.key, nil)
-		if ok != tc.ok || (ok && !reflect.DeepEqual(strs(got), tc.want)) {
-			t.Errorf("SplitJSON(%s) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func strs(bs [][]byte) []string {
-	var out []string
-	for _, b := range bs {
-		out = append(out, string(b))
-	}
-	return out
 }

@@ -2,6 +2,7 @@ package groupkey
 
 import (
 	"encoding/json"
+	"reflect"
 	"slices"
 	"testing"
 
@@ -40,4 +41,34 @@ func TestRoundTrip(t *testing.T) {
 	if _, field, err := Build(map[string]any{"svc": "a"}, []string{"svc", "ep"}); err == nil || field != "ep" {
 		t.Errorf("missing field: %q, %v; want ep and an error", field, err)
 	}
+}
+
+func TestSplitJSON(t *testing.T) {
+	for _, tc := range []struct {
+		key  string
+		want []string
+		ok   bool
+	}{
+		{`["a"]`, []string{`"a"`}, true},
+		{`["a","b\"c",""]`, []string{`"a"`, `"b\"c"`, `""`}, true},
+		{`["a\\","b"]`, []string{`"a\\"`, `"b"`}, true},
+		{`[]`, nil, true},
+		{`["a",]`, nil, false},
+		{`["a"`, nil, false},
+		{`[1]`, nil, false},
+		{`["a""b"]`, nil, false},
+	} {
+		got, ok := SplitJSON(tc.key, nil)
+		if ok != tc.ok || (ok && !reflect.DeepEqual(strs(got), tc.want)) {
+			t.Errorf("SplitJSON(%s) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+func strs(bs [][]byte) []string {
+	var out []string
+	for _, b := range bs {
+		out = append(out, string(b))
+	}
+	return out
 }
