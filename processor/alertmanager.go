@@ -28,6 +28,7 @@ import (
 	"maps"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -102,9 +103,9 @@ func (f *amForwarder) convert(a Alert) (amAlert, string) {
 		ann["runbook_url"] = *a.RunbookURL
 	}
 	if a.Value != nil {
-		ann["value"] = fmtNum(*a.Value)
+		ann["value"] = strconv.FormatFloat(*a.Value, 'g', 6, 64)
 	}
-	started, _ := time.Parse(timeLayout, a.StartedAt)
+	started := time.UnixMilli(a.StartedAtMs).UTC()
 	out := amAlert{Labels: labels, Annotations: ann, StartsAt: started}
 	keys := slices.Sorted(maps.Keys(labels))
 	var fp strings.Builder
@@ -122,8 +123,8 @@ func (f *amForwarder) send(partition int32, a Alert, checkAge bool) {
 	now := f.now()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if a.State == alertFiring {
-		at, _ := time.Parse(timeLayout, a.At)
+	if a.State == "firing" {
+		at := time.UnixMilli(a.AtMs).UTC()
 		if checkAge && f.maxAge > 0 && now.Sub(at) > f.maxAge {
 			return // replayed history
 		}
@@ -131,13 +132,13 @@ func (f *amForwarder) send(partition int32, a Alert, checkAge bool) {
 		f.active[fp] = amEntry{alert: am, partition: partition}
 	} else {
 		if _, ok := f.active[fp]; !ok {
-			at, _ := time.Parse(timeLayout, a.At)
+			at := time.UnixMilli(a.AtMs).UTC()
 			if checkAge && f.maxAge > 0 && now.Sub(at) > f.maxAge {
 				return
 			}
 		}
 		delete(f.active, fp)
-		at, _ := time.Parse(timeLayout, a.At)
+		at := time.UnixMilli(a.AtMs).UTC()
 		am.EndsAt = at
 		if am.EndsAt.After(now) || am.EndsAt.Before(am.StartsAt) {
 			am.EndsAt = now

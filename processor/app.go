@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -24,8 +23,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/internal/ratelog"
+	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/state/changelog"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -93,14 +94,15 @@ type App struct {
 	cl        *kgo.Client
 	sess      *kgo.GroupTransactSession // exactly_once only; cl is its client
 	eos       bool
-	restorers []*state.Restorer // each with its own client: partitions restore concurrently
+	restorers []*changelog.Restorer // each with its own client: partitions restore concurrently
 	db        *state.DB
 	am        *amForwarder // nil unless alerts go to Alertmanager
 	limits    *topicLimits // max.message.bytes of the topics eddy writes (limits.go)
 	fields    *fieldWatch  // aggregate input fields missing from records (fields.go)
 	lagW      *lagWatch    // lag of every owned partition (lag.go)
 
-	mu         sync.Mutex // held while processing, committing, assigning, revoking
+	mu         sync.Mutex     // held while processing, committing, assigning, revoking
+	fx         engine.Effects // the engine's effects of the current step; processing goroutine only
 	tasks      map[int32]*task
 	srcPos     map[state.SourcePartition]int64  // repartition stage: next source offset to commit
 	pg         *partitionGroup                  // repartition stage: buffered source records
@@ -184,7 +186,7 @@ func New(cfg Config) (*App, error) {
 	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
 	app.lagW = newLagWatch(app.m)
 	app.watch = newStartWatch(cfg.Spec.GroupID(), app.log, app.km, cfg.Clock.Now)
-	if cfg.AlertmanagerURL != "" && p.alerts != nil {
+	if cfg.AlertmanagerURL != "" && p.eng.HasAlerts() {
 		app.am = newAMForwarder(cfg.AlertmanagerURL, cfg.Spec.App, app.log, app.m, cfg.AlertmanagerResend, cfg.AlertmanagerMaxAge)
 	}
 	if at, k, ok := strings.Cut(string(app.crashAt), ":"); ok {
@@ -303,7 +305,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return err
 		}
 		defer rcl.Close()
-		a.restorers = append(a.restorers, state.NewRestorer(rcl))
+		a.restorers = append(a.restorers, changelog.NewRestorer(rcl))
 	}
 
 	topics := append([]string(nil), spec.Source.Topics...)
@@ -667,171 +669,6 @@ func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 	return nil
 }
 
-// processAgg adds one record of the aggregation input to its task. An
-// error wrapping schema.ErrRegistryUnavailable means the record could not
-// be decoded now and nothing of it was applied: retry it later.
-func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
-	t := a.tasks[rec.Partition]
-	if t == nil {
-		return nil // not ours (revoked while buffered)
-	}
-	srcTopic, srcPart, srcOff := rec.Topic, rec.Partition, rec.Offset
-	repart := a.p.spec.NeedsRepartition()
-	if repart {
-		var ok bool
-		for _, h := range rec.Headers {
-			if h.Key == hdrSource {
-				srcTopic, srcPart, srcOff, ok = decodeSource(h.Value)
-			}
-		}
-		if !ok {
-			t.inputPos[state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset + 1
-			a.deadLetter(ctx, rec, &RecordError{Class: ErrInternalHeader, Err: errors.New("repartition record without eddy.src header")})
-			return nil
-		}
-	}
-	// Decode before the task records the input as applied (seen), so that
-	// a record waiting for the registry leaves no trace.
-	fields, re, uerr := a.p.decode(ctx, rec)
-	if uerr != nil {
-		return uerr
-	}
-	t.changed = true
-	if t.seen(rec, srcTopic, srcPart, srcOff) {
-		a.m.duplicates.Inc()
-		return nil
-	}
-	now := a.clock.Now()
-	var ev event
-	switch {
-	case re != nil:
-	case repart:
-		ev = repartitioned(fields, rec)
-	default:
-		ev, re = a.p.prepareFields(fields, rec, now)
-	}
-	if re != nil {
-		a.deadLetter(ctx, rec, re)
-		return nil
-	}
-	if ev.filtered {
-		a.m.filtered.Inc()
-		return nil
-	}
-	a.fields.observe(ev.fields)
-	ins, field, err := a.p.aggInputs(ev.fields, a.p.insBuf)
-	a.p.insBuf = ins
-	if err != nil {
-		class := ErrAggregateField
-		if errors.Is(err, ErrExpression) {
-			class = ErrExpression
-		}
-		a.deadLetter(ctx, rec, &RecordError{Class: class, Field: field, Err: err})
-		return nil
-	}
-	if al := a.p.alerts; al != nil {
-		al.onRecord(t, ev.key, ev.ts, func(e alertEvent) { a.publishAlert(ctx, t, e) })
-	}
-	late, err := a.p.aggregate(t, ev.key, ev.ts, ins)
-	if err != nil {
-		return err
-	}
-	// Only records that reach the windows count as arrivals for the idle
-	// timeout: a partition receiving only filtered or bad records is idle.
-	t.lastArrival = now
-	t.arrivalSTime = t.streamTime
-	if late != nil {
-		a.m.late.Inc()
-		// Written with the wall clock as its timestamp, so that the late
-		// topic's retention counts from now, not from the (old) event
-		// time; the event time and the source record's timestamp are in
-		// headers.
-		_, _, _, key, headers, srcTS := sourceOf(rec)
-		headers = append(headers,
-			strHeader(hdrLateWindow, fmtWindow(late.window)),
-			strHeader(hdrLateEvent, fmtTime(ev.ts)),
-			strHeader(hdrLateStream, fmtTime(t.streamTime)),
-			strHeader(hdrSrcTopic, srcTopic),
-			strHeader(hdrSrcPart, strconv.Itoa(int(srcPart))),
-			strHeader(hdrSrcOffset, strconv.FormatInt(srcOff, 10)),
-		)
-		if srcTS >= 0 {
-			headers = append(headers, strHeader(hdrSrcTime, fmtTime(srcTS)))
-		}
-		a.write(ctx, &kgo.Record{Topic: a.p.spec.LateTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: now}, rec)
-	}
-	if err := a.p.closeWindows(t, func(r result) { a.emit(ctx, t, r) }); err != nil {
-		return err
-	}
-	if al := a.p.alerts; al != nil {
-		al.checkDue(t, t.streamTime, func(e alertEvent) { a.publishAlert(ctx, t, e) })
-	}
-	return nil
-}
-
-// punctuate advances idle tasks' stream time and closes due windows.
-func (a *App) punctuate() error {
-	now := a.clock.Now()
-	a.warn.Flush()
-	for _, msg := range a.fields.report(now) {
-		a.log.Warn(msg)
-	}
-	for _, t := range a.tasks {
-		// A task that has had no record has nothing to close and no
-		// stream time to advance: advancing it from zero would only
-		// checkpoint a time in 1970 (arrivalSTime is the stream time at
-		// the last record, restored from the checkpoint).
-		if t.arrivalSTime > 0 || len(t.open) > 0 {
-			a.p.idleAdvance(t, now)
-		}
-		if err := a.p.closeWindows(t, func(r result) { a.emit(context.Background(), t, r) }); err != nil {
-			return err
-		}
-		if al := a.p.alerts; al != nil {
-			pub := func(e alertEvent) { a.publishAlert(context.Background(), t, e) }
-			al.checkDue(t, t.streamTime, pub)
-			al.checkQuiet(a.p, t, t.streamTime, pub)
-		}
-		p := strconv.Itoa(int(t.partition))
-		// A task that has had no record (in this run, or in the state it
-		// restored) has no stream time: leave the series unset rather
-		// than show the idle-advanced time since 1970.
-		if t.arrivalSTime > 0 {
-			a.m.streamTime.WithLabelValues(p).Set(float64(t.streamTime) / 1000)
-		}
-		a.m.openWindows.WithLabelValues(p).Set(float64(len(t.open)))
-	}
-	return nil
-}
-
-// emit writes one window result to the output topic, and evaluates the
-// alert rules on it when the window closed.
-func (a *App) emit(ctx context.Context, t *task, r result) {
-	if r.final && a.p.alerts != nil {
-		a.p.alerts.onWindow(a.p, t, r.wk, r.row, func(e alertEvent) { a.publishAlert(ctx, t, e) })
-	}
-	if r.silent {
-		return
-	}
-	value, err := a.p.encodeResult(r)
-	var key []byte
-	if err == nil {
-		key, err = a.p.encodeResultKey(r)
-	}
-	if err != nil {
-		// The schema is derived from this very pipeline: a result that
-		// does not fit it is a bug. Fail the next commit, do not skip it.
-		a.setProduceErr(fmt.Errorf("encode result of window %s %s: %w", r.wk.Key, fmtWindow(r.wk), err))
-		return
-	}
-	a.write(ctx, &kgo.Record{
-		Topic:     a.p.spec.Output.Topic,
-		Key:       key,
-		Value:     value,
-		Timestamp: time.UnixMilli(r.wk.End),
-	}, nil)
-}
-
 // clientID is the Kafka client id of a pipeline's clients:
 // eddy-<app>-<instance>, the instance being the --instance-id, else the
 // host name (a Kubernetes pod's name), else just eddy-<app>.
@@ -869,104 +706,13 @@ func (a *App) fenceZombie(ctx context.Context) {
 	}
 }
 
-const timeLayout = "2006-01-02T15:04:05.000Z07:00"
+const timeLayout = engine.TimeLayout
 
-func fmtTime(ms int64) string { return time.UnixMilli(ms).UTC().Format(timeLayout) }
+// result is one window result the engine asks to write.
+type result = engine.Result
+
+func fmtTime(ms int64) string { return engine.FormatTime(ms) }
 
 func fmtWindow(wk state.WindowKey) string {
 	return "[" + fmtTime(wk.Start) + ", " + fmtTime(wk.End) + ")"
-}
-
-// encodeResult renders a result as JSON: the key fields as an object (and
-// each also at the top level), the window bounds in RFC 3339, and each aggregate by name (null when it saw
-// no value). With output.format avro it is the Confluent wire format of
-// the derived schema (OutputSchema): the key fields, window_start and
-// window_end as timestamp-millis, each aggregate a nullable double.
-func (p *pipeline) encodeResult(r result) ([]byte, error) {
-	if p.enc != nil {
-		return p.encodeAvroResult(r)
-	}
-	if b, ok, err := p.resEnc.encode(r); ok {
-		return b, err
-	}
-	return p.encodeResultMap(r)
-}
-
-// encodeResultMap is encodeResult through a map and encoding/json: the
-// reference resultEncoder matches, used for keys not in groupKey's form.
-func (p *pipeline) encodeResultMap(r result) ([]byte, error) {
-	var parts []string
-	_ = json.Unmarshal([]byte(r.wk.Key), &parts)
-	key := make(map[string]string, len(p.spec.Key))
-	for i, f := range p.spec.Key {
-		if i < len(parts) {
-			key[f] = parts[i]
-		}
-	}
-	out := make(map[string]any, len(p.spec.Aggregates)+3)
-	out["key"] = key
-	for f, v := range key {
-		out[f] = v
-	}
-	out["window_start"] = fmtTime(r.wk.Start)
-	out["window_end"] = fmtTime(r.wk.End)
-	for i, ag := range p.spec.Aggregates {
-		if v, ok := r.row.Value(i); ok {
-			out[ag.Name] = v
-		} else {
-			out[ag.Name] = nil
-		}
-	}
-	b, err := json.Marshal(out)
-	return b, err
-}
-
-// encodeResultKey renders a result's key: the grouping key as a JSON
-// array of strings, or with output.format avro the Confluent wire format
-// of the derived key schema (OutputKeySchema), a record of the key fields.
-func (p *pipeline) encodeResultKey(r result) ([]byte, error) {
-	return p.encodeKey(p.keyEnc, r.wk.Key)
-}
-
-// encodeKey renders a grouping key as it is (JSON) when enc is nil, else
-// as a record of the key fields in the Confluent wire format.
-func (p *pipeline) encodeKey(enc *schema.Encoder, key string) ([]byte, error) {
-	if enc == nil {
-		return []byte(key), nil
-	}
-	var parts []string
-	if err := json.Unmarshal([]byte(key), &parts); err != nil || len(parts) != len(p.spec.Key) {
-		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", key, len(p.spec.Key))
-	}
-	out := make(map[string]any, len(parts))
-	for i, f := range p.spec.Key {
-		out[f] = parts[i]
-	}
-	return enc.Encode(out)
-}
-
-// encodeAvroResult writes a result with the registered result schema
-// (OutputSchema). Aggregates are float64s here; the Encoder writes a
-// count, a distinct count and the min or max of an integer field into
-// their long (or int) fields, where they are whole numbers, and refuses
-// a fraction rather than truncate it.
-func (p *pipeline) encodeAvroResult(r result) ([]byte, error) {
-	var parts []string
-	if err := json.Unmarshal([]byte(r.wk.Key), &parts); err != nil || len(parts) != len(p.spec.Key) {
-		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", r.wk.Key, len(p.spec.Key))
-	}
-	out := make(map[string]any, len(p.spec.Aggregates)+len(parts)+2)
-	for i, f := range p.spec.Key {
-		out[f] = parts[i]
-	}
-	out[schema.FieldWindowStart] = time.UnixMilli(r.wk.Start).UTC()
-	out[schema.FieldWindowEnd] = time.UnixMilli(r.wk.End).UTC()
-	for i, ag := range p.spec.Aggregates {
-		if v, ok := r.row.Value(i); ok {
-			out[ag.Name] = v
-		} else {
-			out[ag.Name] = nil
-		}
-	}
-	return p.enc.Encode(out)
 }

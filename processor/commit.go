@@ -49,6 +49,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/state/changelog"
 )
 
 // CrashPoint names a place inside the commit where a test can make the
@@ -109,7 +110,7 @@ func (a *App) commitLocked(ctx context.Context) error {
 		offsets[sp.Topic][sp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: next}
 	}
 	for _, w := range work {
-		for sp, next := range w.t.inputPos {
+		for sp, next := range w.t.InputPositions() {
 			add(sp, next)
 		}
 	}
@@ -163,11 +164,12 @@ func (a *App) flushTasks(ctx context.Context) []*flushWork {
 	var work []*flushWork
 	for _, p := range ids {
 		t := a.tasks[p]
-		if a.p.alerts != nil {
-			a.p.alerts.flush(t)
+		changes, ok, err := t.Flush(&a.fx)
+		if err != nil {
+			a.setProduceErr(fmt.Errorf("flush partition %d: %w", p, err))
+			continue
 		}
-		changes := t.store.Dirty()
-		if len(changes) == 0 && !t.changed {
+		if !ok {
 			continue
 		}
 		var keys []byte // the changelog keys, one after the other
@@ -181,27 +183,7 @@ func (a *App) flushTasks(ctx context.Context) []*flushWork {
 				Value:     ch.Value,
 			})
 		}
-		if a.p.emitUpdate {
-			wks := make([]state.WindowKey, 0, len(t.dirtyEmit))
-			for wk := range t.dirtyEmit {
-				wks = append(wks, wk)
-			}
-			slices.SortFunc(wks, func(x, y state.WindowKey) int {
-				if x.Key != y.Key {
-					if x.Key < y.Key {
-						return -1
-					}
-					return 1
-				}
-				return cmp64(x.Start, y.Start)
-			})
-			for _, wk := range wks {
-				if row, err := t.store.Get(wk); err == nil && row != nil {
-					a.emit(ctx, t, result{wk: wk, row: row})
-				}
-			}
-			clear(t.dirtyEmit)
-		}
+		a.apply(ctx, t, &a.fx) // emit=update: the changed windows
 		work = append(work, &flushWork{t: t, changes: changes})
 	}
 	return work
@@ -211,9 +193,8 @@ func (a *App) flushTasks(ctx context.Context) []*flushWork {
 // marker's offset when it is acknowledged.
 func (a *App) produceMarkers(ctx context.Context, work []*flushWork) {
 	for _, w := range work {
-		w.t.flushSeq++
 		w.marker = -1
-		cp := w.t.checkpoint()
+		cp := w.t.Checkpoint()
 		a.cl.Produce(ctx, &kgo.Record{
 			Topic:     a.p.spec.ChangelogTopic(),
 			Partition: w.t.partition,
@@ -241,7 +222,7 @@ func (a *App) writeStores(work []*flushWork) error {
 		if w.marker < 0 {
 			return errors.New("commit marker acknowledged without an offset")
 		}
-		cp := w.t.checkpoint()
+		cp := w.t.Checkpoint()
 		cp.TopicID = w.t.cp.TopicID // learned by restore
 		cp.ChangelogNext = w.marker + 1
 		w.t.store.Stage(b, w.changes, cp)
@@ -252,7 +233,7 @@ func (a *App) writeStores(work []*flushWork) error {
 	}
 	for i, w := range work {
 		w.t.cp = cps[i]
-		w.t.changed = false
+		w.t.Flushed()
 	}
 	return nil
 }
@@ -423,8 +404,8 @@ func (a *App) resetToCommittedLocked() error {
 		if err != nil {
 			return fmt.Errorf("reset partition %d: %w", p, err)
 		}
-		nt := newTask(p, t.store, cp, now)
-		if err := nt.rebuildIndex(a.p); err != nil {
+		nt := a.p.newTask(p, t.store, cp, now)
+		if err := nt.rebuildIndex(); err != nil {
 			return fmt.Errorf("reset partition %d: %w", p, err)
 		}
 		a.tasks[p] = nt
@@ -485,7 +466,7 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 	type restored struct {
 		ts  *state.TaskStore
 		t   *task
-		res state.RestoreResult
+		res changelog.RestoreResult
 		err error
 	}
 	done := make([]restored, len(parts))
@@ -563,14 +544,14 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 			return
 		}
 		t, res := d.t, d.res
-		if a.p.alerts != nil {
-			if err := a.p.alerts.load(t); err != nil {
+		if a.p.eng.HasAlerts() {
+			if err := t.LoadAlerts(); err != nil {
 				if !errors.Is(err, state.ErrCorruptState) {
 					a.fail(fmt.Errorf("load alert state of partition %d: %w", p, err))
 					return
 				}
 				if t, res, err = a.rebuildTask(ctx, a.restorers[0], p, d.ts, "alert state unreadable", err); err == nil {
-					if err = a.p.alerts.load(t); err != nil {
+					if err = t.LoadAlerts(); err != nil {
 						err = fmt.Errorf("load alert state of partition %d: %w", p, err)
 					}
 				}
@@ -583,12 +564,12 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 		a.m.restored.Add(float64(res.Records))
 		a.tasks[p] = t
 		if a.am != nil {
-			for _, ev := range a.p.alerts.firing(t) {
-				a.am.send(p, a.p.alerts.alert(ev), false)
+			for _, al := range t.FiringAlerts() {
+				a.am.send(p, al, false)
 			}
 		}
 		a.log.Info("partition restored", "partition", p, "records", res.Records, "from_scratch", res.FromScratch,
-			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "gap_at_tail", res.GapAtTail, "open_windows", len(t.open),
+			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "gap_at_tail", res.GapAtTail, "open_windows", t.OpenWindows(),
 			"took", res.Took.Round(time.Millisecond))
 	}
 	a.m.tasks.Set(float64(len(a.tasks)))
@@ -635,15 +616,15 @@ func fmtParts(m map[string][]int32) string {
 // restoreTask brings one partition's store up to its changelog and builds
 // its task's window index (not its alert state: see alertEngine.load).
 // Tasks restore concurrently: it touches only its own task and store.
-func (a *App) restoreTask(ctx context.Context, r *state.Restorer, p int32, ts *state.TaskStore) (*task, state.RestoreResult, error) {
+func (a *App) restoreTask(ctx context.Context, r *changelog.Restorer, p int32, ts *state.TaskStore) (*task, changelog.RestoreResult, error) {
 	res, err := r.Restore(ctx, a.p.spec.ChangelogTopic(), p, ts)
 	if err != nil {
 		return nil, res, err
 	}
-	t := newTask(p, ts, res.Checkpoint, a.clock.Now())
+	t := a.p.newTask(p, ts, res.Checkpoint, a.clock.Now())
 	// Rows just rebuilt from the changelog need no check against local
 	// damage; rows kept from before do.
-	if err := t.buildIndex(a.p, !res.FromScratch); err != nil {
+	if err := t.Rebuild(!res.FromScratch); err != nil {
 		return nil, res, fmt.Errorf("index restored state: %w", err)
 	}
 	return t, res, nil
@@ -652,10 +633,10 @@ func (a *App) restoreTask(ctx context.Context, r *state.Restorer, p int32, ts *s
 // rebuildTask wipes a partition's local state that could not be read
 // (what, cause) and restores it again from the changelog, once: a damaged
 // Pebble file is not a reason to stop.
-func (a *App) rebuildTask(ctx context.Context, r *state.Restorer, p int32, ts *state.TaskStore, what string, cause error) (*task, state.RestoreResult, error) {
+func (a *App) rebuildTask(ctx context.Context, r *changelog.Restorer, p int32, ts *state.TaskStore, what string, cause error) (*task, changelog.RestoreResult, error) {
 	a.log.Warn(what+"; wiping the partition's local state and rebuilding it from the changelog", "partition", p, "err", cause)
 	if err := ts.Wipe(); err != nil {
-		return nil, state.RestoreResult{}, fmt.Errorf("wipe damaged state of partition %d: %w (after %w)", p, err, cause)
+		return nil, changelog.RestoreResult{}, fmt.Errorf("wipe damaged state of partition %d: %w (after %w)", p, err, cause)
 	}
 	t, res, err := a.restoreTask(ctx, r, p, ts)
 	if err != nil {

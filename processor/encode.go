@@ -6,7 +6,10 @@ import (
 	"math"
 	"slices"
 	"strconv"
-	"unicode/utf8"
+	"time"
+
+	"github.com/eddy-streams/eddy/processor/engine/groupkey"
+	"github.com/eddy-streams/eddy/schema"
 )
 
 // JSON results are written by appending bytes, without reflection: at 100k
@@ -93,43 +96,6 @@ func jsonName(n string) []byte {
 	return append(b, ':')
 }
 
-// splitKey returns the elements of a grouping key (a JSON array of
-// strings as groupKey writes it) as their JSON text, quotes included.
-func splitKey(key string, dst [][]byte) ([][]byte, bool) {
-	dst = dst[:0]
-	if len(key) < 2 || key[0] != '[' || key[len(key)-1] != ']' {
-		return dst, false
-	}
-	s := key[1 : len(key)-1]
-	for len(s) > 0 {
-		if s[0] != '"' {
-			return dst, false
-		}
-		i := 1
-		for ; i < len(s); i++ {
-			if s[i] == '\\' {
-				i++
-				continue
-			}
-			if s[i] == '"' {
-				break
-			}
-		}
-		if i >= len(s) {
-			return dst, false
-		}
-		dst = append(dst, []byte(s[:i+1]))
-		s = s[i+1:]
-		if len(s) > 0 {
-			if s[0] != ',' || len(s) == 1 {
-				return dst, false
-			}
-			s = s[1:]
-		}
-	}
-	return dst, true
-}
-
 func (e *resultEncoder) timeString(slot int, ms int64) []byte {
 	c := &e.cache[slot]
 	if !c.ok || c.ms != ms {
@@ -142,7 +108,7 @@ func (e *resultEncoder) timeString(slot int, ms int64) []byte {
 // encode returns the JSON of r. ok is false when r's key is not in the
 // form groupKey writes; the caller then takes the slow path.
 func (e *resultEncoder) encode(r result) (out []byte, ok bool, err error) {
-	e.parts, ok = splitKey(r.wk.Key, e.parts)
+	e.parts, ok = groupkey.SplitJSON(r.Window.Key, e.parts)
 	if !ok || len(e.parts) != e.nParts {
 		return nil, false, nil
 	}
@@ -167,11 +133,11 @@ func (e *resultEncoder) encode(r result) (out []byte, ok bool, err error) {
 		case jfKeyPart:
 			b = append(b, e.parts[f.idx]...)
 		case jfWindowStart:
-			b = append(b, e.timeString(0, r.wk.Start)...)
+			b = append(b, e.timeString(0, r.Window.Start)...)
 		case jfWindowEnd:
-			b = append(b, e.timeString(1, r.wk.End)...)
+			b = append(b, e.timeString(1, r.Window.End)...)
 		case jfAggregate:
-			v, has := r.row.Value(f.idx)
+			v, has := r.Row.Value(f.idx)
 			if !has {
 				b = append(b, "null"...)
 				continue
@@ -206,26 +172,95 @@ func appendJSONFloat(b []byte, f float64) ([]byte, error) {
 	return b, nil
 }
 
-// appendJSONString appends s as encoding/json writes a string. Strings
-// made only of printable ASCII that needs no escaping (encoding/json also
-// escapes <, > and &) are quoted directly; others go through
-// encoding/json.
-func appendJSONString(b []byte, s string) []byte {
-	if plainJSON(s) {
-		b = append(b, '"')
-		b = append(b, s...)
-		return append(b, '"')
+// encodeResult renders a result as JSON: the key fields as an object (and
+// each also at the top level), the window bounds in RFC 3339, and each aggregate by name (null when it saw
+// no value). With output.format avro it is the Confluent wire format of
+// the derived schema (OutputSchema): the key fields, window_start and
+// window_end as timestamp-millis, each aggregate a nullable double.
+func (p *pipeline) encodeResult(r result) ([]byte, error) {
+	if p.enc != nil {
+		return p.encodeAvroResult(r)
 	}
-	q, _ := json.Marshal(s)
-	return append(b, q...)
+	if b, ok, err := p.resEnc.encode(r); ok {
+		return b, err
+	}
+	return p.encodeResultMap(r)
 }
 
-func plainJSON(s string) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x20 || c >= utf8.RuneSelf || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			return false
+// encodeResultMap is encodeResult through a map and encoding/json: the
+// reference resultEncoder matches, used for keys not in groupKey's form.
+func (p *pipeline) encodeResultMap(r result) ([]byte, error) {
+	parts, _ := groupkey.Parts(r.Window.Key)
+	key := make(map[string]string, len(p.spec.Key))
+	for i, f := range p.spec.Key {
+		if i < len(parts) {
+			key[f] = parts[i]
 		}
 	}
-	return true
+	out := make(map[string]any, len(p.spec.Aggregates)+3)
+	out["key"] = key
+	for f, v := range key {
+		out[f] = v
+	}
+	out["window_start"] = fmtTime(r.Window.Start)
+	out["window_end"] = fmtTime(r.Window.End)
+	for i, ag := range p.spec.Aggregates {
+		if v, ok := r.Row.Value(i); ok {
+			out[ag.Name] = v
+		} else {
+			out[ag.Name] = nil
+		}
+	}
+	b, err := json.Marshal(out)
+	return b, err
+}
+
+// encodeResultKey renders a result's key: the grouping key as a JSON
+// array of strings, or with output.format avro the Confluent wire format
+// of the derived key schema (OutputKeySchema), a record of the key fields.
+func (p *pipeline) encodeResultKey(r result) ([]byte, error) {
+	return p.encodeKey(p.keyEnc, r.Window.Key)
+}
+
+// encodeKey renders a grouping key as it is (JSON) when enc is nil, else
+// as a record of the key fields in the Confluent wire format.
+func (p *pipeline) encodeKey(enc *schema.Encoder, key string) ([]byte, error) {
+	if enc == nil {
+		return []byte(key), nil
+	}
+	parts, ok := groupkey.Parts(key)
+	if !ok || len(parts) != len(p.spec.Key) {
+		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", key, len(p.spec.Key))
+	}
+	out := make(map[string]any, len(parts))
+	for i, f := range p.spec.Key {
+		out[f] = parts[i]
+	}
+	return enc.Encode(out)
+}
+
+// encodeAvroResult writes a result with the registered result schema
+// (OutputSchema). Aggregates are float64s here; the Encoder writes a
+// count, a distinct count and the min or max of an integer field into
+// their long (or int) fields, where they are whole numbers, and refuses
+// a fraction rather than truncate it.
+func (p *pipeline) encodeAvroResult(r result) ([]byte, error) {
+	parts, ok := groupkey.Parts(r.Window.Key)
+	if !ok || len(parts) != len(p.spec.Key) {
+		return nil, fmt.Errorf("grouping key %s is not a JSON array of %d strings", r.Window.Key, len(p.spec.Key))
+	}
+	out := make(map[string]any, len(p.spec.Aggregates)+len(parts)+2)
+	for i, f := range p.spec.Key {
+		out[f] = parts[i]
+	}
+	out[schema.FieldWindowStart] = time.UnixMilli(r.Window.Start).UTC()
+	out[schema.FieldWindowEnd] = time.UnixMilli(r.Window.End).UTC()
+	for i, ag := range p.spec.Aggregates {
+		if v, ok := r.Row.Value(i); ok {
+			out[ag.Name] = v
+		} else {
+			out[ag.Name] = nil
+		}
+	}
+	return p.enc.Encode(out)
 }

@@ -69,7 +69,7 @@ output: {topic: out}
 			row.AddString(5, str())
 		}
 		start := int64(r.IntN(1 << 40))
-		res := result{wk: state.WindowKey{Key: key, Start: start, End: start + 10_000}, row: row}
+		res := result{Window: state.WindowKey{Key: key, Start: start, End: start + 10_000}, Row: row}
 		got, ok, err := p.resEnc.encode(res)
 		if !ok || err != nil {
 			t.Fatalf("encode %s: ok=%v err=%v", key, ok, err)
@@ -104,34 +104,4 @@ func TestResultEncoderRejectsNonFinite(t *testing.T) {
 			t.Errorf("%v encoded", f)
 		}
 	}
-}
-
-func TestSplitKey(t *testing.T) {
-	for _, tc := range []struct {
-		key  string
-		want []string
-		ok   bool
-	}{
-		{`["a"]`, []string{`"a"`}, true},
-		{`["a","b\"c",""]`, []string{`"a"`, `"b\"c"`, `""`}, true},
-		{`["a\\","b"]`, []string{`"a\\"`, `"b"`}, true},
-		{`[]`, nil, true},
-		{`["a",]`, nil, false},
-		{`["a"`, nil, false},
-		{`[1]`, nil, false},
-		{`["a""b"]`, nil, false},
-	} {
-		got, ok := splitKey(tc.key, nil)
-		if ok != tc.ok || (ok && !reflect.DeepEqual(strs(got), tc.want)) {
-			t.Errorf("splitKey(%s) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func strs(bs [][]byte) []string {
-	var out []string
-	for _, b := range bs {
-		out = append(out, string(b))
-	}
-	return out
 }

@@ -9,14 +9,17 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
 
-// pipeline is a validated, compiled spec: everything the per-record code
-// needs, computed once.
+// pipeline is the shell's view of a compiled spec: the engine's pipeline
+// (processor/engine: windows, aggregation, alert rules) plus what only the
+// shell needs, the value decoder and the result and alert encoders.
 type pipeline struct {
+	eng      *engine.Pipeline
 	spec     *topology.Spec
 	compiled *topology.Compiled
 	aggSpecs []state.AggSpec
@@ -24,34 +27,27 @@ type pipeline struct {
 	enc      *schema.Encoder // Avro results (output.format avro); nil for JSON
 	keyEnc   *schema.Encoder // Avro result keys (output.format avro); nil for JSON
 	resEnc   *resultEncoder  // JSON results
-	alerts   *alertEngine    // nil without alert rules
+	// alertEnc and alertKeyEnc: Avro alerts and their keys (output.format
+	// avro); nil for JSON.
+	alertEnc, alertKeyEnc *schema.Encoder
 
-	size, advance, gap, grace int64 // ms
-	maxFuture                 time.Duration
-	emitUpdate                bool
-
-	startsBuf []int64
-	insBuf    []aggInput
+	maxFuture  time.Duration
+	emitUpdate bool
 }
 
 func newPipeline(spec *topology.Spec) (*pipeline, error) {
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	c, err := spec.Compile(nil)
+	eng, err := engine.NewPipeline(spec)
 	if err != nil {
 		return nil, err
 	}
 	p := &pipeline{
+		eng:        eng,
 		spec:       spec,
-		compiled:   c,
+		compiled:   eng.Compiled(),
+		aggSpecs:   eng.AggSpecs(),
 		dec:        jsonDecoder{},
-		size:       spec.Window.Size.Milliseconds(),
-		advance:    spec.Window.Advance.Milliseconds(),
-		gap:        spec.Window.Gap.Milliseconds(),
-		grace:      spec.Window.Grace.Milliseconds(),
 		maxFuture:  spec.Time.MaxFuture,
-		emitUpdate: spec.Emit == "update",
+		emitUpdate: eng.EmitUpdate(),
 	}
 	aggNames := make([]string, len(spec.Aggregates))
 	for i, a := range spec.Aggregates {
@@ -60,19 +56,6 @@ func newPipeline(spec *topology.Spec) (*pipeline, error) {
 	p.resEnc = newResultEncoder(spec.Key, aggNames)
 	if spec.Source.Format == topology.FormatAvro {
 		p.dec = nil // set by bindSchemas, which needs the registry
-	}
-	if spec.Source.KeyedByGroupKey && len(spec.Source.Topics) > 1 {
-		return nil, fmt.Errorf("source.keyed_by_group_key: supported with one source topic only (got %d); leave it false to repartition", len(spec.Source.Topics))
-	}
-	if p.alerts, err = newAlertEngine(spec); err != nil {
-		return nil, err
-	}
-	for _, a := range spec.Aggregates {
-		as, err := aggSpec(a)
-		if err != nil {
-			return nil, err
-		}
-		p.aggSpecs = append(p.aggSpecs, as)
 	}
 	return p, nil
 }
@@ -104,26 +87,6 @@ func (p *pipeline) inputFields() (fields []string, all bool) {
 	}
 	slices.Sort(fields)
 	return slices.Compact(fields), false
-}
-
-func aggSpec(a topology.Aggregate) (state.AggSpec, error) {
-	switch a.Op {
-	case topology.AggCount:
-		return state.AggSpec{Op: state.OpCount}, nil
-	case topology.AggSum:
-		return state.AggSpec{Op: state.OpSum}, nil
-	case topology.AggMin:
-		return state.AggSpec{Op: state.OpMin}, nil
-	case topology.AggMax:
-		return state.AggSpec{Op: state.OpMax}, nil
-	case topology.AggMean:
-		return state.AggSpec{Op: state.OpMean}, nil
-	case topology.AggDistinct:
-		return state.AggSpec{Op: state.OpDistinct}, nil
-	case topology.AggQuantile:
-		return state.AggSpec{Op: state.OpQuantile, Quantile: a.Quantile}, nil
-	}
-	return state.AggSpec{}, fmt.Errorf("aggregate %q: unknown op %q", a.Name, a.Op)
 }
 
 // event is a decoded record ready for aggregation.

@@ -7,25 +7,27 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/processor/engine"
+	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 )
 
 // Error classes of records that cannot be processed. Each dead-letter record
 // carries its class in the eddy.error.class header, and the
 // eddy_dead_letters_total metric counts by class.
 var (
-	ErrDecode          = errors.New("decode")              // the value is not what the source format says
-	ErrEventTime       = errors.New("event_time")          // the event time field is missing or unusable
-	ErrFutureTimestamp = errors.New("future_timestamp")    // event time too far ahead of the wall clock
-	ErrMissingKey      = errors.New("missing_key_field")   // a grouping key field is missing
-	ErrExpression      = errors.New("expression")          // a filter or where expression failed
-	ErrAggregateField  = errors.New("aggregate_field")     // an aggregate's input is not a usable value
-	ErrKeyTooLong      = errors.New("key_too_long")        // the grouping key exceeds the store's limit
-	ErrInternalHeader  = errors.New("bad_internal_record") // a repartition record lacks eddy's headers
+	ErrDecode          = engine.ErrDecode          // the value is not what the source format says
+	ErrEventTime       = engine.ErrEventTime       // the event time field is missing or unusable
+	ErrFutureTimestamp = engine.ErrFutureTimestamp // event time too far ahead of the wall clock
+	ErrMissingKey      = engine.ErrMissingKey      // a grouping key field is missing
+	ErrExpression      = engine.ErrExpression      // a filter or where expression failed
+	ErrAggregateField  = engine.ErrAggregateField  // an aggregate's input is not a usable value
+	ErrKeyTooLong      = engine.ErrKeyTooLong      // the grouping key exceeds the store's limit
+	ErrInternalHeader  = engine.ErrInternalHeader  // a repartition record lacks eddy's headers
 )
 
 // RecordError is why one record could not be processed, and where it was.
@@ -149,76 +151,10 @@ func eventTime(fields map[string]any, field string, rec *kgo.Record) (int64, err
 	return ms, nil
 }
 
-// keyString renders one key field value.
-func keyString(v any) (string, bool) {
-	switch t := v.(type) {
-	case nil:
-		return "", false
-	case string:
-		return t, true
-	case float64:
-		return strconv.FormatFloat(t, 'f', -1, 64), true
-	case int64:
-		return strconv.FormatInt(t, 10), true
-	case int:
-		return strconv.Itoa(t), true
-	case bool:
-		return strconv.FormatBool(t), true
-	case time.Time:
-		return t.UTC().Format(time.RFC3339Nano), true
-	}
-	return fmt.Sprint(v), true
-}
-
-// groupKey builds the grouping key: a JSON array of the key fields' values
-// as strings, e.g. ["checkout","/pay"]. It is the key of repartition and
-// output records.
+// groupKey builds the grouping key (groupkey.Build); on a missing field it
+// returns the field's name.
 func groupKey(fields map[string]any, keyFields []string) (string, string, error) {
-	var buf [128]byte
-	b := append(buf[:0], '[')
-	for i, f := range keyFields {
-		s, ok := keyString(fields[f])
-		if !ok {
-			return "", f, fmt.Errorf("missing or null")
-		}
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = appendJSONString(b, s)
-	}
-	b = append(b, ']')
-	return string(b), "", nil
-}
-
-// numeric reads an aggregate's input value. ok is false when the field is
-// absent or null (the aggregate is not updated by this record).
-func numeric(v any) (f float64, ok bool, err error) {
-	switch t := v.(type) {
-	case nil:
-		return 0, false, nil
-	case float64:
-		return t, true, nil
-	case float32:
-		return float64(t), true, nil
-	case int64:
-		return float64(t), true, nil
-	case int32:
-		return float64(t), true, nil
-	case int:
-		return float64(t), true, nil
-	case bool:
-		if t {
-			return 1, true, nil
-		}
-		return 0, true, nil
-	case string:
-		f, err := strconv.ParseFloat(t, 64)
-		if err != nil {
-			return 0, false, fmt.Errorf("%q is not a number", t)
-		}
-		return f, true, nil
-	}
-	return 0, false, fmt.Errorf("type %T is not a number", v)
+	return groupkey.Build(fields, keyFields)
 }
 
 // Header names eddy sets.

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/topology"
 )
 
 // TestEventTimeEdges: every value that is not a time a Kafka timestamp can
@@ -92,7 +94,7 @@ func TestEventTimeEdges(t *testing.T) {
 // lettered with class event_time (it was read as 1970 and sent to the late
 // topic), and one in range but far ahead is future_timestamp.
 func TestBadEventTimeClass(t *testing.T) {
-	h := mustHarness(t, `app: t
+	spec, err := topology.Parse([]byte(`app: t
 source: {topics: [in]}
 time: {field: ts}
 key: [k]
@@ -100,7 +102,14 @@ window: {type: tumbling, size: 1m}
 aggregates:
   - {name: requests, op: count}
 output: {topic: out}
-`)
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := newPipeline(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
 	now := time.UnixMilli(1_700_000_000_000)
 	for _, c := range []struct {
 		ts    any
@@ -111,7 +120,7 @@ output: {topic: out}
 		{float64(maxEventTime), ErrFutureTimestamp},
 		{1_700_000_000_000.0, nil},
 	} {
-		_, re := h.p.prepareFields(map[string]any{"ts": c.ts, "k": "a"}, &kgo.Record{}, now)
+		_, re := p.prepareFields(map[string]any{"ts": c.ts, "k": "a"}, &kgo.Record{}, now)
 		switch {
 		case c.class == nil && re != nil:
 			t.Errorf("ts %v: %v, want no error", c.ts, re)

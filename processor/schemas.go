@@ -269,11 +269,11 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 		if p.keyEnc, err = register(OutputKeySubject(spec), keyText, "result key"); err != nil {
 			return err
 		}
-		if p.alerts != nil {
-			if p.alerts.enc, err = register(AlertSubject(spec), AlertSchema, "alert"); err != nil {
+		if p.eng.HasAlerts() {
+			if p.alertEnc, err = register(AlertSubject(spec), AlertSchema, "alert"); err != nil {
 				return err
 			}
-			if p.alerts.keyEnc, err = register(spec.AlertsTopic()+"-key", keyText, "alert key"); err != nil {
+			if p.alertKeyEnc, err = register(spec.AlertsTopic()+"-key", keyText, "alert key"); err != nil {
 				return err
 			}
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/eddy-streams/eddy/internal/kafkatest"
 	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/state/changelog"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -66,7 +67,7 @@ output: {topic: out}
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.restorers = []*state.Restorer{state.NewRestorer(kafkatest.Client(t, brokers,
+	a.restorers = []*changelog.Restorer{changelog.NewRestorer(kafkatest.Client(t, brokers,
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords()))}
 
 	applied := func(last int64) state.Checkpoint {

@@ -146,3 +146,7 @@ func ParseCheckpoint(b []byte) (Checkpoint, error) {
 	}
 	return cp, nil
 }
+
+// MarkerKey is the changelog key of commit markers. No window key can equal
+// it: window keys start with a 2-byte length below 0x8000.
+var MarkerKey = []byte{0xff, 0xff, 'e', 'd', 'd', 'y'}

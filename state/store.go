@@ -485,13 +485,13 @@ func (t *TaskStore) markClean(changes []Change) {
 	}
 }
 
-// applyRaw writes changelog records (raw bytes; nil value deletes) and cp
+// ApplyRestored writes changelog records (raw bytes; nil value deletes) and cp
 // to Pebble in one batch. Used by restore; the cache must be empty. With
 // sync false the batch is not fsynced: a crash may lose it, and then
 // restore starts again from the checkpoint of an earlier batch, which is
 // consistent with the rows (each batch carries its own checkpoint). The
 // last batch of a restore is synced.
-func (t *TaskStore) applyRaw(keys, values [][]byte, cp Checkpoint, sync bool) error {
+func (t *TaskStore) ApplyRestored(keys, values [][]byte, cp Checkpoint, sync bool) error {
 	b := t.db.pdb.NewBatch()
 	defer b.Close()
 	for i, k := range keys {

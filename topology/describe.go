@@ -310,13 +310,13 @@ func (d *describer) windowExample() string {
 		for _, st := range starts {
 			wins = append(wins, fmt.Sprintf("[%s, %s)", fmtClock(fromMillis(st)), fmtClock(fromMillis(st+w.SizeMillis()))))
 		}
-		firstClose := fromMillis(starts[0] + w.SizeMillis() + w.GraceMillis())
+		firstClose := fromMillis(w.Rule().CloseTime(starts[0], starts[0]+w.SizeMillis()))
 		if len(starts) == 1 {
 			return example + fmt.Sprintf("a record for %s belongs to window %s; that window closes when stream time reaches %s "+
 				"(its end%s); a record for %s arriving after %s stream time is late and goes to %s.",
 				fmtClock(t), wins[0], fmtClock(firstClose), graceText, fmtClock(t), fmtClock(firstClose), late)
 		}
-		lastClose := fromMillis(starts[len(starts)-1] + w.SizeMillis() + w.GraceMillis())
+		lastClose := fromMillis(w.Rule().CloseTime(starts[len(starts)-1], starts[len(starts)-1]+w.SizeMillis()))
 		return example + fmt.Sprintf("a record for %s belongs to %d windows: %s. The earliest closes when stream time reaches %s "+
 			"and the latest when it reaches %s (each window's end%s). A record for %s arriving after %s stream time "+
 			"is late for the windows that have closed and still counts in the others; a record for %s arriving after "+
@@ -331,7 +331,9 @@ func (d *describer) windowExample() string {
 			half = half.Truncate(time.Millisecond)
 		}
 		t2 := t.Add(half)
-		closes := t2.Add(w.Gap + w.Grace)
+		// The session closes when stream time reaches CloseTime, that is
+		// once it passes the instant before.
+		closes := fromMillis(w.Rule().CloseTime(t.UnixMilli(), t2.UnixMilli()) - 1)
 		return example + fmt.Sprintf("records for one key at %s and %s (%s apart, within the %s gap) form one session "+
 			"[%s, %s]; a record for that key after %s (more than %s after %s) starts a new session. "+
 			"The session [%s, %s] closes when stream time passes %s (its last record plus the %s gap%s); "+

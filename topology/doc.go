@@ -15,7 +15,9 @@
 //     one is known, and evaluated per record with Expr.Eval.
 //   - topics.go: the names of the consumer group and of the topics eddy
 //     creates (repartition, changelog, late, dead-letter).
-//   - window.go: window arithmetic shared by the runtime and Describe.
+//   - window.go: WindowRule, the window arithmetic, close rule and
+//     closed-session retention shared by the runtime (processor/engine)
+//     and Describe.
 //   - describe.go: Describe, the topology explained in plain words, with a
 //     worked example of windows and lateness.
 //

@@ -81,7 +81,10 @@ type Expr struct {
 	program *vm.Program
 	fields  []string // top-level fields the expression names, sorted
 	usesEnv bool     // reads $env
-	vms     sync.Pool
+	// thresholds: per field, the number it is first compared with
+	// (field op number, op one of > >= < <= ==), from the syntax tree.
+	thresholds map[string]float64
+	vms        sync.Pool
 }
 
 // ExprError is an expression that does not compile: a syntax error, an
@@ -159,7 +162,7 @@ func CompileBool(src string, fields map[string]FieldType) (*Expr, error) {
 			env[name] = t.exprType()
 		}
 	}
-	refs := &refCollector{fields: make(map[string]bool), lets: make(map[string]bool)}
+	refs := &refCollector{fields: make(map[string]bool), lets: make(map[string]bool), thresholds: make(map[string]float64)}
 	program, err := expr.Compile(src,
 		expr.Env(env),
 		expr.AsBool(),
@@ -174,7 +177,7 @@ func CompileBool(src string, fields map[string]FieldType) (*Expr, error) {
 	if err != nil {
 		return nil, newExprError(src, err)
 	}
-	e := &Expr{src: src, program: program, usesEnv: refs.env}
+	e := &Expr{src: src, program: program, usesEnv: refs.env, thresholds: refs.thresholds}
 	for f := range refs.fields {
 		if !refs.lets[f] {
 			e.fields = append(e.fields, f)
@@ -190,6 +193,15 @@ func (e *Expr) String() string { return e.src }
 
 // Fields returns the top-level record fields the expression names, sorted.
 func (e *Expr) Fields() []string { return e.fields }
+
+// Threshold returns the number that field is first compared with in the
+// expression (as in "errors > 5" or "p99 >= 1.5e3": the field on the left,
+// a number literal on the right, one of > >= < <= ==), for alerts to
+// report; ok is false when there is no such comparison.
+func (e *Expr) Threshold(field string) (v float64, ok bool) {
+	v, ok = e.thresholds[field]
+	return v, ok
+}
 
 // ReadsEnv reports whether the expression reads $env, and so may read any
 // field, not only those Fields names.
@@ -266,8 +278,10 @@ type refCollector struct {
 	fields map[string]bool // identifiers, some of which may be let variables
 	lets   map[string]bool
 	env    bool // $env: the expression may read any field
-	err    *ExprError
-	errAt  int
+	// thresholds: the first number each field is compared with (Threshold).
+	thresholds map[string]float64
+	err        *ExprError
+	errAt      int
 }
 
 func (r *refCollector) fail(n ast.Node, msg, hint string) {
@@ -286,6 +300,20 @@ func (r *refCollector) Visit(node *ast.Node) {
 		}
 	case *ast.VariableDeclaratorNode:
 		r.lets[n.Name] = true
+	case *ast.BinaryNode:
+		switch n.Operator {
+		case ">", ">=", "<", "<=", "==":
+			id, ok := n.Left.(*ast.IdentifierNode)
+			if !ok {
+				break
+			}
+			if _, seen := r.thresholds[id.Value]; seen {
+				break
+			}
+			if v, ok := numberLiteral(n.Right); ok {
+				r.thresholds[id.Value] = v
+			}
+		}
 	case *ast.CallNode:
 		// Builtins are BuiltinNodes; eddy defines no functions of its own,
 		// so a call by name is a call to a function that does not exist
@@ -301,6 +329,24 @@ func (r *refCollector) Visit(node *ast.Node) {
 				"compare with the record's event time field instead")
 		}
 	}
+}
+
+// numberLiteral is the value of an integer or float literal, possibly
+// negated.
+func numberLiteral(n ast.Node) (float64, bool) {
+	switch n := n.(type) {
+	case *ast.IntegerNode:
+		return float64(n.Value), true
+	case *ast.FloatNode:
+		return n.Value, true
+	case *ast.UnaryNode:
+		if n.Operator == "-" {
+			if v, ok := numberLiteral(n.Node); ok {
+				return -v, true
+			}
+		}
+	}
+	return 0, false
 }
 
 // position converts a rune offset in src to a line and column, from 1.

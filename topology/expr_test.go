@@ -281,3 +281,32 @@ func BenchmarkEval(b *testing.B) {
 		}
 	}
 }
+
+// Threshold reads the number a field is first compared with from the
+// syntax tree: the value an alert reports as its threshold.
+func TestExprThreshold(t *testing.T) {
+	for _, c := range []struct {
+		src, field string
+		want       float64
+		ok         bool
+	}{
+		{"errors > 5", "errors", 5, true},
+		{"requests >= 20 && errors > requests * 0.2", "errors", 0, false},
+		{"requests >= 20 && errors > requests * 0.2", "requests", 20, true},
+		{"p99 >= 1.5e3", "p99", 1500, true},
+		{"delta < -2.5", "delta", -2.5, true},
+		{"errors_total > 9 && errors > 3", "errors", 3, true},
+		{"errors > 3 || errors > 7", "errors", 3, true},
+		{"5 < errors", "errors", 0, false},
+		{"errors != 5", "errors", 0, false},
+	} {
+		e, err := CompileBool(c.src, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", c.src, err)
+		}
+		v, ok := e.Threshold(c.field)
+		if ok != c.ok || v != c.want {
+			t.Errorf("Threshold(%q) of %q = %v, %v; want %v, %v", c.field, c.src, v, ok, c.want, c.ok)
+		}
+	}
+}

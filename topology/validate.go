@@ -118,6 +118,10 @@ func (s *Spec) validateNames(c *specChecker) {
 }
 
 func (s *Spec) validateSource(c *specChecker) {
+	if s.Source.KeyedByGroupKey && len(s.Source.Topics) > 1 {
+		c.add("source.keyed_by_group_key", fmt.Sprintf("is supported with one source topic only (got %d)", len(s.Source.Topics)),
+			"leave it false to repartition, or read one topic")
+	}
 	if len(s.Source.Topics) == 0 {
 		c.add("source.topics", "must list at least one topic to read", `write e.g. "topics: [requests]" under "source:"`)
 	}

@@ -234,3 +234,22 @@ func TestValidateGoSpec(t *testing.T) {
 		t.Errorf("empty emit: %v", fes)
 	}
 }
+
+// keyed_by_group_key with several source topics is refused by Validate, so
+// eddy describe rejects what eddy run rejects.
+func TestValidateKeyedByGroupKeyOneTopic(t *testing.T) {
+	s, err := Parse([]byte(strings.Replace(minimal, "{topics: [in]}", "{topics: [in, in2], keyed_by_group_key: true}", 1)))
+	if err == nil {
+		err = s.Validate()
+	}
+	if err == nil || !strings.Contains(err.Error(), "source.keyed_by_group_key") || !strings.Contains(err.Error(), "one source topic only") {
+		t.Fatalf("keyed_by_group_key with two topics: %v, want a source.keyed_by_group_key error", err)
+	}
+	s, err = Parse([]byte(strings.Replace(minimal, "{topics: [in]}", "{topics: [in], keyed_by_group_key: true}", 1)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("keyed_by_group_key with one topic: %v", err)
+	}
+}

@@ -60,3 +60,22 @@ func TestWindowMillis(t *testing.T) {
 		t.Error("Spec.WindowSizeMillis")
 	}
 }
+
+// The close rule: a time window closes at end+grace; a session, whose End
+// is its last event time, once stream time passes end+gap+grace.
+func TestWindowRuleCloseTime(t *testing.T) {
+	tum := Window{Type: WindowTumbling, Size: time.Minute, Grace: time.Second}.Rule()
+	if got := tum.CloseTime(0, 60_000); got != 61_000 {
+		t.Errorf("tumbling [0,60s) grace 1s closes at %d, want 61000", got)
+	}
+	ses := Window{Type: WindowSession, Gap: 5 * time.Minute, Grace: time.Second}.Rule()
+	if got := ses.CloseTime(0, 10_000); got != 10_000+300_000+1_000+1 {
+		t.Errorf("session [0,10s] gap 5m grace 1s closes at %d, want %d", got, 10_000+300_000+1_000+1)
+	}
+	if got := ses.ClosedSessionRetention(10_000); got != 10_000+600_000+1_000+1 {
+		t.Errorf("closed session retention %d", got)
+	}
+	if got := FloorDiv(-1, 10); got != -1 {
+		t.Errorf("FloorDiv(-1, 10) = %d, want -1", got)
+	}
+}

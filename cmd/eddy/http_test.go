@@ -559,6 +559,9 @@ output:
 		{"typo-nested", strings.Replace(good, "  grace: 5s", "  grase: 5s", 1), []string{"grase"}},
 		{"no-window-size", strings.Replace(good, "  size: 10s\n", "", 1), []string{"window.size"}},
 		{"both", strings.Replace(good, "  size: 10s\n", "", 1) + "bogus_key: 1\n", []string{"bogus_key"}},
+		// eddy run refuses it too (topology validation is shared).
+		{"keyed-two-topics", strings.Replace(good, "  topics: [in]\n", "  topics: [in, in2]\n  keyed_by_group_key: true\n", 1),
+			[]string{"source.keyed_by_group_key", "one source topic only"}},
 	} {
 		p := filepath.Join(dir, c.name+".yaml")
 		if err := os.WriteFile(p, []byte(c.yaml), 0o644); err != nil {

@@ -1,7 +1,18 @@
-package processor
+// Package alert evaluates a pipeline's alert rules on one task's stream:
+// window closes, record arrivals and stream time in, transitions out. It
+// knows nothing of tasks, pipelines or Kafka (State's methods in state.go
+// are its whole interface).
+package alert
 
 // Alerts: rules evaluated on window results and record arrivals
 // (docs/alerting.md).
+//
+// Files: state.go (the interface: OnRecord, OnWindowClosed, Due, Tick,
+// Load, Flush, Dirty, Firing), rules.go (compiled rules and the state
+// machines of the three kinds), persist.go (the stored form), render.go
+// (Alert and its summary). rules.go is a little over 600 lines: the
+// threshold, deviation and absence machines share alertState, the due
+// heap and missWindows, and read best side by side.
 //
 // Each rule keeps per-key state in the task's store as aux entries (state
 // package), so it reaches the changelog and Pebble with the windows, in the
@@ -22,22 +33,13 @@ package processor
 //     fires even if no record arrives at all.
 
 import (
-	"bytes"
 	"container/heap"
-	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"regexp"
 	"sort"
-	"strconv"
-	"strings"
 	"text/template"
-	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/eddy-streams/eddy/schema"
+	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -63,7 +65,11 @@ type alertRule struct {
 	bucketMs  int64
 }
 
-type alertEngine struct {
+type alertEngine = Rules
+
+// Rules are a pipeline's compiled alert rules: immutable, shared by the
+// States of every task.
+type Rules struct {
 	spec     *topology.Spec
 	rules    []*alertRule
 	byName   map[string]*alertRule
@@ -74,23 +80,16 @@ type alertEngine struct {
 	envBuf   map[string]any // fillEnv
 	envAggs  []int
 	envKeys  []int
-	enc      *schema.Encoder // Avro alerts (output.format avro); nil for JSON
-	keyEnc   *schema.Encoder // their keys
+	win      topology.WindowRule
 }
 
-var thresholdRE = regexp.MustCompile(`^\s*(>=|>|<=|<|==)\s*(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)`)
-
-func newAlertEngine(spec *topology.Spec) (*alertEngine, error) {
+// New compiles the alert rules of spec; nil (and no error) without rules.
+func New(spec *topology.Spec, win topology.WindowRule) (*Rules, error) {
 	if spec.Alerts == nil || len(spec.Alerts.Rules) == 0 {
 		return nil, nil
 	}
 	e := &alertEngine{spec: spec, byName: make(map[string]*alertRule), renotify: spec.Alerts.Renotify.Milliseconds()}
-	switch spec.Window.Type {
-	case topology.WindowTumbling:
-		e.step = spec.Window.Size.Milliseconds()
-	case topology.WindowHopping:
-		e.step = spec.Window.Advance.Milliseconds()
-	}
+	e.win, e.step = win, win.Advance
 	fields := spec.AlertFields()
 	for i, rs := range spec.Alerts.Rules {
 		r := &alertRule{spec: rs, idx: i, valueIdx: -1,
@@ -110,14 +109,8 @@ func newAlertEngine(spec *topology.Spec) (*alertEngine, error) {
 		}
 		if r.cond != nil && rs.Value != "" {
 			// "value > 500" names a threshold to report with the alert.
-			src := rs.Condition
-			for _, loc := range regexp.MustCompile(`\b`+regexp.QuoteMeta(rs.Value)+`\b`).FindAllStringIndex(src, -1) {
-				if m := thresholdRE.FindStringSubmatch(src[loc[1]:]); m != nil {
-					if v, err := strconv.ParseFloat(m[2], 64); err == nil {
-						r.threshold = &v
-						break
-					}
-				}
+			if v, ok := r.cond.Threshold(rs.Value); ok {
+				r.threshold = &v
 			}
 		}
 		t, err := rs.ParseSummary()
@@ -213,9 +206,12 @@ func (h *dueHeap) Pop() any {
 	return x
 }
 
-// taskAlerts is the alert state of one task, all in memory; changes are
-// queued to the store at flush.
-type taskAlerts struct {
+// State is the alert state of one task (partition), all in memory;
+// changes are queued to the task's store at Flush. One goroutine at a
+// time uses a State.
+type State struct {
+	e          *alertEngine
+	out        []Transition // transitions of the current call
 	states     map[alertID]*alertState
 	slots      map[slotID]*slotStats
 	dirty      map[alertID]struct{}
@@ -225,8 +221,9 @@ type taskAlerts struct {
 	active     map[alertID]struct{}
 }
 
-func newTaskAlerts() *taskAlerts {
-	return &taskAlerts{
+func (e *alertEngine) NewState() *State {
+	return &State{
+		e:          e,
 		states:     make(map[alertID]*alertState),
 		slots:      make(map[slotID]*slotStats),
 		dirty:      make(map[alertID]struct{}),
@@ -236,7 +233,7 @@ func newTaskAlerts() *taskAlerts {
 	}
 }
 
-func (ta *taskAlerts) schedule(id alertID, at int64) {
+func (ta *State) schedule(id alertID, at int64) {
 	if q, ok := ta.queued[id]; ok && q <= at {
 		return
 	}
@@ -260,91 +257,9 @@ type alertEvent struct {
 	partition int32
 }
 
-// aux ids: AuxPrefix rule AuxPrefix key [AuxPrefix slot]
-func (e *alertEngine) auxID(id alertID) string {
-	return state.AuxPrefix + e.rules[id.rule].spec.Name + state.AuxPrefix + id.key
-}
-
-func (e *alertEngine) slotAuxID(id slotID) string {
-	return state.AuxPrefix + e.rules[id.rule].spec.Name + state.AuxPrefix + id.key + state.AuxPrefix + strconv.FormatInt(id.slot, 10)
-}
-
-// load reads the task's alert state back from its store (after restore or
-// an aborted transaction). State of rules no longer in the spec is deleted.
-func (e *alertEngine) load(t *task) error {
-	ta := newTaskAlerts()
-	t.alerts = ta
-	return t.store.ScanAux(func(id string, v []byte) error {
-		parts := strings.Split(id[len(state.AuxPrefix):], state.AuxPrefix)
-		if len(parts) < 2 {
-			return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
-		}
-		r := e.byName[parts[0]]
-		if r == nil {
-			t.store.DeleteAux(id) // the rule was removed from the pipeline
-			return nil
-		}
-		switch len(parts) {
-		case 2:
-			st := &alertState{}
-			if err := json.Unmarshal(v, st); err != nil {
-				return fmt.Errorf("alert state %q: %w: %w", id, state.ErrCorruptState, err)
-			}
-			aid := alertID{r.idx, parts[1]}
-			ta.states[aid] = st
-			if r.spec.Kind == topology.AlertAbsence {
-				e.scheduleAbsence(ta, r, aid, st)
-				return nil
-			}
-			if st.State == alertPending || st.State == alertFiring {
-				ta.active[aid] = struct{}{}
-			}
-			if r.spec.Kind == topology.AlertDeviation && st.HasWindow {
-				ta.schedule(aid, st.LastEnd+r.forgetMs)
-			}
-		case 3:
-			slot, err := strconv.ParseInt(parts[2], 10, 64)
-			if err != nil {
-				return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
-			}
-			ss := &slotStats{}
-			if err := json.Unmarshal(v, ss); err != nil {
-				return fmt.Errorf("alert state %q: %w: %w", id, state.ErrCorruptState, err)
-			}
-			ta.slots[slotID{r.idx, parts[1], slot}] = ss
-		default:
-			return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
-		}
-		return nil
-	})
-}
-
-// flush queues the task's changed alert state in its store.
-func (e *alertEngine) flush(t *task) {
-	ta := t.alerts
-	for id := range ta.dirty {
-		if st := ta.states[id]; st == nil {
-			t.store.DeleteAux(e.auxID(id))
-		} else {
-			b, _ := json.Marshal(st)
-			t.store.PutAux(e.auxID(id), b)
-		}
-	}
-	clear(ta.dirty)
-	for id := range ta.dirtySlots {
-		if ss := ta.slots[id]; ss == nil {
-			t.store.DeleteAux(e.slotAuxID(id))
-		} else {
-			b, _ := json.Marshal(ss)
-			t.store.PutAux(e.slotAuxID(id), b)
-		}
-	}
-	clear(ta.dirtySlots)
-}
-
 // onRecord notes a record of key at event time ts (absence rules).
-func (e *alertEngine) onRecord(t *task, key string, ts int64, emit func(alertEvent)) {
-	ta := t.alerts
+func (ta *State) onRecord(key string, ts, streamTime int64) {
+	e := ta.e
 	for _, r := range e.absence {
 		id := alertID{r.idx, key}
 		st := ta.states[id]
@@ -362,9 +277,9 @@ func (e *alertEngine) onRecord(t *task, key string, ts int64, emit func(alertEve
 		// A firing alert resolves when the key's silence no longer lasts
 		// "for" at the current stream time; an old, out-of-order record
 		// that leaves a silence that long does not resolve it.
-		if st.State == alertFiring && st.LastSeen+r.forMs > t.streamTime {
+		if st.State == alertFiring && st.LastSeen+r.forMs > streamTime {
 			at := max(ts, st.Since)
-			emit(alertEvent{rule: r, key: key, state: alertResolved, startedAt: st.Since, at: at,
+			ta.emit(alertEvent{rule: r, key: key, state: alertResolved, startedAt: st.Since, at: at,
 				note: fmt.Sprintf("records arrive again (silent for %s)", fmtDur(at-st.Since+r.forMs))})
 			st.State, st.Since, st.Notified = alertInactive, 0, 0
 			ta.dirty[id] = struct{}{}
@@ -373,7 +288,7 @@ func (e *alertEngine) onRecord(t *task, key string, ts int64, emit func(alertEve
 	}
 }
 
-func (e *alertEngine) scheduleAbsence(ta *taskAlerts, r *alertRule, id alertID, st *alertState) {
+func (e *alertEngine) scheduleAbsence(ta *State, r *alertRule, id alertID, st *alertState) {
 	if st.State != alertFiring {
 		ta.schedule(id, st.LastSeen+r.forMs)
 		return
@@ -387,8 +302,8 @@ func (e *alertEngine) scheduleAbsence(ta *taskAlerts, r *alertRule, id alertID, 
 
 // checkDue fires, re-notifies and forgets absence alerts whose time has
 // come by stream time now.
-func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
-	ta := t.alerts
+func (ta *State) checkDue(now int64) {
+	e := ta.e
 	for ta.due.Len() > 0 && ta.due[0].at <= now {
 		it := heap.Pop(&ta.due).(dueItem)
 		if q, ok := ta.queued[it.id]; !ok || q != it.at {
@@ -401,18 +316,18 @@ func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
 		}
 		r := e.rules[it.id.rule]
 		if r.spec.Kind == topology.AlertDeviation {
-			e.forgetBaseline(ta, r, it.id, st, now, emit)
+			e.forgetBaseline(ta, r, it.id, st, now)
 			continue
 		}
 		if fireAt := st.LastSeen + r.forMs; st.State != alertFiring && fireAt <= now {
 			st.State, st.Since, st.Notified = alertFiring, fireAt, fireAt
 			ta.dirty[it.id] = struct{}{}
-			emit(alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: fireAt, at: fireAt,
+			ta.emit(alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: fireAt, at: fireAt,
 				note: fmt.Sprintf("no records since %s (%s)", fmtTime(st.LastSeen), fmtDur(r.forMs))})
 		}
 		if forget := st.LastSeen + r.forgetMs; forget <= now {
 			if st.State == alertFiring {
-				emit(alertEvent{rule: r, key: it.id.key, state: alertResolved, startedAt: st.Since, at: forget,
+				ta.emit(alertEvent{rule: r, key: it.id.key, state: alertResolved, startedAt: st.Since, at: forget,
 					note: fmt.Sprintf("no records for %s: the key is forgotten (forget_after)", fmtDur(r.forgetMs))})
 			}
 			delete(ta.states, it.id)
@@ -422,7 +337,7 @@ func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
 		if st.State == alertFiring && e.renotify > 0 && st.Notified+e.renotify <= now {
 			st.Notified += e.renotify * ((now - st.Notified) / e.renotify)
 			ta.dirty[it.id] = struct{}{}
-			emit(alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: st.Since, at: st.Notified,
+			ta.emit(alertEvent{rule: r, key: it.id.key, state: alertFiring, startedAt: st.Since, at: st.Notified,
 				note: fmt.Sprintf("still no records since %s", fmtTime(st.LastSeen))})
 		}
 		e.scheduleAbsence(ta, r, it.id, st)
@@ -431,14 +346,14 @@ func (e *alertEngine) checkDue(t *task, now int64, emit func(alertEvent)) {
 
 // forgetBaseline deletes the deviation state and baseline of a key whose
 // last window ended forget_after ago, or looks again later.
-func (e *alertEngine) forgetBaseline(ta *taskAlerts, r *alertRule, id alertID, st *alertState, now int64, emit func(alertEvent)) {
+func (e *alertEngine) forgetBaseline(ta *State, r *alertRule, id alertID, st *alertState, now int64) {
 	at := st.LastEnd + r.forgetMs
 	if at > now {
 		ta.schedule(id, at)
 		return
 	}
 	if st.State == alertFiring {
-		emit(alertEvent{rule: r, key: id.key, state: alertResolved, startedAt: st.Since, at: at,
+		ta.emit(alertEvent{rule: r, key: id.key, state: alertResolved, startedAt: st.Since, at: at,
 			note: fmt.Sprintf("no windows for %s: the key's baseline is forgotten (forget_after)", fmtDur(r.forgetMs))})
 	}
 	delete(ta.states, id)
@@ -485,19 +400,19 @@ func (st *alertState) observe(holds bool, forN, resolveN int) string {
 }
 
 // closeAt is when the window starting at start closes (stream time).
-func (e *alertEngine) closeAt(p *pipeline, start int64) int64 {
-	return start + p.size + p.grace
+func (e *alertEngine) closeAt(start int64) int64 {
+	return e.win.CloseTime(start, start+e.win.Size)
 }
 
 // missWindows counts the windows of key after its last evaluated one that
 // closed empty by stream time until (exclusive of the window starting at
 // upTo, if upTo > 0) and applies them as "condition false".
-func (e *alertEngine) missWindows(p *pipeline, ta *taskAlerts, r *alertRule, id alertID, st *alertState, upTo, now int64, emit func(alertEvent)) {
+func (e *alertEngine) missWindows(ta *State, r *alertRule, id alertID, st *alertState, upTo, now int64) {
 	if e.step == 0 || !st.HasWindow {
 		return
 	}
 	for s := st.LastStart + e.step; ; s += e.step {
-		if upTo > 0 && s >= upTo || upTo == 0 && e.closeAt(p, s) > now {
+		if upTo > 0 && s >= upTo || upTo == 0 && e.closeAt(s) > now {
 			return
 		}
 		if st.State != alertPending && st.State != alertFiring {
@@ -505,12 +420,12 @@ func (e *alertEngine) missWindows(p *pipeline, ta *taskAlerts, r *alertRule, id 
 		}
 		prev := st.State
 		tr := st.observe(false, r.spec.ForWindows, r.spec.ResolveWindows)
-		st.LastStart, st.LastEnd = s, s+p.size
+		st.LastStart, st.LastEnd = s, s+e.win.Size
 		ta.dirty[id] = struct{}{}
 		if tr == alertResolved {
-			wk := state.WindowKey{Key: id.key, Start: s, End: s + p.size}
-			emit(alertEvent{rule: r, key: id.key, state: alertResolved, window: &wk, startedAt: st.Since,
-				at: e.closeAt(p, s), note: "no records for the key in this window"})
+			wk := state.WindowKey{Key: id.key, Start: s, End: s + e.win.Size}
+			ta.emit(alertEvent{rule: r, key: id.key, state: alertResolved, window: &wk, startedAt: st.Since,
+				at: e.closeAt(s), note: "no records for the key in this window"})
 			st.Since, st.Notified = 0, 0
 		}
 		if prev != st.State && st.State != alertFiring && st.State != alertPending {
@@ -520,12 +435,12 @@ func (e *alertEngine) missWindows(p *pipeline, ta *taskAlerts, r *alertRule, id 
 }
 
 // onWindow evaluates the windowed rules on a closed window of a key.
-func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *state.Row, emit func(alertEvent)) {
+func (ta *State) onWindow(wk state.WindowKey, row *state.Row) {
+	e := ta.e
 	if len(e.windowed) == 0 {
 		return
 	}
-	ta := t.alerts
-	at := p.closeTime(wk)
+	at := e.win.CloseTime(wk.Start, wk.End)
 	envReady := false
 	for _, r := range e.windowed {
 		id := alertID{r.idx, wk.Key}
@@ -547,7 +462,7 @@ func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *st
 			st = &alertState{State: alertInactive}
 			ta.states[id] = st
 		}
-		e.missWindows(p, ta, r, id, st, wk.Start, at, emit)
+		e.missWindows(ta, r, id, st, wk.Start, at)
 
 		ev := alertEvent{rule: r, key: wk.Key, window: &wk, row: row, at: at}
 		if r.valueIdx >= 0 {
@@ -574,18 +489,18 @@ func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *st
 			if r.spec.ForWindows > 1 {
 				ev.note += fmt.Sprintf(" held for %d windows", r.spec.ForWindows)
 			}
-			emit(ev)
+			ta.emit(ev)
 		case alertResolved:
 			ev.state, ev.startedAt = alertResolved, st.Since
 			ev.note = fmt.Sprintf("back to normal for %d window(s)", r.spec.ResolveWindows)
-			emit(ev)
+			ta.emit(ev)
 			st.Since, st.Notified = 0, 0
 		default:
 			if st.State == alertFiring && e.renotify > 0 && at-st.Notified >= e.renotify {
 				st.Notified = at
 				ev.state, ev.startedAt = alertFiring, st.Since
 				ev.note += " (still firing)"
-				emit(ev)
+				ta.emit(ev)
 			}
 		}
 		if st.State == alertPending || st.State == alertFiring {
@@ -610,8 +525,8 @@ func (e *alertEngine) onWindow(p *pipeline, t *task, wk state.WindowKey, row *st
 
 // checkQuiet applies empty windows to pending and firing windowed alerts
 // whose key has had no window close by stream time now.
-func (e *alertEngine) checkQuiet(p *pipeline, t *task, now int64, emit func(alertEvent)) {
-	ta := t.alerts
+func (ta *State) checkQuiet(now int64) {
+	e := ta.e
 	if len(ta.active) == 0 || e.step == 0 {
 		return
 	}
@@ -631,7 +546,7 @@ func (e *alertEngine) checkQuiet(p *pipeline, t *task, now int64, emit func(aler
 			delete(ta.active, id)
 			continue
 		}
-		e.missWindows(p, ta, e.rules[id.rule], id, st, 0, now, emit)
+		e.missWindows(ta, e.rules[id.rule], id, st, 0, now)
 		if e.rules[id.rule].spec.Kind == topology.AlertThreshold && st.State != alertPending && st.State != alertFiring {
 			delete(ta.states, id)
 			ta.dirty[id] = struct{}{}
@@ -641,7 +556,7 @@ func (e *alertEngine) checkQuiet(p *pipeline, t *task, now int64, emit func(aler
 
 // deviates compares the window's value with the key's baseline, then
 // folds the value into the baseline.
-func (e *alertEngine) deviates(ta *taskAlerts, r *alertRule, id alertID, st *alertState, wk state.WindowKey, ev *alertEvent) bool {
+func (e *alertEngine) deviates(ta *State, r *alertRule, id alertID, st *alertState, wk state.WindowKey, ev *alertEvent) bool {
 	if ev.value == nil {
 		return false
 	}
@@ -650,7 +565,7 @@ func (e *alertEngine) deviates(ta *taskAlerts, r *alertRule, id alertID, st *ale
 	var mean, variance float64
 	var armed bool
 	if rs.Baseline == topology.BaselineSeasonal {
-		period := floorDiv(wk.Start, r.periodMs)
+		period := topology.FloorDiv(wk.Start, r.periodMs)
 		sid := slotID{r.idx, id.key, (wk.Start - period*r.periodMs) / r.bucketMs}
 		ss := ta.slots[sid]
 		if ss == nil {
@@ -730,8 +645,7 @@ func (e *alertEngine) fillEnv(key string, row *state.Row) {
 		}
 	}
 	if len(e.envKeys) > 0 {
-		var parts []string
-		_ = json.Unmarshal([]byte(key), &parts)
+		parts, _ := groupkey.Parts(key)
 		for _, i := range e.envKeys {
 			if i < len(parts) {
 				e.envBuf[e.spec.Key[i]] = parts[i]
@@ -742,194 +656,16 @@ func (e *alertEngine) fillEnv(key string, row *state.Row) {
 	}
 }
 
-// Alert is one published alert transition: the alerts topic's record
-// (JSON, or Avro with AlertSchema) and what goes to Alertmanager.
-type Alert struct {
-	Rule        string            `json:"rule"`
-	RuleKind    string            `json:"rule_kind"`
-	State       string            `json:"state"`
-	Severity    string            `json:"severity"`
-	Key         map[string]string `json:"key"`
-	Labels      map[string]string `json:"labels"`
-	Value       *float64          `json:"value"`
-	Threshold   *float64          `json:"threshold"`
-	Baseline    *float64          `json:"baseline"`
-	StdDev      *float64          `json:"stddev"`
-	WindowStart *string           `json:"window_start"`
-	WindowEnd   *string           `json:"window_end"`
-	StartedAt   string            `json:"started_at"`
-	At          string            `json:"at"`
-	Summary     string            `json:"summary"`
-	RunbookURL  *string           `json:"runbook_url"`
-}
-
-// AlertSubject is the registry subject of a pipeline's Avro alerts.
-func AlertSubject(spec *topology.Spec) string { return spec.AlertsTopic() + "-value" }
-
-// AlertSchema is the Avro schema of alert records.
-const AlertSchema = `{
-  "type": "record", "name": "Alert", "namespace": "eddy.alerts",
-  "doc": "One alert transition published by eddy (docs/alerting.md)",
-  "fields": [
-    {"name": "rule", "type": "string"},
-    {"name": "rule_kind", "type": "string"},
-    {"name": "state", "type": "string", "doc": "firing or resolved"},
-    {"name": "severity", "type": "string"},
-    {"name": "key", "type": {"type": "map", "values": "string"}},
-    {"name": "labels", "type": {"type": "map", "values": "string"}},
-    {"name": "value", "type": ["null", "double"], "default": null},
-    {"name": "threshold", "type": ["null", "double"], "default": null},
-    {"name": "baseline", "type": ["null", "double"], "default": null},
-    {"name": "stddev", "type": ["null", "double"], "default": null},
-    {"name": "window_start", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
-    {"name": "window_end", "type": ["null", {"type": "long", "logicalType": "timestamp-millis"}], "default": null},
-    {"name": "started_at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-millis"}},
-    {"name": "summary", "type": "string"},
-    {"name": "runbook_url", "type": ["null", "string"], "default": null}
-  ]
-}`
-
-// alert renders a transition.
-func (e *alertEngine) alert(ev alertEvent) Alert {
-	r := ev.rule
-	a := Alert{
-		Rule: r.spec.Name, RuleKind: r.spec.Kind, State: ev.state, Severity: r.spec.Severity,
-		Key: make(map[string]string, len(e.spec.Key)), Labels: make(map[string]string, len(r.spec.Labels)),
-		Value: ev.value, Threshold: r.threshold, Baseline: ev.baseline, StdDev: ev.stddev,
-		StartedAt: fmtTime(ev.startedAt), At: fmtTime(ev.at),
-	}
-	var parts []string
-	_ = json.Unmarshal([]byte(ev.key), &parts)
-	for i, f := range e.spec.Key {
-		if i < len(parts) {
-			a.Key[f] = parts[i]
-		}
-	}
-	for k, v := range r.spec.Labels {
-		a.Labels[k] = v
-	}
-	if ev.window != nil {
-		s, en := fmtTime(ev.window.Start), fmtTime(ev.window.End)
-		a.WindowStart, a.WindowEnd = &s, &en
-	}
-	if r.spec.RunbookURL != "" {
-		u := r.spec.RunbookURL
-		a.RunbookURL = &u
-	}
-	a.Summary = e.summary(ev, &a)
-	return a
-}
-
-func (e *alertEngine) summary(ev alertEvent, a *Alert) string {
-	r := ev.rule
-	if r.tmpl != nil {
-		data := map[string]any{
-			"rule": a.Rule, "state": a.State, "severity": a.Severity, "started_at": a.StartedAt, "at": a.At,
-			"value": nilOr(a.Value), "threshold": nilOr(a.Threshold), "baseline": nilOr(a.Baseline), "stddev": nilOr(a.StdDev),
-			"window_start": nilOr(a.WindowStart), "window_end": nilOr(a.WindowEnd), "key": a.Key,
-			"reason": ev.note,
-		}
-		for k, v := range a.Key {
-			data[k] = v
-		}
-		if ev.row != nil {
-			for i, ag := range e.spec.Aggregates {
-				if v, ok := ev.row.Value(i); ok {
-					data[ag.Name] = v
-				} else {
-					data[ag.Name] = nil
-				}
-			}
-		}
-		var b bytes.Buffer
-		if err := r.tmpl.Execute(&b, data); err == nil {
-			return b.String()
-		} else {
-			return fmt.Sprintf("%s %s for %s (summary template failed: %v)", a.Rule, a.State, keyText(e.spec, a.Key), err)
-		}
-	}
-	s := fmt.Sprintf("%s %s for %s", a.Rule, a.State, keyText(e.spec, a.Key))
-	if ev.note != "" {
-		s += ": " + ev.note
-	}
-	if a.Value != nil && r.spec.Kind == topology.AlertThreshold {
-		s += fmt.Sprintf(" (%s=%s)", r.spec.Value, fmtNum(*a.Value))
-	}
-	return s
-}
-
-func nilOr[T any](p *T) any {
-	if p == nil {
-		return nil
-	}
-	return *p
-}
-
-func keyText(spec *topology.Spec, key map[string]string) string {
-	parts := make([]string, 0, len(spec.Key))
-	for _, f := range spec.Key {
-		parts = append(parts, f+"="+key[f])
-	}
-	return strings.Join(parts, " ")
-}
-
-func fmtNum(v float64) string { return strconv.FormatFloat(v, 'g', 6, 64) }
-
-func fmtDur(ms int64) string { return time.Duration(ms * int64(time.Millisecond)).String() }
-
-// encode renders an alert as the alerts topic's value.
-func (e *alertEngine) encode(a Alert) ([]byte, error) {
-	if e.enc == nil {
-		return json.Marshal(a)
-	}
-	m := map[string]any{
-		"rule": a.Rule, "rule_kind": a.RuleKind, "state": a.State, "severity": a.Severity,
-		"key": a.Key, "labels": a.Labels, "summary": a.Summary,
-		"value": nilOr(a.Value), "threshold": nilOr(a.Threshold), "baseline": nilOr(a.Baseline), "stddev": nilOr(a.StdDev),
-		"window_start": nil, "window_end": nil, "runbook_url": nilOr(a.RunbookURL),
-	}
-	parse := func(s string) time.Time { t, _ := time.Parse(timeLayout, s); return t }
-	if a.WindowStart != nil {
-		m["window_start"], m["window_end"] = parse(*a.WindowStart), parse(*a.WindowEnd)
-	}
-	m["started_at"], m["at"] = parse(a.StartedAt), parse(a.At)
-	return e.enc.Encode(m)
-}
-
-// publishAlert writes one alert transition to the alerts topic (keyed by
-// the grouping key, timestamped with the transition's stream time) and
-// hands it to the Alertmanager forwarder, if any.
-func (a *App) publishAlert(ctx context.Context, t *task, ev alertEvent) {
-	al := a.p.alerts.alert(ev)
-	a.m.alerts.WithLabelValues(al.Rule, al.State).Inc()
-	value, err := a.p.alerts.encode(al)
-	if err != nil {
-		a.setProduceErr(fmt.Errorf("encode alert %s for %s: %w", al.Rule, ev.key, err))
-		return
-	}
-	key, err := a.p.encodeKey(a.p.alerts.keyEnc, ev.key)
-	if err != nil {
-		a.setProduceErr(fmt.Errorf("encode the key of alert %s for %s: %w", al.Rule, ev.key, err))
-		return
-	}
-	a.log.Info("alert", "rule", al.Rule, "state", al.State, "key", ev.key, "at", al.At, "summary", al.Summary)
-	a.produce(ctx, &kgo.Record{
-		Topic:     a.p.spec.AlertsTopic(),
-		Key:       key,
-		Value:     value,
-		Timestamp: time.UnixMilli(ev.at),
-	})
-	if a.am != nil {
-		a.am.send(t.partition, al, true)
-	}
+// emit renders a transition into ta.out.
+func (ta *State) emit(ev alertEvent) {
+	ta.out = append(ta.out, Transition{Alert: ta.e.alert(ev), Key: ev.key, At: ev.at})
 }
 
 // firing returns the task's firing alerts (after a restore), as events to
 // re-send to Alertmanager.
-func (e *alertEngine) firing(t *task) []alertEvent {
+func (e *alertEngine) firing(ta *State) []alertEvent {
 	var out []alertEvent
-	for id, st := range t.alerts.states {
+	for id, st := range ta.states {
 		if st.State != alertFiring {
 			continue
 		}

@@ -1,4 +1,7 @@
-package state
+// Package changelog restores task stores from their changelog topics: the
+// part of state that reads Kafka. The changelog's format (window keys,
+// rows, commit markers) is defined in package state.
+package changelog
 
 // Changelog format and restore.
 //
@@ -29,11 +32,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-)
 
-// MarkerKey is the changelog key of commit markers. No window key can equal
-// it: window keys start with a 2-byte length below 0x8000.
-var MarkerKey = []byte{0xff, 0xff, 'e', 'd', 'd', 'y'}
+	"github.com/eddy-streams/eddy/state"
+)
 
 // RestoreResult says what a restore did.
 type RestoreResult struct {
@@ -50,7 +51,7 @@ type RestoreResult struct {
 	// held no record (compacted away) and were skipped.
 	GapAtTail int64
 	// Checkpoint is the position the state reflects after restore.
-	Checkpoint Checkpoint
+	Checkpoint state.Checkpoint
 	Took       time.Duration
 }
 
@@ -125,7 +126,7 @@ func NewRestorer(cl *kgo.Client) *Restorer {
 // state cannot be trusted it is wiped and rebuilt: no checkpoint, a
 // changelog that was recreated (different topic id), a checkpoint beyond
 // the changelog's end, or below its start.
-func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t *TaskStore) (RestoreResult, error) {
+func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t *state.TaskStore) (RestoreResult, error) {
 	began := time.Now()
 	var res RestoreResult
 	var (
@@ -194,7 +195,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 		if err := t.Wipe(); err != nil {
 			return res, fmt.Errorf("wipe stale state: %w", err)
 		}
-		cp = Checkpoint{TopicID: td.ID, ChangelogNext: start}
+		cp = state.Checkpoint{TopicID: td.ID, ChangelogNext: start}
 	}
 	t.DropCache()
 	from := cp.ChangelogNext
@@ -202,7 +203,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 		if res.FromScratch {
 			// Record that the (empty) state reflects this changelog, so the
 			// next start does not treat it as missing.
-			if err := t.applyRaw(nil, nil, cp, true); err != nil {
+			if err := t.ApplyRestored(nil, nil, cp, true); err != nil {
 				return res, err
 			}
 		}
@@ -228,7 +229,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 		leader = pd.Leader
 	}
 	flush := func(sync bool) error {
-		if err := t.applyRaw(keys, values, cp, sync); err != nil {
+		if err := t.ApplyRestored(keys, values, cp, sync); err != nil {
 			return fmt.Errorf("apply restored records: %w", err)
 		}
 		keys, values = keys[:0], values[:0]
@@ -261,8 +262,8 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 				return // a transaction marker: it only moves the position
 			}
 			res.Records++
-			if bytes.Equal(rec.Key, MarkerKey) {
-				m, perr := ParseCheckpoint(rec.Value)
+			if bytes.Equal(rec.Key, state.MarkerKey) {
+				m, perr := state.ParseCheckpoint(rec.Value)
 				if perr != nil {
 					ferr = fmt.Errorf("changelog %s/%d offset %d: marker: %w", topic, partition, rec.Offset, perr)
 					return
@@ -270,14 +271,14 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 				keys = append(keys, pendKeys...)
 				values = append(values, pendValues...)
 				pendKeys, pendValues = pendKeys[:0], pendValues[:0]
-				cp = Checkpoint{TopicID: td.ID, ChangelogNext: next, InputNext: m.InputNext,
+				cp = state.Checkpoint{TopicID: td.ID, ChangelogNext: next, InputNext: m.InputNext,
 					StreamTime: m.StreamTime, FlushSeq: m.FlushSeq, Upstream: m.Upstream}
 				if len(keys) >= 32768 {
 					ferr = flush(false)
 				}
 				return
 			}
-			if _, kerr := ParseWindowKey(rec.Key); kerr != nil {
+			if _, kerr := state.ParseWindowKey(rec.Key); kerr != nil {
 				ferr = fmt.Errorf("changelog %s/%d offset %d: %w", topic, partition, rec.Offset, kerr)
 				return
 			}

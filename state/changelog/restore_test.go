@@ -1,4 +1,4 @@
-package state
+package changelog
 
 import (
 	"context"
@@ -12,24 +12,26 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/eddy-streams/eddy/internal/kafkatest"
+
+	"github.com/eddy-streams/eddy/state"
 )
 
 // changelogRecords returns n window rows for partition 0 with a commit
 // marker after every `every` rows (InputNext: rows so far), and the rows'
 // keys.
-func changelogRecords(topic string, n, every int) ([]*kgo.Record, []WindowKey) {
-	row := NewRow(testSpecs)
+func changelogRecords(topic string, n, every int) ([]*kgo.Record, []state.WindowKey) {
+	row := state.NewRow(testSpecs)
 	row.Add(0, 1)
 	value := row.AppendBinary(nil)
 	var recs []*kgo.Record
-	var keys []WindowKey
+	var keys []state.WindowKey
 	for i := range n {
-		k := WindowKey{Key: fmt.Sprintf(`["k-%07d"]`, i), Start: 1_764_158_400_000, End: 1_764_158_410_000}
+		k := state.WindowKey{Key: fmt.Sprintf(`["k-%07d"]`, i), Start: 1_764_158_400_000, End: 1_764_158_410_000}
 		keys = append(keys, k)
 		recs = append(recs, &kgo.Record{Topic: topic, Key: k.AppendBinary(nil), Value: value})
 		if (i+1)%every == 0 || i == n-1 {
-			cp := Checkpoint{InputNext: int64(i + 1), StreamTime: 1_764_158_400_000}
-			recs = append(recs, &kgo.Record{Topic: topic, Key: MarkerKey, Value: cp.AppendBinary(nil)})
+			cp := state.Checkpoint{InputNext: int64(i + 1), StreamTime: 1_764_158_400_000}
+			recs = append(recs, &kgo.Record{Topic: topic, Key: state.MarkerKey, Value: cp.AppendBinary(nil)})
 		}
 	}
 	return recs, keys
@@ -44,7 +46,7 @@ func restoreClient(t *testing.T, brokers []string, opts ...kgo.Opt) *kgo.Client 
 }
 
 // storedKeys counts the rows in ts that are among keys.
-func storedKeys(t *testing.T, ts *TaskStore, keys []WindowKey) int {
+func storedKeys(t *testing.T, ts *state.TaskStore, keys []state.WindowKey) int {
 	t.Helper()
 	n := 0
 	for _, k := range keys {
@@ -80,8 +82,8 @@ func testRestorePendingTransaction(t *testing.T, brokers []string) {
 	pending, keys2 := changelogRecords(topic, 200, 200)
 	for i, r := range pending {
 		if i < len(pending)-1 {
-			r.Key = WindowKey{Key: fmt.Sprintf(`["t-%07d"]`, i), Start: 1, End: 2}.AppendBinary(nil)
-			keys2[i] = WindowKey{Key: fmt.Sprintf(`["t-%07d"]`, i), Start: 1, End: 2}
+			r.Key = state.WindowKey{Key: fmt.Sprintf(`["t-%07d"]`, i), Start: 1, End: 2}.AppendBinary(nil)
+			keys2[i] = state.WindowKey{Key: fmt.Sprintf(`["t-%07d"]`, i), Start: 1, End: 2}
 		}
 	}
 	if err := txn.ProduceSync(ctx, pending...).FirstErr(); err != nil {
@@ -91,7 +93,7 @@ func testRestorePendingTransaction(t *testing.T, brokers []string) {
 		t.Fatal(err)
 	}
 
-	db, err := Open(t.TempDir())
+	db, err := state.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +183,7 @@ func TestKafkaRestoreStalledBroker(t *testing.T) {
 	if err := kafkatest.Client(t, b.Addrs).ProduceSync(ctx, recs...).FirstErr(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(t.TempDir())
+	db, err := state.Open(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package state
+package changelog
 
 import (
 	"context"
@@ -8,6 +8,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/state"
 )
 
 // BenchmarkRestore: restoring one changelog partition of 200k rows (with a
@@ -26,17 +28,17 @@ func BenchmarkRestore(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer cl.Close()
-	row := NewRow(testSpecs)
+	row := state.NewRow(testSpecs)
 	row.Add(0, 1)
 	value := row.AppendBinary(nil)
 	ctx := context.Background()
 	var recs []*kgo.Record
 	for i := range rows {
-		k := WindowKey{Key: fmt.Sprintf(`["k-%07d"]`, i), Start: 1_764_158_400_000, End: 1_764_158_410_000}
+		k := state.WindowKey{Key: fmt.Sprintf(`["k-%07d"]`, i), Start: 1_764_158_400_000, End: 1_764_158_410_000}
 		recs = append(recs, &kgo.Record{Key: k.AppendBinary(nil), Value: value})
 		if (i+1)%5000 == 0 {
-			cp := Checkpoint{InputNext: int64(i + 1), StreamTime: 1_764_158_400_000}
-			recs = append(recs, &kgo.Record{Key: MarkerKey, Value: cp.AppendBinary(nil)})
+			cp := state.Checkpoint{InputNext: int64(i + 1), StreamTime: 1_764_158_400_000}
+			recs = append(recs, &kgo.Record{Key: state.MarkerKey, Value: cp.AppendBinary(nil)})
 		}
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
@@ -44,7 +46,7 @@ func BenchmarkRestore(b *testing.B) {
 	}
 	r := NewRestorer(cl)
 	r.IdleEnd = time.Second
-	db, err := Open(b.TempDir())
+	db, err := state.Open(b.TempDir())
 	if err != nil {
 		b.Fatal(err)
 	}

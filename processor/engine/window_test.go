@@ -1,9 +1,23 @@
-package processor
+package engine
 
 import (
 	"slices"
 	"testing"
+
+	"github.com/eddy-streams/eddy/topology"
 )
+
+// The window arithmetic is topology.WindowRule's; these check it as the
+// engine uses it.
+
+func tumblingWindow(ts, size int64) (int64, int64) {
+	s := topology.WindowRule{Type: topology.WindowTumbling, Size: size, Advance: size}.AppendStarts(nil, ts)[0]
+	return s, s + size
+}
+
+func hoppingWindows(dst []int64, ts, size, adv int64) []int64 {
+	return topology.WindowRule{Type: topology.WindowHopping, Size: size, Advance: adv}.AppendStarts(dst, ts)
+}
 
 func TestTumblingWindow(t *testing.T) {
 	for _, c := range []struct{ ts, size, start int64 }{
@@ -37,7 +51,7 @@ func TestHoppingWindows(t *testing.T) {
 		// Independent check: every window containing ts, by brute force.
 		var brute []int64
 		for s := c.ts - c.size - c.adv; s <= c.ts; s++ {
-			if floorDiv(s, c.adv)*c.adv == s && c.ts >= s && c.ts < s+c.size {
+			if s%c.adv == 0 && c.ts >= s && c.ts < s+c.size {
 				brute = append(brute, s)
 			}
 		}

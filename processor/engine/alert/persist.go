@@ -1,0 +1,98 @@
+package alert
+
+// The persisted form of a State: one aux entry of the task's store per
+// rule and key (and per deviation slot), JSON-encoded. Entries are queued
+// at Flush and written with the task's windows in one flush; Load is the
+// inverse.
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/topology"
+)
+
+// aux ids: AuxPrefix rule AuxPrefix key [AuxPrefix slot]
+func (e *alertEngine) auxID(id alertID) string {
+	return state.AuxPrefix + e.rules[id.rule].spec.Name + state.AuxPrefix + id.key
+}
+
+func (e *alertEngine) slotAuxID(id slotID) string {
+	return state.AuxPrefix + e.rules[id.rule].spec.Name + state.AuxPrefix + id.key + state.AuxPrefix + strconv.FormatInt(id.slot, 10)
+}
+
+// Load reads the alert state back from store (after restore or an
+// aborted transaction), replacing what ta held. State of rules no longer in the spec is deleted.
+func (ta *State) Load(store Store) error {
+	e := ta.e
+	*ta = *e.NewState()
+	return store.ScanAux(func(id string, v []byte) error {
+		parts := strings.Split(id[len(state.AuxPrefix):], state.AuxPrefix)
+		if len(parts) < 2 {
+			return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
+		}
+		r := e.byName[parts[0]]
+		if r == nil {
+			store.DeleteAux(id) // the rule was removed from the pipeline
+			return nil
+		}
+		switch len(parts) {
+		case 2:
+			st := &alertState{}
+			if err := json.Unmarshal(v, st); err != nil {
+				return fmt.Errorf("alert state %q: %w: %w", id, state.ErrCorruptState, err)
+			}
+			aid := alertID{r.idx, parts[1]}
+			ta.states[aid] = st
+			if r.spec.Kind == topology.AlertAbsence {
+				e.scheduleAbsence(ta, r, aid, st)
+				return nil
+			}
+			if st.State == alertPending || st.State == alertFiring {
+				ta.active[aid] = struct{}{}
+			}
+			if r.spec.Kind == topology.AlertDeviation && st.HasWindow {
+				ta.schedule(aid, st.LastEnd+r.forgetMs)
+			}
+		case 3:
+			slot, err := strconv.ParseInt(parts[2], 10, 64)
+			if err != nil {
+				return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
+			}
+			ss := &slotStats{}
+			if err := json.Unmarshal(v, ss); err != nil {
+				return fmt.Errorf("alert state %q: %w: %w", id, state.ErrCorruptState, err)
+			}
+			ta.slots[slotID{r.idx, parts[1], slot}] = ss
+		default:
+			return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
+		}
+		return nil
+	})
+}
+
+// Flush queues the changed alert state in store.
+func (ta *State) Flush(store Store) {
+	e := ta.e
+	for id := range ta.dirty {
+		if st := ta.states[id]; st == nil {
+			store.DeleteAux(e.auxID(id))
+		} else {
+			b, _ := json.Marshal(st)
+			store.PutAux(e.auxID(id), b)
+		}
+	}
+	clear(ta.dirty)
+	for id := range ta.dirtySlots {
+		if ss := ta.slots[id]; ss == nil {
+			store.DeleteAux(e.slotAuxID(id))
+		} else {
+			b, _ := json.Marshal(ss)
+			store.PutAux(e.slotAuxID(id), b)
+		}
+	}
+	clear(ta.dirtySlots)
+}

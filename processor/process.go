@@ -1,0 +1,166 @@
+package processor
+
+// The shell's per-record step: a record of the aggregation input becomes an
+// engine.Record (decode, stateless steps), the task's engine decides
+// (processor/engine), and the shell writes what it decided (results, late
+// and dead-letter records, alert transitions). Only the processing
+// goroutine runs these, holding a.mu; a.fx is its scratch.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/processor/engine"
+	"github.com/eddy-streams/eddy/state"
+)
+
+// processAgg adds one record of the aggregation input to its task (the
+// engine) and writes what the engine decided. An error wrapping
+// schema.ErrRegistryUnavailable means the record could not be decoded now
+// and nothing of it was applied: retry it later.
+func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
+	t := a.tasks[rec.Partition]
+	if t == nil {
+		return nil // not ours (revoked while buffered)
+	}
+	in := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
+	er := engine.Record{Input: in, Offset: rec.Offset, Source: in, SourceOffset: rec.Offset}
+	repart := a.p.spec.NeedsRepartition()
+	if repart {
+		var ok bool
+		for _, h := range rec.Headers {
+			if h.Key == hdrSource {
+				er.Source.Topic, er.Source.Partition, er.SourceOffset, ok = decodeSource(h.Value)
+			}
+		}
+		if !ok {
+			t.Skip(in, rec.Offset)
+			a.deadLetter(ctx, rec, &RecordError{Class: ErrInternalHeader, Err: errors.New("repartition record without eddy.src header")})
+			return nil
+		}
+	}
+	// Decode before the task records the input as applied, so that a
+	// record waiting for the registry leaves no trace.
+	fields, re, uerr := a.p.decode(ctx, rec)
+	if uerr != nil {
+		return uerr
+	}
+	now := a.clock.Now()
+	var ev event
+	switch {
+	case re != nil:
+	case repart:
+		ev = repartitioned(fields, rec)
+	default:
+		ev, re = a.p.prepareFields(fields, rec, now)
+	}
+	if re != nil {
+		er.Reject = &engine.Reject{Class: re.Class, Field: re.Field, Err: re.Err}
+	}
+	er.Key, er.Time, er.Fields, er.Filtered = ev.key, ev.ts, ev.fields, ev.filtered
+	fx := &a.fx
+	if err := t.Process(er, now, fx); err != nil {
+		return err
+	}
+	switch {
+	case fx.Duplicate:
+		a.m.duplicates.Inc()
+		return nil
+	case fx.Filtered:
+		a.m.filtered.Inc()
+		return nil
+	}
+	if fx.Aggregated {
+		a.fields.observe(ev.fields)
+	}
+	if dl := fx.DeadLetter; dl != nil {
+		a.deadLetter(ctx, rec, &RecordError{Class: dl.Class, Field: dl.Field, Err: dl.Err})
+		return nil
+	}
+	if late := fx.Late; late != nil {
+		a.m.late.Inc()
+		// Written with the wall clock as its timestamp, so that the late
+		// topic's retention counts from now, not from the (old) event
+		// time; the event time and the source record's timestamp are in
+		// headers.
+		_, _, _, key, headers, srcTS := sourceOf(rec)
+		headers = append(headers,
+			strHeader(hdrLateWindow, fmtWindow(late.Window)),
+			strHeader(hdrLateEvent, fmtTime(late.EventTime)),
+			strHeader(hdrLateStream, fmtTime(late.StreamTime)),
+			strHeader(hdrSrcTopic, er.Source.Topic),
+			strHeader(hdrSrcPart, strconv.Itoa(int(er.Source.Partition))),
+			strHeader(hdrSrcOffset, strconv.FormatInt(er.SourceOffset, 10)),
+		)
+		if srcTS >= 0 {
+			headers = append(headers, strHeader(hdrSrcTime, fmtTime(srcTS)))
+		}
+		a.write(ctx, &kgo.Record{Topic: a.p.spec.LateTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: now}, rec)
+	}
+	a.apply(ctx, t, fx)
+	return nil
+}
+
+// apply writes the window results and alert transitions of fx.
+func (a *App) apply(ctx context.Context, t *task, fx *engine.Effects) {
+	for _, tr := range fx.Alerts {
+		a.publishAlert(ctx, t, tr)
+	}
+	for _, r := range fx.Results {
+		a.emit(ctx, r)
+	}
+}
+
+// punctuate advances idle tasks' stream time and closes due windows.
+func (a *App) punctuate() error {
+	now := a.clock.Now()
+	a.warn.Flush()
+	for _, msg := range a.fields.report(now) {
+		a.log.Warn(msg)
+	}
+	for _, t := range a.tasks {
+		if err := t.Punctuate(now, &a.fx); err != nil {
+			return err
+		}
+		a.apply(context.Background(), t, &a.fx)
+		p := strconv.Itoa(int(t.partition))
+		// A task that has had no record (in this run, or in the state it
+		// restored) has no stream time: leave the series unset rather
+		// than show the idle-advanced time since 1970.
+		if t.HasTime() {
+			a.m.streamTime.WithLabelValues(p).Set(float64(t.StreamTime()) / 1000)
+		}
+		a.m.openWindows.WithLabelValues(p).Set(float64(t.OpenWindows()))
+	}
+	return nil
+}
+
+// emit writes one window result to the output topic (a closed window's
+// alert rules have run in the engine).
+func (a *App) emit(ctx context.Context, r result) {
+	if r.Silent {
+		return
+	}
+	value, err := a.p.encodeResult(r)
+	var key []byte
+	if err == nil {
+		key, err = a.p.encodeResultKey(r)
+	}
+	if err != nil {
+		// The schema is derived from this very pipeline: a result that
+		// does not fit it is a bug. Fail the next commit, do not skip it.
+		a.setProduceErr(fmt.Errorf("encode result of window %s %s: %w", r.Window.Key, fmtWindow(r.Window), err))
+		return
+	}
+	a.write(ctx, &kgo.Record{
+		Topic:     a.p.spec.Output.Topic,
+		Key:       key,
+		Value:     value,
+		Timestamp: time.UnixMilli(r.Window.End),
+	}, nil)
+}
