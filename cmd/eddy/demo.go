@@ -144,8 +144,11 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	}
 	defer stopRegistry()
 	fmt.Fprintf(os.Stderr, "eddy demo: schema registry at %s (try: %s)\n", regURL, demoRegistryHint(regURL))
-	reg := schema.NewClient(regURL)
-	defer reg.Close()
+	// The demo's registry is its own, on loopback, without credentials.
+	demoReg := &registryConn{url: regURL, rt: http.DefaultTransport.(*http.Transport).Clone()}
+	demoReg.owned = demoReg.rt.(*http.Transport)
+	defer demoReg.close()
+	reg := demoReg.client()
 	var enc *schema.Encoder
 	if o.avro {
 		if enc, err = schema.NewEncoder(ctx, reg, spec.Source.Subject, generator.AvroSchema); err != nil {
@@ -182,7 +185,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		defer wg.Done()
 		err := runPipeline(ctx, log, spec, runOptions{
 			brokers: brokers, stateDir: filepath.Join(o.dataDir, "state"), httpAddr: o.httpAddr, http: o.http,
-			sessionTimeout: 10 * time.Second, registryURL: regURL,
+			sessionTimeout: 10 * time.Second, registry: demoReg,
 		}, func(_ *processor.App, addr string) {
 			fmt.Fprintf(os.Stderr, "eddy demo: health and metrics on %s://%s (/healthz /readyz /metrics)\n", o.http.scheme(), addr)
 		})

@@ -38,6 +38,9 @@ func httpSecurityOpts(cmd *cobra.Command) (httpSecurity, error) {
 		flag string
 		v    *bool
 	}{{"http-insecure", &h.insecure}, {"http-metrics-open", &h.metricsOpen}} {
+		if cmd.Flags().Lookup(b.flag) == nil {
+			continue // eddy registry serves no metrics
+		}
 		if *b.v, err = strconv.ParseBool(flagString(cmd, b.flag)); err != nil {
 			return h, fmt.Errorf("--%s %q: want true or false", b.flag, flagString(cmd, b.flag))
 		}

@@ -46,6 +46,13 @@ Start several with the same pipeline to share the partitions; stopping one
 			if err != nil {
 				return err
 			}
+			var reg *registryConn
+			if u := flagString(cmd, "registry-url"); u != "" {
+				if reg, err = openRegistry(cmd, u); err != nil {
+					return err
+				}
+				defer reg.close()
+			}
 			cacheRows, err := applyMemoryLimit(log, flagString(cmd, "memory-limit"))
 			if err != nil {
 				return err
@@ -59,14 +66,16 @@ Start several with the same pipeline to share the partitions; stopping one
 				sessionTimeout: st,
 				cacheRows:      cacheRows,
 				clientOpts:     clientOpts,
-				registryURL:    flagString(cmd, "registry-url"),
+				registry:       reg,
 				alertmanager:   flagString(cmd, "alertmanager-url"),
 			}, nil)
 		},
 	}
 	addSettings(cmd, "file", "brokers", "state-dir", "http-addr", "instance-id", "session-timeout", "log-level")
 	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "tls", "tls-ca-file", "memory-limit")
-	addSettings(cmd, "registry-url", "alertmanager-url")
+	addSettings(cmd, "registry-url")
+	addSettings(cmd, registryAuthSettings...)
+	addSettings(cmd, "alertmanager-url")
 	addSettings(cmd, httpSettings...)
 	return cmd
 }
@@ -78,10 +87,10 @@ type runOptions struct {
 	http           httpSecurity // TLS and token of httpAddr
 	instanceID     string
 	sessionTimeout time.Duration
-	cacheRows      int       // per task; 0: the processor's default
-	clientOpts     []kgo.Opt // TLS and SASL
-	registryURL    string    // schema registry, for Avro pipelines
-	alertmanager   string    // Alertmanager base URL; alerts are posted there too
+	cacheRows      int           // per task; 0: the processor's default
+	clientOpts     []kgo.Opt     // TLS and SASL
+	registry       *registryConn // schema registry, for Avro pipelines; nil: none
+	alertmanager   string        // Alertmanager base URL; alerts are posted there too
 }
 
 // runPipeline serves HTTP and runs the pipeline until ctx ends. started, if
@@ -90,10 +99,8 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var registry schema.Registry
-	if o.registryURL != "" {
-		c := schema.NewClient(o.registryURL)
-		defer c.Close()
-		registry = c
+	if o.registry != nil {
+		registry = o.registry.client()
 	}
 	app, err := processor.New(processor.Config{
 		Spec:           spec,

@@ -39,6 +39,13 @@ var settings = []setting{
 	{flag: "tls-ca-file", env: "EDDY_TLS_CA_FILE", def: "", doc: "PEM file of the CA certificates that sign the brokers' certificates. Setting it turns TLS on."},
 	{flag: "memory-limit", env: "EDDY_MEMORY_LIMIT", def: "auto", doc: "Memory this worker may use: bytes, or with a unit (512Mi, 2Gi, 1G); auto reads the container's cgroup v2 memory.max; 0 means unlimited. Sizes the row cache of each task (a quarter of the limit for eight tasks, at 1 KiB a row, between 1000 and 100000 rows) and Go's soft memory limit (90% of it, unless GOMEMLIMIT is set)."},
 	{flag: "registry-url", env: "EDDY_REGISTRY_URL", def: "", doc: "Schema registry URL (Confluent-compatible, e.g. http://localhost:8081). eddy run needs it for pipelines with source.format or output.format avro; eddy schema and eddy produce default to http://localhost:8081. The same flag on every subcommand (--registry is an older alias)."},
+	{flag: "registry-username-file", env: "EDDY_REGISTRY_USERNAME_FILE", def: "", doc: "File holding the schema registry's basic-auth user (a Confluent Cloud API key), with --registry-password-file. Read at every request, so rotated credentials are picked up."},
+	{flag: "registry-password-file", env: "EDDY_REGISTRY_PASSWORD_FILE", def: "", doc: "File holding the schema registry's basic-auth password (the API secret)."},
+	{flag: "registry-token-file", env: "EDDY_REGISTRY_TOKEN_FILE", def: "", doc: "File holding a bearer token for the schema registry (instead of basic auth). Read at every request."},
+	{flag: "registry-ca-file", env: "EDDY_REGISTRY_CA_FILE", def: "", doc: "PEM file of the CA certificates that sign the schema registry's certificate (default: the system roots)."},
+	{flag: "registry-cert-file", env: "EDDY_REGISTRY_CERT_FILE", def: "", doc: "PEM client certificate for a registry that requires mTLS, with --registry-key-file. Read again when the file changes."},
+	{flag: "registry-key-file", env: "EDDY_REGISTRY_KEY_FILE", def: "", doc: "PEM private key of --registry-cert-file."},
+	{flag: "registry-users-file", env: "EDDY_REGISTRY_USERS_FILE", def: "", doc: "eddy registry: file of users allowed in, one name:bcrypt-hash[:read|write] a line (htpasswd -nbB prints name:hash); read is the default role. With it every request needs a user (or the --http-token-file token, which may write). Read again when the file changes."},
 	{flag: "alertmanager-url", env: "EDDY_ALERTMANAGER_URL", def: "", doc: "Prometheus Alertmanager base URL (e.g. http://alertmanager:9093). When set, the pipeline's alert transitions are also posted to its v2 API, and firing alerts re-sent every 30s (see docs/alerting.md)."},
 }
 
