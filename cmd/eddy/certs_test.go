@@ -125,3 +125,35 @@ func writeSecret(t testing.TB, dir, name, value string) string {
 	}
 	return p
 }
+
+// kafkaTLSDir writes what scripts/kafka.sh's EDDY_KAFKA_TLS_DIR wants:
+// server.pem (a PKCS#8 key and the broker's certificate from ca) and
+// ca.pem (the CA the broker trusts for client certificates).
+func kafkaTLSDir(t testing.TB, ca *testCA) string {
+	t.Helper()
+	certFile, keyFile := ca.issue(t, "kafka-broker", false)
+	pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p8, err := x509.MarshalPKCS8PrivateKey(pair.PrivateKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certPEM, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(ca.CAFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	server := append(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: p8}), certPEM...)
+	for name, b := range map[string][]byte{"server.pem": server, "ca.pem": caPEM} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}

@@ -17,8 +17,12 @@ import (
 // scripts/kafka.sh, that the test may pause, resume or stop (the shared
 // broker of EDDY_TEST_BROKERS must never be).
 type Broker struct {
-	// Addrs are the bootstrap addresses.
+	// Addrs are the bootstrap addresses (PLAINTEXT).
 	Addrs []string
+	// SASLSSL and MTLS are the secured listeners' addresses of a broker
+	// from PrivateTLS: SASL_SSL with SCRAM-SHA-512, and SSL requiring a
+	// client certificate.
+	SASLSSL, MTLS string
 	t     testing.TB
 	sh    string
 	env   []string
@@ -35,6 +39,21 @@ type Broker struct {
 // broker. Like Real, it skips under -short and fails otherwise.
 func Private(t testing.TB, extraProps ...string) *Broker {
 	t.Helper()
+	return private(t, nil, extraProps)
+}
+
+// PrivateTLS is Private with two more listeners (scripts/kafka.sh
+// EDDY_KAFKA_TLS_DIR): tlsDir holds server.pem (the broker's PKCS#8 key
+// and certificate, valid for 127.0.0.1) and ca.pem (the CA it trusts for
+// client certificates). SCRAM users are the test's to create, over the
+// PLAINTEXT listener (Addrs).
+func PrivateTLS(t testing.TB, tlsDir string, extraProps ...string) *Broker {
+	t.Helper()
+	return private(t, []string{"EDDY_KAFKA_TLS_DIR=" + tlsDir}, extraProps)
+}
+
+func private(t testing.TB, env, extraProps []string) *Broker {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("private real-Kafka broker: skipped under -short (run scripts/test.sh for the full suite)")
 	}
@@ -45,7 +64,8 @@ func Private(t testing.TB, extraProps ...string) *Broker {
 	stateDir := t.TempDir()
 	b := &Broker{t: t, sh: sh, env: append(os.Environ(),
 		"EDDY_KAFKA_STATE="+stateDir, "EDDY_KAFKA_PORT=", "EDDY_KAFKA_CONTROLLER_PORT=",
-		"EDDY_KAFKA_PROPS="+strings.Join(extraProps, " "))}
+		"EDDY_KAFKA_PROPS="+strings.Join(extraProps, " "), "EDDY_KAFKA_TLS_DIR=")}
+	b.env = append(b.env, env...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sh, "start")
@@ -71,6 +91,7 @@ func Private(t testing.TB, extraProps ...string) *Broker {
 		t.Fatalf("private broker: no pid in its state (%v)", st)
 	}
 	b.log = st["KAFKA_LOG"]
+	b.SASLSSL, b.MTLS = st["KAFKA_SASL_SSL_BOOTSTRAP"], st["KAFKA_MTLS_BOOTSTRAP"]
 	return b
 }
 
