@@ -23,12 +23,12 @@ type Broker struct {
 	// from PrivateTLS: SASL_SSL with SCRAM-SHA-512, and SSL requiring a
 	// client certificate.
 	SASLSSL, MTLS string
-	t     testing.TB
-	sh    string
-	env   []string
-	pid   int
-	log   string
-	done  bool
+	t             testing.TB
+	sh            string
+	env           []string
+	pid           int
+	log           string
+	done          bool
 }
 
 // Private starts a broker for the test under its own EDDY_KAFKA_STATE in a
