@@ -56,7 +56,7 @@ func TestKafkaBrokerAuth(t *testing.T) {
 			w := startWorker(t, e.spec, c.addr, t.TempDir(), c.env...)
 			got, late := e.finalResults(t, w)
 			e.sc.verify(t, got, late)
-			outputs = append(outputs, w.logs())
+			outputs = append(outputs, w.logs(), scrapeText(t, "http://"+w.metricsAddr(t)+"/metrics"))
 		})
 	}
 

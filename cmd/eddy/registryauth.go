@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	neturl "net/url"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -42,6 +43,15 @@ type registryConn struct {
 // url. It checks the credential files now, so a wrong path fails at start
 // naming the setting.
 func openRegistry(cmd *cobra.Command, url string) (*registryConn, error) {
+	// Credentials in the URL (https://key:secret@host) become basic auth
+	// and leave the URL, which error messages quote.
+	var urlUser, urlPass string
+	if u, err := neturl.Parse(url); err == nil && u.User != nil {
+		urlUser = u.User.Username()
+		urlPass, _ = u.User.Password()
+		u.User = nil
+		url = u.String()
+	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	ca, cert, key := flagString(cmd, "registry-ca-file"), flagString(cmd, "registry-cert-file"), flagString(cmd, "registry-key-file")
 	if ca != "" || cert != "" || key != "" {
@@ -68,7 +78,10 @@ func openRegistry(cmd *cobra.Command, url string) (*registryConn, error) {
 	a := &registryAuth{base: tr,
 		userFile: flagString(cmd, "registry-username-file"), passFile: flagString(cmd, "registry-password-file"),
 		tokenFile: flagString(cmd, "registry-token-file")}
+	a.user, a.pass = urlUser, urlPass
 	switch {
+	case urlUser != "" && (a.userFile != "" || a.tokenFile != ""):
+		return nil, errors.New("--registry-url holds a user: give it there or in --registry-username-file/--registry-token-file, not both")
 	case (a.userFile == "") != (a.passFile == ""):
 		return nil, errors.New("--registry-username-file and --registry-password-file go together")
 	case a.userFile != "" && a.tokenFile != "":
@@ -94,6 +107,7 @@ func (r *registryConn) close() { r.owned.CloseIdleConnections() }
 type registryAuth struct {
 	base                          http.RoundTripper
 	userFile, passFile, tokenFile string
+	user, pass                    string // from the URL, when it held them
 }
 
 func (a *registryAuth) check() error {
@@ -120,9 +134,9 @@ func (a *registryAuth) header() (string, error) {
 		if err != nil {
 			return "", err
 		}
-		r := &http.Request{Header: http.Header{}}
-		r.SetBasicAuth(u, p)
-		return r.Header.Get("Authorization"), nil
+		return basicAuth(u, p), nil
+	case a.user != "":
+		return basicAuth(a.user, a.pass), nil
 	}
 	return "", nil
 }
@@ -140,4 +154,10 @@ func (a *registryAuth) RoundTrip(req *http.Request) (*http.Response, error) {
 		req.Header.Set("Authorization", h)
 	}
 	return a.base.RoundTrip(req)
+}
+
+func basicAuth(user, pass string) string {
+	r := &http.Request{Header: http.Header{}}
+	r.SetBasicAuth(user, pass)
+	return r.Header.Get("Authorization")
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -50,7 +51,7 @@ func startSecuredRegistry(t *testing.T, brokers []string) *securedRegistry {
 	r.readerUser, r.readerPW = writeSecret(t, dir, "reader-user", "reader"), writeSecret(t, dir, "reader-pw", readerPass)
 	r.badPW = writeSecret(t, dir, "bad-pw", "not-the-password-3f1")
 	r.tokenFile = writeSecret(t, dir, "token", token)
-	r.secrets = []string{writerPass, readerPass, token, "not-the-password-3f1"}
+	r.secrets = []string{writerPass, readerPass, token, "not-the-password-3f1", "url-pass-3c9d"}
 	r.proc = startEddy(t, nil, "registry", "--brokers", strings.Join(brokers, ","), "--topic", kafkatest.Name(t, "schemas"),
 		"--http-addr", "127.0.0.1:0", "--http-tls-cert-file", cert, "--http-tls-key-file", key,
 		"--registry-users-file", usersFile, "--http-token-file", r.tokenFile, "--log-level", "debug")
@@ -138,6 +139,14 @@ func TestKafkaRegistryAuth(t *testing.T) {
 	if r := register([]string{"--registry-url", reg.url, "--registry-ca-file", reg.ca.CAFile, "--registry-token-file", reg.tokenFile}, a.subject+"-bytoken"); r.code != 0 {
 		t.Errorf("schema register with the bearer token: exit %d, %q", r.code, r.stderr)
 	}
+	// Credentials in the URL are basic auth, and no message quotes them.
+	withUser := func(pw string) string { return strings.Replace(reg.url, "https://", "https://writer:"+pw+"@", 1) }
+	if r := keep(runEddy(t, 60*time.Second, "schema", "list", "--registry-url", withUser("w-pass-91c2e"), "--registry-ca-file", reg.ca.CAFile)); r.code != 0 || !strings.Contains(r.stdout, a.subject) {
+		t.Errorf("schema list with the user in the URL: exit %d, %q %q", r.code, r.stdout, r.stderr)
+	}
+	if r := keep(runEddy(t, 60*time.Second, "schema", "list", "--registry-url", withUser("url-pass-3c9d"), "--registry-ca-file", reg.ca.CAFile)); r.code == 0 || !strings.Contains(r.stderr, "HTTP 401") {
+		t.Errorf("schema list with a wrong password in the URL: exit %d, %q", r.code, r.stderr)
+	}
 
 	// eddy produce: refused without credentials (nothing written), then
 	// three records with the writer's.
@@ -177,6 +186,11 @@ func TestKafkaRegistryAuth(t *testing.T) {
 		"EDDY_REGISTRY_USERNAME_FILE="+reg.writerUser, "EDDY_REGISTRY_PASSWORD_FILE="+reg.writerPW, "EDDY_LOG_LEVEL=debug")
 	late := a.settle(t, w)
 	a.sc.verify(t, a.results(t), late)
+	outputs = append(outputs, scrapeText(t, "http://"+w.metricsAddr(t)+"/metrics"))
+	// eddy settings with every credential setting given: it prints the
+	// table of defaults and documentation, nothing from the files.
+	outputs = append(outputs, settingsWithEnv(t, "EDDY_REGISTRY_USERNAME_FILE="+reg.writerUser, "EDDY_REGISTRY_PASSWORD_FILE="+reg.writerPW,
+		"EDDY_REGISTRY_TOKEN_FILE="+reg.tokenFile, "EDDY_HTTP_TOKEN_FILE="+reg.tokenFile, "EDDY_SASL_PASSWORD_FILE="+reg.writerPW))
 	if err := w.stop(syscall.SIGTERM); err != nil {
 		t.Errorf("eddy run exited with %v", err)
 	}
@@ -222,4 +236,34 @@ func TestHTTPAuthRegistryRoutes(t *testing.T) {
 func lastLine(s string) string {
 	s = strings.TrimSpace(s)
 	return s[strings.LastIndex(s, "\n")+1:]
+}
+
+// scrapeText returns the body of a GET of url (a worker's /metrics).
+func scrapeText(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v", url, resp.StatusCode, err)
+	}
+	if !strings.Contains(string(b), "eddy_records_in_total") {
+		t.Fatalf("GET %s: no eddy metrics in:\n%s", url, b)
+	}
+	return string(b)
+}
+
+// settingsWithEnv runs `eddy settings` with env and returns its output.
+func settingsWithEnv(t *testing.T, env ...string) string {
+	t.Helper()
+	cmd := exec.Command(eddyBin, "settings")
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("eddy settings: %v\n%s", err, out)
+	}
+	return string(out)
 }
