@@ -27,7 +27,8 @@
 #   EDDY_KAFKA_PROPS    extra server.properties lines (key=value, newline or space separated)
 #   EDDY_KAFKA_TLS_DIR  a directory with server.pem (PKCS#8 private key + certificate chain)
 #                       and ca.pem: adds two listeners next to PLAINTEXT, on free ports saved in
-#                       the state as KAFKA_SASL_SSL_BOOTSTRAP (SASL_SSL, SCRAM-SHA-512; add users
+#                       the state as KAFKA_SASL_SSL_BOOTSTRAP (SASL_SSL, SCRAM-SHA-512 and OAUTHBEARER
+#                       with unsecured JWTs; add SCRAM users
 #                       over PLAINTEXT, e.g. with kadm AlterUserSCRAMs) and KAFKA_MTLS_BOOTSTRAP
 #                       (SSL requiring a client certificate signed by ca.pem)
 #   EDDY_MVN_ARGS       extra arguments for mvn (e.g. -o, -s settings.xml)
@@ -277,9 +278,12 @@ ssl.keystore.location=$tls/server.pem
 ssl.truststore.type=PEM
 ssl.truststore.location=$tls/ca.pem
 listener.name.mtls.ssl.client.auth=required
-sasl.enabled.mechanisms=SCRAM-SHA-512
-listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.enabled.mechanisms=SCRAM-SHA-512,OAUTHBEARER
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,OAUTHBEARER
 listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# OAUTHBEARER with Kafka's unsecured-JWT validator (alg none, checks sub, iat and exp): tests only.
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
+listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler
 EOF
   fi
   if [[ -n "${EDDY_KAFKA_PROPS:-}" ]]; then

@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -27,13 +30,20 @@ func TestKafkaBrokerAuth(t *testing.T) {
 	}
 	const user, pass = "eddy-scram", "scram-pass-6a0d1c"
 	adm := kadm.NewClient(kafkatest.Client(t, b.Addrs))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: user, Mechanism: kadm.ScramSha512, Iterations: 4096, Password: pass}})
-	res.EachError(func(a kadm.AlteredUserSCRAM) { err = a.Err })
-	if err != nil {
-		t.Fatalf("create the SCRAM user: %v", err)
-	}
+	// A broker just started may not take SCRAM changes yet: retried
+	// until it does, reporting the last error.
+	waitFor(t, 30*time.Second, "create the SCRAM user", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{{User: user, Mechanism: kadm.ScramSha512, Iterations: 4096, Password: pass}})
+		if err == nil {
+			res.EachError(func(a kadm.AlteredUserSCRAM) { err = a.Err })
+		}
+		if err != nil {
+			return false, err.Error()
+		}
+		return true, ""
+	})
 	dir := t.TempDir()
 	userFile, passFile := writeSecret(t, dir, "user", user), writeSecret(t, dir, "pass", pass)
 	badPass := writeSecret(t, dir, "bad-pass", "wrong-pass-77e2")
@@ -42,6 +52,14 @@ func TestKafkaBrokerAuth(t *testing.T) {
 	otherCert, otherKey := other.issue(t, "eddy-stranger", true)
 	var outputs []string
 
+	// OAUTHBEARER: unsecured JWTs, which the test broker's validator
+	// accepts when sub, iat and exp are right.
+	now := time.Now().Unix()
+	goodJWT := writeSecret(t, dir, "jwt", unsecuredJWT("eddy", now, now+3600))
+	expiredJWT := writeSecret(t, dir, "expired-jwt", unsecuredJWT("eddy", now-7200, now-3600))
+	oauth := func(f string) []string {
+		return []string{"EDDY_SASL_MECHANISM=OAUTHBEARER", "EDDY_SASL_TOKEN_FILE=" + f, "EDDY_TLS_CA_FILE=" + ca.CAFile}
+	}
 	sasl := []string{"EDDY_SASL_MECHANISM=SCRAM-SHA-512", "EDDY_SASL_USERNAME_FILE=" + userFile, "EDDY_TLS_CA_FILE=" + ca.CAFile}
 	for _, c := range []struct {
 		name, addr string
@@ -49,6 +67,7 @@ func TestKafkaBrokerAuth(t *testing.T) {
 	}{
 		{"sasl_ssl", b.SASLSSL, append(append([]string(nil), sasl...), "EDDY_SASL_PASSWORD_FILE="+passFile)},
 		{"mtls", b.MTLS, []string{"EDDY_TLS_CA_FILE=" + ca.CAFile, "EDDY_TLS_CERT_FILE=" + clientCert, "EDDY_TLS_KEY_FILE=" + clientKey}},
+		{"oauthbearer", b.SASLSSL, oauth(goodJWT)},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			e := newE2E(t, b.Addrs, "exactly_once") // topics and checks over PLAINTEXT
@@ -66,6 +85,7 @@ func TestKafkaBrokerAuth(t *testing.T) {
 		want       string
 	}{
 		{"wrong password", b.SASLSSL, append(append([]string(nil), sasl...), "EDDY_SASL_PASSWORD_FILE="+badPass), "SASL"},
+		{"expired OAuth token", b.SASLSSL, oauth(expiredJWT), "--sasl-token-file"},
 		{"untrusted broker certificate", b.SASLSSL, []string{"EDDY_SASL_MECHANISM=SCRAM-SHA-512", "EDDY_SASL_USERNAME_FILE=" + userFile, "EDDY_SASL_PASSWORD_FILE=" + passFile, "EDDY_TLS=true"}, "--tls-ca-file"},
 		{"missing client certificate", b.MTLS, []string{"EDDY_TLS_CA_FILE=" + ca.CAFile}, "--tls-cert-file"},
 		{"client certificate of another CA", b.MTLS, []string{"EDDY_TLS_CA_FILE=" + ca.CAFile, "EDDY_TLS_CERT_FILE=" + otherCert, "EDDY_TLS_KEY_FILE=" + otherKey}, "--tls-cert-file"},
@@ -91,6 +111,8 @@ func TestKafkaBrokerAuth(t *testing.T) {
 			}
 			// Nothing written: no topic of the app, no output topic, no
 			// committed offsets of its group.
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
 			topics, err := adm.ListTopics(ctx)
 			if err != nil {
 				t.Fatal(err)
@@ -105,5 +127,13 @@ func TestKafkaBrokerAuth(t *testing.T) {
 			}
 		})
 	}
-	checkNoSecrets(t, outputs, []string{pass, "wrong-pass-77e2"})
+	jwt, _ := os.ReadFile(goodJWT)
+	checkNoSecrets(t, outputs, []string{pass, "wrong-pass-77e2", strings.TrimSpace(string(jwt))})
+}
+
+// unsecuredJWT is an unsigned JWT (alg none) for Kafka's unsecured
+// OAUTHBEARER validator.
+func unsecuredJWT(sub string, iat, exp int64) string {
+	enc := base64.RawURLEncoding.EncodeToString
+	return enc([]byte(`{"alg":"none"}`)) + "." + enc([]byte(fmt.Sprintf(`{"sub":%q,"iat":%d,"exp":%d}`, sub, iat, exp))) + "."
 }

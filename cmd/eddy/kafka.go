@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
@@ -21,7 +22,7 @@ import (
 
 // brokerSettings are the settings that say how to reach and authenticate
 // to the brokers. Every command that talks to Kafka registers them.
-var brokerSettings = []string{"brokers", "sasl-mechanism", "sasl-username-file", "sasl-password-file", "tls", "tls-ca-file", "tls-cert-file", "tls-key-file"}
+var brokerSettings = []string{"brokers", "sasl-mechanism", "sasl-username-file", "sasl-password-file", "sasl-token-file", "tls", "tls-ca-file", "tls-cert-file", "tls-key-file"}
 
 // brokerOpts turns the broker settings of cmd into franz-go options: TLS
 // and SASL. Credential files are checked here, so a wrong path or an empty
@@ -60,11 +61,30 @@ func brokerOpts(cmd *cobra.Command) ([]kgo.Opt, error) {
 
 	mech := strings.ToUpper(flagString(cmd, "sasl-mechanism"))
 	userFile, passFile := flagString(cmd, "sasl-username-file"), flagString(cmd, "sasl-password-file")
+	tokenFile := flagString(cmd, "sasl-token-file")
 	if mech == "" {
-		if userFile != "" || passFile != "" {
-			return nil, errors.New("--sasl-username-file/--sasl-password-file need --sasl-mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+		if userFile != "" || passFile != "" || tokenFile != "" {
+			return nil, errors.New("--sasl-username-file/--sasl-password-file/--sasl-token-file need --sasl-mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER)")
 		}
 		return opts, nil
+	}
+	if mech == "OAUTHBEARER" {
+		// The token is read at every authentication: whatever renews it
+		// (a sidecar, a projected service-account token) rewrites the
+		// file, and the next connection uses the new one.
+		if tokenFile == "" || userFile != "" || passFile != "" {
+			return nil, errors.New("--sasl-mechanism OAUTHBEARER needs --sasl-token-file (and no username or password file)")
+		}
+		if _, err := readSecretFile("--sasl-token-file", tokenFile); err != nil {
+			return nil, err
+		}
+		return append(opts, kgo.SASL(oauth.Oauth(func(context.Context) (oauth.Auth, error) {
+			tok, err := readSecretFile("--sasl-token-file", tokenFile)
+			return oauth.Auth{Token: tok}, err
+		}))), nil
+	}
+	if tokenFile != "" {
+		return nil, fmt.Errorf("--sasl-token-file is for --sasl-mechanism OAUTHBEARER, not %s", mech)
 	}
 	if userFile == "" || passFile == "" {
 		return nil, fmt.Errorf("--sasl-mechanism %s needs --sasl-username-file and --sasl-password-file", mech)
@@ -97,7 +117,7 @@ func brokerOpts(cmd *cobra.Command) ([]kgo.Opt, error) {
 			m = scram.Sha512(fn)
 		}
 	default:
-		return nil, fmt.Errorf("--sasl-mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", mech)
+		return nil, fmt.Errorf("--sasl-mechanism %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", mech)
 	}
 	return append(opts, kgo.SASL(m)), nil
 }
@@ -143,7 +163,7 @@ func explainBrokerErr(err error) error {
 	case strings.Contains(msg, "remote error: tls:"):
 		return &brokerAuthError{err, "the broker refused the TLS handshake: it wants a client certificate signed by a CA it trusts, given with --tls-cert-file and --tls-key-file"}
 	case errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.UnsupportedSaslMechanism) || errors.Is(err, kerr.IllegalSaslState):
-		return &brokerAuthError{err, "the brokers refused the SASL credentials: check --sasl-mechanism, --sasl-username-file and --sasl-password-file"}
+		return &brokerAuthError{err, "the brokers refused the SASL credentials: check --sasl-mechanism, --sasl-username-file and --sasl-password-file (or --sasl-token-file)"}
 	}
 	return err
 }

@@ -72,7 +72,7 @@ Start several with the same pipeline to share the partitions; stopping one
 		},
 	}
 	addSettings(cmd, "file", "brokers", "state-dir", "http-addr", "instance-id", "session-timeout", "log-level")
-	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "tls", "tls-ca-file", "tls-cert-file", "tls-key-file", "memory-limit")
+	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "sasl-token-file", "tls", "tls-ca-file", "tls-cert-file", "tls-key-file", "memory-limit")
 	addSettings(cmd, "registry-url")
 	addSettings(cmd, registryAuthSettings...)
 	addSettings(cmd, "alertmanager-url")
