@@ -25,15 +25,23 @@ type route struct {
 	file    string // relative to the repository root
 }
 
-// registeredRoutes finds every Handle/HandleFunc call with a literal
-// pattern in the repository's non-test Go files. The route walk tests
+// registeredRoutes finds every Handle/HandleFunc call in the repository's
+// non-test Go files and the pattern it registers: a string literal, a
+// string constant of the package, or a sum of those. The route walk tests
 // below request each one, so a route added later by anyone (the console,
-// state queries) is checked without editing them.
+// state queries) is checked without editing them. A pattern it cannot
+// work out fails the test, so no route escapes the walk unnoticed.
 func registeredRoutes(t *testing.T) []route {
 	t.Helper()
 	root := "../.."
-	var out []route
 	fset := token.NewFileSet()
+	type call struct {
+		arg  ast.Expr
+		file string
+		pkg  string // directory: constants resolve within it
+	}
+	var calls []call
+	consts := map[string]map[string]string{} // dir -> const name -> value
 	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -52,21 +60,30 @@ func registeredRoutes(t *testing.T) []route {
 			return err
 		}
 		rel, _ := filepath.Rel(root, path)
+		dir := filepath.Dir(rel)
+		if consts[dir] == nil {
+			consts[dir] = map[string]string{}
+		}
 		ast.Inspect(f, func(n ast.Node) bool {
-			call, ok := n.(*ast.CallExpr)
-			if !ok || len(call.Args) < 2 {
-				return true
-			}
-			sel, ok := call.Fun.(*ast.SelectorExpr)
-			if !ok || (sel.Sel.Name != "Handle" && sel.Sel.Name != "HandleFunc") {
-				return true
-			}
-			lit, ok := call.Args[0].(*ast.BasicLit)
-			if !ok || lit.Kind != token.STRING {
-				return true
-			}
-			if p, err := strconv.Unquote(lit.Value); err == nil && strings.Contains(p, "/") {
-				out = append(out, route{pattern: p, file: filepath.ToSlash(rel)})
+			switch n := n.(type) {
+			case *ast.GenDecl:
+				if n.Tok == token.CONST {
+					for _, sp := range n.Specs {
+						vs := sp.(*ast.ValueSpec)
+						for i, name := range vs.Names {
+							if i < len(vs.Values) {
+								if lit, ok := vs.Values[i].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+									consts[dir][name.Name], _ = strconv.Unquote(lit.Value)
+								}
+							}
+						}
+					}
+				}
+			case *ast.CallExpr:
+				sel, ok := n.Fun.(*ast.SelectorExpr)
+				if ok && len(n.Args) == 2 && (sel.Sel.Name == "Handle" || sel.Sel.Name == "HandleFunc") {
+					calls = append(calls, call{n.Args[0], filepath.ToSlash(rel), dir})
+				}
 			}
 			return true
 		})
@@ -74,6 +91,43 @@ func registeredRoutes(t *testing.T) []route {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+	var eval func(e ast.Expr, dir string) (string, bool)
+	eval = func(e ast.Expr, dir string) (string, bool) {
+		switch e := e.(type) {
+		case *ast.BasicLit:
+			if e.Kind == token.STRING {
+				v, err := strconv.Unquote(e.Value)
+				return v, err == nil
+			}
+		case *ast.Ident:
+			v, ok := consts[dir][e.Name]
+			return v, ok
+		case *ast.ParenExpr:
+			return eval(e.X, dir)
+		case *ast.BinaryExpr:
+			if e.Op == token.ADD {
+				a, ok1 := eval(e.X, dir)
+				b, ok2 := eval(e.Y, dir)
+				return a + b, ok1 && ok2
+			}
+		}
+		return "", false
+	}
+	var out []route
+	for _, c := range calls {
+		p, ok := eval(c.arg, c.pkg)
+		if id, isIdent := c.arg.(*ast.Ident); !ok && isIdent && id.Name == "ctx" {
+			continue // slog.Handler.Handle(ctx, record), not a route
+		}
+		if !ok {
+			t.Errorf("%s:%v: a route pattern the walk cannot work out: register it with a string literal or constant, "+
+				"or teach registeredRoutes", c.file, fset.Position(c.arg.Pos()).Line)
+			continue
+		}
+		if strings.Contains(p, "/") {
+			out = append(out, route{pattern: p, file: c.file})
+		}
 	}
 	return out
 }
