@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -276,6 +277,22 @@ func TestHTTPAuthEveryRoute(t *testing.T) {
 		if resp.StatusCode != http.StatusBadRequest {
 			t.Errorf("plain HTTP to the TLS port: status %d, want 400", resp.StatusCode)
 		}
+	}
+	// A browser signs in at /login and carries the token in a cookie.
+	resp, err := c.PostForm(base+"/login", url.Values{"token": {tok}, "next": {"/metrics"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || len(resp.Cookies()) != 1 || !resp.Cookies()[0].Secure {
+		t.Fatalf("POST /login: %d, cookies %v; want 303 and one Secure cookie", resp.StatusCode, resp.Cookies())
+	}
+	req, _ := http.NewRequest("GET", base+"/metrics", nil)
+	req.AddCookie(resp.Cookies()[0])
+	if resp, err := c.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Errorf("/metrics with the login cookie: %v %v", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	// A rotated token: the old one is refused, the new one accepted.
 	time.Sleep(10 * time.Millisecond) // a distinct modification time

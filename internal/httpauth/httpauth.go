@@ -17,6 +17,7 @@ import (
 	"crypto/subtle"
 	"errors"
 	"fmt"
+	"html"
 	"net/http"
 	"os"
 	"strings"
@@ -92,8 +93,18 @@ func BearerToken(r *http.Request) string {
 	return ""
 }
 
-// Require wraps next so that every request needs "Authorization: Bearer
-// <token>", except requests for the exact paths in open. r.URL.Path is
+// CookieName is the cookie a browser carries the token in after
+// LoginPath: browsers cannot add an Authorization header to page loads,
+// EventSource or WebSocket requests.
+const CookieName = "eddy_token"
+
+// LoginPath is where a browser trades the token for the cookie. It is
+// always open (it grants nothing without the token).
+const LoginPath = "/login"
+
+// Require wraps next so that every request needs the token, as
+// "Authorization: Bearer <token>" or in the CookieName cookie, except
+// requests for the exact paths in open and LoginPath. r.URL.Path is
 // compared as received: "/healthz/" or "/x/../healthz" is not open (the
 // mux would redirect it anyway), so no spelling of a path slips past.
 func Require(next http.Handler, tok *Token, open ...string) http.Handler {
@@ -102,12 +113,59 @@ func Require(next http.Handler, tok *Token, open ...string) http.Handler {
 		isOpen[p] = true
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if isOpen[r.URL.Path] || tok.Matches(BearerToken(r)) {
+		switch {
+		case r.URL.Path == LoginPath:
+			login(w, r, tok)
+		case isOpen[r.URL.Path] || tok.Matches(requestToken(r)):
 			next.ServeHTTP(w, r)
+		default:
+			Unauthorized(w, "Bearer")
+		}
+	})
+}
+
+// requestToken is the bearer token of r, else its cookie's.
+func requestToken(r *http.Request) string {
+	if t := BearerToken(r); t != "" {
+		return t
+	}
+	if c, err := r.Cookie(CookieName); err == nil {
+		return c.Value
+	}
+	return ""
+}
+
+const loginForm = `<!doctype html><meta charset="utf-8"><title>eddy: sign in</title>
+<form method="post" action="/login"><p>%s</p><label>Token <input type="password" name="token" autofocus></label>
+<input type="hidden" name="next" value="%s"><button>Sign in</button></form>`
+
+// login shows a form for the token (GET) and, given the right one (POST),
+// sets it as an HttpOnly, SameSite=Strict cookie (Secure over TLS) and
+// redirects to next (a local path only, so the form cannot be used to
+// send someone elsewhere).
+func login(w http.ResponseWriter, r *http.Request, tok *Token) {
+	next := r.FormValue("next")
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		next = "/"
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	switch r.Method {
+	case http.MethodGet:
+		fmt.Fprintf(w, loginForm, "This eddy needs its HTTP token (--http-token-file).", html.EscapeString(next))
+	case http.MethodPost:
+		if !tok.Matches(r.PostFormValue("token")) {
+			w.WriteHeader(http.StatusUnauthorized)
+			fmt.Fprintf(w, loginForm, "That is not the token.", html.EscapeString(next))
 			return
 		}
-		Unauthorized(w, "Bearer")
-	})
+		http.SetCookie(w, &http.Cookie{Name: CookieName, Value: r.PostFormValue("token"), Path: "/",
+			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		http.Redirect(w, r, next, http.StatusSeeOther)
+	default:
+		w.Header().Set("Allow", "GET, POST")
+		http.Error(w, "GET or POST", http.StatusMethodNotAllowed)
+	}
 }
 
 // Unauthorized answers 401 with a WWW-Authenticate challenge for scheme
@@ -115,5 +173,5 @@ func Require(next http.Handler, tok *Token, open ...string) http.Handler {
 // was sent.
 func Unauthorized(w http.ResponseWriter, scheme string) {
 	w.Header().Set("WWW-Authenticate", scheme+` realm="eddy"`)
-	http.Error(w, "unauthorized: this endpoint needs "+scheme+" credentials (docs/security.md)", http.StatusUnauthorized)
+	http.Error(w, "unauthorized: this endpoint needs "+scheme+" credentials (docs/security.md); in a browser, sign in at "+LoginPath, http.StatusUnauthorized)
 }
