@@ -327,8 +327,8 @@ func TestHTTPAuthMetricsOpen(t *testing.T) {
 	}
 }
 
-// TestHTTPRefusesOpenNonLoopback: without a token, eddy run and eddy
-// registry refuse to serve beyond loopback unless --http-insecure says so.
+// TestHTTPRefusesOpenNonLoopback: without a token, eddy run, eddy demo
+// and eddy registry refuse to serve beyond loopback unless --http-insecure says so.
 func TestHTTPRefusesOpenNonLoopback(t *testing.T) {
 	brokers := kafkatest.Kfake(t)
 	e := newE2E(t, brokers, "at_least_once")
@@ -336,6 +336,7 @@ func TestHTTPRefusesOpenNonLoopback(t *testing.T) {
 		{"run", "-f", e.spec, "--brokers", e.brokerList(), "--state-dir", t.TempDir(), "--http-addr", "0.0.0.0:0"},
 		{"run", "-f", e.spec, "--brokers", e.brokerList(), "--state-dir", t.TempDir(), "--http-addr", ":0"},
 		{"registry", "--brokers", e.brokerList(), "--http-addr", "0.0.0.0:0"},
+		{"demo", "--data-dir", t.TempDir(), "--duration", "60s", "--http-addr", "0.0.0.0:0"},
 	} {
 		r := runEddy(t, 60*time.Second, args...)
 		if r.code == 0 || !strings.Contains(r.stderr, "binds beyond loopback without credentials") {
