@@ -17,18 +17,19 @@ import (
 // scripts/kafka.sh, that the test may pause, resume or stop (the shared
 // broker of EDDY_TEST_BROKERS must never be).
 type Broker struct {
-	// Addrs are the bootstrap addresses (PLAINTEXT).
+	// Addrs are the bootstrap addresses.
 	Addrs []string
+	t     testing.TB
+	sh    string
+	env   []string
+	pid   int
+	log   string
+	done  bool
+
 	// SASLSSL and MTLS are the secured listeners' addresses of a broker
-	// from PrivateTLS: SASL_SSL with SCRAM-SHA-512, and SSL requiring a
-	// client certificate.
+	// from PrivateTLS: SASL_SSL with SCRAM-SHA-512 (and OAUTHBEARER), and
+	// SSL requiring a client certificate.
 	SASLSSL, MTLS string
-	t             testing.TB
-	sh            string
-	env           []string
-	pid           int
-	log           string
-	done          bool
 }
 
 // Private starts a broker for the test under its own EDDY_KAFKA_STATE in a
@@ -64,8 +65,8 @@ func private(t testing.TB, env, extraProps []string) *Broker {
 	stateDir := t.TempDir()
 	b := &Broker{t: t, sh: sh, env: append(os.Environ(),
 		"EDDY_KAFKA_STATE="+stateDir, "EDDY_KAFKA_PORT=", "EDDY_KAFKA_CONTROLLER_PORT=",
-		"EDDY_KAFKA_PROPS="+strings.Join(extraProps, " "), "EDDY_KAFKA_TLS_DIR=")}
-	b.env = append(b.env, env...)
+		"EDDY_KAFKA_PROPS="+strings.Join(extraProps, " "))}
+	b.env = append(append(b.env, "EDDY_KAFKA_TLS_DIR="), env...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sh, "start")
