@@ -429,10 +429,11 @@ func checkSettings(t *testing.T, m *manifests) {
 		}
 	}
 
-	// Credential files come from Secret volumes.
-	for _, name := range []string{"EDDY_SASL_USERNAME_FILE", "EDDY_SASL_PASSWORD_FILE", "EDDY_TLS_CA_FILE"} {
-		e, ok := envValue(c, name)
-		if !ok {
+	// Credential files (every EDDY_*_FILE but the pipeline) come from
+	// Secret volumes.
+	for _, e := range c.Env {
+		name := e.Name
+		if !strings.HasSuffix(name, "_FILE") || !strings.HasPrefix(name, "EDDY_") {
 			continue
 		}
 		vm, vol := m.mountFor(c, e.Value)

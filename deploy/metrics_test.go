@@ -334,7 +334,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 		}
 		return p
 	}
-	secretFiles := map[string]string{"username": user, "password": pass + "\n", "ca.crt": ca}
+	secretFiles := map[string]string{"username": user, "password": pass + "\n", "ca.crt": ca, "token": "http-token-" + podName}
 	for _, v := range m.sts.Spec.Template.Spec.Volumes {
 		var vm *corev1.VolumeMount
 		for i := range c.VolumeMounts {

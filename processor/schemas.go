@@ -164,7 +164,8 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 		backoff := 500 * time.Millisecond
 		for {
 			err := fn()
-			if err == nil || !errors.Is(err, schema.ErrRegistryUnavailable) {
+			// Refused credentials are not waited for: they stay refused.
+			if err == nil || !errors.Is(err, schema.ErrRegistryUnavailable) || errors.Is(err, schema.ErrRegistryAuth) {
 				m.registryWaiting.Set(0)
 				return err
 			}

@@ -37,6 +37,25 @@ var (
 // never commit past it.
 var ErrRegistryUnavailable = errors.New("registry_unavailable")
 
+// ErrRegistryAuth: the registry refused eddy's credentials (HTTP 401) or
+// the permission asked for (HTTP 403), or eddy does not trust the
+// registry's TLS certificate. It wraps ErrRegistryUnavailable: a
+// record whose schema lookup gets it stays undecided (paused, never
+// dead-lettered), since credentials can be fixed without losing the
+// record. But retrying with the same credentials gives the same answer, so
+// the client does not retry it, and start-up and the CLI stop on it
+// (errors.Is(err, ErrRegistryAuth)) instead of waiting.
+var ErrRegistryAuth error = &subclass{name: "registry_unauthorized", parent: ErrRegistryUnavailable}
+
+// subclass is a sentinel that is also its parent class for errors.Is.
+type subclass struct {
+	name   string
+	parent error
+}
+
+func (e *subclass) Error() string { return e.name }
+func (e *subclass) Unwrap() error { return e.parent }
+
 // Answers of the registry to registration and lookups. They are not record
 // classes either: they come from eddy's own start-up and CLI calls.
 var (
@@ -102,7 +121,7 @@ func (e *DecodeError) Error() string {
 func (e *DecodeError) Unwrap() error { return e.Err }
 
 // RegistryError is a failed call to a schema registry: what was asked, what
-// came back, and the class (ErrRegistryUnavailable, ErrUnknownSchema,
+// came back, and the class (ErrRegistryUnavailable, ErrRegistryAuth, ErrUnknownSchema,
 // ErrUnknownSubject, ErrUnknownVersion, ErrIncompatible, ErrInvalidSchema).
 type RegistryError struct {
 	Op      string // what eddy asked, e.g. `get schema 7`, `register under "orders-value"`

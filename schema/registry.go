@@ -2,6 +2,7 @@ package schema
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -383,7 +384,12 @@ func classify(op string, status int, err error) (*RegistryError, bool) {
 	if errors.As(err, &se) {
 		re.Code, re.Message = se.Code, se.Message
 	}
+	var cve *tls.CertificateVerificationError
 	switch {
+	case status == 0 && errors.As(err, &cve):
+		// Not an outage: the same certificate fails the same way.
+		re.Class = ErrRegistryAuth
+		re.Message = "the registry's TLS certificate is not trusted (give its CA with --registry-ca-file): " + cve.Err.Error()
 	case status == 0 || status >= 500 || status == http.StatusRequestTimeout || status == http.StatusTooManyRequests:
 		return re, true // no answer, or the registry says it cannot answer now
 	case status == http.StatusNotFound:
@@ -401,6 +407,14 @@ func classify(op string, status int, err error) (*RegistryError, bool) {
 				re.Message = "the URL answered 404 without a Confluent error code: is the registry URL right?"
 			}
 		}
+	case status == http.StatusUnauthorized || status == http.StatusForbidden:
+		re.Class = ErrRegistryAuth
+		if status == http.StatusUnauthorized {
+			re.Message = "the registry wants credentials, or refused the ones given " +
+				"(--registry-username-file/--registry-password-file or --registry-token-file)" + answered(re.Message)
+		} else {
+			re.Message = "the credentials are valid but may not do this (a read-only user registering?)" + answered(re.Message)
+		}
 	case status == http.StatusConflict:
 		re.Class = ErrIncompatible
 	case status == http.StatusUnprocessableEntity:
@@ -413,4 +427,12 @@ func classify(op string, status int, err error) (*RegistryError, bool) {
 		}
 	}
 	return re, false
+}
+
+// answered appends the registry's own message, if any.
+func answered(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return "; the registry says: " + msg
 }

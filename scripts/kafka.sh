@@ -25,6 +25,12 @@
 #   EDDY_KAFKA_HEAP     broker heap flags (default "-Xms128m -Xmx512m")
 #   EDDY_KAFKA_START_TIMEOUT  seconds to wait for the broker (default 90)
 #   EDDY_KAFKA_PROPS    extra server.properties lines (key=value, newline or space separated)
+#   EDDY_KAFKA_TLS_DIR  a directory with server.pem (PKCS#8 private key + certificate chain)
+#                       and ca.pem: adds two listeners next to PLAINTEXT, on free ports saved in
+#                       the state as KAFKA_SASL_SSL_BOOTSTRAP (SASL_SSL, SCRAM-SHA-512 and OAUTHBEARER
+#                       with unsecured JWTs; add SCRAM users
+#                       over PLAINTEXT, e.g. with kadm AlterUserSCRAMs) and KAFKA_MTLS_BOOTSTRAP
+#                       (SSL requiring a client certificate signed by ca.pem)
 #   EDDY_MVN_ARGS       extra arguments for mvn (e.g. -o, -s settings.xml)
 set -euo pipefail
 
@@ -174,6 +180,7 @@ EOF
 
 load_state() {
   KAFKA_PID="" KAFKA_BOOTSTRAP="" KAFKA_PORT="" KAFKA_CONTROLLER_PORT="" KAFKA_DATA_DIR="" KAFKA_LOG="" KAFKA_CONFIG=""
+  KAFKA_SASL_SSL_BOOTSTRAP="" KAFKA_MTLS_BOOTSTRAP=""
   [[ -f "$STATE_FILE" ]] || return 1
   # shellcheck disable=SC1090
   source "$STATE_FILE"
@@ -190,6 +197,8 @@ KAFKA_CONTROLLER_PORT='$KAFKA_CONTROLLER_PORT'
 KAFKA_DATA_DIR='$KAFKA_DATA_DIR'
 KAFKA_LOG='$KAFKA_LOG'
 KAFKA_CONFIG='$KAFKA_CONFIG'
+KAFKA_SASL_SSL_BOOTSTRAP='${KAFKA_SASL_SSL_BOOTSTRAP:-}'
+KAFKA_MTLS_BOOTSTRAP='${KAFKA_MTLS_BOOTSTRAP:-}'
 EOF
   mv "$STATE_FILE.tmp" "$STATE_FILE"
   echo "$KAFKA_BOOTSTRAP" >"$STATE_DIR/bootstrap"
@@ -256,6 +265,27 @@ log.cleaner.dedupe.buffer.size=16777216
 log.cleaner.min.compaction.lag.ms=0
 log.retention.check.interval.ms=1000
 EOF
+  if [[ -n "${KAFKA_SASL_SSL_BOOTSTRAP:-}" ]]; then
+    local tls="${EDDY_KAFKA_TLS_DIR}"
+    cat >>"$cfg" <<EOF
+
+# From EDDY_KAFKA_TLS_DIR: SASL_SSL (SCRAM-SHA-512) and mTLS listeners.
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT,SASL_SSL://$KAFKA_SASL_SSL_BOOTSTRAP,MTLS://$KAFKA_MTLS_BOOTSTRAP
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://$KAFKA_SASL_SSL_BOOTSTRAP,MTLS://$KAFKA_MTLS_BOOTSTRAP
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL,MTLS:SSL
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls/server.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$tls/ca.pem
+listener.name.mtls.ssl.client.auth=required
+sasl.enabled.mechanisms=SCRAM-SHA-512,OAUTHBEARER
+listener.name.sasl_ssl.sasl.enabled.mechanisms=SCRAM-SHA-512,OAUTHBEARER
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+# OAUTHBEARER with Kafka's unsecured-JWT validator (alg none, checks sub, iat and exp): tests only.
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="broker";
+listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.internals.unsecured.OAuthBearerUnsecuredValidatorCallbackHandler
+EOF
+  fi
   if [[ -n "${EDDY_KAFKA_PROPS:-}" ]]; then
     echo "# From EDDY_KAFKA_PROPS" >>"$cfg"
     tr ' ' '\n' <<<"$EDDY_KAFKA_PROPS" | sed '/^$/d' >>"$cfg"
@@ -335,6 +365,16 @@ cmd_start() {
   port_open "$KAFKA_PORT" && die "port $KAFKA_PORT on 127.0.0.1 is already in use (EDDY_KAFKA_PORT?)"
   port_open "$KAFKA_CONTROLLER_PORT" && die "port $KAFKA_CONTROLLER_PORT on 127.0.0.1 is already in use"
   KAFKA_BOOTSTRAP="127.0.0.1:$KAFKA_PORT"
+  KAFKA_SASL_SSL_BOOTSTRAP="" KAFKA_MTLS_BOOTSTRAP=""
+  if [[ -n "${EDDY_KAFKA_TLS_DIR:-}" ]]; then
+    [[ -f "$EDDY_KAFKA_TLS_DIR/server.pem" && -f "$EDDY_KAFKA_TLS_DIR/ca.pem" ]] \
+      || die "EDDY_KAFKA_TLS_DIR=$EDDY_KAFKA_TLS_DIR needs server.pem and ca.pem"
+    local sp mp
+    sp="$(free_port)"; mp="$(free_port)"
+    while [[ "$sp" == "$KAFKA_PORT" || "$sp" == "$KAFKA_CONTROLLER_PORT" ]]; do sp="$(free_port)"; done
+    while [[ "$mp" == "$sp" || "$mp" == "$KAFKA_PORT" || "$mp" == "$KAFKA_CONTROLLER_PORT" ]]; do mp="$(free_port)"; done
+    KAFKA_SASL_SSL_BOOTSTRAP="127.0.0.1:$sp" KAFKA_MTLS_BOOTSTRAP="127.0.0.1:$mp"
+  fi
   KAFKA_DATA_DIR="$(mktemp -d "${TMPDIR:-/tmp}/eddy-kafka-data.XXXXXX")"
   KAFKA_CONFIG="$KAFKA_DATA_DIR/server.properties"
   KAFKA_LOG="$STATE_DIR/broker.log"

@@ -118,6 +118,9 @@ type avroE2E struct {
 	// doubles: the results are expected in the schema of eddy before
 	// typed results, every aggregate a double.
 	doubles bool
+	// regOpts are the test's own client options for the registry
+	// (credentials, TLS); none by default.
+	regOpts []schema.ClientOption
 }
 
 func newAvroE2E(t testing.TB, brokers []string, processing, outFormat string) *avroE2E {
@@ -150,7 +153,7 @@ func newAvroE2EAt(t testing.TB, e *e2e, url, outFormat string) *avroE2E {
 }
 
 func (a *avroE2E) client(t testing.TB) *schema.Client {
-	c := schema.NewClient(a.registry)
+	c := schema.NewClient(a.registry, a.regOpts...)
 	t.Cleanup(c.Close)
 	return c
 }

@@ -52,9 +52,13 @@ resumes where the first stopped.`,
 			if err != nil {
 				return err
 			}
+			hsec, err := httpSecurityOpts(cmd)
+			if err != nil {
+				return err
+			}
 			return runDemo(cmd.Context(), cmd.OutOrStdout(), log, demoOptions{
 				dataDir: dir, duration: dur, json: asJSON, rate: rate, avro: avroFmt,
-				httpAddr: flagString(cmd, "http-addr"),
+				httpAddr: flagString(cmd, "http-addr"), http: hsec,
 			})
 		},
 	}
@@ -65,6 +69,7 @@ resumes where the first stopped.`,
 	cmd.Flags().Int("rate", 200, "Generated events per second")
 	cmd.Flags().Bool("avro", false, "Produce the events as Avro (Confluent wire format, schema in the embedded registry) and write results and alerts as Avro")
 	addSettings(cmd, "http-addr", "log-level")
+	addSettings(cmd, httpSettings...)
 	cmd.Flags().Lookup("http-addr").DefValue = "127.0.0.1:0"
 	_ = cmd.Flags().Set("http-addr", envOr("EDDY_HTTP_ADDR", "127.0.0.1:0"))
 	return cmd
@@ -90,6 +95,7 @@ type demoOptions struct {
 	rate     int
 	avro     bool
 	httpAddr string
+	http     httpSecurity
 }
 
 func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions) error {
@@ -138,8 +144,11 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	}
 	defer stopRegistry()
 	fmt.Fprintf(os.Stderr, "eddy demo: schema registry at %s (try: %s)\n", regURL, demoRegistryHint(regURL))
-	reg := schema.NewClient(regURL)
-	defer reg.Close()
+	// The demo's registry is its own, on loopback, without credentials.
+	demoReg := &registryConn{url: regURL, rt: http.DefaultTransport.(*http.Transport).Clone()}
+	demoReg.owned = demoReg.rt.(*http.Transport)
+	defer demoReg.close()
+	reg := demoReg.client()
 	var enc *schema.Encoder
 	if o.avro {
 		if enc, err = schema.NewEncoder(ctx, reg, spec.Source.Subject, generator.AvroSchema); err != nil {
@@ -175,10 +184,10 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	go func() {
 		defer wg.Done()
 		err := runPipeline(ctx, log, spec, runOptions{
-			brokers: brokers, stateDir: filepath.Join(o.dataDir, "state"), httpAddr: o.httpAddr,
-			sessionTimeout: 10 * time.Second, registryURL: regURL,
+			brokers: brokers, stateDir: filepath.Join(o.dataDir, "state"), httpAddr: o.httpAddr, http: o.http,
+			sessionTimeout: 10 * time.Second, registry: demoReg,
 		}, func(_ *processor.App, addr string) {
-			fmt.Fprintf(os.Stderr, "eddy demo: health and metrics on http://%s (/healthz /readyz /metrics)\n", addr)
+			fmt.Fprintf(os.Stderr, "eddy demo: health and metrics on %s://%s (/healthz /readyz /metrics)\n", o.http.scheme(), addr)
 		})
 		if err != nil {
 			errs <- err

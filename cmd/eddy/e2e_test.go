@@ -46,8 +46,15 @@ type worker struct {
 
 func startWorker(t testing.TB, spec, brokers, stateDir string, extraEnv ...string) *worker {
 	t.Helper()
-	cmd := exec.Command(eddyBin, "run", "-f", spec, "--brokers", brokers, "--state-dir", stateDir,
+	return startEddy(t, extraEnv, "run", "-f", spec, "--brokers", brokers, "--state-dir", stateDir,
 		"--http-addr", "127.0.0.1:0", "--session-timeout", "6s", "--log-level", "info")
+}
+
+// startEddy starts the eddy binary with args (any subcommand) and extraEnv,
+// collecting its stderr; the process is killed when the test ends.
+func startEddy(t testing.TB, extraEnv []string, args ...string) *worker {
+	t.Helper()
+	cmd := exec.Command(eddyBin, args...)
 	cmd.Env = append(os.Environ(), extraEnv...)
 	w := &worker{t: t, cmd: cmd, done: make(chan error, 1)}
 	stderr, err := cmd.StderrPipe()

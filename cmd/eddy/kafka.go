@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -11,15 +10,19 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/eddy-streams/eddy/internal/tlsfiles"
 )
 
 // brokerSettings are the settings that say how to reach and authenticate
 // to the brokers. Every command that talks to Kafka registers them.
-var brokerSettings = []string{"brokers", "sasl-mechanism", "sasl-username-file", "sasl-password-file", "tls", "tls-ca-file"}
+var brokerSettings = []string{"brokers", "sasl-mechanism", "sasl-username-file", "sasl-password-file", "sasl-token-file", "tls", "tls-ca-file", "tls-cert-file", "tls-key-file"}
 
 // brokerOpts turns the broker settings of cmd into franz-go options: TLS
 // and SASL. Credential files are checked here, so a wrong path or an empty
@@ -32,28 +35,56 @@ func brokerOpts(cmd *cobra.Command) ([]kgo.Opt, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--tls %q: want true or false", flagString(cmd, "tls"))
 	}
-	if ca := flagString(cmd, "tls-ca-file"); ca != "" || useTLS {
+	ca, cert, key := flagString(cmd, "tls-ca-file"), flagString(cmd, "tls-cert-file"), flagString(cmd, "tls-key-file")
+	if ca != "" || cert != "" || key != "" || useTLS {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if ca != "" {
-			pem, err := os.ReadFile(ca)
+			if cfg.RootCAs, err = tlsfiles.CAPool("--tls-ca-file", ca); err != nil {
+				return nil, err
+			}
+		}
+		switch {
+		case cert != "" && key != "":
+			// mTLS: the pair is read again when its files change, so a
+			// certificate renewed by cert-manager is used at the next
+			// connection without a restart.
+			kp, err := tlsfiles.LoadKeypair("--tls-cert-file/--tls-key-file", cert, key)
 			if err != nil {
-				return nil, fmt.Errorf("--tls-ca-file: %w", err)
+				return nil, err
 			}
-			cfg.RootCAs = x509.NewCertPool()
-			if !cfg.RootCAs.AppendCertsFromPEM(pem) {
-				return nil, fmt.Errorf("--tls-ca-file %s: no PEM certificate in it", ca)
-			}
+			cfg.GetClientCertificate = kp.GetClientCertificate
+		case cert != "" || key != "":
+			return nil, errors.New("--tls-cert-file and --tls-key-file go together")
 		}
 		opts = append(opts, kgo.DialTLSConfig(cfg))
 	}
 
 	mech := strings.ToUpper(flagString(cmd, "sasl-mechanism"))
 	userFile, passFile := flagString(cmd, "sasl-username-file"), flagString(cmd, "sasl-password-file")
+	tokenFile := flagString(cmd, "sasl-token-file")
 	if mech == "" {
-		if userFile != "" || passFile != "" {
-			return nil, errors.New("--sasl-username-file/--sasl-password-file need --sasl-mechanism (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)")
+		if userFile != "" || passFile != "" || tokenFile != "" {
+			return nil, errors.New("--sasl-username-file/--sasl-password-file/--sasl-token-file need --sasl-mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER)")
 		}
 		return opts, nil
+	}
+	if mech == "OAUTHBEARER" {
+		// The token is read at every authentication: whatever renews it
+		// (a sidecar, a projected service-account token) rewrites the
+		// file, and the next connection uses the new one.
+		if tokenFile == "" || userFile != "" || passFile != "" {
+			return nil, errors.New("--sasl-mechanism OAUTHBEARER needs --sasl-token-file (and no username or password file)")
+		}
+		if _, err := readSecretFile("--sasl-token-file", tokenFile); err != nil {
+			return nil, err
+		}
+		return append(opts, kgo.SASL(oauth.Oauth(func(context.Context) (oauth.Auth, error) {
+			tok, err := readSecretFile("--sasl-token-file", tokenFile)
+			return oauth.Auth{Token: tok}, err
+		}))), nil
+	}
+	if tokenFile != "" {
+		return nil, fmt.Errorf("--sasl-token-file is for --sasl-mechanism OAUTHBEARER, not %s", mech)
 	}
 	if userFile == "" || passFile == "" {
 		return nil, fmt.Errorf("--sasl-mechanism %s needs --sasl-username-file and --sasl-password-file", mech)
@@ -86,7 +117,7 @@ func brokerOpts(cmd *cobra.Command) ([]kgo.Opt, error) {
 			m = scram.Sha512(fn)
 		}
 	default:
-		return nil, fmt.Errorf("--sasl-mechanism %q: want PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", mech)
+		return nil, fmt.Errorf("--sasl-mechanism %q: want PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 or OAUTHBEARER", mech)
 	}
 	return append(opts, kgo.SASL(m)), nil
 }
@@ -103,4 +134,36 @@ func readSecretFile(setting, path string) (string, error) {
 		return "", fmt.Errorf("%s %s: the file is empty", setting, path)
 	}
 	return v, nil
+}
+
+// brokerAuthError is a connection to the brokers refused for security
+// reasons, with what to check. These do not pass with time, so eddy stops
+// on them at once (the first admin call fails) instead of retrying.
+type brokerAuthError struct {
+	err  error
+	hint string
+}
+
+func (e *brokerAuthError) Error() string { return e.err.Error() + " (" + e.hint + ")" }
+func (e *brokerAuthError) Unwrap() error { return e.err }
+
+// explainBrokerErr adds what to check to a refused TLS handshake or SASL
+// authentication; other errors pass unchanged. The hint names settings,
+// never their values.
+func explainBrokerErr(err error) error {
+	var done *brokerAuthError
+	if err == nil || errors.As(err, &done) {
+		return err
+	}
+	var cve *tls.CertificateVerificationError
+	msg := err.Error()
+	switch {
+	case errors.As(err, &cve):
+		return &brokerAuthError{err, "the brokers' TLS certificate is not trusted: give the CA that signs it with --tls-ca-file"}
+	case strings.Contains(msg, "remote error: tls:"):
+		return &brokerAuthError{err, "the broker refused the TLS handshake: it wants a client certificate signed by a CA it trusts, given with --tls-cert-file and --tls-key-file"}
+	case errors.Is(err, kerr.SaslAuthenticationFailed) || errors.Is(err, kerr.UnsupportedSaslMechanism) || errors.Is(err, kerr.IllegalSaslState):
+		return &brokerAuthError{err, "the brokers refused the SASL credentials: check --sasl-mechanism, --sasl-username-file and --sasl-password-file (or --sasl-token-file)"}
+	}
+	return err
 }

@@ -27,7 +27,7 @@ func main() {
 	err := root.ExecuteContext(ctx)
 	stopProfiles()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "eddy:", err)
+		fmt.Fprintln(os.Stderr, "eddy:", explainBrokerErr(err))
 		os.Exit(1)
 	}
 }

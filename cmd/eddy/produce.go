@@ -57,8 +57,12 @@ tail -n +LINE).`,
 			if err != nil {
 				return err
 			}
-			reg := schema.NewClient(registryURL(cmd))
-			defer reg.Close()
+			rc, err := openRegistry(cmd, registryURL(cmd))
+			if err != nil {
+				return err
+			}
+			defer rc.close()
+			reg := rc.client()
 			ctx := cmd.Context()
 			var enc *schema.Encoder
 			if file != "" {
@@ -105,6 +109,7 @@ tail -n +LINE).`,
 	cmd.Flags().StringSlice("key-fields", nil, "Fields of each line that make the record key, an Avro record registered under <topic>-key (default: no key)")
 	cmd.SetGlobalNormalizationFunc(normalizeFlag)
 	addSettingDefault(cmd.Flags(), "registry-url", defaultRegistryURL)
+	addSettings(cmd, registryAuthSettings...)
 	addSettings(cmd, brokerSettings...)
 	return cmd
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"time"
 
@@ -33,20 +32,31 @@ SIGTERM or Ctrl-C.`,
 			if err != nil {
 				return err
 			}
+			hsec, err := httpSecurityOpts(cmd)
+			if err != nil {
+				return err
+			}
+			var users *schema.Users
+			if f := flagString(cmd, "registry-users-file"); f != "" {
+				if users, err = schema.LoadUsers(f); err != nil {
+					return err
+				}
+			}
 			addr, _ := cmd.Flags().GetString("http-addr")
 			topic, _ := cmd.Flags().GetString("topic")
-			return serveRegistry(cmd.Context(), log, splitBrokers(flagString(cmd, "brokers")), addr, topic, opts...)
+			return serveRegistry(cmd.Context(), log, splitBrokers(flagString(cmd, "brokers")), addr, topic, hsec, users, opts...)
 		},
 	}
 	cmd.Flags().String("http-addr", "127.0.0.1:8081", "Address of the registry's HTTP API. Port 0 picks a free port.")
 	cmd.Flags().String("topic", schema.DefaultTopic, "Kafka topic holding the registry's state (compacted, one partition; created if missing)")
 	addSettings(cmd, brokerSettings...)
 	addSettings(cmd, "log-level")
+	addSettings(cmd, "http-tls-cert-file", "http-tls-key-file", "http-token-file", "http-insecure", "registry-users-file")
 	return cmd
 }
 
 // serveRegistry runs the embedded registry until ctx ends.
-func serveRegistry(ctx context.Context, log *slog.Logger, brokers []string, addr, topic string, opts ...kgo.Opt) error {
+func serveRegistry(ctx context.Context, log *slog.Logger, brokers []string, addr, topic string, hsec httpSecurity, users *schema.Users, opts ...kgo.Opt) error {
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.RequiredAcks(kgo.AllISRAcks())}, opts...)...)
 	if err != nil {
 		return fmt.Errorf("connect to %v: %w", brokers, err)
@@ -58,14 +68,24 @@ func serveRegistry(ctx context.Context, log *slog.Logger, brokers []string, addr
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := hsec.listen(addr, hsec.token != nil || users != nil)
 	if err != nil {
-		return fmt.Errorf("--http-addr %s: %w", addr, err)
+		return err
 	}
-	hs := &http.Server{Handler: srv, ReadHeaderTimeout: 5 * time.Second}
+	// With users or a token, every request needs credentials and writes
+	// need the write role (schema.Guard); the registry has no open path.
+	var h http.Handler = srv
+	if hsec.token != nil || users != nil {
+		var bearer func(string) bool
+		if hsec.token != nil {
+			bearer = hsec.token.Matches
+		}
+		h = schema.Guard(srv, users, bearer)
+	}
+	hs := hsec.server(h)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
-	log.Info("serving schema registry", "addr", ln.Addr().String(), "topic", srv.Topic())
+	log.Info("serving schema registry", "addr", ln.Addr().String(), "topic", srv.Topic(), "scheme", hsec.scheme(), "users", users != nil, "token", hsec.token != nil)
 	select {
 	case err := <-errc:
 		return err

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,6 +42,17 @@ Start several with the same pipeline to share the partitions; stopping one
 			if err != nil {
 				return err
 			}
+			hsec, err := httpSecurityOpts(cmd)
+			if err != nil {
+				return err
+			}
+			var reg *registryConn
+			if u := flagString(cmd, "registry-url"); u != "" {
+				if reg, err = openRegistry(cmd, u); err != nil {
+					return err
+				}
+				defer reg.close()
+			}
 			cacheRows, err := applyMemoryLimit(log, flagString(cmd, "memory-limit"))
 			if err != nil {
 				return err
@@ -52,18 +61,22 @@ Start several with the same pipeline to share the partitions; stopping one
 				brokers:        splitBrokers(flagString(cmd, "brokers")),
 				stateDir:       flagString(cmd, "state-dir"),
 				httpAddr:       flagString(cmd, "http-addr"),
+				http:           hsec,
 				instanceID:     flagString(cmd, "instance-id"),
 				sessionTimeout: st,
 				cacheRows:      cacheRows,
 				clientOpts:     clientOpts,
-				registryURL:    flagString(cmd, "registry-url"),
+				registry:       reg,
 				alertmanager:   flagString(cmd, "alertmanager-url"),
 			}, nil)
 		},
 	}
 	addSettings(cmd, "file", "brokers", "state-dir", "http-addr", "instance-id", "session-timeout", "log-level")
-	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "tls", "tls-ca-file", "memory-limit")
-	addSettings(cmd, "registry-url", "alertmanager-url")
+	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "sasl-token-file", "tls", "tls-ca-file", "tls-cert-file", "tls-key-file", "memory-limit")
+	addSettings(cmd, "registry-url")
+	addSettings(cmd, registryAuthSettings...)
+	addSettings(cmd, "alertmanager-url")
+	addSettings(cmd, httpSettings...)
 	return cmd
 }
 
@@ -71,12 +84,13 @@ type runOptions struct {
 	brokers        []string
 	stateDir       string
 	httpAddr       string
+	http           httpSecurity // TLS and token of httpAddr
 	instanceID     string
 	sessionTimeout time.Duration
-	cacheRows      int       // per task; 0: the processor's default
-	clientOpts     []kgo.Opt // TLS and SASL
-	registryURL    string    // schema registry, for Avro pipelines
-	alertmanager   string    // Alertmanager base URL; alerts are posted there too
+	cacheRows      int           // per task; 0: the processor's default
+	clientOpts     []kgo.Opt     // TLS and SASL
+	registry       *registryConn // schema registry, for Avro pipelines; nil: none
+	alertmanager   string        // Alertmanager base URL; alerts are posted there too
 }
 
 // runPipeline serves HTTP and runs the pipeline until ctx ends. started, if
@@ -85,10 +99,8 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var registry schema.Registry
-	if o.registryURL != "" {
-		c := schema.NewClient(o.registryURL)
-		defer c.Close()
-		registry = c
+	if o.registry != nil {
+		registry = o.registry.client()
 	}
 	app, err := processor.New(processor.Config{
 		Spec:           spec,
@@ -107,22 +119,24 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.httpAddr)
+	ln, err := o.http.listen(o.httpAddr, o.http.token != nil)
 	if err != nil {
-		return fmt.Errorf("--http-addr %s: %w", o.httpAddr, err)
+		return err
 	}
-	srv := &http.Server{Handler: app.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
+	// Every route of the worker, including any added later, is behind
+	// the guard; only the health probes are open (httpserve.go).
+	srv := o.http.server(o.http.guard(app.Handler(reg)))
 	go func() { _ = srv.Serve(ln) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("serving health and metrics", "addr", ln.Addr().String())
+	log.Info("serving health and metrics", "addr", ln.Addr().String(), "scheme", o.http.scheme(), "token", o.http.token != nil)
 	if started != nil {
 		started(app, ln.Addr().String())
 	}
-	err = app.Run(ctx)
+	err = explainBrokerErr(app.Run(ctx))
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

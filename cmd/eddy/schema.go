@@ -34,6 +34,7 @@ The registry is --registry-url, or EDDY_REGISTRY_URL, or ` + defaultRegistryURL 
 	}
 	cmd.SetGlobalNormalizationFunc(normalizeFlag)
 	addSettingDefault(cmd.PersistentFlags(), "registry-url", defaultRegistryURL)
+	addSettingsTo(cmd.PersistentFlags(), registryAuthSettings...)
 	cmd.AddCommand(schemaRegisterCmd(), schemaGetCmd(), schemaListCmd(), schemaCheckCmd())
 	return cmd
 }
@@ -85,8 +86,12 @@ func schemaRegisterCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c := schema.NewClient(registryURL(cmd))
-			defer c.Close()
+			rc, err := openRegistry(cmd, registryURL(cmd))
+			if err != nil {
+				return err
+			}
+			defer rc.close()
+			c := rc.client()
 			id, err := c.Register(cmd.Context(), subject, text)
 			if err != nil {
 				return err
@@ -114,13 +119,16 @@ func schemaGetCmd() *cobra.Command {
 			subject, _ := cmd.Flags().GetString("subject")
 			version, _ := cmd.Flags().GetString("version")
 			out := cmd.OutOrStdout()
+			rc, err := openRegistry(cmd, registryURL(cmd))
+			if err != nil {
+				return err
+			}
+			defer rc.close()
 			switch {
 			case id > 0 && subject != "":
 				return errors.New("give --id or --subject, not both")
 			case id > 0:
-				c := schema.NewClient(registryURL(cmd))
-				defer c.Close()
-				s, err := c.GetByID(cmd.Context(), id)
+				s, err := rc.client().GetByID(cmd.Context(), id)
 				if err != nil {
 					return err
 				}
@@ -140,7 +148,7 @@ func schemaGetCmd() *cobra.Command {
 				ID      int    `json:"id"`
 				Schema  string `json:"schema"`
 			}
-			if err := registryCall(cmd.Context(), registryURL(cmd), http.MethodGet,
+			if err := rc.call(cmd.Context(), http.MethodGet,
 				"/subjects/"+url.PathEscape(subject)+"/versions/"+version, nil, &got); err != nil {
 				return err
 			}
@@ -160,9 +168,13 @@ func schemaListCmd() *cobra.Command {
 		Short: "List the subjects with their versions",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			base := registryURL(cmd)
+			rc, err := openRegistry(cmd, registryURL(cmd))
+			if err != nil {
+				return err
+			}
+			defer rc.close()
 			var subjects []string
-			if err := registryCall(cmd.Context(), base, http.MethodGet, "/subjects", nil, &subjects); err != nil {
+			if err := rc.call(cmd.Context(), http.MethodGet, "/subjects", nil, &subjects); err != nil {
 				return err
 			}
 			out := cmd.OutOrStdout()
@@ -172,7 +184,7 @@ func schemaListCmd() *cobra.Command {
 			}
 			for _, s := range subjects {
 				var versions []int
-				if err := registryCall(cmd.Context(), base, http.MethodGet, "/subjects/"+url.PathEscape(s)+"/versions", nil, &versions); err != nil {
+				if err := rc.call(cmd.Context(), http.MethodGet, "/subjects/"+url.PathEscape(s)+"/versions", nil, &versions); err != nil {
 					return err
 				}
 				vs := make([]string, len(versions))
@@ -200,12 +212,17 @@ when it gives them, and exits 1 when the schema is not compatible.`,
 			if err != nil {
 				return err
 			}
+			rc, err := openRegistry(cmd, registryURL(cmd))
+			if err != nil {
+				return err
+			}
+			defer rc.close()
 			body, _ := json.Marshal(map[string]string{"schema": text})
 			var got struct {
 				Compatible bool     `json:"is_compatible"`
 				Messages   []string `json:"messages"`
 			}
-			err = registryCall(cmd.Context(), registryURL(cmd), http.MethodPost,
+			err = rc.call(cmd.Context(), http.MethodPost,
 				"/compatibility/subjects/"+url.PathEscape(subject)+"/versions/latest?verbose=true", body, &got)
 			var re *registryAnswer
 			if errors.As(err, &re) && (re.Code == 40401 || re.Code == 40402) {
@@ -255,6 +272,13 @@ func (e *registryAnswer) Error() string {
 // schema.Client does not cover (versions by number, listings, verbose
 // compatibility) and decodes the JSON answer into out.
 func registryCall(ctx context.Context, base, method, path string, body []byte, out any) error {
+	rc := &registryConn{url: base, rt: http.DefaultTransport}
+	return rc.call(ctx, method, path, body, out)
+}
+
+// call is registryCall over the connection's transport (credentials, TLS).
+func (rc *registryConn) call(ctx context.Context, method, path string, body []byte, out any) error {
+	base := rc.url
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, method, base+path, bytes.NewReader(body))
@@ -265,7 +289,7 @@ func registryCall(ctx context.Context, base, method, path string, body []byte, o
 	if body != nil {
 		req.Header.Set("Content-Type", schema.ContentType)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := (&http.Client{Transport: rc.rt}).Do(req)
 	if err != nil {
 		return fmt.Errorf("schema registry at %s: %w", base, err)
 	}

@@ -26,6 +26,11 @@ type Broker struct {
 	log   string
 	dir   string // its EDDY_KAFKA_STATE
 	done  bool
+
+	// SASLSSL and MTLS are the secured listeners' addresses of a broker
+	// from PrivateTLS: SASL_SSL with SCRAM-SHA-512 (and OAUTHBEARER), and
+	// SSL requiring a client certificate.
+	SASLSSL, MTLS string
 }
 
 // Private starts a broker for the test under its own EDDY_KAFKA_STATE in a
@@ -35,6 +40,21 @@ type Broker struct {
 // up to 512 MB of heap, so use it only where a test must stop or pause a
 // broker. Like Real, it skips under -short and fails otherwise.
 func Private(t testing.TB, extraProps ...string) *Broker {
+	t.Helper()
+	return private(t, nil, extraProps)
+}
+
+// PrivateTLS is Private with two more listeners (scripts/kafka.sh
+// EDDY_KAFKA_TLS_DIR): tlsDir holds server.pem (the broker's PKCS#8 key
+// and certificate, valid for 127.0.0.1) and ca.pem (the CA it trusts for
+// client certificates). SCRAM users are the test's to create, over the
+// PLAINTEXT listener (Addrs).
+func PrivateTLS(t testing.TB, tlsDir string, extraProps ...string) *Broker {
+	t.Helper()
+	return private(t, []string{"EDDY_KAFKA_TLS_DIR=" + tlsDir}, extraProps)
+}
+
+func private(t testing.TB, env, extraProps []string) *Broker {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("private real-Kafka broker: skipped under -short (run scripts/test.sh for the full suite)")
@@ -47,6 +67,7 @@ func Private(t testing.TB, extraProps ...string) *Broker {
 	b := &Broker{t: t, sh: sh, dir: stateDir, env: append(os.Environ(),
 		"EDDY_KAFKA_STATE="+stateDir, "EDDY_KAFKA_PORT=", "EDDY_KAFKA_CONTROLLER_PORT=",
 		"EDDY_KAFKA_PROPS="+strings.Join(extraProps, " "))}
+	b.env = append(append(b.env, "EDDY_KAFKA_TLS_DIR="), env...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, sh, "start")
@@ -72,6 +93,7 @@ func Private(t testing.TB, extraProps ...string) *Broker {
 		t.Fatalf("private broker: no pid in its state (%v)", st)
 	}
 	b.log = st["KAFKA_LOG"]
+	b.SASLSSL, b.MTLS = st["KAFKA_SASL_SSL_BOOTSTRAP"], st["KAFKA_MTLS_BOOTSTRAP"]
 	return b
 }
 
