@@ -1,6 +1,7 @@
 package schema
 
 import (
+	"context"
 	"errors"
 	"math/big"
 	"reflect"
@@ -80,14 +81,14 @@ func TestDecodePlanMatchesHamba(t *testing.T) {
 // TestDecodeHugeBlockCount: a corrupt array block count fails at once.
 func TestDecodeHugeBlockCount(t *testing.T) {
 	reg := &staticRegistry{byID: map[int]*Schema{}}
-	id, err := reg.Register(nil, "s", `{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array","items":"null"}}]}`)
+	id, err := reg.Register(context.Background(), "s", `{"type":"record","name":"R","fields":[{"name":"a","type":{"type":"array","items":"null"}}]}`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// zig-zag 2^40 as a block count, then nothing.
 	body := []byte{0x80, 0x80, 0x80, 0x80, 0x80, 0x40}
 	start := time.Now()
-	_, err = NewDecoder(reg).Decode(nil, AppendWire(nil, id, body))
+	_, err = NewDecoder(reg).Decode(context.Background(), AppendWire(nil, id, body))
 	if !errors.Is(err, ErrAvroDecode) {
 		t.Errorf("huge block count: %v", err)
 	}

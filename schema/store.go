@@ -218,15 +218,13 @@ func (s *Server) apply(key, value []byte) {
 		if (v.SchemaType != "" && v.SchemaType != "AVRO") || v.ID <= 0 || v.Version <= 0 {
 			return
 		}
-		st, ok := s.schemas[v.ID]
-		if !ok {
+		if _, ok := s.schemas[v.ID]; !ok {
 			parsed, err := ParseSchema(v.Schema)
 			if err != nil {
 				return
 			}
 			text := compactJSON(v.Schema)
-			st = &stored{id: v.ID, text: text, avro: parsed}
-			s.schemas[v.ID] = st
+			s.schemas[v.ID] = &stored{id: v.ID, text: text, avro: parsed}
 			if _, dup := s.byText[text]; !dup {
 				s.byText[text] = v.ID
 			}

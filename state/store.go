@@ -308,12 +308,8 @@ func (t *TaskStore) scanStored(fn func(k WindowKey, v []byte) error) error {
 	return classify(t.db.dir, it.Error())
 }
 
-func (t *TaskStore) rowKey(k WindowKey) []byte {
-	return k.AppendBinary(slices.Clip(t.rowPrefix))
-}
-
-// scratchKey is rowKey in a buffer reused by the next call: for Pebble
-// calls that copy the key (batch Set and Delete).
+// scratchKey is a row's Pebble key in a buffer reused by the next call:
+// for Pebble calls that copy the key (batch Set and Delete).
 func (t *TaskStore) scratchKey(k WindowKey) []byte {
 	t.keyBuf = k.AppendBinary(append(t.keyBuf[:0], t.rowPrefix...))
 	return t.keyBuf

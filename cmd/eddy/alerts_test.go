@@ -309,10 +309,10 @@ func TestKafkaAlerts(t *testing.T) {
 		if perr != nil {
 			t.Fatalf("produce: %v", perr)
 		}
-		got := waitAlerts(t, brokers, alTopic, len(want), 120*time.Second)
+		waitAlerts(t, brokers, alTopic, len(want), 120*time.Second)
 		// No more may come: wait a little and read again.
 		time.Sleep(3 * time.Second)
-		got = readAlerts(t, brokers, alTopic)
+		got := readAlerts(t, brokers, alTopic)
 		sortTransitions(got)
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Errorf("alert transitions (%s, kill=%v):\n got  %v\n want %v", processing, kill, got, want)

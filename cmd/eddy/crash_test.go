@@ -247,32 +247,6 @@ func testStateDirDeleted(t *testing.T, brokers []string) *e2e {
 	return e
 }
 
-// waitCommitted waits until the group's committed offsets on topic add up
-// to n.
-func waitCommitted(t *testing.T, brokers []string, group, topic string, n int) {
-	t.Helper()
-	adm := kadm.NewClient(kafkatest.Client(t, brokers))
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		offs, err := adm.FetchOffsets(context.Background(), group)
-		if err == nil {
-			sum := int64(0)
-			offs.Each(func(o kadm.OffsetResponse) {
-				if o.Topic == topic {
-					sum += o.At
-				}
-			})
-			if sum >= int64(n) {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s did not commit %d offsets on %s within 60s (%v)", group, n, topic, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
-}
-
 func TestStateDirDeleted(t *testing.T) {
 	t.Parallel()
 	testStateDirDeleted(t, kafkatest.Kfake(t))

@@ -176,7 +176,7 @@ func parseOffsets(s string) (map[string]map[int32]int64, error) {
 		out[t][int32(p)] = o
 	}
 	if len(out) == 0 {
-		return nil, errors.New("--to-offsets: no offsets given; want topic:partition=offset,...")
+		return nil, errors.New("--to-offsets: no offsets given (want topic:partition=offset,…)")
 	}
 	return out, nil
 }

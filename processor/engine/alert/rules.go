@@ -254,7 +254,6 @@ type alertEvent struct {
 	startedAt int64
 	at        int64
 	note      string // why, in words, for the default summary
-	partition int32
 }
 
 // onRecord notes a record of key at event time ts (absence rules).
