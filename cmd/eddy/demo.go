@@ -111,6 +111,12 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		return err
 	}
 	defer lock.Unlock()
+	// Listen first, so that the banner's first line is the console's address.
+	ln, err := net.Listen("tcp", o.httpAddr)
+	if err != nil {
+		return fmt.Errorf("--http-addr %s: %w", o.httpAddr, err)
+	}
+	defer ln.Close()
 	cluster, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
 		kfake.DataDir(filepath.Join(o.dataDir, "kafka")),
@@ -130,6 +136,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	fmt.Fprintf(os.Stderr, "eddy demo: console at http://%s/console/ (results, alerts and live tails in the browser)\n", ln.Addr())
 	fmt.Fprintf(os.Stderr, "eddy demo: embedded Kafka at %s, data in %s\n", strings.Join(brokers, ","), o.dataDir)
 	// eddy's schema registry, on the embedded Kafka's _schemas topic.
 	regURL, stopRegistry, err := startDemoRegistry(ctx, brokers)
@@ -175,7 +182,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	go func() {
 		defer wg.Done()
 		err := runPipeline(ctx, log, spec, runOptions{
-			brokers: brokers, stateDir: filepath.Join(o.dataDir, "state"), httpAddr: o.httpAddr,
+			brokers: brokers, stateDir: filepath.Join(o.dataDir, "state"), httpAddr: o.httpAddr, listener: ln,
 			sessionTimeout: 10 * time.Second, registryURL: regURL,
 		}, func(_ *processor.App, addr string) {
 			fmt.Fprintf(os.Stderr, "eddy demo: health and metrics on http://%s (/healthz /readyz /metrics)\n", addr)

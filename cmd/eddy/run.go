@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/processor/console"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -73,10 +74,11 @@ type runOptions struct {
 	httpAddr       string
 	instanceID     string
 	sessionTimeout time.Duration
-	cacheRows      int       // per task; 0: the processor's default
-	clientOpts     []kgo.Opt // TLS and SASL
-	registryURL    string    // schema registry, for Avro pipelines
-	alertmanager   string    // Alertmanager base URL; alerts are posted there too
+	cacheRows      int          // per task; 0: the processor's default
+	clientOpts     []kgo.Opt    // TLS and SASL
+	registryURL    string       // schema registry, for Avro pipelines
+	alertmanager   string       // Alertmanager base URL; alerts are posted there too
+	listener       net.Listener // if set, serve HTTP on it instead of listening on httpAddr (the demo listens first to print the console's address)
 }
 
 // runPipeline serves HTTP and runs the pipeline until ctx ends. started, if
@@ -107,18 +109,27 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", o.httpAddr)
-	if err != nil {
-		return fmt.Errorf("--http-addr %s: %w", o.httpAddr, err)
+	ln := o.listener
+	if ln == nil {
+		if ln, err = net.Listen("tcp", o.httpAddr); err != nil {
+			return fmt.Errorf("--http-addr %s: %w", o.httpAddr, err)
+		}
 	}
-	srv := &http.Server{Handler: app.Handler(reg), ReadHeaderTimeout: 5 * time.Second}
+	con, err := console.New(console.Config{
+		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log,
+	})
+	if err != nil {
+		return err
+	}
+	defer con.Close()
+	srv := &http.Server{Handler: withConsole(app.Handler(reg), con.Handler()), ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("serving health and metrics", "addr", ln.Addr().String())
+	log.Info("serving health and metrics", "addr", ln.Addr().String(), "console", "http://"+ln.Addr().String()+"/console/")
 	if started != nil {
 		started(app, ln.Addr().String())
 	}
@@ -132,4 +143,15 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 		log.Error("exiting", "reason", err)
 	}
 	return err
+}
+
+// withConsole serves the console (/, /console/, /api/v1/) beside the
+// worker's own routes (/healthz, /readyz, /metrics, ...).
+func withConsole(worker, con http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", worker)
+	mux.Handle("/{$}", con)
+	mux.Handle("/console/", con)
+	mux.Handle("/api/v1/", con)
+	return mux
 }

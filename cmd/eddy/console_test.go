@@ -1,0 +1,338 @@
+package main
+
+// Browser tests of the console (processor/console): a real headless
+// Chromium (Debian's chromium, driven with chromedp) opens the console of
+// an `eddy run` worker on the real broker, and each view must show what
+// the test computed itself from the records it produced. They save the
+// screenshots of docs/console.md (docs/console/*.png).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/eddy-streams/eddy/internal/kafkatest"
+)
+
+// browser starts a headless Chromium for the test. Without one the test
+// fails under the test command (EDDY_REQUIRE_KAFKA or CI set: it installs
+// chromium) and is skipped otherwise.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("EDDY_REQUIRE_KAFKA") != "" || os.Getenv("CI") != "" {
+			t.Fatalf("chromium is not installed (scripts/test.sh installs Debian's chromium): %v", err)
+		}
+		t.Skipf("chromium is not installed: %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // tests may run as root
+		chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 900),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancel()
+		acancel()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// do runs browser actions with a deadline.
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// evalJS evaluates a JavaScript expression in the page.
+func evalJS[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+// open loads a console URL in a fresh page load (a change of the hash
+// alone would not reload).
+func open(t *testing.T, ctx context.Context, u string) {
+	t.Helper()
+	do(t, ctx, "open "+u, chromedp.Navigate("about:blank"), chromedp.Navigate(u))
+}
+
+// screenshot saves the page as docs/console/NAME.png (the repository's
+// docs, referenced from docs/console.md).
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := filepath.Join("..", "..", "docs", "console")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rowsText returns the text of each cell of the table's body rows.
+func rowsText(t *testing.T, ctx context.Context, table string) [][]string {
+	t.Helper()
+	return evalJS[[][]string](t, ctx, fmt.Sprintf(
+		`[...document.querySelectorAll(%q)].map(tr => [...tr.cells].map(c => c.textContent))`, table+" tbody tr"))
+}
+
+// waitRows waits until cond holds for the table's rows.
+func waitRows(t *testing.T, ctx context.Context, table, what string, cond func([][]string) (bool, string)) [][]string {
+	t.Helper()
+	var rows [][]string
+	waitFor(t, 60*time.Second, what, func() (bool, string) {
+		rows = rowsText(t, ctx, table)
+		return cond(rows)
+	})
+	return rows
+}
+
+// canonJSON is s re-encoded when it is JSON (the page shows values decoded
+// and encoded again, keys sorted), else s.
+func canonJSON(s string) string {
+	var v any
+	if json.Unmarshal([]byte(s), &v) != nil {
+		return s
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func textOf(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	return evalJS[string](t, ctx, fmt.Sprintf(`document.querySelector(%q).textContent`, sel))
+}
+
+// TestKafkaConsoleTail: the tail of the input with a filter shows exactly
+// the records that match it, and the dead-letter tail shows every bad
+// record with its reason in words.
+func TestKafkaConsoleTail(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(18, 2, 40, 3))
+	produceSync(t, brokers, append(e.sc.records(e.in), e.sc.badRecords(e.in)...))
+	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	addr := w.httpAddr(t)
+	e.waitIdle(t, 120*time.Second, w)
+	ctx := browser(t)
+
+	// Expected, from what the test produced: the request ids of status >= 500.
+	want := map[string]bool{}
+	for _, ev := range e.sc.events {
+		if ev.Status >= 500 {
+			want[ev.ID] = true
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("the scenario has no status >= 500 records: the filter would prove nothing")
+	}
+	filter := "status >= 500"
+	u := fmt.Sprintf("http://%s/console/#tail?step=input&last=500&filter=%s", addr, url.QueryEscape(filter))
+	open(t, ctx, u)
+	ids := func(rows [][]string) map[string]bool {
+		got := map[string]bool{}
+		for _, r := range rows {
+			var v struct {
+				ID     string `json:"request_id"`
+				Status int    `json:"status"`
+			}
+			if len(r) < 4 || json.Unmarshal([]byte(r[3]), &v) != nil {
+				got["unparsable row: "+strings.Join(r, " | ")] = true
+				continue
+			}
+			got[v.ID] = true
+		}
+		return got
+	}
+	rows := waitRows(t, ctx, "#tail-table", "the filtered tail to show every matching record", func(rows [][]string) (bool, string) {
+		return len(rows) >= len(want), fmt.Sprintf("%d rows, want %d", len(rows), len(want))
+	})
+	got := ids(rows)
+	for id := range got {
+		if !want[id] {
+			t.Errorf("the tail filtered by %q shows %s, which does not match", filter, id)
+		}
+	}
+	for id := range want {
+		if !got[id] {
+			t.Errorf("the tail filtered by %q lacks %s", filter, id)
+		}
+	}
+	status := textOf(t, ctx, "#tail-status")
+	if !strings.Contains(status, "Showing every record") {
+		t.Errorf("status line %q: at this rate the server must not sample", status)
+	}
+	screenshot(t, ctx, "tail-filter")
+
+	// A filter that does not compile is explained, not run.
+	evalJS[bool](t, ctx, `document.getElementById("tail-filter").value = "status >= "; document.querySelector("#tail-form button").click(); true`)
+	waitFor(t, 20*time.Second, "the page to explain the bad filter", func() (bool, string) {
+		status = textOf(t, ctx, "#tail-status")
+		return strings.Contains(status, "Filter does not compile"), status
+	})
+
+	// Dead letters: every bad record, each with its reason in words and the
+	// error message eddy put in its headers (read here from the topic).
+	dl := kafkatest.ReadAll(t, brokers, e.dlq, true)
+	msgs := map[string]string{}
+	for _, r := range dl {
+		for _, h := range r.Headers {
+			if h.Key == "eddy.error.message" {
+				msgs[canonJSON(string(r.Value))] = string(h.Value)
+			}
+		}
+	}
+	open(t, ctx, fmt.Sprintf("http://%s/console/#tail?step=dead-letter", addr))
+	rows = waitRows(t, ctx, "#tail-table", "the dead-letter tail to show every bad record", func(rows [][]string) (bool, string) {
+		return len(rows) >= len(e.sc.bad), fmt.Sprintf("%d rows, want %d", len(rows), len(e.sc.bad))
+	})
+	seen := map[string]bool{}
+	for _, r := range rows {
+		value, reason := canonJSON(r[3]), r[4]
+		seen[value] = true
+		if !strings.HasPrefix(reason, "Dead letter: ") || !strings.Contains(reason, msgs[value]) || msgs[value] == "" {
+			t.Errorf("dead letter %s: reason %q, want plain words and the error %q", value, reason, msgs[value])
+		}
+		if value == "{not json" && !strings.Contains(reason, "not what the source format says") {
+			t.Errorf("dead letter %s: reason %q does not say it is not JSON", value, reason)
+		}
+	}
+	for _, b := range e.sc.bad {
+		if !seen[canonJSON(string(b.value))] {
+			t.Errorf("bad record %s is not in the dead-letter tail (rows: %q)", b.value, rows)
+		}
+	}
+	screenshot(t, ctx, "tail-dead-letter")
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
+	}
+}
+
+// TestKafkaConsoleResults: the chart and table of one key show one point
+// per final window, with the counts the test computed from its input.
+func TestKafkaConsoleResults(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(19, 2, 200, 3))
+	// A gap: the key's events of one window are left out, so the chart
+	// must leave a hole there.
+	key := e.sc.keyOrder[0]
+	var gapStart int64 = -1
+	var kept []tevent
+	for _, ev := range e.sc.events {
+		if ev.key() == key && !ev.flush && !ev.designedLate {
+			ws := ev.TS / testWindow * testWindow
+			if gapStart < 0 && ws >= e.sc.t0+3*testWindow {
+				gapStart = ws
+			}
+			if ws == gapStart {
+				continue
+			}
+		}
+		kept = append(kept, ev)
+	}
+	e.sc.events = kept
+	produceSync(t, brokers, e.sc.records(e.in))
+	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	addr := w.httpAddr(t)
+	_, late := e.finalResults(t, w)
+	exp := e.sc.expected(late)
+	type point struct {
+		start int64
+		count float64
+	}
+	var want []point
+	for k, a := range exp {
+		if k.key == key {
+			want = append(want, point{k.start, a.count})
+		}
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i].start < want[j].start })
+	if len(want) < 4 {
+		t.Fatalf("expected only %d windows of %s", len(want), key)
+	}
+	for _, p := range want {
+		if p.start == gapStart {
+			t.Fatalf("window %d should be a gap", gapStart)
+		}
+	}
+
+	ctx := browser(t)
+	svc, ep, _ := strings.Cut(key, "|")
+	kj, _ := json.Marshal([]string{svc, ep})
+	u := fmt.Sprintf("http://%s/console/#results?agg=count&key=%s", addr, url.QueryEscape(string(kj)))
+	open(t, ctx, u)
+	rows := waitRows(t, ctx, "#results-table", "the results table to show every window of "+key, func(rows [][]string) (bool, string) {
+		return len(rows) == len(want), fmt.Sprintf("%d rows, want %d", len(rows), len(want))
+	})
+	// Rows are newest first: window start, end, state, count, ...
+	for i, r := range rows {
+		p := want[len(want)-1-i]
+		ws := time.UnixMilli(p.start).UTC().Format("2006-01-02 15:04:05")
+		if r[0] != ws || r[2] != "final" || r[3] != fmt.Sprint(p.count) {
+			t.Errorf("row %d: %q, want window %s final count %v", i, r, ws, p.count)
+		}
+	}
+	pointsJSON := evalJS[string](t, ctx, `document.querySelector("#results-chart").dataset.points`)
+	var points [][3]any
+	if err := json.Unmarshal([]byte(pointsJSON), &points); err != nil {
+		t.Fatalf("chart points %q: %v", pointsJSON, err)
+	}
+	if len(points) != len(want) {
+		t.Fatalf("chart draws %d points, want %d (one per window): %s", len(points), len(want), pointsJSON)
+	}
+	for i, p := range points {
+		if int64(p[0].(float64)) != want[i].start || p[1].(float64) != want[i].count || p[2] != true {
+			t.Errorf("point %d = %v, want window %d count %v final", i, p, want[i].start, want[i].count)
+		}
+	}
+	// The gap is a gap: the chart has a slot at gapStart holding no value
+	// (uPlot draws no line across a null).
+	gaps := evalJS[[]int64](t, ctx, `JSON.parse(document.querySelector("#results-chart").dataset.gaps)`)
+	axes := evalJS[[]string](t, ctx, `JSON.parse(document.querySelector("#results-chart").dataset.axes)`)
+	if len(gaps) != 1 || gaps[0] != gapStart {
+		t.Errorf("chart gaps at %v, want one at window %d", gaps, gapStart)
+	}
+	if len(axes) != 2 || axes[0] != "window start (UTC)" || axes[1] != "count (records)" {
+		t.Errorf("axis labels %q, want the window start and the count with its unit", axes)
+	}
+	screenshot(t, ctx, "results")
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
+	}
+}

@@ -1,0 +1,169 @@
+// Results: one aggregate of one key over windows, as a chart (uPlot) and a
+// table, from GET /api/v1/results. Live: a tail of the output step,
+// filtered to the key, reloads the range when a new result arrives.
+import { api, setHash } from "./app.js";
+
+export function showResults(pipeline, params) {
+  const form = document.getElementById("results-form");
+  const aggSel = document.getElementById("results-agg");
+  const keySel = document.getElementById("results-key");
+  const rangeSel = document.getElementById("results-range");
+  const status = document.getElementById("results-status");
+  const chartEl = document.getElementById("results-chart");
+  aggSel.replaceChildren(...pipeline.aggregates.map((a) => new Option(`${a.name} (${a.unit})`, a.name)));
+  if (params.get("agg")) aggSel.value = params.get("agg");
+  if (params.get("range")) rangeSel.value = params.get("range");
+  let wantKey = params.get("key") || "";
+  let plot = null, es = null, reloadTimer = null, sort = { col: 0, dir: "desc" };
+
+  function say(text, error) {
+    status.textContent = text;
+    status.classList.toggle("error", !!error);
+  }
+
+  async function load() {
+    const agg = aggSel.value;
+    const range = Number(rangeSel.value);
+    const to = Date.now(), from = to - range;
+    const q = new URLSearchParams({ from: String(from), to: String(to) });
+    if (wantKey) q.set("key", wantKey);
+    let res;
+    try {
+      res = await api("/api/v1/results?" + q);
+    } catch (e) {
+      say("Cannot read results: " + e.message, true);
+      return;
+    }
+    // The key list: every key with results in the range.
+    keySel.replaceChildren(...res.keys.map((k) => new Option(`${k.key.join(" ")} (${k.results} results)`, JSON.stringify(k.key))));
+    if (!wantKey && res.keys.length) {
+      wantKey = JSON.stringify(res.keys[0].key);
+      return load();
+    }
+    keySel.value = wantKey;
+    setHash("results", new URLSearchParams({ agg, key: wantKey, range: String(range) }));
+    const wins = res.windows;
+    const unit = pipeline.aggregates.find((a) => a.name === agg).unit;
+    say(wins.length ? `${wins.length} window(s) of ${JSON.parse(wantKey || "[]").join(" ")} written in the range; ${res.scanned} result(s) read from ${res.topic}` +
+      (res.truncated ? " (truncated: narrow the range)" : "") : "No results for this key in the range.");
+    drawChart(wins, agg, unit);
+    drawTable(wins);
+    live();
+  }
+
+  function drawChart(wins, agg, unit) {
+    // One x per window slot from the first to the last, so windows with
+    // no result are nulls: gaps, not lines across them.
+    const step = (pipeline.window.type === "hopping" ? pipeline.window.advance_ms : pipeline.window.size_ms) || 0;
+    const byStart = new Map(wins.map((w) => [w.window_start_ms, w]));
+    const xs = [];
+    if (wins.length && step > 0 && pipeline.window.type !== "session") {
+      for (let t = wins[0].window_start_ms; t <= wins[wins.length - 1].window_start_ms; t += step) xs.push(t);
+    } else {
+      for (const w of wins) xs.push(w.window_start_ms);
+    }
+    const fin = [], open = [];
+    for (const t of xs) {
+      const w = byStart.get(t);
+      const v = w ? w.values[agg] : null;
+      fin.push(w && w.final ? v : null);
+      open.push(w && !w.final ? v : null);
+    }
+    const data = [xs.map((t) => t / 1000), fin, open];
+    const opts = {
+      width: Math.max(400, chartEl.clientWidth - 20),
+      height: 320,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+      scales: { x: { time: true } },
+      axes: [
+        { label: "window start (UTC)", labelSize: 30, size: 50 },
+        { label: `${agg} (${unit})`, labelSize: 30, size: 70 },
+      ],
+      series: [
+        {},
+        { label: "final", stroke: "#1f6feb", width: 1.5, points: { show: true, size: 8, fill: "#1f6feb" }, spanGaps: false },
+        { label: "still open", stroke: "#d97706", width: 0, points: { show: true, size: 9, fill: "#fff", stroke: "#d97706", width: 2 }, spanGaps: false },
+      ],
+    };
+    if (plot) plot.destroy();
+    chartEl.replaceChildren();
+    plot = new uPlot(opts, data, chartEl);
+    // For tests and scripts: the points drawn, as [window start ms, value, final].
+    chartEl.dataset.points = JSON.stringify(xs.flatMap((t, i) =>
+      fin[i] !== null ? [[t, fin[i], true]] : open[i] !== null ? [[t, open[i], false]] : []));
+    chartEl.dataset.gaps = JSON.stringify(xs.filter((t, i) => fin[i] === null && open[i] === null));
+    chartEl.dataset.axes = JSON.stringify(opts.axes.map((a) => a.label));
+  }
+
+  function drawTable(wins) {
+    const table = document.getElementById("results-table");
+    const cols = [
+      { name: "window start (UTC)", get: (w) => w.window_start_ms, fmt: fmtTime },
+      { name: "window end (UTC)", get: (w) => w.window_end_ms, fmt: fmtTime },
+      { name: "state", get: (w) => (w.final ? "final" : "open"), fmt: (x) => x },
+      ...pipeline.aggregates.map((a) => ({ name: `${a.name} (${a.unit})`, get: (w) => w.values[a.name], fmt: fmtNum, num: true })),
+    ];
+    const head = document.createElement("tr");
+    cols.forEach((c, i) => {
+      const th = document.createElement("th");
+      th.textContent = c.name;
+      if (sort.col === i) th.dataset.dir = sort.dir;
+      th.onclick = () => {
+        sort = { col: i, dir: sort.col === i && sort.dir === "desc" ? "asc" : "desc" };
+        drawTable(wins);
+      };
+      head.append(th);
+    });
+    table.tHead.replaceChildren(head);
+    const c = cols[sort.col];
+    const rows = [...wins].sort((a, b) => {
+      const x = c.get(a), y = c.get(b);
+      const r = x === y ? 0 : x === null ? -1 : y === null ? 1 : x < y ? -1 : 1;
+      return sort.dir === "asc" ? r : -r;
+    });
+    table.tBodies[0].replaceChildren(...rows.map((w) => {
+      const tr = document.createElement("tr");
+      tr.className = "win" + (w.final ? "" : " open");
+      for (const col of cols) {
+        const cell = document.createElement("td");
+        if (col.num) cell.className = "num";
+        cell.textContent = col.fmt(col.get(w));
+        tr.append(cell);
+      }
+      return tr;
+    }));
+  }
+
+  // live reloads when a new result of the key is written.
+  function live() {
+    if (es) return;
+    const key = JSON.parse(wantKey || "null");
+    if (!key) return;
+    const filter = pipeline.key.map((f, i) => `${f} == ${JSON.stringify(key[i])}`).join(" && ");
+    es = new EventSource("/api/v1/tail?" + new URLSearchParams({ step: "output", last: "0", filter }));
+    es.addEventListener("record", () => {
+      clearTimeout(reloadTimer);
+      reloadTimer = setTimeout(load, 500);
+    });
+  }
+
+  function restart() {
+    if (es) { es.close(); es = null; }
+    load();
+  }
+  form.onsubmit = (e) => { e.preventDefault(); restart(); };
+  keySel.onchange = () => { wantKey = keySel.value; restart(); };
+  aggSel.onchange = restart;
+  rangeSel.onchange = restart;
+  load();
+  return () => { if (es) es.close(); clearTimeout(reloadTimer); if (plot) plot.destroy(); plot = null; };
+}
+
+function fmtTime(ms) {
+  return new Date(ms).toISOString().replace("T", " ").replace(".000Z", "");
+}
+
+function fmtNum(v) {
+  if (v === null || v === undefined) return "—";
+  return Number.isInteger(v) ? String(v) : v.toFixed(2);
+}
