@@ -144,7 +144,7 @@ func textOf(t *testing.T, ctx context.Context, sel string) string {
 func TestKafkaConsoleTail(t *testing.T) {
 	brokers := kafkatest.Real(t)
 	t.Parallel()
-	e := newE2EWith(t, brokers, "at_least_once", newScenario(18, 2, 40, 3))
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(18, 2, 100, 3))
 	produceSync(t, brokers, append(e.sc.records(e.in), e.sc.badRecords(e.in)...))
 	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
 	addr := w.httpAddr(t)

@@ -29,8 +29,10 @@ type Record struct {
 	// Headers in record order.
 	Headers []Header `json:"headers,omitempty"`
 	// Reason says in plain words why a dead-letter or late record is
-	// there, from eddy's headers; empty for other records.
+	// there, from eddy's headers; empty for other records. Detail adds
+	// the error message and where the record came from.
 	Reason string `json:"reason,omitempty"`
+	Detail string `json:"detail,omitempty"`
 }
 
 // Header is one record header, its value as text.
@@ -53,7 +55,7 @@ func (c *Console) decodeRecord(ctx context.Context, rec *kgo.Record) Record {
 		out.Headers = append(out.Headers, Header{Key: x.Key, Value: v})
 		h[x.Key] = v
 	}
-	out.Reason = reasonOf(h)
+	out.Reason, out.Detail = reasonOf(h)
 	switch {
 	case len(rec.Value) >= 5 && rec.Value[0] == 0 && c.dec != nil:
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
@@ -119,28 +121,27 @@ var classWords = map[string]string{
 }
 
 // reasonOf says why a record is in the dead-letter or late topic, from
-// eddy's headers, in plain words; "" when it has none of them.
-func reasonOf(h map[string]string) string {
+// eddy's headers: in plain words, then the details; "" when it has none of
+// them.
+func reasonOf(h map[string]string) (reason, detail string) {
 	if class, ok := h["eddy.error.class"]; ok {
 		words := classWords[class]
 		if words == "" {
 			words = "error class " + class
 		}
-		s := "Dead letter: " + words + "."
+		reason = "Dead letter: " + words
 		if f := h["eddy.error.field"]; f != "" {
-			s += " Field: " + f + "."
+			reason += " (field " + f + ")"
 		}
-		if m := h["eddy.error.message"]; m != "" {
-			s += " Error: " + m + "."
-		}
+		detail = h["eddy.error.message"]
 		if t := h["eddy.source.topic"]; t != "" {
-			s += fmt.Sprintf(" From %s partition %s offset %s.", t, h["eddy.source.partition"], h["eddy.source.offset"])
+			detail += fmt.Sprintf(" — from %s partition %s offset %s", t, h["eddy.source.partition"], h["eddy.source.offset"])
 		}
-		return s
+		return reason + ".", detail
 	}
 	if w, ok := h["eddy.late.window"]; ok {
-		return fmt.Sprintf("Late: event time %s, but its window %s had closed (stream time was %s).",
+		return "Late: its window had closed when it arrived.", fmt.Sprintf("event time %s, window %s, stream time %s",
 			h["eddy.late.event-time"], w, h["eddy.late.stream-time"])
 	}
-	return ""
+	return "", ""
 }

@@ -87,6 +87,13 @@ function row(r) {
   const code = document.createElement("code");
   code.textContent = r.value ? JSON.stringify(r.value) : r.text;
   v.append(code);
-  tr.append(v, td(r.reason || "", "reason"));
+  const why = td(r.reason || "", "reason");
+  if (r.detail) {
+    const d = document.createElement("div");
+    d.className = "detail";
+    d.textContent = r.detail;
+    why.append(d);
+  }
+  tr.append(v, why);
   return tr;
 }
