@@ -336,3 +336,67 @@ func TestKafkaConsoleResults(t *testing.T) {
 		t.Errorf("eddy exited with %v after SIGTERM", err)
 	}
 }
+
+// TestKafkaConsolePipeline: the picture shows the pipeline's topics with
+// the counts the test produced, and every partition with its owner, lag
+// and stream time.
+func TestKafkaConsolePipeline(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(20, 2, 60, 3))
+	recs := append(e.sc.records(e.in), e.sc.badRecords(e.in)...)
+	produceSync(t, brokers, recs)
+	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	addr := w.httpAddr(t)
+	e.waitIdle(t, 120*time.Second, w)
+	ctx := browser(t)
+	open(t, ctx, fmt.Sprintf("http://%s/console/#pipeline", addr))
+
+	// Every input record was read once from the source topic; all but the
+	// bad ones went through the repartition topic.
+	wantIn := fmt.Sprint(len(recs)) + " total"
+	wantRep := fmt.Sprint(len(e.sc.events)) + " total"
+	repart := e.app + "-repartition"
+	arrowTotal := func(from, to string) string {
+		return evalJS[string](t, ctx, fmt.Sprintf(`(() => { const a = document.querySelector('.arrow[data-from=%q][data-to=%q] .total'); return a ? a.textContent : ""; })()`, from, to))
+	}
+	waitFor(t, 30*time.Second, "the picture's counts", func() (bool, string) {
+		in, rep := arrowTotal(e.in, repart), arrowTotal(repart, "windows")
+		// The rates are known from the second snapshot on.
+		rate := evalJS[string](t, ctx, fmt.Sprintf(`(() => { const a = document.querySelector('.arrow[data-from=%q] .rate'); return a ? a.textContent : ""; })()`, e.in))
+		return in == wantIn && rep == wantRep && rate == "0.0/s", fmt.Sprintf("source %q repartition %q rate %q, want %q %q 0.0/s", in, rep, rate, wantIn, wantRep)
+	})
+	names := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#pipeline-flow .node")].map(n => n.dataset.name)`)
+	for _, want := range []string{e.in, repart, e.out, e.late, e.dlq} {
+		if !contains(names, want) {
+			t.Errorf("picture nodes %q lack %s", names, want)
+		}
+	}
+	// Partitions: both topics' partitions, owned by the one worker, no lag;
+	// the aggregation partitions' stream time is the flush events' time
+	// (every partition ends with one).
+	rows := waitRows(t, ctx, "#pipeline-table", "every partition with an owner and no lag", func(rows [][]string) (bool, string) {
+		ok := len(rows) == 4
+		for _, r := range rows {
+			ok = ok && strings.HasPrefix(r[2], "eddy-"+e.app) && r[5] == "0"
+		}
+		return ok, fmt.Sprintf("%q", rows)
+	})
+	flush := time.UnixMilli(e.sc.flushTS).UTC().Format("2006-01-02 15:04:05")
+	for _, r := range rows {
+		if r[0] == repart && r[6] != flush {
+			t.Errorf("partition %s/%s: stream time %q, want %s", r[0], r[1], r[6], flush)
+		}
+		if r[3] != r[4] {
+			t.Errorf("partition %s/%s: committed %s, end %s after the group is idle", r[0], r[1], r[3], r[4])
+		}
+	}
+	members := rowsText(t, ctx, "#pipeline-members")
+	if len(members) != 1 || members[0][3] != "4" {
+		t.Errorf("workers %q, want one owning 4 partitions", members)
+	}
+	screenshot(t, ctx, "pipeline")
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
+	}
+}

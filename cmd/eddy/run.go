@@ -116,7 +116,7 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 		}
 	}
 	con, err := console.New(console.Config{
-		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log,
+		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log, Gatherer: reg,
 	})
 	if err != nil {
 		return err

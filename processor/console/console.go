@@ -7,6 +7,7 @@
 //	tail.go     tailing a step: an ephemeral reader (no group, no commits), filter, sampling
 //	sse.go      server-sent events: one stream per open view, bounded, slow clients dropped
 //	results.go  results of one key over a time range, read from the output topic
+//	status.go   the pipeline picture: the group from Kafka, this worker's rates and times from its metrics
 //	records.go  what a record looks like on the wire of the API (decoded value, headers in words)
 //	assets/     the page: plain HTML and ES modules, uPlot (vendor/uplot), embedded with go:embed
 //
@@ -26,6 +27,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/schema"
@@ -58,9 +60,11 @@ type Config struct {
 	// WriteTimeout: a client that has not taken one event within it is
 	// dropped. Default 5s.
 	WriteTimeout time.Duration
-	// Status, if set, reports the local worker's view of the pipeline
-	// (the *processor.App's Status method).
-	Status func() any
+	// Gatherer is the worker's Prometheus registry: the pipeline picture
+	// reads this worker's rates, stream times, open windows, restore
+	// progress and commits from it (status.go). Nil: the picture shows the
+	// group from Kafka only.
+	Gatherer prometheus.Gatherer
 }
 
 // Console serves the page and the API. Create with New; Handler serves it;
@@ -123,6 +127,8 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/expr", c.handleExpr)
 	mux.HandleFunc("GET /api/v1/tail", c.handleTail)
 	mux.HandleFunc("GET /api/v1/results", c.handleResults)
+	mux.HandleFunc("GET /api/v1/status", c.handleStatus)
+	mux.HandleFunc("GET /api/v1/status/live", c.handleStatusLive)
 	return mux
 }
 
@@ -192,8 +198,7 @@ type pipelineJSON struct {
 		GraceMs   int64  `json:"grace_ms"`
 		Emit      string `json:"emit"`
 	} `json:"window"`
-	Steps  []Step `json:"steps"`
-	Status any    `json:"status,omitempty"`
+	Steps []Step `json:"steps"`
 }
 
 type aggJSON struct {
@@ -213,9 +218,6 @@ func (c *Console) handlePipeline(w http.ResponseWriter, _ *http.Request) {
 	p.Window.AdvanceMs = s.Window.Advance.Milliseconds()
 	for _, a := range s.Aggregates {
 		p.Aggregates = append(p.Aggregates, aggJSON{Name: a.Name, Op: a.Op, Field: a.Field, Unit: unitOf(a)})
-	}
-	if c.cfg.Status != nil {
-		p.Status = c.cfg.Status()
 	}
 	writeJSON(w, http.StatusOK, p)
 }

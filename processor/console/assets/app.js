@@ -2,8 +2,9 @@
 // the view named by the URL's hash (#tail, #results?agg=..&key=..).
 import { showTail } from "./tail.js";
 import { showResults } from "./results.js";
+import { showPipeline } from "./pipeline.js";
 
-const views = { tail: showTail, results: showResults };
+const views = { pipeline: showPipeline, tail: showTail, results: showResults };
 let pipeline = null;
 let active = null; // the open view's stop function
 
@@ -17,7 +18,7 @@ export async function api(path) {
 // hashParams reads "#view?a=1&b=2".
 export function hashParams() {
   const [view, query] = location.hash.slice(1).split("?");
-  return { view: view || "tail", params: new URLSearchParams(query || "") };
+  return { view: view || "pipeline", params: new URLSearchParams(query || "") };
 }
 
 export function setHash(view, params) {
@@ -31,7 +32,7 @@ async function route() {
     document.getElementById("app-name").textContent = pipeline.app;
   }
   const { view, params } = hashParams();
-  const show = views[view] || showTail;
+  const show = views[view] || showPipeline;
   if (active) active();
   for (const name of Object.keys(views)) {
     document.getElementById("view-" + name).hidden = name !== view;
