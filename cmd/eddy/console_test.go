@@ -400,3 +400,94 @@ func TestKafkaConsolePipeline(t *testing.T) {
 		t.Errorf("eddy exited with %v after SIGTERM", err)
 	}
 }
+
+// TestKafkaConsoleAlerts: the alerts view shows the episodes the alert
+// model of alerts_test.go computes (firing now, and the history with
+// resolutions), and each links to its key's chart.
+func TestKafkaConsoleAlerts(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	t0 := time.Now().Add(-30*time.Minute).UnixMilli() / 60_000 * 60_000
+	in := alertScenario(t0)
+	want := expectedAlerts(in)
+	// Episodes from the model's transitions: each firing opens one, its
+	// resolution closes it (a key may fire again later: a new episode).
+	type episode struct {
+		id              string
+		fired, resolved int64
+	}
+	var eps []*episode
+	openEp := map[string]*episode{}
+	for _, x := range want {
+		id := x.rule + "|" + x.endpoint
+		if x.state == "firing" {
+			openEp[id] = &episode{id: id, fired: x.at, resolved: -1}
+			eps = append(eps, openEp[id])
+		} else {
+			openEp[id].resolved = x.at
+			delete(openEp, id)
+		}
+	}
+	firing := openEp
+	app := kafkatest.Name(t, "alerts")
+	inTopic, outTopic, alTopic := app+"-in", app+"-out", app+"-alerts"
+	kafkatest.CreateTopic(t, brokers, inTopic, 2)
+	specPath := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(specPath, []byte(alertSpec(app, inTopic, outTopic, alTopic, "at_least_once")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	produceSync(t, brokers, alertRecords(in, inTopic))
+	w := startWorker(t, specPath, strings.Join(brokers, ","), t.TempDir())
+	addr := w.httpAddr(t)
+	if got := waitAlerts(t, brokers, alTopic, len(want), 120*time.Second); len(got) < len(want) {
+		t.Fatalf("%d alert transitions, want %d", len(got), len(want))
+	}
+	ctx := browser(t)
+	open(t, ctx, fmt.Sprintf("http://%s/console/#alerts", addr))
+	rows := waitRows(t, ctx, "#alerts-history", "every alert episode in the history", func(rows [][]string) (bool, string) {
+		return len(rows) == len(eps), fmt.Sprintf("%d rows, want %d", len(rows), len(eps))
+	})
+	fmtAt := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05") }
+	// Each row is one of the model's episodes of its rule and key, with the
+	// model's resolution time (or still firing).
+	used := map[*episode]bool{}
+	for _, r := range rows {
+		id := r[0] + "|" + r[2]
+		var ep *episode
+		for _, e := range eps {
+			resolved := "still firing"
+			if e.resolved >= 0 {
+				resolved = fmtAt(e.resolved)
+			}
+			if e.id == id && !used[e] && resolved == r[5] {
+				ep = e
+				break
+			}
+		}
+		if ep == nil {
+			t.Errorf("history row %q: no such episode in the model %v", r, want)
+			continue
+		}
+		used[ep] = true
+	}
+	now := rowsText(t, ctx, "#alerts-firing")
+	if len(now) != len(firing) {
+		t.Errorf("firing now: %d rows, want %d (%v)", len(now), len(firing), firing)
+	}
+	for _, r := range now {
+		if firing[r[0]+"|"+r[2]] == nil {
+			t.Errorf("firing now shows %q, which the model says is not firing", r)
+		}
+	}
+	screenshot(t, ctx, "alerts")
+
+	// The link of /login's errors-high episode opens /login's chart.
+	evalJS[bool](t, ctx, `(() => { const tr = [...document.querySelectorAll("#alerts-history tbody tr")].find(tr => tr.cells[0].textContent === "errors-high"); tr.querySelector("a").click(); return true; })()`)
+	waitRows(t, ctx, "#results-table", "the chart of /login", func(rows [][]string) (bool, string) {
+		key := textOf(t, ctx, "#results-status")
+		return len(rows) > 0 && strings.Contains(key, "/login"), key
+	})
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
+	}
+}

@@ -7,6 +7,7 @@
 //	tail.go     tailing a step: an ephemeral reader (no group, no commits), filter, sampling
 //	sse.go      server-sent events: one stream per open view, bounded, slow clients dropped
 //	results.go  results of one key over a time range, read from the output topic
+//	alerts.go   alerts firing now and their history, from the alerts topic
 //	status.go   the pipeline picture: the group from Kafka, this worker's rates and times from its metrics
 //	records.go  what a record looks like on the wire of the API (decoded value, headers in words)
 //	assets/     the page: plain HTML and ES modules, uPlot (vendor/uplot), embedded with go:embed
@@ -128,6 +129,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/tail", c.handleTail)
 	mux.HandleFunc("GET /api/v1/results", c.handleResults)
 	mux.HandleFunc("GET /api/v1/status", c.handleStatus)
+	mux.HandleFunc("GET /api/v1/alerts", c.handleAlerts)
 	mux.HandleFunc("GET /api/v1/status/live", c.handleStatusLive)
 	return mux
 }
@@ -169,7 +171,7 @@ func (c *Console) steps() []Step {
 		Step{Step: StepDeadLetter, Topic: s.DeadLetterTopic, Purpose: "records that could not be processed, with the reason"},
 	)
 	if s.Alerts != nil && len(s.Alerts.Rules) > 0 {
-		out = append(out, Step{Step: StepAlerts, Topic: s.Alerts.Topic, Purpose: "alert transitions: firing and resolved"})
+		out = append(out, Step{Step: StepAlerts, Topic: s.AlertsTopic(), Purpose: "alert transitions: firing and resolved"})
 	}
 	return out
 }

@@ -116,24 +116,25 @@ func (c *Console) handleResults(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-// readResults reads the output topic's records written in [from, to].
-func (c *Console) readResults(ctx context.Context, from, to time.Time, want []string) (*ResultsJSON, error) {
-	topic := c.cfg.Spec.Output.Topic
-	res := &ResultsJSON{Topic: topic, FromMs: from.UnixMilli(), ToMs: to.UnixMilli(), Keys: []KeyCount{}, Windows: []Window{}}
+// scanTopic calls fn for each record of topic written from `from` on (the
+// offsets found by timestamp) up to the end offsets at the call, reading at
+// most maxScan records with an ephemeral reader (no group, no commits). It
+// returns how many it read and whether it stopped short of the end.
+func (c *Console) scanTopic(ctx context.Context, topic string, from time.Time, fn func(*kgo.Record)) (scanned int, truncated bool, err error) {
 	opts := append([]kgo.Opt{kgo.SeedBrokers(c.cfg.Brokers...), kgo.ClientID("eddy-console-" + c.cfg.Spec.App)}, c.cfg.ClientOpts...)
 	admCl, err := kgo.NewClient(opts...)
 	if err != nil {
-		return nil, err
+		return 0, false, err
 	}
 	defer admCl.Close()
 	adm := kadm.NewClient(admCl)
 	starts, err := adm.ListOffsetsAfterMilli(ctx, from.UnixMilli(), topic)
 	if err != nil {
-		return nil, err
+		return 0, false, err
 	}
 	ends, err := adm.ListEndOffsets(ctx, topic)
 	if err != nil {
-		return nil, err
+		return 0, false, err
 	}
 	assign := map[int32]kgo.Offset{}
 	stop := map[int32]int64{}
@@ -146,23 +147,14 @@ func (c *Console) readResults(ctx context.Context, from, to time.Time, want []st
 		stop[o.Partition] = e.Offset
 	})
 	if len(assign) == 0 {
-		return res, nil
+		return 0, false, nil
 	}
 	cl, err := kgo.NewClient(append(opts, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}))...)
 	if err != nil {
-		return nil, err
+		return 0, false, err
 	}
 	defer cl.Close()
-
-	type wkey struct {
-		key   string
-		start int64
-	}
-	latest := map[wkey]Window{}
-	counts := map[string]*KeyCount{}
-	grace := c.cfg.Spec.Window.Grace.Milliseconds()
-	var maxStart int64
-	for len(stop) > 0 && res.Scanned < maxScan {
+	for len(stop) > 0 && scanned < maxScan {
 		// A partition whose end offset follows transaction markers (exactly
 		// once) never yields a record at end-1: a poll that brings nothing
 		// for idleRead ends the read.
@@ -170,7 +162,7 @@ func (c *Console) readResults(ctx context.Context, from, to time.Time, want []st
 		fs := cl.PollFetches(pctx)
 		pcancel()
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return scanned, true, err
 		}
 		var ferr error
 		fs.EachError(func(_ string, _ int32, err error) {
@@ -179,7 +171,7 @@ func (c *Console) readResults(ctx context.Context, from, to time.Time, want []st
 			}
 		})
 		if ferr != nil {
-			return nil, ferr
+			return scanned, true, ferr
 		}
 		if fs.NumRecords() == 0 {
 			break
@@ -192,30 +184,51 @@ func (c *Console) readResults(ctx context.Context, from, to time.Time, want []st
 			if rec.Offset+1 >= end {
 				delete(stop, rec.Partition)
 			}
-			res.Scanned++
-			if rec.Timestamp.After(to) {
-				return
-			}
-			win, ok := c.windowOf(ctx, rec)
-			if !ok {
-				return
-			}
-			kb, _ := json.Marshal(win.Key)
-			k := string(kb)
-			if counts[k] == nil {
-				counts[k] = &KeyCount{Key: win.Key}
-			}
-			counts[k].Results++
-			if win.WindowStartMs > maxStart {
-				maxStart = win.WindowStartMs
-			}
-			if want != nil && !equal(win.Key, want) {
-				return
-			}
-			latest[wkey{k, win.WindowStartMs}] = win
+			scanned++
+			fn(rec)
 		})
 	}
-	res.Truncated = len(stop) > 0
+	return scanned, len(stop) > 0, nil
+}
+
+// readResults reads the output topic's records written in [from, to].
+func (c *Console) readResults(ctx context.Context, from, to time.Time, want []string) (*ResultsJSON, error) {
+	topic := c.cfg.Spec.Output.Topic
+	res := &ResultsJSON{Topic: topic, FromMs: from.UnixMilli(), ToMs: to.UnixMilli(), Keys: []KeyCount{}, Windows: []Window{}}
+	type wkey struct {
+		key   string
+		start int64
+	}
+	latest := map[wkey]Window{}
+	counts := map[string]*KeyCount{}
+	grace := c.cfg.Spec.Window.Grace.Milliseconds()
+	var maxStart int64
+	var err error
+	res.Scanned, res.Truncated, err = c.scanTopic(ctx, topic, from, func(rec *kgo.Record) {
+		if rec.Timestamp.After(to) {
+			return
+		}
+		win, ok := c.windowOf(ctx, rec)
+		if !ok {
+			return
+		}
+		kb, _ := json.Marshal(win.Key)
+		k := string(kb)
+		if counts[k] == nil {
+			counts[k] = &KeyCount{Key: win.Key}
+		}
+		counts[k].Results++
+		if win.WindowStartMs > maxStart {
+			maxStart = win.WindowStartMs
+		}
+		if want != nil && !equal(win.Key, want) {
+			return
+		}
+		latest[wkey{k, win.WindowStartMs}] = win
+	})
+	if err != nil {
+		return nil, err
+	}
 	for _, kc := range counts {
 		res.Keys = append(res.Keys, *kc)
 	}

@@ -3,8 +3,9 @@
 import { showTail } from "./tail.js";
 import { showResults } from "./results.js";
 import { showPipeline } from "./pipeline.js";
+import { showAlerts } from "./alerts.js";
 
-const views = { pipeline: showPipeline, tail: showTail, results: showResults };
+const views = { pipeline: showPipeline, tail: showTail, results: showResults, alerts: showAlerts };
 let pipeline = null;
 let active = null; // the open view's stop function
 
