@@ -65,10 +65,14 @@ resumes where the first stopped.`,
 	cmd.Flags().Int("rate", 200, "Generated events per second")
 	cmd.Flags().Bool("avro", false, "Produce the events as Avro (Confluent wire format, schema in the embedded registry) and write results and alerts as Avro")
 	addSettings(cmd, "http-addr", "log-level")
-	cmd.Flags().Lookup("http-addr").DefValue = "127.0.0.1:0"
-	_ = cmd.Flags().Set("http-addr", envOr("EDDY_HTTP_ADDR", "127.0.0.1:0"))
+	cmd.Flags().Lookup("http-addr").DefValue = demoHTTPAddr + " (a free port if it is taken)"
+	_ = cmd.Flags().Set("http-addr", envOr("EDDY_HTTP_ADDR", ""))
 	return cmd
 }
+
+// demoHTTPAddr is where the demo serves its console (and health and
+// metrics) by default: a fixed address, so the README can show it.
+const demoHTTPAddr = "127.0.0.1:8080"
 
 // demoRegistryHint is the command the demo's banner suggests for its
 // registry; TestDocCommandsParse checks that it parses.
@@ -111,8 +115,17 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		return err
 	}
 	defer lock.Unlock()
-	// Listen first, so that the banner's first line is the console's address.
-	ln, err := net.Listen("tcp", o.httpAddr)
+	// Listen first, so that the banner's first line is the console's
+	// address: demoHTTPAddr unless --http-addr says otherwise, a free port
+	// when another process (another demo) has it.
+	var ln net.Listener
+	if o.httpAddr == "" {
+		if ln, err = net.Listen("tcp", demoHTTPAddr); err != nil {
+			ln, err = net.Listen("tcp", "127.0.0.1:0")
+		}
+	} else {
+		ln, err = net.Listen("tcp", o.httpAddr)
+	}
 	if err != nil {
 		return fmt.Errorf("--http-addr %s: %w", o.httpAddr, err)
 	}

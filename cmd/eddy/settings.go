@@ -23,7 +23,7 @@ var settings = []setting{
 	{flag: "file", short: "f", env: "EDDY_PIPELINE", def: "", doc: "Pipeline spec file (YAML)."},
 	{flag: "brokers", env: "EDDY_BROKERS", def: "localhost:9092", doc: "Kafka bootstrap brokers, comma separated."},
 	{flag: "state-dir", env: "EDDY_STATE_DIR", def: "./eddy-state", doc: "Directory for local state (Pebble). A cache of the changelog: safe to delete."},
-	{flag: "http-addr", env: "EDDY_HTTP_ADDR", def: "127.0.0.1:8080", doc: "Address for /healthz, /readyz and /metrics. Port 0 picks a free port."},
+	{flag: "http-addr", env: "EDDY_HTTP_ADDR", def: "127.0.0.1:8080", doc: "Address of the web console (/console/, API under /api/v1/), /healthz, /readyz and /metrics. Port 0 picks a free port."},
 	{flag: "instance-id", env: "EDDY_INSTANCE_ID", def: "", doc: "Static group membership id (e.g. the pod name). Restarts within the session timeout keep this worker's partitions."},
 	{flag: "session-timeout", env: "EDDY_SESSION_TIMEOUT", def: "45s", doc: "Consumer group session timeout: how long a silent worker keeps its partitions."},
 	{flag: "log-level", env: "EDDY_LOG_LEVEL", def: "info", doc: "debug, info, warn or error."},

@@ -29,7 +29,8 @@ export function showAlerts(pipeline) {
       tr.className = "alert" + (a.firing ? " firing" : "");
       const cells = [a.rule, a.severity, a.key.join(" "), a.summary, fmt(a.started_at)];
       if (history) cells.push(a.firing ? "still firing" : fmt(a.resolved_at));
-      cells.push(dur(a.duration_ms));
+      // A firing alert has lasted until now (wall clock), not only until its last transition.
+      cells.push(dur(a.firing && a.started_at ? Math.max(a.duration_ms, Date.now() - Date.parse(a.started_at)) : a.duration_ms));
       for (const [i, c] of cells.entries()) {
         const td = document.createElement("td");
         td.textContent = c;
