@@ -58,6 +58,9 @@ type Config struct {
 	// MaxRate is the most records per second one view is sent; above it
 	// the server samples ("showing 1 in N"). Default 100.
 	MaxRate int
+	// MaxReadRate is the most records per second one view decodes and
+	// filters; above it the view reads a sample (1 in M). Default 1000.
+	MaxReadRate int
 	// WriteTimeout: a client that has not taken one event within it is
 	// dropped. Default 5s.
 	WriteTimeout time.Duration
@@ -100,6 +103,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if cfg.MaxRate <= 0 {
 		cfg.MaxRate = 100
+	}
+	if cfg.MaxReadRate <= 0 {
+		cfg.MaxReadRate = 1000
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 5 * time.Second

@@ -390,3 +390,43 @@ func TestSampler(t *testing.T) {
 		t.Fatalf("after a quiet gap: sent %v changed %v every %d", ok, c, s.every)
 	}
 }
+
+// TestKafkaAPITailKeepsUp: a tail of a topic busier than MaxReadRate jumps
+// to the newest records (and says how many it skipped) instead of reading
+// everything in between.
+func TestKafkaAPITailKeepsUp(t *testing.T) {
+	e := newEnv(t, Config{MaxReadRate: 100})
+	t.Parallel()
+	in := e.spec.Source.Topics[0]
+	ch := e.tail(t, "/api/v1/tail?step=input&last=0")
+	var recs []*kgo.Record
+	for i := 0; i < 5000; i++ {
+		recs = append(recs, &kgo.Record{Topic: in, Partition: 0, Value: []byte(fmt.Sprintf(`{"i":%d}`, i))})
+	}
+	e.produce(t, recs...)
+	var skipped int64
+	var lastI float64 = -1
+	var n int
+	deadline := time.After(30 * time.Second)
+	for lastI != 4999 {
+		select {
+		case ev := <-ch:
+			switch ev.kind {
+			case evSample:
+				var s Sample
+				_ = json.Unmarshal([]byte(ev.data), &s)
+				skipped = max(skipped, s.Skipped)
+			case evRecord:
+				var r Record
+				_ = json.Unmarshal([]byte(ev.data), &r)
+				lastI = r.Value["i"].(float64)
+				n++
+			}
+		case <-deadline:
+			t.Fatalf("the newest record never came: last %v after %d records, %d skipped", lastI, n, skipped)
+		}
+	}
+	if skipped == 0 || int64(n)+skipped > 5000 || n >= 5000 {
+		t.Errorf("read %d records and skipped %d of 5000: want a jump to the newest", n, skipped)
+	}
+}

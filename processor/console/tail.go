@@ -19,15 +19,23 @@ import (
 //
 // Bounded: one reader goroutine hands events to the writer over a channel
 // of tailBuffer; when it is full (the browser does not keep up) the view
-// is dropped, not buffered. Above Config.MaxRate matching records per
-// second the server samples: it sends 1 in N, N from the previous second's
-// rate, and says so with a "sample" event.
+// is dropped, not buffered. Two bounds keep a tail of a busy topic cheap
+// for the worker (BENCHMARKS.md, "The console's cost"), each said with a
+// "sample" event: at most Config.MaxReadRate records a second are decoded
+// and filtered, the newest first, the others counted as skipped (and a
+// reader more than MaxReadRate records behind a partition's end jumps to
+// its newest records rather than fetch the rest); and above Config.MaxRate
+// matching records a second 1 in N is sent, N from the previous second's
+// rate.
 
 const (
 	tailBuffer   = 256
 	defaultLast  = 20
 	maxLast      = 500
 	pingInterval = 15 * time.Second
+	// skipKeep is how many of a partition's newest records a tail that
+	// jumps ahead keeps.
+	skipKeep = 20
 )
 
 // TailEvent types (the SSE "event:" field).
@@ -37,12 +45,15 @@ const (
 	evEnd    = "end"    // data: {"reason": ...}, the server ends the view
 )
 
-// Sample is sent when the sampling rate changes.
+// Sample is sent when a sampling rate changes.
 type Sample struct {
 	// Every: 1 in Every matching records is sent (1: all).
 	Every int `json:"every"`
 	// Rate is matching records per second in the last second.
 	Rate int `json:"rate"`
+	// Skipped counts the records this view jumped over, never read, to
+	// keep up with the newest ones of a busy topic.
+	Skipped int64 `json:"skipped"`
 }
 
 func (c *Console) handleTail(w http.ResponseWriter, r *http.Request) {
@@ -86,6 +97,9 @@ func (c *Console) handleTail(w http.ResponseWriter, r *http.Request) {
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtEnd().Relative(-int64(last))),
 		kgo.FetchMaxWait(500 * time.Millisecond),
+		// Small fetches: a tail reads at most MaxReadRate records a second.
+		kgo.FetchMaxBytes(1 << 20),
+		kgo.FetchMaxPartitionBytes(256 << 10),
 	}, c.cfg.ClientOpts...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
@@ -104,6 +118,19 @@ func (c *Console) handleTail(w http.ResponseWriter, r *http.Request) {
 	go func() {
 		defer close(events)
 		smp := &sampler{max: c.cfg.MaxRate, every: 1}
+		var budgetSec int64 // the second the read budget is counted in
+		var budgetUsed int  // records decoded in it
+		var skipped int64   // records never decoded, to keep up
+		sample := func() Sample { return Sample{Every: smp.every, Rate: smp.lastRate, Skipped: skipped} }
+		send := func(e ev) bool {
+			select {
+			case events <- e:
+				return true
+			default:
+				close(dropped)
+				return false
+			}
+		}
 		for ctx.Err() == nil {
 			fs := cl.PollRecords(ctx, 1000)
 			fs.EachError(func(t string, p int32, err error) {
@@ -111,43 +138,74 @@ func (c *Console) handleTail(w http.ResponseWriter, r *http.Request) {
 					c.log.Debug("tail fetch", "topic", t, "partition", p, "err", err)
 				}
 			})
-			var full bool
-			fs.EachRecord(func(rec *kgo.Record) {
-				if full {
-					return
+			// The read budget: at most MaxReadRate records a second are
+			// decoded and filtered, the newest of each partition's fetch
+			// first; decoding every record of a busy topic would take the
+			// worker's CPU. A reader far behind a partition's end jumps to
+			// its newest records instead of fetching everything in between.
+			now := c.cfg.Now()
+			if now.Unix() != budgetSec {
+				budgetSec, budgetUsed = now.Unix(), 0
+			}
+			var parts []kgo.FetchTopicPartition
+			fs.EachPartition(func(p kgo.FetchTopicPartition) {
+				if len(p.Records) > 0 {
+					parts = append(parts, p)
 				}
+			})
+			jump := map[string]map[int32]kgo.EpochOffset{}
+			skippedBefore := skipped
+			var batch []*kgo.Record
+			for i, p := range parts {
+				share := (c.cfg.MaxReadRate - budgetUsed) / (len(parts) - i)
+				recs := p.Records
+				if len(recs) > share {
+					skipped += int64(len(recs) - max(share, 0))
+					recs = recs[len(recs)-max(share, 0):]
+				}
+				budgetUsed += len(recs)
+				batch = append(batch, recs...)
+				next := p.Records[len(p.Records)-1].Offset + 1
+				if behind := p.HighWatermark - next; behind > int64(c.cfg.MaxReadRate) {
+					if jump[p.Topic] == nil {
+						jump[p.Topic] = map[int32]kgo.EpochOffset{}
+					}
+					jump[p.Topic][p.Partition] = kgo.EpochOffset{Epoch: -1, Offset: p.HighWatermark - skipKeep}
+					skipped += behind - skipKeep
+				}
+			}
+			if len(jump) > 0 {
+				cl.SetOffsets(jump)
+			}
+			if skipped != skippedBefore && !send(ev{evSample, sample()}) {
+				return
+			}
+			for _, rec := range batch {
 				out := c.decodeRecord(ctx, rec)
 				if filter != nil {
 					env := out.Value
 					if env == nil {
 						env = map[string]any{}
 					}
-					okf, err := filter.Eval(env)
-					if err != nil || !okf {
-						return // a record the filter cannot judge does not match
+					if okf, err := filter.Eval(env); err != nil || !okf {
+						continue // a record the filter cannot judge does not match
 					}
 				}
-				send, changed := smp.admit(c.cfg.Now())
-				if changed {
-					select {
-					case events <- ev{evSample, Sample{Every: smp.every, Rate: smp.lastRate}}:
-					default:
-						full = true
-						return
-					}
-				}
-				if !send {
+				ok, changed := smp.admit(c.cfg.Now())
+				if changed && !send(ev{evSample, sample()}) {
 					return
 				}
-				select {
-				case events <- ev{evRecord, out}:
-				default:
-					full = true
+				if ok && !send(ev{evRecord, out}) {
+					return
 				}
-			})
-			if full {
-				close(dropped)
-				return
+			}
+			// Paced: once this second's budget is spent, wait for the next
+			// second rather than fetch more.
+			if budgetUsed >= c.cfg.MaxReadRate {
+				select {
+				case <-time.After(time.Until(time.Unix(budgetSec+1, 0))):
+				case <-ctx.Done():
+				}
 			}
 		}
 	}()

@@ -76,7 +76,12 @@ export function showResults(pipeline, params) {
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
       scales: { x: { time: true } },
       axes: [
-        { label: "window start (UTC)", labelSize: 30, size: 50 },
+        // 24-hour UTC times; the first tick also names the day.
+        { label: "window start (UTC)", labelSize: 30, size: 60, space: 70,
+          values: (u, ticks) => ticks.map((t, i) => {
+            const iso = new Date(t * 1000).toISOString();
+            return i === 0 ? iso.slice(11, 19) + "\n" + iso.slice(0, 10) : iso.slice(11, 19);
+          }) },
         { label: `${agg} (${unit})`, labelSize: 30, size: 70 },
       ],
       series: [

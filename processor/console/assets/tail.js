@@ -46,14 +46,15 @@ export function showTail(pipeline, params) {
     if (filter) q.set("filter", filter);
     if (last) q.set("last", last);
     es = new EventSource("/api/v1/tail?" + q);
-    let every = 1, rate = 0, shown = 0;
+    let every = 1, rate = 0, skipped = 0, shown = 0;
     const describe = () => say(
       (filter ? `Matching ${filter}: ` : "") + `${shown} record(s) shown, newest first. ` +
-      (every > 1 ? `Showing 1 in ${every} (${rate} matching records/s).` : "Showing every record."));
+      (skipped > 0 ? `Busy topic: skipped ${skipped} record(s) to keep up with the newest. ` : "") +
+      (every > 1 ? `Showing 1 in ${every} (${rate} matching records/s).` : skipped > 0 ? "" : "Showing every record."));
     es.addEventListener("open", describe);
     es.addEventListener("sample", (e) => {
       const s = JSON.parse(e.data);
-      every = s.every; rate = s.rate;
+      every = s.every; rate = s.rate; skipped = s.skipped || 0;
       describe();
     });
     es.addEventListener("record", (e) => {
