@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -490,4 +491,68 @@ func TestKafkaConsoleAlerts(t *testing.T) {
 	if err := w.stop(syscall.SIGTERM); err != nil {
 		t.Errorf("eddy exited with %v after SIGTERM", err)
 	}
+}
+
+var demoConsoleRe = regexp.MustCompile(`^eddy demo: console at (http://\S+/console/)`)
+
+// TestConsoleDemo: the demo's first line is its console's address, and
+// within a minute of starting it the browser shows its results (and the
+// pipeline picture with its topics); its alerts show as they fire.
+func TestConsoleDemo(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	start := time.Now()
+	cmd := exec.Command(eddyBin, "demo", "--duration", "150s", "--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("demo stderr:\n%s", errb.String())
+		}
+	})
+	var base string
+	waitFor(t, 30*time.Second, "the demo's first line to name its console", func() (bool, string) {
+		first, _, _ := strings.Cut(errb.String(), "\n")
+		m := demoConsoleRe.FindStringSubmatch(first)
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil, errb.String()
+	})
+	open(t, ctx, base+"#results")
+	// The demo's pipeline closes 10 s windows with 5 s of grace.
+	waitFor(t, time.Minute-time.Since(start), "results in the browser within a minute of starting the demo", func() (bool, string) {
+		rows := rowsText(t, ctx, "#results-table")
+		return len(rows) > 0, evalJS[string](t, ctx, `location.href + " | " + document.querySelector("main").innerText.slice(0, 300)`)
+	})
+	t.Logf("results in the browser %s after the demo started", time.Since(start).Round(time.Second))
+	screenshot(t, ctx, "demo-results")
+	open(t, ctx, base+"#pipeline")
+	waitFor(t, 20*time.Second, "the demo's picture", func() (bool, string) {
+		names := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#pipeline-flow .node")].map(n => n.dataset.name)`)
+		return contains(names, "http-requests") && contains(names, "http-stats-10s") && contains(names, "http-stats-alerts"), fmt.Sprint(names)
+	})
+	waitFor(t, 20*time.Second, "the picture's rates", func() (bool, string) {
+		r := evalJS[string](t, ctx, `document.querySelector(".arrow .rate").textContent`)
+		return strings.HasSuffix(r, "/s") && r != "…/s", r
+	})
+	screenshot(t, ctx, "demo-pipeline")
+	open(t, ctx, base+"#alerts")
+	waitFor(t, 100*time.Second, "a demo alert in the browser", func() (bool, string) {
+		rows := rowsText(t, ctx, "#alerts-history")
+		return len(rows) > 0, textOf(t, ctx, "#alerts-status")
+	})
+	t.Logf("an alert in the browser %s after the demo started", time.Since(start).Round(time.Second))
 }

@@ -40,6 +40,13 @@ export function showResults(pipeline, params) {
       wantKey = JSON.stringify(res.keys[0].key);
       return load();
     }
+    clearTimeout(reloadTimer);
+    if (!res.keys.length) {
+      // Nothing written yet (a pipeline just started): look again soon.
+      say("No results written in the range yet; looking again every 5 seconds.");
+      reloadTimer = setTimeout(load, 5000);
+      return;
+    }
     keySel.value = wantKey;
     setHash("results", new URLSearchParams({ agg, key: wantKey, range: String(range) }));
     const wins = res.windows;
@@ -74,7 +81,8 @@ export function showResults(pipeline, params) {
       width: Math.max(400, chartEl.clientWidth - 20),
       height: 320,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
-      scales: { x: { time: true } },
+      // One window alone still gets an axis of a few windows around it.
+      scales: { x: { time: true, range: (u, min, max) => min === max ? [min - 2 * (step || 10000) / 1000, max + 2 * (step || 10000) / 1000] : [min, max] } },
       axes: [
         // 24-hour UTC times; the first tick also names the day.
         { label: "window start (UTC)", labelSize: 30, size: 60, space: 70,
