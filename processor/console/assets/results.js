@@ -82,7 +82,7 @@ export function showResults(pipeline, params) {
       height: 320,
       tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
       // One window alone still gets an axis of a few windows around it.
-      scales: { x: { time: true, range: (u, min, max) => min === max ? [min - 2 * (step || 10000) / 1000, max + 2 * (step || 10000) / 1000] : [min, max] } },
+      scales: { x: xs.length === 1 ? { time: true, range: [xs[0] / 1000 - 2 * (step || 10000) / 1000, xs[0] / 1000 + 2 * (step || 10000) / 1000] } : { time: true } },
       axes: [
         // 24-hour UTC times; the first tick also names the day.
         { label: "window start (UTC)", labelSize: 30, size: 60, space: 70,
