@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -428,5 +429,44 @@ func TestKafkaAPITailKeepsUp(t *testing.T) {
 	}
 	if skipped == 0 || int64(n)+skipped > 5000 || n >= 5000 {
 		t.Errorf("read %d records and skipped %d of 5000: want a jump to the newest", n, skipped)
+	}
+}
+
+// TestKafkaAPISlowClientDropped: a client that stops reading is dropped
+// (its view's slot freed) while it still holds its connection open, rather
+// than buffered without bound.
+func TestKafkaAPISlowClientDropped(t *testing.T) {
+	e := newEnv(t, Config{WriteTimeout: 300 * time.Millisecond})
+	t.Parallel()
+	in := e.spec.Source.Topics[0]
+	big := strings.Repeat("x", 60<<10)
+	var recs []*kgo.Record
+	for i := 0; i < 400; i++ { // 24 MB: more than the sockets' buffers
+		recs = append(recs, &kgo.Record{Topic: in, Partition: int32(i % 2), Value: []byte(fmt.Sprintf(`{"i":%d,"pad":%q}`, i, big))})
+	}
+	e.produce(t, recs...)
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.srv.URL, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := fmt.Fprintf(conn, "GET /api/v1/tail?step=input&last=200 HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The view holds its slot while it streams...
+	deadline := time.Now().Add(10 * time.Second)
+	for len(e.con.views) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the view never opened")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// ...and gives it back once it has dropped the client that reads nothing.
+	deadline = time.Now().Add(20 * time.Second)
+	for len(e.con.views) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a client that reads nothing still holds its view after 20s")
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
