@@ -392,6 +392,35 @@ func TestKafkaConsolePipeline(t *testing.T) {
 			t.Errorf("partition %s/%s: committed %s, end %s after the group is idle", r[0], r[1], r[3], r[4])
 		}
 	}
+	// Open windows from the owner's state: after the input, each key has
+	// one window open, its flush event's (stream time is that event's), with
+	// the aggregates computed here from that event alone.
+	for _, key := range e.sc.keyOrder {
+		svc, ep, _ := strings.Cut(key, "|")
+		var flush tevent
+		for _, ev := range e.sc.events {
+			if ev.flush && ev.key() == key {
+				flush = ev
+			}
+		}
+		kj, _ := json.Marshal([]string{svc, ep})
+		r := httpGet(t, fmt.Sprintf("http://%s/api/v1/windows?key=%s", addr, url.QueryEscape(string(kj))))
+		var got struct {
+			Windows []map[string]any `json:"windows"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &got); err != nil || r.code != 200 {
+			t.Fatalf("open windows of %s: %d %s", key, r.code, r.body)
+		}
+		start := time.UnixMilli(flush.TS / testWindow * testWindow).UTC()
+		var gotStart time.Time
+		if len(got.Windows) == 1 {
+			gotStart, _ = time.Parse(time.RFC3339Nano, fmt.Sprint(got.Windows[0]["window_start"]))
+		}
+		if len(got.Windows) != 1 || !gotStart.Equal(start) || got.Windows[0]["count"] != 1.0 ||
+			got.Windows[0]["sum_latency"] != float64(flush.Latency) || got.Windows[0]["service"] != svc {
+			t.Errorf("open windows of %s: %s, want one from %s with count 1 and sum_latency %d", key, r.body, start, flush.Latency)
+		}
+	}
 	members := rowsText(t, ctx, "#pipeline-members")
 	if len(members) != 1 || members[0][3] != "4" {
 		t.Errorf("workers %q, want one owning 4 partitions", members)

@@ -116,7 +116,7 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 		}
 	}
 	con, err := console.New(console.Config{
-		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log, Gatherer: reg,
+		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log, Gatherer: reg, OpenWindows: app.OpenWindows,
 	})
 	if err != nil {
 		return err

@@ -7,6 +7,7 @@
 //	tail.go     tailing a step: an ephemeral reader (no group, no commits), filter, sampling
 //	sse.go      server-sent events: one stream per open view, bounded, slow clients dropped
 //	results.go  results of one key over a time range, read from the output topic
+//	windows.go  open windows of a key, from this worker's state
 //	alerts.go   alerts firing now and their history, from the alerts topic
 //	status.go   the pipeline picture: the group from Kafka, this worker's rates and times from its metrics
 //	records.go  what a record looks like on the wire of the API (decoded value, headers in words)
@@ -64,6 +65,9 @@ type Config struct {
 	// WriteTimeout: a client that has not taken one event within it is
 	// dropped. Default 5s.
 	WriteTimeout time.Duration
+	// OpenWindows, if set, returns the open windows of a grouping key in
+	// this worker's state (the *processor.App's OpenWindows).
+	OpenWindows func(key string) ([]json.RawMessage, error)
 	// Gatherer is the worker's Prometheus registry: the pipeline picture
 	// reads this worker's rates, stream times, open windows, restore
 	// progress and commits from it (status.go). Nil: the picture shows the
@@ -136,6 +140,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/results", c.handleResults)
 	mux.HandleFunc("GET /api/v1/status", c.handleStatus)
 	mux.HandleFunc("GET /api/v1/alerts", c.handleAlerts)
+	mux.HandleFunc("GET /api/v1/windows", c.handleWindows)
 	mux.HandleFunc("GET /api/v1/status/live", c.handleStatusLive)
 	return mux
 }
