@@ -49,7 +49,23 @@ export function showResults(pipeline, params) {
     }
     keySel.value = wantKey;
     setHash("results", new URLSearchParams({ agg, key: wantKey, range: String(range) }));
-    const wins = res.windows;
+    // Windows still open, from this worker's state (the owner of the key
+    // has them; another worker returns none): drawn as open points.
+    const wins = res.windows.slice();
+    try {
+      const open = await api("/api/v1/windows?" + new URLSearchParams({ key: wantKey }));
+      const have = new Set(wins.map((w) => w.window_start_ms));
+      for (const o of open.windows) {
+        const start = Date.parse(o.window_start);
+        if (have.has(start)) continue;
+        const values = {};
+        for (const a of pipeline.aggregates) values[a.name] = typeof o[a.name] === "number" ? o[a.name] : null;
+        wins.push({ key: open.key, window_start_ms: start, window_end_ms: Date.parse(o.window_end), final: false, values });
+      }
+      wins.sort((a, b) => a.window_start_ms - b.window_start_ms);
+    } catch (e) {
+      // No state here (a server without a pipeline): final results only.
+    }
     const unit = pipeline.aggregates.find((a) => a.name === agg).unit;
     say(wins.length ? `${wins.length} window(s) of ${JSON.parse(wantKey || "[]").join(" ")} written in the range; ${res.scanned} result(s) read from ${res.topic}` +
       (res.truncated ? " (truncated: narrow the range)" : "") : "No results for this key in the range.");
