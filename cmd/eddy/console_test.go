@@ -370,6 +370,37 @@ func TestKafkaConsoleResults(t *testing.T) {
 		t.Errorf("axis labels %q, want the window start and the count with its unit", axes)
 	}
 	screenshot(t, ctx, "results")
+
+	// The top keys by count: every key (there are 3), by the sum of its
+	// final windows' counts, computed here.
+	totals := map[string]float64{}
+	for k, a := range exp {
+		totals[k.key] += a.count
+	}
+	type kt struct {
+		Key   []string `json:"key"`
+		Total float64  `json:"total"`
+	}
+	var wantTop []kt
+	for k, n := range totals {
+		s, ep, _ := strings.Cut(k, "|")
+		wantTop = append(wantTop, kt{[]string{s, ep}, n})
+	}
+	sort.Slice(wantTop, func(i, j int) bool {
+		if wantTop[i].Total != wantTop[j].Total {
+			return wantTop[i].Total > wantTop[j].Total
+		}
+		return strings.Join(wantTop[i].Key, "|") < strings.Join(wantTop[j].Key, "|")
+	})
+	open(t, ctx, fmt.Sprintf("http://%s/console/#results?agg=count&key=top", addr))
+	var gotTop []kt
+	waitFor(t, 30*time.Second, "the top keys chart", func() (bool, string) {
+		s := evalJS[string](t, ctx, `document.querySelector("#results-chart").dataset.series || ""`)
+		gotTop = nil
+		_ = json.Unmarshal([]byte(s), &gotTop)
+		return fmt.Sprint(gotTop) == fmt.Sprint(wantTop), fmt.Sprintf("got %v, want %v", gotTop, wantTop)
+	})
+	screenshot(t, ctx, "results-top")
 	if err := w.stop(syscall.SIGTERM); err != nil {
 		t.Errorf("eddy exited with %v after SIGTERM", err)
 	}

@@ -3,6 +3,9 @@
 // filtered to the key, reloads the range when a new result arrives.
 import { api, setHash } from "./app.js";
 
+const TOP = 5;
+const TOP_KEY = "top";
+
 export function showResults(pipeline, params) {
   const form = document.getElementById("results-form");
   const aggSel = document.getElementById("results-agg");
@@ -26,7 +29,7 @@ export function showResults(pipeline, params) {
     const range = Number(rangeSel.value);
     const to = Date.now(), from = to - range;
     const q = new URLSearchParams({ from: String(from), to: String(to) });
-    if (wantKey) q.set("key", wantKey);
+    if (wantKey && wantKey !== TOP_KEY) q.set("key", wantKey);
     let res;
     try {
       res = await api("/api/v1/results?" + q);
@@ -34,8 +37,14 @@ export function showResults(pipeline, params) {
       say("Cannot read results: " + e.message, true);
       return;
     }
-    // The key list: every key with results in the range.
-    keySel.replaceChildren(...res.keys.map((k) => new Option(`${k.key.join(" ")} (${k.results} results)`, JSON.stringify(k.key))));
+    // The key list: the top keys, then every key with results in the range.
+    keySel.replaceChildren(new Option(`top ${TOP} keys by ${agg}`, TOP_KEY),
+      ...res.keys.map((k) => new Option(`${k.key.join(" ")} (${k.results} results)`, JSON.stringify(k.key))));
+    if (wantKey === TOP_KEY && res.keys.length) {
+      keySel.value = wantKey;
+      setHash("results", new URLSearchParams({ agg, key: wantKey, range: String(range) }));
+      return drawTop(res, agg);
+    }
     if (!wantKey && res.keys.length) {
       wantKey = JSON.stringify(res.keys[0].key);
       return load();
@@ -72,6 +81,53 @@ export function showResults(pipeline, params) {
     drawChart(wins, agg, unit);
     drawTable(wins);
     live();
+  }
+
+  // drawTop charts the TOP keys with the largest sum of agg over their
+  // final windows in the range, one series each.
+  function drawTop(res, agg) {
+    const unit = pipeline.aggregates.find((a) => a.name === agg).unit;
+    const byKey = new Map();
+    for (const w of res.windows) {
+      if (!w.final) continue;
+      const k = JSON.stringify(w.key);
+      if (!byKey.has(k)) byKey.set(k, { key: w.key, total: 0, wins: new Map() });
+      const e = byKey.get(k);
+      e.total += w.values[agg] || 0;
+      e.wins.set(w.window_start_ms, w.values[agg]);
+    }
+    const top = [...byKey.values()].sort((a, b) => b.total - a.total || (JSON.stringify(a.key) < JSON.stringify(b.key) ? -1 : 1)).slice(0, TOP);
+    const step = (pipeline.window.type === "hopping" ? pipeline.window.advance_ms : pipeline.window.size_ms) || 0;
+    const starts = [...new Set(top.flatMap((e) => [...e.wins.keys()]))].sort((a, b) => a - b);
+    const xs = [];
+    if (starts.length && step > 0 && pipeline.window.type !== "session") {
+      for (let t = starts[0]; t <= starts[starts.length - 1]; t += step) xs.push(t);
+    } else xs.push(...starts);
+    const colors = ["#1f6feb", "#b42318", "#067647", "#7a5af8", "#d97706"];
+    const opts = {
+      width: Math.max(400, chartEl.clientWidth - 20), height: 320,
+      tzDate: (ts) => uPlot.tzDate(new Date(ts * 1e3), "Etc/UTC"),
+      scales: { x: { time: true } },
+      axes: [
+        { label: "window start (UTC)", labelSize: 30, size: 60, space: 70,
+          values: (u, ticks) => ticks.map((t, i) => { const iso = new Date(t * 1000).toISOString(); return i === 0 ? iso.slice(11, 19) + "\n" + iso.slice(0, 10) : iso.slice(11, 19); }) },
+        { label: `${agg} (${unit})`, labelSize: 30, size: 70 },
+      ],
+      series: [{}, ...top.map((e, i) => ({ label: e.key.join(" "), stroke: colors[i], width: 1.5, points: { show: true, size: 7, fill: colors[i] }, spanGaps: false }))],
+    };
+    const data = [xs.map((t) => t / 1000), ...top.map((e) => xs.map((t) => (e.wins.has(t) ? e.wins.get(t) : null)))];
+    if (plot) plot.destroy();
+    chartEl.replaceChildren();
+    plot = new uPlot(opts, data, chartEl);
+    chartEl.dataset.series = JSON.stringify(top.map((e) => ({ key: e.key, total: e.total })));
+    chartEl.dataset.axes = JSON.stringify(opts.axes.map((a) => a.label));
+    say(`The ${top.length} keys with the most ${agg} in final windows written in the range (sum over their windows); ${res.scanned} result(s) read from ${res.topic}` +
+      (res.truncated ? " (truncated: narrow the range)" : ""));
+    drawTable(res.windows.filter((w) => top.some((e) => JSON.stringify(e.key) === JSON.stringify(w.key))), true);
+    if (!es) {
+      es = new EventSource("/api/v1/tail?" + new URLSearchParams({ step: "output", last: "0" }));
+      es.addEventListener("record", () => { clearTimeout(reloadTimer); reloadTimer = setTimeout(load, 1000); });
+    }
   }
 
   function drawChart(wins, agg, unit) {
@@ -124,9 +180,10 @@ export function showResults(pipeline, params) {
     chartEl.dataset.axes = JSON.stringify(opts.axes.map((a) => a.label));
   }
 
-  function drawTable(wins) {
+  function drawTable(wins, withKey) {
     const table = document.getElementById("results-table");
     const cols = [
+      ...(withKey ? [{ name: "key", get: (w) => w.key.join(" "), fmt: (x) => x }] : []),
       { name: "window start (UTC)", get: (w) => w.window_start_ms, fmt: fmtTime },
       { name: "window end (UTC)", get: (w) => w.window_end_ms, fmt: fmtTime },
       { name: "state", get: (w) => (w.final ? "final" : "open"), fmt: (x) => x },
@@ -139,7 +196,7 @@ export function showResults(pipeline, params) {
       if (sort.col === i) th.dataset.dir = sort.dir;
       th.onclick = () => {
         sort = { col: i, dir: sort.col === i && sort.dir === "desc" ? "asc" : "desc" };
-        drawTable(wins);
+        drawTable(wins, withKey);
       };
       head.append(th);
     });
