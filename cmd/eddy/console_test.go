@@ -490,7 +490,7 @@ func TestKafkaConsolePipeline(t *testing.T) {
 		}
 	}
 	members := rowsText(t, ctx, "#pipeline-members")
-	if len(members) != 1 || members[0][3] != "4" {
+	if len(members) != 1 || members[0][4] != "4" {
 		t.Errorf("workers %q, want one owning 4 partitions", members)
 	}
 	screenshot(t, ctx, "pipeline")
@@ -652,4 +652,63 @@ func TestConsoleDemo(t *testing.T) {
 		return len(rows) > 0, textOf(t, ctx, "#alerts-status")
 	})
 	t.Logf("an alert in the browser %s after the demo started", time.Since(start).Round(time.Second))
+}
+
+// TestKafkaConsoleGroupOfTwo: with two workers, each one's console shows
+// the whole group: both members, and every partition owned by one of them,
+// the same owners from either console.
+func TestKafkaConsoleGroupOfTwo(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(21, 4, 30, 4))
+	produceSync(t, brokers, e.sc.records(e.in))
+	w1 := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	w2 := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	addrs := []string{w1.httpAddr(t), w2.httpAddr(t)}
+	type status struct {
+		Group struct {
+			Members []struct {
+				Host       string `json:"host"`
+				Partitions int    `json:"partitions"`
+			} `json:"members"`
+		} `json:"group"`
+		Partitions []struct {
+			Topic     string `json:"topic"`
+			Partition int32  `json:"partition"`
+			Owner     string `json:"owner"`
+		} `json:"partitions"`
+	}
+	owners := make([]map[string]string, 2)
+	for i, addr := range addrs {
+		waitFor(t, 60*time.Second, "console "+addr+" to show both workers and every partition owned", func() (bool, string) {
+			r := httpGet(t, "http://"+addr+"/api/v1/status")
+			var st status
+			if err := json.Unmarshal([]byte(r.body), &st); err != nil {
+				return false, r.body
+			}
+			// 4 partitions of the input and 4 of the repartition topic.
+			sum := 0
+			for _, m := range st.Group.Members {
+				sum += m.Partitions
+			}
+			own := map[string]string{}
+			hosts := map[string]bool{}
+			for _, p := range st.Partitions {
+				if p.Owner != "" {
+					own[fmt.Sprint(p.Topic, "/", p.Partition)] = p.Owner
+					hosts[p.Owner] = true
+				}
+			}
+			owners[i] = own
+			return len(st.Group.Members) == 2 && sum == 8 && len(own) == 8 && len(hosts) == 2, r.body
+		})
+	}
+	if fmt.Sprint(owners[0]) != fmt.Sprint(owners[1]) {
+		t.Errorf("the two consoles name different owners:\n%v\n%v", owners[0], owners[1])
+	}
+	for _, w := range []*worker{w1, w2} {
+		if err := w.stop(syscall.SIGTERM); err != nil {
+			t.Errorf("eddy exited with %v after SIGTERM", err)
+		}
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -58,14 +59,26 @@ type MemberJSON struct {
 	ClientID   string `json:"client_id"`
 	Host       string `json:"host"`
 	InstanceID string `json:"instance_id,omitempty"`
+	MemberID   string `json:"member_id"`
 	Partitions int    `json:"partitions"`
+}
+
+// ownerName names a member for the partition table: its client id (which
+// holds the pod's name or --instance-id), host, and the end of its member
+// id, which tells apart two workers on one host.
+func ownerName(m MemberJSON) string {
+	id := m.MemberID
+	if len(id) > 6 {
+		id = id[len(id)-6:]
+	}
+	return m.ClientID + " (" + m.Host + ", member …" + id + ")"
 }
 
 // PartitionJSON is one partition the group reads.
 type PartitionJSON struct {
 	Topic     string `json:"topic"`
 	Partition int32  `json:"partition"`
-	// Owner is the client id and host of the member that owns it; "" when
+	// Owner names the member that owns it (ownerName); "" when
 	// unassigned (rebalancing, or no worker running).
 	Owner     string `json:"owner"`
 	Committed int64  `json:"committed"` // -1: nothing committed yet
@@ -244,7 +257,7 @@ func (c *Console) status(ctx context.Context, prev *StatusJSON, prevAt time.Time
 		if g, ok := groups[s.GroupID()]; ok && g.Err == nil {
 			st.Group.State = g.State
 			for _, m := range g.Members {
-				mj := MemberJSON{ClientID: m.ClientID, Host: m.ClientHost}
+				mj := MemberJSON{ClientID: m.ClientID, Host: strings.TrimPrefix(m.ClientHost, "/"), MemberID: m.MemberID}
 				if m.InstanceID != nil {
 					mj.InstanceID = *m.InstanceID
 				}
@@ -254,7 +267,7 @@ func (c *Console) status(ctx context.Context, prev *StatusJSON, prevAt time.Time
 							if owners[t.Topic] == nil {
 								owners[t.Topic] = map[int32]string{}
 							}
-							owners[t.Topic][p] = m.ClientID + " (" + m.ClientHost + ")"
+							owners[t.Topic][p] = ownerName(mj)
 							mj.Partitions++
 						}
 					}

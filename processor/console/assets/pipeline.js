@@ -111,7 +111,7 @@ function render(pipeline, st, flow, status) {
   const mb = document.querySelector("#pipeline-members tbody");
   mb.replaceChildren(...st.group.members.map((m) => {
     const tr = el("tr");
-    tr.append(el("td", "", m.client_id), el("td", "", m.host), el("td", "", m.instance_id || "—"), el("td", "num", String(m.partitions)));
+    tr.append(el("td", "", m.client_id), el("td", "", m.host), el("td", "", m.instance_id || "—"), el("td", "", m.member_id), el("td", "num", String(m.partitions)));
     return tr;
   }));
 }
