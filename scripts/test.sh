@@ -36,7 +36,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 # Debian packages the suite needs, as "command:package"; add more here.
-DEB_PACKAGES=("kcat:kcat" "prometheus-alertmanager:prometheus-alertmanager" "amtool:prometheus-alertmanager")
+DEB_PACKAGES=("kcat:kcat" "prometheus-alertmanager:prometheus-alertmanager" "amtool:prometheus-alertmanager" "chromium:chromium")
 # Needed only when this script starts the broker (scripts/kafka.sh) or Apicurio
 # Registry (scripts/apicurio.sh) itself.
 BROKER_DEB_PACKAGES=("java:openjdk-17-jre-headless" "mvn:maven")

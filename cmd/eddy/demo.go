@@ -70,10 +70,14 @@ resumes where the first stopped.`,
 	cmd.Flags().Bool("avro", false, "Produce the events as Avro (Confluent wire format, schema in the embedded registry) and write results and alerts as Avro")
 	addSettings(cmd, "http-addr", "log-level")
 	addSettings(cmd, httpSettings...)
-	cmd.Flags().Lookup("http-addr").DefValue = "127.0.0.1:0"
-	_ = cmd.Flags().Set("http-addr", envOr("EDDY_HTTP_ADDR", "127.0.0.1:0"))
+	cmd.Flags().Lookup("http-addr").DefValue = demoHTTPAddr + " (a free port if it is taken)"
+	_ = cmd.Flags().Set("http-addr", envOr("EDDY_HTTP_ADDR", ""))
 	return cmd
 }
+
+// demoHTTPAddr is where the demo serves its console (and health and
+// metrics) by default: a fixed address, so the README can show it.
+const demoHTTPAddr = "127.0.0.1:8080"
 
 // demoRegistryHint is the command the demo's banner suggests for its
 // registry; TestDocCommandsParse checks that it parses.
@@ -117,6 +121,22 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		return err
 	}
 	defer lock.Unlock()
+	// Listen first, so that the banner's first line is the console's
+	// address: demoHTTPAddr unless --http-addr says otherwise, a free port
+	// when another process (another demo) has it.
+	var ln net.Listener
+	protected := o.http.token != nil
+	if o.httpAddr == "" {
+		if ln, err = o.http.listen(demoHTTPAddr, protected); err != nil {
+			ln, err = o.http.listen("127.0.0.1:0", protected)
+		}
+	} else {
+		ln, err = o.http.listen(o.httpAddr, protected)
+	}
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	cluster, err := kfake.NewCluster(
 		kfake.NumBrokers(1),
 		kfake.DataDir(filepath.Join(o.dataDir, "kafka")),
@@ -136,6 +156,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
+	fmt.Fprintf(os.Stderr, "eddy demo: console at %s://%s/console/ (results, alerts and live tails in the browser)\n", o.http.scheme(), ln.Addr())
 	fmt.Fprintf(os.Stderr, "eddy demo: embedded Kafka at %s, data in %s\n", strings.Join(brokers, ","), o.dataDir)
 	// eddy's schema registry, on the embedded Kafka's _schemas topic.
 	regURL, stopRegistry, err := startDemoRegistry(ctx, brokers)
@@ -184,7 +205,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	go func() {
 		defer wg.Done()
 		err := runPipeline(ctx, log, spec, runOptions{
-			brokers: brokers, stateDir: filepath.Join(o.dataDir, "state"), httpAddr: o.httpAddr, http: o.http,
+			brokers: brokers, stateDir: filepath.Join(o.dataDir, "state"), httpAddr: o.httpAddr, http: o.http, listener: ln,
 			sessionTimeout: 10 * time.Second, registry: demoReg,
 		}, func(_ *processor.App, addr string) {
 			fmt.Fprintf(os.Stderr, "eddy demo: health and metrics on %s://%s (/healthz /readyz /metrics)\n", o.http.scheme(), addr)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/processor/console"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -91,6 +94,7 @@ type runOptions struct {
 	clientOpts     []kgo.Opt     // TLS and SASL
 	registry       *registryConn // schema registry, for Avro pipelines; nil: none
 	alertmanager   string        // Alertmanager base URL; alerts are posted there too
+	listener       net.Listener  // if set, serve HTTP on it (from http.listen) instead of listening on httpAddr (the demo listens first to print the console's address)
 }
 
 // runPipeline serves HTTP and runs the pipeline until ctx ends. started, if
@@ -119,20 +123,31 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	if err != nil {
 		return err
 	}
-	ln, err := o.http.listen(o.httpAddr, o.http.token != nil)
+	ln := o.listener
+	if ln == nil {
+		if ln, err = o.http.listen(o.httpAddr, o.http.token != nil); err != nil {
+			return err
+		}
+	}
+	con, err := console.New(console.Config{
+		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log, Gatherer: reg, OpenWindows: app.OpenWindows,
+	})
 	if err != nil {
 		return err
 	}
-	// Every route of the worker, including any added later, is behind
-	// the guard; only the health probes are open (httpserve.go).
-	srv := o.http.server(o.http.guard(app.Handler(reg)))
+	defer con.Close()
+	// Every route of the worker and the console, including any added
+	// later, is behind the guard; only the health probes are open
+	// (httpserve.go).
+	srv := o.http.server(o.http.guard(withConsole(app.Handler(reg), con.Handler())))
 	go func() { _ = srv.Serve(ln) }()
 	defer func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	log.Info("serving health and metrics", "addr", ln.Addr().String(), "scheme", o.http.scheme(), "token", o.http.token != nil)
+	log.Info("serving health and metrics", "addr", ln.Addr().String(), "scheme", o.http.scheme(), "token", o.http.token != nil,
+		"console", o.http.scheme()+"://"+ln.Addr().String()+"/console/")
 	if started != nil {
 		started(app, ln.Addr().String())
 	}
@@ -146,4 +161,15 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 		log.Error("exiting", "reason", err)
 	}
 	return err
+}
+
+// withConsole serves the console (/, /console/, /api/v1/) beside the
+// worker's own routes (/healthz, /readyz, /metrics, ...).
+func withConsole(worker, con http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/", worker)
+	mux.Handle("/{$}", con)
+	mux.Handle("/console/", con)
+	mux.Handle("/api/v1/", con)
+	return mux
 }

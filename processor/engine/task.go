@@ -21,6 +21,7 @@ package engine
 //     applied to the store: a record at or below it is a duplicate.
 
 import (
+	"cmp"
 	"slices"
 	"time"
 
@@ -109,6 +110,27 @@ func (t *Task) HasTime() bool { return t.arrivalSTime > 0 }
 
 // OpenWindows is the number of open windows.
 func (t *Task) OpenWindows() int { return len(t.open) }
+
+// OpenWindowsOf returns the windows of key that are open in the task,
+// oldest first, with their current aggregates (an interactive query: it
+// changes nothing). The rows belong to the task's store, as in Result.
+func (t *Task) OpenWindowsOf(key string) ([]Result, error) {
+	var rs []Result
+	for wk := range t.open {
+		if wk.Key != key {
+			continue
+		}
+		row, err := t.store.Get(wk)
+		if err != nil {
+			return nil, err
+		}
+		if row != nil {
+			rs = append(rs, Result{Window: wk, Row: row})
+		}
+	}
+	slices.SortFunc(rs, func(x, y Result) int { return cmp.Compare(x.Window.Start, y.Window.Start) })
+	return rs, nil
+}
 
 // InputPositions returns, per input partition, the next offset to commit.
 // The map belongs to the task: read it, do not keep it.

@@ -1,0 +1,714 @@
+package main
+
+// Browser tests of the console (processor/console): a real headless
+// Chromium (Debian's chromium, driven with chromedp) opens the console of
+// an `eddy run` worker on the real broker, and each view must show what
+// the test computed itself from the records it produced. They save the
+// screenshots of docs/console.md (docs/console/*.png).
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/eddy-streams/eddy/internal/kafkatest"
+)
+
+// browser starts a headless Chromium for the test. Without one the test
+// fails under the test command (EDDY_REQUIRE_KAFKA or CI set: it installs
+// chromium) and is skipped otherwise.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		if os.Getenv("EDDY_REQUIRE_KAFKA") != "" || os.Getenv("CI") != "" {
+			t.Fatalf("chromium is not installed (scripts/test.sh installs Debian's chromium): %v", err)
+		}
+		t.Skipf("chromium is not installed: %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(path),
+		chromedp.NoSandbox, // tests may run as root
+		chromedp.DisableGPU,
+		chromedp.WindowSize(1280, 900),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	actx, acancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() {
+		cancel()
+		acancel()
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	return ctx
+}
+
+// do runs browser actions with a deadline.
+func do(t *testing.T, ctx context.Context, what string, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	if err := chromedp.Do(tctx, steps...); err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// evalJS evaluates a JavaScript expression in the page.
+func evalJS[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	v, err := chromedp.Run(tctx, chromedp.Evaluate[T](js))
+	if err != nil {
+		t.Fatalf("evaluate %s: %v", js, err)
+	}
+	return v
+}
+
+// open loads a console URL in a fresh page load (a change of the hash
+// alone would not reload).
+func open(t *testing.T, ctx context.Context, u string) {
+	t.Helper()
+	do(t, ctx, "open "+u, chromedp.Navigate("about:blank"), chromedp.Navigate(u))
+}
+
+// screenshot saves the page as docs/console/NAME.png (the repository's
+// docs, referenced from docs/console.md).
+func screenshot(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	tctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	png, err := chromedp.Run(tctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot %s: %v", name, err)
+	}
+	dir := filepath.Join("..", "..", "docs", "console")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rowsText returns the text of each cell of the table's body rows.
+func rowsText(t *testing.T, ctx context.Context, table string) [][]string {
+	t.Helper()
+	return evalJS[[][]string](t, ctx, fmt.Sprintf(
+		`[...document.querySelectorAll(%q)].map(tr => [...tr.cells].map(c => c.textContent))`, table+" tbody tr"))
+}
+
+// waitRows waits until cond holds for the table's rows.
+func waitRows(t *testing.T, ctx context.Context, table, what string, cond func([][]string) (bool, string)) [][]string {
+	t.Helper()
+	var rows [][]string
+	waitFor(t, 60*time.Second, what, func() (bool, string) {
+		rows = rowsText(t, ctx, table)
+		return cond(rows)
+	})
+	return rows
+}
+
+// canonJSON is s re-encoded when it is JSON (the page shows values decoded
+// and encoded again, keys sorted), else s.
+func canonJSON(s string) string {
+	var v any
+	if json.Unmarshal([]byte(s), &v) != nil {
+		return s
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func textOf(t *testing.T, ctx context.Context, sel string) string {
+	t.Helper()
+	return evalJS[string](t, ctx, fmt.Sprintf(`document.querySelector(%q).textContent`, sel))
+}
+
+// TestKafkaConsoleTail: the tail of the input with a filter shows exactly
+// the records that match it, and the dead-letter tail shows every bad
+// record with its reason in words.
+func TestKafkaConsoleTail(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(18, 2, 100, 3))
+	produceSync(t, brokers, append(e.sc.records(e.in), e.sc.badRecords(e.in)...))
+	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	addr := w.httpAddr(t)
+	e.waitIdle(t, 120*time.Second, w)
+	ctx := browser(t)
+
+	// Expected, from what the test produced: the request ids of status >= 500.
+	want := map[string]bool{}
+	for _, ev := range e.sc.events {
+		if ev.Status >= 500 {
+			want[ev.ID] = true
+		}
+	}
+	if len(want) == 0 {
+		t.Fatal("the scenario has no status >= 500 records: the filter would prove nothing")
+	}
+	filter := "status >= 500"
+	u := fmt.Sprintf("http://%s/console/#tail?step=input&last=500&filter=%s", addr, url.QueryEscape(filter))
+	open(t, ctx, u)
+	ids := func(rows [][]string) map[string]bool {
+		got := map[string]bool{}
+		for _, r := range rows {
+			var v struct {
+				ID     string `json:"request_id"`
+				Status int    `json:"status"`
+			}
+			if len(r) < 4 || json.Unmarshal([]byte(r[3]), &v) != nil {
+				got["unparsable row: "+strings.Join(r, " | ")] = true
+				continue
+			}
+			got[v.ID] = true
+		}
+		return got
+	}
+	rows := waitRows(t, ctx, "#tail-table", "the filtered tail to show every matching record", func(rows [][]string) (bool, string) {
+		return len(rows) >= len(want), fmt.Sprintf("%d rows, want %d", len(rows), len(want))
+	})
+	got := ids(rows)
+	for id := range got {
+		if !want[id] {
+			t.Errorf("the tail filtered by %q shows %s, which does not match", filter, id)
+		}
+	}
+	for id := range want {
+		if !got[id] {
+			t.Errorf("the tail filtered by %q lacks %s", filter, id)
+		}
+	}
+	status := textOf(t, ctx, "#tail-status")
+	if !strings.Contains(status, "Showing every record") {
+		t.Errorf("status line %q: at this rate the server must not sample", status)
+	}
+	screenshot(t, ctx, "tail-filter")
+
+	// A filter that does not compile is explained, not run.
+	evalJS[bool](t, ctx, `document.getElementById("tail-filter").value = "status >= "; document.querySelector("#tail-form button").click(); true`)
+	waitFor(t, 20*time.Second, "the page to explain the bad filter", func() (bool, string) {
+		status = textOf(t, ctx, "#tail-status")
+		return strings.Contains(status, "Filter does not compile"), status
+	})
+
+	// Dead letters: every bad record, each with its reason in words and the
+	// error message eddy put in its headers (read here from the topic).
+	dl := kafkatest.ReadAll(t, brokers, e.dlq, true)
+	msgs := map[string]string{}
+	for _, r := range dl {
+		for _, h := range r.Headers {
+			if h.Key == "eddy.error.message" {
+				msgs[canonJSON(string(r.Value))] = string(h.Value)
+			}
+		}
+	}
+	open(t, ctx, fmt.Sprintf("http://%s/console/#tail?step=dead-letter", addr))
+	rows = waitRows(t, ctx, "#tail-table", "the dead-letter tail to show every bad record", func(rows [][]string) (bool, string) {
+		return len(rows) >= len(e.sc.bad), fmt.Sprintf("%d rows, want %d", len(rows), len(e.sc.bad))
+	})
+	seen := map[string]bool{}
+	for _, r := range rows {
+		value, reason := canonJSON(r[3]), r[4]
+		seen[value] = true
+		if !strings.HasPrefix(reason, "Dead letter: ") || !strings.Contains(reason, msgs[value]) || msgs[value] == "" {
+			t.Errorf("dead letter %s: reason %q, want plain words and the error %q", value, reason, msgs[value])
+		}
+		if value == "{not json" && !strings.Contains(reason, "not what the source format says") {
+			t.Errorf("dead letter %s: reason %q does not say it is not JSON", value, reason)
+		}
+	}
+	for _, b := range e.sc.bad {
+		if !seen[canonJSON(string(b.value))] {
+			t.Errorf("bad record %s is not in the dead-letter tail (rows: %q)", b.value, rows)
+		}
+	}
+	screenshot(t, ctx, "tail-dead-letter")
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
+	}
+}
+
+// TestKafkaConsoleResults: the chart and table of one key show one point
+// per final window, with the counts the test computed from its input.
+func TestKafkaConsoleResults(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(19, 2, 200, 3))
+	// A gap: the key's events of one window are left out, so the chart
+	// must leave a hole there.
+	key := e.sc.keyOrder[0]
+	var gapStart int64 = -1
+	var kept []tevent
+	for _, ev := range e.sc.events {
+		if ev.key() == key && !ev.flush && !ev.designedLate {
+			ws := ev.TS / testWindow * testWindow
+			if gapStart < 0 && ws >= e.sc.t0+3*testWindow {
+				gapStart = ws
+			}
+			if ws == gapStart {
+				continue
+			}
+		}
+		kept = append(kept, ev)
+	}
+	// The flush events (one per key, closing every window) come 20s after
+	// the last event, so the key's open window (its flush event's) is near
+	// its final ones on the chart.
+	var maxTS int64
+	for _, ev := range kept {
+		if !ev.flush && ev.TS > maxTS {
+			maxTS = ev.TS
+		}
+	}
+	e.sc.flushTS = (maxTS+20_000)/testWindow*testWindow + 1
+	for i := range kept {
+		if kept[i].flush {
+			kept[i].TS = e.sc.flushTS
+		}
+	}
+	openStart := e.sc.flushTS / testWindow * testWindow
+	e.sc.events = kept
+	produceSync(t, brokers, e.sc.records(e.in))
+	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	addr := w.httpAddr(t)
+	_, late := e.finalResults(t, w)
+	exp := e.sc.expected(late)
+	type point struct {
+		start int64
+		count float64
+	}
+	var want []point
+	for k, a := range exp {
+		if k.key == key {
+			want = append(want, point{k.start, a.count})
+		}
+	}
+	sort.Slice(want, func(i, j int) bool { return want[i].start < want[j].start })
+	if len(want) < 4 {
+		t.Fatalf("expected only %d windows of %s", len(want), key)
+	}
+	for _, p := range want {
+		if p.start == gapStart {
+			t.Fatalf("window %d should be a gap", gapStart)
+		}
+	}
+
+	ctx := browser(t)
+	svc, ep, _ := strings.Cut(key, "|")
+	kj, _ := json.Marshal([]string{svc, ep})
+	u := fmt.Sprintf("http://%s/console/#results?agg=count&key=%s", addr, url.QueryEscape(string(kj)))
+	open(t, ctx, u)
+	// Every final window, and the open one (from the owner's state): its
+	// flush event alone, count 1.
+	want = append(want, point{openStart, 1})
+	final := func(i int) bool { return i < len(want)-1 }
+	rows := waitRows(t, ctx, "#results-table", "the results table to show every window of "+key, func(rows [][]string) (bool, string) {
+		return len(rows) == len(want), fmt.Sprintf("%d rows, want %d", len(rows), len(want))
+	})
+	// Rows are newest first: window start, end, state, count, ...
+	for i, r := range rows {
+		j := len(want) - 1 - i
+		p := want[j]
+		ws := time.UnixMilli(p.start).UTC().Format("2006-01-02 15:04:05")
+		state := "final"
+		if !final(j) {
+			state = "open"
+		}
+		if r[0] != ws || r[2] != state || r[3] != fmt.Sprint(p.count) {
+			t.Errorf("row %d: %q, want window %s %s count %v", i, r, ws, state, p.count)
+		}
+	}
+	pointsJSON := evalJS[string](t, ctx, `document.querySelector("#results-chart").dataset.points`)
+	var points [][3]any
+	if err := json.Unmarshal([]byte(pointsJSON), &points); err != nil {
+		t.Fatalf("chart points %q: %v", pointsJSON, err)
+	}
+	if len(points) != len(want) {
+		t.Fatalf("chart draws %d points, want %d (one per window): %s", len(points), len(want), pointsJSON)
+	}
+	for i, p := range points {
+		if int64(p[0].(float64)) != want[i].start || p[1].(float64) != want[i].count || p[2] != final(i) {
+			t.Errorf("point %d = %v, want window %d count %v final %v", i, p, want[i].start, want[i].count, final(i))
+		}
+	}
+	// Gaps are gaps: the chart has a slot holding no value (uPlot draws no
+	// line across a null) at each window without a result: gapStart, and
+	// those between the last final window and the open one.
+	var wantGaps []int64
+	have := map[int64]bool{}
+	for _, p := range want {
+		have[p.start] = true
+	}
+	for s := want[0].start; s <= openStart; s += testWindow {
+		if !have[s] {
+			wantGaps = append(wantGaps, s)
+		}
+	}
+	gaps := evalJS[[]int64](t, ctx, `JSON.parse(document.querySelector("#results-chart").dataset.gaps)`)
+	axes := evalJS[[]string](t, ctx, `JSON.parse(document.querySelector("#results-chart").dataset.axes)`)
+	if fmt.Sprint(gaps) != fmt.Sprint(wantGaps) || !slices.Contains(gaps, gapStart) {
+		t.Errorf("chart gaps at %v, want %v (with %d)", gaps, wantGaps, gapStart)
+	}
+	if len(axes) != 2 || axes[0] != "window start (UTC)" || axes[1] != "count (records)" {
+		t.Errorf("axis labels %q, want the window start and the count with its unit", axes)
+	}
+	screenshot(t, ctx, "results")
+
+	// The top keys by count: every key (there are 3), by the sum of its
+	// final windows' counts, computed here.
+	totals := map[string]float64{}
+	for k, a := range exp {
+		totals[k.key] += a.count
+	}
+	type kt struct {
+		Key   []string `json:"key"`
+		Total float64  `json:"total"`
+	}
+	var wantTop []kt
+	for k, n := range totals {
+		s, ep, _ := strings.Cut(k, "|")
+		wantTop = append(wantTop, kt{[]string{s, ep}, n})
+	}
+	sort.Slice(wantTop, func(i, j int) bool {
+		if wantTop[i].Total != wantTop[j].Total {
+			return wantTop[i].Total > wantTop[j].Total
+		}
+		return strings.Join(wantTop[i].Key, "|") < strings.Join(wantTop[j].Key, "|")
+	})
+	open(t, ctx, fmt.Sprintf("http://%s/console/#results?agg=count&key=top", addr))
+	var gotTop []kt
+	waitFor(t, 30*time.Second, "the top keys chart", func() (bool, string) {
+		s := evalJS[string](t, ctx, `document.querySelector("#results-chart").dataset.series || ""`)
+		gotTop = nil
+		_ = json.Unmarshal([]byte(s), &gotTop)
+		return fmt.Sprint(gotTop) == fmt.Sprint(wantTop), fmt.Sprintf("got %v, want %v", gotTop, wantTop)
+	})
+	screenshot(t, ctx, "results-top")
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
+	}
+}
+
+// TestKafkaConsolePipeline: the picture shows the pipeline's topics with
+// the counts the test produced, and every partition with its owner, lag
+// and stream time.
+func TestKafkaConsolePipeline(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(20, 2, 60, 3))
+	recs := append(e.sc.records(e.in), e.sc.badRecords(e.in)...)
+	produceSync(t, brokers, recs)
+	w := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	addr := w.httpAddr(t)
+	e.waitIdle(t, 120*time.Second, w)
+	ctx := browser(t)
+	open(t, ctx, fmt.Sprintf("http://%s/console/#pipeline", addr))
+
+	// Every input record was read once from the source topic; all but the
+	// bad ones went through the repartition topic.
+	wantIn := fmt.Sprint(len(recs)) + " total"
+	wantRep := fmt.Sprint(len(e.sc.events)) + " total"
+	repart := e.app + "-repartition"
+	arrowTotal := func(from, to string) string {
+		return evalJS[string](t, ctx, fmt.Sprintf(`(() => { const a = document.querySelector('.arrow[data-from=%q][data-to=%q] .total'); return a ? a.textContent : ""; })()`, from, to))
+	}
+	waitFor(t, 30*time.Second, "the picture's counts", func() (bool, string) {
+		in, rep := arrowTotal(e.in, repart), arrowTotal(repart, "windows")
+		// The rates are known from the second snapshot on.
+		rate := evalJS[string](t, ctx, fmt.Sprintf(`(() => { const a = document.querySelector('.arrow[data-from=%q] .rate'); return a ? a.textContent : ""; })()`, e.in))
+		return in == wantIn && rep == wantRep && rate == "0.0/s", fmt.Sprintf("source %q repartition %q rate %q, want %q %q 0.0/s", in, rep, rate, wantIn, wantRep)
+	})
+	names := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#pipeline-flow .node")].map(n => n.dataset.name)`)
+	for _, want := range []string{e.in, repart, e.out, e.late, e.dlq} {
+		if !contains(names, want) {
+			t.Errorf("picture nodes %q lack %s", names, want)
+		}
+	}
+	// Partitions: both topics' partitions, owned by the one worker, no lag;
+	// the aggregation partitions' stream time is the flush events' time
+	// (every partition ends with one).
+	rows := waitRows(t, ctx, "#pipeline-table", "every partition with an owner and no lag", func(rows [][]string) (bool, string) {
+		ok := len(rows) == 4
+		for _, r := range rows {
+			ok = ok && strings.HasPrefix(r[2], "eddy-"+e.app) && r[5] == "0"
+		}
+		return ok, fmt.Sprintf("%q", rows)
+	})
+	flush := time.UnixMilli(e.sc.flushTS).UTC().Format("2006-01-02 15:04:05")
+	for _, r := range rows {
+		if r[0] == repart && r[6] != flush {
+			t.Errorf("partition %s/%s: stream time %q, want %s", r[0], r[1], r[6], flush)
+		}
+		if r[3] != r[4] {
+			t.Errorf("partition %s/%s: committed %s, end %s after the group is idle", r[0], r[1], r[3], r[4])
+		}
+	}
+	// Open windows from the owner's state: after the input, each key has
+	// one window open, its flush event's (stream time is that event's), with
+	// the aggregates computed here from that event alone.
+	for _, key := range e.sc.keyOrder {
+		svc, ep, _ := strings.Cut(key, "|")
+		var flush tevent
+		for _, ev := range e.sc.events {
+			if ev.flush && ev.key() == key {
+				flush = ev
+			}
+		}
+		kj, _ := json.Marshal([]string{svc, ep})
+		r := httpGet(t, fmt.Sprintf("http://%s/api/v1/windows?key=%s", addr, url.QueryEscape(string(kj))))
+		var got struct {
+			Windows []map[string]any `json:"windows"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &got); err != nil || r.code != 200 {
+			t.Fatalf("open windows of %s: %d %s", key, r.code, r.body)
+		}
+		start := time.UnixMilli(flush.TS / testWindow * testWindow).UTC()
+		var gotStart time.Time
+		if len(got.Windows) == 1 {
+			gotStart, _ = time.Parse(time.RFC3339Nano, fmt.Sprint(got.Windows[0]["window_start"]))
+		}
+		if len(got.Windows) != 1 || !gotStart.Equal(start) || got.Windows[0]["count"] != 1.0 ||
+			got.Windows[0]["sum_latency"] != float64(flush.Latency) || got.Windows[0]["service"] != svc {
+			t.Errorf("open windows of %s: %s, want one from %s with count 1 and sum_latency %d", key, r.body, start, flush.Latency)
+		}
+	}
+	members := rowsText(t, ctx, "#pipeline-members")
+	if len(members) != 1 || members[0][4] != "4" {
+		t.Errorf("workers %q, want one owning 4 partitions", members)
+	}
+	screenshot(t, ctx, "pipeline")
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
+	}
+}
+
+// TestKafkaConsoleAlerts: the alerts view shows the episodes the alert
+// model of alerts_test.go computes (firing now, and the history with
+// resolutions), and each links to its key's chart.
+func TestKafkaConsoleAlerts(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	t0 := time.Now().Add(-30*time.Minute).UnixMilli() / 60_000 * 60_000
+	in := alertScenario(t0)
+	want := expectedAlerts(in)
+	// Episodes from the model's transitions: each firing opens one, its
+	// resolution closes it (a key may fire again later: a new episode).
+	type episode struct {
+		id              string
+		fired, resolved int64
+	}
+	var eps []*episode
+	openEp := map[string]*episode{}
+	for _, x := range want {
+		id := x.rule + "|" + x.endpoint
+		if x.state == "firing" {
+			openEp[id] = &episode{id: id, fired: x.at, resolved: -1}
+			eps = append(eps, openEp[id])
+		} else {
+			openEp[id].resolved = x.at
+			delete(openEp, id)
+		}
+	}
+	firing := openEp
+	app := kafkatest.Name(t, "alerts")
+	inTopic, outTopic, alTopic := app+"-in", app+"-out", app+"-alerts"
+	kafkatest.CreateTopic(t, brokers, inTopic, 2)
+	specPath := filepath.Join(t.TempDir(), "pipeline.yaml")
+	if err := os.WriteFile(specPath, []byte(alertSpec(app, inTopic, outTopic, alTopic, "at_least_once")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	produceSync(t, brokers, alertRecords(in, inTopic))
+	w := startWorker(t, specPath, strings.Join(brokers, ","), t.TempDir())
+	addr := w.httpAddr(t)
+	if got := waitAlerts(t, brokers, alTopic, len(want), 120*time.Second); len(got) < len(want) {
+		t.Fatalf("%d alert transitions, want %d", len(got), len(want))
+	}
+	ctx := browser(t)
+	open(t, ctx, fmt.Sprintf("http://%s/console/#alerts", addr))
+	rows := waitRows(t, ctx, "#alerts-history", "every alert episode in the history", func(rows [][]string) (bool, string) {
+		return len(rows) == len(eps), fmt.Sprintf("%d rows, want %d", len(rows), len(eps))
+	})
+	fmtAt := func(ms int64) string { return time.UnixMilli(ms).UTC().Format("2006-01-02 15:04:05") }
+	// Each row is one of the model's episodes of its rule and key, with the
+	// model's resolution time (or still firing).
+	used := map[*episode]bool{}
+	for _, r := range rows {
+		id := r[0] + "|" + r[2]
+		var ep *episode
+		for _, e := range eps {
+			resolved := "still firing"
+			if e.resolved >= 0 {
+				resolved = fmtAt(e.resolved)
+			}
+			if e.id == id && !used[e] && resolved == r[5] {
+				ep = e
+				break
+			}
+		}
+		if ep == nil {
+			t.Errorf("history row %q: no such episode in the model %v", r, want)
+			continue
+		}
+		used[ep] = true
+	}
+	now := rowsText(t, ctx, "#alerts-firing")
+	if len(now) != len(firing) {
+		t.Errorf("firing now: %d rows, want %d (%v)", len(now), len(firing), firing)
+	}
+	for _, r := range now {
+		if firing[r[0]+"|"+r[2]] == nil {
+			t.Errorf("firing now shows %q, which the model says is not firing", r)
+		}
+	}
+	screenshot(t, ctx, "alerts")
+
+	// The link of /login's errors-high episode opens /login's chart.
+	evalJS[bool](t, ctx, `(() => { const tr = [...document.querySelectorAll("#alerts-history tbody tr")].find(tr => tr.cells[0].textContent === "errors-high"); tr.querySelector("a").click(); return true; })()`)
+	waitRows(t, ctx, "#results-table", "the chart of /login", func(rows [][]string) (bool, string) {
+		key := textOf(t, ctx, "#results-status")
+		return len(rows) > 0 && strings.Contains(key, "/login"), key
+	})
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
+	}
+}
+
+var demoConsoleRe = regexp.MustCompile(`^eddy demo: console at (http://\S+/console/)`)
+
+// TestConsoleDemo: the demo's first line is its console's address, and
+// within a minute of starting it the browser shows its results (and the
+// pipeline picture with its topics); its alerts show as they fire.
+func TestConsoleDemo(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	start := time.Now()
+	cmd := exec.Command(eddyBin, "demo", "--duration", "150s", "--http-addr", "127.0.0.1:0", "--data-dir", t.TempDir())
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("demo stderr:\n%s", errb.String())
+		}
+	})
+	var base string
+	waitFor(t, 30*time.Second, "the demo's first line to name its console", func() (bool, string) {
+		first, _, _ := strings.Cut(errb.String(), "\n")
+		m := demoConsoleRe.FindStringSubmatch(first)
+		if m != nil {
+			base = m[1]
+		}
+		return m != nil, errb.String()
+	})
+	open(t, ctx, base+"#results")
+	// The demo's pipeline closes 10 s windows with 5 s of grace.
+	waitFor(t, time.Minute-time.Since(start), "results in the browser within a minute of starting the demo", func() (bool, string) {
+		rows := rowsText(t, ctx, "#results-table")
+		return len(rows) > 0, evalJS[string](t, ctx, `location.href + " | " + document.querySelector("main").innerText.slice(0, 300)`)
+	})
+	t.Logf("results in the browser %s after the demo started", time.Since(start).Round(time.Second))
+	screenshot(t, ctx, "demo-results")
+	open(t, ctx, base+"#pipeline")
+	waitFor(t, 20*time.Second, "the demo's picture", func() (bool, string) {
+		names := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#pipeline-flow .node")].map(n => n.dataset.name)`)
+		return contains(names, "http-requests") && contains(names, "http-stats-10s") && contains(names, "http-stats-alerts"), fmt.Sprint(names)
+	})
+	waitFor(t, 20*time.Second, "the picture's rates", func() (bool, string) {
+		r := evalJS[string](t, ctx, `document.querySelector(".arrow .rate").textContent`)
+		return strings.HasSuffix(r, "/s") && r != "…/s", r
+	})
+	screenshot(t, ctx, "demo-pipeline")
+	open(t, ctx, base+"#alerts")
+	waitFor(t, 100*time.Second, "a demo alert in the browser", func() (bool, string) {
+		rows := rowsText(t, ctx, "#alerts-history")
+		return len(rows) > 0, textOf(t, ctx, "#alerts-status")
+	})
+	t.Logf("an alert in the browser %s after the demo started", time.Since(start).Round(time.Second))
+}
+
+// TestKafkaConsoleGroupOfTwo: with two workers, each one's console shows
+// the whole group: both members, and every partition owned by one of them,
+// the same owners from either console.
+func TestKafkaConsoleGroupOfTwo(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(21, 4, 30, 4))
+	produceSync(t, brokers, e.sc.records(e.in))
+	w1 := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	w2 := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	addrs := []string{w1.httpAddr(t), w2.httpAddr(t)}
+	type status struct {
+		Group struct {
+			Members []struct {
+				Host       string `json:"host"`
+				Partitions int    `json:"partitions"`
+			} `json:"members"`
+		} `json:"group"`
+		Partitions []struct {
+			Topic     string `json:"topic"`
+			Partition int32  `json:"partition"`
+			Owner     string `json:"owner"`
+		} `json:"partitions"`
+	}
+	owners := make([]map[string]string, 2)
+	for i, addr := range addrs {
+		waitFor(t, 60*time.Second, "console "+addr+" to show both workers and every partition owned", func() (bool, string) {
+			r := httpGet(t, "http://"+addr+"/api/v1/status")
+			var st status
+			if err := json.Unmarshal([]byte(r.body), &st); err != nil {
+				return false, r.body
+			}
+			// 4 partitions of the input and 4 of the repartition topic.
+			sum := 0
+			for _, m := range st.Group.Members {
+				sum += m.Partitions
+			}
+			own := map[string]string{}
+			hosts := map[string]bool{}
+			for _, p := range st.Partitions {
+				if p.Owner != "" {
+					own[fmt.Sprint(p.Topic, "/", p.Partition)] = p.Owner
+					hosts[p.Owner] = true
+				}
+			}
+			owners[i] = own
+			return len(st.Group.Members) == 2 && sum == 8 && len(own) == 8 && len(hosts) == 2, r.body
+		})
+	}
+	if fmt.Sprint(owners[0]) != fmt.Sprint(owners[1]) {
+		t.Errorf("the two consoles name different owners:\n%v\n%v", owners[0], owners[1])
+	}
+	for _, w := range []*worker{w1, w2} {
+		if err := w.stop(syscall.SIGTERM); err != nil {
+			t.Errorf("eddy exited with %v after SIGTERM", err)
+		}
+	}
+}

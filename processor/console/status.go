@@ -1,0 +1,379 @@
+package console
+
+import (
+	"context"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The pipeline picture (GET /api/v1/status, and the live stream
+// GET /api/v1/status/live): the group as Kafka knows it (members and
+// their partitions, committed offsets and lag, from any worker: the group
+// coordinator is the shared source, no central server), and this worker's
+// own view from its metrics (Config.Gatherer): rates of each edge, stream
+// time against the wall clock and open windows of the partitions it owns,
+// restore progress, commits.
+//
+// Rates are differences of the worker's counters between two snapshots of
+// one live stream (every statusEvery); a one-shot GET has totals only.
+// They are this worker's rates: other workers' show on their consoles.
+
+const statusEvery = 2 * time.Second
+
+// StatusJSON is the answer of GET /api/v1/status.
+type StatusJSON struct {
+	TimeMs int64 `json:"time_ms"`
+	// Group is the consumer group (the pipeline's app id) as its
+	// coordinator describes it.
+	Group GroupJSON `json:"group"`
+	// Partitions of the aggregation's input (the repartition topic, or
+	// the source topics when keyed by the group key) and, with a
+	// repartition stage, of the source topics.
+	Partitions []PartitionJSON `json:"partitions"`
+	// Edges of the picture, in flow order, with this worker's counts.
+	Edges []EdgeJSON `json:"edges"`
+	// Local is this worker's own state.
+	Local LocalJSON `json:"local"`
+	// Error is set when the group could not be described (the rest is
+	// still this worker's view).
+	Error string `json:"error,omitempty"`
+}
+
+// GroupJSON is the consumer group.
+type GroupJSON struct {
+	ID      string       `json:"id"`
+	State   string       `json:"state"`
+	Members []MemberJSON `json:"members"`
+}
+
+// MemberJSON is one worker of the group.
+type MemberJSON struct {
+	ClientID   string `json:"client_id"`
+	Host       string `json:"host"`
+	InstanceID string `json:"instance_id,omitempty"`
+	MemberID   string `json:"member_id"`
+	Partitions int    `json:"partitions"`
+}
+
+// ownerName names a member for the partition table: its client id (which
+// holds the pod's name or --instance-id), host, and the end of its member
+// id, which tells apart two workers on one host.
+func ownerName(m MemberJSON) string {
+	id := m.MemberID
+	if len(id) > 6 {
+		id = id[len(id)-6:]
+	}
+	return m.ClientID + " (" + m.Host + ", member …" + id + ")"
+}
+
+// PartitionJSON is one partition the group reads.
+type PartitionJSON struct {
+	Topic     string `json:"topic"`
+	Partition int32  `json:"partition"`
+	// Owner names the member that owns it (ownerName); "" when
+	// unassigned (rebalancing, or no worker running).
+	Owner     string `json:"owner"`
+	Committed int64  `json:"committed"` // -1: nothing committed yet
+	End       int64  `json:"end"`
+	Lag       int64  `json:"lag"`
+	// StreamTimeMs is the task's stream time, when this worker owns the
+	// aggregation partition and it has seen a record; BehindMs is the wall
+	// clock minus it.
+	StreamTimeMs *int64 `json:"stream_time_ms,omitempty"`
+	BehindMs     *int64 `json:"behind_ms,omitempty"`
+	OpenWindows  *int64 `json:"open_windows,omitempty"`
+	// Restore progress of the partition's state, while it restores.
+	RestoreDone  *int64 `json:"restore_done,omitempty"`
+	RestoreTotal *int64 `json:"restore_total,omitempty"`
+}
+
+// EdgeJSON is one arrow of the picture: records from one step to the next.
+type EdgeJSON struct {
+	From  string  `json:"from"`
+	To    string  `json:"to"`
+	Total float64 `json:"total"`
+	// PerSecond over the last interval of a live stream; null on a
+	// one-shot request.
+	PerSecond *float64 `json:"per_second"`
+}
+
+// LocalJSON is this worker's state.
+type LocalJSON struct {
+	Ready   bool    `json:"ready"`
+	Tasks   int64   `json:"tasks"`
+	Commits float64 `json:"commits"`
+	// LastCommitAgoMs: how long ago the commit count last changed, as seen
+	// by this live stream; null before it has seen a change.
+	LastCommitAgoMs *int64  `json:"last_commit_ago_ms,omitempty"`
+	Filtered        float64 `json:"filtered"`
+}
+
+// metricsView is one gather of the worker's metrics.
+type metricsView map[string]*dto.MetricFamily
+
+func (m metricsView) sum(name string, match map[string]string) (float64, bool) {
+	mf := m[name]
+	if mf == nil {
+		return 0, false
+	}
+	var s float64
+	found := false
+	for _, x := range mf.GetMetric() {
+		ok := true
+		for k, v := range match {
+			if label(x, k) != v {
+				ok = false
+			}
+		}
+		if !ok {
+			continue
+		}
+		found = true
+		switch {
+		case x.Counter != nil:
+			s += x.Counter.GetValue()
+		case x.Gauge != nil:
+			s += x.Gauge.GetValue()
+		}
+	}
+	return s, found
+}
+
+func label(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
+func (c *Console) gather() metricsView {
+	mv := metricsView{}
+	if c.cfg.Gatherer == nil {
+		return mv
+	}
+	mfs, err := c.cfg.Gatherer.Gather()
+	if err != nil {
+		c.log.Debug("gather metrics", "err", err)
+	}
+	for _, mf := range mfs {
+		mv[mf.GetName()] = mf
+	}
+	return mv
+}
+
+// aggTopics are the topics the aggregation tasks read.
+func (c *Console) aggTopics() []string {
+	s := c.cfg.Spec
+	if s.NeedsRepartition() {
+		return []string{s.RepartitionTopic()}
+	}
+	return s.Source.Topics
+}
+
+// status builds one snapshot; prev (the previous snapshot of the same
+// stream, or nil) gives rates.
+func (c *Console) status(ctx context.Context, prev *StatusJSON, prevAt time.Time, lastCommit *time.Time) *StatusJSON {
+	s := c.cfg.Spec
+	now := c.cfg.Now()
+	st := &StatusJSON{TimeMs: now.UnixMilli(), Group: GroupJSON{ID: s.GroupID(), Members: []MemberJSON{}}, Partitions: []PartitionJSON{}}
+	mv := c.gather()
+
+	// Edges, in flow order.
+	edge := func(from, to string, total float64) {
+		st.Edges = append(st.Edges, EdgeJSON{From: from, To: to, Total: total})
+	}
+	windows := "windows"
+	for _, t := range s.Source.Topics {
+		in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": t})
+		if s.NeedsRepartition() {
+			edge(t, s.RepartitionTopic(), in)
+		} else {
+			edge(t, windows, in)
+		}
+	}
+	if s.NeedsRepartition() {
+		in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": s.RepartitionTopic()})
+		edge(s.RepartitionTopic(), windows, in)
+	}
+	out, _ := mv.sum("eddy_records_out_total", map[string]string{"topic": s.Output.Topic})
+	edge(windows, s.Output.Topic, out)
+	late, _ := mv.sum("eddy_late_records_total", nil)
+	edge(windows, s.LateTopic, late)
+	dlq, _ := mv.sum("eddy_dead_letters_total", nil)
+	edge(windows, s.DeadLetterTopic, dlq)
+	if s.Alerts != nil && len(s.Alerts.Rules) > 0 {
+		al, _ := mv.sum("eddy_alert_transitions_total", nil)
+		edge(windows, s.Alerts.Topic, al)
+	}
+	if prev != nil && len(prev.Edges) == len(st.Edges) {
+		dt := now.Sub(prevAt).Seconds()
+		for i := range st.Edges {
+			if dt > 0 {
+				r := math.Max(0, (st.Edges[i].Total-prev.Edges[i].Total)/dt)
+				st.Edges[i].PerSecond = &r
+			}
+		}
+	}
+	ready, _ := mv.sum("eddy_ready", nil)
+	tasks, _ := mv.sum("eddy_tasks", nil)
+	st.Local = LocalJSON{Ready: ready == 1, Tasks: int64(tasks)}
+	st.Local.Commits, _ = mv.sum("eddy_commits_total", nil)
+	st.Local.Filtered, _ = mv.sum("eddy_filtered_records_total", nil)
+	if prev != nil && st.Local.Commits != prev.Local.Commits {
+		*lastCommit = now
+	}
+	if lastCommit != nil && !lastCommit.IsZero() {
+		ago := now.Sub(*lastCommit).Milliseconds()
+		st.Local.LastCommitAgoMs = &ago
+	}
+
+	// The group, from its coordinator.
+	topics := append([]string{}, c.aggTopics()...)
+	if s.NeedsRepartition() {
+		topics = append(topics, s.Source.Topics...)
+	}
+	owners := map[string]map[int32]string{}
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.cfg.Brokers...), kgo.ClientID("eddy-console-" + s.App)}, c.cfg.ClientOpts...)...)
+	if err != nil {
+		st.Error = err.Error()
+		return st
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	groups, err := adm.DescribeGroups(ctx, s.GroupID())
+	if err == nil {
+		if g, ok := groups[s.GroupID()]; ok && g.Err == nil {
+			st.Group.State = g.State
+			for _, m := range g.Members {
+				mj := MemberJSON{ClientID: m.ClientID, Host: strings.TrimPrefix(m.ClientHost, "/"), MemberID: m.MemberID}
+				if m.InstanceID != nil {
+					mj.InstanceID = *m.InstanceID
+				}
+				if a, ok := m.Assigned.AsConsumer(); ok {
+					for _, t := range a.Topics {
+						for _, p := range t.Partitions {
+							if owners[t.Topic] == nil {
+								owners[t.Topic] = map[int32]string{}
+							}
+							owners[t.Topic][p] = ownerName(mj)
+							mj.Partitions++
+						}
+					}
+				}
+				st.Group.Members = append(st.Group.Members, mj)
+			}
+		} else if ok && g.Err != nil {
+			st.Error = g.Err.Error()
+		}
+	} else {
+		st.Error = err.Error()
+	}
+	lag, err := adm.Lag(ctx, s.GroupID())
+	if err != nil {
+		st.Error = err.Error()
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		st.Error = err.Error()
+		return st
+	}
+	agg := map[string]bool{}
+	for _, t := range c.aggTopics() {
+		agg[t] = true
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			return
+		}
+		p := PartitionJSON{Topic: o.Topic, Partition: o.Partition, Owner: owners[o.Topic][o.Partition], Committed: -1, End: o.Offset, Lag: o.Offset}
+		if gl, ok := lag[s.GroupID()]; ok {
+			if ml, ok := gl.Lag.Lookup(o.Topic, o.Partition); ok && ml.Err == nil {
+				if ml.Commit.At >= 0 {
+					p.Committed = ml.Commit.At
+					p.Lag = o.Offset - ml.Commit.At
+				}
+			}
+		}
+		part := strconv.Itoa(int(o.Partition))
+		if agg[o.Topic] {
+			if v, ok := mv.sum("eddy_stream_time_seconds", map[string]string{"partition": part}); ok {
+				ms := int64(v * 1000)
+				behind := now.UnixMilli() - ms
+				p.StreamTimeMs, p.BehindMs = &ms, &behind
+			}
+			if v, ok := mv.sum("eddy_open_windows", map[string]string{"partition": part}); ok {
+				n := int64(v)
+				p.OpenWindows = &n
+			}
+			if v, ok := mv.sum("eddy_restore_records_total", map[string]string{"partition": part}); ok && v > 0 {
+				d, _ := mv.sum("eddy_restore_records_done", map[string]string{"partition": part})
+				tot, done := int64(v), int64(d)
+				p.RestoreDone, p.RestoreTotal = &done, &tot
+			}
+		}
+		st.Partitions = append(st.Partitions, p)
+	})
+	sort.Slice(st.Partitions, func(i, j int) bool {
+		a, b := st.Partitions[i], st.Partitions[j]
+		if agg[a.Topic] != agg[b.Topic] {
+			return !agg[a.Topic]
+		}
+		if a.Topic != b.Topic {
+			return a.Topic < b.Topic
+		}
+		return a.Partition < b.Partition
+	})
+	return st
+}
+
+func (c *Console) handleStatus(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, c.status(r.Context(), nil, time.Time{}, nil))
+}
+
+// handleStatusLive pushes a snapshot every statusEvery, with rates.
+func (c *Console) handleStatusLive(w http.ResponseWriter, r *http.Request) {
+	select {
+	case c.views <- struct{}{}:
+		defer func() { <-c.views }()
+	default:
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "too many open views (" + strconv.Itoa(cap(c.views)) + "); close some"})
+		return
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	stop := context.AfterFunc(c.ctx, cancel)
+	defer stop()
+	sse := newSSE(w, c.cfg.WriteTimeout, c.cfg.Now)
+	var prev *StatusJSON
+	var prevAt, lastCommit time.Time
+	tick := time.NewTicker(statusEvery)
+	defer tick.Stop()
+	for {
+		at := c.cfg.Now()
+		st := c.status(ctx, prev, prevAt, &lastCommit)
+		if ctx.Err() != nil {
+			return
+		}
+		if err := sse.send("status", st); err != nil {
+			return
+		}
+		prev, prevAt = st, at
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
