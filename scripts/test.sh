@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # scripts/test.sh: THE test command of eddy (CI runs it through .ci/run).
 #
-#   scripts/test.sh                 full suite: go vet, then go test -race against a real
+#   scripts/test.sh                 full suite: go vet and staticcheck, then go test -race against a real
 #                                   Kafka broker (started here unless EDDY_TEST_BROKERS is set)
-#   scripts/test.sh --fast          fast subset, no broker: go vet, go test -race -short
+#   scripts/test.sh --fast          fast subset, no broker: go vet, staticcheck, go test -race -short
 #   scripts/test.sh [opts] -- ARGS  pass ARGS to go test (e.g. -- -run TestKafkaX ./processor/...;
 #                                   package patterns given there replace ./...)
 #
@@ -40,6 +40,9 @@ DEB_PACKAGES=("kcat:kcat" "prometheus-alertmanager:prometheus-alertmanager" "amt
 # Needed only when this script starts the broker (scripts/kafka.sh) or Apicurio
 # Registry (scripts/apicurio.sh) itself.
 BROKER_DEB_PACKAGES=("java:openjdk-17-jre-headless" "mvn:maven")
+
+# staticcheck's module version (honnef.co/go/tools), run with go run.
+STATICCHECK_VERSION=v0.8.2
 
 FAST=0
 VET=1
@@ -185,6 +188,10 @@ command -v python3 >/dev/null 2>&1 || die "python3 is required (it summarizes go
 if [[ "$VET" == 1 ]]; then
   say "go vet ./..."
   go vet ./... || die "go vet failed"
+  go vet -tags eddytest ./... || die "go vet -tags eddytest failed"
+  # staticcheck, pinned, from the Go module proxy (cached after the first run).
+  say "staticcheck ./..."
+  go run "honnef.co/go/tools/cmd/staticcheck@$STATICCHECK_VERSION" ./... || die "staticcheck failed"
 fi
 
 # ---------------------------------------------------------------- go test
