@@ -1,0 +1,28 @@
+// Package processor runs a pipeline on Kafka: the Kafka shell around the
+// pure engine of processor/engine.
+//
+// # Running a pipeline from Go
+//
+// The stable API is small: parse a spec with topology.Parse (or build one
+// and call Validate), make an App with New, and Run it until its context
+// ends; Ready and Handler say whether every owned partition is restored
+// and processing (the /readyz of `eddy run`). Example (example_test.go)
+// runs one on an in-process Kafka. The reset API (PlanReset,
+// ExecuteReset), topic administration (EnsureTopics, CheckTopics) and the
+// schema helpers are what `eddy reset`, `eddy describe` and `eddy run`
+// use; they are exported for cmd/eddy and may change between versions.
+//
+// # Files
+//
+//   - app.go: Config, New, Run (the group member and its processing loop)
+//   - process.go: the per-record step, through the engine
+//   - commit.go, txn.go: the commit protocol (at-least-once, exactly-once)
+//   - assign.go, restore.go: partitions assigned and revoked, restore as
+//     a task state outside the rebalance callback
+//   - keeper.go, topics.go, topiccheck.go, limits.go: eddy's topics, their
+//     settings and size limits, the repartition purge, expired offsets
+//   - registry_wait.go, schemas.go: the schema registry and its outages
+//   - alertpub.go, alertmanager.go: alert transitions out
+//   - reset.go: `eddy reset`
+//   - status.go: read-only views for the console
+package processor
