@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/internal/kafkatest"
+)
+
+// TestKafkaRestoreOutlastsRebalance: a worker restoring a changelog for
+// longer than the group's rebalance timeout keeps its group membership
+// through rebalances that happen meanwhile (restore runs outside the
+// assignment callback, processor/restore.go). A second member joins the
+// group during the restore, takes a partition (whose restore the worker
+// abandons) and leaves again; the worker is never removed from the group
+// (no "partitions lost", the same member id before and after), /readyz
+// is 503 while it restores and 200 once every partition is restored, and
+// every final window is right afterwards.
+func TestKafkaRestoreOutlastsRebalance(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Real(t)
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(11, 2, 400, 12))
+	first, second := e.halves()
+
+	// A changelog of many small batches: commits every 200ms while the
+	// input trickles in.
+	w1 := startWorker(t, e.spec, e.brokerList(), t.TempDir())
+	chunk := (len(first) + 23) / 24
+	for len(first) > 0 {
+		n := min(chunk, len(first))
+		produceSync(t, brokers, first[:n])
+		first = first[n:]
+		time.Sleep(250 * time.Millisecond)
+	}
+	e.waitIdle(t, 60*time.Second, w1)
+	if err := w1.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("first worker: clean stop: %v", err)
+	}
+
+	// A new worker, on an empty state directory, restores it one batch per
+	// fetch, slowly, with a rebalance timeout far shorter than the restore.
+	const rebalanceTimeout = 2 * time.Second
+	w := startWorker(t, e.spec, e.brokerList(), t.TempDir(),
+		"EDDY_TEST_RESTORE_FETCH_BYTES=1", "EDDY_TEST_RESTORE_PAUSE=150ms",
+		"EDDY_TEST_REBALANCE_TIMEOUT="+rebalanceTimeout.String())
+	addr := w.httpAddr(t)
+	waitFor(t, 60*time.Second, "the worker began to restore", func() (bool, string) {
+		w.checkRunning(t)
+		return strings.Contains(w.logs(), `msg="restoring state"`), w.logs()
+	})
+	restoreBegan := time.Now()
+	adm := kadm.NewClient(kafkatest.Client(t, brokers))
+	memberBefore := eddyMember(t, adm, e.app)
+	if r := httpGet(t, "http://"+addr+"/readyz"); r.code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while restoring: %d %q, want 503", r.code, r.body)
+	}
+
+	// A second member joins (a rebalance the worker must take part in
+	// within the rebalance timeout), gets a partition of the aggregation
+	// input (the repartition topic) that the worker is restoring, and
+	// leaves again.
+	other, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumerGroup(e.app), kgo.ConsumeTopics(e.app+"-repartition"),
+		kgo.DisableAutoCommit(), kgo.RebalanceTimeout(rebalanceTimeout), kgo.SessionTimeout(6*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the second member got a partition", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		other.PollFetches(ctx)
+		cancel()
+		groups, err := adm.DescribeGroups(context.Background(), e.app)
+		g := groups[e.app]
+		if err != nil || len(g.Members) != 2 || g.State != "Stable" {
+			return false, g.State
+		}
+		for _, m := range g.Members {
+			if a, ok := m.Assigned.AsConsumer(); ok && m.ClientID != "" && !strings.HasPrefix(m.ClientID, "eddy-") && len(a.Topics) > 0 {
+				return true, ""
+			}
+		}
+		return false, "the second member has no partition yet"
+	})
+	other.Close() // leaves the group: the partition goes back to the worker
+	if strings.Contains(w.logs(), "state restored; processing") {
+		t.Fatalf("the restore ended before the rebalances did (%s): make it slower; log:\n%s", time.Since(restoreBegan), w.logs())
+	}
+
+	waitReady(t, w, addr)
+	restoreTook := time.Since(restoreBegan)
+	t.Logf("restored and ready after %s (rebalance timeout %s)", restoreTook.Round(time.Millisecond), rebalanceTimeout)
+	if restoreTook < 2*rebalanceTimeout {
+		t.Errorf("the restore took %s, not longer than twice the rebalance timeout (%s): the test proves nothing", restoreTook, rebalanceTimeout)
+	}
+	logs := w.logs()
+	if strings.Contains(logs, "partitions lost") {
+		t.Errorf("the worker lost its partitions (it was removed from the group) during the restore:\n%s", logs)
+	}
+	if !strings.Contains(logs, "restore abandoned: partitions revoked while restoring") {
+		t.Errorf("the worker did not abandon the restore of the partition the second member took:\n%s", logs)
+	}
+	if after := eddyMember(t, adm, e.app); after != memberBefore {
+		t.Errorf("the worker's member id changed from %s to %s: it left or was removed from the group", memberBefore, after)
+	}
+	if n := len(regexp.MustCompile(`msg="state restored; processing"`).FindAllString(logs, -1)); n == 0 {
+		t.Errorf("no end of restore in the log")
+	}
+
+	produceSync(t, brokers, second)
+	got, late := e.finalResults(t, w)
+	e.sc.verify(t, got, late)
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("clean stop: %v", err)
+	}
+}
+
+// eddyMember is the member id of the one eddy worker in group.
+func eddyMember(t *testing.T, adm *kadm.Client, group string) string {
+	t.Helper()
+	var id string
+	waitFor(t, 30*time.Second, "one eddy member in the group", func() (bool, string) {
+		groups, err := adm.DescribeGroups(context.Background(), group)
+		if err != nil {
+			return false, err.Error()
+		}
+		var ids []string
+		for _, m := range groups[group].Members {
+			if strings.HasPrefix(m.ClientID, "eddy-") {
+				ids = append(ids, m.MemberID)
+			}
+		}
+		if len(ids) != 1 {
+			return false, strings.Join(ids, " ")
+		}
+		id = ids[0]
+		return true, ""
+	})
+	return id
+}
