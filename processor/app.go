@@ -699,7 +699,11 @@ func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	t := a.tasks[rec.Partition]
 	if t == nil {
-		return nil // not ours (revoked while buffered)
+		// Not ours (revoked while buffered). A partition restoring has no
+		// task either, but its fetches are paused (restore.go): none of
+		// its records reaches here.
+		a.warn.Warn("record of a partition without a task dropped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+		return nil
 	}
 	srcTopic, srcPart, srcOff := rec.Topic, rec.Partition, rec.Offset
 	repart := a.p.spec.NeedsRepartition()

@@ -124,6 +124,13 @@ func (a *App) startRestoresLocked(cl *kgo.Client, assigned map[string][]int32) {
 	}
 }
 
+// restoringLocked says whether topic/p is paused because its partition is
+// restoring: other pauses (registry_wait.go) must not resume it.
+func (a *App) restoringLocked(topic string, p int32) bool {
+	_, ok := a.rst.jobs[p]
+	return ok && a.isAggInput(topic)
+}
+
 // aggPartitions is partitions p of every aggregation input topic.
 func (a *App) aggPartitions(parts []int32) map[string][]int32 {
 	m := make(map[string][]int32)
