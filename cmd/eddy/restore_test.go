@@ -18,12 +18,18 @@ import (
 // TestKafkaRestoreOutlastsRebalance: a worker restoring a changelog for
 // longer than the group's rebalance timeout keeps its group membership
 // through rebalances that happen meanwhile (restore runs outside the
-// assignment callback, processor/restore.go). A second member joins the
-// group during the restore, takes a partition (whose restore the worker
-// abandons) and leaves again; the worker is never removed from the group
-// (no "partitions lost", the same member id before and after), /readyz
-// is 503 while it restores and 200 once every partition is restored, and
-// every final window is right afterwards.
+// assignment callback, processor/restore.go). The restore is slowed by
+// test hooks (one batch per fetch, a pause after each). A second member
+// joins during the restore and takes the restoring partitions (the worker
+// abandons their restore) and leaves; while the worker restores them again,
+// a third member joins, takes source partitions, and leaves. The worker is
+// never removed from the group (no "partitions lost", the same member id
+// before and after), /readyz is 503 while it restores and 200 once every
+// partition is restored, and every final window is right afterwards.
+//
+// With the restore inside the assignment callback, the worker cannot
+// rejoin within the rebalance timeout and loses its partitions
+// (UNKNOWN_MEMBER_ID): checked by hand against that mutation.
 func TestKafkaRestoreOutlastsRebalance(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Real(t)
