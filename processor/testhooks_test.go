@@ -1,3 +1,5 @@
+//go:build !eddytest
+
 package processor
 
 import "testing"
