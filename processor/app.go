@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -91,17 +90,31 @@ type App struct {
 	clock Clock
 	m     *metrics
 
-	cl        *kgo.Client
-	sess      *kgo.GroupTransactSession // exactly_once only; cl is its client
-	eos       bool
-	restorers []*changelog.Restorer // each with its own client: partitions restore concurrently
-	db        *state.DB
-	am        *amForwarder // nil unless alerts go to Alertmanager
-	limits    *topicLimits // max.message.bytes of the topics eddy writes (limits.go)
-	fields    *fieldWatch  // aggregate input fields missing from records (fields.go)
-	lagW      *lagWatch    // lag of every owned partition (lag.go)
+	cl     *kgo.Client
+	sess   *kgo.GroupTransactSession // exactly_once only; cl is its client
+	eos    bool
+	db     *state.DB
+	am     *amForwarder // nil unless alerts go to Alertmanager
+	limits *topicLimits // max.message.bytes of the topics eddy writes (limits.go)
+	fields *fieldWatch  // aggregate input fields missing from records (fields.go)
+	lagW   *lagWatch    // lag of every owned partition (lag.go)
 
-	mu         sync.Mutex     // held while processing, committing, assigning, revoking
+	// mu guards the processing state from here to rst (the tasks and
+	// their caches, the repartition stage's positions and buffers, stalls,
+	// the commit's bookkeeping, the restore set's maps) and the
+	// transaction session. The processing loop holds it for one turn
+	// (process a poll, punctuate, maybe commit); the group callbacks
+	// (assign.go) and the final commit take it between turns.
+	//
+	// Held across network I/O where the state it guards must not change
+	// meanwhile: the commit (produce flush, offset commit, transaction
+	// end: nothing may be processed into a commit under way, and a revoke
+	// commits before its partitions go) and the registry look-ups of the
+	// records being processed (a record's fate is decided before the next
+	// one's). Not held across restores (restore.go), the assignment's
+	// offset look-ups (learnSourcePositions, startWatch.assigned) or the
+	// poll itself.
+	mu         sync.Mutex
 	fx         engine.Effects // the engine's effects of the current step; processing goroutine only
 	tasks      map[int32]*task
 	srcPos     map[state.SourcePartition]int64  // repartition stage: next source offset to commit
@@ -111,13 +124,12 @@ type App struct {
 	eosBackoff time.Duration
 	dirtySrc   bool
 	lastCommit time.Time
+	rst        restoreSet // partitions restoring (restore.go)
 
 	prodMu  sync.Mutex
 	prodErr error
 
-	crashAt    CrashPoint // test hook, from EDDY_TEST_CRASH_AT=point[:k]
-	crashAfter int
-	crashCount int
+	hooks testHooks // process-level tests only (testhooks.go); owned by the commit
 
 	// How eddy keeps its topics (keeper.go, topiccheck.go).
 	km    *keeperMetrics
@@ -156,8 +168,9 @@ func New(cfg Config) (*App, error) {
 	if cfg.AlertmanagerMaxAge <= 0 {
 		cfg.AlertmanagerMaxAge = time.Hour
 	}
-	if d, err := time.ParseDuration(os.Getenv("EDDY_TEST_PURGE_INTERVAL")); err == nil && d > 0 {
-		cfg.PurgeInterval = d // test hook, like EDDY_TEST_CRASH_AT
+	hooks := loadTestHooks()
+	if hooks.purgeInterval > 0 {
+		cfg.PurgeInterval = hooks.purgeInterval
 	}
 	if cfg.PurgeInterval <= 0 {
 		cfg.PurgeInterval = DefaultPurgeInterval
@@ -167,33 +180,27 @@ func New(cfg Config) (*App, error) {
 		return nil, err
 	}
 	app := &App{
-		cfg:        cfg,
-		p:          p,
-		log:        cfg.Logger.With("app", cfg.Spec.App),
-		warn:       ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
-		clock:      cfg.Clock,
-		m:          newMetrics(cfg.Registerer),
-		tasks:      make(map[int32]*task),
-		srcPos:     make(map[state.SourcePartition]int64),
-		stalled:    make(map[state.SourcePartition]*stall),
-		pg:         newPartitionGroup(time.Second),
-		fatal:      make(chan error, 1),
-		crashAt:    CrashPoint(os.Getenv("EDDY_TEST_CRASH_AT")),
-		crashAfter: 2,
-		eos:        cfg.Spec.Processing == topology.ExactlyOnce,
-		km:         newKeeperMetrics(cfg.Registerer),
+		cfg:     cfg,
+		p:       p,
+		log:     cfg.Logger.With("app", cfg.Spec.App),
+		warn:    ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
+		clock:   cfg.Clock,
+		m:       newMetrics(cfg.Registerer),
+		tasks:   make(map[int32]*task),
+		srcPos:  make(map[state.SourcePartition]int64),
+		stalled: make(map[state.SourcePartition]*stall),
+		pg:      newPartitionGroup(time.Second),
+		fatal:   make(chan error, 1),
+		rst:     newRestoreSet(),
+		hooks:   hooks,
+		eos:     cfg.Spec.Processing == topology.ExactlyOnce,
+		km:      newKeeperMetrics(cfg.Registerer),
 	}
 	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
 	app.lagW = newLagWatch(app.m)
 	app.watch = newStartWatch(cfg.Spec.GroupID(), app.log, app.km, cfg.Clock.Now)
 	if cfg.AlertmanagerURL != "" && p.eng.HasAlerts() {
 		app.am = newAMForwarder(cfg.AlertmanagerURL, cfg.Spec.App, app.log, app.m, cfg.AlertmanagerResend, cfg.AlertmanagerMaxAge)
-	}
-	if at, k, ok := strings.Cut(string(app.crashAt), ":"); ok {
-		app.crashAt = CrashPoint(at)
-		if n, err := strconv.Atoi(k); err == nil && n > 0 {
-			app.crashAfter = n
-		}
 	}
 	return app, nil
 }
@@ -297,16 +304,28 @@ func (a *App) Run(ctx context.Context) (err error) {
 
 	// Restores overlap one partition's fetches with another's writes (and
 	// use more cores where there are any); each restorer reads with its own
-	// client, which connects only when used.
+	// client, which connects only when used. A restore job takes one from
+	// the pool for its partition (restore.go).
+	fetchBytes := int32(restoreFetchBytes)
+	if a.hooks.restoreFetchBytes > 0 {
+		fetchBytes = a.hooks.restoreFetchBytes
+	}
+	a.rst.pool = make(chan *changelog.Restorer, restoreParallelism)
 	for range restoreParallelism {
 		rcl, err := kgo.NewClient(append(base, kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
-			kgo.FetchMaxPartitionBytes(8<<20))...)
+			kgo.FetchMaxPartitionBytes(fetchBytes))...)
 		if err != nil {
 			return err
 		}
 		defer rcl.Close()
-		a.restorers = append(a.restorers, changelog.NewRestorer(rcl))
+		a.rst.pool <- changelog.NewRestorer(rcl)
 	}
+	// Every restore job ends before the restorers' clients and the store
+	// close (deferred after them, so run before them), and after the group
+	// client closed (deferred before it).
+	var cancelRestores context.CancelFunc
+	a.rst.ctx, cancelRestores = context.WithCancel(context.Background())
+	defer a.stopRestores(cancelRestores)
 
 	topics := append([]string(nil), spec.Source.Topics...)
 	if spec.NeedsRepartition() {
@@ -342,6 +361,9 @@ func (a *App) Run(ctx context.Context) (err error) {
 	)
 	if a.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(a.cfg.InstanceID))
+	}
+	if a.hooks.rebalanceTimeout > 0 {
+		opts = append(opts, kgo.RebalanceTimeout(a.hooks.rebalanceTimeout))
 	}
 	if a.eos {
 		// The transactional id is stable across restarts of this worker
@@ -446,7 +468,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 	a.lastCommit = a.clock.Now()
 	a.mu.Unlock()
 	// Ready only once the group has assigned partitions and their state is
-	// restored: onAssigned sets it (franz-go calls it after every join).
+	// restored: onAssigned, or installRestoredLocked for the last restored
+	// partition, sets it.
 	for {
 		select {
 		case <-ctx.Done():
@@ -480,7 +503,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		_ = ferr // franz-go retries fetch errors itself; they are logged above.
 		a.mu.Lock()
 		a.pg.polled(fs.NumRecords() >= maxPollRecords)
-		perr := a.retryStalled(ctx)
+		perr := a.installRestoredLocked()
+		if perr == nil {
+			perr = a.retryStalled(ctx)
+		}
 		if perr == nil {
 			perr = a.processFetches(ctx, fs)
 		}

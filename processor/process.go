@@ -26,7 +26,11 @@ import (
 func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	t := a.tasks[rec.Partition]
 	if t == nil {
-		return nil // not ours (revoked while buffered)
+		// Not ours (revoked while buffered). A partition restoring has no
+		// task either, but its fetches are paused (restore.go): none of
+		// its records reaches here.
+		a.warn.Warn("record of a partition without a task dropped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset)
+		return nil
 	}
 	in := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
 	er := engine.Record{Input: in, Offset: rec.Offset, Source: in, SourceOffset: rec.Offset}

@@ -130,14 +130,15 @@ func (a *App) retryStalled(ctx context.Context) error {
 	return nil
 }
 
-// resumeUnstalled resumes paused partitions that hold no records here:
-// pauses persist in the client across rebalances, stalls do not.
+// resumeUnstalled resumes paused partitions that hold no records here and
+// are not restoring (restore.go pauses those): pauses persist in the
+// client across rebalances, stalls do not.
 func (a *App) resumeUnstalled() {
 	paused := a.cl.PauseFetchPartitions(nil)
 	resume := map[string][]int32{}
 	for topic, ps := range paused {
 		for _, p := range ps {
-			if a.stalled[state.SourcePartition{Topic: topic, Partition: p}] == nil {
+			if a.stalled[state.SourcePartition{Topic: topic, Partition: p}] == nil && !a.restoringLocked(topic, p) {
 				resume[topic] = append(resume[topic], p)
 			}
 		}

@@ -67,8 +67,8 @@ output: {topic: out}
 	if err != nil {
 		t.Fatal(err)
 	}
-	a.restorers = []*changelog.Restorer{changelog.NewRestorer(kafkatest.Client(t, brokers,
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords()))}
+	r := changelog.NewRestorer(kafkatest.Client(t, brokers,
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords()))
 
 	applied := func(last int64) state.Checkpoint {
 		return state.Checkpoint{InputNext: last + 1, Upstream: map[state.SourcePartition]int64{{Topic: "in", Partition: 0}: last}}
@@ -90,7 +90,7 @@ output: {topic: out}
 		{"no position restored (after a reset)", state.Checkpoint{}, end, false},
 	}
 	for _, c := range cases {
-		why := a.restoredBehind(ctx, 0, c.cp, committedAt(c.committed))
+		why := a.restoredBehind(ctx, r, 0, c.cp, committedAt(c.committed))
 		if (why != "") != c.behind {
 			t.Errorf("%s: restoredBehind = %q, want behind=%v", c.name, why, c.behind)
 		}

@@ -32,7 +32,9 @@ import (
 
 var eddyBin string
 
-func TestMain(m *testing.M) { testbin.Main(m, ".", &eddyBin) }
+// The binary has the test hooks (processor/testhooks_on.go): the crash,
+// restore and purge tests set them through EDDY_TEST_* variables.
+func TestMain(m *testing.M) { testbin.Main(m, ".", &eddyBin, "eddytest") }
 
 // worker is one `eddy run` process.
 type worker struct {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -15,8 +16,11 @@ import (
 // Main builds the eddy command in cmdDir (relative to the test's package
 // directory) into a temporary directory, with -race when the tests are
 // built with it, stores its path in *bin, runs the tests, checks for
-// leaked goroutines, removes the binary and exits.
-func Main(m *testing.M, cmdDir string, bin *string) {
+// leaked goroutines, removes the binary and exits. tags are build tags of
+// the binary, such as "eddytest" for the test hooks of processor
+// (processor/testhooks.go: crash points and the like), which no other
+// build contains.
+func Main(m *testing.M, cmdDir string, bin *string, tags ...string) {
 	dir, err := os.MkdirTemp("", "eddy-bin")
 	if err != nil {
 		panic(err)
@@ -25,6 +29,9 @@ func Main(m *testing.M, cmdDir string, bin *string) {
 	args := []string{"build", "-o", *bin}
 	if race {
 		args = append(args, "-race")
+	}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
 	}
 	out, err := exec.Command("go", append(args, cmdDir)...).CombinedOutput()
 	if err != nil {

@@ -1,0 +1,11 @@
+//go:build !eddytest
+
+package processor
+
+import "log/slog"
+
+// loadTestHooks: without the eddytest build tag there are none.
+func loadTestHooks() testHooks { return testHooks{} }
+
+// crash does nothing without the eddytest build tag.
+func (*testHooks) crash(CrashPoint, bool, *slog.Logger) {}
