@@ -49,8 +49,7 @@ type Config struct {
 	// worker's Kafka clients: client id eddy-<app>-<instance id>, with
 	// the host name when it is empty.
 	InstanceID string
-	// SessionTimeout of the group member. Default 45s (10s when unset
-	// and InstanceID is empty? no: always 45s unless set).
+	// SessionTimeout of the group member. Default 45s.
 	SessionTimeout time.Duration
 	// CacheRows bounds clean rows kept in memory per task. Default 100000.
 	CacheRows  int
@@ -338,7 +337,6 @@ func (a *App) Run(ctx context.Context) (err error) {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.SessionTimeout(a.cfg.SessionTimeout),
 		kgo.ProducerLinger(5*time.Millisecond),
 		// One batch limit per topic, its max.message.bytes (limits.go).

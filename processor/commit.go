@@ -376,7 +376,7 @@ func (a *App) produceMarkers(work []*flushWork) {
 		a.cl.Produce(ctx, &kgo.Record{
 			Topic:     a.p.spec.ChangelogTopic(),
 			Partition: w.t.partition,
-			Key:       state.MarkerKey,
+			Key:       state.MarkerKey(),
 			Value:     cp.AppendBinary(nil),
 		}, func(r *kgo.Record, err error) {
 			if err != nil {

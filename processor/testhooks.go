@@ -10,11 +10,11 @@ import "time"
 // in every other build loadTestHooks returns the zero value, which
 // changes nothing, and no environment variable is read.
 type testHooks struct {
-	// crashAt is the commit point where the process exits with status
-	// 137, at the crashAfter-th commit that flushes state.
-	crashAt    CrashPoint
-	crashAfter int
-	crashCount int
+	// crashAt: the commit point where the process exits with status 137,
+	// at the after-th commit that flushes state (read and used only in
+	// testhooks_on.go).
+	//lint:ignore U1000 used in the eddytest build (testhooks_on.go)
+	crashAt crashHook
 	// purgeInterval, when > 0, overrides Config.PurgeInterval.
 	purgeInterval time.Duration
 	// restoreFetchBytes, when > 0, bounds what a restorer fetches per

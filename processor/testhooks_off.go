@@ -9,3 +9,6 @@ func loadTestHooks() testHooks { return testHooks{} }
 
 // crash does nothing without the eddytest build tag.
 func (*testHooks) crash(CrashPoint, bool, *slog.Logger) {}
+
+// crashHook holds nothing in a build without the eddytest tag.
+type crashHook struct{}

@@ -19,14 +19,14 @@ import (
 //	EDDY_TEST_RESTORE_PAUSE=duration      a pause after every fetch of a restore that read records
 //	EDDY_TEST_REBALANCE_TIMEOUT=duration  the group member's rebalance timeout
 func loadTestHooks() testHooks {
-	h := testHooks{crashAfter: 2}
+	h := testHooks{crashAt: crashHook{after: 2}}
 	if at, k, ok := strings.Cut(os.Getenv("EDDY_TEST_CRASH_AT"), ":"); ok {
-		h.crashAt = CrashPoint(at)
+		h.crashAt.at = CrashPoint(at)
 		if n, err := strconv.Atoi(k); err == nil && n > 0 {
-			h.crashAfter = n
+			h.crashAt.after = n
 		}
 	} else {
-		h.crashAt = CrashPoint(at)
+		h.crashAt.at = CrashPoint(at)
 	}
 	if d, err := time.ParseDuration(os.Getenv("EDDY_TEST_PURGE_INTERVAL")); err == nil && d > 0 {
 		h.purgeInterval = d
@@ -43,14 +43,22 @@ func loadTestHooks() testHooks {
 	return h
 }
 
-// crash exits the process at the configured point of the crashAfter-th
+// crash exits the process at the configured point of the crashAt.after-th
 // commit that flushes state (so that there is committed state to keep).
 func (h *testHooks) crash(at CrashPoint, flushed bool, log *slog.Logger) {
-	if h.crashAt != at || !flushed {
+	if h.crashAt.at != at || !flushed {
 		return
 	}
-	if h.crashCount++; h.crashCount >= h.crashAfter {
+	if h.crashAt.count++; h.crashAt.count >= h.crashAt.after {
 		log.Error("test crash point reached; exiting", "at", at)
 		os.Exit(137)
 	}
+}
+
+// crashHook is testHooks.crashAt: exit at point at of the after-th commit
+// that flushes state (count of them so far).
+type crashHook struct {
+	at    CrashPoint
+	after int
+	count int
 }

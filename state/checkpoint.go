@@ -147,6 +147,14 @@ func ParseCheckpoint(b []byte) (Checkpoint, error) {
 	return cp, nil
 }
 
-// MarkerKey is the changelog key of commit markers. No window key can equal
+// markerKey is the changelog key of commit markers. No window key can equal
 // it: window keys start with a 2-byte length below 0x8000.
-var MarkerKey = []byte{0xff, 0xff, 'e', 'd', 'd', 'y'}
+const markerKey = "\xff\xffeddy"
+
+// MarkerKey returns the changelog key of commit markers (a new slice each
+// call: the key itself cannot be changed).
+func MarkerKey() []byte { return []byte(markerKey) }
+
+// IsMarkerKey reports whether a changelog record's key is that of a commit
+// marker.
+func IsMarkerKey(k []byte) bool { return string(k) == markerKey }

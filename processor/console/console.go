@@ -26,7 +26,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -83,7 +82,6 @@ type Console struct {
 	views chan struct{} // semaphore: one slot per open stream
 	dec   *schema.Decoder
 
-	mu     sync.Mutex
 	ctx    context.Context // ends every view on Close
 	cancel context.CancelFunc
 }

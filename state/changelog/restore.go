@@ -22,7 +22,6 @@ package changelog
 // its start gives the same state as restoring the whole log.
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -262,7 +261,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 				return // a transaction marker: it only moves the position
 			}
 			res.Records++
-			if bytes.Equal(rec.Key, state.MarkerKey) {
+			if state.IsMarkerKey(rec.Key) {
 				m, perr := state.ParseCheckpoint(rec.Value)
 				if perr != nil {
 					ferr = fmt.Errorf("changelog %s/%d offset %d: marker: %w", topic, partition, rec.Offset, perr)

@@ -38,7 +38,7 @@ func BenchmarkRestore(b *testing.B) {
 		recs = append(recs, &kgo.Record{Key: k.AppendBinary(nil), Value: value})
 		if (i+1)%5000 == 0 {
 			cp := state.Checkpoint{InputNext: int64(i + 1), StreamTime: 1_764_158_400_000}
-			recs = append(recs, &kgo.Record{Key: state.MarkerKey, Value: cp.AppendBinary(nil)})
+			recs = append(recs, &kgo.Record{Key: state.MarkerKey(), Value: cp.AppendBinary(nil)})
 		}
 	}
 	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {

@@ -31,7 +31,7 @@ func changelogRecords(topic string, n, every int) ([]*kgo.Record, []state.Window
 		recs = append(recs, &kgo.Record{Topic: topic, Key: k.AppendBinary(nil), Value: value})
 		if (i+1)%every == 0 || i == n-1 {
 			cp := state.Checkpoint{InputNext: int64(i + 1), StreamTime: 1_764_158_400_000}
-			recs = append(recs, &kgo.Record{Topic: topic, Key: state.MarkerKey, Value: cp.AppendBinary(nil)})
+			recs = append(recs, &kgo.Record{Topic: topic, Key: state.MarkerKey(), Value: cp.AppendBinary(nil)})
 		}
 	}
 	return recs, keys
