@@ -344,17 +344,11 @@ func (c *Console) handleStatus(w http.ResponseWriter, r *http.Request) {
 
 // handleStatusLive pushes a snapshot every statusEvery, with rates.
 func (c *Console) handleStatusLive(w http.ResponseWriter, r *http.Request) {
-	select {
-	case c.views <- struct{}{}:
-		defer func() { <-c.views }()
-	default:
-		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "too many open views (" + strconv.Itoa(cap(c.views)) + "); close some"})
+	ctx, done, ok := c.openView(w, r)
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	stop := context.AfterFunc(c.ctx, cancel)
-	defer stop()
+	defer done()
 	sse := newSSE(w, c.cfg.WriteTimeout, c.cfg.Now)
 	var prev *StatusJSON
 	var prevAt, lastCommit time.Time

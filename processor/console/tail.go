@@ -79,17 +79,11 @@ func (c *Console) handleTail(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, apiError{Error: "filter: " + d.Error, Detail: &d})
 		return
 	}
-	select {
-	case c.views <- struct{}{}:
-		defer func() { <-c.views }()
-	default:
-		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "too many open views (" + strconv.Itoa(cap(c.views)) + "); close some"})
+	ctx, done, ok := c.openView(w, r)
+	if !ok {
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	stop := context.AfterFunc(c.ctx, cancel)
-	defer stop()
+	defer done()
 
 	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(c.cfg.Brokers...),
@@ -273,4 +267,24 @@ func (s *sampler) admit(now time.Time) (send, changed bool) {
 	}
 	s.sent++
 	return true, changed
+}
+
+// openView takes one of the console's view slots for a live stream and
+// returns the stream's context, which ends with the request or when the
+// console closes, and done to release both. Without a free slot it answers
+// 503 and ok is false: open views are bounded.
+func (c *Console) openView(w http.ResponseWriter, r *http.Request) (ctx context.Context, done func(), ok bool) {
+	select {
+	case c.views <- struct{}{}:
+	default:
+		writeJSON(w, http.StatusServiceUnavailable, apiError{Error: "too many open views (" + strconv.Itoa(cap(c.views)) + "); close some"})
+		return nil, nil, false
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	stop := context.AfterFunc(c.ctx, cancel)
+	return ctx, func() {
+		stop()
+		cancel()
+		<-c.views
+	}, true
 }
