@@ -109,8 +109,18 @@ func (c *Console) handleTail(w http.ResponseWriter, r *http.Request) {
 	}
 	events := make(chan ev, tailBuffer)
 	dropped := make(chan struct{})
+	// The reader goroutine ends before the handler returns (and before its
+	// client closes): the handler cancels it and waits.
+	rctx, rcancel := context.WithCancel(ctx)
+	readerDone := make(chan struct{})
+	defer func() {
+		rcancel()
+		<-readerDone
+	}()
 	go func() {
+		defer close(readerDone)
 		defer close(events)
+		ctx := rctx
 		smp := &sampler{max: c.cfg.MaxRate, every: 1}
 		var budgetSec int64 // the second the read budget is counted in
 		var budgetUsed int  // records decoded in it
