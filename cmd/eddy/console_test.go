@@ -706,6 +706,69 @@ func TestKafkaConsoleGroupOfTwo(t *testing.T) {
 	if fmt.Sprint(owners[0]) != fmt.Sprint(owners[1]) {
 		t.Errorf("the two consoles name different owners:\n%v\n%v", owners[0], owners[1])
 	}
+
+	// Open windows from either worker (issue 18's interactive queries):
+	// after the input, each key has one window open, its flush event's,
+	// whose aggregates are computed here from that event alone. Both
+	// workers answer every key with them; the owner of the key's
+	// repartition partition answered (as the group names it), and the other
+	// worker forwarded the query to it.
+	e.waitIdle(t, 120*time.Second, nil)
+	forwarded := 0
+	for _, key := range e.sc.keyOrder {
+		svc, ep, _ := strings.Cut(key, "|")
+		var flush tevent
+		for _, ev := range e.sc.events {
+			if ev.flush && ev.key() == key {
+				flush = ev
+			}
+		}
+		start := time.UnixMilli(flush.TS / testWindow * testWindow).UTC()
+		kj, _ := json.Marshal([]string{svc, ep})
+		var by []string
+		for _, addr := range addrs {
+			r := httpGet(t, fmt.Sprintf("http://%s/api/v1/windows?key=%s", addr, url.QueryEscape(string(kj))))
+			var got struct {
+				Windows     []map[string]any `json:"windows"`
+				Partition   int32            `json:"partition"`
+				AnsweredBy  string           `json:"answered_by"`
+				ForwardedBy string           `json:"forwarded_by"`
+			}
+			if err := json.Unmarshal([]byte(r.body), &got); err != nil || r.code != 200 {
+				t.Fatalf("open windows of %s from %s: %d %s", key, addr, r.code, r.body)
+			}
+			var gotStart time.Time
+			if len(got.Windows) == 1 {
+				gotStart, _ = time.Parse(time.RFC3339Nano, fmt.Sprint(got.Windows[0]["window_start"]))
+			}
+			if len(got.Windows) != 1 || !gotStart.Equal(start) || got.Windows[0]["count"] != 1.0 ||
+				got.Windows[0]["sum_latency"] != float64(flush.Latency) || got.Windows[0]["service"] != svc || got.Windows[0]["endpoint"] != ep {
+				t.Errorf("open windows of %s from %s: %s, want one from %s with count 1 and sum_latency %d", key, addr, r.body, start, flush.Latency)
+			}
+			owner := owners[0][fmt.Sprint(e.app+"-repartition/", got.Partition)]
+			if got.AnsweredBy == "" || !strings.Contains(owner, "@"+got.AnsweredBy) {
+				t.Errorf("windows of %s from %s answered by %q; the group names %q the owner of partition %d", key, addr, got.AnsweredBy, owner, got.Partition)
+			}
+			switch got.ForwardedBy {
+			case "":
+				if got.AnsweredBy != "http://"+addr {
+					t.Errorf("windows of %s from %s answered by %q and not forwarded", key, addr, got.AnsweredBy)
+				}
+			case "http://" + addr:
+				forwarded++
+			default:
+				t.Errorf("windows of %s from %s: forwarded_by %q", key, addr, got.ForwardedBy)
+			}
+			by = append(by, got.AnsweredBy)
+		}
+		if by[0] != by[1] {
+			t.Errorf("windows of %s answered by %q from one worker and %q from the other", key, by[0], by[1])
+		}
+	}
+	// Every key: one worker owns it, the other forwards.
+	if forwarded != len(e.sc.keyOrder) {
+		t.Errorf("%d of %d keys' queries forwarded to the other worker, want all", forwarded, len(e.sc.keyOrder))
+	}
 	for _, w := range []*worker{w1, w2} {
 		if err := w.stop(syscall.SIGTERM); err != nil {
 			t.Errorf("eddy exited with %v after SIGTERM", err)
