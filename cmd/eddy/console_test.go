@@ -10,6 +10,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -768,6 +770,75 @@ func TestKafkaConsoleGroupOfTwo(t *testing.T) {
 	// Every key: one worker owns it, the other forwards.
 	if forwarded != len(e.sc.keyOrder) {
 		t.Errorf("%d of %d keys' queries forwarded to the other worker, want all", forwarded, len(e.sc.keyOrder))
+	}
+	for _, w := range []*worker{w1, w2} {
+		if err := w.stop(syscall.SIGTERM); err != nil {
+			t.Errorf("eddy exited with %v after SIGTERM", err)
+		}
+	}
+}
+
+// TestKafkaConsoleWindowsRoutedWithToken: two workers that share an HTTP
+// token route open-window queries to each other: the forwarded query
+// carries the caller's Authorization header, so both answer every key with
+// the same windows, one of them forwarding; without the token the query is
+// refused before any routing.
+func TestKafkaConsoleWindowsRoutedWithToken(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(22, 4, 30, 4))
+	produceSync(t, brokers, e.sc.records(e.in))
+	const tok = "routing-token-1"
+	env := "EDDY_HTTP_TOKEN_FILE=" + writeSecret(t, t.TempDir(), "token", tok)
+	w1 := startWorker(t, e.spec, e.brokerList(), t.TempDir(), env)
+	w2 := startWorker(t, e.spec, e.brokerList(), t.TempDir(), env)
+	addrs := []string{w1.httpAddr(t), w2.httpAddr(t)}
+	e.waitIdle(t, 120*time.Second, nil)
+	c := &http.Client{Timeout: 10 * time.Second}
+	get := func(addr, key, tok string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/api/v1/windows?key=%s", addr, url.QueryEscape(key)), nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, 60*time.Second, "both workers answer every key alike, one forwarding", func() (bool, string) {
+		forwarded := 0
+		for _, key := range e.sc.keyOrder {
+			svc, ep, _ := strings.Cut(key, "|")
+			kj, _ := json.Marshal([]string{svc, ep})
+			var wins []string
+			for _, addr := range addrs {
+				code, body := get(addr, string(kj), tok)
+				var got struct {
+					Windows     []json.RawMessage `json:"windows"`
+					ForwardedBy string            `json:"forwarded_by"`
+				}
+				// Each key has one window open (its flush event's).
+				if code != 200 || json.Unmarshal([]byte(body), &got) != nil || len(got.Windows) != 1 {
+					return false, fmt.Sprintf("%s from %s: %d %s", kj, addr, code, body)
+				}
+				if got.ForwardedBy != "" {
+					forwarded++
+				}
+				wins = append(wins, string(got.Windows[0]))
+			}
+			if wins[0] != wins[1] {
+				return false, fmt.Sprintf("%s: %s from one worker, %s from the other", kj, wins[0], wins[1])
+			}
+		}
+		return forwarded == len(e.sc.keyOrder), fmt.Sprintf("%d of %d keys forwarded", forwarded, len(e.sc.keyOrder))
+	})
+	for _, addr := range addrs {
+		if code, body := get(addr, `["checkout","/a"]`, ""); code != http.StatusUnauthorized {
+			t.Errorf("windows from %s without the token: %d %s, want 401", addr, code, body)
+		}
 	}
 	for _, w := range []*worker{w1, w2} {
 		if err := w.stop(syscall.SIGTERM); err != nil {
