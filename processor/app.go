@@ -49,6 +49,13 @@ type Config struct {
 	// worker's Kafka clients: client id eddy-<app>-<instance id>, with
 	// the host name when it is empty.
 	InstanceID string
+	// AdvertiseURL is the console base URL (scheme://host:port) at which
+	// the other workers reach this one. It is appended to the client id
+	// (clientID) so that every worker's console learns it from the group's
+	// description and can route a state query to the owner of a key
+	// (processor/console/windows.go). Default none: queries are not routed
+	// to this worker.
+	AdvertiseURL string
 	// SessionTimeout of the group member. Default 45s.
 	SessionTimeout time.Duration
 	// CacheRows bounds clean rows kept in memory per task. Default 100000.
@@ -264,7 +271,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	// Every client of this pipeline (admin, restorers, the group member)
 	// shows in broker tools and quotas as the app and the instance.
-	base := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.Brokers...), kgo.ClientID(clientID(spec.App, a.cfg.InstanceID, os.Hostname))},
+	base := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.Brokers...), kgo.ClientID(clientID(spec.App, a.cfg.InstanceID, os.Hostname) + AdvertiseSuffix(a.cfg.AdvertiseURL))},
 		a.cfg.ClientOpts...)
 
 	admCl, err := kgo.NewClient(base...)

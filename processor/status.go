@@ -1,6 +1,11 @@
 package processor
 
-import "encoding/json"
+import (
+	"encoding/json"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
 
 // Read-only views of a running App for the web console (processor/console).
 // Nothing here changes the App; each holds a.mu only while it copies.
@@ -31,4 +36,37 @@ func (a *App) OpenWindows(key string) ([]json.RawMessage, error) {
 		}
 	}
 	return out, nil
+}
+
+// AdvertiseSuffix is what a worker appends to its client id to make its
+// console's base URL known to its peers: "@" and the URL, or nothing.
+// The client id is free text that the group coordinator only reports (in
+// DescribeGroups); it plays no part in the group protocol or the
+// cooperative-sticky assignment. ParseAdvertised reads it back.
+func AdvertiseSuffix(url string) string {
+	if url == "" {
+		return ""
+	}
+	return "@" + url
+}
+
+// ParseAdvertised returns the console base URL a member's client id
+// carries (AdvertiseSuffix), or "".
+func ParseAdvertised(clientID string) string {
+	i := strings.LastIndex(clientID, "@")
+	if i < 0 || !strings.Contains(clientID[i:], "://") {
+		return ""
+	}
+	return clientID[i+1:]
+}
+
+// KeyPartition is the partition of the aggregation input (the repartition
+// topic, or the source topic under keyed_by_group_key) that holds key (the
+// grouping key as eddy writes it) among n partitions: the partitioner the
+// App writes the repartition topic with (newPartitioner: franz-go's
+// StickyKeyPartitioner, Kafka's murmur2 on the key bytes, as producers using
+// Kafka's default partitioner do for the source topic). The task of that
+// partition holds the key's windows.
+func KeyPartition(topic, key string, n int) int32 {
+	return int32(newPartitioner().ForTopic(topic).Partition(&kgo.Record{Topic: topic, Key: []byte(key)}, n))
 }

@@ -10,6 +10,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -705,6 +707,138 @@ func TestKafkaConsoleGroupOfTwo(t *testing.T) {
 	}
 	if fmt.Sprint(owners[0]) != fmt.Sprint(owners[1]) {
 		t.Errorf("the two consoles name different owners:\n%v\n%v", owners[0], owners[1])
+	}
+
+	// Open windows from either worker (issue 18's interactive queries):
+	// after the input, each key has one window open, its flush event's,
+	// whose aggregates are computed here from that event alone. Both
+	// workers answer every key with them; the owner of the key's
+	// repartition partition answered (as the group names it), and the other
+	// worker forwarded the query to it.
+	e.waitIdle(t, 120*time.Second, nil)
+	forwarded := 0
+	for _, key := range e.sc.keyOrder {
+		svc, ep, _ := strings.Cut(key, "|")
+		var flush tevent
+		for _, ev := range e.sc.events {
+			if ev.flush && ev.key() == key {
+				flush = ev
+			}
+		}
+		start := time.UnixMilli(flush.TS / testWindow * testWindow).UTC()
+		kj, _ := json.Marshal([]string{svc, ep})
+		var by []string
+		for _, addr := range addrs {
+			r := httpGet(t, fmt.Sprintf("http://%s/api/v1/windows?key=%s", addr, url.QueryEscape(string(kj))))
+			var got struct {
+				Windows     []map[string]any `json:"windows"`
+				Partition   int32            `json:"partition"`
+				AnsweredBy  string           `json:"answered_by"`
+				ForwardedBy string           `json:"forwarded_by"`
+			}
+			if err := json.Unmarshal([]byte(r.body), &got); err != nil || r.code != 200 {
+				t.Fatalf("open windows of %s from %s: %d %s", key, addr, r.code, r.body)
+			}
+			var gotStart time.Time
+			if len(got.Windows) == 1 {
+				gotStart, _ = time.Parse(time.RFC3339Nano, fmt.Sprint(got.Windows[0]["window_start"]))
+			}
+			if len(got.Windows) != 1 || !gotStart.Equal(start) || got.Windows[0]["count"] != 1.0 ||
+				got.Windows[0]["sum_latency"] != float64(flush.Latency) || got.Windows[0]["service"] != svc || got.Windows[0]["endpoint"] != ep {
+				t.Errorf("open windows of %s from %s: %s, want one from %s with count 1 and sum_latency %d", key, addr, r.body, start, flush.Latency)
+			}
+			owner := owners[0][fmt.Sprint(e.app+"-repartition/", got.Partition)]
+			if got.AnsweredBy == "" || !strings.Contains(owner, "@"+got.AnsweredBy) {
+				t.Errorf("windows of %s from %s answered by %q; the group names %q the owner of partition %d", key, addr, got.AnsweredBy, owner, got.Partition)
+			}
+			switch got.ForwardedBy {
+			case "":
+				if got.AnsweredBy != "http://"+addr {
+					t.Errorf("windows of %s from %s answered by %q and not forwarded", key, addr, got.AnsweredBy)
+				}
+			case "http://" + addr:
+				forwarded++
+			default:
+				t.Errorf("windows of %s from %s: forwarded_by %q", key, addr, got.ForwardedBy)
+			}
+			by = append(by, got.AnsweredBy)
+		}
+		if by[0] != by[1] {
+			t.Errorf("windows of %s answered by %q from one worker and %q from the other", key, by[0], by[1])
+		}
+	}
+	// Every key: one worker owns it, the other forwards.
+	if forwarded != len(e.sc.keyOrder) {
+		t.Errorf("%d of %d keys' queries forwarded to the other worker, want all", forwarded, len(e.sc.keyOrder))
+	}
+	for _, w := range []*worker{w1, w2} {
+		if err := w.stop(syscall.SIGTERM); err != nil {
+			t.Errorf("eddy exited with %v after SIGTERM", err)
+		}
+	}
+}
+
+// TestKafkaConsoleWindowsRoutedWithToken: two workers that share an HTTP
+// token route open-window queries to each other: the forwarded query
+// carries the caller's Authorization header, so both answer every key with
+// the same windows, one of them forwarding; without the token the query is
+// refused before any routing.
+func TestKafkaConsoleWindowsRoutedWithToken(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	e := newE2EWith(t, brokers, "at_least_once", newScenario(22, 4, 30, 4))
+	produceSync(t, brokers, e.sc.records(e.in))
+	const tok = "routing-token-1"
+	env := "EDDY_HTTP_TOKEN_FILE=" + writeSecret(t, t.TempDir(), "token", tok)
+	w1 := startWorker(t, e.spec, e.brokerList(), t.TempDir(), env)
+	w2 := startWorker(t, e.spec, e.brokerList(), t.TempDir(), env)
+	addrs := []string{w1.httpAddr(t), w2.httpAddr(t)}
+	e.waitIdle(t, 120*time.Second, nil)
+	c := &http.Client{Timeout: 10 * time.Second}
+	get := func(addr, key, tok string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/api/v1/windows?key=%s", addr, url.QueryEscape(key)), nil)
+		if tok != "" {
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	waitFor(t, 60*time.Second, "both workers answer every key alike, one forwarding", func() (bool, string) {
+		forwarded := 0
+		for _, key := range e.sc.keyOrder {
+			svc, ep, _ := strings.Cut(key, "|")
+			kj, _ := json.Marshal([]string{svc, ep})
+			var wins []string
+			for _, addr := range addrs {
+				code, body := get(addr, string(kj), tok)
+				var got struct {
+					Windows     []json.RawMessage `json:"windows"`
+					ForwardedBy string            `json:"forwarded_by"`
+				}
+				// Each key has one window open (its flush event's).
+				if code != 200 || json.Unmarshal([]byte(body), &got) != nil || len(got.Windows) != 1 {
+					return false, fmt.Sprintf("%s from %s: %d %s", kj, addr, code, body)
+				}
+				if got.ForwardedBy != "" {
+					forwarded++
+				}
+				wins = append(wins, string(got.Windows[0]))
+			}
+			if wins[0] != wins[1] {
+				return false, fmt.Sprintf("%s: %s from one worker, %s from the other", kj, wins[0], wins[1])
+			}
+		}
+		return forwarded == len(e.sc.keyOrder), fmt.Sprintf("%d of %d keys forwarded", forwarded, len(e.sc.keyOrder))
+	})
+	for _, addr := range addrs {
+		if code, body := get(addr, `["checkout","/a"]`, ""); code != http.StatusUnauthorized {
+			t.Errorf("windows from %s without the token: %d %s, want 401", addr, code, body)
+		}
 	}
 	for _, w := range []*worker{w1, w2} {
 		if err := w.stop(syscall.SIGTERM); err != nil {

@@ -64,6 +64,7 @@ Start several with the same pipeline to share the partitions; stopping one
 				brokers:        splitBrokers(flagString(cmd, "brokers")),
 				stateDir:       flagString(cmd, "state-dir"),
 				httpAddr:       flagString(cmd, "http-addr"),
+				httpAdvertise:  flagString(cmd, "http-advertise"),
 				http:           hsec,
 				instanceID:     flagString(cmd, "instance-id"),
 				sessionTimeout: st,
@@ -74,7 +75,7 @@ Start several with the same pipeline to share the partitions; stopping one
 			}, nil)
 		},
 	}
-	addSettings(cmd, "file", "brokers", "state-dir", "http-addr", "instance-id", "session-timeout", "log-level")
+	addSettings(cmd, "file", "brokers", "state-dir", "http-addr", "http-advertise", "instance-id", "session-timeout", "log-level")
 	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "sasl-token-file", "tls", "tls-ca-file", "tls-cert-file", "tls-key-file", "memory-limit")
 	addSettings(cmd, "registry-url")
 	addSettings(cmd, registryAuthSettings...)
@@ -87,6 +88,7 @@ type runOptions struct {
 	brokers        []string
 	stateDir       string
 	httpAddr       string
+	httpAdvertise  string       // console base URL for peers; default scheme://bound address
 	http           httpSecurity // TLS and token of httpAddr
 	instanceID     string
 	sessionTimeout time.Duration
@@ -106,11 +108,26 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	if o.registry != nil {
 		registry = o.registry.client()
 	}
+	// The listener first: its bound address is the default URL this worker
+	// advertises to its peers (in its client id, processor.AdvertiseSuffix).
+	ln := o.listener
+	if ln == nil {
+		var err error
+		if ln, err = o.http.listen(o.httpAddr, o.http.token != nil); err != nil {
+			return err
+		}
+		defer ln.Close() // on an early return; closed already after Serve
+	}
+	self := o.httpAdvertise
+	if self == "" {
+		self = o.http.scheme() + "://" + ln.Addr().String()
+	}
 	app, err := processor.New(processor.Config{
 		Spec:           spec,
 		Brokers:        o.brokers,
 		StateDir:       o.stateDir,
 		InstanceID:     o.instanceID,
+		AdvertiseURL:   self,
 		SessionTimeout: o.sessionTimeout,
 		CacheRows:      o.cacheRows,
 		ClientOpts:     o.clientOpts,
@@ -123,14 +140,8 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	if err != nil {
 		return err
 	}
-	ln := o.listener
-	if ln == nil {
-		if ln, err = o.http.listen(o.httpAddr, o.http.token != nil); err != nil {
-			return err
-		}
-	}
 	con, err := console.New(console.Config{
-		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log, Gatherer: reg, OpenWindows: app.OpenWindows,
+		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log, Gatherer: reg, OpenWindows: app.OpenWindows, SelfURL: self,
 	})
 	if err != nil {
 		return err

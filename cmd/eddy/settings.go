@@ -24,6 +24,7 @@ var settings = []setting{
 	{flag: "brokers", env: "EDDY_BROKERS", def: "localhost:9092", doc: "Kafka bootstrap brokers, comma separated."},
 	{flag: "state-dir", env: "EDDY_STATE_DIR", def: "./eddy-state", doc: "Directory for local state (Pebble). A cache of the changelog: safe to delete."},
 	{flag: "http-addr", env: "EDDY_HTTP_ADDR", def: "127.0.0.1:8080", doc: "Address of the web console (/console/, API under /api/v1/), /healthz, /readyz and /metrics. Port 0 picks a free port. Beyond loopback it needs --http-token-file or --http-insecure (docs/security.md)."},
+	{flag: "http-advertise", env: "EDDY_HTTP_ADVERTISE", def: "", doc: "Console base URL at which the other workers reach this one (e.g. http://$(POD_IP):8080 in Kubernetes); a state query sent to any worker is forwarded to the owner of the key at this URL. Default: the scheme and the bound --http-addr."},
 	{flag: "http-tls-cert-file", env: "EDDY_HTTP_TLS_CERT_FILE", def: "", doc: "PEM certificate (chain) for serving --http-addr over HTTPS, with --http-tls-key-file; e.g. a cert-manager Secret's tls.crt. Read again when the file changes."},
 	{flag: "http-tls-key-file", env: "EDDY_HTTP_TLS_KEY_FILE", def: "", doc: "PEM private key of --http-tls-cert-file (a Secret's tls.key)."},
 	{flag: "http-token-file", env: "EDDY_HTTP_TOKEN_FILE", def: "", doc: "File holding the bearer token every HTTP request must carry (Authorization: Bearer TOKEN), except /healthz and /readyz. Read again when the file changes. Needed when --http-addr binds beyond loopback."},

@@ -67,6 +67,14 @@ type Config struct {
 	// OpenWindows, if set, returns the open windows of a grouping key in
 	// this worker's state (the *processor.App's OpenWindows).
 	OpenWindows func(key string) ([]json.RawMessage, error)
+	// SelfURL is this worker's console base URL as its peers reach it
+	// (the URL it advertises in its client id, processor.AdvertiseSuffix).
+	// With it, GET /api/v1/windows is forwarded to the key's owner;
+	// without it, it is answered from this worker's state only.
+	SelfURL string
+	// PeerClient forwards queries to the owner. Default: an http.Client
+	// with a 5s timeout.
+	PeerClient *http.Client
 	// Gatherer is the worker's Prometheus registry: the pipeline picture
 	// reads this worker's rates, stream times, open windows, restore
 	// progress and commits from it (status.go). Nil: the picture shows the
@@ -111,6 +119,9 @@ func New(cfg Config) (*Console, error) {
 	}
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = 5 * time.Second
+	}
+	if cfg.PeerClient == nil {
+		cfg.PeerClient = &http.Client{Timeout: 5 * time.Second}
 	}
 	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), views: make(chan struct{}, cfg.MaxViews)}
 	if cfg.Registry != nil {
