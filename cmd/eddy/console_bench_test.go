@@ -1,3 +1,5 @@
+//go:build consolebench
+
 package main
 
 import (
@@ -6,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -21,12 +22,9 @@ import (
 // real broker: a worker starts, the views open, then the records are
 // produced, and the clock stops when the group has committed them all.
 // Runs alternate (none, ten, none, ten, ...) so the shared machine's
-// noise falls on both. Only with EDDY_BENCH_CONSOLE=1 (BENCHMARKS.md,
-// "The console's cost").
+// noise falls on both. A measurement, not a test of the suite: it is built
+// only with the consolebench tag (BENCHMARKS.md, "The console's cost").
 func TestKafkaConsoleThroughput(t *testing.T) {
-	if os.Getenv("EDDY_BENCH_CONSOLE") == "" {
-		t.Skip("a measurement: set EDDY_BENCH_CONSOLE=1 to run it")
-	}
 	brokers := kafkatest.Real(t)
 	const reps = 3
 	for i := 0; i < 2*reps; i++ {
