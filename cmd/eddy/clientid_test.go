@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
+	"slices"
 	"sort"
 	"syscall"
 	"testing"
@@ -14,7 +16,9 @@ import (
 )
 
 // TestKafkaClientID: the broker sees each worker's Kafka client id as
-// eddy-<app>-<instance>: the --instance-id when set, else the host name.
+// eddy-<app>-<instance>@<console URL>: the --instance-id when set, else the
+// host name, then the address its console is reached at (for routing
+// queries to a key's owner).
 func TestKafkaClientID(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Real(t)
@@ -25,30 +29,26 @@ func TestKafkaClientID(t *testing.T) {
 	}
 	w1 := startWorker(t, e.spec, e.brokerList(), t.TempDir(), "EDDY_INSTANCE_ID=pod-7")
 	w2 := startWorker(t, e.spec, e.brokerList(), t.TempDir())
-	want := []string{"eddy-" + e.app + "-" + host, "eddy-" + e.app + "-pod-7"}
+	want := []string{
+		"eddy-" + e.app + "-pod-7@http://" + w1.metricsAddr(t),
+		"eddy-" + e.app + "-" + host + "@http://" + w2.metricsAddr(t),
+	}
 	sort.Strings(want)
 	adm := kadm.NewClient(kafkatest.Client(t, brokers))
-	var got []string
-	deadline := time.Now().Add(60 * time.Second)
-	for {
+	waitFor(t, 60*time.Second, "both members with their client ids", func() (bool, string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
 		gs, err := adm.DescribeGroups(ctx, e.app)
-		cancel()
-		got = got[:0]
-		if err == nil {
-			for _, m := range gs[e.app].Members {
-				got = append(got, m.ClientID)
-			}
+		if err != nil {
+			return false, err.Error()
+		}
+		var got []string
+		for _, m := range gs[e.app].Members {
+			got = append(got, m.ClientID)
 		}
 		sort.Strings(got)
-		if len(got) == 2 && got[0] == want[0] && got[1] == want[1] {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("group %s members' client ids = %v (%v), want %v", e.app, got, err, want)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return slices.Equal(got, want), fmt.Sprintf("client ids %v, want %v", got, want)
+	})
 	for _, w := range []*worker{w1, w2} {
 		if err := w.stop(syscall.SIGTERM); err != nil {
 			t.Errorf("eddy exited with %v after SIGTERM", err)
