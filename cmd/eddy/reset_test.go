@@ -57,15 +57,23 @@ func timedRecords(s *scenario, topic string) []*kgo.Record {
 // endOffsets returns the end offset of every partition of topic.
 func endOffsets(t testing.TB, brokers []string, topic string) map[int32]int64 {
 	t.Helper()
+	return listOffsets(t, brokers, topic, "end", (*kadm.Client).ListEndOffsets)
+}
+
+// listOffsets returns what list (kadm's ListStartOffsets or
+// ListEndOffsets) says of every partition of topic.
+func listOffsets(t testing.TB, brokers []string, topic, what string,
+	list func(*kadm.Client, context.Context, ...string) (kadm.ListedOffsets, error)) map[int32]int64 {
+	t.Helper()
 	adm := kadm.NewClient(kafkatest.Client(t, brokers))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := adm.ListEndOffsets(ctx, topic)
+	l, err := list(adm, ctx, topic)
 	if err == nil {
 		err = l.Error()
 	}
 	if err != nil {
-		t.Fatalf("end offsets of %s: %v", topic, err)
+		t.Fatalf("%s offsets of %s: %v", what, topic, err)
 	}
 	out := map[int32]int64{}
 	l.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })

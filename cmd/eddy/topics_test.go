@@ -43,19 +43,7 @@ func oldScenario(seed uint64) *scenario {
 // startOffsets is the log start offset of every partition of topic.
 func startOffsets(t testing.TB, brokers []string, topic string) map[int32]int64 {
 	t.Helper()
-	adm := kadm.NewClient(kafkatest.Client(t, brokers))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	l, err := adm.ListStartOffsets(ctx, topic)
-	if err == nil {
-		err = l.Error()
-	}
-	if err != nil {
-		t.Fatalf("start offsets of %s: %v", topic, err)
-	}
-	out := map[int32]int64{}
-	l.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
-	return out
+	return listOffsets(t, brokers, topic, "start", (*kadm.Client).ListStartOffsets)
 }
 
 // topicConfig returns the effective value of config key of topic.
