@@ -17,14 +17,17 @@ package state
 // reflect exactly the changelog prefix named by the checkpoint.
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -74,8 +77,13 @@ const MaxKeyLen = 32 << 10
 
 // DB is the Pebble database that holds every store of one eddy process.
 type DB struct {
-	pdb *pebble.DB
-	dir string
+	pdb  *pebble.DB
+	dir  string
+	fs   vfs.FS
+	opts *pebble.Options // as opened (defaults filled in): SSTables for ingestion are written with them
+	// ingestSeq numbers the SSTables restore writes for ingestion
+	// (ingest.go), unique within the process.
+	ingestSeq atomic.Uint64
 }
 
 // Open opens (creating if needed) the state database in dir. The caller
@@ -97,11 +105,21 @@ func openFS(dir string, fs vfs.FS) (*DB, error) {
 	}
 	// Larger memtables than Pebble's 4 MiB default: fewer flushes and L0
 	// compactions while a restore or a large commit writes many rows.
-	pdb, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, MemTableSize: 32 << 20, FS: fs})
+	//
+	// The format is at least FormatVirtualSSTables, which Excise needs
+	// (Wipe); Open ratchets an older store up to it.
+	opts := &pebble.Options{Logger: quietLogger{}, MemTableSize: 32 << 20, FS: fs, FormatMajorVersion: pebble.FormatVirtualSSTables}
+	opts.EnsureDefaults()
+	pdb, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("open state in %s: %w", dir, classify(dir, err))
 	}
-	return &DB{pdb: pdb, dir: dir}, nil
+	db := &DB{pdb: pdb, dir: dir, fs: fs, opts: opts}
+	if err := db.cleanIngestDir(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		_ = pdb.Close()
+		return nil, fmt.Errorf("open state in %s: remove unfinished restore files: %w", dir, err)
+	}
+	return db, nil
 }
 
 // quietLogger drops Pebble's informational messages (they are noise in
@@ -481,13 +499,19 @@ func (t *TaskStore) markClean(changes []Change) {
 	}
 }
 
-// ApplyRestored writes changelog records (raw bytes; nil value deletes) and cp
-// to Pebble in one batch. Used by restore; the cache must be empty. With
-// sync false the batch is not fsynced: a crash may lose it, and then
+// ApplyRestored writes changelog records (raw bytes, in log order; nil
+// value deletes) and cp to Pebble atomically. Used by restore; the cache
+// must be empty. Many records (ingestMinRecords or more) are written as
+// sorted SSTables and ingested (ingest.go): no WAL, no memtable, no flush,
+// and, into an empty key range, no compaction. Fewer go through a batch;
+// with sync false that batch is not fsynced: a crash may lose it, and then
 // restore starts again from the checkpoint of an earlier batch, which is
 // consistent with the rows (each batch carries its own checkpoint). The
-// last batch of a restore is synced.
+// last batch of a restore is synced. An ingestion is always durable.
 func (t *TaskStore) ApplyRestored(keys, values [][]byte, cp Checkpoint, sync bool) error {
+	if len(keys) >= ingestMinRecords {
+		return t.ingestRestored(keys, values, cp)
+	}
 	b := t.db.pdb.NewBatch()
 	defer b.Close()
 	for i, k := range keys {
@@ -524,14 +548,26 @@ func (t *TaskStore) Checkpoint() (cp Checkpoint, ok bool, err error) {
 
 // Wipe removes every row and the checkpoint of the task, and empties the
 // cache: the task will be rebuilt from its changelog.
+//
+// The checkpoint goes first (a synced batch), then the rows are excised:
+// Pebble drops the tables (or the parts of tables) in the task's range
+// instead of writing a range deletion over them, so the SSTables a restore
+// then ingests land in the lowest level, under nothing to compact with. A
+// crash between the two leaves rows without a checkpoint, which the next
+// restore wipes again.
 func (t *TaskStore) Wipe() error {
-	b := t.db.pdb.NewBatch()
-	defer b.Close()
-	_ = b.DeleteRange(t.rowPrefix, prefixEnd(t.rowPrefix), nil)
-	_ = b.Delete(t.cpKey, nil)
 	clear(t.cache)
 	clear(t.aux)
-	return b.Commit(pebble.Sync)
+	b := t.db.pdb.NewBatch()
+	defer b.Close()
+	_ = b.Delete(t.cpKey, nil)
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	if err := t.db.pdb.Excise(context.Background(), pebble.KeyRange{Start: t.rowPrefix, End: prefixEnd(t.rowPrefix)}); err != nil {
+		return classify(t.db.dir, err)
+	}
+	return nil
 }
 
 // Scan calls fn for every window stored in Pebble for this task, in key

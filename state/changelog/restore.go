@@ -35,6 +35,17 @@ import (
 	"github.com/eddy-streams/eddy/state"
 )
 
+// How much restore applies at once, at the first marker past either
+// bound. Large applications are ingested as SSTables
+// (state.TaskStore.ApplyRestored): the larger they are, the fewer tables,
+// and from scratch a partition of up to applyRecords rows is one table in
+// the bottom level. The records stay in memory (the fetched batches) until
+// applied: applyBytes bounds that per partition restoring.
+const (
+	applyRecords = 1 << 20
+	applyBytes   = 64 << 20
+)
+
 // RestoreResult says what a restore did.
 type RestoreResult struct {
 	// FromScratch is true when local state was wiped and rebuilt from the
@@ -218,6 +229,8 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 		keys, values [][]byte // applied at the next marker
 		pendKeys     [][]byte // since the last marker
 		pendValues   [][]byte
+		pendBytes    int   // of keys and values
+		pendNew      int   // of pendKeys and pendValues
 		next               = from
 		total              = end - from
 		lastData           = time.Now()
@@ -231,7 +244,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 		if err := t.ApplyRestored(keys, values, cp, sync); err != nil {
 			return fmt.Errorf("apply restored records: %w", err)
 		}
-		keys, values = keys[:0], values[:0]
+		keys, values, pendBytes = keys[:0], values[:0], 0
 		return nil
 	}
 	for next < end {
@@ -270,9 +283,11 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 				keys = append(keys, pendKeys...)
 				values = append(values, pendValues...)
 				pendKeys, pendValues = pendKeys[:0], pendValues[:0]
+				pendBytes += pendNew
+				pendNew = 0
 				cp = state.Checkpoint{TopicID: td.ID, ChangelogNext: next, InputNext: m.InputNext,
 					StreamTime: m.StreamTime, FlushSeq: m.FlushSeq, Upstream: m.Upstream}
-				if len(keys) >= 32768 {
+				if len(keys) >= applyRecords || pendBytes >= applyBytes {
 					ferr = flush(false)
 				}
 				return
@@ -283,6 +298,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 			}
 			pendKeys = append(pendKeys, rec.Key)
 			pendValues = append(pendValues, rec.Value)
+			pendNew += len(rec.Key) + len(rec.Value)
 		})
 		if ferr != nil {
 			return res, ferr
