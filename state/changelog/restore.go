@@ -98,6 +98,9 @@ type Restorer struct {
 	// StallLimit is how long a restore may make no progress towards the
 	// end it measured before it fails. Default 5m.
 	StallLimit time.Duration
+	// applyRecords is applyRecords; tests lower it to restore in many
+	// applications.
+	applyRecords int
 }
 
 // ErrRestoreStalled is the class of *StalledError.
@@ -129,7 +132,7 @@ func (e *StalledError) Is(target error) bool { return target == ErrRestoreStalle
 // isolation, kgo.KeepControlRecords so the end of a transactional log is
 // seen without waiting, and no consume topics) for reading and offsets.
 func NewRestorer(cl *kgo.Client) *Restorer {
-	return &Restorer{cl: cl, adm: kadm.NewClient(cl), IdleEnd: 2 * time.Second, StallLimit: 5 * time.Minute}
+	return &Restorer{cl: cl, adm: kadm.NewClient(cl), IdleEnd: 2 * time.Second, StallLimit: 5 * time.Minute, applyRecords: applyRecords}
 }
 
 // Restore brings t up to the end of partition of topic. When the local
@@ -287,7 +290,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 				pendNew = 0
 				cp = state.Checkpoint{TopicID: td.ID, ChangelogNext: next, InputNext: m.InputNext,
 					StreamTime: m.StreamTime, FlushSeq: m.FlushSeq, Upstream: m.Upstream}
-				if len(keys) >= applyRecords || pendBytes >= applyBytes {
+				if len(keys) >= r.applyRecords || pendBytes >= applyBytes {
 					ferr = flush(false)
 				}
 				return
