@@ -19,8 +19,9 @@
 //	EDDY_BENCH_REPS             repetitions of each configuration (3; quick 1)
 //	EDDY_BENCH_LATENCY_SECONDS  offered-load duration of a latency run (20; quick 15)
 //	EDDY_BENCH_WORKLOADS        comma-separated subset of: consume, count-u100k,
-//	                            filter, restore, latency-10k, count-u1k, count-z100k,
-//	                            count-u1m, latency-half, p99-u100k (all of these),
+//	                            io-u100k, filter, restore, latency-10k, passthrough-10k,
+//	                            count-u1k, count-z100k, count-u1m, latency-half,
+//	                            p99-u100k (all of these),
 //	                            and count-u100k-eos (exactly-once; only when named)
 //	EDDY_BENCH_CPUS             CPUs of the system under test (1)
 //	EDDY_BENCH_PROFILE=1        write CPU and allocation profiles of every eddy
@@ -60,7 +61,7 @@ type config struct {
 }
 
 var (
-	allWorkloads = []string{"consume", "count-u100k", "filter", "restore", "latency-10k",
+	allWorkloads = []string{"consume", "io-u100k", "count-u100k", "filter", "restore", "latency-10k", "passthrough-10k",
 		"count-u1k", "count-z100k", "count-u1m", "latency-half", "p99-u100k", "count-u100k-eos"}
 	defaultWorkloads = allWorkloads[:len(allWorkloads)-1]
 )
@@ -122,6 +123,17 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "consume" {
 		if err := consumeCmd(os.Args[2:]); err != nil {
 			fmt.Fprintln(os.Stderr, "harness consume:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if len(os.Args) > 1 && (os.Args[1] == "iocopy" || os.Args[1] == "passthrough") {
+		cmd := iocopyCmd
+		if os.Args[1] == "passthrough" {
+			cmd = passthroughCmd
+		}
+		if err := cmd(os.Args[2:]); err != nil {
+			fmt.Fprintf(os.Stderr, "harness %s: %v\n", os.Args[1], err)
 			os.Exit(1)
 		}
 		return
@@ -267,6 +279,7 @@ func (r *runner) dataset(ctx context.Context, d dataset) error {
 }
 
 func (r *runner) add(res Result) {
+	res.Load = loadAvg()
 	say("  %s %s rep %d: %s", res.Workload, res.System, res.Rep, res.brief())
 	r.rep.results = append(r.rep.results, res)
 }
@@ -293,6 +306,27 @@ func (r *runner) workload(ctx context.Context, wl string) error {
 				}
 				r.add(res)
 			}
+		}
+		return nil
+	case "io-u100k":
+		if err := r.dataset(ctx, u100k); err != nil {
+			return err
+		}
+		for rep := 1; rep <= r.cfg.reps; rep++ {
+			res, err := runIOCeiling(ctx, r.e, rep, u100k)
+			if err != nil {
+				return err
+			}
+			r.add(res)
+		}
+		return nil
+	case "passthrough-10k":
+		for rep := 1; rep <= r.cfg.reps; rep++ {
+			res, err := runLatency(ctx, r.e, wl, sysPass, rep, 10_000, r.cfg.latencyDur, 1000)
+			if err != nil {
+				return err
+			}
+			r.add(res)
 		}
 		return nil
 	case "restore":

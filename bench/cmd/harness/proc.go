@@ -211,6 +211,11 @@ type throughput struct {
 	CPUPerM    float64 // CPU-seconds per million records
 	PeakRSSMiB float64
 	StartupSec float64 // process start to first commit
+	// The second half of the run (from the first commit that covers half
+	// of the records to the end): the steady state, without start-up,
+	// JIT warm-up or the first commits.
+	SteadyRate    float64 // records/s
+	SteadyCPUPerM float64
 }
 
 // measure waits until group has committed all of want records of input and
@@ -227,6 +232,12 @@ func measure(ctx context.Context, env *env, p *proc, group, input, stage string,
 		t1   time.Time
 		c1   int64
 		cpu1 float64
+		// every poll after the first commit, for the steady state
+		seen []struct {
+			t   time.Time
+			c   int64
+			cpu float64
+		}
 	)
 	for {
 		if p.exited() {
@@ -243,6 +254,13 @@ func measure(ctx context.Context, env *env, p *proc, group, input, stage string,
 				t1, c1, cpu1 = now, gp.committed[stage], cpu
 				r.StartupSec = now.Sub(p.started).Seconds()
 			}
+			if !t1.IsZero() && (len(seen) == 0 || seen[len(seen)-1].c != gp.committed[stage]) {
+				seen = append(seen, struct {
+					t   time.Time
+					c   int64
+					cpu float64
+				}{now, gp.committed[stage], cpu})
+			}
 			if gp.committed[input] >= want && gp.lag == 0 && !t1.IsZero() {
 				total := gp.committed[stage]
 				r.Records = want * (total - c1) / max(total, 1)
@@ -252,6 +270,14 @@ func measure(ctx context.Context, env *env, p *proc, group, input, stage string,
 				}
 				r.Rate = float64(r.Records) / r.Seconds
 				r.CPUPerM = (cpu - cpu1) / float64(r.Records) * 1e6
+				for _, x := range seen {
+					if 2*x.c >= total && x.c < total && now.After(x.t) {
+						recs := float64(want) * float64(total-x.c) / float64(max(total, 1))
+						r.SteadyRate = recs / now.Sub(x.t).Seconds()
+						r.SteadyCPUPerM = (cpu - x.cpu) / recs * 1e6
+						break
+					}
+				}
 				r.PeakRSSMiB = p.peakRSSMiB()
 				return r, nil
 			}

@@ -130,16 +130,19 @@ func ratio(a, b float64) string {
 }
 
 var (
-	fRate  = func(x Result) float64 { return x.Rate }
-	fCPU   = func(x Result) float64 { return x.CPUPerM }
-	fRSS   = func(x Result) float64 { return x.PeakRSS }
-	fReady = func(x Result) float64 { return x.ReadySec }
-	fRest  = func(x Result) float64 { return x.RestoreRate }
-	fP50   = func(x Result) float64 { return x.P50 }
-	fP99   = func(x Result) float64 { return x.P99 }
-	fP999  = func(x Result) float64 { return x.P999 }
-	fOffer = func(x Result) float64 { return x.OfferedRate }
-	fOuts  = func(x Result) float64 { return float64(x.Outputs) }
+	fRate      = func(x Result) float64 { return x.Rate }
+	fCPU       = func(x Result) float64 { return x.CPUPerM }
+	fRSS       = func(x Result) float64 { return x.PeakRSS }
+	fReady     = func(x Result) float64 { return x.ReadySec }
+	fRest      = func(x Result) float64 { return x.RestoreRate }
+	fP50       = func(x Result) float64 { return x.P50 }
+	fP99       = func(x Result) float64 { return x.P99 }
+	fP999      = func(x Result) float64 { return x.P999 }
+	fSteady    = func(x Result) float64 { return x.SteadyRate }
+	fSteadyCPU = func(x Result) float64 { return x.SteadyCPUPerM }
+	fLoad      = func(x Result) float64 { return x.Load }
+	fOffer     = func(x Result) float64 { return x.OfferedRate }
+	fOuts      = func(x Result) float64 { return float64(x.Outputs) }
 )
 
 // throughputWorkloads are the workloads of the throughput table and chart,
@@ -189,6 +192,38 @@ func (r *report) markdown() string {
 		}
 		w("\n")
 	}
+	if len(tp) > 0 {
+		w("## (g) Steady state: the second half of each run\n\n")
+		w("Records/s from the first commit that covers half of the records to the end, next to the whole run (first commit to the end): without start-up, Kafka Streams' JIT warm-up and the first commits.\n\n")
+		w("| workload | eddy whole run | eddy second half | KS whole run | KS second half | ratio whole run | ratio second half | eddy / KS CPU-s/M, second half |\n")
+		w("| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, wl := range tp {
+			w("| %s | %s | %s | %s | %s | %s | **%s** | %s / %s |\n", wl,
+				r.cell(wl, sysEddy, fRate, "%.0f"), r.cell(wl, sysEddy, fSteady, "%.0f"),
+				r.cell(wl, sysKS, fRate, "%.0f"), r.cell(wl, sysKS, fSteady, "%.0f"),
+				ratio(r.median(wl, sysEddy, fRate), r.median(wl, sysKS, fRate)),
+				ratio(r.median(wl, sysEddy, fSteady), r.median(wl, sysKS, fSteady)),
+				r.cell(wl, sysEddy, fSteadyCPU, "%.1f"), r.cell(wl, sysKS, fSteadyCPU, "%.1f"))
+		}
+		w("\n")
+	}
+	if r.has("io-u100k", sysFranz) {
+		io := r.median("io-u100k", sysFranz, fRate)
+		w("## (h) I/O ceiling of count-u100k's record flow\n\n")
+		w("franz-go (`harness iocopy`, on the system under test's CPUs): consume in-u100k and produce, per input record, one result-sized record and one changelog-sized record; no decoding, no state; timed from before the first fetch to the last acknowledgement (CPU includes process start-up).\n\n")
+		w("| | records/s | CPU-s per M records | peak RSS MiB |\n| --- | --- | --- | --- |\n")
+		w("| I/O ceiling (franz-go) | %s | %s | %s |\n", r.cell("io-u100k", sysFranz, fRate, "%.0f"), r.cell("io-u100k", sysFranz, fCPU, "%.2f"), r.cell("io-u100k", sysFranz, fRSS, "%.0f"))
+		for _, x := range []struct {
+			name string
+			f    func(Result) float64
+		}{{"whole run", fRate}, {"second half", fSteady}} {
+			if e := r.median("count-u100k", sysEddy, x.f); e > 0 {
+				w("| eddy count-u100k, %s | %.0f | | | \n", x.name, e)
+				w("| eddy as a fraction of the I/O ceiling, %s | **%.0f%%** | | |\n", x.name, 100*e/max(io, 1))
+			}
+		}
+		w("\n")
+	}
 	if len(r.agreements) > 0 {
 		w("## Agreement of the results\n\n")
 		w("For the keys whose FNV-1a hash is 0 mod %d, every (key, window) result that both systems emitted, compared with the other system's (counts exactly, p99s within %.0f%% of the larger: each DDSketch is within 1%% of the true value) and with the exact result computed from the generated records (counts exactly, p99 within 1%% of the value of rank ⌊0.99·(n−1)⌋; not for filter). Mismatches, if any, are listed in logs/<workload>-<rep>.mismatches.txt.\n\n", sampleEvery, 100*p99Tolerance)
@@ -227,15 +262,24 @@ func (r *report) markdown() string {
 		w("\n")
 	}
 	var lt []string
-	for _, wl := range []string{"latency-10k", "latency-half"} {
-		if r.has(wl, sysEddy) || r.has(wl, sysKS) {
+	for _, wl := range []string{"latency-10k", "latency-half", "passthrough-10k"} {
+		if wl == "passthrough-10k" {
+			continue // listed with the others, below
+		}
+		if r.has(wl, sysEddy) || r.has(wl, sysKS) || (wl == "latency-10k" && r.has("passthrough-10k", sysPass)) {
 			lt = append(lt, wl)
 		}
 	}
 	if len(lt) > 0 {
 		w("## (f) End-to-end latency, open loop (ms, record creation to output append)\n\n| workload | system | offered/s | p50 | p99 | p99.9 | CPU-s/M | peak RSS MiB |\n| --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		if r.has("passthrough-10k", sysPass) {
+			lt = append(lt, "passthrough-10k")
+		}
 		for _, wl := range lt {
-			for _, s := range []string{sysEddy, sysKS} {
+			for _, s := range []string{sysEddy, sysKS, sysPass} {
+				if !r.has(wl, s) {
+					continue
+				}
 				w("| %s | %s | %s | %s | %s | %s | %s | %s |\n", wl, s, r.cell(wl, s, fOffer, "%.0f"),
 					r.cell(wl, s, fP50, "%.0f"), r.cell(wl, s, fP99, "%.0f"), r.cell(wl, s, fP999, "%.0f"),
 					r.cell(wl, s, fCPU, "%.1f"), r.cell(wl, s, fRSS, "%.0f"))
@@ -262,8 +306,24 @@ func (r *report) markdown() string {
 	target("(c) 100k keys, eddy ≥ 50% of the franz-go consume ceiling", e >= f/2, e > 0 && f > 0, fmt.Sprintf("%.0f%%", 100*e/max(f, 1)))
 	rr := r.median("restore", sysEddy, fRest)
 	target("(e) restore ≥ 1M changelog records/s", rr >= 1e6, rr > 0, fmt.Sprintf("%.0f records/s", rr))
+	io := r.median("io-u100k", sysFranz, fRate)
+	target("(c) 100k keys, eddy ≥ 50% of the I/O ceiling of its record flow", e >= io/2, e > 0 && io > 0, fmt.Sprintf("%.0f%%", 100*e/max(io, 1)))
 	p := r.median("latency-10k", sysEddy, fP99)
-	target("(f) p99 < 50 ms at 10k/s", p < 50, r.has("latency-10k", sysEddy), fmt.Sprintf("p99 %.0f ms", p))
+	pt := ""
+	if r.has("passthrough-10k", sysPass) {
+		pt = fmt.Sprintf("; the pass-through baseline's p99 %.0f ms", r.median("passthrough-10k", sysPass, fP99))
+	}
+	target("(f) p99 < 50 ms at 10k/s", p < 50, r.has("latency-10k", sysEddy), fmt.Sprintf("p99 %.0f ms%s", p, pt))
+	w("\n## Machine load\n\nThe 1-minute load average at the end of each run (the machine's own load: numbers taken at a load above its CPU count are noisy).\n\n| workload | system | load median (min–max) |\n| --- | --- | --- |\n")
+	type ws struct{ wl, sys string }
+	var seen []ws
+	for _, x := range r.results {
+		k := ws{x.Workload, x.System}
+		if !slices.Contains(seen, k) {
+			seen = append(seen, k)
+			w("| %s | %s | %s |\n", k.wl, k.sys, r.cell(k.wl, k.sys, fLoad, "%.1f"))
+		}
+	}
 	if len(r.failures) > 0 {
 		w("\n## Failures\n\n")
 		for _, f := range r.failures {

@@ -38,6 +38,9 @@ type Result struct {
 	PeakRSS  float64 `json:"peak_rss_mib,omitempty"`
 	Startup  float64 `json:"startup_sec,omitempty"`
 	Outputs  int64   `json:"output_records,omitempty"` // results written, a check that both did the same work
+	// the second half of a throughput run (see throughput.SteadyRate)
+	SteadyRate    float64 `json:"steady_records_per_sec,omitempty"`
+	SteadyCPUPerM float64 `json:"steady_cpu_sec_per_million,omitempty"`
 	// restore
 	ReadySec    float64 `json:"ready_sec,omitempty"`
 	Changelog   int64   `json:"changelog_records,omitempty"`
@@ -49,6 +52,22 @@ type Result struct {
 	P999        float64 `json:"p999_ms,omitempty"`
 	Samples     int     `json:"latency_samples,omitempty"`
 	Note        string  `json:"note,omitempty"`
+	// Load is the machine's 1-minute load average when the run ended.
+	Load float64 `json:"loadavg_1m,omitempty"`
+}
+
+// loadAvg is the 1-minute load average (/proc/loadavg), 0 if unknown.
+func loadAvg() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	v, _ := strconv.ParseFloat(f[0], 64)
+	return v
 }
 
 // pipeline is the logic of one streaming workload, for both systems.
@@ -192,7 +211,8 @@ func runThroughput(ctx context.Context, e *env, wl, sys string, rep int, pl pipe
 		say("window histogram of %s: %v", output, err)
 	}
 	return Result{Workload: wl, System: sys, Rep: rep, Records: tp.Records, Seconds: tp.Seconds, Rate: tp.Rate,
-		CPUPerM: tp.CPUPerM, PeakRSS: tp.PeakRSSMiB, Startup: tp.StartupSec, Outputs: outs}, sample, nil
+		CPUPerM: tp.CPUPerM, PeakRSS: tp.PeakRSSMiB, Startup: tp.StartupSec, Outputs: outs,
+		SteadyRate: tp.SteadyRate, SteadyCPUPerM: tp.SteadyCPUPerM}, sample, nil
 }
 
 var consumedRE = regexp.MustCompile(`CONSUMED records=(\d+) bytes=(\d+) seconds=([0-9.]+)`)
@@ -354,13 +374,32 @@ func runLatency(ctx context.Context, e *env, wl, sys string, rep, rate int, dur 
 		return Result{}, err
 	}
 	pl := pipeline{mode: "latency", windowMs: 10_000, graceMs: 0, commitMs: latencyCommitMs, guarantee: "at_least_once"}
-	p, readyURL, err := startSystem(e, sys, pl, app, input, output, app, nil)
-	if err != nil {
-		return Result{}, err
-	}
-	defer p.stop()
-	if _, err := waitReady(ctx, p, sys, readyURL, false, 2*time.Minute); err != nil {
-		return Result{}, err
+	var p *proc
+	if sys == sysPass {
+		self, err := os.Executable()
+		if err != nil {
+			return Result{}, err
+		}
+		if p, err = startProc(e, app, []string{self, "passthrough", e.brokers, input, output}, "PASSTHROUGH"); err != nil {
+			return Result{}, err
+		}
+		defer p.stop()
+		for len(p.watched()) == 0 {
+			if p.exited() {
+				return Result{}, fmt.Errorf("%s exited (%v)", app, p.waitErr)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	} else {
+		var readyURL string
+		var err error
+		if p, readyURL, err = startSystem(e, sys, pl, app, input, output, app, nil); err != nil {
+			return Result{}, err
+		}
+		defer p.stop()
+		if _, err := waitReady(ctx, p, sys, readyURL, false, 2*time.Minute); err != nil {
+			return Result{}, err
+		}
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(e.brokers), kgo.ConsumeTopics(output),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxWait(10*time.Millisecond))
@@ -384,7 +423,16 @@ func runLatency(ctx context.Context, e *env, wl, sys string, rep, rate int, dur 
 				var v struct {
 					LastTS float64 `json:"last_ts"`
 				}
-				if json.Unmarshal(r.Value, &v) != nil || int64(v.LastTS) < warm {
+				if sys == sysPass {
+					ts, ok := eventTime(r.Value)
+					if !ok {
+						return
+					}
+					v.LastTS = float64(ts)
+				} else if json.Unmarshal(r.Value, &v) != nil {
+					return
+				}
+				if int64(v.LastTS) < warm {
 					return
 				}
 				mu.Lock()
