@@ -108,6 +108,9 @@ func exactSample(events []sampledEvent, windowMs int64, mode string) resultSampl
 // agreement is the comparison of one repetition's samples.
 type agreement struct {
 	Workload string `json:"workload"`
+	// Peer is the system compared with eddy: kstreams or goka. The
+	// fields named KS are the peer's.
+	Peer     string `json:"peer"`
 	Rep      int    `json:"rep"`
 	Compared int    `json:"compared"` // sampled (key, window) results both emitted
 	OnlyEddy int    `json:"only_eddy"`
@@ -139,16 +142,16 @@ func (a agreement) ok() bool {
 }
 
 func (a agreement) brief() string {
-	s := fmt.Sprintf("%d sampled results compared (only eddy %d, only Kafka Streams %d), %d count mismatches",
+	s := fmt.Sprintf("%d sampled results compared (only eddy %d, only the peer %d), %d count mismatches",
 		a.Compared, a.OnlyEddy, a.OnlyKS, a.CountBad)
 	if a.P99Compared > 0 {
 		s += fmt.Sprintf("; p99: %d compared (%d over ≥2 records), %d equal, %d beyond %.0f%%, max relative difference %.2g%%",
 			a.P99Compared, a.P99Multi, a.P99Equal, a.P99Bad, 100*p99Tolerance, 100*a.P99MaxRel)
 	}
 	if a.ExactCompared > 0 {
-		s += fmt.Sprintf("; against the exact results: %d compared, off: eddy %d, Kafka Streams %d", a.ExactCompared, a.EddyOff, a.KSOff)
+		s += fmt.Sprintf("; against the exact results: %d compared, off: eddy %d, the peer %d", a.ExactCompared, a.EddyOff, a.KSOff)
 		if a.P99Compared > 0 {
-			s += fmt.Sprintf(" (largest p99 error eddy %.3f%%, Kafka Streams %.3f%%)", 100*a.EddyMaxErr, 100*a.KSMaxErr)
+			s += fmt.Sprintf(" (largest p99 error eddy %.3f%%, the peer %.3f%%)", 100*a.EddyMaxErr, 100*a.KSMaxErr)
 		}
 	}
 	return s

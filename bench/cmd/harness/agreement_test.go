@@ -4,6 +4,7 @@ import (
 	"os"
 	"testing"
 
+	"github.com/hamba/avro/v2"
 	"go.uber.org/goleak"
 
 	"github.com/eddy-streams/eddy/topology"
@@ -157,5 +158,25 @@ func TestMergeDir(t *testing.T) {
 	}
 	if _, err := os.Stat(src); !os.IsNotExist(err) {
 		t.Fatalf("%s still there: %v", src, err)
+	}
+}
+
+// eventTime reads ts back from an event in the Confluent wire format, as
+// the pass-through baseline does, for times before and after 1970.
+func TestEventTime(t *testing.T) {
+	s := avro.MustParse(eventSchema)
+	for _, ts := range []int64{0, 1, -1, 1_764_158_400_123, -62_135_596_800_000} {
+		body, err := avro.Marshal(s, map[string]any{"ts": ts, "key": "k", "service": "", "endpoint": "", "status": 0,
+			"latency_ms": 0.0, "region": "", "user_agent": "", "tags": []string{}, "request_id": ""})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := eventTime(append([]byte{0, 0, 0, 0, 7}, body...))
+		if !ok || got != ts {
+			t.Errorf("eventTime of ts %d = %d, %v", ts, got, ok)
+		}
+	}
+	if _, ok := eventTime([]byte{1, 0, 0, 0, 7, 2}); ok {
+		t.Error("eventTime accepted a value without the magic byte")
 	}
 }

@@ -24,6 +24,8 @@
 //	                            p99-u100k (all of these),
 //	                            and count-u100k-eos (exactly-once; only when named)
 //	EDDY_BENCH_CPUS             CPUs of the system under test (1)
+//	EDDY_BENCH_SYSTEMS          comma-separated subset of eddy, kstreams, goka (all);
+//	                            goka runs the count workloads at least once only
 //	EDDY_BENCH_PROFILE=1        write CPU and allocation profiles of every eddy
 //	                            run to <out>/profiles (go tool pprof)
 //	EDDY_BENCH_OUT              results directory (bench/results)
@@ -57,7 +59,7 @@ type config struct {
 	workloads   []string
 	cpus        string
 	out         string
-	systems     []string // eddy, kstreams (EDDY_BENCH_SYSTEMS; default both)
+	systems     []string // eddy, kstreams, goka (EDDY_BENCH_SYSTEMS; default all three)
 }
 
 var (
@@ -97,13 +99,13 @@ func loadConfig(root string) (config, error) {
 			c.workloads = append(c.workloads, w)
 		}
 	}
-	c.systems = []string{sysEddy, sysKS}
+	c.systems = []string{sysEddy, sysKS, sysGoka}
 	if v := os.Getenv("EDDY_BENCH_SYSTEMS"); v != "" {
 		c.systems = nil
 		for _, s := range strings.Split(v, ",") {
 			s = strings.TrimSpace(s)
-			if s != sysEddy && s != sysKS {
-				return c, fmt.Errorf("EDDY_BENCH_SYSTEMS: unknown system %q (known: %s, %s)", s, sysEddy, sysKS)
+			if s != sysEddy && s != sysKS && s != sysGoka {
+				return c, fmt.Errorf("EDDY_BENCH_SYSTEMS: unknown system %q (known: %s, %s, %s)", s, sysEddy, sysKS, sysGoka)
 			}
 			c.systems = append(c.systems, s)
 		}
@@ -197,8 +199,15 @@ func mainErr() error {
 	if err := buildEddy(e); err != nil {
 		return err
 	}
-	if err := buildPeer(e); err != nil {
-		return err
+	if slices.Contains(cfg.systems, sysKS) {
+		if err := buildPeer(e); err != nil {
+			return err
+		}
+	}
+	if slices.Contains(cfg.systems, sysGoka) {
+		if err := buildGoka(e); err != nil {
+			return err
+		}
 	}
 	brokerState := "/tmp/eddy-kafka-bench"
 	say("starting Kafka (scripts/kafka.sh, state %s)", brokerState)
@@ -289,6 +298,12 @@ func (r *runner) workload(ctx context.Context, wl string) error {
 	u100k := dataset{Name: "u100k", Keys: 100_000, Dist: "uniform", Records: n}
 	alo := pipeline{mode: "count", windowMs: 10_000, graceMs: 5_000, commitMs: 1000, guarantee: "at_least_once"}
 	both := r.cfg.systems
+	var pair []string // eddy and Kafka Streams: the workloads the Goka peer has no logic for
+	for _, s := range both {
+		if s != sysGoka {
+			pair = append(pair, s)
+		}
+	}
 	var (
 		d  dataset
 		pl = alo
@@ -334,7 +349,7 @@ func (r *runner) workload(ctx context.Context, wl string) error {
 		if err := r.dataset(ctx, d); err != nil {
 			return err
 		}
-		for _, sys := range both {
+		for _, sys := range pair {
 			res, err := runRestore(ctx, r.e, sys, r.cfg.reps, d)
 			for _, x := range res {
 				r.add(x)
@@ -346,7 +361,7 @@ func (r *runner) workload(ctx context.Context, wl string) error {
 		return nil
 	case "latency-10k", "latency-half":
 		for rep := 1; rep <= r.cfg.reps; rep++ {
-			for _, sys := range both {
+			for _, sys := range pair {
 				rate := 10_000
 				if wl == "latency-half" {
 					max := r.rep.median("filter", sys, func(x Result) float64 { return x.Rate })
@@ -394,6 +409,9 @@ func (r *runner) workload(ctx context.Context, wl string) error {
 	for rep := 1; rep <= r.cfg.reps; rep++ {
 		samples := map[string]resultSample{}
 		for _, sys := range both {
+			if sys == sysGoka && (pl.mode != "count" || pl.guarantee != "at_least_once") {
+				continue // the Goka peer counts, at least once
+			}
 			res, sample, err := runThroughput(ctx, r.e, wl, sys, rep, pl, d)
 			if err != nil {
 				return fmt.Errorf("%s: %w", sys, err)
@@ -401,9 +419,13 @@ func (r *runner) workload(ctx context.Context, wl string) error {
 			r.add(res)
 			samples[sys] = sample
 		}
-		if samples[sysEddy] != nil && samples[sysKS] != nil {
-			exact := exactSample(r.sampled[d.Name], pl.windowMs, pl.mode)
-			r.agree(compareSamples(wl, rep, samples[sysEddy], samples[sysKS], exact))
+		exact := exactSample(r.sampled[d.Name], pl.windowMs, pl.mode)
+		for _, peer := range []string{sysKS, sysGoka} {
+			if samples[sysEddy] != nil && samples[peer] != nil {
+				a := compareSamples(wl, rep, samples[sysEddy], samples[peer], exact)
+				a.Peer = peer
+				r.agree(a)
+			}
 		}
 	}
 	return nil
@@ -416,9 +438,9 @@ func (r *runner) agree(a agreement) {
 	if !a.ok() {
 		verdict = "DISAGREE"
 	}
-	say("  %s rep %d: eddy and Kafka Streams %s: %s", a.Workload, a.Rep, verdict, a.brief())
+	say("  %s rep %d: eddy and %s %s: %s", a.Workload, a.Rep, a.Peer, verdict, a.brief())
 	if len(a.Mismatches) > 0 {
-		f := filepath.Join(r.e.logDir, fmt.Sprintf("%s-%d.mismatches.txt", a.Workload, a.Rep))
+		f := filepath.Join(r.e.logDir, fmt.Sprintf("%s-%d-%s.mismatches.txt", a.Workload, a.Rep, a.Peer))
 		if err := os.WriteFile(f, []byte(strings.Join(a.Mismatches, "\n")+"\n"), 0o644); err != nil {
 			say("write %s: %v", f, err)
 		}

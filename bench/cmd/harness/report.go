@@ -224,11 +224,33 @@ func (r *report) markdown() string {
 		}
 		w("\n")
 	}
+	var gk []string
+	for _, wl := range throughputWorkloads {
+		if r.has(wl, sysGoka) {
+			gk = append(gk, wl)
+		}
+	}
+	if len(gk) > 0 {
+		w("## (i) The Go peer: Goka, one core\n\n")
+		w("bench/goka: the count per key per window in Goka v1.1.14 (sarama, LevelDB), re-keyed to (key, window start) through its loop topic, results emitted on every update (Goka has no windows). Same input, same one core, same measurement.\n\n")
+		w("| workload | eddy records/s | Goka records/s | ratio eddy/Goka | eddy / Goka, second half | eddy CPU-s/M | Goka CPU-s/M | Goka/eddy CPU per record | Goka peak RSS MiB | results written eddy / Goka |\n")
+		w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		for _, wl := range gk {
+			w("| %s | %s | %s | **%s** | %s | %s | %s | %s | %s | %s / %s |\n", wl,
+				r.cell(wl, sysEddy, fRate, "%.0f"), r.cell(wl, sysGoka, fRate, "%.0f"),
+				ratio(r.median(wl, sysEddy, fRate), r.median(wl, sysGoka, fRate)),
+				ratio(r.median(wl, sysEddy, fSteady), r.median(wl, sysGoka, fSteady)),
+				r.cell(wl, sysEddy, fCPU, "%.1f"), r.cell(wl, sysGoka, fCPU, "%.1f"),
+				ratio(r.median(wl, sysGoka, fCPU), r.median(wl, sysEddy, fCPU)),
+				r.cell(wl, sysGoka, fRSS, "%.0f"), r.cell(wl, sysEddy, fOuts, "%.0f"), r.cell(wl, sysGoka, fOuts, "%.0f"))
+		}
+		w("\n")
+	}
 	if len(r.agreements) > 0 {
 		w("## Agreement of the results\n\n")
 		w("For the keys whose FNV-1a hash is 0 mod %d, every (key, window) result that both systems emitted, compared with the other system's (counts exactly, p99s within %.0f%% of the larger: each DDSketch is within 1%% of the true value) and with the exact result computed from the generated records (counts exactly, p99 within 1%% of the value of rank ⌊0.99·(n−1)⌋; not for filter). Mismatches, if any, are listed in logs/<workload>-<rep>.mismatches.txt.\n\n", sampleEvery, 100*p99Tolerance)
-		w("| workload | rep | compared | only eddy | only KS | count mismatches | p99 compared (over ≥2 records) | p99 equal | p99 beyond %.0f%% | max p99 difference | off exact: eddy / KS | max p99 error vs exact: eddy / KS |\n", 100*p99Tolerance)
-		w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+		w("| workload | peer | rep | compared | only eddy | only peer | count mismatches | p99 compared (over ≥2 records) | p99 equal | p99 beyond %.0f%% | max p99 difference | off exact: eddy / peer | max p99 error vs exact: eddy / peer |\n", 100*p99Tolerance)
+		w("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 		for _, a := range r.agreements {
 			p99, exact, exactErr := "– | – | – | –", "–", "–"
 			if a.P99Compared > 0 {
@@ -240,7 +262,11 @@ func (r *report) markdown() string {
 					exactErr = fmt.Sprintf("%.3f%% / %.3f%%", 100*a.EddyMaxErr, 100*a.KSMaxErr)
 				}
 			}
-			w("| %s | %d | %d | %d | %d | %d | %s | %s | %s |\n", a.Workload, a.Rep, a.Compared, a.OnlyEddy, a.OnlyKS, a.CountBad, p99, exact, exactErr)
+			peer := a.Peer
+			if peer == "" {
+				peer = sysKS // results from before the Goka peer
+			}
+			w("| %s | %s | %d | %d | %d | %d | %d | %s | %s | %s |\n", a.Workload, peer, a.Rep, a.Compared, a.OnlyEddy, a.OnlyKS, a.CountBad, p99, exact, exactErr)
 		}
 		w("\n")
 	}

@@ -29,6 +29,8 @@ type env struct {
 	registry string
 	eddyBin  string
 	ksCP     string // classpath of the Kafka Streams peer
+	gokaBin  string // the Goka peer (bench/goka, its own module)
+	schema   string // a file holding the input's Avro schema, for the Goka peer
 	java     string
 	cl       *kgo.Client
 	adm      *kadm.Client
@@ -125,6 +127,18 @@ func buildPeer(e *env) error {
 	e.ksCP = classes + ":" + libs + "/*"
 	e.java = "java"
 	return nil
+}
+
+// buildGoka builds the Goka peer (bench/goka, a module of its own so that
+// eddy's does not carry Goka's dependencies) and writes the input schema
+// where it reads it.
+func buildGoka(e *env) error {
+	e.gokaBin = filepath.Join(e.work, "goka-peer")
+	if _, err := run(filepath.Join(e.root, "bench", "goka"), "go", "build", "-o", e.gokaBin, "."); err != nil {
+		return fmt.Errorf("build the Goka peer: %w", err)
+	}
+	e.schema = filepath.Join(e.work, "event.avsc")
+	return os.WriteFile(e.schema, []byte(eventSchema), 0o644)
 }
 
 // startBroker starts the Kafka of scripts/kafka.sh in its own state dir.

@@ -22,6 +22,7 @@ import (
 const (
 	sysEddy    = "eddy"
 	sysKS      = "kstreams"
+	sysGoka    = "goka"
 	sysFranz   = "franz-go"
 	sysJavaCon = "java-consumer"
 )
@@ -138,6 +139,11 @@ func startSystem(e *env, sys string, pl pipeline, app, input, output, name strin
 			"--state-dir", state, "--http-addr", addr, "--registry-url", e.registry,
 			"--session-timeout", "6s", "--memory-limit", "0", "--log-level", "warn"}, "", penv...)
 		return p, "http://" + addr + "/readyz", err
+	case sysGoka:
+		p, err := startProc(e, name, []string{e.gokaBin, "bootstrap=" + e.brokers, "input=" + input, "output=" + output,
+			"app=" + app, "state=" + state, "schema=" + e.schema, "window_ms=" + strconv.FormatInt(pl.windowMs, 10),
+			"grace_ms=" + strconv.FormatInt(pl.graceMs, 10), "commit_ms=" + strconv.FormatInt(pl.commitMs, 10)}, "")
+		return p, "", err
 	default:
 		args := []string{e.java, "-Xms256m", "-Xmx1g", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", e.ksCP, "EddyPeer", pl.mode,
 			"bootstrap=" + e.brokers, "input=" + input, "output=" + output, "app=" + app, "state=" + state,
