@@ -6,6 +6,8 @@
 //     distinct counts via HyperLogLog), and its versioned binary encoding.
 //   - store.go: DB and TaskStore, a task's rows (and aux entries) in Pebble
 //     behind a write-back cache.
+//   - ingest.go: restored changelog records written as sorted SSTables
+//     and ingested into Pebble with their checkpoint, atomically.
 //   - checkpoint.go: Checkpoint, the position a task's state reflects, and
 //     MarkerKey, the changelog key of commit markers.
 //   - lock.go: one process per state directory.

@@ -14,7 +14,11 @@ package changelog
 // after every row record and every output of the flush is acknowledged.
 //
 // Restore applies records in log order and advances the checkpoint at each
-// marker. Records after the last marker belong to a flush that did not
+// marker. It applies them in large steps (up to applyRecords records or
+// applyBytes bytes, at a marker), each one atomic with its checkpoint;
+// large steps are ingested into Pebble as sorted SSTables
+// (state.TaskStore.ApplyRestored), so restored rows are not written
+// through the WAL and memtable and then flushed and compacted. Records after the last marker belong to a flush that did not
 // finish (a crash between producing rows and the marker): they are not
 // applied, and the input they came from is processed again from the
 // marker's InputNext. Compaction keeps the newest marker (all share one key)
