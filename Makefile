@@ -22,9 +22,11 @@ kafka-stop:
 vet:
 	go vet ./...
 
-# eddy against Kafka Streams on a real broker (BENCHMARKS.md; settings in
-# bench/cmd/harness/main.go). The harness, broker and load generator run on
-# CPU 0, the system under test on EDDY_BENCH_CPUS (default 1).
+# eddy against Kafka Streams and Goka (bench/goka, its own Go module) on a
+# real broker, with the I/O ceiling and pass-through latency baselines
+# (BENCHMARKS.md; settings in bench/cmd/harness/main.go). The harness,
+# broker and load generator run on CPU 0, the system under test on
+# EDDY_BENCH_CPUS (default 1).
 bench:
 	go build -o bin/bench-harness ./bench/cmd/harness
 	taskset -c 0 bin/bench-harness
