@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -107,5 +108,52 @@ func TestApplyRestoredIngestSurvivesMachineCrash(t *testing.T) {
 	db.Close()
 	if opened == 0 {
 		t.Error("no crash image opened: the test checked nothing")
+	}
+}
+
+// A state directory written by an earlier eddy (Pebble's oldest format,
+// which has no excise) opens, keeps its rows, and can be wiped and
+// restored by ingestion: Open ratchets its format.
+func TestOpenOldFormatStore(t *testing.T) {
+	dir := t.TempDir()
+	old, err := pebble.Open(dir, &pebble.Options{Logger: quietLogger{}, FormatMajorVersion: pebble.FormatMinSupported})
+	if err != nil {
+		t.Fatal(err)
+	}
+	prev := &DB{pdb: old, dir: dir, fs: vfs.Default}
+	ts := prev.TaskStore("windows", 0, testSpecs, 0)
+	wk := WindowKey{Key: `["old"]`, Start: 0, End: 10}
+	ts.Put(wk, testRow(1))
+	if err := ts.Commit(ts.Dirty(), Checkpoint{ChangelogNext: 7}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db := openDB(t, dir)
+	defer db.Close()
+	if v := db.pdb.FormatMajorVersion(); v < pebble.FormatVirtualSSTables {
+		t.Fatalf("format %d after Open, want at least %d", v, pebble.FormatVirtualSSTables)
+	}
+	ts = db.TaskStore("windows", 0, testSpecs, 0)
+	if r, err := ts.Get(wk); err != nil || r == nil {
+		t.Fatalf("row written before the upgrade: %v, %v", r, err)
+	}
+	if err := ts.Wipe(); err != nil {
+		t.Fatal(err)
+	}
+	var keys, values [][]byte
+	for i := range ingestMinRecords {
+		keys = append(keys, WindowKey{Key: fmt.Sprintf(`["n%05d"]`, i), Start: 0, End: 10}.AppendBinary(nil))
+		values = append(values, testRow(float64(i)).AppendBinary(nil))
+	}
+	if err := ts.ApplyRestored(keys, values, Checkpoint{ChangelogNext: 9}, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := restoredRows(t, ts); len(got) != ingestMinRecords {
+		t.Errorf("%d rows after wipe and ingestion, want %d", len(got), ingestMinRecords)
+	}
+	if cp, ok, err := ts.Checkpoint(); err != nil || !ok || cp.ChangelogNext != 9 {
+		t.Errorf("checkpoint %+v, %v, %v; want ChangelogNext 9", cp, ok, err)
 	}
 }
