@@ -179,15 +179,24 @@ func (k WindowKey) AppendBinary(dst []byte) []byte {
 	return binary.BigEndian.AppendUint64(dst, flip(k.End))
 }
 
+// CheckWindowKey reports whether b is a window key as AppendBinary
+// writes it (the error ParseWindowKey would return), without decoding it.
+func CheckWindowKey(b []byte) error {
+	if len(b) < 2 {
+		return fmt.Errorf("window key of %d bytes: %w", len(b), ErrCorruptState)
+	}
+	if n := int(binary.BigEndian.Uint16(b)); len(b) != 2+n+16 {
+		return fmt.Errorf("window key of %d bytes, want %d: %w", len(b), 2+n+16, ErrCorruptState)
+	}
+	return nil
+}
+
 // ParseWindowKey decodes what AppendBinary wrote.
 func ParseWindowKey(b []byte) (WindowKey, error) {
-	if len(b) < 2 {
-		return WindowKey{}, fmt.Errorf("window key of %d bytes: %w", len(b), ErrCorruptState)
+	if err := CheckWindowKey(b); err != nil {
+		return WindowKey{}, err
 	}
 	n := int(binary.BigEndian.Uint16(b))
-	if len(b) != 2+n+16 {
-		return WindowKey{}, fmt.Errorf("window key of %d bytes, want %d: %w", len(b), 2+n+16, ErrCorruptState)
-	}
 	return WindowKey{
 		Key:   string(b[2 : 2+n]),
 		Start: int64(binary.BigEndian.Uint64(b[2+n:]) ^ (1 << 63)),

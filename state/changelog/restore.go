@@ -233,25 +233,37 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 	defer r.cl.RemoveConsumePartitions(map[string][]int32{topic: {partition}})
 
 	var (
-		keys, values [][]byte // applied at the next marker
-		pendKeys     [][]byte // since the last marker
-		pendValues   [][]byte
-		pendBytes    int   // of keys and values
-		pendNew      int   // of pendKeys and pendValues
-		next               = from
-		total              = end - from
-		lastData           = time.Now()
-		leader       int32 = -1
-		probe        tailProbe
+		// The records read and not applied yet, in log order: the first
+		// marked up to the last marker (applied at the next flush), the
+		// rest since it. Sized for the restore, up to 256k records (12
+		// MiB of slice headers), so that appending rarely copies.
+		keys       = make([][]byte, 0, min(end-from, int64(r.applyRecords), 1<<18))
+		values     = make([][]byte, 0, cap(keys))
+		marked     int   // records up to the last marker
+		markedSize int   // their bytes (keys and values)
+		readSize   int   // bytes of all of keys and values
+		next             = from
+		total            = end - from
+		lastData         = time.Now()
+		leader     int32 = -1
+		probe      tailProbe
 	)
 	if pd, ok := td.Partitions[partition]; ok {
 		leader = pd.Leader
 	}
 	flush := func(sync bool) error {
-		if err := t.ApplyRestored(keys, values, cp, sync); err != nil {
+		if err := t.ApplyRestored(keys[:marked], values[:marked], cp, sync); err != nil {
 			return fmt.Errorf("apply restored records: %w", err)
 		}
-		keys, values, pendBytes = keys[:0], values[:0], 0
+		// What follows the marker moves to the front (clearing the rest
+		// lets the applied records' fetch buffers go).
+		n := copy(keys, keys[marked:])
+		copy(values, values[marked:])
+		clear(keys[n:])
+		clear(values[n:])
+		keys, values = keys[:n], values[:n]
+		readSize -= markedSize
+		marked, markedSize = 0, 0
 		return nil
 	}
 	for next < end {
@@ -287,25 +299,21 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 					ferr = fmt.Errorf("changelog %s/%d offset %d: marker: %w", topic, partition, rec.Offset, perr)
 					return
 				}
-				keys = append(keys, pendKeys...)
-				values = append(values, pendValues...)
-				pendKeys, pendValues = pendKeys[:0], pendValues[:0]
-				pendBytes += pendNew
-				pendNew = 0
+				marked, markedSize = len(keys), readSize
 				cp = state.Checkpoint{TopicID: td.ID, ChangelogNext: next, InputNext: m.InputNext,
 					StreamTime: m.StreamTime, FlushSeq: m.FlushSeq, Upstream: m.Upstream}
-				if len(keys) >= r.applyRecords || pendBytes >= applyBytes {
+				if marked >= r.applyRecords || markedSize >= applyBytes {
 					ferr = flush(false)
 				}
 				return
 			}
-			if _, kerr := state.ParseWindowKey(rec.Key); kerr != nil {
+			if kerr := state.CheckWindowKey(rec.Key); kerr != nil {
 				ferr = fmt.Errorf("changelog %s/%d offset %d: %w", topic, partition, rec.Offset, kerr)
 				return
 			}
-			pendKeys = append(pendKeys, rec.Key)
-			pendValues = append(pendValues, rec.Value)
-			pendNew += len(rec.Key) + len(rec.Value)
+			keys = append(keys, rec.Key)
+			values = append(values, rec.Value)
+			readSize += len(rec.Key) + len(rec.Value)
 		})
 		if ferr != nil {
 			return res, ferr
@@ -332,7 +340,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 	if err := flush(true); err != nil {
 		return res, err
 	}
-	res.Discarded = len(pendKeys)
+	res.Discarded = len(keys) - marked
 	res.Checkpoint = cp
 	res.Took = time.Since(began)
 	return res, nil
