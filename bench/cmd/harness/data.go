@@ -107,7 +107,32 @@ func createTopic(ctx context.Context, adm *kadm.Client, topic string, parts int3
 	if resp.Err != nil {
 		return fmt.Errorf("create topic %s: %w", topic, resp.Err)
 	}
-	return nil
+	// A system started right after must find the topic in its first
+	// metadata (eddy stops on a missing source topic): wait until the
+	// broker lists it with a leader for every partition.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		tds, err := adm.ListTopics(ctx, topic)
+		if err == nil {
+			if td, ok := tds[topic]; ok && td.Err == nil && len(td.Partitions) == int(parts) {
+				ready := true
+				for _, p := range td.Partitions {
+					ready = ready && p.Err == nil && p.Leader >= 0
+				}
+				if ready {
+					return nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("create topic %s: not in the metadata with leaders after 30s (%v)", topic, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 // sampledEvent is one pre-loaded record of a sampled key (see inSample),
