@@ -1,0 +1,306 @@
+package runbook
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// Reading a preview's source. Blocks share a source read: the Hub keeps
+// one reader per (topic, start), and every preview of that topic starting
+// there gets the same records. A block reading from now joins the topic's
+// running "now" reader wherever it is (now, for it).
+//
+// A reader is ephemeral: a kgo client without a consumer group, its
+// partitions assigned directly (ConsumePartitions) at offsets found by
+// timestamp (kadm ListOffsetsAfterMilli) or at their end, read_committed,
+// and it commits nothing. It never writes. It ends when its last
+// subscriber leaves.
+//
+// Bounded: a reader hands at most MaxReadRate records a second to its
+// subscribers; the others are dropped and counted (Stats.Skipped), which
+// the page shows as "sampled". A subscriber that does not keep up (its
+// buffer of subBuffer batches full) loses batches, counted the same way.
+
+const subBuffer = 64
+
+// HubConfig is how the Hub reaches Kafka.
+type HubConfig struct {
+	Brokers    []string
+	ClientOpts []kgo.Opt
+	// MaxReadRate is the most records a second one reader passes on.
+	// Default 5000.
+	MaxReadRate int
+	Logger      *slog.Logger
+}
+
+// Hub owns the source readers. Safe for concurrent use.
+type Hub struct {
+	cfg HubConfig
+	log *slog.Logger
+
+	mu      sync.Mutex
+	readers map[readerKey]*reader
+	wg      sync.WaitGroup
+}
+
+type readerKey struct {
+	topic string
+	from  int64 // ms; 0: now
+}
+
+// NewHub makes a Hub.
+func NewHub(cfg HubConfig) *Hub {
+	if cfg.MaxReadRate <= 0 {
+		cfg.MaxReadRate = 5000
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Hub{cfg: cfg, log: cfg.Logger.With("component", "runbook-source"), readers: map[readerKey]*reader{}}
+}
+
+// Stats is what a subscription has seen of its source.
+type Stats struct {
+	// Read counts the records passed on; Skipped those dropped to keep
+	// under the read rate (or because the subscriber was behind).
+	Read, Skipped int64
+	// Readers is how many previews share this read.
+	Readers int
+	// Err is the reader's last error ("" when none).
+	Err string
+}
+
+// Subscription is one preview's share of a reader.
+type Subscription struct {
+	// C delivers batches of records in partition order.
+	C     <-chan []*kgo.Record
+	c     chan []*kgo.Record
+	r     *reader
+	h     *Hub
+	mu    sync.Mutex
+	stats Stats
+}
+
+// Stats returns the subscription's counts.
+func (s *Subscription) Stats() Stats {
+	s.mu.Lock()
+	st := s.stats
+	s.mu.Unlock()
+	s.r.mu.Lock()
+	st.Readers = len(s.r.subs)
+	st.Err = s.r.err
+	s.r.mu.Unlock()
+	return st
+}
+
+// Close leaves the reader (the last one out stops it). Idempotent.
+func (s *Subscription) Close() { s.h.leave(s) }
+
+// Subscribe joins the reader of topic from (zero: now), starting it if
+// there is none.
+func (h *Hub) Subscribe(topic string, from time.Time) *Subscription {
+	k := readerKey{topic: topic}
+	if !from.IsZero() {
+		k.from = from.UnixMilli()
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := h.readers[k]
+	if r == nil {
+		r = &reader{key: k, subs: map[*Subscription]struct{}{}, done: make(chan struct{})}
+		var ctx context.Context
+		ctx, r.cancel = context.WithCancel(context.Background())
+		h.readers[k] = r
+		h.wg.Add(1)
+		go func() {
+			defer h.wg.Done()
+			defer close(r.done)
+			h.run(ctx, r)
+		}()
+	}
+	s := &Subscription{c: make(chan []*kgo.Record, subBuffer), r: r, h: h}
+	s.C = s.c
+	r.mu.Lock()
+	r.subs[s] = struct{}{}
+	r.mu.Unlock()
+	return s
+}
+
+func (h *Hub) leave(s *Subscription) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r := s.r
+	r.mu.Lock()
+	_, in := r.subs[s]
+	delete(r.subs, s)
+	last := len(r.subs) == 0
+	r.mu.Unlock()
+	if in && last && h.readers[r.key] == r {
+		delete(h.readers, r.key)
+		r.cancel()
+	}
+}
+
+// Close stops every reader and waits for them.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	for k, r := range h.readers {
+		r.cancel()
+		delete(h.readers, k)
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+type reader struct {
+	key    readerKey
+	cancel context.CancelFunc
+	done   chan struct{}
+
+	mu   sync.Mutex
+	subs map[*Subscription]struct{}
+	err  string
+}
+
+func (r *reader) setErr(err error) {
+	r.mu.Lock()
+	if err == nil {
+		r.err = ""
+	} else {
+		r.err = err.Error()
+	}
+	r.mu.Unlock()
+}
+
+// run reads until ctx ends, retrying its start (the topic may not exist
+// yet) every few seconds.
+func (h *Hub) run(ctx context.Context, r *reader) {
+	for ctx.Err() == nil {
+		err := h.read(ctx, r)
+		if ctx.Err() != nil {
+			return
+		}
+		r.setErr(err)
+		h.log.Debug("source reader", "topic", r.key.topic, "err", err)
+		select {
+		case <-time.After(2 * time.Second):
+		case <-ctx.Done():
+		}
+	}
+}
+
+// startOffsets are the offsets a reader starts at: the first at or after
+// from, or every partition's end.
+func (h *Hub) startOffsets(ctx context.Context, k readerKey) (map[string]map[int32]kgo.Offset, error) {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(h.cfg.Brokers...)}, h.cfg.ClientOpts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var listed kadm.ListedOffsets
+	if k.from != 0 {
+		listed, err = adm.ListOffsetsAfterMilli(lctx, k.from, k.topic)
+	} else {
+		listed, err = adm.ListEndOffsets(lctx, k.topic)
+	}
+	if err == nil {
+		err = listed.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("topic %s: list offsets: %w", k.topic, err)
+	}
+	out := map[int32]kgo.Offset{}
+	listed.Each(func(o kadm.ListedOffset) {
+		if o.Partition >= 0 {
+			out[o.Partition] = kgo.NewOffset().At(o.Offset)
+		}
+	})
+	if len(out) == 0 {
+		return nil, fmt.Errorf("topic %s: no partitions (does it exist?)", k.topic)
+	}
+	return map[string]map[int32]kgo.Offset{k.topic: out}, nil
+}
+
+func (h *Hub) read(ctx context.Context, r *reader) error {
+	offsets, err := h.startOffsets(ctx, r.key)
+	if err != nil {
+		return err
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(h.cfg.Brokers...),
+		kgo.ClientID("eddy-runbook"),
+		kgo.ConsumePartitions(offsets),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+		kgo.FetchMaxBytes(4 << 20),
+	}, h.cfg.ClientOpts...)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	r.setErr(nil)
+	var sec int64
+	var used int
+	for ctx.Err() == nil {
+		fs := cl.PollRecords(ctx, 2000)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var ferr error
+		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		if ferr != nil {
+			r.setErr(ferr)
+		}
+		recs := fs.Records()
+		if len(recs) == 0 {
+			continue
+		}
+		// The read rate: at most MaxReadRate records a second go on, a
+		// sample of each fetch spread over it (every k-th record).
+		if now := time.Now().Unix(); now != sec {
+			sec, used = now, 0
+		}
+		room := h.cfg.MaxReadRate - used
+		kept := recs
+		if len(recs) > room {
+			kept = make([]*kgo.Record, 0, max(room, 0))
+			if room > 0 {
+				step := float64(len(recs)) / float64(room)
+				for i := 0; i < room; i++ {
+					kept = append(kept, recs[int(float64(i)*step)])
+				}
+			}
+		}
+		used += len(kept)
+		skipped := int64(len(recs) - len(kept))
+		r.mu.Lock()
+		for s := range r.subs {
+			s.mu.Lock()
+			select {
+			case s.c <- kept:
+				s.stats.Read += int64(len(kept))
+				s.stats.Skipped += skipped
+			default:
+				s.stats.Skipped += int64(len(recs))
+			}
+			s.mu.Unlock()
+		}
+		r.mu.Unlock()
+		if used >= h.cfg.MaxReadRate {
+			select {
+			case <-time.After(time.Until(time.Unix(sec+1, 0))):
+			case <-ctx.Done():
+			}
+		}
+	}
+	return nil
+}
