@@ -97,6 +97,8 @@ type runOptions struct {
 	registry       *registryConn // schema registry, for Avro pipelines; nil: none
 	alertmanager   string        // Alertmanager base URL; alerts are posted there too
 	listener       net.Listener  // if set, serve HTTP on it (from http.listen) instead of listening on httpAddr (the demo listens first to print the console's address)
+
+	runbooks *console.Runbooks // if set, the console serves them (the demo's runbooks)
 }
 
 // runPipeline serves HTTP and runs the pipeline until ctx ends. started, if
@@ -142,6 +144,7 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	}
 	con, err := console.New(console.Config{
 		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log, Gatherer: reg, OpenWindows: app.OpenWindows, SelfURL: self,
+		Runbooks: o.runbooks,
 	})
 	if err != nil {
 		return err
