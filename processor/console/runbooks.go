@@ -331,11 +331,12 @@ func (rb *Runbooks) handleLive(w http.ResponseWriter, r *http.Request) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	last := int64(-1)
+	var lastStats runbook.Stats
 	pings := 0
 	for {
 		s := p.Snapshot()
-		if s.Version != last {
-			last = s.Version
+		if s.Version != last || s.Stats != lastStats {
+			last, lastStats = s.Version, s.Stats
 			out := liveJSON{Snapshot: s}
 			for _, e := range s.Events {
 				out.Events = append(out.Events, decodeWith(r.Context(), rb.dec, e.Record))

@@ -537,7 +537,12 @@ func (p *Preview) chart() *Chart {
 	if n := p.block.Display.Top; len(all) > n {
 		all = all[:n]
 	}
-	c := &Chart{WindowMs: p.spec.Window.Size.Milliseconds()}
+	c := &Chart{WindowMs: p.spec.Window.Size.Milliseconds(), Times: []int64{}, Series: []Series{}}
+	if p.spec.Window.Type == "hopping" {
+		c.WindowMs = p.spec.Window.Advance.Milliseconds()
+	} else if p.spec.Window.Type == "session" {
+		c.WindowMs = 0
+	}
 	times := map[int64]bool{}
 	for _, k := range all {
 		for t := range p.keys[k.key].wins {

@@ -69,11 +69,15 @@ func NewHub(cfg HubConfig) *Hub {
 type Stats struct {
 	// Read counts the records passed on; Skipped those dropped to keep
 	// under the read rate (or because the subscriber was behind).
-	Read, Skipped int64
+	Read    int64 `json:"read"`
+	Skipped int64 `json:"skipped"`
 	// Readers is how many previews share this read.
-	Readers int
+	Readers int `json:"readers"`
 	// Err is the reader's last error ("" when none).
-	Err string
+	Err string `json:"err,omitempty"`
+	// Reading: the reader has found its start offsets and reads from
+	// them; records produced from then on reach the preview.
+	Reading bool `json:"reading"`
 }
 
 // Subscription is one preview's share of a reader.
@@ -94,7 +98,7 @@ func (s *Subscription) Stats() Stats {
 	s.mu.Unlock()
 	s.r.mu.Lock()
 	st.Readers = len(s.r.subs)
-	st.Err = s.r.err
+	st.Err, st.Reading = s.r.err, s.r.reading
 	s.r.mu.Unlock()
 	return st
 }
@@ -163,9 +167,10 @@ type reader struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	mu   sync.Mutex
-	subs map[*Subscription]struct{}
-	err  string
+	mu      sync.Mutex
+	subs    map[*Subscription]struct{}
+	err     string
+	reading bool
 }
 
 func (r *reader) setErr(err error) {
@@ -248,6 +253,14 @@ func (h *Hub) read(ctx context.Context, r *reader) error {
 	}
 	defer cl.Close()
 	r.setErr(nil)
+	r.mu.Lock()
+	r.reading = true
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.reading = false
+		r.mu.Unlock()
+	}()
 	var sec int64
 	var used int
 	for ctx.Err() == nil {

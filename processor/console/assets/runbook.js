@@ -130,11 +130,12 @@ class BlockView {
 
   draw(s) {
     const src = s.source;
-    this.info.textContent = `Preview since ${fmtTime(s.started)} UTC: ${s.fed} record(s) read from ${this.b.topic}` +
+    this.info.textContent = (src.reading ? "" : "Finding where to start reading… ") + `Preview since ${fmtTime(s.started)} UTC: ${s.fed} record(s) read from ${this.b.topic}` +
       (src.readers > 1 ? `, one read shared by ${src.readers} blocks` : "") + (src.err ? ` — source: ${src.err}` : "") +
       (s.stopped ? ` — stopped: ${s.stopped}; reload to start again` : "");
     this.bounds.replaceChildren(...(s.bounds || []).map((t) => el("span", { class: "rb-bound" }, t)));
     this.el.dataset.fed = String(s.fed);
+    this.el.dataset.reading = src.reading ? "1" : "0";
     if (s.error) this.bounds.append(el("span", { class: "rb-bound" }, "engine: " + s.error));
     if (s.kind === "chart") this.drawChart(s);
     else if (s.kind === "table") this.drawTable(s.table || []);
