@@ -237,6 +237,8 @@ type Preview struct {
 	latest   []Window // table: the latest results, newest last
 	events   []Event  // events: the last N matching records, oldest first
 	fed      int64
+	late     int64
+	dead     int64
 	refused  int64
 	dropKeys int64
 	stopped  string // why the preview stopped, "" while it runs
@@ -377,9 +379,22 @@ func (p *Preview) collect(ctx context.Context) {
 			if d.Kind == DisplayEvents && d.Step == StepOutput {
 				p.maybeEvent(ctx, rec)
 			}
-		case rec.Topic == p.spec.LateTopic && d.Kind == DisplayEvents && d.Step == StepLate,
-			rec.Topic == p.spec.DeadLetterTopic && d.Kind == DisplayEvents && d.Step == StepDeadLetter:
-			p.maybeEvent(ctx, rec)
+		case rec.Topic == p.spec.LateTopic:
+			p.mu.Lock()
+			p.late++
+			p.version++
+			p.mu.Unlock()
+			if d.Kind == DisplayEvents && d.Step == StepLate {
+				p.maybeEvent(ctx, rec)
+			}
+		case rec.Topic == p.spec.DeadLetterTopic:
+			p.mu.Lock()
+			p.dead++
+			p.version++
+			p.mu.Unlock()
+			if d.Kind == DisplayEvents && d.Step == StepDeadLetter {
+				p.maybeEvent(ctx, rec)
+			}
 		}
 	}
 }
@@ -466,6 +481,10 @@ type Snapshot struct {
 	// Fed counts the records given to the engine; Stats the source read.
 	Fed   int64 `json:"fed"`
 	Stats Stats `json:"source"`
+	// Late and DeadLetters count what eddy run would have written to the
+	// late and dead-letter topics.
+	Late        int64 `json:"late"`
+	DeadLetters int64 `json:"dead_letters"`
 	// Bounds says which bounds were reached, in words; empty when none.
 	Bounds  []string `json:"bounds,omitempty"`
 	Error   string   `json:"error,omitempty"`
@@ -494,7 +513,7 @@ func (p *Preview) Snapshot() Snapshot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	d := p.block.Display
-	s := Snapshot{Version: p.version, Kind: d.Kind, Value: d.Value, Fed: p.fed, Stats: st, Error: p.engErr, Stopped: p.stopped, Started: p.started.UnixMilli()}
+	s := Snapshot{Version: p.version, Kind: d.Kind, Value: d.Value, Fed: p.fed, Stats: st, Late: p.late, DeadLetters: p.dead, Error: p.engErr, Stopped: p.stopped, Started: p.started.UnixMilli()}
 	if st.Skipped > 0 {
 		s.Bounds = append(s.Bounds, fmt.Sprintf("sampled: the source passed %d records and skipped %d to keep under its read rate, so the values are of a sample", st.Read, st.Skipped))
 	}

@@ -277,6 +277,7 @@ func (h *Hub) read(ctx context.Context, r *reader) error {
 		if len(recs) == 0 {
 			continue
 		}
+		recs = mergeByTime(recs)
 		// The read rate: at most MaxReadRate records a second go on, a
 		// sample of each fetch spread over it (every k-th record).
 		if now := time.Now().Unix(); now != sec {
@@ -316,4 +317,53 @@ func (h *Hub) read(ctx context.Context, r *reader) error {
 		}
 	}
 	return nil
+}
+
+// mergeByTime orders one fetch's records for the engine. A fetch holds
+// several partitions' records, partition after partition; fed so, a later
+// partition's records would be late behind an earlier one's newest. The
+// App's partition group (processor/partition_group.go) forwards the head
+// with the lowest event time; a preview has not decoded its records yet,
+// so it merges the partitions by record timestamp instead, each
+// partition's own order kept, ties taken in turn (the n-th record of each
+// partition before the n+1-th of any).
+func mergeByTime(recs []*kgo.Record) []*kgo.Record {
+	type part struct {
+		recs []*kgo.Record
+		next int
+	}
+	var parts []*part
+	byP := map[int32]*part{}
+	for _, r := range recs {
+		p := byP[r.Partition]
+		if p == nil {
+			p = &part{}
+			byP[r.Partition] = p
+			parts = append(parts, p)
+		}
+		p.recs = append(p.recs, r)
+	}
+	if len(parts) < 2 {
+		return recs
+	}
+	out := make([]*kgo.Record, 0, len(recs))
+	for len(out) < len(recs) {
+		var best *part
+		for _, p := range parts {
+			if p.next == len(p.recs) {
+				continue
+			}
+			if best == nil {
+				best = p
+				continue
+			}
+			a, b := p.recs[p.next], best.recs[best.next]
+			if a.Timestamp.Before(b.Timestamp) || (a.Timestamp.Equal(b.Timestamp) && p.next < best.next) {
+				best = p
+			}
+		}
+		out = append(out, best.recs[best.next])
+		best.next++
+	}
+	return out
 }

@@ -131,7 +131,8 @@ class BlockView {
   draw(s) {
     const src = s.source;
     this.info.textContent = (src.reading ? "" : "Finding where to start reading… ") + `Preview since ${fmtTime(s.started)} UTC: ${s.fed} record(s) read from ${this.b.topic}` +
-      (src.readers > 1 ? `, one read shared by ${src.readers} blocks` : "") + (src.err ? ` — source: ${src.err}` : "") +
+      (src.readers > 1 ? `, one read shared by ${src.readers} blocks` : "") +
+      (s.late ? `; ${s.late} late (after their window closed)` : "") + (s.dead_letters ? `; ${s.dead_letters} dead letters (step dead-letter lists them)` : "") + (src.err ? ` — source: ${src.err}` : "") +
       (s.stopped ? ` — stopped: ${s.stopped}; reload to start again` : "");
     this.bounds.replaceChildren(...(s.bounds || []).map((t) => el("span", { class: "rb-bound" }, t)));
     this.el.dataset.fed = String(s.fed);
@@ -166,6 +167,7 @@ class BlockView {
     if (this.plot) this.plot.destroy();
     this.display.replaceChildren();
     this.plot = new uPlot(opts, data, this.display);
+    this.display.dataset.axes = JSON.stringify(opts.axes.map((a) => a.label));
   }
 
   drawTable(rows) {
