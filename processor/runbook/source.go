@@ -2,6 +2,7 @@ package runbook
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -28,6 +29,11 @@ import (
 // buffer of subBuffer batches full) loses batches, counted the same way.
 
 const subBuffer = 64
+
+// mergeWait is how long a reader waits for a partition known to have
+// records it has not fetched yet, before passing on the others' newer
+// ones (see merger).
+const mergeWait = 500 * time.Millisecond
 
 // HubConfig is how the Hub reaches Kafka.
 type HubConfig struct {
@@ -263,21 +269,30 @@ func (h *Hub) read(ctx context.Context, r *reader) error {
 	}()
 	var sec int64
 	var used int
+	m := newMerger(mergeWait)
 	for ctx.Err() == nil {
-		fs := cl.PollRecords(ctx, 2000)
+		// A bounded poll: the merger's wait for a lagging partition ends
+		// even when nothing arrives.
+		pctx, pcancel := context.WithTimeout(ctx, 250*time.Millisecond)
+		fs := cl.PollRecords(pctx, 2000)
+		pcancel()
 		if ctx.Err() != nil {
 			return nil
 		}
 		var ferr error
-		fs.EachError(func(_ string, _ int32, err error) { ferr = err })
+		fs.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+				ferr = err
+			}
+		})
 		if ferr != nil {
 			r.setErr(ferr)
 		}
-		recs := fs.Records()
+		m.add(fs)
+		recs := m.drain(time.Now())
 		if len(recs) == 0 {
 			continue
 		}
-		recs = mergeByTime(recs)
 		// The read rate: at most MaxReadRate records a second go on, a
 		// sample of each fetch spread over it (every k-th record).
 		if now := time.Now().Unix(); now != sec {
@@ -319,51 +334,108 @@ func (h *Hub) read(ctx context.Context, r *reader) error {
 	return nil
 }
 
-// mergeByTime orders one fetch's records for the engine. A fetch holds
-// several partitions' records, partition after partition; fed so, a later
-// partition's records would be late behind an earlier one's newest. The
-// App's partition group (processor/partition_group.go) forwards the head
-// with the lowest event time; a preview has not decoded its records yet,
-// so it merges the partitions by record timestamp instead, each
-// partition's own order kept, ties taken in turn (the n-th record of each
-// partition before the n+1-th of any).
-func mergeByTime(recs []*kgo.Record) []*kgo.Record {
-	type part struct {
-		recs []*kgo.Record
-		next int
-	}
-	var parts []*part
-	byP := map[int32]*part{}
-	for _, r := range recs {
-		p := byP[r.Partition]
-		if p == nil {
-			p = &part{}
-			byP[r.Partition] = p
-			parts = append(parts, p)
+// merger orders the records of a reader's partitions for the engine. A
+// fetch holds several partitions' records, partition after partition, and
+// a partition's records may come a fetch later than another's; fed so, the
+// later ones would be late behind the newest of the first. The App's
+// partition group (processor/partition_group.go) buffers each partition
+// and forwards the head with the lowest event time, waiting a while for a
+// partition known to have more (its high watermark beyond what was
+// fetched). A preview has not decoded its records yet, so it does the same
+// by record timestamp: each partition's order kept, ties taken in turn
+// (the n-th record of each partition before the n+1-th of any), a lagging
+// partition waited for up to maxWait.
+type merger struct {
+	parts   map[int32]*mpart
+	order   []int32 // partitions in the order first seen
+	maxWait time.Duration
+}
+
+type mpart struct {
+	recs       []*kgo.Record
+	taken      int64 // records handed on
+	next, hwm  int64 // offset after the last fetched; high watermark
+	emptySince time.Time
+}
+
+func newMerger(maxWait time.Duration) *merger {
+	return &merger{parts: map[int32]*mpart{}, maxWait: maxWait}
+}
+
+// add buffers a fetch.
+func (m *merger) add(fs kgo.Fetches) {
+	fs.EachPartition(func(p kgo.FetchTopicPartition) {
+		mp := m.parts[p.Partition]
+		if mp == nil {
+			mp = &mpart{}
+			m.parts[p.Partition] = mp
+			m.order = append(m.order, p.Partition)
 		}
-		p.recs = append(p.recs, r)
-	}
-	if len(parts) < 2 {
-		return recs
-	}
-	out := make([]*kgo.Record, 0, len(recs))
-	for len(out) < len(recs) {
-		var best *part
-		for _, p := range parts {
-			if p.next == len(p.recs) {
+		if n := len(p.Records); n > 0 {
+			mp.recs = append(mp.recs, p.Records...)
+			mp.next = p.Records[n-1].Offset + 1
+			mp.emptySince = time.Time{}
+		}
+		if p.HighWatermark > mp.hwm {
+			mp.hwm = p.HighWatermark
+		}
+	})
+}
+
+// drain returns the records that can go on now, in order.
+func (m *merger) drain(now time.Time) []*kgo.Record {
+	var out []*kgo.Record
+	for {
+		var best *mpart
+		for _, id := range m.order {
+			p := m.parts[id]
+			if len(p.recs) == 0 {
+				if p.hwm > p.next { // more to come: wait for it, a while
+					if p.emptySince.IsZero() {
+						p.emptySince = now
+					}
+					if now.Sub(p.emptySince) < m.maxWait {
+						return out
+					}
+				}
 				continue
 			}
 			if best == nil {
 				best = p
 				continue
 			}
-			a, b := p.recs[p.next], best.recs[best.next]
-			if a.Timestamp.Before(b.Timestamp) || (a.Timestamp.Equal(b.Timestamp) && p.next < best.next) {
+			a, b := p.recs[0], best.recs[0]
+			if a.Timestamp.Before(b.Timestamp) || (a.Timestamp.Equal(b.Timestamp) && p.taken < best.taken) {
 				best = p
 			}
 		}
-		out = append(out, best.recs[best.next])
-		best.next++
+		if best == nil {
+			return out
+		}
+		out = append(out, best.recs[0])
+		best.recs[0] = nil
+		best.recs = best.recs[1:]
+		best.taken++
 	}
-	return out
+}
+
+// mergeByTime is the order of recs (one fetch) through a merger that
+// does not wait.
+func mergeByTime(recs []*kgo.Record) []*kgo.Record {
+	m := newMerger(0)
+	var fs kgo.Fetches
+	byP := map[int32]int{}
+	var parts []kgo.FetchPartition
+	for _, r := range recs {
+		i, ok := byP[r.Partition]
+		if !ok {
+			i = len(parts)
+			byP[r.Partition] = i
+			parts = append(parts, kgo.FetchPartition{Partition: r.Partition})
+		}
+		parts[i].Records = append(parts[i].Records, r)
+	}
+	fs = kgo.Fetches{{Topics: []kgo.FetchTopic{{Partitions: parts}}}}
+	m.add(fs)
+	return m.drain(time.Now())
 }
