@@ -53,7 +53,7 @@ type RunbooksConfig struct {
 	NewEngine runbook.NewEngine
 	Logger    *slog.Logger
 	Now       func() time.Time
-	// MaxReadRate bounds each source read (records/s). Default 5000.
+	// MaxReadRate bounds each source read (records/s). Default 1000.
 	MaxReadRate int
 	// IdleStop stops a preview nobody watches. Default 2m.
 	IdleStop time.Duration

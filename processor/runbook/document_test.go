@@ -3,6 +3,7 @@ package runbook
 import (
 	"bytes"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -158,5 +159,25 @@ func TestPromoteParses(t *testing.T) {
 	spec, err = topology.Parse(out)
 	if err != nil || spec.App != "checkout-errors" || spec.Output.Topic != "checkout-errors-10s" || spec.Processing != topology.ExactlyOnce {
 		t.Fatalf("%v %+v\n%s", err, spec, out)
+	}
+}
+
+// Every block of docs/runbooks.md and of the demo's runbook runs as it is
+// written (the docs' examples are tested).
+func TestDocBlocksParse(t *testing.T) {
+	for _, p := range []string{"../../docs/runbooks.md", "../../cmd/eddy/runbooks/http-traffic.md"} {
+		src, err := os.ReadFile(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := Parse(p, src)
+		if len(d.Blocks) < 3 {
+			t.Errorf("%s: %d blocks, want the examples (3 or more)", p, len(d.Blocks))
+		}
+		for _, b := range d.ParseBlocks(time.Now()) {
+			if !b.OK() {
+				t.Errorf("%s: block at line %d: %+v", p, b.Line, b.Problems)
+			}
+		}
 	}
 }

@@ -40,7 +40,7 @@ type HubConfig struct {
 	Brokers    []string
 	ClientOpts []kgo.Opt
 	// MaxReadRate is the most records a second one reader passes on.
-	// Default 5000.
+	// Default 1000 (BENCHMARKS.md, "Runbook previews beside a pipeline").
 	MaxReadRate int
 	Logger      *slog.Logger
 }
@@ -63,7 +63,7 @@ type readerKey struct {
 // NewHub makes a Hub.
 func NewHub(cfg HubConfig) *Hub {
 	if cfg.MaxReadRate <= 0 {
-		cfg.MaxReadRate = 5000
+		cfg.MaxReadRate = 1000
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
