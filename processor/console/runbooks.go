@@ -211,7 +211,7 @@ func blockOut(b *runbook.Block) blockJSON {
 		out.Problems = []runbook.Problem{}
 	}
 	if b.Spec != nil {
-		out.Topic = b.Spec.Source.Topics[0]
+		out.Topic = strings.Join(b.Spec.Source.Topics, ", ")
 		out.Units = map[string]string{}
 		for _, a := range b.Spec.Aggregates {
 			out.Units[a.Name] = unitOf(a)

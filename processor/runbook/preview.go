@@ -196,13 +196,39 @@ func (m *Manager) start(id string, b *Block) (*Preview, error) {
 	if b.Display.Filter != "" {
 		p.filter, _ = topology.CompileBool(b.Display.Filter, nil) // checked by ParseBlock
 	}
-	p.sub = m.cfg.Hub.Subscribe(spec.Source.Topics[0], b.From)
+	// One subscription per source topic, their batches fanned in.
+	p.in = make(chan []*kgo.Record, subBuffer)
+	var fwd sync.WaitGroup
+	for _, topic := range spec.Source.Topics {
+		sub := m.cfg.Hub.Subscribe(topic, b.From)
+		p.subs = append(p.subs, sub)
+		fwd.Add(1)
+		go func() {
+			defer fwd.Done()
+			for {
+				select {
+				case recs := <-sub.C:
+					select {
+					case p.in <- recs:
+					case <-ctx.Done():
+						return
+					}
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
+	}
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
 		defer close(p.done)
 		p.run(ctx)
-		p.sub.Close()
+		cancel()
+		fwd.Wait()
+		for _, sub := range p.subs {
+			sub.Close()
+		}
 		_ = p.eng.Close()
 		m.mu.Lock()
 		if m.previews[id] == p {
@@ -221,8 +247,9 @@ type Preview struct {
 	id     string
 	block  *Block
 	spec   *topology.Spec
-	eng    Engine // owned by run's goroutine
-	sub    *Subscription
+	eng    Engine          // owned by run's goroutine
+	subs   []*Subscription // one per source topic
+	in     chan []*kgo.Record
 	cancel context.CancelFunc
 	done   chan struct{}
 	cfg    *ManagerConfig
@@ -281,7 +308,7 @@ func (p *Preview) run(ctx context.Context) {
 		case <-ctx.Done():
 			p.setStopped("stopped")
 			return
-		case recs := <-p.sub.C:
+		case recs := <-p.in:
 			now := p.cfg.Now()
 			for _, rec := range recs {
 				if p.block.Display.Kind == DisplayEvents && p.block.Display.Step == StepInput {
@@ -507,9 +534,26 @@ type Series struct {
 	Values []*float64 `json:"values"`
 }
 
+// sourceStats sums the stats of the preview's subscriptions.
+func (p *Preview) sourceStats() Stats {
+	var st Stats
+	st.Reading = true
+	for _, sub := range p.subs {
+		s := sub.Stats()
+		st.Read += s.Read
+		st.Skipped += s.Skipped
+		st.Readers = max(st.Readers, s.Readers)
+		st.Reading = st.Reading && s.Reading
+		if st.Err == "" {
+			st.Err = s.Err
+		}
+	}
+	return st
+}
+
 // Snapshot returns the display now.
 func (p *Preview) Snapshot() Snapshot {
-	st := p.sub.Stats()
+	st := p.sourceStats()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	d := p.block.Display

@@ -110,7 +110,7 @@ func TestPreviewBounds(t *testing.T) {
 		t.Fatal("a block with errors was run")
 	}
 	// Two previews of one topic share one reader.
-	if n := m.previews["a"].sub.Stats().Readers; n != 2 {
+	if n := m.previews["a"].sourceStats().Readers; n != 2 {
 		t.Fatalf("readers of topic t: %d, want 2 sharing one read", n)
 	}
 }

@@ -190,4 +190,6 @@ class BlockView {
   }
 }
 
-main().catch((e) => say("Could not load the runbooks: " + e.message, true));
+main().catch((e) => say(/not found/i.test(e.message)
+  ? "This server serves no runbooks: they are served by `eddy runbook serve DIR` and by `eddy demo` (docs/runbooks.md)."
+  : "Could not load the runbooks: " + e.message, true));
