@@ -705,6 +705,7 @@ func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 		kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
 		kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},
 		kgo.RecordHeader{Key: hdrOrigTS, Value: binary.AppendVarint(nil, rec.Timestamp.UnixMilli())},
+		kgo.RecordHeader{Key: hdrSourceWatermark, Value: binary.AppendVarint(nil, a.pg.watermark(state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}))},
 	)
 	a.write(ctx, &kgo.Record{
 		Topic:     a.p.spec.RepartitionTopic(),

@@ -181,6 +181,14 @@ func (g *partitionGroup) rewind(committed map[string]map[int32]kgo.EpochOffset, 
 	}
 }
 
+// watermark is source partition sp's watermark (0 if not owned).
+func (g *partitionGroup) watermark(sp state.SourcePartition) int64 {
+	if q := g.queues[sp]; q != nil {
+		return q.wm
+	}
+	return 0
+}
+
 // watermarks reports the watermark of every owned source partition, and
 // whether it is caught up: nothing buffered, nothing known left to read,
 // and not waiting for the schema registry (stalled).

@@ -8,6 +8,7 @@ package processor
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -42,8 +43,11 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	if repart {
 		var ok bool
 		for _, h := range rec.Headers {
-			if h.Key == hdrSource {
+			switch h.Key {
+			case hdrSource:
 				er.Source.Topic, er.Source.Partition, er.SourceOffset, ok = decodeSource(h.Value)
+			case hdrSourceWatermark:
+				er.SourceWatermark, _ = binary.Varint(h.Value)
 			}
 		}
 		if !ok {

@@ -11,8 +11,10 @@ package processor
 // partition is caught up. Watermark records have no key and a header
 // hdrWatermark; the aggregation tasks apply them (processAgg) and nothing
 // else sees them. Records forwarded through the repartition topic carry
-// their event time as their timestamp, which is also a lower bound of their
-// source partition's watermark: the task uses that too.
+// their source partition's watermark at that moment (hdrSourceWatermark):
+// the task that receives one learns that partition's progress at once, so
+// with a single source partition every task's stream time is exactly that
+// partition's watermark, record by record.
 //
 // Ordering: a watermark record follows, in its repartition partition, every
 // record the same worker forwarded there before it (one producer, one
@@ -38,8 +40,13 @@ import (
 	"github.com/eddy-streams/eddy/state"
 )
 
-// hdrWatermark marks a watermark record of the repartition topic.
-const hdrWatermark = "eddy.wm"
+// hdrWatermark marks a watermark record of the repartition topic;
+// hdrSourceWatermark, on a forwarded record, is its source partition's
+// watermark when it was forwarded (ms, varint).
+const (
+	hdrWatermark       = "eddy.wm"
+	hdrSourceWatermark = "eddy.src-wm"
+)
 
 // watermarkEvery is how often, at most, the source stage reports its
 // partitions' watermarks to every repartition partition: results of a

@@ -18,6 +18,11 @@ type Record struct {
 	// to Input and Offset unless it went through the repartition topic.
 	Source       state.SourcePartition
 	SourceOffset int64
+	// SourceWatermark, when above Time, is the watermark its source
+	// partition had reached when the record was forwarded through the
+	// repartition topic (records of one source partition reach several
+	// tasks; each learns the partition's progress from any of them).
+	SourceWatermark int64
 
 	Key    string         // the grouping key (state.MaxKeyLen at most)
 	Time   int64          // event time, ms since the epoch

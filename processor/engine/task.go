@@ -186,7 +186,7 @@ func (t *Task) Process(rec Record, now time.Time, fx *Effects) error {
 	if t.alerts != nil {
 		fx.Alerts = t.alerts.OnRecord(fx.Alerts, rec.Key, rec.Time, t.streamTime) // stream time before this record
 	}
-	t.observe(rec.Source, rec.Time, now)
+	t.observe(rec.Source, max(rec.Time, rec.SourceWatermark), now)
 	late, err := t.aggregate(rec.Key, rec.Time, ins)
 	if err != nil {
 		return err
