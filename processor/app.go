@@ -153,6 +153,7 @@ type App struct {
 	guard *retentionGuard // nil until Run
 
 	ready   atomic.Bool
+	waiting atomic.Pointer[string] // why results wait on an input partition, "" none (watermarks.go)
 	closing atomic.Bool
 	fatal   chan error
 }
@@ -237,6 +238,12 @@ func (a *App) Handler(gatherer prometheus.Gatherer) http.Handler {
 		}
 		if why := a.watch.notReady(); why != "" {
 			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		// Ready even while results wait on a stalled input partition (a
+		// restart would not help), but the body says so.
+		if why := a.Waiting(); why != "" {
+			fmt.Fprintln(w, "ready; "+why)
 			return
 		}
 		fmt.Fprintln(w, "ready")

@@ -137,12 +137,13 @@ func (a *App) punctuate() error {
 	}
 	a.sendWatermarks(context.Background(), now)
 	a.reportInputs(now)
+	var longest waitingOn
 	for _, t := range a.tasks {
 		if err := t.Punctuate(now, &a.fx); err != nil {
 			return err
 		}
 		a.movedOn(t, a.fx.MovedOn)
-		a.watermarkMetrics(t, now)
+		a.watermarkMetrics(t, now, &longest)
 		a.apply(context.Background(), t, &a.fx)
 		p := strconv.Itoa(int(t.partition))
 		// A task that has had no record (in this run, or in the state it
@@ -153,6 +154,7 @@ func (a *App) punctuate() error {
 		}
 		a.m.openWindows.WithLabelValues(p).Set(float64(t.OpenWindows()))
 	}
+	a.setWaiting(longest)
 	return nil
 }
 

@@ -232,10 +232,13 @@ func (a *App) reportInputs(now time.Time) {
 
 // watermarkMetrics exports how long task t's stream time has waited on its
 // slowest input partition, and which one.
-func (a *App) watermarkMetrics(t *task, now time.Time) {
+func (a *App) watermarkMetrics(t *task, now time.Time, longest *waitingOn) {
 	p := strconv.Itoa(int(t.partition))
 	in, _, waited, ok := t.HeldBy(now)
 	holder := ""
+	if ok && waited > longest.waited {
+		*longest = waitingOn{task: t.partition, input: in, waited: waited}
+	}
 	if ok {
 		holder = in.Topic + "/" + strconv.Itoa(int(in.Partition))
 		a.m.wmWait.WithLabelValues(p).Set(waited.Seconds())
@@ -273,4 +276,33 @@ func (a *App) dropWatermarkMetrics(t *task) {
 	if t.holder != "" {
 		a.m.wmHolder.DeleteLabelValues(p, t.holder)
 	}
+}
+
+// waitingOn is the input partition results have waited on longest.
+type waitingOn struct {
+	task   int32
+	input  state.SourcePartition
+	waited time.Duration
+}
+
+// setWaiting records, for /readyz and the console, the input partition
+// results have waited on for longer than the idle timeout, if any.
+func (a *App) setWaiting(w waitingOn) {
+	why := ""
+	if w.waited >= a.p.spec.IdleTimeout {
+		why = fmt.Sprintf("results of task %d wait on input partition %s/%d, which has made no progress for %s "+
+			"(records wait on it; after max_wait %s stream time moves on without it)",
+			w.task, w.input.Topic, w.input.Partition, w.waited.Round(time.Second), a.p.spec.MaxWait)
+	}
+	a.waiting.Store(&why)
+}
+
+// Waiting says which input partition results wait on, when one has made
+// no progress for longer than the idle timeout while records wait on it;
+// "" otherwise.
+func (a *App) Waiting() string {
+	if p := a.waiting.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
