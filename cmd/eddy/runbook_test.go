@@ -143,7 +143,7 @@ func TestKafkaRunbookBrowser(t *testing.T) {
 	}
 	var got []series
 	waitFor(t, 90*time.Second, "the chart to draw every window of every endpoint", func() (bool, string) {
-		s := evalJS[string](t, ctx, `document.querySelector('[data-block="0"] .rb-display').dataset.points || "[]"`)
+		s := evalJS[string](t, ctx, `(document.querySelector('[data-block="0"] .rb-display') || {dataset: {}}).dataset.points || "[]"`)
 		got = nil
 		_ = json.Unmarshal([]byte(s), &got)
 		n := 0
@@ -334,5 +334,78 @@ func screenshotTo(t *testing.T, ctx context.Context, dir, name string) {
 	}
 	if err := os.WriteFile(filepath.Join(d, name+".png"), png, 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRunbookDemo: `eddy demo` installs its example runbook in its data
+// directory and serves it; every block's display fills from the demo's
+// traffic, and what it shows holds what the block asks (the events are
+// slow requests, the table's windows have failures).
+func TestRunbookDemo(t *testing.T) {
+	t.Parallel()
+	ctx := browser(t)
+	dataDir := t.TempDir()
+	cmd := exec.Command(eddyBin, "demo", "--duration", "150s", "--http-addr", "127.0.0.1:0", "--data-dir", dataDir)
+	var out, errb syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(20 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("demo stderr:\n%s", errb.String())
+		}
+	})
+	var u string
+	re := regexp.MustCompile(`runbooks at (\S+) \(files in (\S+)\)`)
+	waitFor(t, 30*time.Second, "the demo to print its runbooks' address", func() (bool, string) {
+		m := re.FindStringSubmatch(errb.String())
+		if m != nil {
+			u = m[1]
+			if m[2] != filepath.Join(dataDir, "runbooks") {
+				t.Errorf("runbooks in %s, want %s", m[2], filepath.Join(dataDir, "runbooks"))
+			}
+		}
+		return m != nil, errb.String()
+	})
+	want, _ := demoRunbooks.ReadFile("runbooks/http-traffic.md")
+	if got, err := os.ReadFile(filepath.Join(dataDir, "runbooks", "http-traffic.md")); err != nil || string(got) != string(want) {
+		t.Fatalf("the demo's runbook in its data directory: %v", err)
+	}
+	open(t, ctx, u)
+	waitFor(t, 60*time.Second, "the chart's first windows", func() (bool, string) {
+		s := evalJS[string](t, ctx, `(document.querySelector('[data-block="0"] .rb-display') || {dataset: {}}).dataset.points || "[]"`)
+		var got []struct {
+			Key    string      `json:"key"`
+			Points [][]float64 `json:"points"`
+		}
+		_ = json.Unmarshal([]byte(s), &got)
+		return len(got) > 0 && len(got[0].Points) > 0, s
+	})
+	rows := waitRows(t, ctx, `[data-block="1"] .rb-display table`, "the table's first windows", func(rows [][]string) (bool, string) {
+		return len(rows) > 0, fmt.Sprint(rows)
+	})
+	for _, r := range rows {
+		if n, err := strconv.Atoi(r[2]); err != nil || n < 1 {
+			t.Errorf("table row %q: a window of failures with %q errors", r, r[2])
+		}
+	}
+	rows = waitRows(t, ctx, `[data-block="2"] .rb-display table`, "slow requests in the events", func(rows [][]string) (bool, string) {
+		return len(rows) > 0, fmt.Sprint(rows)
+	})
+	for _, r := range rows {
+		var v rbEvent
+		if err := json.Unmarshal([]byte(r[3]), &v); err != nil || v.LatencyMS <= 500 {
+			t.Errorf("events row %q: not a request slower than 500 ms", r)
+		}
 	}
 }
