@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -135,4 +136,22 @@ func installDemoRunbooks(dir string) error {
 		}
 		return os.WriteFile(dst, b, 0o644)
 	})
+}
+
+// openRunbooks makes the runbooks of `eddy run --runbooks DIR`, which its
+// console serves; a no-op without the flag or when the caller (the demo)
+// made its own. The returned func closes them.
+func (o *runOptions) openRunbooks(log *slog.Logger, reg schema.Registry) (func(), error) {
+	if o.runbooks != nil || o.runbooksDir == "" {
+		return func() {}, nil
+	}
+	rb, err := console.NewRunbooks(console.RunbooksConfig{
+		Dir: o.runbooksDir, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: reg, Logger: log,
+		NewEngine: previewEngine(reg),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("--runbooks: %w", err)
+	}
+	o.runbooks = rb
+	return rb.Close, nil
 }

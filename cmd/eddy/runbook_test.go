@@ -288,7 +288,12 @@ func TestKafkaRunbookBrowser(t *testing.T) {
 	if len(args) < 4 || args[0] != "eddy" || args[1] != "run" || args[2] != "-f" || filepath.Dir(args[3]) != filepath.Join(dir, "pipelines") {
 		t.Fatalf("command %q: want eddy run -f DIR/pipelines/FILE ...", command)
 	}
-	w := startEddy(t, nil, append(args[1:], "--state-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--session-timeout", "6s")...)
+	// (Its console serves the runbooks too: --runbooks.)
+	w := startEddy(t, nil, append(args[1:], "--state-dir", t.TempDir(), "--http-addr", "127.0.0.1:0", "--session-timeout", "6s", "--runbooks", dir)...)
+	r := httpGet(t, "http://"+w.httpAddr(t)+"/api/v1/runbooks/http-traffic.md")
+	if r.code != 200 || !strings.Contains(r.body, `"blocks"`) || !strings.Contains(r.body, "top: 3") {
+		t.Errorf("eddy run --runbooks: GET /api/v1/runbooks/http-traffic.md: %d %.300s", r.code, r.body)
+	}
 	// Its results: the errors per service and window the test expects.
 	out2 := app + "-results"
 	gotRes := map[wk]float64{}
