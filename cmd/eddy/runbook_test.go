@@ -216,6 +216,27 @@ func TestKafkaRunbookBrowser(t *testing.T) {
 	}
 	screenshotTo(t, ctx, "runbooks", "runbook")
 
+	// Describe, one click away: what eddy describe -f prints for the
+	// block's pipeline (with the app and output a preview fills in).
+	blocks := strings.Split(orig, "```eddy\n")
+	table := strings.SplitN(blocks[2], "---\n", 2)[0]
+	descFile := filepath.Join(t.TempDir(), "table.yaml")
+	if err := os.WriteFile(descFile, []byte(table+"app: runbook-preview\noutput:\n  topic: runbook-preview-results\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	wantDesc, err := exec.Command(eddyBin, "describe", "-f", descFile).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	evalJS[bool](t, ctx, `document.querySelector('[data-block="1"] .rb-describe-btn').click(); true`)
+	if got := textOf(t, ctx, `[data-block="1"] .rb-describe`); got != string(wantDesc) {
+		t.Errorf("describe on the page:\n%s\nwant eddy describe's:\n%s", got, wantDesc)
+	}
+	if hidden := evalJS[bool](t, ctx, `document.querySelector('[data-block="1"] .rb-describe-wrap').hidden`); hidden {
+		t.Error("Describe did not show the description")
+	}
+	evalJS[bool](t, ctx, `document.querySelector('[data-block="1"] .rb-describe-btn').click(); true`)
+
 	// Edit block 1 into an error: the page shows what eddy describe says
 	// of the same lines, at the document's line numbers.
 	blockText := strings.SplitN(strings.SplitN(orig, "```eddy\n", 2)[1], "```", 2)[0]

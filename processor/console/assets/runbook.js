@@ -63,7 +63,9 @@ class BlockView {
       el("button", { type: "button", class: "rb-save", onclick: () => this.save() }, "Save to file"),
       el("span", { class: "rb-saved hint" })));
     this.problems = el("ul", { class: "rb-problems" });
-    this.describe = el("pre", { class: "rb-describe", hidden: "" });
+    this.describe = el("div", { class: "rb-describe-wrap", hidden: "" },
+      el("p", { class: "hint" }, "What `eddy describe -f` prints for this block (a preview fills in app and output when the block has none, and writes to none of these topics):"),
+      this.describeText = el("pre", { class: "rb-describe" }));
     this.promote = el("form", { class: "rb-promote controls", hidden: "" },
       el("label", {}, "App id", el("input", { name: "app", placeholder: "default: from the block" })),
       el("label", {}, "Output topic", el("input", { name: "output", placeholder: "default: <app>-results" })),
@@ -82,7 +84,7 @@ class BlockView {
   show(b) {
     this.b = b;
     this.problems.replaceChildren(...b.problems.map((p) => el("li", { class: "rb-problem", "data-line": String(p.line || "") }, p.message)));
-    this.describe.textContent = b.describe || "(the block has errors: fix them to see its description)";
+    this.describeText.textContent = b.describe || "(the block has errors: fix them to see its description)";
   }
 
   toggleEdit() { this.editor.hidden = !this.editor.hidden; if (!this.editor.hidden) this.area.focus(); }
