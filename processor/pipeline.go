@@ -54,6 +54,14 @@ func newPipeline(spec *topology.Spec) (*pipeline, error) {
 		aggNames[i] = a.Name
 	}
 	p.resEnc = newResultEncoder(spec.Key, aggNames)
+	for i, a := range spec.Aggregates {
+		if a.Op == topology.AggTopK {
+			if p.resEnc.topK == nil {
+				p.resEnc.topK = make([]bool, len(spec.Aggregates))
+			}
+			p.resEnc.topK[i] = true
+		}
+	}
 	if spec.Source.Format == topology.FormatAvro {
 		p.dec = nil // set by bindSchemas, which needs the registry
 	}
