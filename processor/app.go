@@ -273,6 +273,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// shows in broker tools and quotas as the app and the instance.
 	base := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.Brokers...), kgo.ClientID(clientID(spec.App, a.cfg.InstanceID, os.Hostname) + AdvertiseSuffix(a.cfg.AdvertiseURL))},
 		a.cfg.ClientOpts...)
+	stopTables, err := a.p.bindTables(ctx, base, lock.Dir(), a.log) // lookup tables, loaded before processing (lookup.go)
+	if err != nil {
+		return err
+	}
+	defer stopTables()
 
 	admCl, err := kgo.NewClient(base...)
 	if err != nil {

@@ -217,6 +217,7 @@ func sourceOf(rec *kgo.Record) (topic string, partition int32, offset int64, key
 			if v, n := binary.Varint(h.Value); n > 0 {
 				origTS = v
 			}
+		case hdrFields: // internal: the derived and lookup fields
 		default:
 			headers = append(headers, h)
 		}
