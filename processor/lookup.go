@@ -66,55 +66,78 @@ type lookupTables struct {
 	closed atomic.Bool
 }
 
-// lookupTable is one table: its spec and its store.
+// lookupTable is one table: its spec, its store and a cache of decoded
+// entries in front of it.
+//
+// The store holds each key's latest value as written to the topic (a JSON
+// object). The cache holds decoded entries, and misses, of keys looked up
+// recently, up to lookupCacheEntries. One mutex orders the loader's
+// writes and the cache: the loader commits a batch and drops its keys
+// from the cache under it, and a cache miss reads the store and fills the
+// cache under it, so the cache never keeps a value older than the store.
 type lookupTable struct {
 	spec topology.Lookup
 	db   *pebble.DB
-	// entries is the number of keys in the table (sets of new keys minus
-	// deletions), for logs.
-	entries atomic.Int64
+
+	mu    sync.Mutex
+	cache map[string]lookupEntry // nil entry: no such key
 }
+
+// lookupCacheEntries bounds a table's cache of decoded entries.
+const lookupCacheEntries = 100_000
+
+// lookupBlockCache is the size of each table's Pebble block cache.
+const lookupBlockCache = 32 << 20
 
 // lookupEntry is a table entry's value: the lookup's fields, decoded.
 type lookupEntry map[string]any
 
-// get returns the entry of key, ok false if there is none.
+// get returns the entry of key, ok false if there is none. Values that
+// are not JSON objects count as none.
 func (t *lookupTable) get(key string) (lookupEntry, bool, error) {
-	v, closer, err := t.db.Get([]byte(key))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return nil, false, nil
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if e, ok := t.cache[key]; ok {
+		return e, e != nil, nil
 	}
+	e, err := t.read(key)
 	if err != nil {
 		return nil, false, err
 	}
-	defer closer.Close()
-	var e lookupEntry
-	if err := json.Unmarshal(v, &e); err != nil {
-		return nil, false, fmt.Errorf("lookup %q: stored entry of %q: %w", t.spec.Name, key, err)
-	}
-	return e, true, nil
-}
-
-// project keeps the lookup's fields of a table record's JSON value.
-// ok is false when the value is not a JSON object.
-func (t *lookupTable) project(value []byte) ([]byte, bool) {
-	var m map[string]any
-	if err := json.Unmarshal(value, &m); err != nil || m == nil {
-		return nil, false
-	}
-	out := make(map[string]any, len(t.spec.Fields))
-	for _, f := range t.spec.Fields {
-		if v, ok := m[f]; ok {
-			out[f] = v
+	if len(t.cache) >= lookupCacheEntries {
+		for k := range t.cache { // drop one, at random
+			delete(t.cache, k)
+			break
 		}
 	}
-	b, err := json.Marshal(out)
-	return b, err == nil
+	t.cache[key] = e
+	return e, e != nil, nil
+}
+
+// read reads and decodes key from the store; nil if it is not there.
+func (t *lookupTable) read(key string) (lookupEntry, error) {
+	v, closer, err := t.db.Get([]byte(key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	var all map[string]any
+	if err := json.Unmarshal(v, &all); err != nil || all == nil {
+		return nil, nil // apply let it through; not an object: no entry
+	}
+	e := make(lookupEntry, len(t.spec.Fields))
+	for _, f := range t.spec.Fields {
+		e[f] = all[f]
+	}
+	return e, nil
 }
 
 // apply writes a batch of table records: a set per JSON object value, a
-// delete per null value (tombstone). Values that are not JSON objects are
-// skipped and counted in bad.
+// delete per null value (tombstone). Values that are not JSON objects
+// are skipped and counted in bad (their key keeps its previous value).
 func (t *lookupTable) apply(recs []*kgo.Record) (bad int, err error) {
 	b := t.db.NewBatch()
 	defer b.Close()
@@ -125,16 +148,37 @@ func (t *lookupTable) apply(recs []*kgo.Record) (bad int, err error) {
 			}
 			continue
 		}
-		v, ok := t.project(r.Value)
-		if !ok {
+		if !looksLikeObject(r.Value) {
 			bad++
 			continue
 		}
-		if err := b.Set(r.Key, v, nil); err != nil {
+		if err := b.Set(r.Key, r.Value, nil); err != nil {
 			return bad, err
 		}
 	}
-	return bad, b.Commit(pebble.NoSync)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return bad, err
+	}
+	for _, r := range recs {
+		delete(t.cache, string(r.Key))
+	}
+	return bad, nil
+}
+
+// looksLikeObject is a cheap check that v is a JSON object: it starts
+// with '{' after white space. Values that pass and are not valid JSON
+// read as no entry.
+func looksLikeObject(v []byte) bool {
+	for _, c := range v {
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		}
+		return c == '{'
+	}
+	return false
 }
 
 // lookup joins fields with table i of the spec: on a match, the entry's
@@ -223,12 +267,14 @@ func (p *pipeline) bindTables(ctx context.Context, base []kgo.Opt, dir string, l
 			closeAll()
 			return nil, fmt.Errorf("lookup %q: clear %s: %w", l.Name, tdir, err)
 		}
-		db, err := pebble.Open(tdir, &pebble.Options{Logger: lookupLogger{}})
+		cache := pebble.NewCache(lookupBlockCache)
+		db, err := pebble.Open(tdir, &pebble.Options{Logger: lookupLogger{}, Cache: cache})
+		cache.Unref() // the DB holds its own reference
 		if err != nil {
 			closeAll()
 			return nil, fmt.Errorf("lookup %q: open %s: %w", l.Name, tdir, err)
 		}
-		t := &lookupTable{spec: l, db: db}
+		t := &lookupTable{spec: l, db: db, cache: make(map[string]lookupEntry)}
 		lt.tables = append(lt.tables, t)
 		if _, seen := byTopic[l.Topic]; !seen {
 			topics = append(topics, l.Topic)
@@ -351,8 +397,12 @@ func (p *pipeline) bindTables(ctx context.Context, base []kgo.Opt, dir string, l
 		}
 	}
 	for _, t := range lt.tables {
-		t.entries.Store(countEntries(t.db))
-		log.Info("lookup table loaded", "name", t.spec.Name, "topic", t.spec.Topic, "entries", t.entries.Load(),
+		// Compacted once loaded: the bulk load left many small files that
+		// every read would otherwise visit.
+		if err := t.db.Compact(ctx, []byte{}, []byte{0xff, 0xff, 0xff, 0xff}, true); err != nil {
+			log.Warn("lookup table: compaction after load failed; lookups are slower", "name", t.spec.Name, "err", err)
+		}
+		log.Info("lookup table loaded", "name", t.spec.Name, "topic", t.spec.Topic, "entries", countEntries(t.db),
 			"took", time.Since(began).Round(time.Millisecond))
 	}
 	if bad > 0 {
