@@ -79,8 +79,9 @@ type lookupTable struct {
 	spec topology.Lookup
 	db   *pebble.DB
 
-	mu    sync.Mutex
-	cache map[string]lookupEntry // nil entry: no such key
+	mu       sync.Mutex
+	cache    map[string]lookupEntry // nil entry: no such key
+	cacheMax int                    // lookupCacheEntries; smaller in tests
 }
 
 // lookupCacheEntries bounds a table's cache of decoded entries.
@@ -104,7 +105,7 @@ func (t *lookupTable) get(key string) (lookupEntry, bool, error) {
 	if err != nil {
 		return nil, false, err
 	}
-	if len(t.cache) >= lookupCacheEntries {
+	if len(t.cache) >= t.cacheMax {
 		for k := range t.cache { // drop one, at random
 			delete(t.cache, k)
 			break
@@ -274,7 +275,7 @@ func (p *pipeline) bindTables(ctx context.Context, base []kgo.Opt, dir string, l
 			closeAll()
 			return nil, fmt.Errorf("lookup %q: open %s: %w", l.Name, tdir, err)
 		}
-		t := &lookupTable{spec: l, db: db, cache: make(map[string]lookupEntry)}
+		t := &lookupTable{spec: l, db: db, cache: make(map[string]lookupEntry), cacheMax: lookupCacheEntries}
 		lt.tables = append(lt.tables, t)
 		if _, seen := byTopic[l.Topic]; !seen {
 			topics = append(topics, l.Topic)
