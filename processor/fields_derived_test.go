@@ -191,3 +191,27 @@ func TestDerivedFieldsTypedAgainstSchema(t *testing.T) {
 		}
 	}
 }
+
+// TestDerivedFieldsWithoutRepartition: when the source is already keyed by
+// the grouping key, the aggregation task runs the stateless step itself:
+// the derived fields are computed there and nothing is carried.
+func TestDerivedFieldsWithoutRepartition(t *testing.T) {
+	p := derivedPipeline(t, `app: a
+source: {topics: [in], keyed_by_group_key: true}
+derived:
+  - {name: status_class, expr: "int(status / 100)"}
+key: [status_class]
+window: {type: tumbling, size: 10s}
+aggregates:
+  - {name: n, op: count}
+output: {topic: out}
+`)
+	rec := &kgo.Record{Timestamp: time.UnixMilli(1000)}
+	ev, re := p.prepareFields(map[string]any{"status": 404.0}, rec, time.UnixMilli(2000))
+	if re != nil || ev.key != `["4"]` {
+		t.Fatalf("event %+v, error %v", ev, re)
+	}
+	if len(rec.Headers) != 0 {
+		t.Errorf("headers added without a repartition: %v", rec.Headers)
+	}
+}

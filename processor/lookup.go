@@ -418,7 +418,12 @@ func (p *pipeline) bindTables(ctx context.Context, base []kgo.Opt, dir string, l
 	go func() {
 		defer wg.Done()
 		for lctx.Err() == nil {
-			if _, err := poll(lctx); err != nil {
+			before := bad
+			_, err := poll(lctx)
+			if bad > before {
+				log.Warn("lookup tables: records whose value is not a JSON object were skipped", "records", bad-before)
+			}
+			if err != nil {
 				log.Warn("lookup tables: reading updates failed; retrying", "err", err)
 				select {
 				case <-lctx.Done():

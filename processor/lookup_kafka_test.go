@@ -435,3 +435,34 @@ func firstEntry(m map[string]string) string {
 	}
 	return keys[0] + " " + m[keys[0]]
 }
+
+// TestKafkaLookupTopicMissing: a lookup table whose topic does not exist
+// stops the worker at start, naming the topic, before it joins the group.
+func TestKafkaLookupTopicMissing(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Real(t)
+	src, missing := kafkatest.Name(t, "src"), kafkatest.Name(t, "nosuch")
+	kafkatest.CreateTopic(t, brokers, src, 1)
+	spec, err := topology.Parse([]byte(fmt.Sprintf(`app: %s
+source: {topics: [%s]}
+lookups: [{name: owners, topic: %s, on: endpoint, fields: [team]}]
+key: [team]
+window: {type: tumbling, size: 10s}
+aggregates: [{name: n, op: count}]
+output: {topic: %s}
+`, kafkatest.Name(t, "app"), src, missing, kafkatest.Name(t, "out"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Spec: spec, Brokers: brokers, StateDir: t.TempDir(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	err = a.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), missing) || ctx.Err() != nil {
+		t.Fatalf("Run: %v (context %v); want an error naming topic %s", err, ctx.Err(), missing)
+	}
+	t.Log(err)
+}

@@ -16,6 +16,9 @@ package state
 //     So a replay that sees the same records in a different interleaving
 //     (different partition counts upstream of a repartition topic, different
 //     commit intervals or cache sizes) produces byte-identical rows.
+//     Exception: top_k, once a window has more distinct values than its
+//     counters, keeps counts that may depend on the order (each within
+//     its stated bound); see aggregate_topk.go.
 //   - Determinism. The same state always encodes to the same bytes, so
 //     identical final results compare equal as bytes.
 //   - Safety. DecodeRow never panics on any input, and allocates at most a
