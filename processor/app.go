@@ -273,11 +273,6 @@ func (a *App) Run(ctx context.Context) (err error) {
 	// shows in broker tools and quotas as the app and the instance.
 	base := append([]kgo.Opt{kgo.SeedBrokers(a.cfg.Brokers...), kgo.ClientID(clientID(spec.App, a.cfg.InstanceID, os.Hostname) + AdvertiseSuffix(a.cfg.AdvertiseURL))},
 		a.cfg.ClientOpts...)
-	stopTables, err := a.p.bindTables(ctx, base, lock.Dir(), a.log) // lookup tables, loaded before processing (lookup.go)
-	if err != nil {
-		return err
-	}
-	defer stopTables()
 
 	admCl, err := kgo.NewClient(base...)
 	if err != nil {
@@ -312,6 +307,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	a.db = db
 	defer db.Close()
+	stopTables, err := a.p.bindTables(ctx, base, lock.Dir(), a.log) // lookup tables, loaded before processing (lookup.go)
+	if err != nil {
+		return err
+	}
+	defer stopTables()
 
 	// Restores overlap one partition's fetches with another's writes (and
 	// use more cores where there are any); each restorer reads with its own

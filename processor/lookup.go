@@ -242,7 +242,8 @@ func lookupDefault(v any) any {
 }
 
 // bindTables opens the pipeline's lookup tables under dir (the pipeline's
-// state directory) and loads them from their topics, returning once each
+// state directory, locked by the caller; Run calls it after opening the
+// window store there, whose repair wipes the directory) and loads them from their topics, returning once each
 // is caught up to its topic's end as of now (see the ordering guarantee
 // above). A loader goroutine then keeps them up to date until stop is
 // called (Run defers it) or ctx ends. base are the pipeline's client
