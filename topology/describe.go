@@ -98,6 +98,9 @@ func (d *describer) sources() {
 	for _, t := range s.Source.Topics {
 		fmt.Fprintf(w, "  %s\t(%s)\n", t, format)
 	}
+	for _, l := range s.Lookups {
+		fmt.Fprintf(w, "  %s\t(JSON, compacted: lookup table %q, read whole by every worker)\n", l.Topic, l.Name)
+	}
 	w.Flush()
 	d.line("")
 }
