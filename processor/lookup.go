@@ -82,6 +82,7 @@ type lookupTable struct {
 	mu       sync.Mutex
 	cache    map[string]lookupEntry // nil entry: no such key
 	cacheMax int                    // lookupCacheEntries; smaller in tests
+	closed   bool                   // db is closed
 }
 
 // lookupCacheEntries bounds a table's cache of decoded entries.
@@ -98,6 +99,9 @@ type lookupEntry map[string]any
 func (t *lookupTable) get(key string) (lookupEntry, bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.closed {
+		return nil, false, errors.New("the table is closed")
+	}
 	if e, ok := t.cache[key]; ok {
 		return e, e != nil, nil
 	}
@@ -140,6 +144,11 @@ func (t *lookupTable) read(key string) (lookupEntry, error) {
 // delete per null value (tombstone). Values that are not JSON objects
 // are skipped and counted in bad (their key keeps its previous value).
 func (t *lookupTable) apply(recs []*kgo.Record) (bad int, err error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return 0, errors.New("the table is closed")
+	}
 	b := t.db.NewBatch()
 	defer b.Close()
 	for _, r := range recs {
@@ -157,8 +166,6 @@ func (t *lookupTable) apply(recs []*kgo.Record) (bad int, err error) {
 			return bad, err
 		}
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return bad, err
 	}
@@ -257,7 +264,10 @@ func (p *pipeline) bindTables(ctx context.Context, base []kgo.Opt, dir string, l
 	closeAll := func() {
 		lt.closed.Store(true)
 		for _, t := range lt.tables {
+			t.mu.Lock() // no lookup or write is under way, and none starts
+			t.closed = true
 			_ = t.db.Close()
+			t.mu.Unlock()
 		}
 	}
 	topics := make([]string, 0, len(p.spec.Lookups))
