@@ -220,7 +220,9 @@ commit_interval: 200ms
 		table(owners, "/pay", ""),
 	)
 	waitUntil(t, time.Minute, "the owners update to reach the worker's table", func() (bool, string) {
+		a.mu.Lock() // the processing loop's lock: orders this read after Run set the tables
 		tb := a.p.tables.tables[0]
+		a.mu.Unlock()
 		l, okL, _ := tb.get("/login")
 		_, okP, _ := tb.get("/pay")
 		return okL && l["team"] == "identity" && !okP, fmt.Sprintf("/login %v %v, /pay present %v", l, okL, okP)
