@@ -954,6 +954,27 @@ func (c *Case) oldResult(r Result, start time.Time) map[string]Num {
 
 func ptr[T any](v T) *T { return &v }
 
+// flowStyle writes the small mappings of expectations (key:, values:,
+// and each late record and dead letter) on one line, as cases are
+// written by hand.
+func flowStyle(n *yaml.Node) {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if k := n.Content[i].Value; (k == "key" || k == "values") && n.Content[i+1].Kind == yaml.MappingNode {
+				n.Content[i+1].Style = yaml.FlowStyle
+			}
+			if k := n.Content[i].Value; (k == "late" || k == "dead_letters") && n.Content[i+1].Kind == yaml.SequenceNode {
+				for _, item := range n.Content[i+1].Content {
+					item.Style = yaml.FlowStyle
+				}
+			}
+		}
+	}
+	for _, c := range n.Content {
+		flowStyle(c)
+	}
+}
+
 // Update rewrites the case file with e as its expect: section, keeping
 // the rest of the file (its steps and comments) as it is.
 func (c *Case) Update(e Expect) error {
@@ -975,6 +996,7 @@ func (c *Case) Update(e Expect) error {
 	if err := val.Encode(e); err != nil {
 		return err
 	}
+	flowStyle(&val)
 	m := doc.Content[0]
 	replaced := false
 	for i := 0; i+1 < len(m.Content); i += 2 {
