@@ -42,6 +42,10 @@ type KafkaConfig struct {
 	// Keep leaves the case's topics on the cluster. Default false: they
 	// are deleted at the end.
 	Keep bool
+	// KeepNames runs the pipeline with its own app id and topics instead
+	// of fresh ones: the caller makes sure they are unused (tests that
+	// compare bytes, topic names in headers included).
+	KeepNames bool
 }
 
 // kafkaClock is the App's wall clock in the Kafka mode: the case's, moved
@@ -73,18 +77,32 @@ type KafkaRun struct {
 }
 
 // Rename returns the topic the run uses for a topic of the pipeline.
-func (r *KafkaRun) Rename(topic string) string { return topic + "-" + r.suffix }
+func (r *KafkaRun) Rename(topic string) string {
+	if r.suffix == "" {
+		return topic
+	}
+	return topic + "-" + r.suffix
+}
 
 // original maps a topic of the run back to the pipeline's.
-func (r *KafkaRun) original(topic string) string { return strings.TrimSuffix(topic, "-"+r.suffix) }
+func (r *KafkaRun) original(topic string) string {
+	if r.suffix == "" {
+		return topic
+	}
+	return strings.TrimSuffix(topic, "-"+r.suffix)
+}
 
-// NewKafkaRun prepares a run of spec with fresh names.
-func NewKafkaRun(spec *topology.Spec) *KafkaRun {
-	var b [4]byte
-	_, _ = rand.Read(b[:])
-	r := &KafkaRun{suffix: "t" + hex.EncodeToString(b[:])}
+// NewKafkaRun prepares a run of spec with fresh names (the same names
+// when keepNames).
+func NewKafkaRun(spec *topology.Spec, keepNames bool) *KafkaRun {
+	r := &KafkaRun{}
+	if !keepNames {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		r.suffix = "t" + hex.EncodeToString(b[:])
+	}
 	s := *spec
-	s.App = spec.App + "-" + r.suffix
+	s.App = r.Rename(spec.App)
 	s.Source.Topics = nil
 	for _, t := range spec.Source.Topics {
 		s.Source.Topics = append(s.Source.Topics, r.Rename(t))
@@ -128,7 +146,7 @@ func (c *Case) RunKafka(ctx context.Context, spec *topology.Spec, cfg KafkaConfi
 	if err != nil {
 		return nil, err
 	}
-	run := NewKafkaRun(spec)
+	run := NewKafkaRun(spec, cfg.KeepNames)
 	rs := run.Spec
 	avro := spec.Source.Format == topology.FormatAvro || spec.Output.Format == topology.FormatAvro
 	if avro && cfg.Registry == nil {
