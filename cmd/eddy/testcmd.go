@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"path/filepath"
 	"regexp"
 	"time"
 
@@ -21,7 +22,7 @@ var errTestsFailed = errors.New("test cases failed")
 
 func testCmd() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "test -f pipeline.yaml CASES...",
+		Use:   "test -f pipeline.yaml [CASES...]",
 		Short: "Run a pipeline's test cases: records in, expected results, late records, dead letters and alerts out",
 		Long: `Run test cases (YAML files, or directories of them) against a pipeline,
 in process with the engine of eddy run, without a broker. Each mismatch is
@@ -29,12 +30,15 @@ printed with the window and field it concerns; the exit status is non-zero
 when a case fails. --update writes the current outputs as the expected ones
 (review them as golden files). With --brokers the cases run on a real
 cluster instead: the inputs are produced to fresh topics and the pipeline
-runs as a consumer-group member. See docs/testing-pipelines.md.`,
-		Args: cobra.MinimumNArgs(1),
+runs as a consumer-group member. Without CASES, the cases/ directory next
+to the pipeline file. See docs/testing-pipelines.md.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			spec, err := loadSpec(flagString(cmd, "file"))
 			if err != nil {
 				return err
+			}
+			if len(args) == 0 {
+				args = []string{filepath.Join(filepath.Dir(flagString(cmd, "file")), "cases")}
 			}
 			update, _ := cmd.Flags().GetBool("update")
 			o := testOptions{update: update, brokers: splitBrokers(flagString(cmd, "brokers"))}
