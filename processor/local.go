@@ -386,11 +386,12 @@ type Progress struct {
 }
 
 // Settle is for the test kit's Kafka mode (processor/eddytest), which
-// drives the App with its own clock: it runs one punctuation at the App's
-// clock now, under the processing lock, as the processing loop does after
-// every poll (so a wall-clock step has taken effect when it returns), and
-// reports how far processing got.
-func (a *App) Settle() (Progress, error) {
+// drives the App with its own clock: under the processing lock it does
+// what the processing loop does after every poll at the App's clock now
+// (punctuate, then commit when commit_interval has passed), so that a
+// wall-clock step has taken effect when it returns, and reports how far
+// processing got.
+func (a *App) Settle(ctx context.Context) (Progress, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	pr := Progress{Forwarded: map[state.SourcePartition]int64{}, Processed: map[state.SourcePartition]int64{}}
@@ -399,6 +400,11 @@ func (a *App) Settle() (Progress, error) {
 	}
 	if err := a.punctuate(); err != nil {
 		return pr, err
+	}
+	if a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval {
+		if err := a.commitLocked(ctx); err != nil {
+			return pr, err
+		}
 	}
 	for sp, off := range a.srcPos {
 		pr.Forwarded[sp] = off

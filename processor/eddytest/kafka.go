@@ -278,7 +278,7 @@ func settle(ctx context.Context, app *processor.App, done chan error, timeout ti
 	adm *kadm.Client, spec *topology.Spec) error {
 	var repartEnds map[int32]int64
 	return waitFor(ctx, done, timeout, "the pipeline to process the case's records", func() (bool, string) {
-		pr, err := app.Settle()
+		pr, err := app.Settle(ctx)
 		if err != nil {
 			return false, err.Error()
 		}
