@@ -1,10 +1,13 @@
 package eddytest_test
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
+	"github.com/eddy-streams/eddy/internal/kafkatest"
 	"github.com/eddy-streams/eddy/processor/eddytest"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -14,6 +17,40 @@ import (
 // counts and sums are a plain sum of the case's values.
 func TestAvroCase(t *testing.T) {
 	t.Parallel()
+	spec, c := avroCase(t)
+	out, err := c.Run(spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range c.Check(spec, out) {
+		t.Error(d)
+	}
+}
+
+// TestKafkaAvroCase: the Avro case on the real broker (the registry in
+// memory: the App takes any schema.Registry) passes with the same outcome.
+func TestKafkaAvroCase(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Real(t)
+	spec, c := avroCase(t)
+	local, err := c.Run(spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	out, err := c.RunKafka(ctx, spec, eddytest.KafkaConfig{Brokers: brokers, Registry: eddytest.NewMemRegistry()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range c.Check(spec, out) {
+		t.Errorf("on the broker: %s", d)
+	}
+	sameOutcome(t, local, out)
+}
+
+func avroCase(t *testing.T) (*topology.Spec, *eddytest.Case) {
+	t.Helper()
 	dir := t.TempDir()
 	write := func(name, text string) string {
 		p := filepath.Join(dir, name)
@@ -60,11 +97,5 @@ expect:
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := c.Run(spec, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, d := range c.Check(spec, out) {
-		t.Error(d)
-	}
+	return spec, c
 }

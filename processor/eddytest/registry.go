@@ -14,7 +14,7 @@ import (
 // kit checks pipelines, not schema evolution). Safe for concurrent use.
 type MemRegistry struct {
 	mu       sync.Mutex
-	byID     []*schema.Schema           // id i+1
+	byID     []*schema.Schema            // id i+1
 	subjects map[string][]*schema.Schema // versions, oldest first
 }
 
