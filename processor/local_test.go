@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -104,7 +105,13 @@ func TestKafkaLocalMatchesApp(t *testing.T) {
 	spec := localSpec(t, kafkatest.Name(t, "app"), src)
 	start := time.Now().UTC().Truncate(time.Second)
 	seed := uint64(time.Now().UnixNano())
-	t.Logf("seed %d", seed)
+	if s := os.Getenv("EDDY_TEST_SEED"); s != "" {
+		var err error
+		if seed, err = strconv.ParseUint(s, 10, 64); err != nil {
+			t.Fatalf("EDDY_TEST_SEED=%q: %v", s, err)
+		}
+	}
+	t.Logf("seed %d (EDDY_TEST_SEED reproduces a run)", seed)
 	values := genRecords(rand.New(rand.NewPCG(seed, 1)), 300, start.Add(-30*time.Minute))
 
 	// In process.

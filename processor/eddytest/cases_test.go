@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -250,8 +251,15 @@ func TestUpdate(t *testing.T) {
 func TestKafkaPropertyInProcessMatchesApp(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Real(t)
-	for i := range 3 {
-		seed := uint64(time.Now().UnixNano()) + uint64(i)
+	seeds := []uint64{uint64(time.Now().UnixNano()), uint64(time.Now().UnixNano()) + 1, uint64(time.Now().UnixNano()) + 2}
+	if s := os.Getenv("EDDY_TEST_SEED"); s != "" { // reproduce a failure: the subtest's name has its seed
+		n, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("EDDY_TEST_SEED=%q: %v", s, err)
+		}
+		seeds = []uint64{n}
+	}
+	for _, seed := range seeds {
 		t.Run(fmt.Sprint("seed-", seed), func(t *testing.T) {
 			t.Parallel()
 			spec, err := topology.Parse([]byte(`

@@ -177,6 +177,7 @@ func (c *Case) RunKafka(ctx context.Context, spec *topology.Spec, cfg KafkaConfi
 			dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			_, _ = adm.DeleteTopics(dctx, created...)
+			_, _ = adm.DeleteGroup(dctx, rs.GroupID())
 		}()
 	}
 	for _, t := range rs.Source.Topics {
