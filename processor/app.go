@@ -131,6 +131,15 @@ type App struct {
 	dirtySrc   bool
 	lastCommit time.Time
 	rst        restoreSet // partitions restoring (restore.go)
+	// Watermarks (watermarks.go): every source partition (what a task
+	// behind the repartition topic waits for), the repartition topic's
+	// partition count, the last report sent, scratch.
+	inputs   []state.SourcePartition
+	aggParts int32
+	wmSent   time.Time
+	wmBuf    []engine.Watermark
+	wmLast   []engine.Watermark // the last report sent
+	wmIn     []engine.Watermark
 
 	prodMu  sync.Mutex
 	prodErr error
@@ -288,6 +297,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		a.log.Info("record size limits", "max_message_bytes", a.limits.byTopic)
 	}
+	if err == nil && spec.NeedsRepartition() {
+		a.inputs, err = listInputs(ctx, kadm.NewClient(admCl), spec.Source.Topics)
+	}
+	a.aggParts = parts
 	admCl.Close()
 	if err != nil {
 		return err
@@ -348,7 +361,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		kgo.ProducerLinger(5*time.Millisecond),
 		// One batch limit per topic, its max.message.bytes (limits.go).
 		kgo.ProducerBatchMaxBytesFn(a.limits.limit),
-		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic())),
+		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic()).withWatermarks(spec.RepartitionTopic())),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 			a.lagW.assigned(m)
 			a.onAssigned(ctx, cl, m)
@@ -616,6 +629,9 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			}
 			a.pg.add(sp, items, fp.HighWatermark, now)
 		} else {
+			if t := a.tasks[fp.Partition]; t != nil {
+				t.inputFetched(fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark)
+			}
 			for i, rec := range fp.Records {
 				if err = a.processAgg(ctx, rec); err != nil {
 					if isUndecided(err) {

@@ -35,6 +35,10 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	in := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
 	er := engine.Record{Input: in, Offset: rec.Offset, Source: in, SourceOffset: rec.Offset}
 	repart := a.p.spec.NeedsRepartition()
+	if repart && isWatermark(rec) {
+		a.applyWatermarks(t, rec, a.clock.Now())
+		return nil
+	}
 	if repart {
 		var ok bool
 		for _, h := range rec.Headers {
@@ -127,10 +131,14 @@ func (a *App) punctuate() error {
 	for _, msg := range a.fields.report(now) {
 		a.log.Warn(msg)
 	}
+	a.sendWatermarks(context.Background(), now)
+	a.reportInputs(now)
 	for _, t := range a.tasks {
 		if err := t.Punctuate(now, &a.fx); err != nil {
 			return err
 		}
+		a.movedOn(t, a.fx.MovedOn)
+		a.watermarkMetrics(t, now)
 		a.apply(context.Background(), t, &a.fx)
 		p := strconv.Itoa(int(t.partition))
 		// A task that has had no record (in this run, or in the state it

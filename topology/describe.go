@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -215,18 +216,42 @@ func (d *describer) topics() {
 	d.line("")
 }
 
+// streamTimeRule says in plain words what a task's stream time is.
+func (d *describer) streamTimeRule() string {
+	s := d.s
+	inputs := "every partition of " + quoteList(s.Source.Topics)
+	if s.NeedsRepartition() {
+		return "Each input partition (" + inputs + ") has a watermark: the highest event time read from it. " +
+			"Records are regrouped by key through the repartition topic, which also carries the watermarks, and each task's " +
+			"stream time is the lowest watermark of all input partitions: windows wait for the slowest partition, " +
+			"so producers that send in bursts, or a worker that fails over, do not make on-time records late. " +
+			"Windows close by stream time, not by the wall clock, so replaying old records gives the same results as processing them live."
+	}
+	if len(s.Source.Topics) > 1 {
+		return "Each input partition has a watermark: the highest event time read from it. Task N reads partition N of " +
+			quoteList(s.Source.Topics) + "; its stream time is the lowest of those partitions' watermarks. " +
+			"Windows close by stream time, not by the wall clock, so replaying old records gives the same results as processing them live."
+	}
+	return "Each task reads one partition of " + quoteList(s.Source.Topics) + "; its stream time is the partition's watermark, " +
+		"the highest event time read from it. Windows close by stream time, not by the wall clock, " +
+		"so replaying old records gives the same results as processing them live."
+}
+
 func (d *describer) timeAndWindows() {
 	s := d.s
 	d.line("Time and windows, in plain words")
-	d.para("  ", "Stream time is the highest event time seen on the partition. Windows close by stream time, "+
-		"not by the wall clock, so replaying old records gives the same results as processing them live.")
+	d.para("  ", d.streamTimeRule())
 	d.line("")
 	d.para("  ", windowExplanation(s.Window))
 	d.line("")
 	d.para("  ", d.windowExample())
 	d.line("")
-	d.para("  ", fmt.Sprintf("Idle timeout: if a partition receives nothing for %s, wall-clock time advances its stream time so windows still close.",
-		fmtDuration(s.IdleTimeout)))
+	d.para("  ", fmt.Sprintf("Idle is not stalled. An input partition with nothing to read for %s (idle_timeout) is left out of the minimum; "+
+		"when every input partition is idle, wall-clock time advances stream time so windows still close and absence alerts fire. "+
+		"An input partition that has records waiting but makes no progress (its worker died, it is paused for the schema registry, "+
+		"restoring or rebalancing) holds windows back for up to %s (max_wait); then stream time moves on without it, "+
+		"eddy logs which partition held things up, and its records older than the windows closed meanwhile go to %q.",
+		fmtDuration(s.IdleTimeout), fmtDuration(s.MaxWait), s.LateTopic))
 	d.line("")
 	switch s.Emit {
 	case EmitUpdate:
@@ -512,4 +537,19 @@ func inARow(n int) string {
 		return "a window"
 	}
 	return fmt.Sprintf("%d windows in a row", n)
+}
+
+// quoteList renders names as "a", "b" and "c".
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	switch len(q) {
+	case 0:
+		return ""
+	case 1:
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
 }

@@ -23,6 +23,7 @@ const (
 	DefaultFormat         = FormatJSON
 	DefaultCommitInterval = time.Second
 	DefaultIdleTimeout    = 10 * time.Second
+	DefaultMaxWait        = 2 * time.Minute
 	DefaultMaxFuture      = time.Hour
 )
 
@@ -163,6 +164,7 @@ func (s *Spec) fillDefaults(present func(path string) bool) {
 	setString(&s.Processing, "processing", DefaultProcessing)
 	setDuration(&s.CommitInterval, "commit_interval", DefaultCommitInterval)
 	setDuration(&s.IdleTimeout, "idle_timeout", DefaultIdleTimeout)
+	setDuration(&s.MaxWait, "max_wait", DefaultMaxWait)
 	setDuration(&s.Time.MaxFuture, "time.max_future", DefaultMaxFuture)
 	setString(&s.Source.Format, "source.format", DefaultFormat)
 	setString(&s.Output.Format, "output.format", DefaultFormat)

@@ -67,6 +67,14 @@ type Spec struct {
 	// value to effectively disable).
 	IdleTimeout time.Duration `yaml:"idle_timeout,omitempty"`
 
+	// MaxWait bounds how long windows wait for an input partition that
+	// has records to read but makes no progress (its worker died, it is
+	// paused for the schema registry, restoring or being rebalanced):
+	// after MaxWait without progress, stream time moves on without it and
+	// its records older than that become late. Default 2m; 0 is not
+	// allowed.
+	MaxWait time.Duration `yaml:"max_wait,omitempty"`
+
 	// Alerts are optional rules over the window results (docs/alerting.md).
 	Alerts *Alerts `yaml:"alerts,omitempty"`
 }

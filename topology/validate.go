@@ -86,6 +86,10 @@ func (s *Spec) validate() []*FieldError {
 		c.add("idle_timeout", fmt.Sprintf("must be positive, not %s", fmtDuration(s.IdleTimeout)),
 			`write e.g. "idle_timeout: 10s" (the default); to effectively disable it, use a large value such as "24h"`)
 	}
+	if s.MaxWait <= 0 {
+		c.add("max_wait", fmt.Sprintf("must be positive, not %s", fmtDuration(s.MaxWait)),
+			`write e.g. "max_wait: 2m" (the default): longer than a worker's session timeout plus its restore`)
+	}
 	return c.errs
 }
 

@@ -84,10 +84,13 @@ type Effects struct {
 	// Aggregated: the record passed the stateless steps and reached the
 	// aggregates' inputs (even if they then refused it).
 	Aggregated bool
+	// MovedOn: stream time moved on without these stalled input
+	// partitions (Punctuate only).
+	MovedOn []MovedOn
 }
 
 func (fx *Effects) reset() {
 	clear(fx.Results)
 	clear(fx.Alerts)
-	*fx = Effects{Results: fx.Results[:0], Alerts: fx.Alerts[:0]}
+	*fx = Effects{Results: fx.Results[:0], Alerts: fx.Alerts[:0], MovedOn: fx.MovedOn[:0]}
 }
