@@ -220,8 +220,8 @@ func headerText(hs []kgo.RecordHeader) string {
 }
 
 // TestLocalWindowsAndRouting: Local's results are the counts and sums of a
-// plain loop over the records, and with four aggregation partitions each
-// key's windows live in the task of its repartition partition.
+// plain loop over the records, and with four partitions each key's windows
+// live in the task of its repartition partition.
 func TestLocalWindowsAndRouting(t *testing.T) {
 	t.Parallel()
 	spec := localSpec(t, "local-unit", "events")
@@ -241,7 +241,10 @@ func TestLocalWindowsAndRouting(t *testing.T) {
 	for i := range 200 {
 		k, ts, v := keys[i%len(keys)], base+int64(i)*500, i%13 // in order: nothing late
 		b, _ := json.Marshal(map[string]any{"k": k, "v": v, "ts": ts})
-		if err := l.Feed(context.Background(), &kgo.Record{Topic: "events", Offset: int64(i), Value: b, Timestamp: now}, now); err != nil {
+		// Spread over the four source partitions: stream time is the
+		// lowest of their watermarks.
+		rec := &kgo.Record{Topic: "events", Partition: int32(i % 4), Offset: int64(i / 4), Value: b, Timestamp: now}
+		if err := l.Feed(context.Background(), rec, now); err != nil {
 			t.Fatal(err)
 		}
 		w := win{k, ts - ts%10_000}

@@ -273,8 +273,9 @@ func (c *Case) RunKafka(ctx context.Context, spec *topology.Spec, cfg KafkaConfi
 
 // settle waits until the App has processed every record produced so far
 // (forwarded through the repartition topic and processed there, for a
-// pipeline that repartitions) and acknowledged what it wrote. Each check
-// runs one punctuation at the App's clock (App.Settle).
+// pipeline that repartitions, with the watermark records) and
+// acknowledged what it wrote. Each check runs one turn of the App's loop
+// without the poll at the App's clock (App.Settle).
 func settle(ctx context.Context, app *processor.App, done chan error, timeout time.Duration, produced map[state.SourcePartition]int64,
 	adm *kadm.Client, spec *topology.Spec) error {
 	var repartEnds map[int32]int64
@@ -295,9 +296,12 @@ func settle(ctx context.Context, app *processor.App, done chan error, timeout ti
 		if pr.Buffered > 0 {
 			return false, fmt.Sprintf("%d records not yet acknowledged", pr.Buffered)
 		}
-		if !spec.NeedsRepartition() || len(produced) == 0 {
+		if !spec.NeedsRepartition() {
 			return true, ""
 		}
+		// Behind the repartition topic: everything forwarded so far,
+		// records and the watermark reports a wall-clock step sends, has
+		// been processed (and the punctuation of this Settle saw it).
 		if repartEnds == nil {
 			lctx, cancel := context.WithTimeout(ctx, timeout)
 			ends, err := adm.ListEndOffsets(lctx, spec.RepartitionTopic())
