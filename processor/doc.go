@@ -29,4 +29,8 @@
 //   - alertpub.go, alertmanager.go: alert transitions out
 //   - reset.go: `eddy reset`
 //   - status.go: read-only views for the console
+//   - local.go, outrec.go: Local, a pipeline run in process on given
+//     records with the stateless steps, engine and encoders of the App
+//     (`eddy test`, package eddytest; runbook previews); the pure
+//     builders of the records the shell writes
 package processor
