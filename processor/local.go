@@ -13,6 +13,12 @@ package processor
 //     the App's partitioner), in the order the records are fed: the
 //     order of a single source partition, or of the App's partition
 //     group when it had every record buffered.
+//   - Stream time is the engine's: the lowest watermark of the input
+//     partitions a task waits for (every source partition behind the
+//     repartition topic, its own otherwise). The App forwards source
+//     watermarks through the repartition topic every 200 ms of wall
+//     clock; Local hands them to every task at once, after each record,
+//     every input partition caught up (nothing waits in process).
 //   - The wall clock moves only when the caller says so (Feed, Advance).
 //     Each call does what one turn of the App's loop does at that time:
 //     process, punctuate (idle advance, due windows, absence alerts),
@@ -70,6 +76,8 @@ type Local struct {
 	db         *state.DB
 	tasks      []*task
 	next       []int64 // repartitioned pipelines: next offset of each aggregation partition
+	inputs     []state.SourcePartition
+	wm         map[state.SourcePartition]int64 // repartitioned pipelines: each source partition's watermark
 	fx         engine.Effects
 	out        []*kgo.Record
 	started    bool
@@ -100,7 +108,13 @@ func NewLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Local{cfg: cfg, p: p, db: db, next: make([]int64, cfg.Partitions)}, nil
+	l := &Local{cfg: cfg, p: p, db: db, next: make([]int64, cfg.Partitions), wm: map[state.SourcePartition]int64{}}
+	for _, topic := range cfg.Spec.Source.Topics {
+		for i := range cfg.Partitions {
+			l.inputs = append(l.inputs, state.SourcePartition{Topic: topic, Partition: int32(i)})
+		}
+	}
+	return l, nil
 }
 
 // start makes the tasks, at the wall clock of the first step (their idle
@@ -115,6 +129,17 @@ func (l *Local) start(now time.Time) error {
 		t := l.p.newTask(int32(i), ts, state.Checkpoint{}, now)
 		if err := t.rebuildIndex(); err != nil {
 			return err
+		}
+		// The input partitions the task waits for (App.newTask).
+		if l.p.spec.NeedsRepartition() {
+			t.Expect(l.inputs, now)
+			// The source stage's first report: every source partition,
+			// none read yet, caught up.
+			for _, in := range l.inputs {
+				t.ObserveWatermark(engine.Watermark{Input: in, CaughtUp: true}, now)
+			}
+		} else {
+			t.Expect([]state.SourcePartition{{Topic: l.p.spec.Source.Topics[0], Partition: int32(i)}}, now)
 		}
 		l.tasks = append(l.tasks, t)
 	}
@@ -151,13 +176,15 @@ func (l *Local) Feed(ctx context.Context, rec *kgo.Record, now time.Time) error 
 		// source record, then the task of the grouping key's partition.
 		var uerr error
 		ev, re, uerr = l.p.prepare(ctx, rec, now)
-		switch {
-		case uerr != nil:
+		if uerr != nil {
 			return uerr
+		}
+		switch {
 		case re != nil:
 			l.out = append(l.out, deadLetterRecord(spec.DeadLetterTopic, rec, re, nil, now))
 			return l.afterStep(now)
 		case ev.filtered:
+			l.advanceWatermark(rec, ev.ts, now)
 			return l.afterStep(now)
 		}
 		part := KeyPartition(spec.RepartitionTopic(), ev.key, l.cfg.Partitions)
@@ -192,7 +219,26 @@ func (l *Local) Feed(ctx context.Context, rec *kgo.Record, now time.Time) error 
 	if err := l.process(t, er, rec, now); err != nil {
 		return err
 	}
+	if spec.NeedsRepartition() {
+		l.advanceWatermark(rec, ev.ts, now)
+	}
 	return l.afterStep(now)
+}
+
+// advanceWatermark is the source stage's watermark: the highest event time
+// of the records it forwarded that passed decoding and event time
+// (partitionGroup.drain), filtered ones included. The App reports it to
+// every task through the repartition topic (sendWatermarks, every 200 ms
+// of wall clock); Local reports it at once, caught up.
+func (l *Local) advanceWatermark(rec *kgo.Record, ts int64, now time.Time) {
+	sp := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
+	if ts <= l.wm[sp] {
+		return
+	}
+	l.wm[sp] = ts
+	for _, t := range l.tasks {
+		t.ObserveWatermark(engine.Watermark{Input: sp, Time: ts, CaughtUp: true}, now)
+	}
 }
 
 // process is the engine step of App.processAgg, with the same outputs.
@@ -252,7 +298,14 @@ func (l *Local) afterStep(now time.Time) error {
 }
 
 func (l *Local) punctuate(now time.Time) error {
+	direct := !l.p.spec.NeedsRepartition()
 	for _, t := range l.tasks {
+		// App.reportInputs: nothing waits to be read in process.
+		t.SetInputCaughtUp(true)
+		if direct {
+			in := state.SourcePartition{Topic: l.p.spec.Source.Topics[0], Partition: t.partition}
+			t.ObserveWatermark(engine.Watermark{Input: in, CaughtUp: true}, now)
+		}
 		if err := t.Punctuate(now, &l.fx); err != nil {
 			return err
 		}
@@ -386,11 +439,12 @@ type Progress struct {
 }
 
 // Settle is for the test kit's Kafka mode (processor/eddytest), which
-// drives the App with its own clock: it runs one punctuation at the App's
-// clock now, under the processing lock, as the processing loop does after
-// every poll (so a wall-clock step has taken effect when it returns), and
-// reports how far processing got.
-func (a *App) Settle() (Progress, error) {
+// drives the App with its own clock: under the processing lock it does
+// what the processing loop does after every poll at the App's clock now
+// (punctuate, then commit when commit_interval has passed), so that a
+// wall-clock step has taken effect when it returns, and reports how far
+// processing got.
+func (a *App) Settle(ctx context.Context) (Progress, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	pr := Progress{Forwarded: map[state.SourcePartition]int64{}, Processed: map[state.SourcePartition]int64{}}
@@ -399,6 +453,11 @@ func (a *App) Settle() (Progress, error) {
 	}
 	if err := a.punctuate(); err != nil {
 		return pr, err
+	}
+	if a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval {
+		if err := a.commitLocked(ctx); err != nil {
+			return pr, err
+		}
 	}
 	for sp, off := range a.srcPos {
 		pr.Forwarded[sp] = off
