@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"reflect"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,5 +188,56 @@ func waitUntil(t *testing.T, timeout time.Duration, what string, cond func() (bo
 			t.Fatalf("%s: not after %s; last seen: %s", what, timeout, last)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// Past its read rate a preview runs on a sample and says so; past its
+// open-window bound the engine refuses records and the page says so.
+func TestKafkaPreviewBoundsSaid(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	topic := kafkatest.Name(t, "in")
+	kafkatest.CreateTopic(t, brokers, topic, 1)
+	block := fmt.Sprintf("source: {topics: [%s]}\ntime: {field: ts}\nkey: [k]\nwindow: {type: tumbling, size: 1h}\naggregates: [{name: n, op: count}]\n---\ndisplay: table\n", topic)
+	b := runbook.ParseBlock(0, 1, block, time.Now())
+	if !b.OK() {
+		t.Fatalf("block: %+v", b.Problems)
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := runbook.NewHub(runbook.HubConfig{Brokers: brokers, Logger: log, MaxReadRate: 200})
+	defer hub.Close()
+	mgr := runbook.NewManager(runbook.ManagerConfig{Hub: hub, Logger: log, NewEngine: func(ctx context.Context, spec *topology.Spec) (runbook.Engine, error) {
+		return processor.NewLocal(ctx, processor.LocalConfig{Spec: spec, MaxOpenWindows: 10})
+	}})
+	defer mgr.Close()
+	p, release, err := mgr.Open("bounds#0", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	waitUntil(t, 30*time.Second, "the preview to read", func() (bool, string) {
+		s := p.Snapshot()
+		return s.Stats.Reading, fmt.Sprintf("%+v", s.Stats)
+	})
+	// 2,000 records of 100 keys at once: ten times the read rate, ten
+	// times the open windows allowed.
+	now := time.Now().UnixMilli()
+	var recs []*kgo.Record
+	for i := 0; i < 2000; i++ {
+		recs = append(recs, &kgo.Record{Topic: topic, Value: []byte(fmt.Sprintf(`{"ts": %d, "k": "key-%d"}`, now, i%100))})
+	}
+	produce(t, brokers, recs...)
+	var s runbook.Snapshot
+	waitUntil(t, 30*time.Second, "both bounds said", func() (bool, string) {
+		s = p.Snapshot()
+		var sampled, memory bool
+		for _, x := range s.Bounds {
+			sampled = sampled || strings.HasPrefix(x, "sampled:")
+			memory = memory || strings.HasPrefix(x, "memory:")
+		}
+		return sampled && memory && s.Stats.Read+s.Stats.Skipped == int64(len(recs)), fmt.Sprintf("%+v", s)
+	})
+	if s.Stats.Skipped == 0 || s.Stats.Read > int64(len(recs))/2 {
+		t.Errorf("read %d, skipped %d of %d at 200 records/s: want most skipped", s.Stats.Read, s.Stats.Skipped, len(recs))
 	}
 }
