@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"sort"
 	"sync"
@@ -109,8 +110,9 @@ func jsonFields(_ context.Context, rec *kgo.Record) map[string]any {
 }
 
 // Open returns the running preview of id (a document and block) for b,
-// starting it if none runs or if the running one is of other text (the
-// block was edited), and counts one viewer until release is called.
+// starting it if none runs, and counts one viewer until release is called.
+// A running preview of other text (the block was edited) is replaced when
+// nobody watches it, else the edited text runs beside it.
 func (m *Manager) Open(id string, b *Block) (p *Preview, release func(), err error) {
 	if !b.OK() {
 		return nil, nil, errors.New("the block has errors")
@@ -122,9 +124,21 @@ func (m *Manager) Open(id string, b *Block) (p *Preview, release func(), err err
 	}
 	p = m.previews[id]
 	if p != nil && p.block.Text != b.Text {
-		p.stop()
-		delete(m.previews, id)
-		p = nil
+		p.mu.Lock()
+		watched := p.viewers > 0
+		p.mu.Unlock()
+		if watched {
+			// Someone (another page) watches the other text: both run,
+			// this one under an id of its own text.
+			h := fnv.New64a()
+			h.Write([]byte(b.Text))
+			id = fmt.Sprintf("%s#%x", id, h.Sum64())
+			p = m.previews[id]
+		} else {
+			p.stop()
+			delete(m.previews, id)
+			p = nil
+		}
 	}
 	if p == nil {
 		if len(m.previews) >= m.cfg.MaxPreviews {

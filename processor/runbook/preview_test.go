@@ -77,16 +77,23 @@ func TestPreviewIdleStopAndRestart(t *testing.T) {
 	if err != nil || p2 == p {
 		t.Fatalf("restart: %v (same preview: %v)", err, p2 == p)
 	}
-	// The block edited: the old preview is replaced.
+	// The block edited while another page watches the old text: both run.
 	b2 := ParseBlock(0, 1, testBlock+"top: 3\n", clock.Now())
 	p3, release3, err := m.Open("doc#0", b2)
-	if err != nil || p3 == p2 {
-		t.Fatalf("edited: %v (same preview: %v)", err, p3 == p2)
+	if err != nil || p3 == p2 || m.Running() != 2 {
+		t.Fatalf("edited beside a watched one: %v (same preview: %v, running %d)", err, p3 == p2, m.Running())
+	}
+	release3()
+	// Edited with nobody watching the old text: the old preview is replaced.
+	release2()
+	b4 := ParseBlock(0, 1, testBlock+"top: 4\n", clock.Now())
+	p4, release4, err := m.Open("doc#0", b4)
+	if err != nil || p4 == p2 {
+		t.Fatalf("edited: %v (same preview: %v)", err, p4 == p2)
 	}
 	<-p2.Done()
-	release2()
-	release3()
-	waitCond(t, func() bool { return m.Running() == 1 })
+	release4()
+	waitCond(t, func() bool { return m.Running() == 2 }) // p3 (unwatched, not yet idle) and p4
 }
 
 // Open refuses past MaxPreviews and a block with errors.
