@@ -57,6 +57,7 @@ type wmRun struct {
 	// encode turns an event into the record value (JSON when nil).
 	encode func(t testing.TB, e tevent) []byte
 	avro   *avroE2E
+	speed  int64 // how much faster than the wall clock event time runs in steady (1 when 0)
 }
 
 func newWMRun(t testing.TB, brokers []string, o wmOpts) *wmRun {
@@ -179,16 +180,19 @@ func (r *wmRun) produce(t testing.TB, evs []tevent) {
 	r.sc.events = append(r.sc.events, evs...)
 }
 
-// steady produces every key's events in real time for d: event time is
-// the wall clock, sent every 200ms. keep selects the keys; tick, when not
-// nil, runs after each send with the time elapsed.
+// steady produces every key's events in real time for d, sent every
+// 200ms: event time is the wall clock, running r.speed times faster from
+// the start of the call (1 when unset). keep selects the keys; tick, when
+// not nil, runs after each send with the time elapsed.
 func (r *wmRun) steady(t testing.TB, d time.Duration, every int64, keep func(k int) bool, tick func(elapsed time.Duration)) {
 	t.Helper()
+	speed := max(r.speed, 1)
 	start := time.Now()
-	last := start.UnixMilli()
+	eventTime := func() int64 { return start.UnixMilli() + speed*time.Since(start).Milliseconds() }
+	last := eventTime()
 	for time.Since(start) < d {
 		time.Sleep(200 * time.Millisecond) // the producers' own pace
-		now := time.Now().UnixMilli()
+		now := eventTime()
 		var evs []tevent
 		for k := range r.keys {
 			if keep == nil || keep(k) {
