@@ -28,7 +28,10 @@ import (
 // named in EDDY_WMBENCH_BINS (comma-separated, e.g. a build of main before
 // the watermarks commit and one after; default: this tree's). The clock
 // runs from the first commit seen to the moment the input and the
-// repartition topic are processed. Built only with the wmbench tag:
+// repartition topic are processed. The binaries must be built with the
+// eddytest tag: the run turns off the purge of the repartition topic
+// (EDDY_TEST_PURGE_INTERVAL) so that every record written to it can be
+// counted. Built only with the wmbench tag:
 //
 //	EDDY_TEST_BROKERS=127.0.0.1:43737 EDDY_WMBENCH_BINS=/tmp/eddy-before,/tmp/eddy-after \
 //	  go test -tags wmbench -run TestKafkaWatermarkCost -v -timeout 60m ./cmd/eddy/
@@ -101,7 +104,10 @@ idle_timeout: 24h
 	}
 	saved := eddyBin
 	eddyBin = bin
-	w := startWorker(t, p, strings.Join(brokers, ","), t.TempDir())
+	// The repartition topic is not purged during the run, so its records
+	// can be counted and weighed afterwards (the binaries must be built
+	// with the eddytest tag for the hook).
+	w := startWorker(t, p, strings.Join(brokers, ","), t.TempDir(), "EDDY_TEST_PURGE_INTERVAL=24h")
 	eddyBin = saved
 	adm := kadm.NewClient(kafkatest.Client(t, brokers))
 	part := app + "-repartition"
@@ -147,7 +153,8 @@ idle_timeout: 24h
 	}
 	cpu := procCPU(w.cmd.Process.Pid) - cpu0
 	el := done.Sub(first)
-	_ = w.stop(syscall.SIGTERM)
+	// Read before the stop: eddy purges the repartition topic once more
+	// at shutdown.
 	recs := kafkatest.ReadAll(t, brokers, part, false)
 	var data, wm, dataBytes, wmBytes, hdrBytes int64
 	for _, r := range recs {
@@ -167,9 +174,15 @@ idle_timeout: 24h
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	dirs, err := adm.DescribeAllLogDirs(ctx, kadm.TopicsSet{part: nil})
-	var disk int64
+	td, err := adm.ListTopics(ctx, part)
+	var dirs kadm.DescribedAllLogDirs
 	if err == nil {
+		dirs, err = adm.DescribeAllLogDirs(ctx, td.TopicsSet())
+	}
+	var disk int64
+	if err != nil {
+		t.Logf("describe log dirs: %v", err)
+	} else {
 		dirs.Each(func(d kadm.DescribedLogDir) {
 			d.Topics.Each(func(p kadm.DescribedLogDirPartition) {
 				if p.Topic == part {
@@ -178,6 +191,7 @@ idle_timeout: 24h
 			})
 		})
 	}
+	_ = w.stop(syscall.SIGTERM)
 	t.Logf("%s: %d records in %.2fs = %.0f records/s, %.1f CPU-s per M records; repartition: %d data records (%d bytes key+value+headers, %d of them header bytes), %d watermark records (%d bytes); %d bytes on disk",
 		bin, n, el.Seconds(), float64(n)/el.Seconds(), cpu/float64(n)*1e6, data, dataBytes, hdrBytes, wm, wmBytes, disk)
 }
