@@ -131,6 +131,15 @@ type App struct {
 	dirtySrc   bool
 	lastCommit time.Time
 	rst        restoreSet // partitions restoring (restore.go)
+	// Watermarks (watermarks.go): every source partition (what a task
+	// behind the repartition topic waits for), the repartition topic's
+	// partition count, the last report sent, scratch.
+	inputs   []state.SourcePartition
+	aggParts int32
+	wmSent   time.Time
+	wmBuf    []engine.Watermark
+	wmLast   []engine.Watermark // the last report sent
+	wmIn     []engine.Watermark
 
 	prodMu  sync.Mutex
 	prodErr error
@@ -144,6 +153,7 @@ type App struct {
 	guard *retentionGuard // nil until Run
 
 	ready   atomic.Bool
+	waiting atomic.Pointer[string] // why results wait on an input partition, "" none (watermarks.go)
 	closing atomic.Bool
 	fatal   chan error
 }
@@ -230,6 +240,12 @@ func (a *App) Handler(gatherer prometheus.Gatherer) http.Handler {
 			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
+		// Ready even while results wait on a stalled input partition (a
+		// restart would not help), but the body says so.
+		if why := a.Waiting(); why != "" {
+			fmt.Fprintln(w, "ready; "+why)
+			return
+		}
 		fmt.Fprintln(w, "ready")
 	})
 	mux.HandleFunc("/expired/ack", a.watch.handleExpiredAck)
@@ -288,6 +304,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		a.log.Info("record size limits", "max_message_bytes", a.limits.byTopic)
 	}
+	if err == nil && spec.NeedsRepartition() {
+		a.inputs, err = listInputs(ctx, kadm.NewClient(admCl), spec.Source.Topics)
+	}
+	a.aggParts = parts
 	admCl.Close()
 	if err != nil {
 		return err
@@ -348,7 +368,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		kgo.ProducerLinger(5*time.Millisecond),
 		// One batch limit per topic, its max.message.bytes (limits.go).
 		kgo.ProducerBatchMaxBytesFn(a.limits.limit),
-		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic())),
+		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic()).withWatermarks(spec.RepartitionTopic())),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 			a.lagW.assigned(m)
 			a.onAssigned(ctx, cl, m)
@@ -616,6 +636,9 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			}
 			a.pg.add(sp, items, fp.HighWatermark, now)
 		} else {
+			if t := a.tasks[fp.Partition]; t != nil {
+				t.inputFetched(fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark)
+			}
 			for i, rec := range fp.Records {
 				if err = a.processAgg(ctx, rec); err != nil {
 					if isUndecided(err) {
@@ -689,6 +712,7 @@ func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 		kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
 		kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},
 		kgo.RecordHeader{Key: hdrOrigTS, Value: binary.AppendVarint(nil, rec.Timestamp.UnixMilli())},
+		kgo.RecordHeader{Key: hdrSourceWatermark, Value: binary.AppendVarint(nil, a.pg.watermark(state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}))},
 	)
 	a.write(ctx, &kgo.Record{
 		Topic:     a.p.spec.RepartitionTopic(),

@@ -271,7 +271,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 				values = append(values, pendValues...)
 				pendKeys, pendValues = pendKeys[:0], pendValues[:0]
 				cp = state.Checkpoint{TopicID: td.ID, ChangelogNext: next, InputNext: m.InputNext,
-					StreamTime: m.StreamTime, FlushSeq: m.FlushSeq, Upstream: m.Upstream}
+					StreamTime: m.StreamTime, FlushSeq: m.FlushSeq, Upstream: m.Upstream, Watermarks: m.Watermarks}
 				if len(keys) >= 32768 {
 					ferr = flush(false)
 				}
