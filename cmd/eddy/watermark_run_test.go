@@ -65,7 +65,9 @@ func newWMRun(t testing.TB, brokers []string, o wmOpts) *wmRun {
 	if o.processing == "" {
 		o.processing = "at_least_once"
 	}
-	sc := &scenario{size: testWindow, grace: wmGrace, parts: o.parts}
+	// Records late by design are produced only once every partition is
+	// far past them: they must all be on the late topic.
+	sc := &scenario{size: testWindow, grace: wmGrace, parts: o.parts, strictLate: true}
 	now := time.Now().UnixMilli()
 	sc.t0 = (now - 20*60_000) / testWindow * testWindow
 	sc.flushTS = now + 30*60_000 // set again when the test flushes
