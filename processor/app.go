@@ -327,6 +327,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	a.db = db
 	defer db.Close()
+	stopTables, err := a.p.bindTables(ctx, base, lock.Dir(), a.log) // lookup tables, loaded before processing (lookup.go)
+	if err != nil {
+		return err
+	}
+	defer stopTables()
 
 	// Restores overlap one partition's fetches with another's writes (and
 	// use more cores where there are any); each restorer reads with its own

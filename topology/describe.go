@@ -98,6 +98,9 @@ func (d *describer) sources() {
 	for _, t := range s.Source.Topics {
 		fmt.Fprintf(w, "  %s\t(%s)\n", t, format)
 	}
+	for _, l := range s.Lookups {
+		fmt.Fprintf(w, "  %s\t(JSON, compacted: lookup table %q, read whole by every worker)\n", l.Topic, l.Name)
+	}
 	w.Flush()
 	d.line("")
 }
@@ -121,6 +124,40 @@ func (d *describer) steps() {
 			"A record that cannot be decoded goes to the dead-letter topic %s.", subject, dlq))
 	} else {
 		step(fmt.Sprintf("Decode the value as a JSON object. A record that cannot be decoded goes to the dead-letter topic %s.", dlq))
+	}
+
+	for i, df := range s.Derived {
+		typ := ""
+		if e, err := CompileValue(df.Expr, nil); err == nil && e.Type() != FieldAny {
+			typ = " (" + e.Type().String() + ")"
+		}
+		lead := "Derive"
+		if i > 0 {
+			lead = "Then derive"
+		}
+		step(fmt.Sprintf("%s field %q%s = `%s`. A record on which it fails goes to the dead-letter topic %s "+
+			"(class expression, header eddy.error.field %q).", lead, df.Name, typ, df.Expr, dlq, df.Name))
+	}
+	for _, l := range s.Lookups {
+		miss := "a record without a match gets "
+		if l.OnMiss == OnMissDeadLetter {
+			miss = fmt.Sprintf("a record without a match goes to the dead-letter topic %s (class lookup_miss)", dlq)
+		} else {
+			var defs []string
+			for _, f := range l.Fields {
+				v, ok := l.Defaults[f]
+				if !ok || v == nil {
+					defs = append(defs, f+" null")
+				} else {
+					defs = append(defs, fmt.Sprintf("%s %v", f, v))
+				}
+			}
+			miss += strings.Join(defs, ", ")
+		}
+		step(fmt.Sprintf("Look up %s in table %q (a local copy of compacted topic %q, the whole table on every worker): "+
+			"the matching entry's %s become fields of the record; %s. The table is read to its end before processing starts, "+
+			"then kept up to date while records are processed: an update applies to the records processed after it.",
+			l.On, l.Name, l.Topic, quoteList(l.Fields), miss))
 	}
 
 	future := fmt.Sprintf("A record more than %s ahead of the wall clock goes to the dead-letter topic, "+
@@ -396,6 +433,8 @@ func aggregateText(a Aggregate) string {
 		text = "number of distinct values of " + a.Field + " (approximate)"
 	case AggQuantile:
 		text = percentileText(a.Quantile) + " of " + a.Field + " (approximate)"
+	case AggTopK:
+		text = fmt.Sprintf("the %d most frequent values of %s with their counts (%s)", a.K, a.Field, TopKErrorText(a.K))
 	default:
 		text = a.Op + " of " + a.Field
 	}
@@ -407,6 +446,14 @@ func aggregateText(a Aggregate) string {
 		}
 	}
 	return text
+}
+
+// TopKErrorText explains the error bound of a top_k aggregate in plain
+// words (the sketch is state.TopK, of capacity TopKCapacity(k)).
+func TopKErrorText(k int) string {
+	m := TopKCapacity(k)
+	return fmt.Sprintf("exact while a window has at most %d distinct values; beyond that each count may be low by at most "+
+		"1/%d of the window's records, and a value missing from the list has fewer than that", m, m+1)
 }
 
 // percentileText: 0.99 -> "99th percentile", 0.5 -> "50th percentile (median)".

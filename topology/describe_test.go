@@ -22,6 +22,7 @@ func TestDescribeGolden(t *testing.T) {
 		{"tumbling", 0},
 		{"hopping", 12},
 		{"session", 0},
+		{"metrics", 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mustParseFile(t, filepath.Join("testdata", "describe", tc.name+".yaml"))
