@@ -131,6 +131,15 @@ type App struct {
 	dirtySrc   bool
 	lastCommit time.Time
 	rst        restoreSet // partitions restoring (restore.go)
+	// Watermarks (watermarks.go): every source partition (what a task
+	// behind the repartition topic waits for), the repartition topic's
+	// partition count, the last report sent, scratch.
+	inputs   []state.SourcePartition
+	aggParts int32
+	wmSent   time.Time
+	wmBuf    []engine.Watermark
+	wmLast   []engine.Watermark // the last report sent
+	wmIn     []engine.Watermark
 
 	prodMu  sync.Mutex
 	prodErr error
@@ -144,6 +153,7 @@ type App struct {
 	guard *retentionGuard // nil until Run
 
 	ready   atomic.Bool
+	waiting atomic.Pointer[string] // why results wait on an input partition, "" none (watermarks.go)
 	closing atomic.Bool
 	fatal   chan error
 }
@@ -230,6 +240,12 @@ func (a *App) Handler(gatherer prometheus.Gatherer) http.Handler {
 			http.Error(w, why, http.StatusServiceUnavailable)
 			return
 		}
+		// Ready even while results wait on a stalled input partition (a
+		// restart would not help), but the body says so.
+		if why := a.Waiting(); why != "" {
+			fmt.Fprintln(w, "ready; "+why)
+			return
+		}
 		fmt.Fprintln(w, "ready")
 	})
 	mux.HandleFunc("/expired/ack", a.watch.handleExpiredAck)
@@ -288,6 +304,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		a.log.Info("record size limits", "max_message_bytes", a.limits.byTopic)
 	}
+	if err == nil && spec.NeedsRepartition() {
+		a.inputs, err = listInputs(ctx, kadm.NewClient(admCl), spec.Source.Topics)
+	}
+	a.aggParts = parts
 	admCl.Close()
 	if err != nil {
 		return err
@@ -307,6 +327,11 @@ func (a *App) Run(ctx context.Context) (err error) {
 	}
 	a.db = db
 	defer db.Close()
+	stopTables, err := a.p.bindTables(ctx, base, lock.Dir(), a.log) // lookup tables, loaded before processing (lookup.go)
+	if err != nil {
+		return err
+	}
+	defer stopTables()
 
 	// Restores overlap one partition's fetches with another's writes (and
 	// use more cores where there are any); each restorer reads with its own
@@ -348,7 +373,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		kgo.ProducerLinger(5*time.Millisecond),
 		// One batch limit per topic, its max.message.bytes (limits.go).
 		kgo.ProducerBatchMaxBytesFn(a.limits.limit),
-		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic())),
+		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic()).withWatermarks(spec.RepartitionTopic())),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 			a.lagW.assigned(m)
 			a.onAssigned(ctx, cl, m)
@@ -587,7 +612,7 @@ func (a *App) produce(ctx context.Context, rec *kgo.Record) {
 			a.setProduceErr(a.explainProduceErr(r, err))
 			return
 		}
-		a.m.recordsOut.WithLabelValues(r.Topic).Inc()
+		a.countOut(r)
 	})
 }
 
@@ -598,7 +623,7 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 		if err != nil || len(fp.Records) == 0 {
 			return
 		}
-		a.m.recordsIn.WithLabelValues(fp.Topic).Add(float64(len(fp.Records)))
+		a.countIn(fp)
 		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
 		if st := a.stalled[sp]; st != nil {
 			st.recs = append(st.recs, fp.Records...) // fetched before the pause took effect
@@ -616,6 +641,9 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			}
 			a.pg.add(sp, items, fp.HighWatermark, now)
 		} else {
+			if t := a.tasks[fp.Partition]; t != nil {
+				t.inputFetched(fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark)
+			}
 			for i, rec := range fp.Records {
 				if err = a.processAgg(ctx, rec); err != nil {
 					if isUndecided(err) {
@@ -685,10 +713,12 @@ func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 		a.m.filtered.Inc()
 		return nil
 	}
+	a.beforeLateForward(ctx, state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}, ev)
 	headers := append(append([]kgo.RecordHeader(nil), rec.Headers...),
 		kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
 		kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},
 		kgo.RecordHeader{Key: hdrOrigTS, Value: binary.AppendVarint(nil, rec.Timestamp.UnixMilli())},
+		kgo.RecordHeader{Key: hdrSourceWatermark, Value: binary.AppendVarint(nil, a.pg.watermark(state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}))},
 	)
 	a.write(ctx, &kgo.Record{
 		Topic:     a.p.spec.RepartitionTopic(),

@@ -129,6 +129,7 @@ func (a *App) dropLocked(parts map[string][]int32) {
 				if t, ok := a.tasks[p]; ok {
 					t.store.DropCache()
 					delete(a.tasks, p)
+					a.dropWatermarkMetrics(t)
 				}
 				if a.am != nil {
 					a.am.drop(p)

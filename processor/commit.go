@@ -19,8 +19,9 @@ package processor
 //     happened. Wait until all are acknowledged; any failure fails the
 //     commit.
 //  2. Produce one commit marker per task to its changelog partition, naming
-//     the input position, stream time and upstream offsets the flush
-//     reflects, and wait for it.
+//     the input position, stream time, upstream offsets and input
+//     partitions' watermarks the flush reflects (state.Checkpoint), and
+//     wait for it.
 //  3. Commit the input offsets of everything processed.
 //  4. Write each task's rows and checkpoint (marker offset + 1) to Pebble in
 //     one batch.
@@ -32,7 +33,8 @@ package processor
 //     same values.
 //   - between 2 and 3: the committed offset is behind the marker; on
 //     restart records below the marker's position are skipped as already
-//     applied (task.seen), so nothing counts twice.
+//     applied (the engine's duplicate check, engine.Task.seen), so nothing
+//     counts twice.
 //   - between 3 and 4: Pebble is behind the changelog; restore replays only
 //     the tail after the Pebble checkpoint.
 //
@@ -41,7 +43,8 @@ package processor
 // The repartition stage is stateless: its offsets are committed in step 3
 // after its produces were acknowledged in step 1. A crash before that
 // re-sends records to the repartition topic; tasks skip them by their
-// source offset (task.upstream), so they never double count.
+// source offset (the checkpoint's Upstream, engine.Task.seen), so they
+// never double count.
 //
 // Exactly-once (txn.go): steps 1 and 2 produce inside the open Kafka
 // transaction, 3 is the transaction's end, which commits the records and

@@ -21,8 +21,16 @@
 //     a task state outside the rebalance callback
 //   - keeper.go, topics.go, topiccheck.go, limits.go: eddy's topics, their
 //     settings and size limits, the repartition purge, expired offsets
+//   - watermarks.go: input partitions' watermarks through the repartition
+//     topic, idle and stalled inputs, their metrics (issue 15)
+//   - fields_derived.go, lookup.go: derived fields and lookup tables, the
+//     stateless steps before the key
 //   - registry_wait.go, schemas.go: the schema registry and its outages
 //   - alertpub.go, alertmanager.go: alert transitions out
 //   - reset.go: `eddy reset`
 //   - status.go: read-only views for the console
+//   - local.go, outrec.go: Local, a pipeline run in process on given
+//     records with the stateless steps, engine and encoders of the App
+//     (`eddy test`, package eddytest; runbook previews); the pure
+//     builders of the records the shell writes
 package processor

@@ -10,6 +10,8 @@ import (
 
 	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 	"github.com/eddy-streams/eddy/schema"
+	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/topology"
 )
 
 // JSON results are written by appending bytes, without reflection: at 100k
@@ -45,6 +47,25 @@ type resultEncoder struct {
 	parts   [][]byte // scratch: the key's parts, as JSON strings
 	cache   [2]cachedTime
 	lastLen int // size of the last result, to size the next buffer
+	// topK marks the aggregates that are top_k lists, by index; nil
+	// when there are none.
+	topK []bool
+}
+
+// topKJSON is one entry of a top_k result in JSON: {"count":N,"value":"v"}
+// (the fields in the order encoding/json writes a map's).
+type topKJSON struct {
+	Count uint64 `json:"count"`
+	Value string `json:"value"`
+}
+
+// topKList is a top_k result as JSON values.
+func topKList(es []state.TopKEntry) []topKJSON {
+	out := make([]topKJSON, len(es))
+	for i, e := range es {
+		out[i] = topKJSON{Count: e.Count, Value: e.Value}
+	}
+	return out
 }
 
 type cachedTime struct {
@@ -137,6 +158,14 @@ func (e *resultEncoder) encode(r result) (out []byte, ok bool, err error) {
 		case jfWindowEnd:
 			b = append(b, e.timeString(1, r.Window.End)...)
 		case jfAggregate:
+			if f.idx < len(e.topK) && e.topK[f.idx] {
+				list, merr := json.Marshal(topKList(r.Row.TopK(f.idx)))
+				if merr != nil {
+					return nil, true, merr
+				}
+				b = append(b, list...)
+				continue
+			}
 			v, has := r.Row.Value(f.idx)
 			if !has {
 				b = append(b, "null"...)
@@ -205,6 +234,10 @@ func (p *pipeline) encodeResultMap(r result) ([]byte, error) {
 	out["window_start"] = fmtTime(r.Window.Start)
 	out["window_end"] = fmtTime(r.Window.End)
 	for i, ag := range p.spec.Aggregates {
+		if ag.Op == topology.AggTopK {
+			out[ag.Name] = topKList(r.Row.TopK(i))
+			continue
+		}
 		if v, ok := r.Row.Value(i); ok {
 			out[ag.Name] = v
 		} else {
@@ -256,6 +289,15 @@ func (p *pipeline) encodeAvroResult(r result) ([]byte, error) {
 	out[schema.FieldWindowStart] = time.UnixMilli(r.Window.Start).UTC()
 	out[schema.FieldWindowEnd] = time.UnixMilli(r.Window.End).UTC()
 	for i, ag := range p.spec.Aggregates {
+		if ag.Op == topology.AggTopK {
+			es := r.Row.TopK(i)
+			list := make([]map[string]any, len(es))
+			for j, e := range es {
+				list[j] = map[string]any{schema.FieldTopKValue: e.Value, schema.FieldTopKCount: int64(e.Count)}
+			}
+			out[ag.Name] = list
+			continue
+		}
 		if v, ok := r.Row.Value(i); ok {
 			out[ag.Name] = v
 		} else {

@@ -35,6 +35,13 @@ type metrics struct {
 	fieldMissing *prometheus.CounterVec
 	// registryWaiting is 1 while records wait for the schema registry.
 	registryWaiting prometheus.Gauge
+	// Watermarks (watermarks.go): how long each task's stream time has
+	// waited on its slowest input partition, which one, and how often
+	// stream time moved on without a stalled one.
+	wmWait    *prometheus.GaugeVec
+	wmHolder  *prometheus.GaugeVec
+	wmMovedOn *prometheus.CounterVec
+	wmRecords *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -69,7 +76,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eddy_consumer_lag_records", Help: "Records between the last processed offset and the partition end, by topic and partition, for every partition the worker owns."}, []string{"topic", "partition"}),
 		streamTime: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "eddy_stream_time_seconds", Help: "Stream time of each task (highest event time seen, or idle-advanced), Unix seconds; unset for a partition that has had no record."}, []string{"partition"}),
+			Name: "eddy_stream_time_seconds", Help: "Stream time of each task (the lowest watermark of its input partitions, or idle-advanced), Unix seconds; unset for a partition that has had no record."}, []string{"partition"}),
 		openWindows: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "eddy_open_windows", Help: "Windows held in state, waiting to close, by partition."}, []string{"partition"}),
 		ready: prometheus.NewGauge(prometheus.GaugeOpts{
@@ -84,11 +91,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "eddy_field_missing_total", Help: "Records that reached an aggregate without its input field (absent, not null), by aggregate and field: a misspelled field shows here."}, []string{"aggregate", "field"}),
 		registryWaiting: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eddy_registry_waiting", Help: "1 while records wait for the schema registry (unreachable): their partitions are paused, nothing is dead-lettered or committed past them."}),
+		wmWait: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_watermark_wait_seconds", Help: "Seconds since the input partition holding back each task's stream time last advanced (0 when none holds it back), by task partition."}, []string{"partition"}),
+		wmHolder: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_watermark_holder", Help: "1 for the input partition (topic/N) whose watermark holds back each task's stream time, by task partition."}, []string{"partition", "input"}),
+		wmMovedOn: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_watermark_moved_on_total", Help: "Times stream time moved on without a stalled input partition (records waiting on it, no progress for max_wait), by input partition (topic/N)."}, []string{"input"}),
+		wmRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_watermark_records_total", Help: "Watermark records of the repartition topic written (out, acknowledged) and read (in); they are not counted in eddy_records_in_total and eddy_records_out_total."}, []string{"direction"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsIn, m.recordsOut, m.deadLetters, m.alerts, m.amSent, m.late, m.filtered, m.duplicates,
 			m.commitSeconds, m.commits, m.restoreDone, m.restoreTotal, m.restored, m.lag,
-			m.streamTime, m.openWindows, m.ready, m.tasks, m.registryWaiting, m.tooLarge, m.deadLetterRefs, m.fieldMissing)
+			m.streamTime, m.openWindows, m.ready, m.tasks, m.registryWaiting, m.tooLarge, m.deadLetterRefs, m.fieldMissing,
+			m.wmWait, m.wmHolder, m.wmMovedOn, m.wmRecords)
 	}
 	return m
 }

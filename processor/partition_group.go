@@ -3,14 +3,14 @@ package processor
 // The partition group orders the repartition stage's input by event time.
 //
 // Every source partition feeds every aggregation task through the
-// repartition topic, and a task's stream time is the highest event time it
-// has seen. If the stage forwarded one source partition's whole backlog
-// before another's (which is what a fetch of a large backlog returns), the
-// second partition's records would all arrive behind stream time and be
-// late: a replay would give different results from the live run. So the
-// stage buffers fetched records per source partition and always forwards
-// the buffered head with the lowest event time, keeping each partition's
-// own order. When a partition's buffer is empty but the partition is known
+// repartition topic. A task's stream time is the lowest watermark of the
+// source partitions (watermarks.go), so no record is late because another
+// partition ran ahead; but if the stage forwarded one source partition's
+// whole backlog before another's (which is what a fetch of a large backlog
+// returns), windows would stay open until the slowest partition caught up,
+// holding state and delaying results. So the stage buffers fetched records
+// per source partition and always forwards the buffered head with the
+// lowest event time, keeping each partition's own order. When a partition's buffer is empty but the partition is known
 // to have more records (its high watermark is beyond what was fetched), the
 // stage waits for them, up to maxWait, before moving on without it (as
 // Kafka Streams' max.task.idle.ms).
@@ -24,10 +24,12 @@ package processor
 
 import (
 	"math"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/state"
 )
 
@@ -47,6 +49,10 @@ type srcQueue struct {
 	// records in the client): the wait for a lagging partition counts
 	// from there, not from its assignment.
 	emptySince time.Time
+	// wm is the partition's watermark: the highest event time forwarded
+	// (or filtered out) from it, 0 before any. The stage reports it to the
+	// aggregation tasks (watermarks.go).
+	wm int64
 }
 
 func (q *srcQueue) lagging() bool { return q.hwm > q.next }
@@ -120,6 +126,9 @@ func (g *partitionGroup) drain(now time.Time, fn func(srcItem) error) error {
 			return nil
 		}
 		it := best.items[0]
+		if it.re == nil {
+			best.wm = max(best.wm, it.ev.ts)
+		}
 		best.items[0] = srcItem{}
 		best.items = best.items[1:]
 		if len(best.items) == 0 {
@@ -165,7 +174,36 @@ func (g *partitionGroup) rewind(committed map[string]map[int32]kgo.EpochOffset, 
 		clear(q.items)
 		q.items = nil
 		q.emptySince = time.Time{}
+		// What was forwarded since the last commit is gone: report no
+		// progress until it is forwarded again (tasks keep the highest
+		// watermark they heard, so this holds nothing back).
+		q.wm = 0
 	}
+}
+
+// watermark is source partition sp's watermark (0 if not owned).
+func (g *partitionGroup) watermark(sp state.SourcePartition) int64 {
+	if q := g.queues[sp]; q != nil {
+		return q.wm
+	}
+	return 0
+}
+
+// watermarks reports the watermark of every owned source partition, and
+// whether it is caught up: nothing buffered, nothing known left to read,
+// and not waiting for the schema registry (stalled).
+func (g *partitionGroup) watermarks(dst []engine.Watermark, stalled func(state.SourcePartition) bool) []engine.Watermark {
+	for sp, q := range g.queues {
+		dst = append(dst, engine.Watermark{Input: sp, Time: q.wm,
+			CaughtUp: len(q.items) == 0 && !q.lagging() && !stalled(sp)})
+	}
+	slices.SortFunc(dst, func(a, b engine.Watermark) int {
+		if lessSP(a.Input, b.Input) {
+			return -1
+		}
+		return 1
+	})
+	return dst
 }
 
 // polled notes a poll that returned as many records as it may (full): the

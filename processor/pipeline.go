@@ -31,6 +31,10 @@ type pipeline struct {
 	// avro); nil for JSON.
 	alertEnc, alertKeyEnc *schema.Encoder
 
+	// tables are the lookup tables, loaded by bindTables (lookup.go);
+	// nil until then, and in pipelines without lookups.
+	tables *lookupTables
+
 	maxFuture  time.Duration
 	emitUpdate bool
 }
@@ -54,6 +58,14 @@ func newPipeline(spec *topology.Spec) (*pipeline, error) {
 		aggNames[i] = a.Name
 	}
 	p.resEnc = newResultEncoder(spec.Key, aggNames)
+	for i, a := range spec.Aggregates {
+		if a.Op == topology.AggTopK {
+			if p.resEnc.topK == nil {
+				p.resEnc.topK = make([]bool, len(spec.Aggregates))
+			}
+			p.resEnc.topK[i] = true
+		}
+	}
 	if spec.Source.Format == topology.FormatAvro {
 		p.dec = nil // set by bindSchemas, which needs the registry
 	}
@@ -61,16 +73,21 @@ func newPipeline(spec *topology.Spec) (*pipeline, error) {
 }
 
 // inputFields returns the top-level input fields the pipeline reads: the
-// key, the event time, the filter's and where clauses' fields and the
-// aggregates' inputs. all is true when an expression reads $env, and so
-// any field. Avro input decodes only these fields.
+// key, the event time, the derived fields', filter's and where clauses'
+// fields, the lookups' join fields and the aggregates' inputs, less the
+// fields the pipeline computes itself (derived and lookup fields). all is
+// true when an expression reads $env, and so any field. Avro input
+// decodes only these fields.
 func (p *pipeline) inputFields() (fields []string, all bool) {
 	spec := p.spec
 	fields = append(fields, spec.Key...)
 	if spec.Time.Field != "" {
 		fields = append(fields, spec.Time.Field)
 	}
-	exprs := append([]*topology.Expr{p.compiled.Filter}, p.compiled.Where...)
+	for _, l := range spec.Lookups {
+		fields = append(fields, l.On)
+	}
+	exprs := append(append(append([]*topology.Expr(nil), p.compiled.Derived...), p.compiled.Filter), p.compiled.Where...)
 	for _, e := range exprs {
 		if e == nil {
 			continue
@@ -85,6 +102,16 @@ func (p *pipeline) inputFields() (fields []string, all bool) {
 			fields = append(fields, a.Field)
 		}
 	}
+	computed := make(map[string]bool)
+	for _, d := range spec.Derived {
+		computed[d.Name] = true
+	}
+	for _, l := range spec.Lookups {
+		for _, f := range l.Fields {
+			computed[f] = true
+		}
+	}
+	fields = slices.DeleteFunc(fields, func(f string) bool { return computed[f] })
 	slices.Sort(fields)
 	return slices.Compact(fields), false
 }
@@ -132,11 +159,21 @@ func (p *pipeline) prepare(ctx context.Context, rec *kgo.Record, now time.Time) 
 	return ev, re, nil
 }
 
-// prepareFields runs event time, filter and key extraction on decoded
-// fields.
+// prepareFields runs the derived fields and lookups (enrich), event
+// time, filter and key extraction on decoded fields. It adds the derived
+// and lookup fields to fields and, when the record goes through the
+// repartition topic, to rec's headers (fields_derived.go).
 func (p *pipeline) prepareFields(fields map[string]any, rec *kgo.Record, now time.Time) (event, *RecordError) {
 	var ev event
 	ev.fields = fields
+	if p.enriches() {
+		if re := p.enrich(fields); re != nil {
+			return ev, re
+		}
+		if p.spec.NeedsRepartition() {
+			p.carryFields(rec, fields)
+		}
+	}
 	ts, err := eventTime(fields, p.spec.Time.Field, rec)
 	if err != nil {
 		return ev, &RecordError{Class: ErrEventTime, Field: p.spec.Time.Field, Err: err}
@@ -169,8 +206,12 @@ func (p *pipeline) prepareFields(fields map[string]any, rec *kgo.Record, now tim
 }
 
 // repartitioned makes the event of a decoded record from the repartition
-// topic: the stateless steps already ran, the key is the grouping key and
-// the timestamp is the event time.
+// topic: the stateless steps already ran, the key is the grouping key,
+// the timestamp is the event time, and the derived and lookup fields are
+// those the stateless step computed, carried in a header
+// (fields_derived.go). A malformed header (only a record not written by
+// eddy can have one) leaves them missing: aggregates skip them.
 func repartitioned(fields map[string]any, rec *kgo.Record) event {
+	_ = carriedFields(rec, fields)
 	return event{fields: fields, ts: rec.Timestamp.UnixMilli(), key: string(rec.Key)}
 }

@@ -8,6 +8,7 @@ package processor
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"strconv"
@@ -35,11 +36,18 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	in := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
 	er := engine.Record{Input: in, Offset: rec.Offset, Source: in, SourceOffset: rec.Offset}
 	repart := a.p.spec.NeedsRepartition()
+	if repart && isWatermark(rec) {
+		a.applyWatermarks(t, rec, a.clock.Now())
+		return nil
+	}
 	if repart {
 		var ok bool
 		for _, h := range rec.Headers {
-			if h.Key == hdrSource {
+			switch h.Key {
+			case hdrSource:
 				er.Source.Topic, er.Source.Partition, er.SourceOffset, ok = decodeSource(h.Value)
+			case hdrSourceWatermark:
+				er.SourceWatermark, _ = binary.Varint(h.Value)
 			}
 		}
 		if !ok {
@@ -127,10 +135,15 @@ func (a *App) punctuate() error {
 	for _, msg := range a.fields.report(now) {
 		a.log.Warn(msg)
 	}
+	a.sendWatermarks(context.Background(), now)
+	a.reportInputs(now)
+	var longest waitingOn
 	for _, t := range a.tasks {
 		if err := t.Punctuate(now, &a.fx); err != nil {
 			return err
 		}
+		a.movedOn(t, a.fx.MovedOn)
+		a.watermarkMetrics(t, now, &longest)
 		a.apply(context.Background(), t, &a.fx)
 		p := strconv.Itoa(int(t.partition))
 		// A task that has had no record (in this run, or in the state it
@@ -141,6 +154,7 @@ func (a *App) punctuate() error {
 		}
 		a.m.openWindows.WithLabelValues(p).Set(float64(t.OpenWindows()))
 	}
+	a.setWaiting(longest)
 	return nil
 }
 

@@ -24,10 +24,11 @@ var (
 	ErrEventTime       = engine.ErrEventTime       // the event time field is missing or unusable
 	ErrFutureTimestamp = engine.ErrFutureTimestamp // event time too far ahead of the wall clock
 	ErrMissingKey      = engine.ErrMissingKey      // a grouping key field is missing
-	ErrExpression      = engine.ErrExpression      // a filter or where expression failed
+	ErrExpression      = engine.ErrExpression      // a derived field, filter or where expression failed
 	ErrAggregateField  = engine.ErrAggregateField  // an aggregate's input is not a usable value
 	ErrKeyTooLong      = engine.ErrKeyTooLong      // the grouping key exceeds the store's limit
 	ErrInternalHeader  = engine.ErrInternalHeader  // a repartition record lacks eddy's headers
+	ErrLookupMiss      = engine.ErrLookupMiss      // no lookup table entry matched (on_miss: dead_letter)
 )
 
 // RecordError is why one record could not be processed, and where it was.
@@ -216,6 +217,7 @@ func sourceOf(rec *kgo.Record) (topic string, partition int32, offset int64, key
 			if v, n := binary.Varint(h.Value); n > 0 {
 				origTS = v
 			}
+		case hdrFields: // internal: the derived and lookup fields
 		default:
 			headers = append(headers, h)
 		}

@@ -343,7 +343,7 @@ func (a *App) restoreTask(ctx context.Context, r *changelog.Restorer, p int32, t
 	if err != nil {
 		return nil, res, err
 	}
-	t := a.p.newTask(p, ts, res.Checkpoint, a.clock.Now())
+	t := a.newTask(p, ts, res.Checkpoint, a.clock.Now())
 	// Rows just rebuilt from the changelog need no check against local
 	// damage; rows kept from before do.
 	if err := t.Rebuild(!res.FromScratch); err != nil {

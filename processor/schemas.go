@@ -99,6 +99,8 @@ func resultTypes(spec *topology.Spec, inputs []map[string]schema.FieldType) map[
 		switch a.Op {
 		case topology.AggCount, topology.AggDistinct:
 			types[a.Name] = "long"
+		case topology.AggTopK:
+			types[a.Name] = schema.TypeTopK
 		case topology.AggMin, topology.AggMax:
 			if t := integralType(a.Field, inputs); t != "" {
 				types[a.Name] = t
@@ -134,7 +136,7 @@ func integralType(field string, inputs []map[string]schema.FieldType) string {
 // pipeline; the records then carry the older types.
 func outputSchemas(spec *topology.Spec, inputs []map[string]schema.FieldType) ([]string, error) {
 	var out []string
-	for _, types := range []map[string]string{resultTypes(spec, inputs), resultTypes(spec, nil), nil} {
+	for _, types := range []map[string]string{resultTypes(spec, inputs), resultTypes(spec, nil), topKTypes(spec)} {
 		text, err := schema.DeriveOutput(outputDesc(spec, types))
 		if err != nil {
 			return nil, err
@@ -144,6 +146,21 @@ func outputSchemas(spec *topology.Spec, inputs []map[string]schema.FieldType) ([
 		}
 	}
 	return out, nil
+}
+
+// topKTypes gives only the top_k aggregates their type (a list cannot be
+// a double, whatever eddy registered before).
+func topKTypes(spec *topology.Spec) map[string]string {
+	var types map[string]string
+	for _, a := range spec.Aggregates {
+		if a.Op == topology.AggTopK {
+			if types == nil {
+				types = make(map[string]string)
+			}
+			types[a.Name] = schema.TypeTopK
+		}
+	}
+	return types
 }
 
 // bindSchemas connects the pipeline to the registry: the decoder and
@@ -318,9 +335,9 @@ func (p *pipeline) checkSchema(s *schema.Schema) error {
 			continue
 		}
 		switch {
-		case a.Op == topology.AggDistinct && f.Kind == schema.KindOther:
-			other(fmt.Sprintf("aggregates[%d].field", i), a.Field, f, "but distinct counts strings, numbers, booleans or timestamps")
-		case a.Op != topology.AggDistinct && a.Op != topology.AggCount && f.Kind == schema.KindOther:
+		case (a.Op == topology.AggDistinct || a.Op == topology.AggTopK) && f.Kind == schema.KindOther:
+			other(fmt.Sprintf("aggregates[%d].field", i), a.Field, f, "but "+a.Op+" counts strings, numbers, booleans or timestamps")
+		case a.Op != topology.AggDistinct && a.Op != topology.AggTopK && a.Op != topology.AggCount && f.Kind == schema.KindOther:
 			other(fmt.Sprintf("aggregates[%d].field", i), a.Field, f, "but "+a.Op+" needs a number")
 		}
 	}

@@ -16,6 +16,12 @@ type task struct {
 	partition int32
 	store     *state.TaskStore
 	cp        state.Checkpoint // position of the last flush (or restore)
+
+	// inputNext and inputEnd: the offset after the last record fetched
+	// from the task's own input partition, and its high watermark then
+	// (watermarks.go: caught up when inputNext >= inputEnd).
+	inputNext, inputEnd int64
+	holder              string // input partition in eddy_watermark_holder, "" none
 }
 
 func (p *pipeline) newTask(partition int32, store *state.TaskStore, cp state.Checkpoint, now time.Time) *task {

@@ -115,6 +115,7 @@ func sourcePartitions(ctx context.Context, adm *kadm.Client, spec *topology.Spec
 type partitioner struct {
 	manual map[string]bool
 	def    kgo.Partitioner
+	wm     string // the repartition topic, whose watermark records are partitioned by hand
 }
 
 func newPartitioner(manual ...string) partitioner {
@@ -125,11 +126,37 @@ func newPartitioner(manual ...string) partitioner {
 	return partitioner{manual: m, def: kgo.StickyKeyPartitioner(nil)}
 }
 
+// withWatermarks makes the watermark records of the repartition topic go
+// to the partition set on them (watermarks.go); its other records go by
+// key hash.
+func (p partitioner) withWatermarks(repartition string) partitioner {
+	p.wm = repartition
+	return p
+}
+
 func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
 	if p.manual[t] {
 		return manualPartitioner{}
 	}
+	if t == p.wm {
+		return watermarkPartitioner{p.def.ForTopic(t)}
+	}
 	return p.def.ForTopic(t)
+}
+
+// watermarkPartitioner sends watermark records to the partition set on
+// them, other records as def does.
+type watermarkPartitioner struct{ def kgo.TopicPartitioner }
+
+func (w watermarkPartitioner) RequiresConsistency(r *kgo.Record) bool {
+	return isWatermark(r) || w.def.RequiresConsistency(r)
+}
+
+func (w watermarkPartitioner) Partition(r *kgo.Record, n int) int {
+	if isWatermark(r) {
+		return int(r.Partition)
+	}
+	return w.def.Partition(r, n)
 }
 
 type manualPartitioner struct{}

@@ -141,7 +141,7 @@ func (a *App) resetToCommittedLocked() error {
 		if err != nil {
 			return fmt.Errorf("reset partition %d: %w", p, err)
 		}
-		nt := a.p.newTask(p, t.store, cp, now)
+		nt := a.newTask(p, t.store, cp, now)
 		if err := nt.rebuildIndex(); err != nil {
 			return fmt.Errorf("reset partition %d: %w", p, err)
 		}

@@ -23,8 +23,9 @@ type Output struct {
 	// type AggregateTypes gives it.
 	Aggregates []string
 	// AggregateTypes is the Avro type of each aggregate, by name: "long"
-	// or "int" (a count, or the minimum of an integer field), or "double".
-	// An aggregate not in it is a "double".
+	// or "int" (a count, or the minimum of an integer field), "double", or
+	// TypeTopK (a top_k list, see DeriveOutput). An aggregate not in it is
+	// a "double".
 	AggregateTypes map[string]string
 }
 
@@ -34,6 +35,15 @@ const (
 	FieldWindowEnd   = "window_end"
 )
 
+// TypeTopK is the AggregateTypes entry of a top_k aggregate: an Avro
+// array of records {value: string, count: long}, FieldTopKValue and
+// FieldTopKCount.
+const (
+	TypeTopK       = "top_k"
+	FieldTopKValue = "value"
+	FieldTopKCount = "count"
+)
+
 // DeriveOutput returns the Avro schema of a pipeline's result records:
 //
 //	each key field           "string"
@@ -41,6 +51,10 @@ const (
 //	window_end               {"type":"long","logicalType":"timestamp-millis"}, exclusive
 //	each aggregate           ["null", T] with default null, T from
 //	                         o.AggregateTypes: "long", "int" or "double"
+//	each top_k aggregate A   {"type":"array","items":{"type":"record",
+//	                         "name":"A_entry","fields":[value string,
+//	                         count long]}} with default [] (most frequent
+//	                         first)
 //
 // in that order. The text is compact JSON and depends only on o: the same
 // Output always gives byte-identical text, so registering it again on every
@@ -104,6 +118,22 @@ func DeriveOutput(o Output) (string, error) {
 			return "", err
 		}
 		typ := "double"
+		if o.AggregateTypes[a] == TypeTopK {
+			type items struct {
+				Type   string  `json:"type"`
+				Name   string  `json:"name"`
+				Fields []field `json:"fields"`
+			}
+			type array struct {
+				Type  string `json:"type"`
+				Items items  `json:"items"`
+			}
+			rec.Fields = append(rec.Fields, field{Name: a, Type: array{Type: "array", Items: items{Type: "record", Name: a + "_entry",
+				Fields: []field{{Name: FieldTopKValue, Type: "string"}, {Name: FieldTopKCount, Type: "long", Doc: "estimated count: at most the true count"}}}},
+				Default: json.RawMessage("[]"),
+				Doc:     "aggregate " + a + ": the most frequent values, most frequent first; empty when the window had no value for it"})
+			continue
+		}
 		if t, ok := o.AggregateTypes[a]; ok {
 			if t != "long" && t != "int" && t != "double" {
 				return "", fmt.Errorf("%w: aggregate %q: type %q: want long, int or double", ErrInvalidSchema, a, t)

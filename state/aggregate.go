@@ -16,6 +16,9 @@ package state
 //     So a replay that sees the same records in a different interleaving
 //     (different partition counts upstream of a repartition topic, different
 //     commit intervals or cache sizes) produces byte-identical rows.
+//     Exception: top_k, once a window has more distinct values than its
+//     counters, keeps counts that may depend on the order (each within
+//     its stated bound); see aggregate_topk.go.
 //   - Determinism. The same state always encodes to the same bytes, so
 //     identical final results compare equal as bytes.
 //   - Safety. DecodeRow never panics on any input, and allocates at most a
@@ -33,6 +36,7 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strconv"
 	"unsafe"
 
 	"github.com/DataDog/sketches-go/ddsketch"
@@ -67,6 +71,10 @@ const (
 	// OpDistinct estimates the number of distinct values with a
 	// HyperLogLog of precision HLLPrecision.
 	OpDistinct
+	// OpTopK keeps the values fed with AddString that occur most often, in
+	// a Misra-Gries summary of TopKCapacity(AggSpec.K) counters
+	// (aggregate_topk.go), and reports the AggSpec.K most frequent.
+	OpTopK
 )
 
 var aggOpNames = [...]string{
@@ -77,11 +85,12 @@ var aggOpNames = [...]string{
 	OpMean:     "mean",
 	OpQuantile: "quantile",
 	OpDistinct: "distinct",
+	OpTopK:     "top_k",
 }
 
 // String returns the name used in pipeline specs ("count", "quantile", ...).
 func (op AggOp) String() string {
-	if op >= OpCount && op <= OpDistinct {
+	if op >= OpCount && op <= OpTopK {
 		return aggOpNames[op]
 	}
 	return fmt.Sprintf("AggOp(%d)", uint8(op))
@@ -91,15 +100,19 @@ func (op AggOp) String() string {
 type AggSpec struct {
 	Op       AggOp
 	Quantile float64 // for OpQuantile, in (0, 1), e.g. 0.99
+	K        int     // for OpTopK, how many values to report, >= 1
 }
 
 // Validate reports whether s can be used to build a Row.
 func (s AggSpec) Validate() error {
-	if s.Op < OpCount || s.Op > OpDistinct {
+	if s.Op < OpCount || s.Op > OpTopK {
 		return fmt.Errorf("state: unknown aggregate op %d", uint8(s.Op))
 	}
 	if s.Op == OpQuantile && !(s.Quantile > 0 && s.Quantile < 1) {
 		return fmt.Errorf("state: quantile %v out of range: want a value in (0, 1), e.g. 0.99 for p99", s.Quantile)
+	}
+	if s.Op == OpTopK && s.K < 1 {
+		return fmt.Errorf("state: top_k of %d values: want at least 1", s.K)
 	}
 	return nil
 }
@@ -180,6 +193,8 @@ type acc struct {
 	sum    exactSum            // OpSum, OpMean
 	sk     *ddsketch.DDSketch  // OpQuantile, nil until the first value
 	hll    *hyperloglog.Sketch // OpDistinct, nil until the first value
+	k      int                 // OpTopK: values reported
+	tk     *topK               // OpTopK, nil until the first value
 }
 
 // NewRow returns an empty row for specs. It panics if a spec is invalid
@@ -190,7 +205,7 @@ func NewRow(specs []AggSpec) *Row {
 		if err := s.Validate(); err != nil {
 			panic(fmt.Sprintf("state: NewRow: aggregate %d: %v", i, err))
 		}
-		r.accs[i] = acc{op: s.Op, q: s.Quantile}
+		r.accs[i] = acc{op: s.Op, q: s.Quantile, k: s.K}
 	}
 	return r
 }
@@ -243,6 +258,8 @@ func (r *Row) Add(i int, v float64) {
 			a.lo, a.hi = min(a.lo, v), max(a.hi, v)
 		}
 		a.n++
+	case OpTopK:
+		a.topK().add(strconv.FormatFloat(v, 'g', -1, 64), a.capacity())
 	case OpDistinct:
 		var b [8]byte
 		binary.LittleEndian.PutUint64(b[:], math.Float64bits(v))
@@ -264,7 +281,16 @@ func (r *Row) AddString(i int, s string) {
 		// so it can see the string's bytes without a copy (a conversion
 		// would allocate for strings over 32 bytes, such as UUIDs).
 		a.distinct().Insert(unsafe.Slice(unsafe.StringData(s), len(s)))
+	case OpTopK:
+		a.topK().add(s, a.capacity())
 	}
+}
+
+func (a *acc) topK() *topK {
+	if a.tk == nil {
+		a.tk = newTopK()
+	}
+	return a.tk
 }
 
 func (a *acc) distinct() *hyperloglog.Sketch {
@@ -329,6 +355,11 @@ func (r *Row) Merge(o *Row) {
 			} else if err := a.hll.Merge(b.hll); err != nil {
 				panic(err) // every sketch has HLLPrecision
 			}
+		case OpTopK:
+			if b.tk == nil {
+				continue
+			}
+			a.topK().merge(b.tk, a.capacity())
 		}
 	}
 }
@@ -380,6 +411,8 @@ func (r *Row) Value(i int) (v float64, ok bool) {
 			return 0, true
 		}
 		return float64(a.hll.Estimate()), true
+	case OpTopK:
+		return 0, false // a list: see TopK
 	}
 	panic("unreachable")
 }
@@ -396,6 +429,9 @@ func (r *Row) Clone() *Row {
 		if a.hll != nil {
 			a.hll = a.hll.Clone()
 		}
+		if a.tk != nil {
+			a.tk = a.tk.clone()
+		}
 	}
 	return c
 }
@@ -411,6 +447,7 @@ func (r *Row) Clone() *Row {
 //	mean     = n:uv esum
 //	quantile = len:uv [sketch:len*byte lo:f64 hi:f64]   len 0: no value yet
 //	distinct = len:uv [hll:len*byte]                    len 0: no value yet
+//	top_k    = len:uv [topk:len*byte]                   len 0: no value yet (aggregate_topk.go)
 //	esum     = k<<1|negative:uv [off:uv digit:u32le*k]  k 0: the sum is 0
 //
 // esum is the exact sum N (see exactSum) as a sign and a magnitude of k
@@ -470,6 +507,14 @@ func (r *Row) AppendBinary(dst []byte) []byte {
 			}
 			start := len(dst)
 			dst = appendHLL(dst, a.hll)
+			dst = prefixLength(dst, start)
+		case OpTopK:
+			if a.tk == nil {
+				dst = append(dst, 0)
+				continue
+			}
+			start := len(dst)
+			dst = a.tk.appendTo(dst)
 			dst = prefixLength(dst, start)
 		}
 	}
@@ -560,6 +605,8 @@ func DecodeRow(specs []AggSpec, b []byte) (*Row, error) {
 			d.quantile(a)
 		case OpDistinct:
 			d.distinct(a)
+		case OpTopK:
+			d.topKPayload(a)
 		}
 		if d.err != nil {
 			return nil, d.err

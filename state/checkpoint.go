@@ -36,9 +36,19 @@ type Checkpoint struct {
 	// repartition topic after a crash carry offsets at or below it and are
 	// skipped, so at-least-once upstream never double counts here.
 	Upstream map[SourcePartition]int64
+	// Watermarks holds, per input partition the task's stream time waits
+	// for, its watermark: the highest event time (ms) read from it that
+	// the state reflects. A task's stream time is the lowest of them
+	// (processor/engine/watermark.go).
+	Watermarks map[SourcePartition]int64
 }
 
-const checkpointVersion = 1
+// checkpointVersion 2 added Watermarks; version 1 is still read (without
+// them).
+const (
+	checkpointVersion   = 2
+	checkpointVersionV1 = 1
+)
 
 // AppendBinary appends the encoding of cp to dst. It is deterministic.
 func (cp Checkpoint) AppendBinary(dst []byte) []byte {
@@ -48,8 +58,15 @@ func (cp Checkpoint) AppendBinary(dst []byte) []byte {
 	dst = binary.AppendVarint(dst, cp.InputNext)
 	dst = binary.AppendVarint(dst, cp.StreamTime)
 	dst = binary.AppendUvarint(dst, cp.FlushSeq)
-	keys := make([]SourcePartition, 0, len(cp.Upstream))
-	for k := range cp.Upstream {
+	dst = appendPartitionMap(dst, cp.Upstream)
+	dst = appendPartitionMap(dst, cp.Watermarks)
+	return dst
+}
+
+// appendPartitionMap appends m sorted by partition (deterministic).
+func appendPartitionMap(dst []byte, m map[SourcePartition]int64) []byte {
+	keys := make([]SourcePartition, 0, len(m))
+	for k := range m {
 		keys = append(keys, k)
 	}
 	slices.SortFunc(keys, func(a, b SourcePartition) int {
@@ -63,7 +80,7 @@ func (cp Checkpoint) AppendBinary(dst []byte) []byte {
 		dst = binary.AppendUvarint(dst, uint64(len(k.Topic)))
 		dst = append(dst, k.Topic...)
 		dst = binary.AppendVarint(dst, int64(k.Partition))
-		dst = binary.AppendVarint(dst, cp.Upstream[k])
+		dst = binary.AppendVarint(dst, m[k])
 	}
 	return dst
 }
@@ -115,7 +132,7 @@ func (d *decoder) bytes(n uint64) []byte {
 // ParseCheckpoint decodes what AppendBinary wrote.
 func ParseCheckpoint(b []byte) (Checkpoint, error) {
 	var cp Checkpoint
-	if len(b) < 1 || b[0] != checkpointVersion {
+	if len(b) < 1 || (b[0] != checkpointVersion && b[0] != checkpointVersionV1) {
 		return cp, fmt.Errorf("checkpoint: unknown version: %w", ErrCorruptState)
 	}
 	d := &decoder{b: b[1:]}
@@ -124,19 +141,9 @@ func ParseCheckpoint(b []byte) (Checkpoint, error) {
 	cp.InputNext = d.varint()
 	cp.StreamTime = d.varint()
 	cp.FlushSeq = d.uvarint()
-	n := d.uvarint()
-	if n > 1<<20 {
-		return cp, fmt.Errorf("checkpoint: %d upstream partitions: %w", n, ErrCorruptState)
-	}
-	if n > 0 {
-		// Each entry takes at least 3 bytes: never size the map from a
-		// count the remaining input cannot hold.
-		cp.Upstream = make(map[SourcePartition]int64, min(n, uint64(len(d.b))/3))
-	}
-	for i := uint64(0); i < n && d.err == nil; i++ {
-		topic := string(d.bytes(d.uvarint()))
-		p := int32(d.varint())
-		cp.Upstream[SourcePartition{topic, p}] = d.varint()
+	cp.Upstream = d.partitionMap("upstream")
+	if b[0] >= 2 {
+		cp.Watermarks = d.partitionMap("watermark")
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = fmt.Errorf("checkpoint: %d trailing bytes: %w", len(d.b), ErrCorruptState)
@@ -145,6 +152,30 @@ func ParseCheckpoint(b []byte) (Checkpoint, error) {
 		return Checkpoint{}, fmt.Errorf("checkpoint: %w", d.err)
 	}
 	return cp, nil
+}
+
+// partitionMap decodes what appendPartitionMap wrote (nil when empty).
+func (d *decoder) partitionMap(what string) map[SourcePartition]int64 {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > 1<<20 {
+		d.err = fmt.Errorf("%d %s partitions: %w", n, what, ErrCorruptState)
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	// Each entry takes at least 3 bytes: never size the map from a count
+	// the remaining input cannot hold.
+	m := make(map[SourcePartition]int64, min(n, uint64(len(d.b))/3))
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		topic := string(d.bytes(d.uvarint()))
+		p := int32(d.varint())
+		m[SourcePartition{topic, p}] = d.varint()
+	}
+	return m
 }
 
 // markerKey is the changelog key of commit markers. No window key can equal

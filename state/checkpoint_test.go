@@ -14,7 +14,8 @@ import (
 // one (ParseCheckpoint returns nil for none).
 func checkpointsEqual(a, b Checkpoint) bool {
 	return a.TopicID == b.TopicID && a.ChangelogNext == b.ChangelogNext && a.InputNext == b.InputNext &&
-		a.StreamTime == b.StreamTime && a.FlushSeq == b.FlushSeq && maps.Equal(a.Upstream, b.Upstream)
+		a.StreamTime == b.StreamTime && a.FlushSeq == b.FlushSeq && maps.Equal(a.Upstream, b.Upstream) &&
+		maps.Equal(a.Watermarks, b.Watermarks)
 }
 
 var testCheckpoints = []Checkpoint{
@@ -27,6 +28,33 @@ var testCheckpoints = []Checkpoint{
 			{"requests", 0}: 0, {"requests", 1}: 99, {"requests", 10}: 5, {"requests", -1}: -1,
 			{"", 0}: 1, {"requests-eu", 2}: math.MaxInt64, {"ünïcode", math.MaxInt32}: 3, {"a", math.MinInt32}: 4,
 		}},
+	{StreamTime: 5, Upstream: map[SourcePartition]int64{{"requests", 0}: 7},
+		Watermarks: map[SourcePartition]int64{{"requests", 0}: 5, {"requests", 1}: 9, {"orders", 0}: 0}},
+}
+
+// TestCheckpointV1: a checkpoint written before watermarks were kept
+// (version 1) still reads, without them.
+func TestCheckpointV1(t *testing.T) {
+	want := Checkpoint{TopicID: [16]byte{1}, ChangelogNext: 10, InputNext: 20, StreamTime: 30, FlushSeq: 4,
+		Upstream: map[SourcePartition]int64{{"requests", 2}: 19}}
+	b := []byte{1}
+	b = append(b, want.TopicID[:]...)
+	b = binary.AppendVarint(b, 10)
+	b = binary.AppendVarint(b, 20)
+	b = binary.AppendVarint(b, 30)
+	b = binary.AppendUvarint(b, 4)
+	b = binary.AppendUvarint(b, 1)
+	b = binary.AppendUvarint(b, uint64(len("requests")))
+	b = append(b, "requests"...)
+	b = binary.AppendVarint(b, 2)
+	b = binary.AppendVarint(b, 19)
+	got, err := ParseCheckpoint(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !checkpointsEqual(got, want) {
+		t.Errorf("version 1 checkpoint read as %+v, want %+v", got, want)
+	}
 }
 
 func TestCheckpointRoundTrip(t *testing.T) {

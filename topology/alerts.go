@@ -244,6 +244,9 @@ func (s *Spec) AlertFields() map[string]FieldType {
 		f[k] = FieldString
 	}
 	for _, a := range s.Aggregates {
+		if a.Op == AggTopK {
+			continue // a list, not a number: alert rules cannot use it
+		}
 		f[a.Name] = FieldFloat
 	}
 	return f
@@ -273,7 +276,7 @@ func (s *Spec) validateAlerts(c *specChecker) {
 	names := make(map[string]int)
 	aggs := make(map[string]bool)
 	for _, ag := range s.Aggregates {
-		aggs[ag.Name] = true
+		aggs[ag.Name] = ag.Op != AggTopK
 	}
 	aggList := make([]string, 0, len(s.Aggregates))
 	for _, ag := range s.Aggregates {

@@ -2,6 +2,7 @@ package topology
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -97,6 +98,9 @@ func (d *describer) sources() {
 	for _, t := range s.Source.Topics {
 		fmt.Fprintf(w, "  %s\t(%s)\n", t, format)
 	}
+	for _, l := range s.Lookups {
+		fmt.Fprintf(w, "  %s\t(JSON, compacted: lookup table %q, read whole by every worker)\n", l.Topic, l.Name)
+	}
 	w.Flush()
 	d.line("")
 }
@@ -120,6 +124,40 @@ func (d *describer) steps() {
 			"A record that cannot be decoded goes to the dead-letter topic %s.", subject, dlq))
 	} else {
 		step(fmt.Sprintf("Decode the value as a JSON object. A record that cannot be decoded goes to the dead-letter topic %s.", dlq))
+	}
+
+	for i, df := range s.Derived {
+		typ := ""
+		if e, err := CompileValue(df.Expr, nil); err == nil && e.Type() != FieldAny {
+			typ = " (" + e.Type().String() + ")"
+		}
+		lead := "Derive"
+		if i > 0 {
+			lead = "Then derive"
+		}
+		step(fmt.Sprintf("%s field %q%s = `%s`. A record on which it fails goes to the dead-letter topic %s "+
+			"(class expression, header eddy.error.field %q).", lead, df.Name, typ, df.Expr, dlq, df.Name))
+	}
+	for _, l := range s.Lookups {
+		miss := "a record without a match gets "
+		if l.OnMiss == OnMissDeadLetter {
+			miss = fmt.Sprintf("a record without a match goes to the dead-letter topic %s (class lookup_miss)", dlq)
+		} else {
+			var defs []string
+			for _, f := range l.Fields {
+				v, ok := l.Defaults[f]
+				if !ok || v == nil {
+					defs = append(defs, f+" null")
+				} else {
+					defs = append(defs, fmt.Sprintf("%s %v", f, v))
+				}
+			}
+			miss += strings.Join(defs, ", ")
+		}
+		step(fmt.Sprintf("Look up %s in table %q (a local copy of compacted topic %q, the whole table on every worker): "+
+			"the matching entry's %s become fields of the record; %s. The table is read to its end before processing starts, "+
+			"then kept up to date while records are processed: an update applies to the records processed after it.",
+			l.On, l.Name, l.Topic, quoteList(l.Fields), miss))
 	}
 
 	future := fmt.Sprintf("A record more than %s ahead of the wall clock goes to the dead-letter topic, "+
@@ -215,18 +253,42 @@ func (d *describer) topics() {
 	d.line("")
 }
 
+// streamTimeRule says in plain words what a task's stream time is.
+func (d *describer) streamTimeRule() string {
+	s := d.s
+	inputs := "every partition of " + quoteList(s.Source.Topics)
+	if s.NeedsRepartition() {
+		return "Each input partition (" + inputs + ") has a watermark: the highest event time read from it. " +
+			"Records are regrouped by key through the repartition topic, which also carries the watermarks, and each task's " +
+			"stream time is the lowest watermark of all input partitions: windows wait for the slowest partition, " +
+			"so producers that send in bursts, or a worker that fails over, do not make on-time records late. " +
+			"Windows close by stream time, not by the wall clock, so replaying old records gives the same results as processing them live."
+	}
+	if len(s.Source.Topics) > 1 {
+		return "Each input partition has a watermark: the highest event time read from it. Task N reads partition N of " +
+			quoteList(s.Source.Topics) + "; its stream time is the lowest of those partitions' watermarks. " +
+			"Windows close by stream time, not by the wall clock, so replaying old records gives the same results as processing them live."
+	}
+	return "Each task reads one partition of " + quoteList(s.Source.Topics) + "; its stream time is the partition's watermark, " +
+		"the highest event time read from it. Windows close by stream time, not by the wall clock, " +
+		"so replaying old records gives the same results as processing them live."
+}
+
 func (d *describer) timeAndWindows() {
 	s := d.s
 	d.line("Time and windows, in plain words")
-	d.para("  ", "Stream time is the highest event time seen on the partition. Windows close by stream time, "+
-		"not by the wall clock, so replaying old records gives the same results as processing them live.")
+	d.para("  ", d.streamTimeRule())
 	d.line("")
 	d.para("  ", windowExplanation(s.Window))
 	d.line("")
 	d.para("  ", d.windowExample())
 	d.line("")
-	d.para("  ", fmt.Sprintf("Idle timeout: if a partition receives nothing for %s, wall-clock time advances its stream time so windows still close.",
-		fmtDuration(s.IdleTimeout)))
+	d.para("  ", fmt.Sprintf("Idle is not stalled. An input partition with nothing to read for %s (idle_timeout) is left out of the minimum; "+
+		"when every input partition is idle, wall-clock time advances stream time so windows still close and absence alerts fire. "+
+		"An input partition that has records waiting but makes no progress (its worker died, it is paused for the schema registry, "+
+		"restoring or rebalancing) holds windows back for up to %s (max_wait); then stream time moves on without it, "+
+		"eddy logs which partition held things up, and its records older than the windows closed meanwhile go to %q.",
+		fmtDuration(s.IdleTimeout), fmtDuration(s.MaxWait), s.LateTopic))
 	d.line("")
 	switch s.Emit {
 	case EmitUpdate:
@@ -371,6 +433,8 @@ func aggregateText(a Aggregate) string {
 		text = "number of distinct values of " + a.Field + " (approximate)"
 	case AggQuantile:
 		text = percentileText(a.Quantile) + " of " + a.Field + " (approximate)"
+	case AggTopK:
+		text = fmt.Sprintf("the %d most frequent values of %s with their counts (%s)", a.K, a.Field, TopKErrorText(a.K))
 	default:
 		text = a.Op + " of " + a.Field
 	}
@@ -382,6 +446,14 @@ func aggregateText(a Aggregate) string {
 		}
 	}
 	return text
+}
+
+// TopKErrorText explains the error bound of a top_k aggregate in plain
+// words (the sketch is state.TopK, of capacity TopKCapacity(k)).
+func TopKErrorText(k int) string {
+	m := TopKCapacity(k)
+	return fmt.Sprintf("exact while a window has at most %d distinct values; beyond that each count may be low by at most "+
+		"1/%d of the window's records, and a value missing from the list has fewer than that", m, m+1)
 }
 
 // percentileText: 0.99 -> "99th percentile", 0.5 -> "50th percentile (median)".
@@ -512,4 +584,19 @@ func inARow(n int) string {
 		return "a window"
 	}
 	return fmt.Sprintf("%d windows in a row", n)
+}
+
+// quoteList renders names as "a", "b" and "c".
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	switch len(q) {
+	case 0:
+		return ""
+	case 1:
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
 }

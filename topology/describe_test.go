@@ -22,6 +22,7 @@ func TestDescribeGolden(t *testing.T) {
 		{"tumbling", 0},
 		{"hopping", 12},
 		{"session", 0},
+		{"metrics", 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mustParseFile(t, filepath.Join("testdata", "describe", tc.name+".yaml"))
@@ -54,8 +55,9 @@ func TestDescribeTumblingLateExample(t *testing.T) {
 		"a record for 12:00:59 belongs to window [12:00:00, 12:01:00)",
 		"that window closes when stream time reaches 12:01:30",
 		`a record for 12:00:59 arriving after 12:01:30 stream time is late and goes to "demo-late"`,
-		"if a partition receives nothing for 10s, wall-clock time advances its stream time so windows still close",
-		"Stream time is the highest event time seen on the partition",
+		"An input partition with nothing to read for 10s (idle_timeout) is left out of the minimum",
+		"holds windows back for up to 2m (max_wait)",
+		"each task's stream time is the lowest watermark of all input partitions",
 		"tasks: 6, one per source partition",
 		"demo-repartition 6 delete CreateTime no time limit; eddy deletes what it has committed",
 		"demo-windows-changelog 6 compact",

@@ -3,6 +3,7 @@ package topology
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"sort"
 	"strings"
 	"sync"
@@ -81,6 +82,7 @@ type Expr struct {
 	program *vm.Program
 	fields  []string // top-level fields the expression names, sorted
 	usesEnv bool     // reads $env
+	typ     FieldType
 	// thresholds: per field, the number it is first compared with
 	// (field op number, op one of > >= < <= ==), from the syntax tree.
 	thresholds map[string]float64
@@ -152,6 +154,17 @@ func (e *EvalError) Unwrap() []error {
 //
 // A non-nil error is an *ExprError.
 func CompileBool(src string, fields map[string]FieldType) (*Expr, error) {
+	return compile(src, fields, true)
+}
+
+// CompileValue compiles an expression of any type, for a derived field:
+// the rules are CompileBool's, without requiring a boolean. Type reports
+// the type of its result when the schema (fields) makes it known.
+func CompileValue(src string, fields map[string]FieldType) (*Expr, error) {
+	return compile(src, fields, false)
+}
+
+func compile(src string, fields map[string]FieldType, asBool bool) (*Expr, error) {
 	if strings.TrimSpace(src) == "" {
 		return nil, &ExprError{Expr: src, Message: "is empty", Hint: "remove the key, or write an expression such as `status >= 500`"}
 	}
@@ -163,12 +176,15 @@ func CompileBool(src string, fields map[string]FieldType) (*Expr, error) {
 		}
 	}
 	refs := &refCollector{fields: make(map[string]bool), lets: make(map[string]bool), thresholds: make(map[string]float64)}
-	program, err := expr.Compile(src,
+	opts := []expr.Option{
 		expr.Env(env),
-		expr.AsBool(),
 		expr.Timezone("UTC"),
 		expr.Patch(refs),
-	)
+	}
+	if asBool {
+		opts = append(opts, expr.AsBool())
+	}
+	program, err := expr.Compile(src, opts...)
 	if refs.err != nil { // reported first: it explains type errors such as now() > 1
 		refs.err.Expr = src
 		refs.err.Line, refs.err.Column = position(src, refs.errAt)
@@ -177,7 +193,10 @@ func CompileBool(src string, fields map[string]FieldType) (*Expr, error) {
 	if err != nil {
 		return nil, newExprError(src, err)
 	}
-	e := &Expr{src: src, program: program, usesEnv: refs.env, thresholds: refs.thresholds}
+	e := &Expr{src: src, program: program, usesEnv: refs.env, thresholds: refs.thresholds, typ: FieldBool}
+	if !asBool {
+		e.typ = fieldTypeOf(program)
+	}
 	for f := range refs.fields {
 		if !refs.lets[f] {
 			e.fields = append(e.fields, f)
@@ -186,6 +205,77 @@ func CompileBool(src string, fields map[string]FieldType) (*Expr, error) {
 	sort.Strings(e.fields)
 	e.vms.New = func() any { return new(vm.VM) }
 	return e, nil
+}
+
+// fieldTypeOf is the type of a program's result, FieldAny when it is not
+// known before run time.
+func fieldTypeOf(p *vm.Program) FieldType {
+	node := p.Node()
+	if node == nil {
+		return FieldAny
+	}
+	t := node.Type()
+	if t == nil {
+		return FieldAny
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return FieldString
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return FieldInt
+	case reflect.Float32, reflect.Float64:
+		return FieldFloat
+	case reflect.Bool:
+		return FieldBool
+	}
+	if t == reflect.TypeOf(time.Time{}) {
+		return FieldTime
+	}
+	return FieldAny
+}
+
+// Type is the type of the expression's result: FieldBool for CompileBool,
+// and for CompileValue what the schema makes known (FieldAny otherwise).
+func (e *Expr) Type() FieldType { return e.typ }
+
+// Value evaluates a CompileValue expression on one record's fields. Its
+// errors are Eval's (*EvalError). A result that is not a string, number,
+// boolean, time or nil is an error too: a derived field is a scalar.
+func (e *Expr) Value(env map[string]any) (any, error) {
+	m := e.vms.Get().(*vm.VM)
+	out, err := m.Run(e.program, env)
+	e.vms.Put(m)
+	if err != nil {
+		return nil, e.evalError(env, err)
+	}
+	switch v := out.(type) {
+	case nil, string, float64, bool, int64, time.Time:
+		return v, nil
+	case int:
+		return int64(v), nil
+	case int32:
+		return int64(v), nil
+	case int8:
+		return int64(v), nil
+	case int16:
+		return int64(v), nil
+	case uint8:
+		return int64(v), nil
+	case uint16:
+		return int64(v), nil
+	case uint32:
+		return int64(v), nil
+	case uint:
+		return int64(v), nil
+	case uint64:
+		return int64(v), nil
+	case float32:
+		return float64(v), nil
+	case time.Duration:
+		return v.Milliseconds(), nil
+	}
+	return nil, &EvalError{Expr: e.src, Err: fmt.Errorf("the result is a %T: a derived field must be a string, number, boolean or time", out)}
 }
 
 // String returns the expression as written.
@@ -369,6 +459,9 @@ func position(src string, offset int) (line, col int) {
 
 // Compiled holds a spec's expressions, compiled against a record schema.
 type Compiled struct {
+	// Derived holds one entry per Spec.Derived, in order: the compiled
+	// Derived.Expr (CompileValue).
+	Derived []*Expr
 	// Filter is the compiled Spec.Filter, nil if there is none.
 	Filter *Expr
 	// Where holds one entry per aggregate, in order: the compiled
@@ -385,9 +478,53 @@ type Compiled struct {
 // known.
 func (s *Spec) Compile(fields map[string]FieldType) (*Compiled, error) {
 	var errs []*FieldError
-	c := &Compiled{Where: make([]*Expr, len(s.Aggregates))}
+	c := &Compiled{Where: make([]*Expr, len(s.Aggregates)), Derived: make([]*Expr, len(s.Derived))}
+	// The fields the filter, key, where and aggregates see: the record's,
+	// then the derived fields, then the lookups' fields.
+	var env map[string]FieldType
+	if fields != nil {
+		env = make(map[string]FieldType, len(fields)+len(s.Derived))
+		for k, v := range fields {
+			env[k] = v
+		}
+	}
+	for i, d := range s.Derived {
+		e, err := CompileValue(d.Expr, env)
+		if err != nil {
+			errs = append(errs, exprFieldError(fmt.Sprintf("derived[%d].expr", i), err))
+		}
+		c.Derived[i] = e
+		if env == nil {
+			continue
+		}
+		if _, ok := fields[d.Name]; ok {
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("derived[%d].name", i),
+				Problem: fmt.Sprintf("%q is already a field of the record schema", d.Name), Fix: "choose another name"})
+		}
+		t := FieldAny
+		if e != nil {
+			t = e.Type()
+		}
+		env[d.Name] = t
+	}
+	for i, l := range s.Lookups {
+		if env == nil {
+			continue
+		}
+		if _, ok := env[l.On]; !ok && l.On != "" {
+			errs = append(errs, &FieldError{Field: fmt.Sprintf("lookups[%d].on", i),
+				Problem: fmt.Sprintf("field %q is neither in the record schema nor a derived field", l.On), Fix: schemaHint(env, l.On)})
+		}
+		for j, f := range l.Fields {
+			if _, ok := fields[f]; ok {
+				errs = append(errs, &FieldError{Field: fmt.Sprintf("lookups[%d].fields[%d]", i, j),
+					Problem: fmt.Sprintf("%q is already a field of the record schema", f), Fix: "choose another name, or drop it from the lookup"})
+			}
+			env[f] = FieldAny // JSON values: typed at run time
+		}
+	}
 	if s.Filter != "" {
-		e, err := CompileBool(s.Filter, fields)
+		e, err := CompileBool(s.Filter, env)
 		if err != nil {
 			errs = append(errs, exprFieldError("filter", err))
 		}
@@ -397,14 +534,14 @@ func (s *Spec) Compile(fields map[string]FieldType) (*Compiled, error) {
 		if a.Where == "" {
 			continue
 		}
-		e, err := CompileBool(a.Where, fields)
+		e, err := CompileBool(a.Where, env)
 		if err != nil {
 			errs = append(errs, exprFieldError(fmt.Sprintf("aggregates[%d].where", i), err))
 		}
 		c.Where[i] = e
 	}
-	if fields != nil {
-		errs = append(errs, s.checkSchema(fields)...)
+	if env != nil {
+		errs = append(errs, s.checkSchema(env)...)
 	}
 	if len(errs) > 0 {
 		return nil, joinFieldErrors(errs)
@@ -441,13 +578,13 @@ func (s *Spec) checkSchema(fields map[string]FieldType) []*FieldError {
 		switch {
 		case !ok:
 			missing(path, a.Field)
-		case a.Op != AggDistinct && a.Op != AggCount && !t.numeric():
+		case a.Op != AggDistinct && a.Op != AggCount && a.Op != AggTopK && !t.numeric():
 			op := a.Op
 			if op == AggQuantile {
 				op = PercentileName(a.Quantile)
 			}
 			errs = append(errs, &FieldError{Field: path, Problem: fmt.Sprintf("%s needs a number, and field %q is a %s", op, a.Field, t),
-				Fix: "name a numeric field, or use op distinct or count"})
+				Fix: "name a numeric field, or use op distinct, top_k or count"})
 		}
 	}
 	return errs

@@ -261,7 +261,7 @@ func TestSpecCompile(t *testing.T) {
 		`aggregates[1].where: expression "stats >= 500": unknown name stats (column 1); the record schema has no such field; check its spelling`,
 		`key[0]: field "endpont" is not in the record schema; did you mean "endpoint"?`,
 		`time.field: field "ts" is not in the record schema; the schema has: endpoint, latency_ms, status`,
-		`aggregates[2].field: p99 needs a number, and field "endpoint" is a string; name a numeric field, or use op distinct or count`,
+		`aggregates[2].field: p99 needs a number, and field "endpoint" is a string; name a numeric field, or use op distinct, top_k or count`,
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))

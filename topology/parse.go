@@ -23,6 +23,7 @@ const (
 	DefaultFormat         = FormatJSON
 	DefaultCommitInterval = time.Second
 	DefaultIdleTimeout    = 10 * time.Second
+	DefaultMaxWait        = 2 * time.Minute
 	DefaultMaxFuture      = time.Hour
 )
 
@@ -163,9 +164,13 @@ func (s *Spec) fillDefaults(present func(path string) bool) {
 	setString(&s.Processing, "processing", DefaultProcessing)
 	setDuration(&s.CommitInterval, "commit_interval", DefaultCommitInterval)
 	setDuration(&s.IdleTimeout, "idle_timeout", DefaultIdleTimeout)
+	setDuration(&s.MaxWait, "max_wait", DefaultMaxWait)
 	setDuration(&s.Time.MaxFuture, "time.max_future", DefaultMaxFuture)
 	setString(&s.Source.Format, "source.format", DefaultFormat)
 	setString(&s.Output.Format, "output.format", DefaultFormat)
+	for i := range s.Lookups {
+		setString(&s.Lookups[i].OnMiss, fmt.Sprintf("lookups[%d].on_miss", i), OnMissDefault)
+	}
 	for i := range s.Aggregates {
 		a := &s.Aggregates[i]
 		if q, ok := ParsePercentile(a.Op); ok {
@@ -289,6 +294,23 @@ func (w *keyWalker) walk(n *yaml.Node, t reflect.Type, path string) {
 	case t.Kind() == reflect.String:
 		if n.Kind != yaml.ScalarNode {
 			w.fail(path, n.Line, "must be a single value, not a list or a mapping", "")
+		}
+	case t.Kind() == reflect.Map:
+		if n.Kind != yaml.MappingNode {
+			w.fail(path, n.Line, "must be a mapping of names to values", "write e.g. {team: unknown}")
+			return
+		}
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			p := joinPath(path, k.Value)
+			w.lines[p] = k.Line
+			if v.Kind != yaml.ScalarNode {
+				w.fail(p, v.Line, "must be a single value (a string, number, boolean or null)", "")
+			}
+		}
+	case t.Kind() == reflect.Int:
+		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!int" {
+			w.fail(path, n.Line, fmt.Sprintf("must be a whole number, not %q", n.Value), "write e.g. 10")
 		}
 	case t.Kind() == reflect.Bool:
 		if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {

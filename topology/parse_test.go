@@ -44,6 +44,7 @@ func TestParseTumblingWithDefaults(t *testing.T) {
 		Processing:      "at_least_once",
 		CommitInterval:  time.Second,
 		IdleTimeout:     10 * time.Second,
+		MaxWait:         2 * time.Minute,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Parse:\n got %+v\nwant %+v", got, want)

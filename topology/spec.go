@@ -18,6 +18,17 @@ type Spec struct {
 	// Time says where event time comes from.
 	Time Time `yaml:"time"`
 
+	// Derived lists fields computed per record from its other fields,
+	// in order (each may use the fields before it), before the lookups,
+	// the filter and the key: they can be keys, filter and where inputs,
+	// aggregate inputs and lookup join fields. Default none.
+	Derived []Derived `yaml:"derived,omitempty"`
+
+	// Lookups join each record with local copies of compacted topics,
+	// after the derived fields: the matched entry's value fields become
+	// record fields. Default none.
+	Lookups []Lookup `yaml:"lookups,omitempty"`
+
 	// Filter is an optional boolean expression (expr-lang syntax) over the
 	// record's fields; records for which it is false are skipped (counted,
 	// not routed anywhere). Example: `status >= 0 && endpoint != "/health"`.
@@ -66,6 +77,14 @@ type Spec struct {
 	// when input goes quiet. Default 10s; 0 is not allowed (use a large
 	// value to effectively disable).
 	IdleTimeout time.Duration `yaml:"idle_timeout,omitempty"`
+
+	// MaxWait bounds how long windows wait for an input partition that
+	// has records to read but makes no progress (its worker died, it is
+	// paused for the schema registry, restoring or being rebalanced):
+	// after MaxWait without progress, stream time moves on without it and
+	// its records older than that become late. Default 2m; 0 is not
+	// allowed.
+	MaxWait time.Duration `yaml:"max_wait,omitempty"`
 
 	// Alerts are optional rules over the window results (docs/alerting.md).
 	Alerts *Alerts `yaml:"alerts,omitempty"`
@@ -154,21 +173,78 @@ const (
 	AggMean     = "mean"
 	AggQuantile = "quantile" // written p50, p95, p99, p99.9 in specs
 	AggDistinct = "distinct"
+	AggTopK     = "top_k"
 )
+
+// MaxTopK bounds Aggregate.K: a top_k keeps TopKCapacity(K) counters per
+// key and window.
+const MaxTopK = 1000
+
+// TopKCapacity is the number of counters a top_k aggregate keeps for k:
+// ten per reported value, at least 64. The state package's sketch takes it
+// as its capacity; the error bound (see TopKErrorText) follows from it.
+func TopKCapacity(k int) int { return max(10*k, 64) }
+
+// Derived is one field computed per record.
+type Derived struct {
+	// Name of the new field. Required; letters, digits and '_', not
+	// starting with a digit, unique among derived and lookup fields.
+	Name string `yaml:"name"`
+	// Expr computes it from the record's fields (expr-lang syntax), e.g.
+	// `int(status / 100)` or `latency_ms > 500`. Required. A record on
+	// which it fails goes to the dead-letter topic (class expression,
+	// header eddy.error.field = Name).
+	Expr string `yaml:"expr"`
+}
+
+// Lookup miss policies.
+const (
+	OnMissDefault    = "default"
+	OnMissDeadLetter = "dead_letter"
+)
+
+// Lookup joins records with a local copy of a compacted topic.
+type Lookup struct {
+	// Name of the table: it names its local directory. Required; letters,
+	// digits, '.', '_' and '-'.
+	Name string `yaml:"name"`
+	// Topic is the compacted topic holding the table: the Kafka record
+	// key is the table key (as text), the value a JSON object (null: the
+	// entry is deleted). Required. eddy only reads it.
+	Topic string `yaml:"topic"`
+	// On is the record field (or derived field) whose value, as text, is
+	// looked up. Required.
+	On string `yaml:"on"`
+	// Fields are the value fields of a table entry that become record
+	// fields. Required, at least one.
+	Fields []string `yaml:"fields"`
+	// OnMiss says what happens to a record whose On value is not in the
+	// table (or is null): "default" (the default: Fields take their
+	// Defaults, null when none is given) or "dead_letter" (the record goes
+	// to the dead-letter topic, class lookup_miss).
+	OnMiss string `yaml:"on_miss,omitempty"`
+	// Defaults are the values of Fields on a miss (on_miss default).
+	// Default: null.
+	Defaults map[string]any `yaml:"defaults,omitempty"`
+}
 
 // Aggregate is one named value computed per key and window.
 type Aggregate struct {
 	// Name is the output field name. Required, unique.
 	Name string `yaml:"name"`
-	// Op is count, sum, min, max, mean, distinct, or a percentile written
-	// pNN (p50, p95, p99, p99.9). Required.
+	// Op is count, sum, min, max, mean, distinct, top_k, or a percentile
+	// written pNN (p50, p95, p99, p99.9). Required.
 	Op string `yaml:"op"`
 	// Field is the numeric input field (not used by count; a string or
-	// number field for distinct).
+	// number field for distinct and top_k).
 	Field string `yaml:"field,omitempty"`
 	// Where optionally restricts the aggregate to records for which this
 	// boolean expression is true, e.g. `status >= 500` for an error count.
 	Where string `yaml:"where,omitempty"`
+
+	// K is how many values op top_k reports (the K with the highest
+	// counts). Required for top_k, from 1 to MaxTopK; not used by other ops.
+	K int `yaml:"k,omitempty"`
 
 	// Quantile is filled by Parse and SetDefaults for percentile ops, which
 	// they rewrite to Op "quantile": p99 becomes Op "quantile", Quantile

@@ -55,6 +55,8 @@ func (s *Spec) validate() []*FieldError {
 	s.validateNames(c)
 	s.validateSource(c)
 	s.validateTime(c)
+	s.validateDerived(c)
+	s.validateLookups(c)
 	if s.Filter != "" {
 		if _, err := CompileBool(s.Filter, nil); err != nil {
 			c.errs = append(c.errs, exprFieldError("filter", err))
@@ -85,6 +87,10 @@ func (s *Spec) validate() []*FieldError {
 	if s.IdleTimeout <= 0 {
 		c.add("idle_timeout", fmt.Sprintf("must be positive, not %s", fmtDuration(s.IdleTimeout)),
 			`write e.g. "idle_timeout: 10s" (the default); to effectively disable it, use a large value such as "24h"`)
+	}
+	if s.MaxWait <= 0 {
+		c.add("max_wait", fmt.Sprintf("must be positive, not %s", fmtDuration(s.MaxWait)),
+			`write e.g. "max_wait: 2m" (the default): longer than a worker's session timeout plus its restore`)
 	}
 	return c.errs
 }
@@ -153,6 +159,122 @@ func (s *Spec) validateTime(c *specChecker) {
 	if s.Time.MaxFuture <= 0 {
 		c.add("time.max_future", fmt.Sprintf("must be positive, not %s", fmtDuration(s.Time.MaxFuture)),
 			`write e.g. "max_future: 1h" (the default)`)
+	}
+}
+
+// validateDerived checks the derived fields: names, and expressions that
+// compile and use only the fields before them.
+func (s *Spec) validateDerived(c *specChecker) {
+	later := make(map[string]string) // name -> what computes it
+	for i, d := range s.Derived {
+		if d.Name != "" {
+			later[d.Name] = fmt.Sprintf("derived[%d]", i)
+		}
+	}
+	for i, l := range s.Lookups {
+		for _, f := range l.Fields {
+			later[f] = fmt.Sprintf("lookup %q (lookups[%d])", l.Name, i)
+		}
+	}
+	seen := make(map[string]string)
+	for i, d := range s.Derived {
+		f := func(key string) string { return fmt.Sprintf("derived[%d].%s", i, key) }
+		switch {
+		case d.Name == "":
+			c.add(f("name"), "must be set: it is the name of the new field", `write e.g. "name: status_class"`)
+		case !isIdentifier(d.Name):
+			c.add(f("name"), fmt.Sprintf("%q is not a valid name: use letters, digits and '_', not starting with a digit", d.Name),
+				fmt.Sprintf("write e.g. %q", identifierLike(d.Name)))
+		case seen[d.Name] != "":
+			c.add(f("name"), fmt.Sprintf("%q is also computed by %s", d.Name, seen[d.Name]), "names must be unique; choose another")
+		}
+		if d.Name != "" && seen[d.Name] == "" {
+			seen[d.Name] = fmt.Sprintf("derived[%d]", i)
+		}
+		if d.Expr == "" {
+			c.add(f("expr"), "must be set: it computes the field", "write e.g. `int(status / 100)` or `latency_ms > 500`")
+			continue
+		}
+		e, err := CompileValue(d.Expr, nil)
+		if err != nil {
+			c.errs = append(c.errs, exprFieldError(f("expr"), err))
+			continue
+		}
+		for _, name := range e.Fields() {
+			if by, ok := later[name]; ok && (name == d.Name || seen[name] == "" || strings.HasPrefix(by, "lookup")) {
+				what := "is computed by " + by + ", after this field"
+				if name == d.Name {
+					what = "is this field itself"
+				}
+				c.add(f("expr"), fmt.Sprintf("uses %q, which %s", name, what),
+					"a derived field may use the record's fields and the derived fields listed before it; lookups come after every derived field")
+			}
+		}
+	}
+	for i, l := range s.Lookups {
+		for j, name := range l.Fields {
+			if by, ok := seen[name]; ok {
+				c.add(fmt.Sprintf("lookups[%d].fields[%d]", i, j), fmt.Sprintf("%q is also computed by %s", name, by), "names must be unique; choose another")
+			}
+			seen[name] = fmt.Sprintf("lookup %q", l.Name)
+		}
+	}
+}
+
+// validateLookups checks the lookup tables' settings (their topics are
+// checked with the other topics, in validateTopicCollisions).
+func (s *Spec) validateLookups(c *specChecker) {
+	names := make(map[string]bool)
+	for i, l := range s.Lookups {
+		f := func(key string) string { return fmt.Sprintf("lookups[%d].%s", i, key) }
+		switch {
+		case l.Name == "":
+			c.add(f("name"), "must be set: it names the table and its local directory", `write e.g. "name: owners"`)
+		case names[l.Name]:
+			c.add(f("name"), fmt.Sprintf("%q names an earlier lookup", l.Name), "names must be unique; choose another")
+		default:
+			if p, fix := topicNameProblem(l.Name, 100); p != "" {
+				c.add(f("name"), p, fix)
+			}
+		}
+		names[l.Name] = true
+		if l.Topic == "" {
+			c.add(f("topic"), "must be set: the compacted topic that holds the table", `write e.g. "topic: endpoint-owners"`)
+		} else if p, fix := topicNameProblem(l.Topic, maxTopicLen); p != "" {
+			c.add(f("topic"), p, fix)
+		}
+		if strings.TrimSpace(l.On) == "" {
+			c.add(f("on"), "must be set: the record field whose value is looked up", `write e.g. "on: endpoint"`)
+		}
+		if len(l.Fields) == 0 {
+			c.add(f("fields"), "must list at least one field of the table's values", `write e.g. "fields: [team]"`)
+		}
+		fields := make(map[string]bool)
+		for j, name := range l.Fields {
+			switch {
+			case !isIdentifier(name):
+				c.add(fmt.Sprintf("lookups[%d].fields[%d]", i, j), fmt.Sprintf("%q is not a valid name: use letters, digits and '_', not starting with a digit", name),
+					fmt.Sprintf("write e.g. %q", identifierLike(name)))
+			case fields[name]:
+				c.add(fmt.Sprintf("lookups[%d].fields[%d]", i, j), fmt.Sprintf("%q is listed twice", name), "remove one of them")
+			}
+			fields[name] = true
+		}
+		switch l.OnMiss {
+		case OnMissDefault:
+			for k := range l.Defaults {
+				if !fields[k] {
+					c.add(f("defaults."+k), fmt.Sprintf("%q is not one of the lookup's fields", k), "list it under fields, or remove it")
+				}
+			}
+		case OnMissDeadLetter:
+			if len(l.Defaults) > 0 {
+				c.add(f("defaults"), "are not used with on_miss dead_letter", `remove them, or write "on_miss: default"`)
+			}
+		default:
+			c.add(f("on_miss"), oneOfProblem(l.OnMiss, OnMissDefault, OnMissDeadLetter),
+				`write "on_miss: default" (the default: the fields take their defaults, or null) or "on_miss: dead_letter"`)
+		}
 	}
 }
 
@@ -229,6 +351,7 @@ func (s *Spec) validateWindow(c *specChecker) {
 
 // opSuggestions maps ops people write from other tools to eddy's.
 var opSuggestions = map[string]string{
+	"topk": "top_k", "top": "top_k", "heavy_hitters": "top_k", "top-k": "top_k",
 	"avg": "mean", "average": "mean", "median": "p50", "total": "sum",
 	"unique": "distinct", "count_distinct": "distinct", "cardinality": "distinct",
 	"minimum": "min", "maximum": "max",
@@ -272,6 +395,16 @@ func (s *Spec) validateAggregates(c *specChecker) {
 				c.add(f("field"), "is not used by count, which counts records",
 					fmt.Sprintf(`remove it; to count only records that have %[1]s, write "where: %[1]s != nil"`, a.Field))
 			}
+		case AggTopK:
+			if a.Field == "" {
+				c.add(f("field"), fmt.Sprintf("must be set for op top_k (%s)", what), `write the field whose most frequent values to report, e.g. "field: endpoint"`)
+			}
+			switch {
+			case a.K == 0:
+				c.add(f("k"), fmt.Sprintf("must be set for op top_k (%s): how many values to report", what), `write e.g. "k: 10"`)
+			case a.K < 0 || a.K > MaxTopK:
+				c.add(f("k"), fmt.Sprintf("must be from 1 to %d, not %d", MaxTopK, a.K), `write e.g. "k: 10"`)
+			}
 		case AggSum, AggMin, AggMax, AggMean, AggDistinct:
 			if a.Field == "" {
 				c.add(f("field"), fmt.Sprintf("must be set for op %s (%s)", a.Op, what), `write the input field, e.g. "field: latency_ms"`)
@@ -283,10 +416,10 @@ func (s *Spec) validateAggregates(c *specChecker) {
 				c.add(f("field"), fmt.Sprintf("must be set for op %s (%s)", PercentileName(a.Quantile), what), `write the input field, e.g. "field: latency_ms"`)
 			}
 		case "":
-			c.add(f("op"), fmt.Sprintf("must be set (%s)", what), "write one of count, sum, min, max, mean, distinct, or a percentile such as p50, p99, p99.9")
+			c.add(f("op"), fmt.Sprintf("must be set (%s)", what), "write one of count, sum, min, max, mean, distinct, top_k, or a percentile such as p50, p99, p99.9")
 		default:
 			problem := fmt.Sprintf("%q is not a known op", a.Op)
-			fix := "write one of count, sum, min, max, mean, distinct, or a percentile such as p50, p99, p99.9"
+			fix := "write one of count, sum, min, max, mean, distinct, top_k, or a percentile such as p50, p99, p99.9"
 			lower := strings.ToLower(a.Op)
 			if sug, ok := opSuggestions[lower]; ok {
 				fix = fmt.Sprintf("did you mean %q?", sug)
@@ -297,6 +430,9 @@ func (s *Spec) validateAggregates(c *specChecker) {
 				fix = `write e.g. "op: p99" or "op: p99.9"`
 			}
 			c.add(f("op"), problem, fix)
+		}
+		if a.K != 0 && a.Op != AggTopK {
+			c.add(f("k"), fmt.Sprintf("is only used by op top_k, not %s", a.Op), "remove it")
 		}
 		if a.Where != "" {
 			if _, err := CompileBool(a.Where, nil); err != nil {
@@ -345,6 +481,25 @@ func (s *Spec) validateTopicCollisions(c *specChecker) {
 	}
 	if s.Alerts != nil {
 		written = append(written, role{"alerts.topic", s.Alerts.Topic, "the alerts topic"})
+	}
+	for i, l := range s.Lookups {
+		if l.Topic == "" {
+			continue
+		}
+		f := fmt.Sprintf("lookups[%d].topic", i)
+		if sources[l.Topic] {
+			c.add(f, fmt.Sprintf("%q is also a source topic", l.Topic), "a lookup table is a topic of its own, compacted: name another topic")
+		}
+		for _, r := range internal {
+			if l.Topic == r.name {
+				c.add(f, fmt.Sprintf("%q is %s", l.Topic, r.what), "name the compacted topic that holds the table")
+			}
+		}
+		for _, w := range written {
+			if l.Topic == w.name {
+				c.add(f, fmt.Sprintf("%q is %s: eddy would read what it writes", l.Topic, w.what), "name the compacted topic that holds the table")
+			}
+		}
 	}
 	for i, t := range s.Source.Topics {
 		for _, r := range internal {

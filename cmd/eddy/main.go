@@ -48,6 +48,8 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(runCmd(), describeCmd(), demoCmd(), settingsCmd(), generateCmd())
 	root.AddCommand(schemaCmd(), registryCmd(), produceCmd())
 	root.AddCommand(resetCmd(), versionCmd())
+	root.AddCommand(testCmd())
+	root.AddCommand(runbookCmd())
 	return root
 }
 

@@ -18,6 +18,11 @@ type Record struct {
 	// to Input and Offset unless it went through the repartition topic.
 	Source       state.SourcePartition
 	SourceOffset int64
+	// SourceWatermark, when above Time, is the watermark its source
+	// partition had reached when the record was forwarded through the
+	// repartition topic (records of one source partition reach several
+	// tasks; each learns the partition's progress from any of them).
+	SourceWatermark int64
 
 	Key    string         // the grouping key (state.MaxKeyLen at most)
 	Time   int64          // event time, ms since the epoch
@@ -84,10 +89,13 @@ type Effects struct {
 	// Aggregated: the record passed the stateless steps and reached the
 	// aggregates' inputs (even if they then refused it).
 	Aggregated bool
+	// MovedOn: stream time moved on without these stalled input
+	// partitions (Punctuate only).
+	MovedOn []MovedOn
 }
 
 func (fx *Effects) reset() {
 	clear(fx.Results)
 	clear(fx.Alerts)
-	*fx = Effects{Results: fx.Results[:0], Alerts: fx.Alerts[:0]}
+	*fx = Effects{Results: fx.Results[:0], Alerts: fx.Alerts[:0], MovedOn: fx.MovedOn[:0]}
 }

@@ -18,6 +18,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -151,9 +152,20 @@ func groupKey(fields map[string]any, keyFields []string) (string, string, error)
 
 // record processes one decoded record through Task.Process, as the shell
 // does after the stateless steps.
+//
+// A field from=N makes it a record of source partition N read through the
+// repartition topic (Input is partition 0 of "in-repartition", Source
+// partition N of "in"); without it the task reads partition 0 of "in"
+// directly.
 func (h *harness) record(fields map[string]any, ts int64) error {
 	in := state.SourcePartition{Topic: "in", Partition: 0}
 	rec := Record{Input: in, Offset: h.off, Source: in, SourceOffset: h.off, Time: ts, Fields: fields}
+	if from, ok := fields["from"]; ok {
+		delete(fields, "from")
+		n, _ := from.(float64)
+		rec.Input = state.SourcePartition{Topic: "in-repartition", Partition: 0}
+		rec.Source = state.SourcePartition{Topic: "in", Partition: int32(n)}
+	}
 	h.off++
 	key, field, err := groupKey(fields, h.p.spec.Key)
 	if err != nil {
@@ -213,6 +225,9 @@ func (h *harness) advanceWall(d time.Duration) error {
 	before := h.t.streamTime
 	if err := h.t.Punctuate(h.now, &h.fx); err != nil {
 		return err
+	}
+	for _, m := range h.fx.MovedOn {
+		h.printf("moved on without in/%d: watermark %s, waited %s", m.Input.Partition, fmtClock(m.Watermark), m.Waited)
 	}
 	if h.t.streamTime != before {
 		h.printf("idle: stream-time advanced to %s", fmtClock(h.t.streamTime))
@@ -281,6 +296,18 @@ func (h *harness) openWindows() []state.WindowKey {
 
 func (h *harness) showState() {
 	h.printf("stream-time %s", fmtClock(h.t.streamTime))
+	if wms := h.t.Watermarks(); len(wms) > 1 {
+		ins := slices.SortedFunc(maps.Keys(wms), func(a, b state.SourcePartition) int { return int(a.Partition - b.Partition) })
+		var b strings.Builder
+		b.WriteString("watermarks")
+		for _, in := range ins {
+			fmt.Fprintf(&b, " in/%d=%s", in.Partition, fmtClock(wms[in]))
+		}
+		if in, _, waited, ok := h.t.HeldBy(h.now); ok {
+			fmt.Fprintf(&b, "; held by in/%d for %s", in.Partition, waited)
+		}
+		h.printf("%s", b.String())
+	}
 	wks := h.openWindows()
 	if len(wks) == 0 {
 		h.printf("open: none")
@@ -466,8 +493,46 @@ func (h *harness) run(line string) error {
 	case "state":
 		h.showState()
 		return nil
+	case "expect":
+		// expect 0 1 2: the task waits for these partitions of "in".
+		var ins []state.SourcePartition
+		for _, a := range args[1:] {
+			n, err := strconv.Atoi(a)
+			if err != nil {
+				return err
+			}
+			ins = append(ins, state.SourcePartition{Topic: "in", Partition: int32(n)})
+		}
+		h.t.Expect(ins, h.now)
+		return nil
+	case "watermark":
+		// watermark from=N ts=HH:MM:SS caught-up|waiting: a report of
+		// partition N of "in" (ts=- for none).
+		if len(args) != 4 {
+			return errors.New("usage: watermark from=N ts=<time>|- caught-up|waiting")
+		}
+		n, err := strconv.Atoi(strings.TrimPrefix(args[1], "from="))
+		if err != nil {
+			return err
+		}
+		var ts int64
+		if v := strings.TrimPrefix(args[2], "ts="); v != "-" {
+			if ts, err = parseClock(v); err != nil {
+				return err
+			}
+		}
+		h.t.ObserveWatermark(Watermark{Input: state.SourcePartition{Topic: "in", Partition: int32(n)}, Time: ts,
+			CaughtUp: args[3] == "caught-up"}, h.now)
+		return nil
+	case "input":
+		// input caught-up|backlog: the task's own input partition.
+		if len(args) != 2 {
+			return errors.New("usage: input caught-up|backlog")
+		}
+		h.t.SetInputCaughtUp(args[1] == "caught-up")
+		return nil
 	}
-	return fmt.Errorf("unknown directive %q (want record, advance-wall, close, commit, restart or state)", args[0])
+	return fmt.Errorf("unknown directive %q (want record, advance-wall, close, commit, restart, state, expect, watermark or input)", args[0])
 }
 
 // runScenario runs one scenario file. The format, a small cousin of

@@ -20,10 +20,11 @@ var (
 	ErrEventTime       = errors.New("event_time")          // the event time field is missing or unusable
 	ErrFutureTimestamp = errors.New("future_timestamp")    // event time too far ahead of the wall clock
 	ErrMissingKey      = errors.New("missing_key_field")   // a grouping key field is missing
-	ErrExpression      = errors.New("expression")          // a filter or where expression failed
+	ErrExpression      = errors.New("expression")          // a derived field, filter or where expression failed
 	ErrAggregateField  = errors.New("aggregate_field")     // an aggregate's input is not a usable value
 	ErrKeyTooLong      = errors.New("key_too_long")        // the grouping key exceeds the store's limit
 	ErrInternalHeader  = errors.New("bad_internal_record") // a repartition record lacks eddy's headers
+	ErrLookupMiss      = errors.New("lookup_miss")         // no lookup table entry matched (on_miss: dead_letter)
 )
 
 // Pipeline is a validated, compiled spec: what every task of the pipeline
@@ -103,6 +104,8 @@ func aggSpec(a topology.Aggregate) (state.AggSpec, error) {
 		return state.AggSpec{Op: state.OpDistinct}, nil
 	case topology.AggQuantile:
 		return state.AggSpec{Op: state.OpQuantile, Quantile: a.Quantile}, nil
+	case topology.AggTopK:
+		return state.AggSpec{Op: state.OpTopK, K: a.K}, nil
 	}
 	return state.AggSpec{}, fmt.Errorf("aggregate %q: unknown op %q", a.Name, a.Op)
 }
@@ -134,7 +137,8 @@ func (p *Pipeline) aggInputs(fields map[string]any, dst []aggInput) ([]aggInput,
 		}
 		switch {
 		case a.Op == topology.AggCount:
-		case a.Op == topology.AggDistinct:
+		case a.Op == topology.AggDistinct || a.Op == topology.AggTopK:
+			// Values as text (KeyString): 200 and "200" are one value.
 			s, ok := KeyString(fields[a.Field])
 			if !ok {
 				in.skip = true

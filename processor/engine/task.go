@@ -5,12 +5,11 @@ package engine
 // and the matching partition of the window store. One goroutine at a time
 // calls a Task; it calls nothing back.
 //
-// Time: a task's stream time is the highest event time it has processed.
-// A window closes when stream time reaches its close time
-// (topology.WindowRule.CloseTime); a record all of whose windows are
-// closed is late. When the task has received nothing for the idle timeout,
-// stream time advances with the wall clock from the last record's arrival,
-// so windows close when input stops.
+// Time: a task's stream time is the lowest watermark of its input
+// partitions (watermark.go). A window closes when stream time reaches its
+// close time (topology.WindowRule.CloseTime); a record all of whose
+// windows are closed is late. When every input partition is idle, stream
+// time advances with the wall clock, so windows close when input stops.
 //
 // Invariants:
 //   - every window stored in the task's store is in open, and in closeAt
@@ -58,6 +57,7 @@ type Task struct {
 	changed   bool // processed input since the last flush
 
 	alerts *alert.State // alert rules' state; nil without rules
+	marks  marks        // input partitions' watermarks (watermark.go)
 
 	startsBuf []int64 // scratch
 	insBuf    []aggInput
@@ -81,6 +81,7 @@ func NewTask(p *Pipeline, store *state.TaskStore, cp state.Checkpoint, now time.
 		inputPos:     make(map[state.SourcePartition]int64),
 		dirtyEmit:    make(map[state.WindowKey]struct{}),
 		flushSeq:     cp.FlushSeq,
+		marks:        newMarks(cp.Watermarks, now),
 	}
 	for k, v := range cp.Upstream {
 		t.upstream[k] = v
@@ -106,7 +107,7 @@ func (t *Task) StreamTime() int64 { return t.streamTime }
 
 // HasTime reports whether the task has had a record, in this run or in the
 // state it restored: without one its stream time means nothing.
-func (t *Task) HasTime() bool { return t.arrivalSTime > 0 }
+func (t *Task) HasTime() bool { return t.streamTime > 0 }
 
 // OpenWindows is the number of open windows.
 func (t *Task) OpenWindows() int { return len(t.open) }
@@ -143,7 +144,7 @@ func (t *Task) Skip(input state.SourcePartition, offset int64) { t.inputPos[inpu
 // Checkpoint returns the position the task's state reflects now.
 func (t *Task) Checkpoint() state.Checkpoint {
 	cp := state.Checkpoint{StreamTime: t.streamTime, FlushSeq: t.flushSeq,
-		Upstream: make(map[state.SourcePartition]int64, len(t.upstream))}
+		Upstream: make(map[state.SourcePartition]int64, len(t.upstream)), Watermarks: t.Watermarks()}
 	for k, v := range t.upstream {
 		cp.Upstream[k] = v
 	}
@@ -185,6 +186,7 @@ func (t *Task) Process(rec Record, now time.Time, fx *Effects) error {
 	if t.alerts != nil {
 		fx.Alerts = t.alerts.OnRecord(fx.Alerts, rec.Key, rec.Time, t.streamTime) // stream time before this record
 	}
+	t.observe(rec.Source, max(rec.Time, rec.SourceWatermark), now)
 	late, err := t.aggregate(rec.Key, rec.Time, ins)
 	if err != nil {
 		return err
@@ -211,12 +213,7 @@ func (t *Task) Process(rec Record, now time.Time, fx *Effects) error {
 // filling fx (reset first).
 func (t *Task) Punctuate(now time.Time, fx *Effects) error {
 	fx.reset()
-	// A task that has had no record has nothing to close and no stream
-	// time to advance: advancing it from zero would only checkpoint a time
-	// in 1970.
-	if t.arrivalSTime > 0 || len(t.open) > 0 {
-		t.idleAdvance(now)
-	}
+	t.updateStreamTime(now, fx)
 	return t.CloseDue(fx)
 }
 

@@ -72,9 +72,6 @@ func (t *Task) untrack(wk state.WindowKey) {
 // aggregate adds one record to the task's windows. It returns late != nil
 // when every window of the record has closed.
 func (t *Task) aggregate(key string, ts int64, ins []aggInput) (late *Late, err error) {
-	if ts > t.streamTime {
-		t.streamTime = ts
-	}
 	w := t.p.win
 	if !w.Session() {
 		starts := w.AppendStarts(t.startsBuf[:0], ts)

@@ -301,7 +301,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 				}
 				marked, markedSize = len(keys), readSize
 				cp = state.Checkpoint{TopicID: td.ID, ChangelogNext: next, InputNext: m.InputNext,
-					StreamTime: m.StreamTime, FlushSeq: m.FlushSeq, Upstream: m.Upstream}
+					StreamTime: m.StreamTime, FlushSeq: m.FlushSeq, Upstream: m.Upstream, Watermarks: m.Watermarks}
 				if marked >= r.applyRecords || markedSize >= applyBytes {
 					ferr = flush(false)
 				}

@@ -1,0 +1,246 @@
+package engine
+
+// Stream time from watermarks. Every input partition (a partition of a
+// source topic) has a watermark: the highest event time read from it. A
+// task's stream time is the lowest watermark of the input partitions it
+// waits for, so windows wait for the slowest partition: producers that
+// send in bursts, or a worker that fails over, do not make on-time records
+// late. A task that reads its source partition directly waits for that one
+// partition; a task behind the repartition topic waits for every source
+// partition, whose watermarks the source stage forwards through the
+// repartition topic (the shell's watermark records, and the event times of
+// the records themselves).
+//
+// Idle is not stalled. An input partition that is caught up (nothing to
+// read) and whose watermark has not advanced for the idle timeout is left
+// out of the minimum. One with records waiting that makes no progress (its
+// worker died, it is paused for the schema registry, restoring,
+// rebalancing) holds the minimum back for up to the pipeline's max_wait;
+// then stream time moves on without it (Effects.MovedOn says so). When
+// every input partition is left out, and the task's own input is caught
+// up, stream time follows the wall clock from the highest watermark, so
+// windows close and absence alerts fire when input stops.
+//
+// Stream time never goes back. A partition left out that advances again
+// counts again; its records older than stream time by more than the grace
+// period are then late.
+
+import (
+	"slices"
+	"time"
+
+	"github.com/eddy-streams/eddy/state"
+)
+
+// Watermark is a report of one input partition's progress, from the shell:
+// the highest event time read from it (0 when none), and whether it was
+// caught up (no record left to read) when reported.
+type Watermark struct {
+	Input    state.SourcePartition
+	Time     int64
+	CaughtUp bool
+}
+
+// MovedOn says that stream time moved on without a stalled input partition:
+// it had not advanced for Waited (at least the pipeline's max_wait) while
+// records waited on it.
+type MovedOn struct {
+	Input     state.SourcePartition
+	Watermark int64 // its watermark (ms), 0 if it never had one
+	Waited    time.Duration
+}
+
+// mark is what a task knows of one input partition.
+type mark struct {
+	wm       int64     // watermark (ms); 0 before any event time
+	caughtUp bool      // at its last report
+	since    time.Time // wall clock of the last advance of wm, or of its first report
+	movedOn  bool      // left out after max_wait, until it advances
+}
+
+// marks are a task's input partitions and their watermarks.
+type marks struct {
+	by map[state.SourcePartition]*mark
+	// holder is the input partition holding stream time back (the lowest
+	// watermark among those counted), valid when hasHolder.
+	holder    state.SourcePartition
+	hasHolder bool
+	// inputCaughtUp: the task's own input (the partition it reads) has no
+	// record left to read. Wall-clock time moves stream time only then.
+	inputCaughtUp bool
+}
+
+func newMarks(cp map[state.SourcePartition]int64, now time.Time) marks {
+	m := marks{by: make(map[state.SourcePartition]*mark, len(cp)), inputCaughtUp: true}
+	for in, wm := range cp {
+		// Restored: it waits for a report before it may count as idle.
+		m.by[in] = &mark{wm: wm, since: now}
+	}
+	return m
+}
+
+// get returns the mark of in, adding it when new. A partition first known
+// from a record counts as caught up (the task knows of nothing waiting on
+// it); one the shell expects (Expect) waits for its first report.
+func (m *marks) get(in state.SourcePartition, now time.Time, caughtUp bool) *mark {
+	k := m.by[in]
+	if k == nil {
+		k = &mark{since: now, caughtUp: caughtUp}
+		m.by[in] = k
+	}
+	return k
+}
+
+// advance raises in's watermark to ts; it reports whether it rose.
+func (k *mark) advance(ts int64, now time.Time) bool {
+	if ts <= k.wm {
+		return false
+	}
+	k.wm, k.since, k.movedOn = ts, now, false
+	return true
+}
+
+// Expect adds input partitions the task waits for before it has heard of
+// them (every partition of the source topics, for a task behind the
+// repartition topic): each holds stream time back, as a stalled partition
+// does, until it reports.
+func (t *Task) Expect(inputs []state.SourcePartition, now time.Time) {
+	for _, in := range inputs {
+		t.marks.get(in, now, false)
+	}
+}
+
+// ObserveWatermark applies a report of one input partition's progress:
+// stream time moves with it (due windows close at the next Process or
+// Punctuate).
+func (t *Task) ObserveWatermark(w Watermark, now time.Time) {
+	t.ObserveWatermarks([]Watermark{w}, now)
+}
+
+// ObserveWatermarks applies several reports at once (a watermark record).
+func (t *Task) ObserveWatermarks(ws []Watermark, now time.Time) {
+	moved := false
+	for _, w := range ws {
+		k := t.marks.get(w.Input, now, w.CaughtUp)
+		k.caughtUp = w.CaughtUp
+		moved = k.advance(w.Time, now) || moved
+	}
+	if moved {
+		t.updateStreamTime(now, nil)
+	}
+	t.changed = true
+}
+
+// SetInputCaughtUp says whether the task's own input partition has records
+// left to read (or waiting for the schema registry): while it does, the
+// wall clock does not move stream time.
+func (t *Task) SetInputCaughtUp(ok bool) { t.marks.inputCaughtUp = ok }
+
+// Watermarks returns the task's input partitions and their watermarks (ms).
+func (t *Task) Watermarks() map[state.SourcePartition]int64 {
+	out := make(map[state.SourcePartition]int64, len(t.marks.by))
+	for in, k := range t.marks.by {
+		out[in] = k.wm
+	}
+	return out
+}
+
+// HeldBy returns the input partition holding the task's stream time back,
+// its watermark, and how long it has not advanced; ok is false when none
+// does (no input partition, or every one left out).
+func (t *Task) HeldBy(now time.Time) (in state.SourcePartition, wm int64, waited time.Duration, ok bool) {
+	if !t.marks.hasHolder {
+		return in, 0, 0, false
+	}
+	k := t.marks.by[t.marks.holder]
+	return t.marks.holder, k.wm, now.Sub(k.since), true
+}
+
+// observe raises the watermark of rec's source partition to its event
+// time, and stream time with it when that partition was the one holding it
+// back.
+func (t *Task) observe(in state.SourcePartition, ts int64, now time.Time) {
+	k := t.marks.get(in, now, true)
+	if k.advance(ts, now) && (!t.marks.hasHolder || t.marks.holder == in || len(t.marks.by) == 1) {
+		t.updateStreamTime(now, nil)
+	}
+}
+
+// updateStreamTime sets stream time to the lowest watermark of the input
+// partitions that count (never lower than it was). Partitions left out
+// after max_wait are appended to fx.MovedOn when fx is non-nil (a
+// Punctuate: only then may time-based rules leave partitions out).
+func (t *Task) updateStreamTime(now time.Time, fx *Effects) {
+	if len(t.marks.by) == 0 {
+		// No input partition known (state from before watermarks were
+		// kept, or no record yet): the wall clock moves stream time after
+		// the idle timeout, from the last record's arrival.
+		if fx != nil && t.marks.inputCaughtUp && (t.arrivalSTime > 0 || len(t.open) > 0) {
+			t.idleAdvance(now)
+		}
+		return
+	}
+	idleTimeout, maxWait := t.p.spec.IdleTimeout, t.p.spec.MaxWait
+	var lowest, highest int64
+	var highSince time.Time
+	counted := false
+	var holder state.SourcePartition
+	var stalled []state.SourcePartition // past max_wait, not yet left out
+	for in, k := range t.marks.by {
+		if k.wm > highest || (k.wm == highest && k.since.After(highSince)) {
+			highest, highSince = k.wm, k.since
+		}
+		quiet := now.Sub(k.since)
+		switch {
+		case k.caughtUp && quiet >= idleTimeout:
+			continue // idle
+		case k.movedOn:
+			continue
+		case quiet >= maxWait && fx != nil:
+			stalled = append(stalled, in)
+		}
+		if !counted || k.wm < lowest || (k.wm == lowest && lessPartition(in, holder)) {
+			lowest, holder, counted = k.wm, in, true
+		}
+	}
+	// Move on without the stalled partitions only when another one makes
+	// progress or is idle: when all are stalled (the only partition of a
+	// task that reads its source directly, or a whole source paused for
+	// the registry) nothing is gained by closing windows while every
+	// record waits.
+	if len(stalled) > 0 && len(stalled) < len(t.marks.by) {
+		slices.SortFunc(stalled, func(a, b state.SourcePartition) int {
+			if lessPartition(a, b) {
+				return -1
+			}
+			return 1
+		})
+		for _, in := range stalled {
+			k := t.marks.by[in]
+			k.movedOn = true
+			fx.MovedOn = append(fx.MovedOn, MovedOn{Input: in, Watermark: k.wm, Waited: now.Sub(k.since)})
+		}
+		t.updateStreamTime(now, fx)
+		return
+	}
+	t.marks.holder, t.marks.hasHolder = holder, counted
+	switch {
+	case counted:
+		t.streamTime = max(t.streamTime, lowest)
+	case highest > 0:
+		// Every input partition is idle (or left out): stream time reaches
+		// the highest watermark and, once the task's own input is caught
+		// up, follows the wall clock from when that watermark was reached.
+		t.streamTime = max(t.streamTime, highest)
+		if fx != nil && t.marks.inputCaughtUp {
+			t.streamTime = max(t.streamTime, highest+now.Sub(highSince).Milliseconds())
+		}
+	}
+}
+
+func lessPartition(a, b state.SourcePartition) bool {
+	if a.Topic != b.Topic {
+		return a.Topic < b.Topic
+	}
+	return a.Partition < b.Partition
+}
