@@ -225,7 +225,11 @@ func New(cfg Config) (*App, error) {
 		km:      newKeeperMetrics(cfg.Registerer),
 	}
 	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
-	app.loopW, app.workers = newAggWorkers(p, parallelism(cfg.Parallelism))
+	par, why := parallelism(cfg.Spec, cfg.Parallelism)
+	if why != "" {
+		app.log.Info("parallel tasks off", "parallelism", par, "why", why)
+	}
+	app.loopW, app.workers = newAggWorkers(p, par)
 	app.lagW = newLagWatch(app.m)
 	app.watch = newStartWatch(cfg.Spec.GroupID(), app.log, app.km, cfg.Clock.Now)
 	if cfg.AlertmanagerURL != "" && p.eng.HasAlerts() {

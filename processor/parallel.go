@@ -46,6 +46,7 @@ import (
 
 	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/topology"
 )
 
 // aggWorker is the scratch of one goroutine that processes aggregation
@@ -70,12 +71,23 @@ type aggJob struct {
 }
 
 // parallelism resolves Config.Parallelism: GOMAXPROCS when it is 0 or
-// less.
-func parallelism(n int) int {
+// less. It is 1, and why is returned, for a pipeline whose tasks cannot
+// yet run at the same time: the engine's threshold alert rules fill one
+// expression environment kept on the shared engine.Pipeline
+// (processor/engine/alert, fillEnv), so two tasks closing windows at
+// once would race on it.
+func parallelism(spec *topology.Spec, n int) (int, string) {
 	if n <= 0 {
-		return runtime.GOMAXPROCS(0)
+		n = runtime.GOMAXPROCS(0)
 	}
-	return n
+	if n > 1 && spec.Alerts != nil {
+		for _, r := range spec.Alerts.Rules {
+			if r.Kind == topology.AlertThreshold {
+				return 1, "threshold alert rule " + r.Name + ": such pipelines process their tasks on one goroutine for now"
+			}
+		}
+	}
+	return n, ""
 }
 
 // newAggWorkers makes the scratch of n goroutines and of the loop.

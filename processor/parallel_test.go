@@ -14,6 +14,8 @@ import (
 	"log/slog"
 	"maps"
 	"math/rand/v2"
+	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,9 +86,10 @@ type parRun struct {
 }
 
 // runParallelScenario runs the pipeline on a fresh kfake cluster over
-// recs and returns its results, user@window_start -> requests, once as
-// many as want have arrived (and failing on a result seen twice).
-func runParallelScenario(t *testing.T, recs []parRecord, byUser bool, run parRun, want int) map[string]float64 {
+// recs and returns its results, user@window_start -> requests and
+// user@window_start -> the whole result value, once as many as want have
+// arrived (and failing on a result seen twice).
+func runParallelScenario(t *testing.T, recs []parRecord, byUser bool, run parRun, want int) (map[string]float64, map[string]string) {
 	t.Helper()
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(parParts, "in"))
 	if err != nil {
@@ -102,7 +105,7 @@ func runParallelScenario(t *testing.T, recs []parRecord, byUser bool, run parRun
 		t.Fatal(err)
 	}
 	for _, rec := range recs {
-		v, _ := json.Marshal(map[string]any{"ts": rec.ts, "user": rec.user})
+		v, _ := json.Marshal(map[string]any{"ts": rec.ts, "user": rec.user, "lat": rec.ts % 997, "ep": fmt.Sprintf("/e%d", rec.ts%7)})
 		kr := &kgo.Record{Partition: rec.part, Value: v}
 		if byUser {
 			kr.Key = []byte(`["` + rec.user + `"]`)
@@ -129,6 +132,11 @@ key: [user]
 window: {type: tumbling, size: 10s, grace: 5s}
 aggregates:
   - {name: requests, op: count}
+  - {name: slow, op: count, where: "lat > 500"}
+  - {name: p99_lat, op: p99, field: lat}
+  - {name: mean_lat, op: mean, field: lat}
+  - {name: endpoints, op: distinct, field: ep}
+  - {name: top_endpoints, op: top_k, field: ep, k: 2}
 emit: close
 output: {topic: out}
 commit_interval: 200ms
@@ -159,7 +167,7 @@ processing: ` + run.processing + `
 		t.Fatal(err)
 	}
 	defer ccl.Close()
-	got := map[string]float64{}
+	got, values := map[string]float64{}, map[string]string{}
 	deadline := time.Now().Add(60 * time.Second)
 	for len(got) < want {
 		if time.Now().After(deadline) {
@@ -192,9 +200,10 @@ processing: ` + run.processing + `
 				t.Errorf("result for %s twice: %s", k, r.Value)
 			}
 			got[k] = v.Requests
+			values[k] = string(r.Value)
 		})
 	}
-	return got
+	return got, values
 }
 
 // TestParallelTasksRunConcurrently: at Parallelism 4, two tasks are
@@ -219,7 +228,7 @@ func TestParallelTasksRunConcurrently(t *testing.T) {
 
 			// Sequential: never two tasks at once.
 			var seqInside, seqMax atomic.Int32
-			seq := runParallelScenario(t, recs, byUser, parRun{parallelism: 1, processing: topology.AtLeastOnce,
+			seq, seqValues := runParallelScenario(t, recs, byUser, parRun{parallelism: 1, processing: topology.AtLeastOnce,
 				probe: func(int32) {
 					n := seqInside.Add(1)
 					defer seqInside.Add(-1)
@@ -248,15 +257,61 @@ func TestParallelTasksRunConcurrently(t *testing.T) {
 						}
 					}
 				}
-				par := runParallelScenario(t, recs, byUser, parRun{parallelism: 4, processing: processing, probe: probe}, len(want))
+				par, parValues := runParallelScenario(t, recs, byUser, parRun{parallelism: 4, processing: processing, probe: probe}, len(want))
 				if most.Load() < 2 {
 					t.Errorf("%s, parallelism 4: no two tasks were processing at the same time", processing)
 				}
 				if !maps.Equal(par, seq) {
 					t.Errorf("%s, parallelism 4: results differ from the sequential run's:%s", processing, diffCounts(par, seq))
 				}
+				// Every aggregate (quantile, mean, distinct, top_k,
+				// filtered count), byte for byte.
+				n := 0
+				for k, v := range seqValues {
+					if parValues[k] != v {
+						if n++; n <= 3 {
+							t.Errorf("%s, parallelism 4: result %s is %s, sequentially %s", processing, k, parValues[k], v)
+						}
+					}
+				}
 			}
 		})
+	}
+}
+
+// TestParallelismThresholdAlerts: a pipeline with a threshold alert rule
+// runs its tasks on one goroutine whatever Config.Parallelism says (the
+// engine's threshold rules share an expression environment, parallel.go);
+// without one, Parallelism is what it says, and 0 is GOMAXPROCS.
+func TestParallelismThresholdAlerts(t *testing.T) {
+	base := `app: par-alerts
+source: {topics: [in]}
+time: {field: ts}
+key: [user]
+window: {type: tumbling, size: 10s, grace: 5s}
+aggregates:
+  - {name: requests, op: count}
+output: {topic: out}
+`
+	plain, err := topology.Parse([]byte(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	alerting, err := topology.Parse([]byte(base + `alerts:
+  rules:
+    - {name: busy, kind: threshold, condition: "requests > 100"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, why := parallelism(plain, 3); n != 3 || why != "" {
+		t.Errorf("without alerts, Parallelism 3: %d (%q), want 3", n, why)
+	}
+	if n, _ := parallelism(plain, 0); n != runtime.GOMAXPROCS(0) {
+		t.Errorf("without alerts, Parallelism 0: %d, want GOMAXPROCS %d", n, runtime.GOMAXPROCS(0))
+	}
+	if n, why := parallelism(alerting, 3); n != 1 || !strings.Contains(why, "busy") {
+		t.Errorf("with threshold rule busy, Parallelism 3: %d (%q), want 1 naming the rule", n, why)
 	}
 }
 
