@@ -43,7 +43,27 @@ func BenchmarkApp(b *testing.B) {
 	})
 }
 
-func benchApp(b *testing.B, keys int, aggregates string) {
+// BenchmarkAppParallel is count-u100k at Parallelism 1 (every task on the
+// processing loop's goroutine) and at GOMAXPROCS (the default): run with
+// -cpu 1,2 to see what parallel tasks add to what the runtime and the
+// in-process broker gain from a second core (issue 17, BENCHMARKS.md
+// "Parallel tasks").
+func BenchmarkAppParallel(b *testing.B) {
+	for _, par := range []int{1, 0} {
+		name := "count-u100k/par1"
+		if par == 0 {
+			name = "count-u100k/parmax"
+		}
+		b.Run(name, func(b *testing.B) {
+			benchAppPar(b, 100_000, "  - {name: requests, op: count}\n", par)
+		})
+	}
+}
+
+func benchApp(b *testing.B, keys int, aggregates string) { benchAppPar(b, keys, aggregates, 0) }
+
+// benchAppPar is benchApp at Config.Parallelism par (0: GOMAXPROCS).
+func benchAppPar(b *testing.B, keys int, aggregates string, par int) {
 	cluster, brokers := benchCluster(b)
 	defer cluster.Close()
 	reg := benchPreload(b, brokers, b.N, func(i int, r *rand.Rand) int { return r.IntN(keys) })
@@ -51,7 +71,7 @@ func benchApp(b *testing.B, keys int, aggregates string) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	start := time.Now()
-	benchRunUntilCommitted(b, brokers, spec, reg, b.TempDir())
+	benchRunUntilCommittedPar(b, brokers, spec, reg, b.TempDir(), par)
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
 	b.StopTimer()
@@ -169,6 +189,12 @@ idle_timeout: 24h
 // benchRunUntilCommitted runs an App until the group has committed the
 // end of every partition of "in", then stops it.
 func benchRunUntilCommitted(b *testing.B, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string) {
+	benchRunUntilCommittedPar(b, brokers, spec, reg, dir, 0)
+}
+
+// benchRunUntilCommittedPar is benchRunUntilCommitted at
+// Config.Parallelism par.
+func benchRunUntilCommittedPar(b *testing.B, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string, par int) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		b.Fatal(err)
@@ -180,7 +206,7 @@ func benchRunUntilCommitted(b *testing.B, brokers []string, spec *topology.Spec,
 	if err != nil {
 		b.Fatal(err)
 	}
-	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: dir, Registry: reg,
+	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: dir, Registry: reg, Parallelism: par,
 		SessionTimeout: 6 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
