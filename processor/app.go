@@ -629,7 +629,7 @@ func (a *App) produce(ctx context.Context, rec *kgo.Record) {
 			a.setProduceErr(a.explainProduceErr(r, err))
 			return
 		}
-		a.m.recordsOut.WithLabelValues(r.Topic).Inc()
+		a.countOut(r)
 	})
 }
 
@@ -645,7 +645,7 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 		if len(fp.Records) == 0 {
 			return
 		}
-		a.m.recordsIn.WithLabelValues(fp.Topic).Add(float64(len(fp.Records)))
+		a.countIn(fp)
 		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
 		if st := a.stalled[sp]; st != nil {
 			st.recs = append(st.recs, fp.Records...) // fetched before the pause took effect
@@ -761,6 +761,7 @@ func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 		a.m.filtered.Inc()
 		return nil
 	}
+	a.beforeLateForward(ctx, state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}, ev)
 	headers := append(append([]kgo.RecordHeader(nil), rec.Headers...),
 		kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
 		kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},

@@ -41,6 +41,7 @@ type metrics struct {
 	wmWait    *prometheus.GaugeVec
 	wmHolder  *prometheus.GaugeVec
 	wmMovedOn *prometheus.CounterVec
+	wmRecords *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -96,12 +97,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "eddy_watermark_holder", Help: "1 for the input partition (topic/N) whose watermark holds back each task's stream time, by task partition."}, []string{"partition", "input"}),
 		wmMovedOn: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eddy_watermark_moved_on_total", Help: "Times stream time moved on without a stalled input partition (records waiting on it, no progress for max_wait), by input partition (topic/N)."}, []string{"input"}),
+		wmRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "eddy_watermark_records_total", Help: "Watermark records of the repartition topic written (out, acknowledged) and read (in); they are not counted in eddy_records_in_total and eddy_records_out_total."}, []string{"direction"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsIn, m.recordsOut, m.deadLetters, m.alerts, m.amSent, m.late, m.filtered, m.duplicates,
 			m.commitSeconds, m.commits, m.restoreDone, m.restoreTotal, m.restored, m.lag,
 			m.streamTime, m.openWindows, m.ready, m.tasks, m.registryWaiting, m.tooLarge, m.deadLetterRefs, m.fieldMissing,
-			m.wmWait, m.wmHolder, m.wmMovedOn)
+			m.wmWait, m.wmHolder, m.wmMovedOn, m.wmRecords)
 	}
 	return m
 }

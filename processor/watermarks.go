@@ -193,6 +193,39 @@ func (a *App) sendWatermarks(ctx context.Context, now time.Time) {
 	}
 }
 
+// beforeLateForward sends, ahead of a record that may be late, a
+// watermark record with every owned source partition's watermark to the
+// repartition partition the record goes to. A record can be late only if
+// its event time is more than the grace period behind every source
+// partition's watermark; without the report, the task that receives it may
+// not yet know how far the other partitions are (the periodic reports come
+// every watermarkEvery), and would count in a window a record that the
+// same data, read at another pace, makes late. With it, whether a record
+// is late depends on the data the worker read, not on timing: a replay
+// on one worker gives the live run's late records.
+func (a *App) beforeLateForward(ctx context.Context, sp state.SourcePartition, ev event) {
+	grace := a.p.spec.Window.Grace.Milliseconds()
+	if ev.ts >= a.pg.watermark(sp)-grace {
+		return // within grace of its own partition: it cannot be late
+	}
+	a.wmBuf = a.pg.watermarks(a.wmBuf[:0], func(sp state.SourcePartition) bool { return a.stalled[sp] != nil })
+	lowest := ev.ts + grace + 1
+	for _, w := range a.wmBuf {
+		lowest = min(lowest, w.Time)
+	}
+	if ev.ts >= lowest-grace {
+		return
+	}
+	topic := a.p.spec.RepartitionTopic()
+	a.write(ctx, &kgo.Record{
+		Topic:     topic,
+		Partition: KeyPartition(topic, ev.key, int(a.aggParts)),
+		Value:     appendWatermarks(nil, a.wmBuf),
+		Headers:   []kgo.RecordHeader{{Key: hdrWatermark, Value: []byte{watermarkVersion}}},
+		Timestamp: a.clock.Now(),
+	}, nil)
+}
+
 // applyWatermarks applies a watermark record read by task t.
 func (a *App) applyWatermarks(t *task, rec *kgo.Record, now time.Time) {
 	in := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
@@ -205,9 +238,7 @@ func (a *App) applyWatermarks(t *task, rec *kgo.Record, now time.Time) {
 		a.warn.Warn("watermark record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		return
 	}
-	for _, w := range ws {
-		t.ObserveWatermark(w, now)
-	}
+	t.ObserveWatermarks(ws, now)
 }
 
 // inputFetched notes a fetch of task t's own input partition: the offset
@@ -305,4 +336,32 @@ func (a *App) Waiting() string {
 		return *p
 	}
 	return ""
+}
+
+// countIn counts a fetch's records in eddy_records_in_total, watermark
+// records apart (eddy_watermark_records_total): the record counts are the
+// pipeline's data.
+func (a *App) countIn(fp kgo.FetchTopicPartition) {
+	n := len(fp.Records)
+	if a.p.spec.NeedsRepartition() && fp.Topic == a.p.spec.RepartitionTopic() {
+		wm := 0
+		for _, r := range fp.Records {
+			if isWatermark(r) {
+				wm++
+			}
+		}
+		a.m.wmRecords.WithLabelValues("in").Add(float64(wm))
+		n -= wm
+	}
+	a.m.recordsIn.WithLabelValues(fp.Topic).Add(float64(n))
+}
+
+// countOut counts an acknowledged record in eddy_records_out_total, or a
+// watermark record in eddy_watermark_records_total.
+func (a *App) countOut(r *kgo.Record) {
+	if isWatermark(r) {
+		a.m.wmRecords.WithLabelValues("out").Inc()
+		return
+	}
+	a.m.recordsOut.WithLabelValues(r.Topic).Inc()
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/eddy-streams/eddy/deploy/pipelines"
 	"github.com/eddy-streams/eddy/internal/generator"
 	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/processor/console"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
@@ -179,6 +180,22 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	fmt.Fprintf(os.Stderr, "eddy demo: pipeline %q: %s %s windows (grace %s) per %s -> topic %s\n",
 		spec.App, spec.Window.Size, spec.Window.Type, spec.Window.Grace, strings.Join(spec.Key, "+"), spec.Output.Topic)
 
+	// The example runbooks, about the demo's traffic, in the data
+	// directory (saves stay there), served by the console.
+	rbDir := filepath.Join(o.dataDir, "runbooks")
+	if err := installDemoRunbooks(rbDir); err != nil {
+		return fmt.Errorf("install the demo's runbooks: %w", err)
+	}
+	rbs, err := console.NewRunbooks(console.RunbooksConfig{
+		Dir: rbDir, Brokers: brokers, Registry: reg, Logger: log, NewEngine: previewEngine(reg),
+		RunCommand: "--brokers " + strings.Join(brokers, ","),
+	})
+	if err != nil {
+		return err
+	}
+	defer rbs.Close()
+	fmt.Fprintf(os.Stderr, "eddy demo: runbooks at %s://%s/console/runbook.html (files in %s)\n", o.http.scheme(), ln.Addr(), rbDir)
+
 	runStart := time.Now()
 	tally := &demoTally{runStart: runStart}
 	var wg sync.WaitGroup
@@ -206,7 +223,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		defer wg.Done()
 		err := runPipeline(ctx, log, spec, runOptions{
 			brokers: brokers, stateDir: filepath.Join(o.dataDir, "state"), httpAddr: o.httpAddr, http: o.http, listener: ln,
-			sessionTimeout: 10 * time.Second, registry: demoReg,
+			sessionTimeout: 10 * time.Second, registry: demoReg, runbooks: rbs,
 		}, func(_ *processor.App, addr string) {
 			fmt.Fprintf(os.Stderr, "eddy demo: health and metrics on %s://%s (/healthz /readyz /metrics)\n", o.http.scheme(), addr)
 		})

@@ -367,12 +367,16 @@ func mustJSON(v any) []byte {
 func checkWorkerMetrics(t *testing.T, e *e2e, mfs map[string]*dto.MetricFamily, nIn, nLate int) {
 	t.Helper()
 	get := func(name string, labels map[string]string) (float64, int) { return sumMetric(mfs, name, labels) }
-	// Everything that went through the repartition topic came back in.
+	// Everything that went through the repartition topic came back in
+	// (eddy's watermark records there are counted apart).
 	repart := e.app + "-repartition"
 	outRepart, _ := get("eddy_records_out_total", map[string]string{"topic": repart})
 	inRepart, _ := get("eddy_records_in_total", map[string]string{"topic": repart})
 	if wantRepart := float64(nIn - len(e.sc.bad)); outRepart != wantRepart || inRepart != wantRepart {
 		t.Errorf("repartition topic: %v records out, %v in; want %v both", outRepart, inRepart, wantRepart)
+	}
+	if wm, _ := get("eddy_watermark_records_total", map[string]string{"direction": "out"}); wm == 0 {
+		t.Errorf("eddy_watermark_records_total{direction=out} = 0: no watermark record was written")
 	}
 	for _, c := range []struct {
 		topic string

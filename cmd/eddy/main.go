@@ -49,6 +49,7 @@ func rootCmd() *cobra.Command {
 	root.AddCommand(schemaCmd(), registryCmd(), produceCmd())
 	root.AddCommand(resetCmd(), versionCmd())
 	root.AddCommand(testCmd())
+	root.AddCommand(runbookCmd())
 	return root
 }
 

@@ -78,6 +78,7 @@ Start several with the same pipeline to share the partitions; stopping one
 				clientOpts:     clientOpts,
 				registry:       reg,
 				alertmanager:   flagString(cmd, "alertmanager-url"),
+				runbooksDir:    flagString(cmd, "runbooks"),
 			}, nil)
 		},
 	}
@@ -86,6 +87,7 @@ Start several with the same pipeline to share the partitions; stopping one
 	addSettings(cmd, "registry-url")
 	addSettings(cmd, registryAuthSettings...)
 	addSettings(cmd, "alertmanager-url")
+	addSettings(cmd, "runbooks")
 	addSettings(cmd, httpSettings...)
 	return cmd
 }
@@ -117,6 +119,9 @@ type runOptions struct {
 	registry       *registryConn // schema registry, for Avro pipelines; nil: none
 	alertmanager   string        // Alertmanager base URL; alerts are posted there too
 	listener       net.Listener  // if set, serve HTTP on it (from http.listen) instead of listening on httpAddr (the demo listens first to print the console's address)
+
+	runbooks    *console.Runbooks // if set, the console serves them (the demo's runbooks)
+	runbooksDir string            // --runbooks: the console serves these (runbook.go)
 }
 
 // runPipeline serves HTTP and runs the pipeline until ctx ends. started, if
@@ -161,8 +166,14 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	if err != nil {
 		return err
 	}
+	closeRunbooks, err := o.openRunbooks(log, registry)
+	if err != nil {
+		return err
+	}
+	defer closeRunbooks()
 	con, err := console.New(console.Config{
 		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log, Gatherer: reg, OpenWindows: app.OpenWindows, SelfURL: self,
+		Runbooks: o.runbooks,
 	})
 	if err != nil {
 		return err

@@ -51,6 +51,7 @@ var settings = []setting{
 	{flag: "registry-cert-file", env: "EDDY_REGISTRY_CERT_FILE", def: "", doc: "PEM client certificate for a registry that requires mTLS, with --registry-key-file. Read again when the file changes."},
 	{flag: "registry-key-file", env: "EDDY_REGISTRY_KEY_FILE", def: "", doc: "PEM private key of --registry-cert-file."},
 	{flag: "registry-users-file", env: "EDDY_REGISTRY_USERS_FILE", def: "", doc: "eddy registry: file of users allowed in, one name:bcrypt-hash[:read|write] a line (htpasswd -nbB prints name:hash); read is the default role. With it every request needs a user (or the --http-token-file token, which may write). Read again when the file changes."},
+	{flag: "runbooks", env: "EDDY_RUNBOOKS", def: "", doc: "eddy run: a directory of runbooks (*.md) its console serves at /console/runbook.html, each pipeline block run as an in-memory preview (docs/runbooks.md); none when empty."},
 	{flag: "alertmanager-url", env: "EDDY_ALERTMANAGER_URL", def: "", doc: "Prometheus Alertmanager base URL (e.g. http://alertmanager:9093). When set, the pipeline's alert transitions are also posted to its v2 API, and firing alerts re-sent every 30s (see docs/alerting.md)."},
 }
 

@@ -115,13 +115,15 @@ func checkOldRun(t *testing.T, e *e2e, w *worker, runs int) {
 	}
 	// Every event went through the repartition topic (bad records are
 	// dead-lettered before) and was purged once committed, but for the
-	// last offset of each partition.
+	// last offset of each partition. The topic also carries watermark
+	// records, which keep coming (a heartbeat every 2s) and being purged:
+	// the counter, read after the log starts, is at least their sum.
 	var purgedOffsets int64
 	for _, s := range starts {
 		purgedOffsets += s
 	}
-	if n := metric(t, addr, "eddy_repartition_purged_records_total"); n != float64(purgedOffsets) || n < float64(len(e.sc.events))-float64(e.sc.parts) {
-		t.Errorf("run %d: eddy_repartition_purged_records_total = %v, want %d, the offsets below the log starts (%d events forwarded)", runs, n, purgedOffsets, len(e.sc.events))
+	if n := metric(t, addr, "eddy_repartition_purged_records_total"); n < float64(purgedOffsets) || n < float64(len(e.sc.events))-float64(e.sc.parts) {
+		t.Errorf("run %d: eddy_repartition_purged_records_total = %v, want at least %d, the offsets below the log starts (%d events forwarded)", runs, n, purgedOffsets, len(e.sc.events))
 	}
 	got := parseResults(t, kafkatest.ReadAll(t, e.brokers, e.out, true))
 	late := lateIDs(t, e.brokers, e.late)

@@ -11,9 +11,11 @@
 //	alerts.go   alerts firing now and their history, from the alerts topic
 //	status.go   the pipeline picture: the group from Kafka, this worker's rates and times from its metrics
 //	records.go  what a record looks like on the wire of the API (decoded value, headers in words)
+//	runbooks.go runbooks: documents with pipeline blocks run as previews (package runbook); edit, save, promote
 //	assets/     the page: plain HTML and ES modules, uPlot (vendor/uplot), embedded with go:embed
 //
-// Nothing here writes to Kafka or changes the pipeline: every reader is a
+// Nothing here writes to Kafka or changes the pipeline (runbooks write
+// their own files: saved documents and promoted pipeline files): every reader is a
 // kgo client without a consumer group that commits nothing, so opening a
 // view never disturbs the workers' group or offsets.
 package console
@@ -80,6 +82,10 @@ type Config struct {
 	// progress and commits from it (status.go). Nil: the picture shows the
 	// group from Kafka only.
 	Gatherer prometheus.Gatherer
+	// Runbooks, if set, are served beside the console (runbooks.go):
+	// the page /console/runbook.html and /api/v1/runbooks. The caller
+	// closes them.
+	Runbooks *Runbooks
 }
 
 // Console serves the page and the API. Create with New; Handler serves it;
@@ -135,7 +141,8 @@ func New(cfg Config) (*Console, error) {
 func (c *Console) Close() { c.cancel() }
 
 // Handler serves the page under /console/ (and / redirects there) and the
-// API under /api/v1/. Every route is read-only (GET).
+// API under /api/v1/. Every route is read-only (GET), but for the
+// runbooks' save and promote.
 func (c *Console) Handler() http.Handler {
 	mux := http.NewServeMux()
 	static, _ := fs.Sub(assets, "assets")
@@ -151,6 +158,9 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /api/v1/alerts", c.handleAlerts)
 	mux.HandleFunc("GET /api/v1/windows", c.handleWindows)
 	mux.HandleFunc("GET /api/v1/status/live", c.handleStatusLive)
+	if c.cfg.Runbooks != nil {
+		c.cfg.Runbooks.routes(mux)
+	}
 	return mux
 }
 

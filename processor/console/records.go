@@ -44,6 +44,11 @@ type Header struct {
 // decodeRecord turns rec into a Record and the fields a filter sees (the
 // decoded value; nil when the value is not an object).
 func (c *Console) decodeRecord(ctx context.Context, rec *kgo.Record) Record {
+	return decodeWith(ctx, c.dec, rec)
+}
+
+// decodeWith is decodeRecord with dec (nil: Avro shown as bytes).
+func decodeWith(ctx context.Context, dec *schema.Decoder, rec *kgo.Record) Record {
 	out := Record{
 		Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset,
 		Timestamp: rec.Timestamp.UTC().Format("2006-01-02T15:04:05.000Z07:00"),
@@ -57,9 +62,9 @@ func (c *Console) decodeRecord(ctx context.Context, rec *kgo.Record) Record {
 	}
 	out.Reason, out.Detail = reasonOf(h)
 	switch {
-	case len(rec.Value) >= 5 && rec.Value[0] == 0 && c.dec != nil:
+	case len(rec.Value) >= 5 && rec.Value[0] == 0 && dec != nil:
 		dctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		m, err := c.dec.Decode(dctx, rec.Value)
+		m, err := dec.Decode(dctx, rec.Value)
 		cancel()
 		if err == nil {
 			out.Value, out.Format = jsonSafe(m), "avro"

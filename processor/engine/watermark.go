@@ -110,12 +110,24 @@ func (t *Task) Expect(inputs []state.SourcePartition, now time.Time) {
 	}
 }
 
-// ObserveWatermark applies a report of one input partition's progress.
-// Stream time moves at the next Process or Punctuate.
+// ObserveWatermark applies a report of one input partition's progress:
+// stream time moves with it (due windows close at the next Process or
+// Punctuate).
 func (t *Task) ObserveWatermark(w Watermark, now time.Time) {
-	k := t.marks.get(w.Input, now, w.CaughtUp)
-	k.caughtUp = w.CaughtUp
-	k.advance(w.Time, now)
+	t.ObserveWatermarks([]Watermark{w}, now)
+}
+
+// ObserveWatermarks applies several reports at once (a watermark record).
+func (t *Task) ObserveWatermarks(ws []Watermark, now time.Time) {
+	moved := false
+	for _, w := range ws {
+		k := t.marks.get(w.Input, now, w.CaughtUp)
+		k.caughtUp = w.CaughtUp
+		moved = k.advance(w.Time, now) || moved
+	}
+	if moved {
+		t.updateStreamTime(now, nil)
+	}
 	t.changed = true
 }
 
