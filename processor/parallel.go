@@ -166,7 +166,8 @@ func (a *App) mergeFieldObs() {
 }
 
 // applyWatermarks is App.applyWatermarks (watermarks.go) with w's
-// scratch: the same steps, safe on any goroutine that owns t.
+// scratch instead of a.wmIn: the same steps (keep the two alike), safe
+// on any goroutine that owns t.
 func (w *aggWorker) applyWatermarks(a *App, t *task, rec *kgo.Record, now time.Time) {
 	if w.loop {
 		a.applyWatermarks(t, rec, now)
@@ -180,7 +181,5 @@ func (w *aggWorker) applyWatermarks(a *App, t *task, rec *kgo.Record, now time.T
 		a.warn.Warn("watermark record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
 		return
 	}
-	for _, wm := range ws {
-		t.ObserveWatermark(wm, now)
-	}
+	t.ObserveWatermarks(ws, now)
 }
