@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -71,12 +73,43 @@ func benchAppPar(b *testing.B, keys int, aggregates string, par int) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	start := time.Now()
+	wait0 := runqWait()
 	benchRunUntilCommittedPar(b, brokers, spec, reg, b.TempDir(), par)
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
+	wait := runqWait() - wait0
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
 	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/record")
+	// Cores used, and the time the process's threads were ready to run
+	// but waited for a core (the machine's other load), per second.
+	b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cores")
+	b.ReportMetric(wait.Seconds()/elapsed.Seconds(), "runq-wait-s/s")
+}
+
+// runqWait is the time the process's threads have spent runnable but
+// waiting for a CPU (the second field of /proc/self/task/*/schedstat;
+// Linux only, 0 elsewhere): high when other processes load the machine.
+func runqWait() time.Duration {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return 0
+	}
+	var sum int64
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/self/task/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+			sum += n
+		}
+	}
+	return time.Duration(sum)
 }
 
 // BenchmarkAppRestore: an App starting with no local state restores a
