@@ -8,6 +8,7 @@ package processor
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -20,9 +21,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hamba/avro/v2"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -83,7 +87,16 @@ type parRun struct {
 	parallelism int
 	processing  string
 	probe       func(partition int32)
+	// reg, when set, makes the input Avro (parAvroSchema, id 1), read
+	// through reg; started, when set, is called once the App runs, with
+	// the channel of Run's result.
+	reg     *fakeRegistry
+	started func(app *App, done chan error)
 }
+
+// parAvroSchema is the scenario's input as Avro.
+const parAvroSchema = `{"type":"record","name":"Par","namespace":"test","fields":[
+ {"name":"ts","type":"long"},{"name":"user","type":"string"},{"name":"lat","type":"long"},{"name":"ep","type":"string"}]}`
 
 // runParallelScenario runs the pipeline on a fresh kfake cluster over
 // recs and returns its results, user@window_start -> requests and
@@ -104,8 +117,20 @@ func runParallelScenario(t *testing.T, recs []parRecord, byUser bool, run parRun
 	if err != nil {
 		t.Fatal(err)
 	}
+	format := ""
+	if run.reg != nil {
+		format = ", format: avro"
+	}
 	for _, rec := range recs {
-		v, _ := json.Marshal(map[string]any{"ts": rec.ts, "user": rec.user, "lat": rec.ts % 997, "ep": fmt.Sprintf("/e%d", rec.ts%7)})
+		m := map[string]any{"ts": rec.ts, "user": rec.user, "lat": rec.ts % 997, "ep": fmt.Sprintf("/e%d", rec.ts%7)}
+		v, _ := json.Marshal(m)
+		if run.reg != nil {
+			body, err := avro.Marshal(run.reg.byID[1].Avro, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v = append(binary.BigEndian.AppendUint32([]byte{0}, 1), body...)
+		}
 		kr := &kgo.Record{Partition: rec.part, Value: v}
 		if byUser {
 			kr.Key = []byte(`["` + rec.user + `"]`)
@@ -126,7 +151,7 @@ func runParallelScenario(t *testing.T, recs []parRecord, byUser bool, run parRun
 		keyed = ", keyed_by_group_key: true"
 	}
 	spec, err := topology.Parse([]byte(`app: par
-source: {topics: [in]` + keyed + `}
+source: {topics: [in]` + keyed + format + `}
 time: {field: ts}
 key: [user]
 window: {type: tumbling, size: 10s, grace: 5s}
@@ -146,7 +171,11 @@ processing: ` + run.processing + `
 	if err != nil {
 		t.Fatal(err)
 	}
-	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: t.TempDir(), Parallelism: run.parallelism,
+	var reg schema.Registry
+	if run.reg != nil {
+		reg = run.reg
+	}
+	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: t.TempDir(), Parallelism: run.parallelism, Registry: reg,
 		SessionTimeout: 6 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -154,6 +183,9 @@ processing: ` + run.processing + `
 	app.aggProbe = run.probe
 	done := make(chan error, 1)
 	go func() { done <- app.Run(ctx) }()
+	if run.started != nil {
+		run.started(app, done)
+	}
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -274,6 +306,52 @@ func TestParallelTasksRunConcurrently(t *testing.T) {
 						}
 					}
 				}
+			}
+		})
+	}
+}
+
+// TestParallelRegistryOutage: the schema registry is down when a worker
+// with 4 tasks on 4 goroutines starts, so the tasks' first records are
+// undecided in the same turn; each goroutine stops at its own and the
+// loop, after the parallel phase, stalls each partition (at-least-once)
+// or aborts the transaction (exactly-once). When the registry answers,
+// the results are the independent count: nothing lost, nothing counted
+// twice, nothing dead-lettered (a dead-lettered record would be missing
+// from its count).
+func TestParallelRegistryOutage(t *testing.T) {
+	t.Parallel()
+	parsed, err := schema.ParseSchema(parAvroSchema)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recs := parInput(true)
+	want := parExpected(recs)
+	for _, processing := range []string{topology.AtLeastOnce, topology.ExactlyOnce} {
+		t.Run(processing, func(t *testing.T) {
+			reg := &fakeRegistry{byID: map[int]*schema.Schema{1: {ID: 1, Subject: "in-value", Version: 1, Text: parAvroSchema, Avro: parsed}}}
+			reg.down.Store(true)
+			got, _ := runParallelScenario(t, recs, true, parRun{parallelism: 4, processing: processing, reg: reg,
+				started: func(app *App, done chan error) {
+					// Up once the worker waits for it (registry_wait.go).
+					waitUntil(t, 30*time.Second, "the worker to wait for the registry", func() (bool, string) {
+						select {
+						case err := <-done:
+							done <- err
+							t.Fatalf("app stopped: %v", err)
+						default:
+						}
+						var m dto.Metric
+						if err := app.m.registryWaiting.Write(&m); err != nil {
+							t.Fatal(err)
+						}
+						g := m.GetGauge().GetValue()
+						return g == 1, fmt.Sprintf("eddy_registry_waiting %v after %d registry calls", g, reg.calls.Load())
+					})
+					reg.down.Store(false)
+				}}, len(want))
+			if !maps.Equal(got, want) {
+				t.Errorf("results differ from the independent count:%s", diffCounts(got, want))
 			}
 		})
 	}
