@@ -217,7 +217,7 @@ func sourceOf(rec *kgo.Record) (topic string, partition int32, offset int64, key
 			if v, n := binary.Varint(h.Value); n > 0 {
 				origTS = v
 			}
-		case hdrFields: // internal: the derived and lookup fields
+		case hdrFields, hdrSourceWatermark: // internal: the derived and lookup fields, the source's watermark
 		default:
 			headers = append(headers, h)
 		}

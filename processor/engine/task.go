@@ -138,8 +138,12 @@ func (t *Task) OpenWindowsOf(key string) ([]Result, error) {
 func (t *Task) InputPositions() map[state.SourcePartition]int64 { return t.inputPos }
 
 // Skip records the input record at offset of input as consumed without
-// applying it (the shell dead-lettered it before it could be decoded).
-func (t *Task) Skip(input state.SourcePartition, offset int64) { t.inputPos[input] = offset + 1 }
+// applying it (the shell dead-lettered it before it could be decoded, or
+// it is a watermark record): the next flush commits its position.
+func (t *Task) Skip(input state.SourcePartition, offset int64) {
+	t.inputPos[input] = offset + 1
+	t.changed = true
+}
 
 // Checkpoint returns the position the task's state reflects now.
 func (t *Task) Checkpoint() state.Checkpoint {

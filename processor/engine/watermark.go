@@ -127,8 +127,8 @@ func (t *Task) ObserveWatermarks(ws []Watermark, now time.Time) {
 	}
 	if moved {
 		t.updateStreamTime(now, nil)
+		t.changed = true // the checkpoint's watermarks
 	}
-	t.changed = true
 }
 
 // SetInputCaughtUp says whether the task's own input partition has records
