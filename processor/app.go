@@ -80,6 +80,12 @@ type Config struct {
 	// against the wall clock, e.g. during a replay) are not posted.
 	// Default 1h.
 	AlertmanagerMaxAge time.Duration
+	// Parallelism is how many goroutines process the worker's
+	// aggregation tasks at once, each task on one of them at a time
+	// (parallel.go). Default (0) GOMAXPROCS, the cores the Go runtime
+	// uses. 1 processes every task on the processing loop's goroutine.
+	// With more than one, Clock must be safe for concurrent use.
+	Parallelism int
 	// PurgeInterval is how often, at most, records of the repartition
 	// topic that the group has committed are deleted (keeper.go).
 	// Default DefaultPurgeInterval.
@@ -121,7 +127,9 @@ type App struct {
 	// offset look-ups (learnSourcePositions, startWatch.assigned) or the
 	// poll itself.
 	mu         sync.Mutex
-	fx         engine.Effects // the engine's effects of the current step; processing goroutine only
+	fx         engine.Effects // the engine's effects of punctuate and the commit; processing loop only
+	loopW      *aggWorker     // the loop's scratch for processAgg (retryStalled)
+	workers    []*aggWorker   // one per goroutine of the parallel tasks (parallel.go)
 	tasks      map[int32]*task
 	srcPos     map[state.SourcePartition]int64  // repartition stage: next source offset to commit
 	pg         *partitionGroup                  // repartition stage: buffered source records
@@ -145,6 +153,10 @@ type App struct {
 	prodErr error
 
 	hooks testHooks // process-level tests only (testhooks.go); owned by the commit
+	// aggProbe, when set (by this package's tests only), is called by
+	// the goroutine that takes a task's job, before its records
+	// (parallel.go).
+	aggProbe func(partition int32)
 
 	// How eddy keeps its topics (keeper.go, topiccheck.go).
 	km    *keeperMetrics
@@ -213,6 +225,11 @@ func New(cfg Config) (*App, error) {
 		km:      newKeeperMetrics(cfg.Registerer),
 	}
 	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
+	par, why := parallelism(cfg.Spec, cfg.Parallelism)
+	if why != "" {
+		app.log.Info("parallel tasks off", "parallelism", par, "why", why)
+	}
+	app.loopW, app.workers = newAggWorkers(p, par)
 	app.lagW = newLagWatch(app.m)
 	app.watch = newStartWatch(cfg.Spec.GroupID(), app.log, app.km, cfg.Clock.Now)
 	if cfg.AlertmanagerURL != "" && p.eng.HasAlerts() {
@@ -312,7 +329,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	a.log.Info("topics ready", "partitions", parts, "changelog", spec.ChangelogTopic())
+	a.log.Info("topics ready", "partitions", parts, "changelog", spec.ChangelogTopic(), "parallelism", len(a.workers))
 	stopKeeping, err := a.startKeeping(ctx, base)
 	if err != nil {
 		return err
@@ -616,11 +633,16 @@ func (a *App) produce(ctx context.Context, rec *kgo.Record) {
 	})
 }
 
+// processFetches processes one poll: the aggregation input's records on
+// the tasks' goroutines (parallel.go), the repartition stage's on this
+// one meanwhile, and returns when all are done.
 func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
-	var err error
 	now := a.clock.Now()
+	var jobs []*aggJob
+	var byPart map[state.SourcePartition]*aggJob
+	var src []kgo.FetchTopicPartition
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if err != nil || len(fp.Records) == 0 {
+		if len(fp.Records) == 0 {
 			return
 		}
 		a.countIn(fp)
@@ -630,32 +652,58 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			return
 		}
 		if !a.isAggInput(fp.Topic) {
-			items := make([]srcItem, 0, len(fp.Records))
-			for i, rec := range fp.Records {
-				ev, re, uerr := a.p.prepare(ctx, rec, now)
-				if uerr != nil {
-					err = a.stall(sp, fp.Records[i:], false, uerr)
-					break
-				}
-				items = append(items, srcItem{rec: rec, ev: ev, re: re})
-			}
-			a.pg.add(sp, items, fp.HighWatermark, now)
-		} else {
-			if t := a.tasks[fp.Partition]; t != nil {
-				t.inputFetched(fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark)
-			}
-			for i, rec := range fp.Records {
-				if err = a.processAgg(ctx, rec); err != nil {
-					if isUndecided(err) {
-						err = a.stall(sp, fp.Records[i:], true, err)
-					}
-					return
-				}
-			}
+			src = append(src, fp)
+			return
 		}
-		last := fp.Records[len(fp.Records)-1]
-		a.lagW.fetched(fp.Topic, fp.Partition, last.Offset+1, fp.HighWatermark)
+		if t := a.tasks[fp.Partition]; t != nil {
+			t.inputFetched(fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark)
+		}
+		if byPart == nil {
+			byPart = make(map[state.SourcePartition]*aggJob)
+		}
+		jobs = a.addAggJob(byPart, jobs, sp, fp)
 	})
+	wait := a.runAggJobs(ctx, jobs)
+	var err error
+	for _, fp := range src {
+		if err != nil {
+			break
+		}
+		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
+		if st := a.stalled[sp]; st != nil { // stalled by an earlier fetch of this poll
+			st.recs = append(st.recs, fp.Records...)
+			continue
+		}
+		items := make([]srcItem, 0, len(fp.Records))
+		for i, rec := range fp.Records {
+			ev, re, uerr := a.p.prepare(ctx, rec, now)
+			if uerr != nil {
+				err = a.stall(sp, fp.Records[i:], false, uerr)
+				break
+			}
+			items = append(items, srcItem{rec: rec, ev: ev, re: re})
+		}
+		a.pg.add(sp, items, fp.HighWatermark, now)
+		if err == nil {
+			last := fp.Records[len(fp.Records)-1]
+			a.lagW.fetched(fp.Topic, fp.Partition, last.Offset+1, fp.HighWatermark)
+		}
+	}
+	wait()
+	// Every task's goroutine is done: act on what they returned, here.
+	for _, j := range jobs {
+		switch {
+		case j.err == nil:
+			last := j.recs[len(j.recs)-1]
+			a.lagW.fetched(j.sp.Topic, j.sp.Partition, last.Offset+1, j.hwm)
+		case isUndecided(j.err):
+			if serr := a.stall(j.sp, j.recs[j.done:], true, j.err); err == nil {
+				err = serr
+			}
+		case err == nil:
+			err = j.err
+		}
+	}
 	if err != nil {
 		return err
 	}

@@ -7,7 +7,9 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -43,7 +45,27 @@ func BenchmarkApp(b *testing.B) {
 	})
 }
 
-func benchApp(b *testing.B, keys int, aggregates string) {
+// BenchmarkAppParallel is count-u100k at Parallelism 1 (every task on the
+// processing loop's goroutine) and at GOMAXPROCS (the default): run with
+// -cpu 1,2 to see what parallel tasks add to what the runtime and the
+// in-process broker gain from a second core (issue 17, BENCHMARKS.md
+// "Parallel tasks").
+func BenchmarkAppParallel(b *testing.B) {
+	for _, par := range []int{1, 0} {
+		name := "count-u100k/par1"
+		if par == 0 {
+			name = "count-u100k/parmax"
+		}
+		b.Run(name, func(b *testing.B) {
+			benchAppPar(b, 100_000, "  - {name: requests, op: count}\n", par)
+		})
+	}
+}
+
+func benchApp(b *testing.B, keys int, aggregates string) { benchAppPar(b, keys, aggregates, 0) }
+
+// benchAppPar is benchApp at Config.Parallelism par (0: GOMAXPROCS).
+func benchAppPar(b *testing.B, keys int, aggregates string, par int) {
 	cluster, brokers := benchCluster(b)
 	defer cluster.Close()
 	reg := benchPreload(b, brokers, b.N, func(i int, r *rand.Rand) int { return r.IntN(keys) })
@@ -51,12 +73,43 @@ func benchApp(b *testing.B, keys int, aggregates string) {
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	start := time.Now()
-	benchRunUntilCommitted(b, brokers, spec, reg, b.TempDir())
+	wait0 := runqWait()
+	benchRunUntilCommittedPar(b, brokers, spec, reg, b.TempDir(), par)
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
+	wait := runqWait() - wait0
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
 	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/record")
+	// Cores used, and the time the process's threads were ready to run
+	// but waited for a core (the machine's other load), per second.
+	b.ReportMetric(cpu.Seconds()/elapsed.Seconds(), "cores")
+	b.ReportMetric(wait.Seconds()/elapsed.Seconds(), "runq-wait-s/s")
+}
+
+// runqWait is the time the process's threads have spent runnable but
+// waiting for a CPU (the second field of /proc/self/task/*/schedstat;
+// Linux only, 0 elsewhere): high when other processes load the machine.
+func runqWait() time.Duration {
+	ents, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		return 0
+	}
+	var sum int64
+	for _, e := range ents {
+		b, err := os.ReadFile("/proc/self/task/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			continue
+		}
+		if n, err := strconv.ParseInt(f[1], 10, 64); err == nil {
+			sum += n
+		}
+	}
+	return time.Duration(sum)
 }
 
 // BenchmarkAppRestore: an App starting with no local state restores a
@@ -169,6 +222,12 @@ idle_timeout: 24h
 // benchRunUntilCommitted runs an App until the group has committed the
 // end of every partition of "in", then stops it.
 func benchRunUntilCommitted(b *testing.B, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string) {
+	benchRunUntilCommittedPar(b, brokers, spec, reg, dir, 0)
+}
+
+// benchRunUntilCommittedPar is benchRunUntilCommitted at
+// Config.Parallelism par.
+func benchRunUntilCommittedPar(b *testing.B, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string, par int) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		b.Fatal(err)
@@ -180,7 +239,7 @@ func benchRunUntilCommitted(b *testing.B, brokers []string, spec *topology.Spec,
 	if err != nil {
 		b.Fatal(err)
 	}
-	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: dir, Registry: reg,
+	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: dir, Registry: reg, Parallelism: par,
 		SessionTimeout: 6 * time.Second, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)

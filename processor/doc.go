@@ -16,6 +16,9 @@
 //
 //   - app.go: Config, New, Run (the group member and its processing loop)
 //   - process.go: the per-record step, through the engine
+//   - parallel.go: parallel tasks: a poll's records of each task on one
+//     of up to Config.Parallelism goroutines, every one done before
+//     punctuate and the commit (issue 17)
 //   - commit.go, txn.go: the commit protocol (at-least-once, exactly-once)
 //   - assign.go, restore.go: partitions assigned and revoked, restore as
 //     a task state outside the rebalance callback

@@ -38,8 +38,10 @@ type jsonField struct {
 	idx  int // key part or aggregate index
 }
 
-// resultEncoder appends one result's JSON. Not safe for concurrent use
-// (the app's processing goroutine owns it).
+// resultEncoder appends one result's JSON. Not safe for concurrent use:
+// it keeps scratch (the key's parts, the last window bounds' strings).
+// The processing loop owns the pipeline's (pipeline.resEnc); each
+// parallel tasks' goroutine owns a clone (parallel.go).
 type resultEncoder struct {
 	fields  []jsonField // top level, sorted by name
 	keyObj  []jsonField // the "key" object's fields, sorted by name
@@ -110,6 +112,12 @@ func newResultEncoder(keyFields, aggNames []string) *resultEncoder {
 		e.keyObj = append(e.keyObj, jsonField{name: jsonName(n), kind: jfKeyPart, idx: keyNames[n]})
 	}
 	return e
+}
+
+// clone returns an encoder of the same results with its own scratch: the
+// field tables are read-only and shared.
+func (e *resultEncoder) clone() *resultEncoder {
+	return &resultEncoder{fields: e.fields, keyObj: e.keyObj, nParts: e.nParts, topK: e.topK}
 }
 
 func jsonName(n string) []byte {
@@ -207,10 +215,18 @@ func appendJSONFloat(b []byte, f float64) ([]byte, error) {
 // the derived schema (OutputSchema): the key fields, window_start and
 // window_end as timestamp-millis, each aggregate a nullable double.
 func (p *pipeline) encodeResult(r result) ([]byte, error) {
+	return p.encodeResultWith(p.resEnc, r)
+}
+
+// encodeResultWith is encodeResult with the JSON encoder (and its
+// scratch) e: a goroutine other than the processing loop's passes its
+// own (resultEncoder.clone). The Avro encoders are safe for concurrent
+// use.
+func (p *pipeline) encodeResultWith(e *resultEncoder, r result) ([]byte, error) {
 	if p.enc != nil {
 		return p.encodeAvroResult(r)
 	}
-	if b, ok, err := p.resEnc.encode(r); ok {
+	if b, ok, err := e.encode(r); ok {
 		return b, err
 	}
 	return p.encodeResultMap(r)

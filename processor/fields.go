@@ -29,7 +29,9 @@ const maxSeenNames = 256
 // need no watch: records without them are dead-lettered
 // (missing_key_field, event_time).
 //
-// Owned by the processing loop (App.mu); observe costs one map lookup
+// Owned by the processing loop (App.mu). The parallel tasks' goroutines
+// (parallel.go) do not touch it: each counts into its own fieldObs, which
+// the loop merges after the parallel phase; observe costs one map lookup
 // per watched field, and more only for records that lack one.
 type fieldWatch struct {
 	checks  []fieldCheck
@@ -56,29 +58,77 @@ func newFieldWatch(spec *topology.Spec, m *metrics, now time.Time) *fieldWatch {
 	return w
 }
 
+// fieldObs is what one goroutine observed since its last merge: the
+// records, per watched field (fieldWatch.checks' order) the records that
+// lacked it, and field names seen in those. Owned by one goroutine at a
+// time; its zero value is empty.
+type fieldObs struct {
+	records int
+	missing []int
+	names   map[string]struct{}
+}
+
 // observe counts the watched fields that fields lacks.
 func (w *fieldWatch) observe(fields map[string]any) {
+	var o fieldObs
+	w.observeInto(&o, fields)
+	w.merge(&o)
+}
+
+// observeInto counts into o the watched fields that fields lacks. It
+// reads only w.checks (fixed after newFieldWatch) and the counters,
+// which are safe for concurrent use: any goroutine may call it with its
+// own o.
+func (w *fieldWatch) observeInto(o *fieldObs, fields map[string]any) {
 	if len(w.checks) == 0 {
 		return
 	}
-	w.records++
+	o.records++
 	lacks := false
 	for i := range w.checks {
 		c := &w.checks[i]
 		if _, ok := fields[c.field]; !ok {
-			c.missing++
+			if o.missing == nil {
+				o.missing = make([]int, len(w.checks))
+			}
+			o.missing[i]++
 			c.counter.Inc()
 			lacks = true
 		}
 	}
-	if lacks && len(w.names) < maxSeenNames {
+	if lacks && len(o.names) < maxSeenNames {
+		if o.names == nil {
+			o.names = make(map[string]struct{})
+		}
 		for k := range fields {
-			if len(w.names) >= maxSeenNames {
+			if len(o.names) >= maxSeenNames {
 				break
 			}
-			w.names[k] = struct{}{}
+			o.names[k] = struct{}{}
 		}
 	}
+}
+
+// merge adds o to the current period and empties o (keeping its memory).
+func (w *fieldWatch) merge(o *fieldObs) {
+	if o.records == 0 {
+		return
+	}
+	w.records += o.records
+	o.records = 0
+	if o.missing != nil {
+		for i := range o.missing {
+			w.checks[i].missing += o.missing[i]
+			o.missing[i] = 0
+		}
+	}
+	for k := range o.names {
+		if len(w.names) >= maxSeenNames {
+			break
+		}
+		w.names[k] = struct{}{}
+	}
+	clear(o.names)
 }
 
 // report returns, once fieldReportEvery has passed since the period

@@ -3,8 +3,11 @@ package processor
 // The shell's per-record step: a record of the aggregation input becomes an
 // engine.Record (decode, stateless steps), the task's engine decides
 // (processor/engine), and the shell writes what it decided (results, late
-// and dead-letter records, alert transitions). Only the processing
-// goroutine runs these, holding a.mu; a.fx is its scratch.
+// and dead-letter records, alert transitions). processAgg runs on the
+// goroutine that owns the record's task for the turn (parallel.go), with
+// that goroutine's scratch (an aggWorker), while the processing loop
+// holds a.mu; punctuate runs on the loop itself, after every task's
+// goroutine is done, with a.fx as its scratch.
 
 import (
 	"context"
@@ -24,7 +27,14 @@ import (
 // engine) and writes what the engine decided. An error wrapping
 // schema.ErrRegistryUnavailable means the record could not be decoded now
 // and nothing of it was applied: retry it later.
-func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
+//
+// It may run on several goroutines at once, each with its own w and for
+// records of different tasks: it reads the tasks map (not changed while
+// the loop holds a.mu) and touches nothing shared that is not safe for
+// concurrent use (producing, metrics, the rate-limited log, the
+// Alertmanager forwarder, the retention guard all are; the field counts
+// and the JSON result encoder are per w).
+func (a *App) processAgg(ctx context.Context, w *aggWorker, rec *kgo.Record) error {
 	t := a.tasks[rec.Partition]
 	if t == nil {
 		// Not ours (revoked while buffered). A partition restoring has no
@@ -37,7 +47,7 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 	er := engine.Record{Input: in, Offset: rec.Offset, Source: in, SourceOffset: rec.Offset}
 	repart := a.p.spec.NeedsRepartition()
 	if repart && isWatermark(rec) {
-		a.applyWatermarks(t, rec, a.clock.Now())
+		w.applyWatermarks(a, t, rec, a.clock.Now())
 		return nil
 	}
 	if repart {
@@ -75,7 +85,7 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 		er.Reject = &engine.Reject{Class: re.Class, Field: re.Field, Err: re.Err}
 	}
 	er.Key, er.Time, er.Fields, er.Filtered = ev.key, ev.ts, ev.fields, ev.filtered
-	fx := &a.fx
+	fx := &w.fx
 	if err := t.Process(er, now, fx); err != nil {
 		return err
 	}
@@ -88,7 +98,7 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 		return nil
 	}
 	if fx.Aggregated {
-		a.fields.observe(ev.fields)
+		a.fields.observeInto(&w.fields, ev.fields)
 	}
 	if dl := fx.DeadLetter; dl != nil {
 		a.deadLetter(ctx, rec, &RecordError{Class: dl.Class, Field: dl.Field, Err: dl.Err})
@@ -114,17 +124,24 @@ func (a *App) processAgg(ctx context.Context, rec *kgo.Record) error {
 		}
 		a.write(ctx, &kgo.Record{Topic: a.p.spec.LateTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: now}, rec)
 	}
-	a.apply(ctx, t, fx)
+	a.applyWith(ctx, w.enc, t, fx)
 	return nil
 }
 
-// apply writes the window results and alert transitions of fx.
+// apply writes the window results and alert transitions of fx, on the
+// processing loop (punctuate, the commit).
 func (a *App) apply(ctx context.Context, t *task, fx *engine.Effects) {
+	a.applyWith(ctx, a.p.resEnc, t, fx)
+}
+
+// applyWith is apply with the JSON result encoder enc of the calling
+// goroutine.
+func (a *App) applyWith(ctx context.Context, enc *resultEncoder, t *task, fx *engine.Effects) {
 	for _, tr := range fx.Alerts {
 		a.publishAlert(ctx, t, tr)
 	}
 	for _, r := range fx.Results {
-		a.emit(ctx, r)
+		a.emit(ctx, enc, r)
 	}
 }
 
@@ -132,6 +149,7 @@ func (a *App) apply(ctx context.Context, t *task, fx *engine.Effects) {
 func (a *App) punctuate() error {
 	now := a.clock.Now()
 	a.warn.Flush()
+	a.mergeFieldObs()
 	for _, msg := range a.fields.report(now) {
 		a.log.Warn(msg)
 	}
@@ -159,12 +177,13 @@ func (a *App) punctuate() error {
 }
 
 // emit writes one window result to the output topic (a closed window's
-// alert rules have run in the engine).
-func (a *App) emit(ctx context.Context, r result) {
+// alert rules have run in the engine), encoded with enc, the calling
+// goroutine's.
+func (a *App) emit(ctx context.Context, enc *resultEncoder, r result) {
 	if r.Silent {
 		return
 	}
-	value, err := a.p.encodeResult(r)
+	value, err := a.p.encodeResultWith(enc, r)
 	var key []byte
 	if err == nil {
 		key, err = a.p.encodeResultKey(r)

@@ -91,7 +91,7 @@ func (a *App) retryStalled(ctx context.Context) error {
 		for !down && n < len(st.recs) {
 			rec := st.recs[n]
 			if st.agg {
-				if err := a.processAgg(ctx, rec); err != nil {
+				if err := a.processAgg(ctx, a.loopW, rec); err != nil {
 					if !isUndecided(err) {
 						return err
 					}

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,10 @@ Start several with the same pipeline to share the partitions; stopping one
 			if err != nil {
 				return err
 			}
+			par, err := parseParallelism(flagString(cmd, "parallelism"))
+			if err != nil {
+				return err
+			}
 			return runPipeline(cmd.Context(), log, spec, runOptions{
 				brokers:        splitBrokers(flagString(cmd, "brokers")),
 				stateDir:       flagString(cmd, "state-dir"),
@@ -69,6 +74,7 @@ Start several with the same pipeline to share the partitions; stopping one
 				instanceID:     flagString(cmd, "instance-id"),
 				sessionTimeout: st,
 				cacheRows:      cacheRows,
+				parallelism:    par,
 				clientOpts:     clientOpts,
 				registry:       reg,
 				alertmanager:   flagString(cmd, "alertmanager-url"),
@@ -77,13 +83,26 @@ Start several with the same pipeline to share the partitions; stopping one
 		},
 	}
 	addSettings(cmd, "file", "brokers", "state-dir", "http-addr", "http-advertise", "instance-id", "session-timeout", "log-level")
-	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "sasl-token-file", "tls", "tls-ca-file", "tls-cert-file", "tls-key-file", "memory-limit")
+	addSettings(cmd, "sasl-mechanism", "sasl-username-file", "sasl-password-file", "sasl-token-file", "tls", "tls-ca-file", "tls-cert-file", "tls-key-file", "memory-limit", "parallelism")
 	addSettings(cmd, "registry-url")
 	addSettings(cmd, registryAuthSettings...)
 	addSettings(cmd, "alertmanager-url")
 	addSettings(cmd, "runbooks")
 	addSettings(cmd, httpSettings...)
 	return cmd
+}
+
+// parseParallelism resolves the --parallelism setting: auto is 0 (the
+// processor's default, GOMAXPROCS), else a positive number.
+func parseParallelism(v string) (int, error) {
+	if v == "auto" || v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("--parallelism %q: want auto or a positive number of goroutines (e.g. 4)", v)
+	}
+	return n, nil
 }
 
 type runOptions struct {
@@ -95,6 +114,7 @@ type runOptions struct {
 	instanceID     string
 	sessionTimeout time.Duration
 	cacheRows      int           // per task; 0: the processor's default
+	parallelism    int           // goroutines of the tasks; 0: GOMAXPROCS
 	clientOpts     []kgo.Opt     // TLS and SASL
 	registry       *registryConn // schema registry, for Avro pipelines; nil: none
 	alertmanager   string        // Alertmanager base URL; alerts are posted there too
@@ -135,6 +155,7 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 		AdvertiseURL:   self,
 		SessionTimeout: o.sessionTimeout,
 		CacheRows:      o.cacheRows,
+		Parallelism:    o.parallelism,
 		ClientOpts:     o.clientOpts,
 		Logger:         log,
 		Registerer:     reg,

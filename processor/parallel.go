@@ -1,0 +1,185 @@
+package processor
+
+// Parallel tasks (issue 17).
+//
+// A worker processes its aggregation tasks on up to Config.Parallelism
+// goroutines (GOMAXPROCS by default). The processing loop's turn (Run)
+// is still one step holding a.mu:
+//
+//  1. processFetches groups the poll's records of the aggregation input by
+//     partition, in fetch order: one job per task.
+//  2. The jobs run on min(Parallelism, jobs) goroutines; a goroutine takes
+//     a whole job, so a task is owned by one goroutine for the turn and
+//     its records go through the engine in offset order. Meanwhile the
+//     loop goroutine itself runs the repartition stage (decode, then the
+//     partition group's ordered merge and forwardSource), which stays
+//     sequential.
+//  3. The loop waits for every job. Only then does it act on what they
+//     returned (a record waiting for the schema registry stalls its
+//     partition, registry_wait.go; any other error stops the worker),
+//     merge the goroutines' field counts, punctuate and maybe commit.
+//
+// So a commit never sees a task half-way through a job: every task's
+// state is as of the same point of the turn, and the commit protocol
+// (commit.go, txn.go: one transaction per commit under exactly-once)
+// is unchanged and sequential.
+//
+// What a job touches: its task (its own), the goroutine's aggWorker
+// (engine effects, JSON result encoder, watermark and field-count
+// scratch), and shared things that are safe for concurrent use: the
+// client's Produce, the Prometheus metrics, the rate-limited log, the
+// retention guard, the Alertmanager forwarder, the schema decoders and
+// encoders and the lookup tables (each locked or pooled), the
+// expressions (pooled VMs), the read-only pipeline and topic limits, and
+// the Clock (which must be safe for concurrent use). The tasks map is
+// only read: assignment changes it under a.mu, between turns.
+
+import (
+	"context"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/processor/engine"
+	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/topology"
+)
+
+// aggWorker is the scratch of one goroutine that processes aggregation
+// records: owned by that goroutine for a turn.
+type aggWorker struct {
+	fx     engine.Effects
+	enc    *resultEncoder // JSON results (pipeline.resEnc for the loop's own)
+	wmIn   []engine.Watermark
+	fields fieldObs
+	loop   bool // the processing loop's own (retryStalled)
+}
+
+// aggJob is one task's records of a poll, in order, and what processing
+// them returned: err from the record at done (then nothing from done on
+// was applied when err is undecided), else done == len(recs).
+type aggJob struct {
+	sp   state.SourcePartition
+	recs []*kgo.Record
+	hwm  int64
+	done int
+	err  error
+}
+
+// parallelism resolves Config.Parallelism: GOMAXPROCS when it is 0 or
+// less. It is 1, and why is returned, for a pipeline whose tasks cannot
+// yet run at the same time: the engine's threshold alert rules fill one
+// expression environment kept on the shared engine.Pipeline
+// (processor/engine/alert, fillEnv), so two tasks closing windows at
+// once would race on it.
+func parallelism(spec *topology.Spec, n int) (int, string) {
+	if n <= 0 {
+		n = runtime.GOMAXPROCS(0)
+	}
+	if n > 1 && spec.Alerts != nil {
+		for _, r := range spec.Alerts.Rules {
+			if r.Kind == topology.AlertThreshold {
+				return 1, "threshold alert rule " + r.Name + ": such pipelines process their tasks on one goroutine for now"
+			}
+		}
+	}
+	return n, ""
+}
+
+// newAggWorkers makes the scratch of n goroutines and of the loop.
+func newAggWorkers(p *pipeline, n int) (loop *aggWorker, ws []*aggWorker) {
+	ws = make([]*aggWorker, n)
+	for i := range ws {
+		ws[i] = &aggWorker{enc: p.resEnc.clone()}
+	}
+	return &aggWorker{enc: p.resEnc, loop: true}, ws
+}
+
+// runAggJobs starts processing jobs and returns the function that waits
+// until all are done. With one goroutine allowed, or one job, they run
+// here before it returns.
+func (a *App) runAggJobs(ctx context.Context, jobs []*aggJob) (wait func()) {
+	n := min(len(a.workers), len(jobs))
+	if n <= 1 {
+		for _, j := range jobs {
+			a.runAggJob(ctx, a.workers[0], j)
+		}
+		return func() {}
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(n)
+	for i := range n {
+		w := a.workers[i]
+		go func() {
+			defer wg.Done()
+			for {
+				k := int(next.Add(1) - 1)
+				if k >= len(jobs) {
+					return
+				}
+				a.runAggJob(ctx, w, jobs[k])
+			}
+		}()
+	}
+	return wg.Wait
+}
+
+// runAggJob processes one task's records of the turn on w, stopping at
+// the first error.
+func (a *App) runAggJob(ctx context.Context, w *aggWorker, j *aggJob) {
+	if a.aggProbe != nil {
+		a.aggProbe(j.sp.Partition)
+	}
+	for i, rec := range j.recs {
+		if err := a.processAgg(ctx, w, rec); err != nil {
+			j.done, j.err = i, err
+			return
+		}
+	}
+	j.done = len(j.recs)
+}
+
+// addAggJob adds the records of fp to the turn's job of their partition.
+func (a *App) addAggJob(byPart map[state.SourcePartition]*aggJob, jobs []*aggJob, sp state.SourcePartition, fp kgo.FetchTopicPartition) []*aggJob {
+	if j := byPart[sp]; j != nil {
+		j.recs = append(slices.Clip(j.recs), fp.Records...)
+		j.hwm = fp.HighWatermark
+		return jobs
+	}
+	j := &aggJob{sp: sp, recs: fp.Records, hwm: fp.HighWatermark}
+	byPart[sp] = j
+	return append(jobs, j)
+}
+
+// mergeFieldObs adds every goroutine's field counts to the field watch
+// (the loop, after the parallel phase).
+func (a *App) mergeFieldObs() {
+	a.fields.merge(&a.loopW.fields)
+	for _, w := range a.workers {
+		a.fields.merge(&w.fields)
+	}
+}
+
+// applyWatermarks is App.applyWatermarks (watermarks.go) with w's
+// scratch instead of a.wmIn: the same steps (keep the two alike), safe
+// on any goroutine that owns t.
+func (w *aggWorker) applyWatermarks(a *App, t *task, rec *kgo.Record, now time.Time) {
+	if w.loop {
+		a.applyWatermarks(t, rec, now)
+		return
+	}
+	in := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
+	t.Skip(in, rec.Offset)
+	ws, err := parseWatermarks(w.wmIn[:0], rec.Value)
+	w.wmIn = ws
+	if err != nil {
+		a.warn.Warn("watermark record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
+		return
+	}
+	t.ObserveWatermarks(ws, now)
+}
