@@ -71,21 +71,13 @@ type aggJob struct {
 }
 
 // parallelism resolves Config.Parallelism: GOMAXPROCS when it is 0 or
-// less. It is 1, and why is returned, for a pipeline whose tasks cannot
-// yet run at the same time: the engine's threshold alert rules fill one
-// expression environment kept on the shared engine.Pipeline
-// (processor/engine/alert, fillEnv), so two tasks closing windows at
-// once would race on it.
-func parallelism(spec *topology.Spec, n int) (int, string) {
+// less. Every pipeline's tasks can run at the same time (the engine's
+// shared Pipeline is immutable; alert rules keep their expression
+// environment per task: TestThresholdRulesConcurrentTasks); why is kept
+// for a pipeline that one day cannot, and is "" today.
+func parallelism(_ *topology.Spec, n int) (int, string) {
 	if n <= 0 {
 		n = runtime.GOMAXPROCS(0)
-	}
-	if n > 1 && spec.Alerts != nil {
-		for _, r := range spec.Alerts.Rules {
-			if r.Kind == topology.AlertThreshold {
-				return 1, "threshold alert rule " + r.Name + ": such pipelines process their tasks on one goroutine for now"
-			}
-		}
 	}
 	return n, ""
 }

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -471,5 +472,70 @@ func TestAlertDeviationForgetsQuietKeys(t *testing.T) {
 	}
 	if n := len(h.t.alerts.Keys()); n != 1 {
 		t.Errorf("after restart: %d deviation states, want 1 (/b)", n)
+	}
+}
+
+// TestThresholdRulesConcurrentTasks: two tasks of one pipeline, on two
+// goroutines (as the shell's parallel tasks run them), close windows with
+// a threshold rule at the same time. Each fires for its own keys only, and
+// under -race nothing they share is written (the rules' expression
+// environment is per task).
+func TestThresholdRulesConcurrentTasks(t *testing.T) {
+	spec, err := topology.Parse([]byte(alertBase + `alerts:
+  rules:
+    - {name: busy, kind: threshold, condition: "requests > 3 && endpoint != '/quiet'", summary: "busy"}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := NewPipeline(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := state.OpenMem()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	start := scenarioDay.Add(12 * time.Hour)
+	run := func(part int32, keys []string) (fired []string, err error) {
+		ts := db.TaskStore(spec.Store, part, p.AggSpecs(), 0)
+		task := NewTask(p, ts, state.Checkpoint{}, start)
+		in := state.SourcePartition{Topic: "requests", Partition: part}
+		var fx Effects
+		off := int64(0)
+		for w := int64(0); w < 50; w++ {
+			for _, k := range keys {
+				for i := int64(0); i < 5; i++ {
+					key, _, _ := groupKey(map[string]any{"endpoint": k}, spec.Key)
+					rec := Record{Input: in, Offset: off, Source: in, SourceOffset: off, Key: key,
+						Time: start.UnixMilli() + w*10_000 + i, Fields: map[string]any{"endpoint": k, "status": 200.0}}
+					off++
+					if err := task.Process(rec, start, &fx); err != nil {
+						return nil, err
+					}
+					for _, tr := range fx.Alerts {
+						if tr.Alert.State == "firing" {
+							fired = append(fired, tr.Alert.Key["endpoint"])
+						}
+					}
+				}
+			}
+		}
+		return fired, nil
+	}
+	type out struct {
+		fired []string
+		err   error
+	}
+	a, b := make(chan out, 1), make(chan out, 1)
+	go func() { f, err := run(0, []string{"/a", "/quiet"}); a <- out{f, err} }()
+	go func() { f, err := run(1, []string{"/b", "/quiet"}); b <- out{f, err} }()
+	ra, rb := <-a, <-b
+	if ra.err != nil || rb.err != nil {
+		t.Fatal(ra.err, rb.err)
+	}
+	if !slices.Equal(ra.fired, []string{"/a"}) || !slices.Equal(rb.fired, []string{"/b"}) {
+		t.Errorf("fired: task 0 %v, task 1 %v; want [/a] and [/b] (once each: the rule stays firing)", ra.fired, rb.fired)
 	}
 }

@@ -75,12 +75,13 @@ type Rules struct {
 	byName   map[string]*alertRule
 	absence  []*alertRule
 	windowed []*alertRule
-	renotify int64          // ms; 0 never
-	step     int64          // ms between successive windows of a key; 0 for sessions
-	envBuf   map[string]any // fillEnv
-	envAggs  []int
-	envKeys  []int
-	win      topology.WindowRule
+	renotify int64 // ms; 0 never
+	step     int64 // ms between successive windows of a key; 0 for sessions
+	// envAggs and envKeys: the aggregates and key fields that threshold
+	// conditions name (State.fillEnv).
+	envAggs []int
+	envKeys []int
+	win     topology.WindowRule
 }
 
 // New compiles the alert rules of spec; nil (and no error) without rules.
@@ -124,6 +125,24 @@ func New(spec *topology.Spec, win topology.WindowRule) (*Rules, error) {
 			e.absence = append(e.absence, r)
 		} else {
 			e.windowed = append(e.windowed, r)
+		}
+	}
+	names := map[string]bool{}
+	for _, r := range e.windowed {
+		if r.cond != nil {
+			for _, f := range r.cond.Fields() {
+				names[f] = true
+			}
+		}
+	}
+	for i, a := range spec.Aggregates {
+		if names[a.Name] {
+			e.envAggs = append(e.envAggs, i)
+		}
+	}
+	for i, k := range spec.Key {
+		if names[k] {
+			e.envKeys = append(e.envKeys, i)
 		}
 	}
 	return e, nil
@@ -219,6 +238,7 @@ type State struct {
 	due        dueHeap           // absence rules: when to look at a key again
 	queued     map[alertID]int64 // the due time queued for an id
 	active     map[alertID]struct{}
+	envBuf     map[string]any // fillEnv: per task, so tasks on several goroutines share nothing
 }
 
 func (e *alertEngine) NewState() *State {
@@ -448,10 +468,10 @@ func (ta *State) onWindow(wk state.WindowKey, row *state.Row) {
 		var holds bool
 		if r.spec.Kind == topology.AlertThreshold {
 			if !envReady {
-				e.fillEnv(wk.Key, row)
+				ta.fillEnv(wk.Key, row)
 				envReady = true
 			}
-			ok, err := r.cond.Eval(e.envBuf)
+			ok, err := r.cond.Eval(ta.envBuf)
 			holds = err == nil && ok
 			if st == nil && !holds {
 				continue // a quiet key: no state, nothing to do
@@ -612,44 +632,27 @@ func (e *alertEngine) deviates(ta *State, r *alertRule, id alertID, st *alertSta
 	return off > rs.StdDevs*sd && off > rs.MinDelta
 }
 
-// fillEnv fills e.envBuf, reused for every window, with what threshold
+// fillEnv fills ta.envBuf, reused for every window, with what threshold
 // conditions see: the aggregates and key fields they name.
-func (e *alertEngine) fillEnv(key string, row *state.Row) {
-	if e.envBuf == nil {
-		e.envBuf = make(map[string]any)
-		names := map[string]bool{}
-		for _, r := range e.windowed {
-			if r.cond != nil {
-				for _, f := range r.cond.Fields() {
-					names[f] = true
-				}
-			}
-		}
-		for i, a := range e.spec.Aggregates {
-			if names[a.Name] {
-				e.envAggs = append(e.envAggs, i)
-			}
-		}
-		for i, k := range e.spec.Key {
-			if names[k] {
-				e.envKeys = append(e.envKeys, i)
-			}
-		}
+func (ta *State) fillEnv(key string, row *state.Row) {
+	e := ta.e
+	if ta.envBuf == nil {
+		ta.envBuf = make(map[string]any, len(e.envAggs)+len(e.envKeys))
 	}
 	for _, i := range e.envAggs {
 		if v, ok := row.Value(i); ok {
-			e.envBuf[e.spec.Aggregates[i].Name] = v
+			ta.envBuf[e.spec.Aggregates[i].Name] = v
 		} else {
-			e.envBuf[e.spec.Aggregates[i].Name] = nil
+			ta.envBuf[e.spec.Aggregates[i].Name] = nil
 		}
 	}
 	if len(e.envKeys) > 0 {
 		parts, _ := groupkey.Parts(key)
 		for _, i := range e.envKeys {
 			if i < len(parts) {
-				e.envBuf[e.spec.Key[i]] = parts[i]
+				ta.envBuf[e.spec.Key[i]] = parts[i]
 			} else {
-				delete(e.envBuf, e.spec.Key[i])
+				delete(ta.envBuf, e.spec.Key[i])
 			}
 		}
 	}
