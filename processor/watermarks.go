@@ -317,10 +317,11 @@ type waitingOn struct {
 }
 
 // setWaiting records, for /readyz and the console, the input partition
-// results have waited on for longer than the idle timeout, if any.
+// results have waited on for longer than the idle timeout (or half of
+// max_wait, when that is shorter), if any.
 func (a *App) setWaiting(w waitingOn) {
 	why := ""
-	if w.waited >= a.p.spec.IdleTimeout {
+	if w.waited >= min(a.p.spec.IdleTimeout, a.p.spec.MaxWait/2) {
 		why = fmt.Sprintf("results of task %d wait on input partition %s/%d, which has made no progress for %s "+
 			"(records wait on it; after max_wait %s stream time moves on without it)",
 			w.task, w.input.Topic, w.input.Partition, w.waited.Round(time.Second), a.p.spec.MaxWait)
@@ -329,8 +330,8 @@ func (a *App) setWaiting(w waitingOn) {
 }
 
 // Waiting says which input partition results wait on, when one has made
-// no progress for longer than the idle timeout while records wait on it;
-// "" otherwise.
+// no progress for longer than the idle timeout (or half of max_wait) while
+// records wait on it; "" otherwise.
 func (a *App) Waiting() string {
 	if p := a.waiting.Load(); p != nil {
 		return *p

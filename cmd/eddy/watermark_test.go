@@ -12,6 +12,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"net/http"
 	"os"
 	"sort"
 	"strings"
@@ -252,6 +253,7 @@ func TestKafkaWatermarkStalledPastMaxWait(t *testing.T) {
 	outage = true
 	stallStart := time.Now()
 	holder, maxDelay := 0.0, 0.0
+	readyzSaid := ""  // a /readyz body naming the stalled partition
 	var seen []string // what the holder and wait series said, per scrape
 	r.steady(t, 24*time.Second, 150, nil, func(el time.Duration) {
 		// metric sums the series of every task that input holds back.
@@ -262,7 +264,17 @@ func TestKafkaWatermarkStalledPastMaxWait(t *testing.T) {
 			maxDelay = max(maxDelay, v)
 		}
 		seen = append(seen, fmt.Sprintf("%5.1fs: holder %v wait %v", el.Seconds(), hs, ws))
+		if h := httpGet(t, "http://"+w.httpAddr(t)+"/readyz"); h.code == http.StatusOK && strings.Contains(h.body, "wait on input partition "+input) {
+			readyzSaid = h.body
+		}
 	})
+	// /readyz stays 200 (a restart would not help) but says which partition
+	// results wait on (past half of max_wait here).
+	if readyzSaid == "" {
+		t.Errorf("/readyz never said results wait on input partition %s while it was stalled", input)
+	} else {
+		t.Logf("/readyz: %s", strings.TrimSpace(readyzSaid))
+	}
 	if holder < 1 {
 		t.Errorf("eddy_watermark_holder{input=%q} never 1 while that partition was stalled; scrapes:\n%s", input, strings.Join(seen, "\n"))
 	}
