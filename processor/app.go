@@ -147,7 +147,6 @@ type App struct {
 	wmSent   time.Time
 	wmBuf    []engine.Watermark
 	wmLast   []engine.Watermark // the last report sent
-	wmIn     []engine.Watermark
 
 	prodMu  sync.Mutex
 	prodErr error

@@ -157,21 +157,8 @@ func (a *App) mergeFieldObs() {
 	}
 }
 
-// applyWatermarks is App.applyWatermarks (watermarks.go) with w's
-// scratch instead of a.wmIn: the same steps (keep the two alike), safe
-// on any goroutine that owns t.
+// applyWatermarks applies a watermark record read by task t with w's
+// scratch (watermarks.go), safe on any goroutine that owns t.
 func (w *aggWorker) applyWatermarks(a *App, t *task, rec *kgo.Record, now time.Time) {
-	if w.loop {
-		a.applyWatermarks(t, rec, now)
-		return
-	}
-	in := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
-	t.Skip(in, rec.Offset)
-	ws, err := parseWatermarks(w.wmIn[:0], rec.Value)
-	w.wmIn = ws
-	if err != nil {
-		a.warn.Warn("watermark record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
-		return
-	}
-	t.ObserveWatermarks(ws, now)
+	w.wmIn = a.applyWatermarks(t, rec, now, w.wmIn)
 }

@@ -226,19 +226,20 @@ func (a *App) beforeLateForward(ctx context.Context, sp state.SourcePartition, e
 	}, nil)
 }
 
-// applyWatermarks applies a watermark record read by task t.
-func (a *App) applyWatermarks(t *task, rec *kgo.Record, now time.Time) {
+// applyWatermarks applies a watermark record read by task t, decoding
+// into scratch (returned, for the next call: each goroutine has its own).
+func (a *App) applyWatermarks(t *task, rec *kgo.Record, now time.Time, scratch []engine.Watermark) []engine.Watermark {
 	in := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
 	t.Skip(in, rec.Offset)
-	ws, err := parseWatermarks(a.wmIn[:0], rec.Value)
-	a.wmIn = ws
+	ws, err := parseWatermarks(scratch[:0], rec.Value)
 	if err != nil {
 		// Only eddy writes this topic; a bad one is skipped, not fatal:
 		// the next report, 200 ms later, says the same.
 		a.warn.Warn("watermark record skipped", "topic", rec.Topic, "partition", rec.Partition, "offset", rec.Offset, "err", err)
-		return
+		return ws
 	}
 	t.ObserveWatermarks(ws, now)
+	return ws
 }
 
 // inputFetched notes a fetch of task t's own input partition: the offset
