@@ -7,10 +7,8 @@ package processor
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/topology"
@@ -72,23 +70,13 @@ func (p *pipeline) encodeAlert(a Alert) ([]byte, error) {
 func (a *App) publishAlert(ctx context.Context, t *task, tr engine.AlertTransition) {
 	al := tr.Alert
 	a.m.alerts.WithLabelValues(al.Rule, al.State).Inc()
-	value, err := a.p.encodeAlert(al)
+	out, err := a.p.alertRecord(tr)
 	if err != nil {
-		a.setProduceErr(fmt.Errorf("encode alert %s for %s: %w", al.Rule, tr.Key, err))
-		return
-	}
-	key, err := a.p.encodeKey(a.p.alertKeyEnc, tr.Key)
-	if err != nil {
-		a.setProduceErr(fmt.Errorf("encode the key of alert %s for %s: %w", al.Rule, tr.Key, err))
+		a.setProduceErr(err)
 		return
 	}
 	a.log.Info("alert", "rule", al.Rule, "state", al.State, "key", tr.Key, "at", al.At, "summary", al.Summary)
-	a.produce(ctx, &kgo.Record{
-		Topic:     a.p.spec.AlertsTopic(),
-		Key:       key,
-		Value:     value,
-		Timestamp: time.UnixMilli(tr.At),
-	})
+	a.produce(ctx, out)
 	if a.am != nil {
 		a.am.send(t.partition, al, true)
 	}

@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -719,30 +718,10 @@ func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) 
 
 // deadLetterWith is deadLetter with extra headers.
 func (a *App) deadLetterWith(ctx context.Context, rec *kgo.Record, re *RecordError, extra []kgo.RecordHeader) {
-	topic, part, off, key, headers, ts := sourceOf(rec)
-	re.Topic, re.Partition, re.Offset = topic, part, off
-	class := re.Class.Error()
-	headers = append(headers,
-		strHeader(hdrErrClass, class),
-		strHeader(hdrErrMessage, re.Error()),
-		strHeader(hdrSrcTopic, topic),
-		strHeader(hdrSrcPart, strconv.Itoa(int(part))),
-		strHeader(hdrSrcOffset, strconv.FormatInt(off, 10)),
-	)
-	if ts >= 0 {
-		headers = append(headers, strHeader(hdrSrcTime, fmtTime(ts)))
-	}
-	headers = append(headers, extra...)
-	if re.Field != "" {
-		headers = append(headers, strHeader(hdrErrField, re.Field))
-	}
-	var de *schema.DecodeError
-	if errors.As(re.Err, &de) && de.ID >= 0 {
-		headers = append(headers, strHeader(hdrSchemaID, strconv.Itoa(de.ID)))
-	}
-	a.m.deadLetters.WithLabelValues(class).Inc()
+	out := deadLetterRecord(a.p.spec.DeadLetterTopic, rec, re, extra, a.clock.Now())
+	a.m.deadLetters.WithLabelValues(re.Class.Error()).Inc()
 	a.log.Debug("dead letter", "err", re)
-	a.write(ctx, &kgo.Record{Topic: a.p.spec.DeadLetterTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: a.clock.Now()}, nil)
+	a.write(ctx, out, nil)
 }
 
 // forwardSource finishes the stateless steps of a source record (already

@@ -106,23 +106,8 @@ func (a *App) processAgg(ctx context.Context, w *aggWorker, rec *kgo.Record) err
 	}
 	if late := fx.Late; late != nil {
 		a.m.late.Inc()
-		// Written with the wall clock as its timestamp, so that the late
-		// topic's retention counts from now, not from the (old) event
-		// time; the event time and the source record's timestamp are in
-		// headers.
-		_, _, _, key, headers, srcTS := sourceOf(rec)
-		headers = append(headers,
-			strHeader(hdrLateWindow, fmtWindow(late.Window)),
-			strHeader(hdrLateEvent, fmtTime(late.EventTime)),
-			strHeader(hdrLateStream, fmtTime(late.StreamTime)),
-			strHeader(hdrSrcTopic, er.Source.Topic),
-			strHeader(hdrSrcPart, strconv.Itoa(int(er.Source.Partition))),
-			strHeader(hdrSrcOffset, strconv.FormatInt(er.SourceOffset, 10)),
-		)
-		if srcTS >= 0 {
-			headers = append(headers, strHeader(hdrSrcTime, fmtTime(srcTS)))
-		}
-		a.write(ctx, &kgo.Record{Topic: a.p.spec.LateTopic, Key: key, Value: rec.Value, Headers: headers, Timestamp: now}, rec)
+		// Written with the wall clock as its timestamp (lateRecord).
+		a.write(ctx, lateRecord(a.p.spec.LateTopic, rec, late, er.Source, er.SourceOffset, now), rec)
 	}
 	a.applyWith(ctx, w.enc, t, fx)
 	return nil
