@@ -418,6 +418,28 @@ func TestDashboardMetricsExist(t *testing.T) {
 	cl := kafkatest.Client(t, brokers, append(clientOpts, kgo.DefaultProduceTopic(input))...)
 	late := fmt.Sprintf(`{"ts": %d, "service": "search", "endpoint": "/api/search", "status": 200, "latency_ms": 12}`,
 		time.Now().Add(-30*time.Minute).UnixMilli())
+	// The record far behind is late once every task's stream time has
+	// passed its window: stream time is the lowest watermark of the input
+	// partitions, and one that has had no record yet holds it back until
+	// it has been idle for idle_timeout (docs/pipeline-spec.md).
+	recent := float64(time.Now().Add(-10*time.Minute).Unix())
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		st := scrape(t, base+"/metrics")["eddy_stream_time_seconds"]
+		moved := st != nil && len(st.Metric) == 3
+		if st != nil {
+			for _, m := range st.Metric {
+				moved = moved && m.GetGauge().GetValue() >= recent
+			}
+		}
+		if moved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("every task's eddy_stream_time_seconds did not reach the generated events' time within 30s: %v", st)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(`{not json`)}, &kgo.Record{Value: []byte(late)}).FirstErr(); err != nil {
