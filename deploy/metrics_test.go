@@ -422,7 +422,7 @@ func TestDashboardMetricsExist(t *testing.T) {
 	// passed its window: stream time is the lowest watermark of the input
 	// partitions, and one that has had no record yet holds it back until
 	// it has been idle for idle_timeout (docs/pipeline-spec.md).
-	recent := float64(time.Now().Add(-10*time.Minute).Unix())
+	recent := float64(time.Now().Add(-10 * time.Minute).Unix())
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		st := scrape(t, base+"/metrics")["eddy_stream_time_seconds"]

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"time"
 
-
 	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/topology"
 )
