@@ -118,7 +118,7 @@ func (g *partitionGroup) drain(now time.Time, fn func(srcItem) error) error {
 				continue
 			}
 			if best == nil || itemTime(q.items[0]) < itemTime(best.items[0]) ||
-				(itemTime(q.items[0]) == itemTime(best.items[0]) && lessSP(q.sp, best.sp)) {
+				(itemTime(q.items[0]) == itemTime(best.items[0]) && state.CompareSourcePartitions(q.sp, best.sp) < 0) {
 				best = q
 			}
 		}
@@ -197,12 +197,7 @@ func (g *partitionGroup) watermarks(dst []engine.Watermark, stalled func(state.S
 		dst = append(dst, engine.Watermark{Input: sp, Time: q.wm,
 			CaughtUp: len(q.items) == 0 && !q.lagging() && !stalled(sp)})
 	}
-	slices.SortFunc(dst, func(a, b engine.Watermark) int {
-		if lessSP(a.Input, b.Input) {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(dst, func(a, b engine.Watermark) int { return state.CompareSourcePartitions(a.Input, b.Input) })
 	return dst
 }
 
@@ -218,11 +213,4 @@ func (g *partitionGroup) polled(full bool) {
 			q.emptySince = time.Time{}
 		}
 	}
-}
-
-func lessSP(a, b state.SourcePartition) bool {
-	if a.Topic != b.Topic {
-		return a.Topic < b.Topic
-	}
-	return a.Partition < b.Partition
 }

@@ -147,12 +147,7 @@ func listInputs(ctx context.Context, adm *kadm.Client, topics []string) ([]state
 			ins = append(ins, state.SourcePartition{Topic: t, Partition: p})
 		}
 	}
-	slices.SortFunc(ins, func(a, b state.SourcePartition) int {
-		if lessSP(a, b) {
-			return -1
-		}
-		return 1
-	})
+	slices.SortFunc(ins, state.CompareSourcePartitions)
 	return ins, nil
 }
 
@@ -175,7 +170,7 @@ func (a *App) sendWatermarks(ctx context.Context, now time.Time) {
 	if !a.p.spec.NeedsRepartition() || now.Sub(a.wmSent) < watermarkEvery || a.aggParts == 0 {
 		return
 	}
-	a.wmBuf = a.pg.watermarks(a.wmBuf[:0], func(sp state.SourcePartition) bool { return a.stalled[sp] != nil })
+	a.ownedWatermarks()
 	if len(a.wmBuf) == 0 || (slices.Equal(a.wmBuf, a.wmLast) && now.Sub(a.wmSent) < watermarkHeartbeat) {
 		return
 	}
@@ -183,13 +178,25 @@ func (a *App) sendWatermarks(ctx context.Context, now time.Time) {
 	a.wmLast = append(a.wmLast[:0], a.wmBuf...)
 	value := appendWatermarks(nil, a.wmBuf)
 	for p := range a.aggParts {
-		a.write(ctx, &kgo.Record{
-			Topic:     a.p.spec.RepartitionTopic(),
-			Partition: p,
-			Value:     value,
-			Headers:   []kgo.RecordHeader{{Key: hdrWatermark, Value: []byte{watermarkVersion}}},
-			Timestamp: now,
-		}, nil)
+		a.write(ctx, a.watermarkRecord(p, value, now), nil)
+	}
+}
+
+// ownedWatermarks fills a.wmBuf with the report of every source partition
+// this worker owns.
+func (a *App) ownedWatermarks() {
+	a.wmBuf = a.pg.watermarks(a.wmBuf[:0], func(sp state.SourcePartition) bool { return a.stalled[sp] != nil })
+}
+
+// watermarkRecord is the watermark record of value for repartition
+// partition p.
+func (a *App) watermarkRecord(p int32, value []byte, now time.Time) *kgo.Record {
+	return &kgo.Record{
+		Topic:     a.p.spec.RepartitionTopic(),
+		Partition: p,
+		Value:     value,
+		Headers:   []kgo.RecordHeader{{Key: hdrWatermark, Value: []byte{watermarkVersion}}},
+		Timestamp: now,
 	}
 }
 
@@ -208,7 +215,7 @@ func (a *App) beforeLateForward(ctx context.Context, sp state.SourcePartition, e
 	if ev.ts >= a.pg.watermark(sp)-grace {
 		return // within grace of its own partition: it cannot be late
 	}
-	a.wmBuf = a.pg.watermarks(a.wmBuf[:0], func(sp state.SourcePartition) bool { return a.stalled[sp] != nil })
+	a.ownedWatermarks()
 	lowest := ev.ts + grace + 1
 	for _, w := range a.wmBuf {
 		lowest = min(lowest, w.Time)
@@ -216,14 +223,8 @@ func (a *App) beforeLateForward(ctx context.Context, sp state.SourcePartition, e
 	if ev.ts >= lowest-grace {
 		return
 	}
-	topic := a.p.spec.RepartitionTopic()
-	a.write(ctx, &kgo.Record{
-		Topic:     topic,
-		Partition: KeyPartition(topic, ev.key, int(a.aggParts)),
-		Value:     appendWatermarks(nil, a.wmBuf),
-		Headers:   []kgo.RecordHeader{{Key: hdrWatermark, Value: []byte{watermarkVersion}}},
-		Timestamp: a.clock.Now(),
-	}, nil)
+	p := KeyPartition(a.p.spec.RepartitionTopic(), ev.key, int(a.aggParts))
+	a.write(ctx, a.watermarkRecord(p, appendWatermarks(nil, a.wmBuf), a.clock.Now()), nil)
 }
 
 // applyWatermarks applies a watermark record read by task t, decoding

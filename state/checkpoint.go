@@ -1,6 +1,7 @@
 package state
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -11,6 +12,15 @@ import (
 type SourcePartition struct {
 	Topic     string
 	Partition int32
+}
+
+// CompareSourcePartitions orders partitions by topic, then partition
+// number (for slices.SortFunc).
+func CompareSourcePartitions(a, b SourcePartition) int {
+	if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+		return c
+	}
+	return cmp.Compare(a.Partition, b.Partition)
 }
 
 // Checkpoint is the position that a task's state reflects. The same
@@ -69,12 +79,7 @@ func appendPartitionMap(dst []byte, m map[SourcePartition]int64) []byte {
 	for k := range m {
 		keys = append(keys, k)
 	}
-	slices.SortFunc(keys, func(a, b SourcePartition) int {
-		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
-			return c
-		}
-		return int(a.Partition) - int(b.Partition)
-	})
+	slices.SortFunc(keys, CompareSourcePartitions)
 	dst = binary.AppendUvarint(dst, uint64(len(keys)))
 	for _, k := range keys {
 		dst = binary.AppendUvarint(dst, uint64(len(k.Topic)))

@@ -199,7 +199,7 @@ func (t *Task) updateStreamTime(now time.Time, fx *Effects) {
 		case quiet >= maxWait && fx != nil:
 			stalled = append(stalled, in)
 		}
-		if !counted || k.wm < lowest || (k.wm == lowest && lessPartition(in, holder)) {
+		if !counted || k.wm < lowest || (k.wm == lowest && state.CompareSourcePartitions(in, holder) < 0) {
 			lowest, holder, counted = k.wm, in, true
 		}
 	}
@@ -209,12 +209,7 @@ func (t *Task) updateStreamTime(now time.Time, fx *Effects) {
 	// the registry) nothing is gained by closing windows while every
 	// record waits.
 	if len(stalled) > 0 && len(stalled) < len(t.marks.by) {
-		slices.SortFunc(stalled, func(a, b state.SourcePartition) int {
-			if lessPartition(a, b) {
-				return -1
-			}
-			return 1
-		})
+		slices.SortFunc(stalled, state.CompareSourcePartitions)
 		for _, in := range stalled {
 			k := t.marks.by[in]
 			k.movedOn = true
@@ -236,11 +231,4 @@ func (t *Task) updateStreamTime(now time.Time, fx *Effects) {
 			t.streamTime = max(t.streamTime, highest+now.Sub(highSince).Milliseconds())
 		}
 	}
-}
-
-func lessPartition(a, b state.SourcePartition) bool {
-	if a.Topic != b.Topic {
-		return a.Topic < b.Topic
-	}
-	return a.Partition < b.Partition
 }
