@@ -150,10 +150,17 @@ func TestKafkaLocalMatchesApp(t *testing.T) {
 	// forwards a source record, those of the aggregates when it processes
 	// the repartition record, a poll later: the dead-letter topic holds
 	// the same records in another order. Compared in source order.
+	// The App's tasks run on several goroutines (parallel tasks), so the
+	// outputs of different keys may interleave differently; each key's
+	// records keep their order (one task). Results, late records and
+	// alerts are compared per key, in order.
 	for _, m := range []map[string][]*kgo.Record{local, app} {
 		slices.SortStableFunc(m[spec.DeadLetterTopic], func(a, b *kgo.Record) int {
 			return cmp.Compare(header(a, "eddy.source.offset"), header(b, "eddy.source.offset"))
 		})
+		for _, topic := range []string{spec.Output.Topic, spec.LateTopic, spec.AlertsTopic()} {
+			slices.SortStableFunc(m[topic], func(a, b *kgo.Record) int { return bytes.Compare(a.Key, b.Key) })
+		}
 	}
 	for _, topic := range []string{spec.Output.Topic, spec.LateTopic, spec.DeadLetterTopic, spec.AlertsTopic()} {
 		lr, ar := local[topic], app[topic]
