@@ -88,6 +88,22 @@ type Spec struct {
 
 	// Alerts are optional rules over the window results (docs/alerting.md).
 	Alerts *Alerts `yaml:"alerts,omitempty"`
+
+	// Rollups, when set, are several aggregations of the one source read:
+	// each with its own key, window, aggregates, emit mode, output, store
+	// and alerts (rollups.go). The top-level Key, Window, Aggregates,
+	// Emit, Output, Store and Alerts are then left out. Default none: the
+	// pipeline is one rollup, written at the top level.
+	Rollups []Rollup `yaml:"rollups,omitempty"`
+
+	// Set by RollupSpecs on the spec of one rollup, never written by
+	// users: the rollup's name ("" in the single-rollup form), the
+	// rollup whose final results it merges (chained rollups, "" for one
+	// fed by the source), and its repartition topic when that is not
+	// "<app>-repartition".
+	RollupName  string `yaml:"-"`
+	From        string `yaml:"-"`
+	Repartition string `yaml:"-"`
 }
 
 // Emit modes.

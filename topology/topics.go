@@ -113,7 +113,13 @@ func (s *Spec) ChangelogTopic() string { return s.App + "-" + s.Store + changelo
 
 // RepartitionTopic is the topic records go through when they must be
 // re-keyed by the grouping key: "<app>-repartition".
-func (s *Spec) RepartitionTopic() string { return s.App + repartitionSuffix }
+// A rollup of a pipeline with several (RollupSpecs) may name another.
+func (s *Spec) RepartitionTopic() string {
+	if s.Repartition != "" {
+		return s.Repartition
+	}
+	return s.App + repartitionSuffix
+}
 
 // NeedsRepartition reports whether records go through RepartitionTopic,
 // which they do unless the source says they are keyed by the grouping key.
