@@ -1,0 +1,185 @@
+package engine
+
+// Chained rollups (issue 20): a rollup that reads the final results of
+// another rollup of the same pipeline (spec.From) and merges them into
+// its own, coarser windows, instead of reading records. The shell runs
+// both tasks of one partition side by side: after every call of the finer
+// task that may close windows (Process, Punctuate, CloseDue) it hands that
+// call's results and the finer task's ClosedThrough to the coarser task's
+// Follow. Chains may be longer (A → B → C): B's results feed C the same
+// way.
+//
+// Merging. A final result of the finer rollup for window [s, e) of key k
+// is merged (state.Row.Merge) into the coarser task's window of k that
+// contains s. topology validates that a chained rollup's window is
+// tumbling and a multiple of the finer (tumbling) one, so [s, e) lies
+// wholly inside it. Row.Merge is exact for count, sum, min, max and mean
+// and merges the sketches of quantile (DDSketch), distinct (HyperLogLog)
+// and top_k (Misra-Gries), so a coarse window's result is what the same
+// aggregates computed over the raw records would give, within each
+// sketch's stated error (state/aggregate.go), never an average of
+// percentiles.
+//
+// Time. The coarser task has no input partitions and no watermarks: its
+// stream time is the finer task's ClosedThrough, the instant through
+// which every finer window has closed. Its windows close by the usual
+// rule (end plus grace, grace 0 for a chained rollup): a coarse window
+// closes exactly when the last finer window inside it has closed, so the
+// chain needs no extra grace. Punctuate does not move its time (no idle
+// advance: the finer task's idle advance reaches it through Follow).
+//
+// Exactly once. The finer task closes its windows in order of end (a
+// later call closes only windows ending after its ClosedThrough), and
+// Follow merges a result only if its window ends after the coarser task's
+// stream time, then moves stream time to through. So at every moment the
+// merged results are exactly those ending at or before stream time, and
+// the checkpoint (whose StreamTime is committed with the rows) says what
+// the store holds: after a restart, a replay of the finer task that
+// re-emits results the coarser task merged before is skipped, and nothing
+// counts twice. The shell must commit the two tasks' state together (as it
+// commits one partition's stores), so that neither is ahead of the other.
+// A late record of the finer rollup never reaches the coarser one: it is
+// late there, and not in any final result.
+//
+// Alert rules on a chained rollup work as on a normal one: its windows
+// closing feed the windowed rules (threshold, deviation), and stream time
+// drives the time-driven ones. Absence rules (OnRecord) see one arrival
+// per merged final result, at the last instant of the finer window
+// (e-1): the latest time a record of it can have had. A later instant
+// would be a guess; an earlier one (the window start) could fire an
+// absence alert for a key that had records up to the end of the finer
+// window. With e-1 an absence alert fires at most one finer window (plus
+// the finer rollup's grace) later than the finer rollup's own rule
+// would, and never for a silence shorter than "for".
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/eddy-streams/eddy/state"
+)
+
+// ErrNotChained is returned by Follow on a task whose pipeline does not
+// read another rollup.
+var ErrNotChained = errors.New("engine: Follow on a task that is not a chained rollup")
+
+// Chained reports whether the pipeline is a chained rollup (spec.From != ""): its
+// tasks are fed by Follow, never by Process, and Punctuate does not move their time.
+func (p *Pipeline) Chained() bool { return p.chained }
+
+// ClosedThrough is the time through which every window of the task has closed:
+// a window whose end is at or before it has closed (for tumbling windows, stream time
+// minus grace). Windows close in order of it: a later call closes only windows ending after it.
+//
+// For session windows, whose end is their last event time, it is stream
+// time minus gap, grace and 1 ms (topology.WindowRule.CloseTime).
+func (t *Task) ClosedThrough() int64 {
+	// CloseTime(s, e) - e is the same for every window of a rule: grace
+	// for time windows, gap+grace+1 for sessions.
+	return t.streamTime - t.p.win.CloseTime(0, 0)
+}
+
+// Follow merges the final results among rs (fx.Results of the task of the rollup this
+// task's pipeline reads, in the same partition: same key and aggregates) into this task's
+// windows, then moves stream time to through (that task's ClosedThrough) and closes the
+// windows due, filling fx (reset first) with this task's results and alert transitions.
+// Results already merged before (window end at or before this task's stream time, as
+// after a restart that replays the finer rollup) are skipped, so nothing counts twice.
+// Non-final results (emit: update of the finer rollup) are ignored.
+//
+// Silent final results (emit: update wrote them already) are final: they
+// are merged. A merged result counts as one arrival of its key at its
+// window's last instant (End-1) for absence alert rules. With emit:
+// update, merged windows are written at the next Flush, as Process's are.
+//
+// rs is only read (its rows may belong to the other task's store). An
+// error other than ErrNotChained and a final result that ends after
+// through or does not fit in a window of this task (a caller or spec
+// error, reported before anything changes) is a store failure: the
+// task's state is then undefined and must be rebuilt from the store.
+func (t *Task) Follow(rs []Result, through int64, fx *Effects) error {
+	fx.reset()
+	if !t.p.chained {
+		return ErrNotChained
+	}
+	w := t.p.win
+	// Check first, so that a bad call changes nothing.
+	for _, r := range rs {
+		if !r.Final || r.Window.End <= t.streamTime {
+			continue
+		}
+		if r.Window.End > through {
+			return fmt.Errorf("engine: chained rollup %q: final result of window [%d,%d) ends after its task's closed-through time %d",
+				t.p.spec.RollupName, r.Window.Start, r.Window.End, through)
+		}
+		s := t.followStart(r.Window.Start)
+		if r.Window.Start < s || r.Window.End > s+w.Size {
+			return fmt.Errorf("engine: chained rollup %q: window [%d,%d) of the rollup it reads is not inside one of its windows (size %d ms)",
+				t.p.spec.RollupName, r.Window.Start, r.Window.End, w.Size)
+		}
+	}
+	for _, r := range rs {
+		if !r.Final || r.Window.End <= t.streamTime {
+			continue // an update, or merged before
+		}
+		wk := state.WindowKey{Key: r.Window.Key, Start: t.followStart(r.Window.Start)}
+		wk.End = wk.Start + w.Size
+		if t.closeTime(wk) <= t.streamTime {
+			// Its window closed before a result inside it arrived: the
+			// rollup it reads did not close its windows in order.
+			return fmt.Errorf("engine: chained rollup %q: result of window [%d,%d) arrives after window [%d,%d) closed (stream time %d)",
+				t.p.spec.RollupName, r.Window.Start, r.Window.End, wk.Start, wk.End, t.streamTime)
+		}
+		if t.alerts != nil {
+			fx.Alerts = t.alerts.OnRecord(fx.Alerts, wk.Key, r.Window.End-1, t.streamTime)
+		}
+		if err := t.merge(wk, r.Row); err != nil {
+			return err
+		}
+		t.changed = true
+	}
+	if through > t.streamTime {
+		t.streamTime = through
+		t.changed = true // the checkpoint's stream time
+	}
+	if err := t.closeWindows(fx); err != nil {
+		return err
+	}
+	if t.alerts != nil {
+		fx.Alerts = t.alerts.Tick(fx.Alerts, t.streamTime)
+	}
+	return nil
+}
+
+// followStart is the start of the task's (tumbling) window that contains
+// ts.
+func (t *Task) followStart(ts int64) int64 {
+	starts := t.p.win.AppendStarts(t.startsBuf[:0], ts)
+	t.startsBuf = starts
+	if len(starts) == 0 {
+		return ts // not a time window: NewPipeline refuses it
+	}
+	return starts[len(starts)-1]
+}
+
+// merge folds src into the window wk (creating it), as update applies a
+// record.
+func (t *Task) merge(wk state.WindowKey, src *state.Row) error {
+	var row *state.Row
+	if _, ok := t.open[wk]; ok {
+		var err error
+		if row, err = t.store.Get(wk); err != nil {
+			return err
+		}
+	}
+	if row == nil {
+		row = state.NewRow(t.p.aggSpecs)
+	}
+	row.Merge(src) // in place: the store's cache owns row
+	t.store.Put(wk, row)
+	t.track(wk)
+	if t.p.emitUpdate {
+		t.dirtyEmit[wk] = struct{}{}
+	}
+	return nil
+}
