@@ -879,3 +879,48 @@ func TestFollowRules(t *testing.T) {
 	_ = r.b.Process(Record{Key: key, Time: base}, r.now, &r.fb)
 }
 
+
+// TestChainedAbsenceRule: an absence rule on a chained rollup sees each
+// merged result as one arrival of its key at the last instant of the
+// finer window (End-1): it fires once stream time (the finer rollup's
+// closed-through time) passes that plus "for", and resolves when the
+// key's next result is merged.
+func TestChainedAbsenceRule(t *testing.T) {
+	t.Parallel()
+	r := newChainRig(t, "alerts:\n  rules:\n    - {name: quiet, kind: absence, for: 2m}\n")
+	key, _, _ := groupKey(map[string]any{"k": "x"}, []string{"k"})
+	base := floorTo(scenarioDay.Add(12*time.Hour).UnixMilli(), chainC)
+	row := state.NewRow(r.pa.AggSpecs())
+	row.Add(aggN, 1)
+	res := func(start int64) Result {
+		return Result{Window: state.WindowKey{Key: key, Start: start, End: start + chainA}, Row: row, Final: true}
+	}
+	const forMs = 120_000
+	var got []AlertTransition
+	follow := func(rs []Result, through int64) {
+		t.Helper()
+		if err := r.b.Follow(rs, through, &r.fb); err != nil {
+			t.Fatal(err)
+		}
+		got = append(got, r.fb.Alerts...)
+	}
+	follow([]Result{res(base)}, base+chainA)
+	follow([]Result{res(base + chainA)}, base+2*chainA)
+	lastSeen := base + 2*chainA - 1 // the last instant of the last window with records
+	for through := base + 2*chainA; through < lastSeen+forMs; through += 1000 {
+		follow(nil, through)
+	}
+	if len(got) != 0 {
+		t.Fatalf("%d transitions before stream time reached the last window's end plus for", len(got))
+	}
+	follow(nil, lastSeen+forMs)
+	again := base + 15*chainA
+	follow([]Result{res(again)}, again+chainA)
+	want := []string{
+		fmt.Sprintf("quiet firing %s at %d", key, lastSeen+forMs),
+		fmt.Sprintf("quiet resolved %s at %d", key, again+chainA-1),
+	}
+	if g := renderTransitions(got); !slices.Equal(g, want) {
+		t.Errorf("transitions %q, want %q", g, want)
+	}
+}
