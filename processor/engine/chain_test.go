@@ -536,6 +536,7 @@ func TestChainedRollupsMatchRawRecords(t *testing.T) {
 			if bound := checkResults(t, "c", r.cFinal, expectWindows(recs, chainC)); bound == 0 {
 				t.Errorf("c: no top_k bound above 0: the test did not exercise merges beyond the summary's capacity")
 			}
+			t.Logf("%d records, %d late; b: %d results, c: %d results", len(recs), len(r.lateIdx), len(r.bFinal), len(r.cFinal))
 			for _, tk := range []*Task{r.b, r.c} {
 				if tk.OpenWindows() != 0 {
 					t.Errorf("%d windows still open after the final advance", tk.OpenWindows())
@@ -743,6 +744,13 @@ func TestChainedRollupEmitUpdateAndAlerts(t *testing.T) {
 			t.Errorf("commit %d: updates of %d windows, want %d", i, len(got), len(wantDirty[i]))
 		}
 	}
+	nonEmpty := 0
+	for _, ws := range wantDirty {
+		if len(ws) > 0 {
+			nonEmpty++
+		}
+	}
+	t.Logf("%d commits, %d with updates; %d silent and %d written final results; %d transitions", len(wantDirty), nonEmpty, r.bSilent, len(r.bFinal), len(r.bAlerts))
 	// A non-silent final result is the window's last write.
 	for _, f := range r.bFinal {
 		last[f.Window] = f
