@@ -887,7 +887,6 @@ func TestFollowRules(t *testing.T) {
 	_ = r.b.Process(Record{Key: key, Time: base}, r.now, &r.fb)
 }
 
-
 // TestChainedAbsenceRule: an absence rule on a chained rollup sees each
 // merged result as one arrival of its key at the last instant of the
 // finer window (End-1): it fires once stream time (the finer rollup's
