@@ -105,7 +105,7 @@ func (t *Task) Follow(rs []Result, through int64, fx *Effects) error {
 	w := t.p.win
 	// Check first, so that a bad call changes nothing.
 	for _, r := range rs {
-		if !r.Final || r.Window.End <= t.streamTime {
+		if !r.Final || r.Row == nil || r.Window.End <= t.streamTime {
 			continue
 		}
 		if r.Window.End > through {
@@ -119,7 +119,7 @@ func (t *Task) Follow(rs []Result, through int64, fx *Effects) error {
 		}
 	}
 	for _, r := range rs {
-		if !r.Final || r.Window.End <= t.streamTime {
+		if !r.Final || r.Row == nil || r.Window.End <= t.streamTime {
 			continue // an update, or merged before
 		}
 		wk := state.WindowKey{Key: r.Window.Key, Start: t.followStart(r.Window.Start)}

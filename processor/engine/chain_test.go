@@ -814,7 +814,7 @@ func alertKey(s string) string {
 
 // TestFollowRules: Follow on a task that is not chained, results that end
 // after through, non-final results, duplicates, and a chained task that
-// Punctuate does not move.
+// neither Punctuate nor a watermark moves.
 func TestFollowRules(t *testing.T) {
 	t.Parallel()
 	r := newChainRig(t, "")
@@ -863,6 +863,10 @@ func TestFollowRules(t *testing.T) {
 			t.Errorf("Punctuate of a chained task (restored %v): stream time %d, %d results; want %d, none",
 				restored, r.b.StreamTime(), len(r.fb.Results), base+2*chainA)
 		}
+	}
+	r.b.ObserveWatermark(Watermark{Input: state.SourcePartition{Topic: "in"}, Time: base + chainC, CaughtUp: true}, r.now)
+	if r.b.StreamTime() != base+2*chainA {
+		t.Errorf("a watermark moved a chained task's stream time to %d", r.b.StreamTime())
 	}
 	if err := r.b.Follow(nil, base+chainB, &r.fb); err != nil {
 		t.Fatal(err)
