@@ -73,10 +73,23 @@ func (p *Pipeline) Chained() bool { return p.chained }
 //
 // For session windows, whose end is their last event time, it is stream
 // time minus gap, grace and 1 ms (topology.WindowRule.CloseTime).
+//
+// Windows due by stream time but not closed yet hold it back: stream time
+// may move without closing windows (a watermark report; windows close at
+// the next Process, Punctuate or CloseDue, and not in a Process that
+// returns early for a duplicate, filtered or rejected record), and a task
+// following this one must not move past a window whose result it has not
+// had. So it is just below the end of the earliest window still open
+// when that window is due.
 func (t *Task) ClosedThrough() int64 {
 	// CloseTime(s, e) - e is the same for every window of a rule: grace
 	// for time windows, gap+grace+1 for sessions.
-	return t.streamTime - t.p.win.CloseTime(0, 0)
+	d := t.p.win.CloseTime(0, 0)
+	through := t.streamTime - d
+	if t.closeQ.Len() > 0 && t.closeQ[0] <= t.streamTime {
+		through = min(through, t.closeQ[0]-d-1)
+	}
+	return through
 }
 
 // Follow merges the final results among rs (fx.Results of the task of the rollup this

@@ -935,3 +935,56 @@ func TestChainedAbsenceRule(t *testing.T) {
 		t.Errorf("transitions %q, want %q", g, want)
 	}
 }
+
+// TestClosedThroughWaitsForClose: a watermark report moves A's stream time
+// without closing its windows, and a Process that returns early (here a
+// filtered record) closes none either: A's ClosedThrough stays below the
+// window still open, so B does not move past it, and A's result, once it
+// comes, is merged rather than skipped as one merged before.
+func TestClosedThroughWaitsForClose(t *testing.T) {
+	t.Parallel()
+	r := newChainRig(t, "")
+	base := floorTo(scenarioDay.Add(12*time.Hour).UnixMilli(), chainC)
+	in := state.SourcePartition{Topic: "in"}
+	key, _, _ := groupKey(map[string]any{"k": "x"}, []string{"k"})
+	fields := map[string]any{"k": "x", "v": 1.0, "u": "u", "ep": "/"}
+	if err := r.a.Process(Record{Input: in, Source: in, Key: key, Time: base + 1000, Fields: fields}, r.now, &r.fa); err != nil {
+		t.Fatal(err)
+	}
+	r.follow()
+	// A's window [base, base+10s) is due at base+12s: the watermark goes
+	// past it.
+	r.a.ObserveWatermark(Watermark{Input: in, Time: base + chainB, CaughtUp: true}, r.now)
+	if r.a.StreamTime() != base+chainB {
+		t.Fatalf("a's stream time %d, want the watermark %d", r.a.StreamTime(), base+chainB)
+	}
+	if got := r.a.ClosedThrough(); got >= base+chainA {
+		t.Errorf("a's ClosedThrough %d with window [%d,%d) due but open", got, base, base+chainA)
+	}
+	if err := r.a.Process(Record{Input: in, Offset: 1, Source: in, SourceOffset: 1, Key: key, Time: base + 2000, Filtered: true}, r.now, &r.fa); err != nil {
+		t.Fatal(err)
+	}
+	r.follow()
+	if r.b.StreamTime() >= base+chainA {
+		t.Errorf("b moved to %d, past a's open window [%d,%d)", r.b.StreamTime(), base, base+chainA)
+	}
+	r.fa = Effects{}
+	if err := r.a.CloseDue(&r.fa); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.fa.Results) != 1 {
+		t.Fatalf("a closed %d windows, want 1", len(r.fa.Results))
+	}
+	r.follow()
+	if got, want := r.a.ClosedThrough(), base+chainB-chainGrace; got != want {
+		t.Errorf("a's ClosedThrough %d after the close, want stream time minus grace %d", got, want)
+	}
+	r.now = r.now.Add(10_000 * time.Hour)
+	r.punctuate()
+	if len(r.bFinal) != 1 {
+		t.Fatalf("b emitted %d results, want 1", len(r.bFinal))
+	}
+	if n, _ := r.bFinal[0].Row.Value(aggN); n != 1 {
+		t.Errorf("b's count %v, want 1: a's result was skipped", n)
+	}
+}
