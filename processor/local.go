@@ -462,9 +462,11 @@ func (a *App) Settle(ctx context.Context) (Progress, error) {
 	for sp, off := range a.srcPos {
 		pr.Forwarded[sp] = off
 	}
-	for _, t := range a.tasks {
-		for sp, off := range t.InputPositions() {
-			pr.Processed[sp] = off
+	for _, ts := range a.tasks {
+		for _, t := range ts {
+			for sp, off := range t.InputPositions() {
+				pr.Processed[sp] = off
+			}
 		}
 	}
 	pr.Buffered = a.cl.BufferedProduceRecords()

@@ -22,13 +22,17 @@ func (a *App) OpenWindows(key string) ([]json.RawMessage, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []json.RawMessage
-	for _, t := range a.tasks {
+	for k, ts := range a.tasks {
+		if k.stage != 0 {
+			continue
+		}
+		t := ts[0] // the first rollup's (the console shows the first rollup)
 		rs, err := t.OpenWindowsOf(key)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range rs {
-			b, err := a.p.encodeResultMap(r)
+			b, err := t.r.p.encodeResultMap(r)
 			if err != nil {
 				return nil, err
 			}
