@@ -14,7 +14,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-		"time"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 

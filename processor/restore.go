@@ -65,10 +65,10 @@ type restoreSet struct {
 	// Guarded by a.mu.
 	jobs    map[taskKey]*restoreJob // partitions restoring, by stage and partition
 	last    map[taskKey]*restoreJob // the last job of each partition, ended or not (restoreJob.prev)
-	joined  bool                  // the group has assigned partitions at least once
-	began   time.Time             // when the partitions now restoring began to, for the log
-	parts   int                   // partitions restored since began
-	records int64                 // records restored since began
+	joined  bool                    // the group has assigned partitions at least once
+	began   time.Time               // when the partitions now restoring began to, for the log
+	parts   int                     // partitions restored since began
+	records int64                   // records restored since began
 
 	// Set by Run before the group is joined, then read-only.
 	ctx  context.Context // canceled when Run ends: every job ends
