@@ -209,16 +209,28 @@ func (a *App) newStageTask(r *rollup, p int32, store *state.TaskStore, cp state.
 // follow hands the effects fx of task t (Process, Punctuate, CloseDue) to
 // the tasks chained from t's rollup in the same partition, writes what
 // they produce and passes it on down the chain. ts are the partition's
-// tasks; scratch is the calling goroutine's effects per rollup.
-func (a *App) follow(ctx context.Context, enc []*resultEncoder, ts []*task, t *task, fx *engine.Effects, scratch []engine.Effects) error {
+// tasks; encs and scratch are the calling goroutine's result encoders and
+// effects, per rollup.
+func (a *App) follow(ctx context.Context, encs []*resultEncoder, ts []*task, t *task, fx *engine.Effects, scratch []engine.Effects) error {
+	return followChain(ts, t, fx, scratch, func(ft *task, ffx *engine.Effects) error {
+		a.applyWith(ctx, encs[ft.r.idx], ft, ffx)
+		return nil
+	})
+}
+
+// followChain calls Follow on the tasks chained from t with fx, t's
+// effects, then apply with each one's own, then goes on down the chain.
+func followChain(ts []*task, t *task, fx *engine.Effects, scratch []engine.Effects, apply func(*task, *engine.Effects) error) error {
 	for _, f := range t.r.followers {
 		ft := ts[f.slot]
 		ffx := &scratch[f.idx]
 		if err := ft.Follow(fx.Results, t.ClosedThrough(), ffx); err != nil {
 			return fmt.Errorf("rollup %q follows %q: %w", f.name(), t.r.name(), err)
 		}
-		a.applyWith(ctx, enc[f.idx], ft, ffx)
-		if err := a.follow(ctx, enc, ts, ft, ffx, scratch); err != nil {
+		if err := apply(ft, ffx); err != nil {
+			return err
+		}
+		if err := followChain(ts, ft, ffx, scratch, apply); err != nil {
 			return err
 		}
 	}
