@@ -5,7 +5,6 @@ import (
 	"regexp"
 	"slices"
 	"strings"
-	"time"
 )
 
 // Rollup is one aggregation of a pipeline with several (Spec.Rollups).
@@ -344,14 +343,13 @@ func (s *Spec) rootOf(i int) int {
 	return -1
 }
 
-// ChainGrace is the grace of the rollup that reads the source at the
-// start of this rollup's chain (RollupSpecs' spec of a chained rollup
-// has grace 0): a window of a chained rollup closes when that rollup's
-// stream time passes the window's end plus this grace. For a rollup that
-// reads the source it is its own grace.
-func (s *Spec) chainGrace(i int) time.Duration {
-	if r := s.rootOf(i); r >= 0 {
-		return s.Rollups[r].Window.Grace
+// windowOf returns the window of the rollup named name (the zero Window
+// if there is none).
+func (s *Spec) windowOf(name string) Window {
+	for _, r := range s.Rollups {
+		if r.Name == name {
+			return r.Window
+		}
 	}
-	return 0
+	return Window{}
 }

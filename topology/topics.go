@@ -164,7 +164,7 @@ func (s *Spec) Topics(partitions int32) []TopicInfo {
 				order = append(order, t)
 				readers[t] = nil
 			}
-			if rs.From == "" && multi {
+			if multi {
 				readers[t] = append(readers[t], rs.RollupName)
 			}
 		}
