@@ -94,15 +94,13 @@ func (d *describer) header() {
 	fmt.Fprintf(w, "  processing:\t%s\n", strings.ReplaceAll(s.Processing, "_", " "))
 	fmt.Fprintf(w, "  commit interval:\t%s\n", fmtDuration(s.CommitInterval))
 	if s.MultiRollup() {
-		var names []string
+		chained := 0
 		for _, r := range s.Rollups {
-			n := r.Name
 			if r.From != "" {
-				n += " (from " + r.From + ")"
+				chained++
 			}
-			names = append(names, n)
 		}
-		fmt.Fprintf(w, "  rollups:\t%d: %s\n", len(s.Rollups), strings.Join(names, ", "))
+		fmt.Fprintf(w, "  rollups:\t%d (%d chained)\n", len(s.Rollups), chained)
 	}
 	w.Flush()
 	d.line("")
