@@ -108,7 +108,7 @@ func (s *Spec) validateEmit(c *specChecker) {
 // alerts topics.
 func (s *Spec) appTopicNames() []string {
 	if !s.MultiRollup() {
-		names := []string{s.App + repartitionSuffix}
+		names := []string{s.RepartitionTopic()}
 		if s.Store != "" {
 			names = append(names, s.ChangelogTopic())
 		}
