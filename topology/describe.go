@@ -690,7 +690,7 @@ func (d *describer) rollups() {
 	d.header()
 	d.sources()
 
-	d.line("Steps, once for every record, shared by all rollups (the source is read and decoded once)")
+	d.line("Steps, once per record, for all rollups (the source is read and decoded once)")
 	st := &stepper{d: d}
 	d.recordSteps(st)
 	d.sharedKeySteps(st, specs)
@@ -824,11 +824,15 @@ func (d *describer) chainTime(top *Spec, i int) {
 		via = fmt.Sprintf(" (through rollup %q)", s.From)
 	}
 	end := coarse[0] + s.Window.SizeMillis()
+	plus := fmt.Sprintf("the window's end plus the %s grace of %q", fmtDuration(grace), rootName)
+	if grace == 0 {
+		plus = fmt.Sprintf("the window's end; %q has no grace", rootName)
+	}
 	d.para("  ", fmt.Sprintf("Example (times are UTC on %s): a record for %s counts in window %s of rollup %q; "+
 		"its final result is merged%s into window %s of this rollup, which closes when every window of %q in it has closed: "+
-		"when the stream time of %q reaches %s (the window's end plus the %s grace of %q).",
+		"when the stream time of %q reaches %s (%s).",
 		exampleTime.Format("2006-01-02"), fmtClock(exampleTime), win(rootWin, fine[0]), rootName,
-		via, win(s.Window, coarse[0]), s.From, rootName, fmtClock(fromMillis(end+grace.Milliseconds())), fmtDuration(grace), rootName))
+		via, win(s.Window, coarse[0]), s.From, rootName, fmtClock(fromMillis(end+grace.Milliseconds())), plus))
 }
 
 // chainedAggregateText says what an aggregate of a chained rollup is and
