@@ -558,3 +558,28 @@ func TestDescribeChainOfChains(t *testing.T) {
 		}
 	}
 }
+
+// Unknown and misplaced keys in a rollup are named with their path and
+// line, like the single form's.
+func TestRollupsUnknownKeys(t *testing.T) {
+	for _, tc := range []struct {
+		spec, field, text string
+		line              int
+	}{
+		{rollupsWith(nil, map[int]string{2: "{name: c, key: [customer], windw: {type: tumbling, size: 5m}, aggregates: [{name: n, op: count}], output: {topic: out-c}}"}),
+			"rollups[2].windw", `did you mean "window"?`, 8},
+		{rollupsWith(nil, map[int]string{1: "{name: b, from: a, window: {type: tumbling, size: 1m, grce: 1s}, output: {topic: out-b}}"}),
+			"rollups[1].window.grce", `did you mean "grace"?`, 7},
+		{rollupsWith([]string{"from: a"}, nil), "from", `"from" belongs under "rollups"`, 5},
+		{rollupsWith(nil, map[int]string{2: "{name: c, key: [customer], window: {type: tumbling, size: 5m}, aggregates: [{name: n, op: count}], output: {topic: out-c}, filter: 'x > 1'}"}),
+			"rollups[2].filter", `"filter" belongs at the top level`, 8},
+		{rollupsWith(nil, map[int]string{2: "{name: c, key: [customer], window: {type: tumbling, size: 5}, aggregates: [{name: n, op: count}], output: {topic: out-c}}"}),
+			"rollups[2].window.size", "5 has no unit", 8},
+	} {
+		_, err := Parse([]byte(tc.spec))
+		fes := FieldErrors(err)
+		if len(fes) != 1 || fes[0].Field != tc.field || fes[0].Line != tc.line || !strings.Contains(fes[0].Error(), tc.text) {
+			t.Errorf("want one error on %s, line %d, saying %q; got:\n%v\nspec:\n%s", tc.field, tc.line, tc.text, err, tc.spec)
+		}
+	}
+}
