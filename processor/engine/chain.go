@@ -29,15 +29,18 @@ package engine
 // advance: the finer task's idle advance reaches it through Follow).
 //
 // Exactly once. The finer task closes its windows in order of end (a
-// later call closes only windows ending after its ClosedThrough), and
+// later call closes only windows ending after its ClosedThrough, which
+// stays below any window still open, see ClosedThrough), and
 // Follow merges a result only if its window ends after the coarser task's
 // stream time, then moves stream time to through. So at every moment the
 // merged results are exactly those ending at or before stream time, and
 // the checkpoint (whose StreamTime is committed with the rows) says what
 // the store holds: after a restart, a replay of the finer task that
 // re-emits results the coarser task merged before is skipped, and nothing
-// counts twice. The shell must commit the two tasks' state together (as it
-// commits one partition's stores), so that neither is ahead of the other.
+// counts twice. The coarser task's committed state may be ahead of the
+// finer one's (the finer task's replay re-emits results it skips) but
+// never behind it (results the finer task does not emit again would be
+// lost): commit both together, or the coarser first.
 // A late record of the finer rollup never reaches the coarser one: it is
 // late there, and not in any final result.
 //
