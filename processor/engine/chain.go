@@ -108,44 +108,41 @@ func (t *Task) ClosedThrough() int64 {
 // window's last instant (End-1) for absence alert rules. With emit:
 // update, merged windows are written at the next Flush, as Process's are.
 //
-// rs is only read (its rows may belong to the other task's store). An
-// error other than ErrNotChained and a final result that ends after
-// through or does not fit in a window of this task (a caller or spec
-// error, reported before anything changes) is a store failure: the
-// task's state is then undefined and must be rebuilt from the store.
+// rs is only read (its rows may belong to the other task's store).
+// Follow refuses, changing nothing, a call whose final results break this
+// contract: one ending after through, one not inside a window of this
+// task, or one inside a window of this task that has closed (the rollup
+// it reads did not close its windows in order). ErrNotChained likewise
+// changes nothing. Any other error is a store failure: the task's state
+// is then undefined and must be rebuilt from the store.
 func (t *Task) Follow(rs []Result, through int64, fx *Effects) error {
 	fx.reset()
 	if !t.p.chained {
 		return ErrNotChained
 	}
-	w := t.p.win
-	// Check first, so that a bad call changes nothing.
+	// Check first, so that a refused call changes nothing.
 	for _, r := range rs {
-		if !r.Final || r.Row == nil || r.Window.End <= t.streamTime {
+		if !t.follows(r) {
 			continue
 		}
-		if r.Window.End > through {
-			return fmt.Errorf("engine: chained rollup %q: final result of window [%d,%d) ends after its task's closed-through time %d",
+		wk := t.followWindow(r.Window)
+		switch {
+		case r.Window.End > through:
+			return fmt.Errorf("engine: chained rollup %q: final result of window [%d,%d) ends after the closed-through time %d of the rollup it reads",
 				t.p.spec.RollupName, r.Window.Start, r.Window.End, through)
-		}
-		s := t.followStart(r.Window.Start)
-		if r.Window.Start < s || r.Window.End > s+w.Size {
+		case r.Window.End > wk.End:
 			return fmt.Errorf("engine: chained rollup %q: window [%d,%d) of the rollup it reads is not inside one of its windows (size %d ms)",
-				t.p.spec.RollupName, r.Window.Start, r.Window.End, w.Size)
-		}
-	}
-	for _, r := range rs {
-		if !r.Final || r.Row == nil || r.Window.End <= t.streamTime {
-			continue // an update, or merged before
-		}
-		wk := state.WindowKey{Key: r.Window.Key, Start: t.followStart(r.Window.Start)}
-		wk.End = wk.Start + w.Size
-		if t.closeTime(wk) <= t.streamTime {
-			// Its window closed before a result inside it arrived: the
-			// rollup it reads did not close its windows in order.
+				t.p.spec.RollupName, r.Window.Start, r.Window.End, t.p.win.Size)
+		case t.closeTime(wk) <= t.streamTime:
 			return fmt.Errorf("engine: chained rollup %q: result of window [%d,%d) arrives after window [%d,%d) closed (stream time %d)",
 				t.p.spec.RollupName, r.Window.Start, r.Window.End, wk.Start, wk.End, t.streamTime)
 		}
+	}
+	for _, r := range rs {
+		if !t.follows(r) {
+			continue // an update, or merged before
+		}
+		wk := t.followWindow(r.Window)
 		if t.alerts != nil {
 			fx.Alerts = t.alerts.OnRecord(fx.Alerts, wk.Key, r.Window.End-1, t.streamTime)
 		}
@@ -167,15 +164,22 @@ func (t *Task) Follow(rs []Result, through int64, fx *Effects) error {
 	return nil
 }
 
-// followStart is the start of the task's (tumbling) window that contains
-// ts.
-func (t *Task) followStart(ts int64) int64 {
-	starts := t.p.win.AppendStarts(t.startsBuf[:0], ts)
+// follows reports whether Follow merges r: a final result, not merged
+// before.
+func (t *Task) follows(r Result) bool {
+	return r.Final && r.Row != nil && r.Window.End > t.streamTime
+}
+
+// followWindow is the task's (tumbling) window of the key of fine that
+// contains fine's start.
+func (t *Task) followWindow(fine state.WindowKey) state.WindowKey {
+	starts := t.p.win.AppendStarts(t.startsBuf[:0], fine.Start)
 	t.startsBuf = starts
-	if len(starts) == 0 {
-		return ts // not a time window: NewPipeline refuses it
+	s := fine.Start // not a time window: NewPipeline refuses it
+	if len(starts) > 0 {
+		s = starts[len(starts)-1]
 	}
-	return starts[len(starts)-1]
+	return state.WindowKey{Key: fine.Key, Start: s, End: s + t.p.win.Size}
 }
 
 // merge folds src into the window wk (creating it), as update applies a

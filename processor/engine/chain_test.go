@@ -831,6 +831,12 @@ func TestFollowRules(t *testing.T) {
 	if err := r.b.Follow([]Result{res(base, true)}, base+chainA-1, &r.fb); err == nil {
 		t.Error("Follow of a result ending after through: no error")
 	}
+	// A window across two of b's (not nested: topology refuses such a
+	// chain), after a good one in the same call.
+	across := Result{Window: state.WindowKey{Key: key, Start: base + chainB - chainA/2, End: base + chainB + chainA/2}, Row: row, Final: true}
+	if err := r.b.Follow([]Result{res(base, true), across}, base+chainC, &r.fb); err == nil {
+		t.Error("Follow of a result across two windows: no error")
+	}
 	if r.b.OpenWindows() != 0 || r.b.StreamTime() != 0 {
 		t.Errorf("a refused Follow changed the task: %d open windows, stream time %d", r.b.OpenWindows(), r.b.StreamTime())
 	}
