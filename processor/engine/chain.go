@@ -48,12 +48,16 @@ package engine
 // closing feed the windowed rules (threshold, deviation), and stream time
 // drives the time-driven ones. Absence rules (OnRecord) see one arrival
 // per merged final result, at the last instant of the finer window
-// (e-1): the latest time a record of it can have had. A later instant
-// would be a guess; an earlier one (the window start) could fire an
-// absence alert for a key that had records up to the end of the finer
-// window. With e-1 an absence alert fires at most one finer window (plus
-// the finer rollup's grace) later than the finer rollup's own rule
-// would, and never for a silence shorter than "for".
+// (End-1): the latest time a record of it can have had, so the alert's
+// "no records since" is never before the key's true last record. (The
+// window start would make the rule fire up to a whole finer window
+// early.) In stream time of the finer rollup, the chained rule fires at
+// least its grace, and less than its grace plus one finer window, after
+// the finer rollup's own rule would. But the chained rollup learns of a
+// record only when the finer window holding it closes: a key silent for
+// a little less than "for" (by up to one finer window) may fire and
+// resolve as soon as that window's result arrives. Absence rules are best
+// put on the rollup that reads the source.
 
 import (
 	"errors"
