@@ -29,8 +29,9 @@
 //     with stream time from that task's ClosedThrough; what each
 //     aggregate's merge guarantees, replays, alert rules.
 //     chain_test.go checks a chain 10 s → 1 min → 5 min against plain
-//     loops over the raw records, restarts and replays, emit: update and
-//     alert rules.
+//     loops over the raw records, crashes and replays (of the chained
+//     task alone, and of the whole chain with the chained tasks
+//     committed ahead), emit: update and alert rules.
 //   - groupkey/ (package groupkey): the one codec of grouping keys (a
 //     JSON array of strings): Build, Parts, SplitJSON. The shell and the
 //     alert rules use it; nothing else builds or parses a key.
