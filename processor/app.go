@@ -142,7 +142,8 @@ type App struct {
 	eosBackoff time.Duration
 	dirtySrc   bool
 	lastCommit time.Time
-	rst        restoreSet // partitions restoring (restore.go)
+	rst        restoreSet  // partitions restoring (restore.go)
+	sb         *standbySet // standby replicas (standby.go); safe for concurrent use
 	// Watermarks (watermarks.go): every source partition (what a task
 	// behind the repartition topic waits for), the repartition topic's
 	// partition count, the last report sent, scratch.
@@ -226,6 +227,7 @@ func New(cfg Config) (*App, error) {
 		pg:      newPartitionGroup(time.Second),
 		fatal:   make(chan error, 1),
 		rst:     newRestoreSet(),
+		sb:      newStandbySet(),
 		hooks:   hooks,
 		eos:     cfg.Spec.Processing == topology.ExactlyOnce,
 		km:      newKeeperMetrics(cfg.Registerer),
@@ -516,6 +518,13 @@ func (a *App) Run(ctx context.Context) (err error) {
 		amDone := make(chan struct{})
 		go func() { defer close(amDone); a.am.run(amCtx) }()
 		defer func() { amCancel(); <-amDone }()
+	}
+	if spec.StandbyReplicas > 0 {
+		stopStandby, err := a.startStandby(base, fetchBytes)
+		if err != nil {
+			return err
+		}
+		defer stopStandby() // before the group client and the store close
 	}
 	a.mu.Lock()
 	a.lastCommit = a.clock.Now()

@@ -42,6 +42,7 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.startRestoresLocked(cl, assigned)
+	a.sb.poke()
 }
 
 // countParts is the number of partitions in m.
@@ -132,6 +133,14 @@ func (a *App) dropLocked(parts map[string][]int32) {
 					a.dropWatermarkMetrics(t)
 				}
 				delete(a.tasks, k)
+				// Its store may now be kept warm (standby.go), once its
+				// last restore job has ended.
+				var jobDone <-chan struct{}
+				if j := a.rst.last[k]; j != nil {
+					jobDone = j.done
+				}
+				a.sb.release(k, jobDone)
+				a.sb.poke()
 				if a.am != nil {
 					a.am.drop(k.owner())
 				}

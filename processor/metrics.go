@@ -42,6 +42,10 @@ type metrics struct {
 	wmHolder  *prometheus.GaugeVec
 	wmMovedOn *prometheus.CounterVec
 	wmRecords *prometheus.CounterVec
+	// Standby replicas (standby.go).
+	standbyParts   prometheus.Gauge
+	standbyLag     *prometheus.GaugeVec
+	standbyRecords prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -99,12 +103,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "eddy_watermark_moved_on_total", Help: "Times stream time moved on without a stalled input partition (records waiting on it, no progress for max_wait), by input partition (topic/N)."}, []string{"input"}),
 		wmRecords: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "eddy_watermark_records_total", Help: "Watermark records of the repartition topic written (out, acknowledged) and read (in); they are not counted in eddy_records_in_total and eddy_records_out_total."}, []string{"direction"}),
+		standbyParts: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "eddy_standby_partitions", Help: "Partitions this worker keeps a warm copy of (standby_replicas) without owning them."}),
+		standbyLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "eddy_standby_lag_records", Help: "Changelog records a standby copy was behind before its last catch-up (what a failover to this worker would restore), by store and partition."}, []string{"store", "partition"}),
+		standbyRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "eddy_standby_records_total", Help: "Changelog records read into standby copies since start."}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.recordsIn, m.recordsOut, m.deadLetters, m.alerts, m.amSent, m.late, m.filtered, m.duplicates,
 			m.commitSeconds, m.commits, m.restoreDone, m.restoreTotal, m.restored, m.lag,
 			m.streamTime, m.openWindows, m.ready, m.tasks, m.registryWaiting, m.tooLarge, m.deadLetterRefs, m.fieldMissing,
-			m.wmWait, m.wmHolder, m.wmMovedOn, m.wmRecords)
+			m.wmWait, m.wmHolder, m.wmMovedOn, m.wmRecords, m.standbyParts, m.standbyLag, m.standbyRecords)
 	}
 	return m
 }

@@ -23,7 +23,8 @@ package processor
 //     not in a.tasks until the loop installs it);
 //   - one job at a time writes a partition's store: a job for a partition
 //     assigned again waits until the previous, canceled job of the same
-//     partition has ended (restoreJob.prev);
+//     partition has ended (restoreJob.prev), and until a standby catch-up
+//     of it has stopped (restoreJob.standby, standby.go);
 //   - a revoked or lost partition's job is canceled and its result is
 //     dropped: the loop installs a result only from the job that
 //     restoreSet.jobs names for its partition.
@@ -48,12 +49,13 @@ import (
 // written by its goroutine before it sends the job on restoreSet.done, and
 // read by the loop after it receives it.
 type restoreJob struct {
-	k      taskKey // the stage and partition whose tasks it restores
-	p      int32
-	ctx    context.Context
-	cancel context.CancelFunc
-	prev   *restoreJob   // the partition's previous job, if any: wait for it
-	done   chan struct{} // closed when the goroutine has ended
+	k       taskKey // the stage and partition whose tasks it restores
+	p       int32
+	ctx     context.Context
+	cancel  context.CancelFunc
+	prev    *restoreJob     // the partition's previous job, if any: wait for it
+	standby <-chan struct{} // closed when no standby catch-up writes the store (standby.go)
+	done    chan struct{}   // closed when the goroutine has ended
 
 	ts  []*task // one per rollup of the stage
 	res changelog.RestoreResult
@@ -121,7 +123,7 @@ func (a *App) startRestoresLocked(cl *kgo.Client, assigned map[string][]int32) {
 	a.log.Info("restoring state", "partitions", len(parts), "changelogs", a.changelogTopics(), "of", fmtTaskKeys(parts))
 	for _, k := range parts {
 		ctx, cancel := context.WithCancel(rs.ctx)
-		j := &restoreJob{k: k, p: k.p, ctx: ctx, cancel: cancel, prev: rs.last[k], done: make(chan struct{})}
+		j := &restoreJob{k: k, p: k.p, ctx: ctx, cancel: cancel, prev: rs.last[k], standby: a.sb.claim(k), done: make(chan struct{})}
 		rs.jobs[k], rs.last[k] = j, j
 		rs.wg.Add(1)
 		go a.runRestore(cl, j)
@@ -200,6 +202,11 @@ func (a *App) runRestore(cl *kgo.Client, j *restoreJob) {
 		case <-j.ctx.Done():
 			return
 		}
+	}
+	select { // a standby catch-up of the partition, canceled by the claim
+	case <-j.standby:
+	case <-j.ctx.Done():
+		return
 	}
 	var r *changelog.Restorer
 	select {

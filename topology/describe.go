@@ -390,6 +390,15 @@ func (d *describer) processingParagraph() {
 			"so after a crash the records since the last commit are processed again and some results may be written twice; "+
 			"no record is lost.", fmtDuration(s.CommitInterval)))
 	}
+	if n := s.StandbyReplicas; n > 0 {
+		copies := "one other worker keeps"
+		if n > 1 {
+			copies = fmt.Sprintf("%d other workers keep", n)
+		}
+		d.para("  ", fmt.Sprintf("Standby replicas: %s a warm copy of each task's state by reading its changelog as it is written "+
+			"(while the group has that many other workers), so when a worker dies its tasks resume elsewhere after "+
+			"restoring only the last changelog records, not the whole state.", copies))
+	}
 }
 
 // windowSummary is one line about the window, for the steps.

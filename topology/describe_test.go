@@ -2,6 +2,7 @@ package topology
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -158,6 +159,38 @@ func TestDescribeAlertValue(t *testing.T) {
 		got := strings.Join(strings.Fields(Describe(s, 0)), " ")
 		if !strings.Contains(got, tc.want) {
 			t.Errorf("%s: describe lacks %q:\n%s", tc.rule, tc.want, got)
+		}
+	}
+}
+
+// TestDescribeStandbyReplicas: describe names standby replicas in plain
+// words only when they are set.
+func TestDescribeStandbyReplicas(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		want string // "" : no mention
+	}{
+		{0, ""},
+		{1, "Standby replicas: one other worker keeps a warm copy of each task's state"},
+		{2, "Standby replicas: 2 other workers keep a warm copy of each task's state"},
+	} {
+		src := specWith("window: {type: tumbling, size: 1m}")
+		if tc.n > 0 {
+			src += fmt.Sprintf("standby_replicas: %d\n", tc.n)
+		}
+		s, err := Parse([]byte(src))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.StandbyReplicas != tc.n {
+			t.Fatalf("standby_replicas parsed as %d, want %d", s.StandbyReplicas, tc.n)
+		}
+		got := strings.Join(strings.Fields(Describe(s, 6)), " ")
+		switch {
+		case tc.want == "" && strings.Contains(got, "Standby"):
+			t.Errorf("standby_replicas 0: describe mentions standbys:\n%s", got)
+		case tc.want != "" && !strings.Contains(got, tc.want):
+			t.Errorf("standby_replicas %d: describe does not say %q:\n%s", tc.n, tc.want, got)
 		}
 	}
 }

@@ -72,6 +72,12 @@ type Spec struct {
 	// Default 1s.
 	CommitInterval time.Duration `yaml:"commit_interval,omitempty"`
 
+	// StandbyReplicas is how many other workers keep a warm copy of each
+	// aggregation task's state by tailing its changelogs, so that a task
+	// moved after its worker died restores only the changelog records
+	// the copy had not yet applied. Default 0: no standby; 0 to 9.
+	StandbyReplicas int `yaml:"standby_replicas,omitempty"`
+
 	// IdleTimeout is how long a partition may receive nothing before wall
 	// clock time starts advancing its stream time, so windows still close
 	// when input goes quiet. Default 10s; 0 is not allowed (use a large
@@ -111,6 +117,9 @@ const (
 	EmitClose  = "close"
 	EmitUpdate = "update"
 )
+
+// MaxStandbyReplicas bounds Spec.StandbyReplicas (exclusive).
+const MaxStandbyReplicas = 10
 
 // Processing guarantees.
 const (

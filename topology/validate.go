@@ -83,6 +83,10 @@ func (s *Spec) validate() []*FieldError {
 		c.add("commit_interval", fmt.Sprintf("must be at least %s, not %s", fmtDuration(MinCommitInterval), fmtDuration(s.CommitInterval)),
 			`write e.g. "commit_interval: 1s" (the default)`)
 	}
+	if s.StandbyReplicas < 0 || s.StandbyReplicas >= MaxStandbyReplicas {
+		c.add("standby_replicas", fmt.Sprintf("must be 0 to %d, not %d", MaxStandbyReplicas-1, s.StandbyReplicas),
+			`write e.g. "standby_replicas: 1" (one other worker keeps each task's state warm), or leave it out for none`)
+	}
 	if s.IdleTimeout <= 0 {
 		c.add("idle_timeout", fmt.Sprintf("must be positive, not %s", fmtDuration(s.IdleTimeout)),
 			`write e.g. "idle_timeout: 10s" (the default); to effectively disable it, use a large value such as "24h"`)

@@ -129,6 +129,8 @@ func TestValidateErrors(t *testing.T) {
 		{"processing: exactly-once", "processing", `"exactly-once" is not at_least_once or exactly_once`},
 		{"commit_interval: 5ms", "commit_interval", "at least 10ms"},
 		{"idle_timeout: -1s", "idle_timeout", "must be positive"},
+		{"standby_replicas: -1", "standby_replicas", "must be 0 to 9, not -1"},
+		{"standby_replicas: 10", "standby_replicas", "must be 0 to 9, not 10"},
 	} {
 		t.Run(tc.yaml, func(t *testing.T) {
 			_, err := Parse([]byte(specWith(tc.yaml)))
