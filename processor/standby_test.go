@@ -1,0 +1,156 @@
+package processor
+
+// Standby replicas (standby.go): which partitions a worker keeps warm (the
+// ring), and the hand-over of a partition from its standby catch-up to its
+// restore job (one writer at a time per store). The whole path on a real
+// broker is cmd/eddy/standby_test.go.
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func sbKeys(ps ...int32) []taskKey {
+	var out []taskKey
+	for _, p := range ps {
+		out = append(out, taskKey{0, p})
+	}
+	return out
+}
+
+func TestStandbyChoiceRing(t *testing.T) {
+	// Members listed out of order: the ring is sorted by id.
+	members := []groupMember{
+		{id: "w-c", parts: sbKeys(4, 5)},
+		{id: "w-a", parts: sbKeys(0, 1)},
+		{id: "w-b", parts: sbKeys(2, 3)},
+	}
+	for _, tc := range []struct {
+		self string
+		n    int
+		want []taskKey
+	}{
+		{"w-a", 0, nil},
+		{"w-a", 1, sbKeys(4, 5)}, // a follows c
+		{"w-b", 1, sbKeys(0, 1)}, // b follows a
+		{"w-c", 1, sbKeys(2, 3)}, // c follows b
+		{"w-a", 2, sbKeys(2, 3, 4, 5)},
+		{"w-b", 2, sbKeys(0, 1, 4, 5)},
+		{"w-a", 9, sbKeys(2, 3, 4, 5)}, // more replicas than other members: every other member's
+		{"w-x", 1, nil},              // not a member
+	} {
+		got := standbyChoice(members, tc.self, tc.n)
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("standbyChoice(%s, n=%d) = %v, want %v", tc.self, tc.n, got, tc.want)
+		}
+	}
+}
+
+// TestStandbyChoiceCoverage: with m members and n replicas, every
+// partition has min(n, m-1) standbys, none on its owner (counted with
+// plain loops over every member's choice).
+func TestStandbyChoiceCoverage(t *testing.T) {
+	for m := 1; m <= 5; m++ {
+		for n := 0; n <= 4; n++ {
+			var members []groupMember
+			owner := map[taskKey]string{}
+			for i := range m {
+				id := fmt.Sprintf("m%d", i)
+				ps := sbKeys(int32(2*i), int32(2*i+1))
+				members = append(members, groupMember{id: id, parts: ps})
+				for _, k := range ps {
+					owner[k] = id
+				}
+			}
+			copies := map[taskKey]int{}
+			for _, me := range members {
+				for _, k := range standbyChoice(members, me.id, n) {
+					if owner[k] == me.id {
+						t.Errorf("m=%d n=%d: %s stands by for its own partition %v", m, n, me.id, k)
+					}
+					copies[k]++
+				}
+			}
+			for k := range owner {
+				if want := min(n, m-1); copies[k] != want {
+					t.Errorf("m=%d n=%d: partition %v has %d standbys, want %d", m, n, k, copies[k], want)
+				}
+			}
+		}
+	}
+}
+
+// A partition both in another member's assignment and in this one's
+// (a rebalance under way) is not stood by for.
+func TestStandbyChoiceSkipsOwn(t *testing.T) {
+	members := []groupMember{{id: "a", parts: sbKeys(0, 1)}, {id: "b", parts: sbKeys(1, 2)}}
+	if got, want := standbyChoice(members, "b", 1), sbKeys(0); !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+}
+
+// TestStandbyHandOver: a claim cancels the catch-up under way and its
+// channel closes only once the catch-up has stopped writing; a claimed
+// partition is not caught up; a released one waits for its last restore
+// job.
+func TestStandbyHandOver(t *testing.T) {
+	s := newStandbySet()
+	k := taskKey{0, 3}
+
+	ctx, end, ok := s.begin(context.Background(), k)
+	if !ok {
+		t.Fatal("begin on an unowned partition: not ok")
+	}
+	var writing, stopped atomic.Bool
+	started := make(chan struct{})
+	go func() {
+		writing.Store(true)
+		close(started)
+		<-ctx.Done()
+		// The last apply finishes after the cancel: the claim must wait.
+		time.Sleep(50 * time.Millisecond)
+		writing.Store(false)
+		stopped.Store(true)
+		end()
+	}()
+	<-started
+	ch := s.claim(k)
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("claim: the catch-up was not canceled")
+	}
+	if !stopped.Load() || writing.Load() {
+		t.Fatal("claim's channel closed while the catch-up still wrote the store")
+	}
+	if !s.isOwned(k) {
+		t.Fatal("claimed partition not owned")
+	}
+	if _, _, ok := s.begin(context.Background(), k); ok {
+		t.Fatal("begin on a claimed partition: ok")
+	}
+	// Claiming a partition nobody catches up: nothing to wait for.
+	select {
+	case <-s.claim(taskKey{0, 4}):
+	default:
+		t.Fatal("claim of an idle partition must not wait")
+	}
+
+	// Released while its last restore job still runs: not caught up until
+	// the job has ended.
+	jobDone := make(chan struct{})
+	s.release(k, jobDone)
+	if _, _, ok := s.begin(context.Background(), k); ok {
+		t.Fatal("begin while the partition's last restore job runs: ok")
+	}
+	close(jobDone)
+	_, end, ok = s.begin(context.Background(), k)
+	if !ok {
+		t.Fatal("begin after the restore job ended: not ok")
+	}
+	end()
+}
