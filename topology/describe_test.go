@@ -194,3 +194,22 @@ func TestDescribeStandbyReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestOperationsDocStandbyExample: the standby example of the operations
+// guide parses, and describe says it has one standby.
+func TestOperationsDocStandbyExample(t *testing.T) {
+	specs, lines, _ := docExamples(t, "../docs/operations.md")
+	found := false
+	for i, s := range specs {
+		if s.StandbyReplicas == 0 {
+			continue
+		}
+		found = true
+		if got := strings.Join(strings.Fields(Describe(s, 6)), " "); !strings.Contains(got, "one other worker keeps a warm copy") {
+			t.Errorf("operations.md example at line %d: describe does not name its standby:\n%s", lines[i], got)
+		}
+	}
+	if !found {
+		t.Error("docs/operations.md has no example pipeline with standby_replicas")
+	}
+}
