@@ -74,16 +74,20 @@ func sbRecord(topic string, u, phase int) *kgo.Record {
 
 // sbStartWorker starts `eddy run` with a static instance id.
 func sbStartWorker(t *testing.T, spec, brokers, id string) *worker {
+	return sbStartWorkerWith(t, spec, brokers, id, "6s")
+}
+
+func sbStartWorkerWith(t *testing.T, spec, brokers, id, session string) *worker {
 	return startEddy(t, nil, "run", "-f", spec, "--brokers", brokers, "--state-dir", t.TempDir(),
-		"--http-addr", "127.0.0.1:0", "--session-timeout", "6s", "--log-level", "info", "--instance-id", id)
+		"--http-addr", "127.0.0.1:0", "--session-timeout", session, "--log-level", "info", "--instance-id", id)
 }
 
 // sbWaitIdle waits until the group has committed the end of every input
 // partition (past an open transaction's records only once it ended).
-func sbWaitIdle(t *testing.T, brokers []string, group, topic string, ws ...*worker) {
+func sbWaitIdle(t *testing.T, timeout time.Duration, brokers []string, group, topic string, ws ...*worker) {
 	t.Helper()
 	adm := kadm.NewClient(kafkatest.Client(t, brokers))
-	waitFor(t, 120*time.Second, "the group to process its input", func() (bool, string) {
+	waitFor(t, timeout, "the group to process its input", func() (bool, string) {
 		for _, w := range ws {
 			select {
 			case err := <-w.done:
@@ -165,9 +169,9 @@ func testStandbyFailover(t *testing.T, processing string, standbys int) {
 	w0 := sbStartWorker(t, spec, list, "w0")
 	w1 := sbStartWorker(t, spec, list, "w1")
 	owners := sbOwners(t, brokers, app, in)
-	sbWaitIdle(t, brokers, app, in, w0, w1)
+	sbWaitIdle(t, 120*time.Second, brokers, app, in, w0, w1)
 	produceSync(t, brokers, phase1)
-	sbWaitIdle(t, brokers, app, in, w0, w1)
+	sbWaitIdle(t, 120*time.Second, brokers, app, in, w0, w1)
 	owners = sbOwners(t, brokers, app, in) // the same, unless a rebalance moved some
 	moved := owners["w0"]
 	if standbys > 0 {
@@ -236,7 +240,7 @@ func testStandbyFailover(t *testing.T, processing string, standbys int) {
 		standbys, processing, moved, restored, resumed.Round(time.Millisecond))
 
 	// Results: every user's window counts both records, with their sum.
-	sbWaitIdle(t, brokers, app, in, w1)
+	sbWaitIdle(t, 120*time.Second, brokers, app, in, w1)
 	type res struct {
 		Key   map[string]string `json:"key"`
 		Start time.Time         `json:"window_start"`
