@@ -417,6 +417,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if a.cfg.InstanceID != "" {
 		opts = append(opts, kgo.InstanceID(a.cfg.InstanceID))
 	}
+	if spec.StandbyReplicas > 0 {
+		// Cooperative-sticky, preferring warm copies (standby_balance.go).
+		opts = append(opts, kgo.Balancers(warmBalancer{kgo.CooperativeStickyBalancer(), a}))
+	}
 	if a.hooks.rebalanceTimeout > 0 {
 		opts = append(opts, kgo.RebalanceTimeout(a.hooks.rebalanceTimeout))
 	}

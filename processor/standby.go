@@ -35,11 +35,9 @@ package processor
 //     its store before that job has ended. The task itself no longer
 //     writes the store once the revoke callback has dropped it (a.mu).
 //
-// The balancer is franz-go's cooperative-sticky one, unchanged: it does
-// not know where the warm copies are. With two workers the survivor is the
-// standby of every partition of the one that died; with more, an orphaned
-// partition may go to a worker without its copy, which then restores it
-// whole (as without standbys).
+// The balancer is franz-go's cooperative-sticky one, with its plan for
+// orphaned partitions permuted so that they go to the workers holding
+// their copies where the sticky plan's counts allow (standby_balance.go).
 
 import (
 	"context"
@@ -73,7 +71,22 @@ type standbySet struct {
 	owned map[taskKey]bool            // assigned to this worker: never caught up by the standby
 	after map[taskKey]<-chan struct{} // released partitions: the last restore job's done
 	cur   *standbyRun                 // the catch-up under way, if any
+	last  []groupMember               // the last stable membership described (standby_balance.go)
 	kick  chan struct{}               // a rebalance happened: describe the group again
+}
+
+// setLast records the last stable membership described.
+func (s *standbySet) setLast(ms []groupMember) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.last = ms
+}
+
+// lastMembers is the last stable membership described, nil before any.
+func (s *standbySet) lastMembers() []groupMember {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
 }
 
 // standbyRun is one catch-up of one partition.
@@ -287,6 +300,7 @@ func (a *App) runStandby(ctx context.Context, r *changelog.Restorer, adm *kadm.C
 		if id := memberID(); id != "" && time.Since(described) >= standbyDescribeEvery {
 			if ms, self, ok := a.groupMembers(ctx, adm, id); ok {
 				described = time.Now()
+				a.sb.setLast(ms)
 				next := standbyChoice(ms, self, n)
 				for _, k := range want {
 					if !slices.Contains(next, k) && !a.sb.isOwned(k) {

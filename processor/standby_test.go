@@ -154,3 +154,55 @@ func TestStandbyHandOver(t *testing.T) {
 	}
 	end()
 }
+
+// TestPreferWarm: orphans are permuted towards their warm copies, keeping
+// every member's count and owned partitions (checked with plain loops).
+func TestPreferWarm(t *testing.T) {
+	owned := func(_ string, p int32) bool { return p < 4 } // 0-3 still owned; 4 and 5 orphaned
+	for _, tc := range []struct {
+		name   string
+		warm   map[int32][]string
+		plan   map[string][]int32
+		want   map[string][]int32
+		gained int
+	}{
+		{"swap both", map[int32][]string{4: {"b"}, 5: {"a"}},
+			map[string][]int32{"a": {0, 1, 4}, "b": {2, 3, 5}},
+			map[string][]int32{"a": {0, 1, 5}, "b": {2, 3, 4}}, 2},
+		{"one copy, counts kept", map[int32][]string{4: {"a"}, 5: {"a"}},
+			map[string][]int32{"a": {0, 1, 4}, "b": {2, 3, 5}},
+			map[string][]int32{"a": {0, 1, 4}, "b": {2, 3, 5}}, 0},
+		{"one gains", map[int32][]string{5: {"a"}},
+			map[string][]int32{"a": {0, 1, 4}, "b": {2, 3, 5}},
+			map[string][]int32{"a": {0, 1, 5}, "b": {2, 3, 4}}, 1},
+		{"no copies", nil,
+			map[string][]int32{"a": {0, 1, 4}, "b": {2, 3, 5}},
+			map[string][]int32{"a": {0, 1, 4}, "b": {2, 3, 5}}, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			assign := map[string]map[string][]int32{}
+			for m, ps := range tc.plan {
+				assign[m] = map[string][]int32{"in": slices.Clone(ps)}
+			}
+			gained := preferWarm(assign, owned, func(_ string, p int32) []string { return tc.warm[p] })
+			if gained != tc.gained {
+				t.Errorf("gained %d, want %d", gained, tc.gained)
+			}
+			for m, want := range tc.want {
+				got := slices.Clone(assign[m]["in"])
+				slices.Sort(got)
+				if !slices.Equal(got, want) {
+					t.Errorf("member %s: %v, want %v", m, got, want)
+				}
+				if len(got) != len(tc.plan[m]) {
+					t.Errorf("member %s: count changed", m)
+				}
+				for _, p := range tc.plan[m] {
+					if owned("in", p) && !slices.Contains(got, p) {
+						t.Errorf("member %s lost its owned partition %d", m, p)
+					}
+				}
+			}
+		})
+	}
+}
