@@ -41,7 +41,7 @@ func TestStandbyChoiceRing(t *testing.T) {
 		{"w-a", 2, sbKeys(2, 3, 4, 5)},
 		{"w-b", 2, sbKeys(0, 1, 4, 5)},
 		{"w-a", 9, sbKeys(2, 3, 4, 5)}, // more replicas than other members: every other member's
-		{"w-x", 1, nil},              // not a member
+		{"w-x", 1, nil},                // not a member
 	} {
 		got := standbyChoice(members, tc.self, tc.n)
 		if !slices.Equal(got, tc.want) {
