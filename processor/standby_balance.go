@@ -7,11 +7,12 @@ package processor
 // assignment format, so workers with and without it share a group. Only
 // the leader's plan changes, and only for orphaned partitions (owned by no
 // member that joined: their worker died or left): the sticky balancer
-// decides how many of them each member gets, and preferWarm then permutes
-// them among those members, within each topic, so that each goes to a
-// member holding its warm copy when one of them does. Partitions a member
-// still owns are never moved (the cooperative protocol's invariant), and
-// no member's count changes.
+// decides how the partitions are balanced, and preferWarm then moves
+// orphans, within each topic, to members holding their warm copies where
+// that keeps the counts as even (swapping orphans between members, or
+// moving one to a member with fewer partitions of the topic). Partitions a
+// member still owns are never moved (the cooperative protocol's
+// invariant).
 //
 // Where the warm copies are comes from the ring of standbyChoice over the
 // last stable membership the leader's standby manager described
@@ -164,14 +165,16 @@ func (a *App) preferWarmPlan(plan []kmsg.SyncGroupRequestGroupAssignment, member
 	return out, moved
 }
 
-// preferWarm permutes the orphaned partitions (owned false) of each topic
-// of assign (member -> topic -> partitions) among the members they are
-// assigned to, so that each goes to a member in warm(topic, p) where it
-// can: an orphan at a member without its copy is swapped with an orphan
-// of the same topic at a member with the copy, when that does not take the
-// other one away from a member with its own copy. Every member keeps its
-// count per topic and its owned partitions. It returns how many partitions
-// now sit with a warm copy that did not before.
+// preferWarm moves the orphaned partitions (owned false) of each topic of
+// assign (member -> topic -> partitions) towards members in
+// warm(topic, p): an orphan at a member without its copy is swapped with
+// an orphan of the same topic at a member with the copy, when that does
+// not take the other one away from a member with its own copy; then an
+// orphan still away from its copy moves to a member with the copy that
+// has fewer partitions of the topic than its member (so the counts per
+// topic are swapped or evened out, never made less even). Partitions
+// owned stay where they are. It returns how many partitions now sit with
+// a warm copy that did not before.
 func preferWarm(assign map[string]map[string][]int32, owned func(topic string, p int32) bool, warm func(topic string, p int32) []string) int {
 	type orphan struct {
 		member string
@@ -215,6 +218,27 @@ func preferWarm(assign map[string]map[string][]int32, owned func(topic string, p
 				break
 			}
 		}
+		// An orphan still away from its copies moves to a member with one
+		// that has fewer partitions of the topic than its member: the
+		// counts are swapped or evened out, never made less even.
+		count := map[string]int{}
+		for _, m := range members {
+			count[m] = len(assign[m][t])
+		}
+		for i := range os {
+			if at(os[i], os[i].member) {
+				continue
+			}
+			for _, m := range warm(t, os[i].p) {
+				if _, ok := assign[m]; ok && count[m] < count[os[i].member] {
+					count[m]++
+					count[os[i].member]--
+					os[i].member = m
+					gained++
+					break
+				}
+			}
+		}
 		// Rebuild the topic's assignment from the permuted orphans.
 		for _, m := range members {
 			ps := assign[m][t]
@@ -225,6 +249,9 @@ func preferWarm(assign map[string]map[string][]int32, owned func(topic string, p
 				}
 			}
 			if len(ps) > 0 || assign[m][t] != nil {
+				if assign[m] == nil {
+					assign[m] = map[string][]int32{}
+				}
 				assign[m][t] = ps
 			}
 		}

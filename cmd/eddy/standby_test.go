@@ -115,13 +115,16 @@ func sbWaitIdle(t *testing.T, timeout time.Duration, brokers []string, group, to
 }
 
 // sbOwners returns the aggregation partitions of each member of the group
-// by instance id, once the group is stable with two members that both own
-// partitions.
-func sbOwners(t *testing.T, brokers []string, group, topic string) map[string][]int32 {
+// by instance id, once the group is stable with the members ids (default
+// w0 and w1), each owning partitions.
+func sbOwners(t *testing.T, brokers []string, group, topic string, ids ...string) map[string][]int32 {
 	t.Helper()
+	if len(ids) == 0 {
+		ids = []string{"w0", "w1"}
+	}
 	adm := kadm.NewClient(kafkatest.Client(t, brokers))
 	var owners map[string][]int32
-	waitFor(t, 60*time.Second, "two members owning partitions", func() (bool, string) {
+	waitFor(t, 60*time.Second, "members owning partitions", func() (bool, string) {
 		gs, err := adm.DescribeGroups(context.Background(), group)
 		if err != nil {
 			return false, err.Error()
@@ -142,7 +145,10 @@ func sbOwners(t *testing.T, brokers []string, group, topic string) map[string][]
 				}
 			}
 		}
-		ok := g.State == "Stable" && len(owners) == 2 && len(owners["w0"]) > 0 && len(owners["w1"]) > 0
+		ok := g.State == "Stable" && len(owners) == len(ids)
+		for _, id := range ids {
+			ok = ok && len(owners[id]) > 0
+		}
 		return ok, fmt.Sprintf("state %s, owners %v", g.State, owners)
 	})
 	return owners
@@ -303,4 +309,103 @@ func TestKafkaStandbyFailover(t *testing.T) {
 func TestKafkaNoStandbyRestoresWhole(t *testing.T) {
 	t.Parallel()
 	testStandbyFailover(t, "exactly_once", 0)
+}
+
+// TestKafkaStandbyPreferred: three workers, three partitions, one standby
+// each (the ring w0 -> w1 -> w2 -> w0: w1 keeps w0's partition warm). When
+// w0 is killed, the group's assignment gives its partition to w1, which
+// restores only a catch-up; results stay exact.
+func TestKafkaStandbyPreferred(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Real(t)
+	const parts, users = 3, 6000
+	in, out, app := kafkatest.Name(t, "in"), kafkatest.Name(t, "out"), kafkatest.Name(t, "app")
+	kafkatest.CreateTopic(t, brokers, in, parts)
+	spec := sbSpec(t, app, in, out, "exactly_once", 1)
+	list := strings.Join(brokers, ",")
+	record := func(u, phase int) *kgo.Record {
+		r := sbRecord(in, u, phase)
+		r.Partition = int32(u % parts)
+		return r
+	}
+	var recs []*kgo.Record
+	for u := range users {
+		recs = append(recs, record(u, 0), record(u, 1))
+	}
+	produceSync(t, brokers, recs)
+	ids := []string{"w0", "w1", "w2"}
+	ws := map[string]*worker{}
+	for _, id := range ids {
+		ws[id] = sbStartWorker(t, spec, list, id)
+	}
+	waitFor(t, 90*time.Second, "one partition per worker", func() (bool, string) {
+		owners := sbOwners(t, brokers, app, in, ids...)
+		return len(owners["w0"]) == 1 && len(owners["w1"]) == 1 && len(owners["w2"]) == 1, fmt.Sprint(owners)
+	})
+	sbWaitIdle(t, 120*time.Second, brokers, app, in, ws["w0"], ws["w1"], ws["w2"])
+	moved := sbOwners(t, brokers, app, in, ids...)["w0"][0]
+	addr := ws["w1"].metricsAddr(t)
+	waitFor(t, 60*time.Second, "w1's standby to catch up", func() (bool, string) {
+		n, lag := metric(t, addr, "eddy_standby_partitions"), metric(t, addr, "eddy_standby_lag_records")
+		return n == 1 && lag == 0, fmt.Sprintf("standby partitions %v, lag %v", n, lag)
+	})
+	before := map[string]int{"w1": len(ws["w1"].logs()), "w2": len(ws["w2"].logs())}
+	if err := ws["w0"].stop(syscall.SIGKILL); err == nil {
+		t.Fatal("SIGKILL: the worker exited cleanly?")
+	}
+	var flush []*kgo.Record
+	for p := range int32(parts) {
+		key, _ := json.Marshal([]string{fmt.Sprintf("flush%d", p)})
+		v, _ := json.Marshal(map[string]any{"user": fmt.Sprintf("flush%d", p), "ts": sbT0 + 3*sbHour/2 + int64(p), "v": 0})
+		flush = append(flush, &kgo.Record{Topic: in, Partition: p, Key: key, Value: v})
+	}
+	produceSync(t, brokers, flush)
+	sbWaitIdle(t, 120*time.Second, brokers, app, in, ws["w1"], ws["w2"])
+	restoredBy := map[string]string{}
+	for _, id := range []string{"w1", "w2"} {
+		for _, m := range sbRestoredRE.FindAllStringSubmatch(ws[id].logs()[before[id]:], -1) {
+			if m[1] == strconv.Itoa(int(moved)) {
+				restoredBy[id] = m[0]
+			}
+		}
+	}
+	t.Logf("w0's partition %d restored: %v", moved, restoredBy)
+	if restoredBy["w1"] == "" || restoredBy["w2"] != "" {
+		t.Fatalf("w0's partition %d should move to w1, its standby: restores %v", moved, restoredBy)
+	}
+	m := sbRestoredRE.FindStringSubmatch(restoredBy["w1"])
+	if n, _ := strconv.Atoi(m[2]); n > users/parts/10 || m[3] != "false" {
+		t.Errorf("w1 restored w0's partition with %s records (from scratch %s), want a catch-up of at most %d", m[2], m[3], users/parts/10)
+	}
+	if !strings.Contains(ws["w1"].logs()+ws["w2"].logs(), "orphaned partitions given to the workers holding their standby copies") {
+		t.Log("the sticky plan already gave the partition to its standby (no move needed)")
+	}
+	got := map[string]int{}
+	for _, r := range kafkatest.ReadAll(t, brokers, out, true) {
+		var x struct {
+			Key   map[string]string `json:"key"`
+			Start time.Time         `json:"window_start"`
+			N     float64           `json:"n"`
+			S     float64           `json:"s"`
+		}
+		if err := json.Unmarshal(r.Value, &x); err != nil {
+			t.Fatal(err)
+		}
+		u, err := strconv.Atoi(strings.TrimPrefix(x.Key["user"], "u"))
+		if x.Start.UnixMilli() != sbT0 || err != nil {
+			continue
+		}
+		got[x.Key["user"]]++
+		if want := float64((u*7)%101 + (u*7+1)%101); x.N != 2 || x.S != want {
+			t.Errorf("user %s: n=%v s=%v, want 2 %v", x.Key["user"], x.N, x.S, want)
+		}
+	}
+	for u := range users {
+		if n := got[fmt.Sprintf("u%05d", u)]; n != 1 {
+			t.Errorf("user u%05d: %d results under exactly-once, want 1", u, n)
+		}
+	}
+	for _, id := range []string{"w1", "w2"} {
+		_ = ws[id].stop(syscall.SIGTERM)
+	}
 }
