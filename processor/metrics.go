@@ -106,7 +106,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		standbyParts: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "eddy_standby_partitions", Help: "Partitions this worker keeps a warm copy of (standby_replicas) without owning them."}),
 		standbyLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "eddy_standby_lag_records", Help: "Changelog records a standby copy was behind before its last catch-up (what a failover to this worker would restore), by store and partition."}, []string{"store", "partition"}),
+			Name: "eddy_standby_lag_records", Help: "Changelog offsets a standby copy was behind before its last catch-up (what a failover to this worker would restore; under exactly_once the transaction marker that ends the changelog counts one), by store and partition."}, []string{"store", "partition"}),
 		standbyRecords: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "eddy_standby_records_total", Help: "Changelog records read into standby copies since start."}),
 	}

@@ -186,7 +186,9 @@ func testStandbyFailover(t *testing.T, processing string, standbys int) {
 		waitFor(t, 60*time.Second, "w1's standbys to catch up", func() (bool, string) {
 			parts := metric(t, addr, "eddy_standby_partitions")
 			lag := metric(t, addr, "eddy_standby_lag_records")
-			return parts == float64(len(moved)) && lag == 0, fmt.Sprintf("standby partitions %v (want %d), lag %v", parts, len(moved), lag)
+			// Caught up: at most the transaction marker ending each
+			// changelog partition.
+			return parts == float64(len(moved)) && lag <= float64(len(moved)), fmt.Sprintf("standby partitions %v (want %d), lag %v", parts, len(moved), lag)
 		})
 		for _, p := range moved {
 			if !strings.Contains(w1.logs(), fmt.Sprintf(`msg="standby started: keeping a warm copy of a partition this worker does not own" app=%s partition=%d `, app, p)) {
@@ -312,9 +314,10 @@ func TestKafkaNoStandbyRestoresWhole(t *testing.T) {
 }
 
 // TestKafkaStandbyPreferred: three workers, three partitions, one standby
-// each (the ring w0 -> w1 -> w2 -> w0: w1 keeps w0's partition warm). When
-// w0 is killed, the group's assignment gives its partition to w1, which
-// restores only a catch-up; results stay exact.
+// each (the ring w0 -> w1 -> w2 -> w0: w2 keeps w1's partition warm). When
+// w1 is killed, the group's assignment gives its partition to w2, which
+// restores only a catch-up; results stay exact. (franz-go's sticky plan
+// alone gives it to w0, the first member, on a tie.)
 func TestKafkaStandbyPreferred(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Real(t)
@@ -343,14 +346,14 @@ func TestKafkaStandbyPreferred(t *testing.T) {
 		return len(owners["w0"]) == 1 && len(owners["w1"]) == 1 && len(owners["w2"]) == 1, fmt.Sprint(owners)
 	})
 	sbWaitIdle(t, 120*time.Second, brokers, app, in, ws["w0"], ws["w1"], ws["w2"])
-	moved := sbOwners(t, brokers, app, in, ids...)["w0"][0]
-	addr := ws["w1"].metricsAddr(t)
-	waitFor(t, 60*time.Second, "w1's standby to catch up", func() (bool, string) {
+	moved := sbOwners(t, brokers, app, in, ids...)["w1"][0]
+	addr := ws["w2"].metricsAddr(t)
+	waitFor(t, 60*time.Second, "w2's standby to catch up", func() (bool, string) {
 		n, lag := metric(t, addr, "eddy_standby_partitions"), metric(t, addr, "eddy_standby_lag_records")
-		return n == 1 && lag == 0, fmt.Sprintf("standby partitions %v, lag %v", n, lag)
+		return n == 1 && lag <= 1, fmt.Sprintf("standby partitions %v, lag %v", n, lag)
 	})
-	before := map[string]int{"w1": len(ws["w1"].logs()), "w2": len(ws["w2"].logs())}
-	if err := ws["w0"].stop(syscall.SIGKILL); err == nil {
+	before := map[string]int{"w0": len(ws["w0"].logs()), "w2": len(ws["w2"].logs())}
+	if err := ws["w1"].stop(syscall.SIGKILL); err == nil {
 		t.Fatal("SIGKILL: the worker exited cleanly?")
 	}
 	var flush []*kgo.Record
@@ -360,24 +363,24 @@ func TestKafkaStandbyPreferred(t *testing.T) {
 		flush = append(flush, &kgo.Record{Topic: in, Partition: p, Key: key, Value: v})
 	}
 	produceSync(t, brokers, flush)
-	sbWaitIdle(t, 120*time.Second, brokers, app, in, ws["w1"], ws["w2"])
+	sbWaitIdle(t, 120*time.Second, brokers, app, in, ws["w0"], ws["w2"])
 	restoredBy := map[string]string{}
-	for _, id := range []string{"w1", "w2"} {
+	for _, id := range []string{"w0", "w2"} {
 		for _, m := range sbRestoredRE.FindAllStringSubmatch(ws[id].logs()[before[id]:], -1) {
 			if m[1] == strconv.Itoa(int(moved)) {
 				restoredBy[id] = m[0]
 			}
 		}
 	}
-	t.Logf("w0's partition %d restored: %v", moved, restoredBy)
-	if restoredBy["w1"] == "" || restoredBy["w2"] != "" {
-		t.Fatalf("w0's partition %d should move to w1, its standby: restores %v", moved, restoredBy)
+	t.Logf("w1's partition %d restored: %v", moved, restoredBy)
+	if restoredBy["w2"] == "" || restoredBy["w0"] != "" {
+		t.Fatalf("w1's partition %d should move to w2, its standby: restores %v", moved, restoredBy)
 	}
-	m := sbRestoredRE.FindStringSubmatch(restoredBy["w1"])
+	m := sbRestoredRE.FindStringSubmatch(restoredBy["w2"])
 	if n, _ := strconv.Atoi(m[2]); n > users/parts/10 || m[3] != "false" {
-		t.Errorf("w1 restored w0's partition with %s records (from scratch %s), want a catch-up of at most %d", m[2], m[3], users/parts/10)
+		t.Errorf("w2 restored w1's partition with %s records (from scratch %s), want a catch-up of at most %d", m[2], m[3], users/parts/10)
 	}
-	if !strings.Contains(ws["w1"].logs()+ws["w2"].logs(), "orphaned partitions given to the workers holding their standby copies") {
+	if !strings.Contains(ws["w0"].logs()+ws["w2"].logs(), "orphaned partitions given to the workers holding their standby copies") {
 		t.Log("the sticky plan already gave the partition to its standby (no move needed)")
 	}
 	got := map[string]int{}
@@ -405,7 +408,7 @@ func TestKafkaStandbyPreferred(t *testing.T) {
 			t.Errorf("user u%05d: %d results under exactly-once, want 1", u, n)
 		}
 	}
-	for _, id := range []string{"w1", "w2"} {
+	for _, id := range []string{"w0", "w2"} {
 		_ = ws[id].stop(syscall.SIGTERM)
 	}
 }
