@@ -17,11 +17,13 @@ package processor
 // next standby_replicas members after it. A worker never stands by for its
 // own partitions, and with fewer members than standby_replicas+1 each
 // partition has as many standbys as there are other members. The standby
-// manager (standbySet, runStandby: one goroutine of the App, one restorer
-// client) learns the assignment from the group's description every
-// standbyDescribeEvery and after every rebalance of this worker, and
-// catches every standby partition up every standbyInterval, one partition
-// at a time.
+// manager (standbySet, runStandby: a goroutine of the App, with up to
+// standbyParallelism restorer clients) learns the assignment from the
+// group's description every standbyDescribeEvery and after every
+// rebalance of this worker, and catches every standby partition up every
+// standbyInterval, up to standbyParallelism partitions at once (under
+// exactly-once a catch-up waits for the owner's open transaction, up to a
+// commit interval).
 //
 // Hand-over invariant: one writer at a time per store.
 //   - A partition assigned to this worker is claimed (standbySet.claim, in
@@ -70,7 +72,7 @@ type standbySet struct {
 	mu    sync.Mutex
 	owned map[taskKey]bool            // assigned to this worker: never caught up by the standby
 	after map[taskKey]<-chan struct{} // released partitions: the last restore job's done
-	cur   *standbyRun                 // the catch-up under way, if any
+	cur   map[taskKey]*standbyRun     // the catch-ups under way
 	last  []groupMember               // the last stable membership described (standby_balance.go)
 	kick  chan struct{}               // a rebalance happened: describe the group again
 }
@@ -100,6 +102,7 @@ func newStandbySet() *standbySet {
 	return &standbySet{
 		owned: make(map[taskKey]bool),
 		after: make(map[taskKey]<-chan struct{}),
+		cur:   make(map[taskKey]*standbyRun),
 		kick:  make(chan struct{}, 1),
 	}
 }
@@ -111,9 +114,9 @@ func (s *standbySet) claim(k taskKey) <-chan struct{} {
 	defer s.mu.Unlock()
 	s.owned[k] = true
 	delete(s.after, k)
-	if s.cur != nil && s.cur.k == k {
-		s.cur.cancel()
-		return s.cur.done
+	if r := s.cur[k]; r != nil {
+		r.cancel()
+		return r.done
 	}
 	return closedChan
 }
@@ -143,7 +146,7 @@ func (s *standbySet) isOwned(k taskKey) bool {
 func (s *standbySet) begin(parent context.Context, k taskKey) (ctx context.Context, end func(), ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.owned[k] || s.cur != nil {
+	if s.owned[k] || s.cur[k] != nil {
 		return nil, nil, false
 	}
 	if d, wait := s.after[k]; wait {
@@ -156,10 +159,10 @@ func (s *standbySet) begin(parent context.Context, k taskKey) (ctx context.Conte
 	}
 	ctx, cancel := context.WithCancel(parent)
 	r := &standbyRun{k: k, cancel: cancel, done: make(chan struct{})}
-	s.cur = r
+	s.cur[k] = r
 	return ctx, func() {
 		s.mu.Lock()
-		s.cur = nil
+		delete(s.cur, k)
 		s.mu.Unlock()
 		cancel()
 		close(r.done)
@@ -270,9 +273,10 @@ func (a *App) groupMembers(ctx context.Context, adm *kadm.Client, memberID strin
 }
 
 // runStandby is the standby goroutine: it keeps the chosen partitions'
-// stores close to their changelogs with r until ctx ends. memberID returns
-// this worker's member id in the group ("" before it has joined).
-func (a *App) runStandby(ctx context.Context, r *changelog.Restorer, adm *kadm.Client, memberID func() string) {
+// stores close to their changelogs until ctx ends, catching up as many
+// partitions at once as pool has restorers. memberID returns this
+// worker's member id in the group ("" before it has joined).
+func (a *App) runStandby(ctx context.Context, pool chan *changelog.Restorer, adm *kadm.Client, memberID func() string) {
 	n := a.cfg.Spec.StandbyReplicas
 	var (
 		want      []taskKey // the partitions chosen, last time the group was described
@@ -280,6 +284,9 @@ func (a *App) runStandby(ctx context.Context, r *changelog.Restorer, adm *kadm.C
 		warm      = make(map[taskKey]bool) // caught up at least once since chosen
 	)
 	stop := func(k taskKey, why string) {
+		if !warm[k] {
+			return
+		}
 		delete(warm, k)
 		for _, ro := range a.stages[k.stage].rollups {
 			a.m.standbyLag.DeleteLabelValues(ro.p.spec.Store, strconv.Itoa(int(k.p)))
@@ -310,30 +317,43 @@ func (a *App) runStandby(ctx context.Context, r *changelog.Restorer, adm *kadm.C
 				want = next
 			}
 		}
-		count := 0
+		var todo []taskKey
 		for _, k := range want {
 			if a.sb.isOwned(k) {
-				if warm[k] {
-					stop(k, "assigned to this worker: its restore takes over the warm state")
-				}
+				stop(k, "assigned to this worker: its restore takes over the warm state")
 				continue
 			}
-			count++
-			began, err := a.catchUp(ctx, r, adm, k, !warm[k])
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				if !errors.Is(err, context.Canceled) {
-					a.warn.Warn("standby: could not catch up", "partition", k.p, "topic", a.stages[k.stage].topics[0], "err", err)
-				}
-				continue
-			}
-			if began {
+			todo = append(todo, k)
+		}
+		type result struct {
+			began bool
+			err   error
+		}
+		results := make([]result, len(todo))
+		var wg sync.WaitGroup
+		for i, k := range todo {
+			r := <-pool // every catch-up ends soon once ctx ends
+			first := !warm[k]
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				results[i].began, results[i].err = a.catchUp(ctx, r, adm, k, first)
+				pool <- r
+			}()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return
+		}
+		for i, k := range todo {
+			switch err := results[i].err; {
+			case err != nil && !errors.Is(err, context.Canceled):
+				a.warn.Warn("standby: could not catch up", "partition", k.p, "topic", a.stages[k.stage].topics[0], "err", err)
+			case err == nil && results[i].began:
 				warm[k] = true
 			}
 		}
-		a.m.standbyParts.Set(float64(count))
+		a.m.standbyParts.Set(float64(len(todo)))
 		select {
 		case <-ctx.Done():
 			return
@@ -396,14 +416,26 @@ func (a *App) catchUp(ctx context.Context, r *changelog.Restorer, adm *kadm.Clie
 }
 
 // startStandby starts the standby goroutine with its own read_committed
-// restorer client (base: the App's client options). stop ends it and
-// closes the client; Run calls it before the group client and the store
-// close.
+// restorer clients, up to standbyParallelism (base: the App's client
+// options; a client connects only when used). stop ends it and closes the
+// clients; Run calls it before the group client and the store close.
 func (a *App) startStandby(base []kgo.Opt, fetchBytes int32) (stop func(), err error) {
-	rcl, err := kgo.NewClient(append(slices.Clone(base), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
-		kgo.FetchMaxPartitionBytes(fetchBytes))...)
-	if err != nil {
-		return nil, err
+	pool := make(chan *changelog.Restorer, standbyParallelism)
+	var cls []*kgo.Client
+	closeAll := func() {
+		for _, cl := range cls {
+			cl.Close()
+		}
+	}
+	for range standbyParallelism {
+		rcl, err := kgo.NewClient(append(slices.Clone(base), kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(),
+			kgo.FetchMaxPartitionBytes(fetchBytes))...)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		cls = append(cls, rcl)
+		pool <- changelog.NewRestorer(rcl)
 	}
 	a.log.Info("standby replicas on", "standby_replicas", a.cfg.Spec.StandbyReplicas)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -411,7 +443,7 @@ func (a *App) startStandby(base []kgo.Opt, fetchBytes int32) (stop func(), err e
 	cl := a.cl
 	go func() {
 		defer close(done)
-		a.runStandby(ctx, changelog.NewRestorer(rcl), kadm.NewClient(rcl), func() string {
+		a.runStandby(ctx, pool, kadm.NewClient(cls[0]), func() string {
 			id, _ := cl.GroupMetadata()
 			return id
 		})
@@ -419,6 +451,9 @@ func (a *App) startStandby(base []kgo.Opt, fetchBytes int32) (stop func(), err e
 	return func() {
 		cancel()
 		<-done
-		rcl.Close()
+		closeAll()
 	}, nil
 }
+
+// standbyParallelism is how many standby partitions catch up at once.
+const standbyParallelism = 4

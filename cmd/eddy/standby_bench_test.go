@@ -174,6 +174,12 @@ func benchStandbyFailover(t *testing.T, keys int, session, processing string, st
 		n, _ := strconv.ParseInt(m[2], 10, 64)
 		restored += n
 	}
+	for _, l := range strings.Split(w1.logs()[before:], "\n") {
+		if strings.Contains(l, "partitions assigned") || strings.Contains(l, "partition restored") || strings.Contains(l, "state restored") ||
+			strings.Contains(l, "standby stopped") || strings.Contains(l, "orphaned partitions") {
+			t.Log(l)
+		}
+	}
 	took := regexp.MustCompile(`msg="state restored; processing" .*?took=(\S+)`).FindStringSubmatch(w1.logs()[before:])
 	restoreTook := "?"
 	if took != nil {
