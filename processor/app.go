@@ -418,8 +418,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		opts = append(opts, kgo.InstanceID(a.cfg.InstanceID))
 	}
 	if spec.StandbyReplicas > 0 {
-		// Cooperative-sticky, preferring warm copies (standby_balance.go).
-		opts = append(opts, kgo.Balancers(warmBalancer{kgo.CooperativeStickyBalancer(), a}))
+		// Cooperative-sticky, preferring warm copies, and a survivor that
+		// learns of a dead member's expiry sooner (standby_balance.go).
+		opts = append(opts, kgo.Balancers(warmBalancer{kgo.CooperativeStickyBalancer(), a}),
+			kgo.HeartbeatInterval(standbyHeartbeat(a.cfg.SessionTimeout)))
 	}
 	if a.hooks.rebalanceTimeout > 0 {
 		opts = append(opts, kgo.RebalanceTimeout(a.hooks.rebalanceTimeout))

@@ -22,6 +22,7 @@ package processor
 
 import (
 	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -257,4 +258,14 @@ func preferWarm(assign map[string]map[string][]int32, owned func(topic string, p
 		}
 	}
 	return gained
+}
+
+// standbyHeartbeat is the group heartbeat interval of a pipeline with
+// standbys: a tenth of the session timeout, between 100ms and 1s (franz-go's
+// default is 3s). A surviving member learns that the group rebalances (a
+// dead member's session expired) from its next heartbeat, so with the
+// default a failover waits up to 3s more than the session timeout before
+// the restore of the warm copy even starts.
+func standbyHeartbeat(session time.Duration) time.Duration {
+	return min(max(session/10, 100*time.Millisecond), time.Second)
 }
