@@ -301,3 +301,15 @@ standby_replicas: 1
 		t.Errorf("no membership known: moved %d", moved)
 	}
 }
+
+func TestStandbyHeartbeat(t *testing.T) {
+	for _, tc := range []struct{ session, want time.Duration }{
+		{45 * time.Second, time.Second},
+		{6 * time.Second, 600 * time.Millisecond},
+		{500 * time.Millisecond, 100 * time.Millisecond},
+	} {
+		if got := standbyHeartbeat(tc.session); got != tc.want {
+			t.Errorf("session %s: heartbeat %s, want %s", tc.session, got, tc.want)
+		}
+	}
+}
