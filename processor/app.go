@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/internal/backoff"
 	"github.com/eddy-streams/eddy/internal/ratelog"
 	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/schema"
@@ -139,7 +140,7 @@ type App struct {
 	pg         *partitionGroup                  // repartition stage: buffered source records
 	stalled    map[state.SourcePartition]*stall // records waiting for the schema registry (registry_wait.go)
 	eosWait    time.Time                        // exactly_once: registry outage, poll again after this
-	eosBackoff time.Duration
+	eosBackoff backoff.Backoff                  // exactly_once: waits for the registry (registry_wait.go)
 	dirtySrc   bool
 	lastCommit time.Time
 	rst        restoreSet // partitions restoring (restore.go)
@@ -214,23 +215,24 @@ func New(cfg Config) (*App, error) {
 	}
 	p := rollups[0].p
 	app := &App{
-		cfg:     cfg,
-		p:       p,
-		rollups: rollups,
-		stages:  stages,
-		log:     cfg.Logger.With("app", cfg.Spec.App),
-		warn:    ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
-		clock:   cfg.Clock,
-		m:       newMetrics(cfg.Registerer),
-		tasks:   make(map[taskKey][]*task),
-		srcPos:  make(map[state.SourcePartition]int64),
-		stalled: make(map[state.SourcePartition]*stall),
-		pg:      newPartitionGroup(time.Second),
-		fatal:   make(chan error, 1),
-		rst:     newRestoreSet(),
-		hooks:   hooks,
-		eos:     cfg.Spec.Processing == topology.ExactlyOnce,
-		km:      newKeeperMetrics(cfg.Registerer),
+		cfg:        cfg,
+		p:          p,
+		rollups:    rollups,
+		stages:     stages,
+		log:        cfg.Logger.With("app", cfg.Spec.App),
+		warn:       ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
+		clock:      cfg.Clock,
+		m:          newMetrics(cfg.Registerer),
+		tasks:      make(map[taskKey][]*task),
+		srcPos:     make(map[state.SourcePartition]int64),
+		stalled:    make(map[state.SourcePartition]*stall),
+		pg:         newPartitionGroup(time.Second),
+		fatal:      make(chan error, 1),
+		eosBackoff: backoff.Backoff{Min: registryRetryMin, Max: registryRetryMax},
+		rst:        newRestoreSet(),
+		hooks:      hooks,
+		eos:        cfg.Spec.Processing == topology.ExactlyOnce,
+		km:         newKeeperMetrics(cfg.Registerer),
 	}
 	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
 	par, why := parallelism(cfg.Spec, cfg.Parallelism)
