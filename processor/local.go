@@ -34,6 +34,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -66,6 +67,15 @@ type LocalConfig struct {
 	MaxOpenWindows int
 	// CacheRows bounds clean rows kept in memory per task. Default 10000.
 	CacheRows int
+	// LookupClient, when set, are the Kafka client options (seed
+	// brokers, TLS, SASL) NewLocal loads the pipeline's lookup tables
+	// with, from their topics, as `eddy run` does, into a temporary
+	// directory, kept up to date until Close (runbook previews set it).
+	// Without it, every record of a pipeline with lookups goes to the
+	// dead-letter topic (class lookup_miss: the tables are not loaded).
+	LookupClient []kgo.Opt
+	// Logger receives the lookup tables' log. Default: discarded.
+	Logger *slog.Logger
 }
 
 // Local is a pipeline run in process (see the comment at the top of
@@ -85,6 +95,9 @@ type Local struct {
 	started    bool
 	lastCommit time.Time
 	refused    int
+
+	stopTables func() // lookup tables (LocalConfig.LookupClient); nil without
+	tablesDir  string
 }
 
 // NewLocal compiles cfg.Spec and opens an in-memory store. For Avro
@@ -117,6 +130,12 @@ func NewLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 		fx: make([]engine.Effects, len(rollups)), wm: map[state.SourcePartition]int64{}}
 	for range stages {
 		l.next = append(l.next, make([]int64, cfg.Partitions))
+	}
+	if len(cfg.Spec.Lookups) > 0 && cfg.LookupClient != nil {
+		if err := l.loadTables(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	for _, topic := range cfg.Spec.Source.Topics {
 		for i := range cfg.Partitions {
@@ -502,7 +521,39 @@ func (l *Local) StreamTime(p int) (int64, bool) {
 }
 
 // Close releases the in-memory store.
-func (l *Local) Close() error { return l.db.Close() }
+func (l *Local) Close() error {
+	if l.stopTables != nil {
+		l.stopTables()
+		_ = os.RemoveAll(l.tablesDir)
+	}
+	return l.db.Close()
+}
+
+// loadTables loads the lookup tables from their topics (bindTables, as
+// the App does) into a temporary directory. ctx bounds the load; the
+// tables then follow their topics until Close.
+func (l *Local) loadTables(ctx context.Context) error {
+	dir, err := os.MkdirTemp("", "eddy-lookups-")
+	if err != nil {
+		return err
+	}
+	log := l.cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	stopWatch := context.AfterFunc(ctx, cancel) // ctx ends during the load: give up
+	stop, err := l.p.bindTables(lctx, l.cfg.LookupClient, dir, log)
+	stopWatch()
+	if err != nil {
+		cancel()
+		_ = os.RemoveAll(dir)
+		return err
+	}
+	l.tablesDir = dir
+	l.stopTables = func() { stop(); cancel() }
+	return nil
+}
 
 // Progress is how far a running App got (App.Settle).
 type Progress struct {

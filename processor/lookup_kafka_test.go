@@ -468,3 +468,87 @@ output: {topic: %s}
 	}
 	t.Log(err)
 }
+
+// TestKafkaLocalLookups: a Local given client options loads the pipeline's
+// lookup tables from their topics as the App does, joins records with
+// them (defaults on a miss), follows updates of the topic, and without
+// them dead-letters every record (class lookup_miss).
+func TestKafkaLocalLookups(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Real(t)
+	owners := kafkatest.Name(t, "owners")
+	createCompacted(t, brokers, owners, 1)
+	cl := kafkatest.Client(t, brokers)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: owners, Key: []byte("/pay"), Value: []byte(`{"team":"payments"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := topology.Parse([]byte(fmt.Sprintf(`app: ll
+source: {topics: [in]}
+time: {field: ts}
+lookups: [{name: owners, topic: %s, on: endpoint, fields: [team], defaults: {team: unowned}}]
+key: [team]
+window: {type: tumbling, size: 10s}
+aggregates: [{name: n, op: count}]
+output: {topic: out}
+`, owners)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	feed := func(l *Local, off int64, endpoint string) []*kgo.Record {
+		t.Helper()
+		v := fmt.Sprintf(`{"ts":%d,"endpoint":%q}`, base.UnixMilli()+off, endpoint)
+		if err := l.Feed(ctx, &kgo.Record{Topic: "in", Offset: off, Value: []byte(v)}, base); err != nil {
+			t.Fatal(err)
+		}
+		return l.Drain()
+	}
+	teams := func(l *Local) map[string]float64 {
+		t.Helper()
+		out := map[string]float64{}
+		for _, team := range []string{"payments", "unowned", "search"} {
+			ws, err := l.OpenWindows(`["` + team + `"]`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range ws {
+				out[team] += w.Values["n"]
+			}
+		}
+		return out
+	}
+
+	l, err := NewLocal(ctx, LocalConfig{Spec: spec, LookupClient: []kgo.Opt{kgo.SeedBrokers(brokers...)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	feed(l, 0, "/pay")
+	feed(l, 1, "/search")
+	if got := teams(l); got["payments"] != 1 || got["unowned"] != 1 {
+		t.Fatalf("windows by team %v, want payments 1 and unowned 1", got)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: owners, Key: []byte("/search"), Value: []byte(`{"team":"search"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	off := int64(2)
+	waitUntil(t, 30*time.Second, "the update of the table to reach the Local", func() (bool, string) {
+		feed(l, off, "/search")
+		off++
+		got := teams(l)
+		return got["search"] > 0, fmt.Sprint(got)
+	})
+
+	// Without client options: every record is a lookup miss.
+	l2, err := NewLocal(ctx, LocalConfig{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	out := feed(l2, 0, "/pay")
+	if len(out) != 1 || out[0].Topic != spec.DeadLetterTopic {
+		t.Fatalf("without lookup client: %d records (%v), want one dead letter", len(out), out)
+	}
+}
