@@ -69,7 +69,7 @@ func (p *pipeline) encodeAlert(a Alert) ([]byte, error) {
 func (a *App) publishAlert(ctx context.Context, t *task, tr engine.AlertTransition) {
 	al := tr.Alert
 	a.m.alerts.WithLabelValues(al.Rule, al.State).Inc()
-	out, err := a.p.alertRecord(tr)
+	out, err := t.r.p.alertRecord(tr)
 	if err != nil {
 		a.setProduceErr(err)
 		return
@@ -77,7 +77,7 @@ func (a *App) publishAlert(ctx context.Context, t *task, tr engine.AlertTransiti
 	a.log.Info("alert", "rule", al.Rule, "state", al.State, "key", tr.Key, "at", al.At, "summary", al.Summary)
 	a.produce(ctx, out)
 	if a.am != nil {
-		a.am.send(t.partition, al, true)
+		a.am.send(taskKey{t.r.stage.idx, t.partition}.owner(), al, true)
 	}
 }
 

@@ -95,12 +95,16 @@ type Config struct {
 // App runs one pipeline as a member of the consumer group named by the
 // pipeline's app id.
 type App struct {
-	cfg   Config
-	p     *pipeline
-	log   *slog.Logger
-	warn  *ratelog.Logger // repeated warnings of per-record and per-poll paths, once per warnEvery with a count
-	clock Clock
-	m     *metrics
+	cfg Config
+	// p is the first rollup's pipeline: it runs the stateless steps every
+	// rollup shares (rollups.go) and names the shared topics.
+	p       *pipeline
+	rollups []*rollup   // every rollup, spec order (rollups.go)
+	stages  []*aggStage // the aggregation inputs and their rollups
+	log     *slog.Logger
+	warn    *ratelog.Logger // repeated warnings of per-record and per-poll paths, once per warnEvery with a count
+	clock   Clock
+	m       *metrics
 
 	cl     *kgo.Client
 	sess   *kgo.GroupTransactSession // exactly_once only; cl is its client
@@ -126,11 +130,12 @@ type App struct {
 	// one's). Not held across restores (restore.go), the assignment's
 	// offset look-ups (learnSourcePositions, startWatch.assigned) or the
 	// poll itself.
-	mu         sync.Mutex
-	fx         engine.Effects // the engine's effects of punctuate and the commit; processing loop only
-	loopW      *aggWorker     // the loop's scratch for processAgg (retryStalled)
-	workers    []*aggWorker   // one per goroutine of the parallel tasks (parallel.go)
-	tasks      map[int32]*task
+	mu      sync.Mutex
+	loopW   *aggWorker   // the loop's scratch: processAgg (retryStalled), punctuate, the commit
+	workers []*aggWorker // one per goroutine of the parallel tasks (parallel.go)
+	// tasks are the tasks of each partition of each stage, one per rollup
+	// of the stage, in its order (aggStage.rollups).
+	tasks      map[taskKey][]*task
 	srcPos     map[state.SourcePartition]int64  // repartition stage: next source offset to commit
 	pg         *partitionGroup                  // repartition stage: buffered source records
 	stalled    map[state.SourcePartition]*stall // records waiting for the schema registry (registry_wait.go)
@@ -158,10 +163,10 @@ type App struct {
 	aggProbe func(partition int32)
 
 	// How eddy keeps its topics (keeper.go, topiccheck.go).
-	km    *keeperMetrics
-	purge *purger         // nil without a repartition topic, until Run
-	watch *startWatch     // log-start watch
-	guard *retentionGuard // nil until Run
+	km     *keeperMetrics
+	purges []*purger       // one per repartition topic, from Run
+	watch  *startWatch     // log-start watch
+	guard  *retentionGuard // nil until Run
 
 	ready   atomic.Bool
 	waiting atomic.Pointer[string] // why results wait on an input partition, "" none (watermarks.go)
@@ -202,18 +207,21 @@ func New(cfg Config) (*App, error) {
 	if cfg.PurgeInterval <= 0 {
 		cfg.PurgeInterval = DefaultPurgeInterval
 	}
-	p, err := newPipeline(cfg.Spec)
+	rollups, stages, err := buildRollups(cfg.Spec)
 	if err != nil {
 		return nil, err
 	}
+	p := rollups[0].p
 	app := &App{
 		cfg:     cfg,
 		p:       p,
+		rollups: rollups,
+		stages:  stages,
 		log:     cfg.Logger.With("app", cfg.Spec.App),
 		warn:    ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
 		clock:   cfg.Clock,
 		m:       newMetrics(cfg.Registerer),
-		tasks:   make(map[int32]*task),
+		tasks:   make(map[taskKey][]*task),
 		srcPos:  make(map[state.SourcePartition]int64),
 		stalled: make(map[state.SourcePartition]*stall),
 		pg:      newPartitionGroup(time.Second),
@@ -228,10 +236,10 @@ func New(cfg Config) (*App, error) {
 	if why != "" {
 		app.log.Info("parallel tasks off", "parallelism", par, "why", why)
 	}
-	app.loopW, app.workers = newAggWorkers(p, par)
+	app.loopW, app.workers = newAggWorkers(rollups, par)
 	app.lagW = newLagWatch(app.m)
 	app.watch = newStartWatch(cfg.Spec.GroupID(), app.log, app.km, cfg.Clock.Now)
-	if cfg.AlertmanagerURL != "" && p.eng.HasAlerts() {
+	if cfg.AlertmanagerURL != "" && app.hasAlerts() {
 		app.am = newAMForwarder(cfg.AlertmanagerURL, cfg.Spec.App, app.log, app.m, cfg.AlertmanagerResend, cfg.AlertmanagerMaxAge)
 	}
 	return app, nil
@@ -271,16 +279,12 @@ func (a *App) Handler(gatherer prometheus.Gatherer) http.Handler {
 	return mux
 }
 
-func (a *App) aggInputTopics() []string {
-	if a.p.spec.NeedsRepartition() {
-		return []string{a.p.spec.RepartitionTopic()}
-	}
-	return a.p.spec.Source.Topics
-}
+func (a *App) isAggInput(topic string) bool { return a.stageOf(topic) != nil }
 
-func (a *App) isAggInput(topic string) bool {
-	for _, t := range a.aggInputTopics() {
-		if t == topic {
+// hasAlerts reports whether any rollup has alert rules.
+func (a *App) hasAlerts() bool {
+	for _, r := range a.rollups {
+		if r.p.eng.HasAlerts() {
 			return true
 		}
 	}
@@ -290,7 +294,7 @@ func (a *App) isAggInput(topic string) bool {
 // Run joins the group and processes until ctx is canceled (soft shutdown:
 // stop fetching, flush, commit, leave the group) or a fatal error occurs.
 func (a *App) Run(ctx context.Context) (err error) {
-	spec := a.p.spec
+	spec := a.cfg.Spec // the whole pipeline (a.p.spec is its first rollup's)
 	// The state directory is ours before anything else happens: a second
 	// process on it stops here, having touched nothing (state/lock.go).
 	lock, err := state.LockDir(filepath.Join(a.cfg.StateDir, spec.App))
@@ -298,8 +302,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 	defer lock.Unlock()
-	if err := a.p.bindSchemas(ctx, a.cfg.Registry, a.log, a.m); err != nil {
-		return err
+	for _, r := range a.rollups {
+		if err := r.p.bindSchemas(ctx, a.cfg.Registry, a.log, a.m); err != nil {
+			return err
+		}
 	}
 	// Every client of this pipeline (admin, restorers, the group member)
 	// shows in broker tools and quotas as the app and the instance.
@@ -328,7 +334,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	a.log.Info("topics ready", "partitions", parts, "changelog", spec.ChangelogTopic(), "parallelism", len(a.workers))
+	a.log.Info("topics ready", "partitions", parts, "changelogs", a.changelogTopics(), "parallelism", len(a.workers))
 	stopKeeping, err := a.startKeeping(ctx, base)
 	if err != nil {
 		return err
@@ -375,8 +381,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 	defer a.stopRestores(cancelRestores)
 
 	topics := append([]string(nil), spec.Source.Topics...)
-	if spec.NeedsRepartition() {
-		topics = append(topics, spec.RepartitionTopic())
+	for _, s := range a.stages {
+		if s.repart {
+			topics = append(topics, s.topic())
+		}
 	}
 	opts := append(base,
 		kgo.ConsumerGroup(spec.GroupID()),
@@ -389,7 +397,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		kgo.ProducerLinger(5*time.Millisecond),
 		// One batch limit per topic, its max.message.bytes (limits.go).
 		kgo.ProducerBatchMaxBytesFn(a.limits.limit),
-		kgo.RecordPartitioner(newPartitioner(spec.ChangelogTopic()).withWatermarks(spec.RepartitionTopic())),
+		kgo.RecordPartitioner(newPartitioner(a.changelogTopics()...).withWatermarks(a.repartitionTopics()...)),
 		kgo.OnPartitionsAssigned(func(ctx context.Context, cl *kgo.Client, m map[string][]int32) {
 			a.lagW.assigned(m)
 			a.onAssigned(ctx, cl, m)
@@ -485,7 +493,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			}
 			cancel()
 		}
-		a.tasks = map[int32]*task{}
+		a.tasks = map[taskKey][]*task{}
 		a.mu.Unlock()
 		a.cl.AllowRebalance()
 		if a.sess != nil {
@@ -582,13 +590,29 @@ func (a *App) Run(ctx context.Context) (err error) {
 
 // writtenTopics are the topics eddy produces to.
 func (a *App) writtenTopics() []string {
-	spec := a.p.spec
-	ts := []string{spec.ChangelogTopic(), spec.Output.Topic, spec.LateTopic, spec.DeadLetterTopic}
-	if t := spec.AlertsTopic(); t != "" {
-		ts = append(ts, t)
+	var ts []string
+	for _, t := range a.cfg.Spec.Topics(0) {
+		ts = append(ts, t.Name)
 	}
-	if spec.NeedsRepartition() {
-		ts = append(ts, spec.RepartitionTopic())
+	return ts
+}
+
+// changelogTopics are the rollups' changelog topics, in spec order.
+func (a *App) changelogTopics() []string {
+	ts := make([]string, len(a.rollups))
+	for i, r := range a.rollups {
+		ts[i] = r.p.spec.ChangelogTopic()
+	}
+	return ts
+}
+
+// repartitionTopics are the stages' repartition topics.
+func (a *App) repartitionTopics() []string {
+	var ts []string
+	for _, s := range a.stages {
+		if s.repart {
+			ts = append(ts, s.topic())
+		}
 	}
 	return ts
 }
@@ -650,11 +674,12 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			st.recs = append(st.recs, fp.Records...) // fetched before the pause took effect
 			return
 		}
-		if !a.isAggInput(fp.Topic) {
+		st := a.stageOf(fp.Topic)
+		if st == nil {
 			src = append(src, fp)
 			return
 		}
-		if t := a.tasks[fp.Partition]; t != nil {
+		for _, t := range a.tasks[taskKey{st.idx, fp.Partition}] {
 			t.inputFetched(fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark)
 		}
 		if byPart == nil {
@@ -727,10 +752,11 @@ func (a *App) deadLetterWith(ctx context.Context, rec *kgo.Record, re *RecordErr
 
 // forwardSource finishes the stateless steps of a source record (already
 // prepared when it was buffered) and forwards it through the repartition
-// topic.
+// topic of each stage, keyed by the stage's grouping key.
 func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 	rec, ev := it.rec, it.ev
-	a.srcPos[state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}] = rec.Offset + 1
+	sp := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
+	a.srcPos[sp] = rec.Offset + 1
 	a.dirtySrc = true
 	if it.re != nil {
 		a.deadLetter(ctx, rec, it.re)
@@ -740,20 +766,33 @@ func (a *App) forwardSource(ctx context.Context, it srcItem) error {
 		a.m.filtered.Inc()
 		return nil
 	}
-	a.beforeLateForward(ctx, state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}, ev)
-	headers := append(append([]kgo.RecordHeader(nil), rec.Headers...),
-		kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
-		kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},
-		kgo.RecordHeader{Key: hdrOrigTS, Value: binary.AppendVarint(nil, rec.Timestamp.UnixMilli())},
-		kgo.RecordHeader{Key: hdrSourceWatermark, Value: binary.AppendVarint(nil, a.pg.watermark(state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}))},
-	)
-	a.write(ctx, &kgo.Record{
-		Topic:     a.p.spec.RepartitionTopic(),
-		Key:       []byte(ev.key),
-		Value:     rec.Value,
-		Headers:   headers,
-		Timestamp: time.UnixMilli(ev.ts),
-	}, rec)
+	var headers []kgo.RecordHeader
+	for _, st := range a.stages {
+		key := ev.key
+		if a.p.keyLater {
+			var re *RecordError
+			if key, re = stageKey(ev.fields, st.key); re != nil {
+				a.deadLetterWith(ctx, rec, re, rollupHeader(st.rollups[0]))
+				continue
+			}
+		}
+		a.beforeLateForward(ctx, st, sp, ev.ts, key)
+		if headers == nil {
+			headers = append(append(make([]kgo.RecordHeader, 0, len(rec.Headers)+4), rec.Headers...),
+				kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
+				kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},
+				kgo.RecordHeader{Key: hdrOrigTS, Value: binary.AppendVarint(nil, rec.Timestamp.UnixMilli())},
+				kgo.RecordHeader{Key: hdrSourceWatermark, Value: binary.AppendVarint(nil, a.pg.watermark(sp))},
+			)
+		}
+		a.write(ctx, &kgo.Record{
+			Topic:     st.topic(),
+			Key:       []byte(key),
+			Value:     rec.Value,
+			Headers:   headers,
+			Timestamp: time.UnixMilli(ev.ts),
+		}, rec)
+	}
 	return nil
 }
 

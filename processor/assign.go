@@ -125,19 +125,20 @@ func (a *App) dropLocked(parts map[string][]int32) {
 		for _, p := range ps {
 			delete(a.srcPos, state.SourcePartition{Topic: topic, Partition: p})
 			a.pg.drop(state.SourcePartition{Topic: topic, Partition: p})
-			if a.isAggInput(topic) {
-				if t, ok := a.tasks[p]; ok {
+			if st := a.stageOf(topic); st != nil {
+				k := taskKey{st.idx, p}
+				for _, t := range a.tasks[k] {
 					t.store.DropCache()
-					delete(a.tasks, p)
 					a.dropWatermarkMetrics(t)
 				}
+				delete(a.tasks, k)
 				if a.am != nil {
-					a.am.drop(p)
+					a.am.drop(k.owner())
 				}
 			}
 		}
 	}
-	a.m.tasks.Set(float64(len(a.tasks)))
+	a.m.tasks.Set(float64(a.taskCount()))
 }
 
 // learnSourcePositions (without a.mu, which it takes to record what it

@@ -63,7 +63,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -79,6 +78,10 @@ type flushWork struct {
 	t       *task
 	changes []state.Change
 	marker  int64 // -1 until the marker is acknowledged
+	// early: a chained rollup's task (rollups.go), whose marker is
+	// acknowledged before the other markers are produced, under
+	// at-least-once (pendingCommit.markers).
+	early bool
 }
 
 // offsetMap is input offsets to commit, by topic and partition.
@@ -155,8 +158,7 @@ func (c *pendingCommit) Commit(ctx context.Context) (commitOutcome, error) {
 	if env.crash(CrashAfterFlush, flushed) {
 		return 0, errCrashed
 	}
-	env.produceMarkers(c.work)
-	if err := env.flush(ctx); err != nil {
+	if err := c.markers(ctx); err != nil {
 		return 0, err
 	}
 	if env.crash(CrashAfterMarker, flushed) {
@@ -175,6 +177,34 @@ func (c *pendingCommit) Commit(ctx context.Context) (commitOutcome, error) {
 		return 0, err
 	}
 	return committed, nil
+}
+
+// markers produces the commit markers of every task of the commit and
+// waits for them (at-least-once). The markers of chained rollups' tasks
+// come first, acknowledged before the others are produced: a chained task
+// never restores behind the task it follows. (Were the finer rollup's
+// marker in the changelog without the chained one's, a restore would have
+// the finer rollup's windows closed and deleted but not yet merged into
+// the chained rollup's: lost. The other way round, the input is processed
+// again from the older position and the chained task skips the results
+// it merged already: engine.Task.Follow.)
+func (c *pendingCommit) markers(ctx context.Context) error {
+	var early, rest []*flushWork
+	for _, w := range c.work {
+		if w.early {
+			early = append(early, w)
+		} else {
+			rest = append(rest, w)
+		}
+	}
+	if len(early) > 0 {
+		c.env.produceMarkers(early)
+		if err := c.env.flush(ctx); err != nil {
+			return err
+		}
+	}
+	c.env.produceMarkers(rest)
+	return c.env.flush(ctx)
 }
 
 // commitTxn is Commit under exactly-once: the markers join the open
@@ -256,7 +286,10 @@ func (a *App) commitLocked(ctx context.Context) error {
 		}
 	case committed:
 		a.dirtySrc = false
-		a.purge.committed(a.cl.CommittedOffsets())
+		offs := a.cl.CommittedOffsets()
+		for _, pu := range a.purges {
+			pu.committed(offs)
+		}
 		a.m.commits.Inc()
 	}
 	a.lastCommit = a.clock.Now()
@@ -336,17 +369,17 @@ func (a *App) commitOffsets(ctx context.Context, offsets offsetMap) error {
 // every changed task to its changelog partition and, in emit=update mode,
 // the changed windows to the output.
 func (a *App) flushTasks(ctx context.Context) []*flushWork {
-	ids := make([]int32, 0, len(a.tasks))
-	for p := range a.tasks {
-		ids = append(ids, p)
+	var all []*task
+	for _, k := range a.sortedTaskKeys() {
+		all = append(all, a.tasks[k]...)
 	}
-	slices.Sort(ids)
 	var work []*flushWork
-	for _, p := range ids {
-		t := a.tasks[p]
-		changes, ok, err := t.Flush(&a.fx)
+	for _, t := range all {
+		p := t.partition
+		fx := &a.loopW.rfx[t.r.idx]
+		changes, ok, err := t.Flush(fx)
 		if err != nil {
-			a.setProduceErr(fmt.Errorf("flush partition %d: %w", p, err))
+			a.setProduceErr(fmt.Errorf("flush %s partition %d: %w", t.r.p.spec.ChangelogTopic(), p, err))
 			continue
 		}
 		if !ok {
@@ -357,14 +390,14 @@ func (a *App) flushTasks(ctx context.Context) []*flushWork {
 			start := len(keys)
 			keys = ch.AppendKey(keys)
 			a.produce(ctx, &kgo.Record{
-				Topic:     a.p.spec.ChangelogTopic(),
+				Topic:     t.r.p.spec.ChangelogTopic(),
 				Partition: p,
 				Key:       keys[start:len(keys):len(keys)],
 				Value:     ch.Value,
 			})
 		}
-		a.apply(ctx, t, &a.fx) // emit=update: the changed windows
-		work = append(work, &flushWork{t: t, changes: changes})
+		a.apply(ctx, t, fx) // emit=update: the changed windows
+		work = append(work, &flushWork{t: t, changes: changes, early: t.r.from != nil})
 	}
 	return work
 }
@@ -377,7 +410,7 @@ func (a *App) produceMarkers(work []*flushWork) {
 		w.marker = -1
 		cp := w.t.Checkpoint()
 		a.cl.Produce(ctx, &kgo.Record{
-			Topic:     a.p.spec.ChangelogTopic(),
+			Topic:     w.t.r.p.spec.ChangelogTopic(),
 			Partition: w.t.partition,
 			Key:       state.MarkerKey(),
 			Value:     cp.AppendBinary(nil),

@@ -48,12 +48,19 @@ type fieldCheck struct {
 
 func newFieldWatch(spec *topology.Spec, m *metrics, now time.Time) *fieldWatch {
 	w := &fieldWatch{start: now, names: make(map[string]struct{})}
-	for _, a := range spec.Aggregates {
-		if a.Field == "" {
+	seen := make(map[[2]string]bool)
+	for _, rs := range spec.RollupSpecs() { // every rollup's aggregates (chained ones repeat another's)
+		if rs.From != "" {
 			continue
 		}
-		w.checks = append(w.checks, fieldCheck{agg: a.Name, field: a.Field,
-			counter: m.fieldMissing.WithLabelValues(a.Name, a.Field)})
+		for _, a := range rs.Aggregates {
+			if a.Field == "" || seen[[2]string{a.Name, a.Field}] {
+				continue
+			}
+			seen[[2]string{a.Name, a.Field}] = true
+			w.checks = append(w.checks, fieldCheck{agg: a.Name, field: a.Field,
+				counter: m.fieldMissing.WithLabelValues(a.Name, a.Field)})
+		}
 	}
 	return w
 }

@@ -414,7 +414,7 @@ func (a *App) startKeeping(ctx context.Context, opts []kgo.Opt) (func(), error) 
 		return nil, err
 	}
 	adm := kadm.NewClient(cl)
-	problems, err := admin.CheckTopics(ctx, adm, a.p.spec)
+	problems, err := admin.CheckTopics(ctx, adm, a.cfg.Spec)
 	if err != nil {
 		a.log.Warn("could not check the settings of existing topics", "err", err)
 	}
@@ -423,10 +423,15 @@ func (a *App) startKeeping(ctx context.Context, opts []kgo.Opt) (func(), error) 
 	if !a.p.spec.NeedsRepartition() {
 		return cl.Close, nil
 	}
-	a.purge = newPurger(adm, a.p.spec.RepartitionTopic(), a.cfg.PurgeInterval, a.log, a.km)
-	go a.purge.run()
+	for _, t := range a.repartitionTopics() {
+		pu := newPurger(adm, t, a.cfg.PurgeInterval, a.log, a.km)
+		a.purges = append(a.purges, pu)
+		go pu.run()
+	}
 	return func() {
-		a.purge.stop(5 * time.Second)
+		for _, pu := range a.purges {
+			pu.stop(5 * time.Second)
+		}
 		cl.Close()
 	}, nil
 }

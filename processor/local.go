@@ -71,14 +71,16 @@ type LocalConfig struct {
 // Local is a pipeline run in process (see the comment at the top of
 // local.go). It is used by one goroutine at a time.
 type Local struct {
-	cfg        LocalConfig
-	p          *pipeline
-	db         *state.DB
-	tasks      []*task
-	next       []int64 // repartitioned pipelines: next offset of each aggregation partition
-	inputs     []state.SourcePartition
-	wm         map[state.SourcePartition]int64 // repartitioned pipelines: each source partition's watermark
-	fx         engine.Effects
+	cfg     LocalConfig
+	p       *pipeline // the first rollup's: the shared stateless steps (rollups.go)
+	rollups []*rollup
+	stages  []*aggStage
+	db      *state.DB
+	tasks   [][][]*task // by stage and partition, one per rollup of the stage
+	next    [][]int64   // repartitioned pipelines: next offset of each stage's aggregation partitions
+	inputs  []state.SourcePartition
+	wm      map[state.SourcePartition]int64 // repartitioned pipelines: each source partition's watermark
+	fx      []engine.Effects                // per rollup
 	out        []*kgo.Record
 	started    bool
 	lastCommit time.Time
@@ -97,18 +99,25 @@ func NewLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 	if cfg.CacheRows <= 0 {
 		cfg.CacheRows = 10000
 	}
-	p, err := newPipeline(cfg.Spec)
+	rollups, stages, err := buildRollups(cfg.Spec)
 	if err != nil {
 		return nil, err
 	}
-	if err := p.bindSchemas(ctx, cfg.Registry, slog.New(slog.DiscardHandler), newMetrics(nil)); err != nil {
-		return nil, err
+	m := newMetrics(nil)
+	for _, r := range rollups {
+		if err := r.p.bindSchemas(ctx, cfg.Registry, slog.New(slog.DiscardHandler), m); err != nil {
+			return nil, err
+		}
 	}
 	db, err := state.OpenMem()
 	if err != nil {
 		return nil, err
 	}
-	l := &Local{cfg: cfg, p: p, db: db, next: make([]int64, cfg.Partitions), wm: map[state.SourcePartition]int64{}}
+	l := &Local{cfg: cfg, p: rollups[0].p, rollups: rollups, stages: stages, db: db,
+		fx: make([]engine.Effects, len(rollups)), wm: map[state.SourcePartition]int64{}}
+	for range stages {
+		l.next = append(l.next, make([]int64, cfg.Partitions))
+	}
 	for _, topic := range cfg.Spec.Source.Topics {
 		for i := range cfg.Partitions {
 			l.inputs = append(l.inputs, state.SourcePartition{Topic: topic, Partition: int32(i)})
@@ -124,24 +133,48 @@ func (l *Local) start(now time.Time) error {
 		return nil
 	}
 	l.started, l.lastCommit = true, now
-	for i := range l.cfg.Partitions {
-		ts := l.db.TaskStore(l.p.spec.Store, int32(i), l.p.aggSpecs, l.cfg.CacheRows)
-		t := l.p.newTask(int32(i), ts, state.Checkpoint{}, now)
-		if err := t.rebuildIndex(); err != nil {
-			return err
-		}
-		// The input partitions the task waits for (App.newTask).
-		if l.p.spec.NeedsRepartition() {
-			t.Expect(l.inputs, now)
-			// The source stage's first report: every source partition,
-			// none read yet, caught up.
-			for _, in := range l.inputs {
-				t.ObserveWatermark(engine.Watermark{Input: in, CaughtUp: true}, now)
+	l.tasks = make([][][]*task, len(l.stages))
+	for si, st := range l.stages {
+		for i := range l.cfg.Partitions {
+			var pts []*task
+			for _, r := range st.rollups {
+				store := l.db.TaskStore(r.p.spec.Store, int32(i), r.p.aggSpecs, l.cfg.CacheRows)
+				t := r.p.newTask(int32(i), store, state.Checkpoint{}, now)
+				t.r = r
+				if err := t.rebuildIndex(); err != nil {
+					return err
+				}
+				// The input partitions the task waits for (App.newStageTask).
+				switch {
+				case r.from != nil:
+				case st.repart:
+					t.Expect(l.inputs, now)
+					// The source stage's first report: every source
+					// partition, none read yet, caught up.
+					for _, in := range l.inputs {
+						t.ObserveWatermark(engine.Watermark{Input: in, CaughtUp: true}, now)
+					}
+				default:
+					t.Expect([]state.SourcePartition{{Topic: st.topics[0], Partition: int32(i)}}, now)
+				}
+				pts = append(pts, t)
 			}
-		} else {
-			t.Expect([]state.SourcePartition{{Topic: l.p.spec.Source.Topics[0], Partition: int32(i)}}, now)
+			l.tasks[si] = append(l.tasks[si], pts)
 		}
-		l.tasks = append(l.tasks, t)
+	}
+	return nil
+}
+
+// allTasks calls fn for every task, by stage, partition and rollup.
+func (l *Local) allTasks(fn func(ts []*task, t *task) error) error {
+	for _, parts := range l.tasks {
+		for _, ts := range parts {
+			for _, t := range ts {
+				if err := fn(ts, t); err != nil {
+					return err
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -166,14 +199,15 @@ func (l *Local) Feed(ctx context.Context, rec *kgo.Record, now time.Time) error 
 	}
 	spec := l.p.spec
 	var (
-		t  *task
+		ts []*task
 		er engine.Record
 		ev event
 		re *RecordError
 	)
 	if spec.NeedsRepartition() {
 		// The repartition stage (App.forwardSource): stateless steps on the
-		// source record, then the task of the grouping key's partition.
+		// source record, then, per stage, the tasks of the grouping key's
+		// partition.
 		var uerr error
 		ev, re, uerr = l.p.prepare(ctx, rec, now)
 		if uerr != nil {
@@ -187,20 +221,36 @@ func (l *Local) Feed(ctx context.Context, rec *kgo.Record, now time.Time) error 
 			l.advanceWatermark(rec, ev.ts, now)
 			return l.afterStep(now)
 		}
-		part := KeyPartition(spec.RepartitionTopic(), ev.key, l.cfg.Partitions)
-		t = l.tasks[part]
-		er = engine.Record{
-			Input:        state.SourcePartition{Topic: spec.RepartitionTopic(), Partition: part},
-			Offset:       l.next[part],
-			Source:       state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition},
-			SourceOffset: rec.Offset,
+		for si, st := range l.stages {
+			key := ev.key
+			if l.p.keyLater {
+				var kre *RecordError
+				if key, kre = stageKey(ev.fields, st.key); kre != nil {
+					dl := deadLetterRecord(spec.DeadLetterTopic, rec, kre, rollupHeader(st.rollups[0]), now)
+					l.out = append(l.out, dl)
+					continue
+				}
+			}
+			part := KeyPartition(st.topic(), key, l.cfg.Partitions)
+			er = engine.Record{
+				Input:        state.SourcePartition{Topic: st.topic(), Partition: part},
+				Offset:       l.next[si][part],
+				Source:       state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition},
+				SourceOffset: rec.Offset,
+				Key:          key, Time: ev.ts, Fields: ev.fields,
+			}
+			l.next[si][part]++
+			if err := l.process(l.tasks[si][part], er, rec, re, now); err != nil {
+				return err
+			}
 		}
-		l.next[part]++
+		l.advanceWatermark(rec, ev.ts, now)
+		return l.afterStep(now)
 	} else {
 		if rec.Partition < 0 || int(rec.Partition) >= l.cfg.Partitions {
 			return fmt.Errorf("record of %s partition %d: the pipeline runs %d partitions (LocalConfig.Partitions)", rec.Topic, rec.Partition, l.cfg.Partitions)
 		}
-		t = l.tasks[rec.Partition]
+		ts = l.tasks[0][rec.Partition]
 		in := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
 		er = engine.Record{Input: in, Offset: rec.Offset, Source: in, SourceOffset: rec.Offset}
 		// As App.processAgg: decode, then the stateless steps.
@@ -216,11 +266,8 @@ func (l *Local) Feed(ctx context.Context, rec *kgo.Record, now time.Time) error 
 		er.Reject = &engine.Reject{Class: re.Class, Field: re.Field, Err: re.Err}
 	}
 	er.Key, er.Time, er.Fields, er.Filtered = ev.key, ev.ts, ev.fields, ev.filtered
-	if err := l.process(t, er, rec, now); err != nil {
+	if err := l.process(ts, er, rec, re, now); err != nil {
 		return err
-	}
-	if spec.NeedsRepartition() {
-		l.advanceWatermark(rec, ev.ts, now)
 	}
 	return l.afterStep(now)
 }
@@ -236,37 +283,67 @@ func (l *Local) advanceWatermark(rec *kgo.Record, ts int64, now time.Time) {
 		return
 	}
 	l.wm[sp] = ts
-	for _, t := range l.tasks {
-		t.ObserveWatermark(engine.Watermark{Input: sp, Time: ts, CaughtUp: true}, now)
-	}
+	_ = l.allTasks(func(_ []*task, t *task) error {
+		if t.r.from == nil {
+			t.ObserveWatermark(engine.Watermark{Input: sp, Time: ts, CaughtUp: true}, now)
+		}
+		return nil
+	})
 }
 
 // process is the engine step of App.processAgg, with the same outputs.
 // The lead may keep every engine call of Local here and in punctuate and
 // Commit.
-func (l *Local) process(t *task, er engine.Record, rec *kgo.Record, now time.Time) error {
-	fx := &l.fx
-	if err := t.Process(er, now, fx); err != nil {
-		return err
-	}
-	if fx.Duplicate || fx.Filtered {
-		return nil
-	}
+// ts are the tasks of the record's partition (one per rollup of its
+// stage); re is why the stateless steps refused it, if they did.
+func (l *Local) process(ts []*task, er engine.Record, rec *kgo.Record, re *RecordError, now time.Time) error {
 	spec := l.p.spec
-	if dl := fx.DeadLetter; dl != nil {
-		l.out = append(l.out, deadLetterRecord(spec.DeadLetterTopic, rec, &RecordError{Class: dl.Class, Field: dl.Field, Err: dl.Err}, nil, now))
-		return nil
+	for _, t := range ts {
+		if t.r.from != nil {
+			continue
+		}
+		first := t.r.slot == 0
+		fx := &l.fx[t.r.idx]
+		if err := t.Process(er, now, fx); err != nil {
+			return err
+		}
+		if fx.Duplicate || fx.Filtered {
+			continue
+		}
+		if dl := fx.DeadLetter; dl != nil {
+			switch {
+			case er.Reject == nil:
+				l.out = append(l.out, deadLetterRecord(spec.DeadLetterTopic, rec, &RecordError{Class: dl.Class, Field: dl.Field, Err: dl.Err}, rollupHeader(t.r), now))
+			case first:
+				l.out = append(l.out, deadLetterRecord(spec.DeadLetterTopic, rec, re, nil, now))
+			}
+			continue
+		}
+		if late := fx.Late; late != nil {
+			lr := lateRecord(spec.LateTopic, rec, late, er.Source, er.SourceOffset, now)
+			lr.Headers = append(lr.Headers, rollupHeader(t.r)...)
+			l.out = append(l.out, lr)
+		}
+		if err := l.applyFollow(ts, t, fx); err != nil {
+			return err
+		}
 	}
-	if late := fx.Late; late != nil {
-		l.out = append(l.out, lateRecord(spec.LateTopic, rec, late, er.Source, er.SourceOffset, now))
-	}
-	return l.apply(fx)
+	return nil
 }
 
-// apply encodes the alert transitions and results of fx (App.apply).
-func (l *Local) apply(fx *engine.Effects) error {
+// applyFollow applies fx, t's effects, and hands them down t's chain.
+func (l *Local) applyFollow(ts []*task, t *task, fx *engine.Effects) error {
+	if err := l.apply(t.r.p, fx); err != nil {
+		return err
+	}
+	return followChain(ts, t, fx, l.fx, func(ft *task, ffx *engine.Effects) error { return l.apply(ft.r.p, ffx) })
+}
+
+// apply encodes the alert transitions and results of fx (App.apply),
+// fx being of a task of p's rollup.
+func (l *Local) apply(p *pipeline, fx *engine.Effects) error {
 	for _, tr := range fx.Alerts {
-		r, err := l.p.alertRecord(tr)
+		r, err := p.alertRecord(tr)
 		if err != nil {
 			return err
 		}
@@ -276,7 +353,7 @@ func (l *Local) apply(fx *engine.Effects) error {
 		if res.Silent {
 			continue
 		}
-		r, err := l.p.resultRecord(res)
+		r, err := p.resultRecord(res)
 		if err != nil {
 			return err
 		}
@@ -298,22 +375,22 @@ func (l *Local) afterStep(now time.Time) error {
 }
 
 func (l *Local) punctuate(now time.Time) error {
-	direct := !l.p.spec.NeedsRepartition()
-	for _, t := range l.tasks {
+	return l.allTasks(func(ts []*task, t *task) error {
+		if t.r.from != nil {
+			return nil // its time comes from the task it follows
+		}
 		// App.reportInputs: nothing waits to be read in process.
 		t.SetInputCaughtUp(true)
-		if direct {
-			in := state.SourcePartition{Topic: l.p.spec.Source.Topics[0], Partition: t.partition}
+		if st := t.r.stage; !st.repart {
+			in := state.SourcePartition{Topic: st.topics[0], Partition: t.partition}
 			t.ObserveWatermark(engine.Watermark{Input: in, CaughtUp: true}, now)
 		}
-		if err := t.Punctuate(now, &l.fx); err != nil {
+		fx := &l.fx[t.r.idx]
+		if err := t.Punctuate(now, fx); err != nil {
 			return err
 		}
-		if err := l.apply(&l.fx); err != nil {
-			return err
-		}
-	}
-	return nil
+		return l.applyFollow(ts, t, fx)
+	})
 }
 
 // Advance moves the wall clock to now: idle tasks' stream time advances
@@ -339,15 +416,13 @@ func (l *Local) Commit(now time.Time) error {
 
 func (l *Local) commit(now time.Time) error {
 	l.lastCommit = now
-	for _, t := range l.tasks {
-		changes, ok, err := t.Flush(&l.fx)
-		if err != nil {
+	return l.allTasks(func(_ []*task, t *task) error {
+		fx := &l.fx[t.r.idx]
+		changes, ok, err := t.Flush(fx)
+		if err != nil || !ok {
 			return err
 		}
-		if !ok {
-			continue
-		}
-		if err := l.apply(&l.fx); err != nil {
+		if err := l.apply(t.r.p, fx); err != nil {
 			return err
 		}
 		cp := t.Checkpoint()
@@ -356,8 +431,8 @@ func (l *Local) commit(now time.Time) error {
 		}
 		t.cp = cp
 		t.Flushed()
-	}
-	return nil
+		return nil
+	})
 }
 
 // Drain returns the records eddy run would have written since the last
@@ -380,10 +455,12 @@ type WindowValues struct {
 }
 
 // OpenWindows returns the open windows of key (the grouping key as eddy
-// writes it: a JSON array of the key fields' values), oldest first.
+// writes it: a JSON array of the key fields' values), oldest first, of
+// the first rollup.
 func (l *Local) OpenWindows(key string) ([]WindowValues, error) {
 	var out []WindowValues
-	for _, t := range l.tasks {
+	for _, ts := range l.tasks[0] {
+		t := ts[0]
 		rs, err := t.OpenWindowsOf(key)
 		if err != nil {
 			return nil, err
@@ -404,9 +481,10 @@ func (l *Local) OpenWindows(key string) ([]WindowValues, error) {
 // OpenWindowCount is the number of open windows of all tasks.
 func (l *Local) OpenWindowCount() int {
 	n := 0
-	for _, t := range l.tasks {
+	_ = l.allTasks(func(_ []*task, t *task) error {
 		n += t.OpenWindows()
-	}
+		return nil
+	})
 	return n
 }
 
@@ -416,10 +494,11 @@ func (l *Local) Refused() int { return l.refused }
 // StreamTime is the stream time (ms) of aggregation partition p, and
 // whether it has one (a record reached it).
 func (l *Local) StreamTime(p int) (int64, bool) {
-	if p < 0 || p >= len(l.tasks) {
+	if len(l.tasks) == 0 || p < 0 || p >= len(l.tasks[0]) {
 		return 0, false
 	}
-	return l.tasks[p].StreamTime(), l.tasks[p].HasTime()
+	t := l.tasks[0][p][0]
+	return t.StreamTime(), t.HasTime()
 }
 
 // Close releases the in-memory store.
@@ -462,9 +541,11 @@ func (a *App) Settle(ctx context.Context) (Progress, error) {
 	for sp, off := range a.srcPos {
 		pr.Forwarded[sp] = off
 	}
-	for _, t := range a.tasks {
-		for sp, off := range t.InputPositions() {
-			pr.Processed[sp] = off
+	for _, ts := range a.tasks {
+		for _, t := range ts {
+			for sp, off := range t.InputPositions() {
+				pr.Processed[sp] = off
+			}
 		}
 	}
 	pr.Buffered = a.cl.BufferedProduceRecords()

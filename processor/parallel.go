@@ -52,8 +52,8 @@ import (
 // aggWorker is the scratch of one goroutine that processes aggregation
 // records: owned by that goroutine for a turn.
 type aggWorker struct {
-	fx     engine.Effects
-	enc    *resultEncoder // JSON results (pipeline.resEnc for the loop's own)
+	rfx    []engine.Effects // per rollup (rollup.idx)
+	encs   []*resultEncoder // JSON results, per rollup (pipeline.resEnc for the loop's own)
 	wmIn   []engine.Watermark
 	fields fieldObs
 	loop   bool // the processing loop's own (retryStalled)
@@ -83,12 +83,24 @@ func parallelism(_ *topology.Spec, n int) (int, string) {
 }
 
 // newAggWorkers makes the scratch of n goroutines and of the loop.
-func newAggWorkers(p *pipeline, n int) (loop *aggWorker, ws []*aggWorker) {
+func newAggWorkers(rs []*rollup, n int) (loop *aggWorker, ws []*aggWorker) {
+	mk := func(clone bool) *aggWorker {
+		w := &aggWorker{rfx: make([]engine.Effects, len(rs)), encs: make([]*resultEncoder, len(rs))}
+		for i, r := range rs {
+			w.encs[i] = r.p.resEnc
+			if clone {
+				w.encs[i] = r.p.resEnc.clone()
+			}
+		}
+		return w
+	}
 	ws = make([]*aggWorker, n)
 	for i := range ws {
-		ws[i] = &aggWorker{enc: p.resEnc.clone()}
+		ws[i] = mk(true)
 	}
-	return &aggWorker{enc: p.resEnc, loop: true}, ws
+	loop = mk(false)
+	loop.loop = true
+	return loop, ws
 }
 
 // runAggJobs starts processing jobs and returns the function that waits

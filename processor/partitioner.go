@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -12,7 +13,7 @@ import (
 type partitioner struct {
 	manual map[string]bool
 	def    kgo.Partitioner
-	wm     string // the repartition topic, whose watermark records are partitioned by hand
+	wm     []string // the repartition topics, whose watermark records are partitioned by hand
 }
 
 func newPartitioner(manual ...string) partitioner {
@@ -23,10 +24,10 @@ func newPartitioner(manual ...string) partitioner {
 	return partitioner{manual: m, def: kgo.StickyKeyPartitioner(nil)}
 }
 
-// withWatermarks makes the watermark records of the repartition topic go
-// to the partition set on them (watermarks.go); its other records go by
+// withWatermarks makes the watermark records of the repartition topics go
+// to the partition set on them (watermarks.go); their other records go by
 // key hash.
-func (p partitioner) withWatermarks(repartition string) partitioner {
+func (p partitioner) withWatermarks(repartition ...string) partitioner {
 	p.wm = repartition
 	return p
 }
@@ -35,7 +36,7 @@ func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
 	if p.manual[t] {
 		return manualPartitioner{}
 	}
-	if t == p.wm {
+	if slices.Contains(p.wm, t) {
 		return watermarkPartitioner{p.def.ForTopic(t)}
 	}
 	return p.def.ForTopic(t)

@@ -37,6 +37,14 @@ type pipeline struct {
 
 	maxFuture  time.Duration
 	emitUpdate bool
+
+	// also are the other rollups' pipelines, on the first rollup's (which
+	// runs the shared stateless steps): their fields are decoded too.
+	also []*pipeline
+	// keyLater: the pipeline's rollups have several grouping keys, so the
+	// stateless steps leave the key out (prepareFields) and each stage
+	// keys the record itself (forwardSource).
+	keyLater bool
 }
 
 func newPipeline(spec *topology.Spec) (*pipeline, error) {
@@ -79,6 +87,24 @@ func newPipeline(spec *topology.Spec) (*pipeline, error) {
 // true when an expression reads $env, and so any field. Avro input
 // decodes only these fields.
 func (p *pipeline) inputFields() (fields []string, all bool) {
+	fields, all = p.ownInputFields()
+	for _, o := range p.also {
+		if all {
+			return nil, true
+		}
+		var fs []string
+		fs, all = o.ownInputFields()
+		fields = append(fields, fs...)
+	}
+	if all {
+		return nil, true
+	}
+	slices.Sort(fields)
+	return slices.Compact(fields), false
+}
+
+// ownInputFields is inputFields of this pipeline's own spec.
+func (p *pipeline) ownInputFields() (fields []string, all bool) {
 	spec := p.spec
 	fields = append(fields, spec.Key...)
 	if spec.Time.Field != "" {
@@ -194,15 +220,25 @@ func (p *pipeline) prepareFields(fields map[string]any, rec *kgo.Record, now tim
 			return ev, nil
 		}
 	}
-	key, field, err := groupKey(fields, p.spec.Key)
+	if p.keyLater {
+		return ev, nil
+	}
+	var re *RecordError
+	ev.key, re = stageKey(fields, p.spec.Key)
+	return ev, re
+}
+
+// stageKey is the grouping key of fields by keyFields, or why the record
+// has none.
+func stageKey(fields map[string]any, keyFields []string) (string, *RecordError) {
+	key, field, err := groupKey(fields, keyFields)
 	if err != nil {
-		return ev, &RecordError{Class: ErrMissingKey, Field: field, Err: err}
+		return "", &RecordError{Class: ErrMissingKey, Field: field, Err: err}
 	}
 	if len(key) > state.MaxKeyLen {
-		return ev, &RecordError{Class: ErrKeyTooLong, Err: fmt.Errorf("grouping key is %d bytes, limit %d", len(key), state.MaxKeyLen)}
+		return "", &RecordError{Class: ErrKeyTooLong, Err: fmt.Errorf("grouping key is %d bytes, limit %d", len(key), state.MaxKeyLen)}
 	}
-	ev.key = key
-	return ev, nil
+	return key, nil
 }
 
 // repartitioned makes the event of a decoded record from the repartition

@@ -14,7 +14,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"strconv"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -35,8 +34,12 @@ import (
 // Alertmanager forwarder, the retention guard all are; the field counts
 // and the JSON result encoder are per w).
 func (a *App) processAgg(ctx context.Context, w *aggWorker, rec *kgo.Record) error {
-	t := a.tasks[rec.Partition]
-	if t == nil {
+	st := a.stageOf(rec.Topic)
+	var ts []*task
+	if st != nil {
+		ts = a.tasks[taskKey{st.idx, rec.Partition}]
+	}
+	if ts == nil {
 		// Not ours (revoked while buffered). A partition restoring has no
 		// task either, but its fetches are paused (restore.go): none of
 		// its records reaches here.
@@ -45,12 +48,16 @@ func (a *App) processAgg(ctx context.Context, w *aggWorker, rec *kgo.Record) err
 	}
 	in := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
 	er := engine.Record{Input: in, Offset: rec.Offset, Source: in, SourceOffset: rec.Offset}
-	repart := a.p.spec.NeedsRepartition()
-	if repart && isWatermark(rec) {
-		w.applyWatermarks(a, t, rec, a.clock.Now())
+	if st.repart && isWatermark(rec) {
+		now := a.clock.Now()
+		for _, t := range ts {
+			if t.r.from == nil {
+				w.applyWatermarks(a, t, rec, now)
+			}
+		}
 		return nil
 	}
-	if repart {
+	if st.repart {
 		var ok bool
 		for _, h := range rec.Headers {
 			switch h.Key {
@@ -61,12 +68,16 @@ func (a *App) processAgg(ctx context.Context, w *aggWorker, rec *kgo.Record) err
 			}
 		}
 		if !ok {
-			t.Skip(in, rec.Offset)
+			for _, t := range ts {
+				if t.r.from == nil {
+					t.Skip(in, rec.Offset)
+				}
+			}
 			a.deadLetter(ctx, rec, &RecordError{Class: ErrInternalHeader, Err: errors.New("repartition record without eddy.src header")})
 			return nil
 		}
 	}
-	// Decode before the task records the input as applied, so that a
+	// Decode before the tasks record the input as applied, so that a
 	// record waiting for the registry leaves no trace.
 	fields, re, uerr := a.p.decode(ctx, rec)
 	if uerr != nil {
@@ -76,7 +87,7 @@ func (a *App) processAgg(ctx context.Context, w *aggWorker, rec *kgo.Record) err
 	var ev event
 	switch {
 	case re != nil:
-	case repart:
+	case st.repart:
 		ev = repartitioned(fields, rec)
 	default:
 		ev, re = a.p.prepareFields(fields, rec, now)
@@ -85,48 +96,72 @@ func (a *App) processAgg(ctx context.Context, w *aggWorker, rec *kgo.Record) err
 		er.Reject = &engine.Reject{Class: re.Class, Field: re.Field, Err: re.Err}
 	}
 	er.Key, er.Time, er.Fields, er.Filtered = ev.key, ev.ts, ev.fields, ev.filtered
-	fx := &w.fx
-	if err := t.Process(er, now, fx); err != nil {
-		return err
+	// Each rollup's task applies the record (and checks it for a
+	// duplicate) on its own; what concerns the record itself (a
+	// duplicate, filtered, refused by the stateless steps) is counted and
+	// written once, by the first.
+	for _, t := range ts {
+		if t.r.from != nil {
+			continue
+		}
+		first := t.r.slot == 0
+		fx := &w.rfx[t.r.idx]
+		if err := t.Process(er, now, fx); err != nil {
+			return err
+		}
+		switch {
+		case fx.Duplicate:
+			if first {
+				a.m.duplicates.Inc()
+			}
+			continue
+		case fx.Filtered:
+			if first {
+				a.m.filtered.Inc()
+			}
+			continue
+		}
+		if fx.Aggregated && first {
+			a.fields.observeInto(&w.fields, ev.fields)
+		}
+		if dl := fx.DeadLetter; dl != nil {
+			switch {
+			case er.Reject == nil:
+				a.deadLetterWith(ctx, rec, &RecordError{Class: dl.Class, Field: dl.Field, Err: dl.Err}, rollupHeader(t.r))
+			case first:
+				a.deadLetter(ctx, rec, re)
+			}
+			continue
+		}
+		if late := fx.Late; late != nil {
+			a.m.late.Inc()
+			// Written with the wall clock as its timestamp (lateRecord).
+			lr := lateRecord(a.p.spec.LateTopic, rec, late, er.Source, er.SourceOffset, now)
+			lr.Headers = append(lr.Headers, rollupHeader(t.r)...)
+			a.write(ctx, lr, rec)
+		}
+		a.applyWith(ctx, w.encs[t.r.idx], t, fx)
+		if err := a.follow(ctx, w.encs, ts, t, fx, w.rfx); err != nil {
+			return err
+		}
 	}
-	switch {
-	case fx.Duplicate:
-		a.m.duplicates.Inc()
-		return nil
-	case fx.Filtered:
-		a.m.filtered.Inc()
-		return nil
-	}
-	if fx.Aggregated {
-		a.fields.observeInto(&w.fields, ev.fields)
-	}
-	if dl := fx.DeadLetter; dl != nil {
-		a.deadLetter(ctx, rec, &RecordError{Class: dl.Class, Field: dl.Field, Err: dl.Err})
-		return nil
-	}
-	if late := fx.Late; late != nil {
-		a.m.late.Inc()
-		// Written with the wall clock as its timestamp (lateRecord).
-		a.write(ctx, lateRecord(a.p.spec.LateTopic, rec, late, er.Source, er.SourceOffset, now), rec)
-	}
-	a.applyWith(ctx, w.enc, t, fx)
 	return nil
 }
 
 // apply writes the window results and alert transitions of fx, on the
 // processing loop (punctuate, the commit).
 func (a *App) apply(ctx context.Context, t *task, fx *engine.Effects) {
-	a.applyWith(ctx, a.p.resEnc, t, fx)
+	a.applyWith(ctx, a.loopW.encs[t.r.idx], t, fx)
 }
 
 // applyWith is apply with the JSON result encoder enc of the calling
-// goroutine.
+// goroutine (for t's rollup).
 func (a *App) applyWith(ctx context.Context, enc *resultEncoder, t *task, fx *engine.Effects) {
 	for _, tr := range fx.Alerts {
 		a.publishAlert(ctx, t, tr)
 	}
 	for _, r := range fx.Results {
-		a.emit(ctx, enc, r)
+		a.emit(ctx, t.r.p, enc, r)
 	}
 }
 
@@ -141,21 +176,33 @@ func (a *App) punctuate() error {
 	a.sendWatermarks(context.Background(), now)
 	a.reportInputs(now)
 	var longest waitingOn
-	for _, t := range a.tasks {
-		if err := t.Punctuate(now, &a.fx); err != nil {
-			return err
+	w := a.loopW
+	for _, ts := range a.tasks {
+		for _, t := range ts {
+			if t.r.from != nil {
+				continue // its time comes from the task it follows
+			}
+			fx := &w.rfx[t.r.idx]
+			if err := t.Punctuate(now, fx); err != nil {
+				return err
+			}
+			a.movedOn(t, fx.MovedOn)
+			a.watermarkMetrics(t, now, &longest)
+			a.apply(context.Background(), t, fx)
+			if err := a.follow(context.Background(), w.encs, ts, t, fx, w.rfx); err != nil {
+				return err
+			}
 		}
-		a.movedOn(t, a.fx.MovedOn)
-		a.watermarkMetrics(t, now, &longest)
-		a.apply(context.Background(), t, &a.fx)
-		p := strconv.Itoa(int(t.partition))
-		// A task that has had no record (in this run, or in the state it
-		// restored) has no stream time: leave the series unset rather
-		// than show the idle-advanced time since 1970.
-		if t.HasTime() {
-			a.m.streamTime.WithLabelValues(p).Set(float64(t.StreamTime()) / 1000)
+		for _, t := range ts {
+			p := t.metricLabel()
+			// A task that has had no record (in this run, or in the state
+			// it restored) has no stream time: leave the series unset
+			// rather than show the idle-advanced time since 1970.
+			if t.HasTime() {
+				a.m.streamTime.WithLabelValues(p).Set(float64(t.StreamTime()) / 1000)
+			}
+			a.m.openWindows.WithLabelValues(p).Set(float64(t.OpenWindows()))
 		}
-		a.m.openWindows.WithLabelValues(p).Set(float64(t.OpenWindows()))
 	}
 	a.setWaiting(longest)
 	return nil
@@ -164,14 +211,14 @@ func (a *App) punctuate() error {
 // emit writes one window result to the output topic (a closed window's
 // alert rules have run in the engine), encoded with enc, the calling
 // goroutine's.
-func (a *App) emit(ctx context.Context, enc *resultEncoder, r result) {
+func (a *App) emit(ctx context.Context, p *pipeline, enc *resultEncoder, r result) {
 	if r.Silent {
 		return
 	}
-	value, err := a.p.encodeResultWith(enc, r)
+	value, err := p.encodeResultWith(enc, r)
 	var key []byte
 	if err == nil {
-		key, err = a.p.encodeResultKey(r)
+		key, err = p.encodeResultKey(r)
 	}
 	if err != nil {
 		// The schema is derived from this very pipeline: a result that
@@ -180,7 +227,7 @@ func (a *App) emit(ctx context.Context, enc *resultEncoder, r result) {
 		return
 	}
 	a.write(ctx, &kgo.Record{
-		Topic:     a.p.spec.Output.Topic,
+		Topic:     p.spec.Output.Topic,
 		Key:       key,
 		Value:     value,
 		Timestamp: time.UnixMilli(r.Window.End),

@@ -48,13 +48,14 @@ import (
 // written by its goroutine before it sends the job on restoreSet.done, and
 // read by the loop after it receives it.
 type restoreJob struct {
+	k      taskKey // the stage and partition whose tasks it restores
 	p      int32
 	ctx    context.Context
 	cancel context.CancelFunc
 	prev   *restoreJob   // the partition's previous job, if any: wait for it
 	done   chan struct{} // closed when the goroutine has ended
 
-	t   *task
+	ts  []*task // one per rollup of the stage
 	res changelog.RestoreResult
 	err error
 }
@@ -62,12 +63,12 @@ type restoreJob struct {
 // restoreSet is the restore state of the App's partitions.
 type restoreSet struct {
 	// Guarded by a.mu.
-	jobs    map[int32]*restoreJob // partitions restoring, by partition
-	last    map[int32]*restoreJob // the last job of each partition, ended or not (restoreJob.prev)
-	joined  bool                  // the group has assigned partitions at least once
-	began   time.Time             // when the partitions now restoring began to, for the log
-	parts   int                   // partitions restored since began
-	records int64                 // records restored since began
+	jobs    map[taskKey]*restoreJob // partitions restoring, by stage and partition
+	last    map[taskKey]*restoreJob // the last job of each partition, ended or not (restoreJob.prev)
+	joined  bool                    // the group has assigned partitions at least once
+	began   time.Time               // when the partitions now restoring began to, for the log
+	parts   int                     // partitions restored since began
+	records int64                   // records restored since began
 
 	// Set by Run before the group is joined, then read-only.
 	ctx  context.Context // canceled when Run ends: every job ends
@@ -79,8 +80,8 @@ type restoreSet struct {
 
 func newRestoreSet() restoreSet {
 	return restoreSet{
-		jobs: make(map[int32]*restoreJob),
-		last: make(map[int32]*restoreJob),
+		jobs: make(map[taskKey]*restoreJob),
+		last: make(map[taskKey]*restoreJob),
 		done: make(chan *restoreJob),
 	}
 }
@@ -91,16 +92,18 @@ func newRestoreSet() restoreSet {
 func (a *App) startRestoresLocked(cl *kgo.Client, assigned map[string][]int32) {
 	rs := &a.rst
 	rs.joined = true
-	var parts []int32
+	var parts []taskKey
 	for topic, ps := range assigned {
-		if !a.isAggInput(topic) {
+		st := a.stageOf(topic)
+		if st == nil {
 			continue
 		}
 		for _, p := range ps {
-			_, isTask := a.tasks[p]
-			_, restoring := rs.jobs[p]
-			if !isTask && !restoring && !slices.Contains(parts, p) {
-				parts = append(parts, p)
+			k := taskKey{st.idx, p}
+			_, isTask := a.tasks[k]
+			_, restoring := rs.jobs[k]
+			if !isTask && !restoring && !slices.Contains(parts, k) {
+				parts = append(parts, k)
 			}
 		}
 	}
@@ -108,18 +111,18 @@ func (a *App) startRestoresLocked(cl *kgo.Client, assigned map[string][]int32) {
 		a.setReadyLocked()
 		return
 	}
-	slices.Sort(parts)
+	slices.SortFunc(parts, compareTaskKeys)
 	cl.PauseFetchPartitions(a.aggPartitions(parts))
 	if len(rs.jobs) == 0 {
 		rs.began, rs.parts, rs.records = time.Now(), 0, 0
 	}
 	a.ready.Store(false)
 	a.m.ready.Set(0)
-	a.log.Info("restoring state", "partitions", len(parts), "changelog", a.p.spec.ChangelogTopic(), "of", fmt.Sprint(parts))
-	for _, p := range parts {
+	a.log.Info("restoring state", "partitions", len(parts), "changelogs", a.changelogTopics(), "of", fmtTaskKeys(parts))
+	for _, k := range parts {
 		ctx, cancel := context.WithCancel(rs.ctx)
-		j := &restoreJob{p: p, ctx: ctx, cancel: cancel, prev: rs.last[p], done: make(chan struct{})}
-		rs.jobs[p], rs.last[p] = j, j
+		j := &restoreJob{k: k, p: k.p, ctx: ctx, cancel: cancel, prev: rs.last[k], done: make(chan struct{})}
+		rs.jobs[k], rs.last[k] = j, j
 		rs.wg.Add(1)
 		go a.runRestore(cl, j)
 	}
@@ -128,15 +131,21 @@ func (a *App) startRestoresLocked(cl *kgo.Client, assigned map[string][]int32) {
 // restoringLocked says whether topic/p is paused because its partition is
 // restoring: other pauses (registry_wait.go) must not resume it.
 func (a *App) restoringLocked(topic string, p int32) bool {
-	_, ok := a.rst.jobs[p]
-	return ok && a.isAggInput(topic)
+	st := a.stageOf(topic)
+	if st == nil {
+		return false
+	}
+	_, ok := a.rst.jobs[taskKey{st.idx, p}]
+	return ok
 }
 
-// aggPartitions is partitions p of every aggregation input topic.
-func (a *App) aggPartitions(parts []int32) map[string][]int32 {
+// aggPartitions are the input partitions of the tasks of parts.
+func (a *App) aggPartitions(parts []taskKey) map[string][]int32 {
 	m := make(map[string][]int32)
-	for _, topic := range a.aggInputTopics() {
-		m[topic] = slices.Clone(parts)
+	for _, k := range parts {
+		for _, topic := range a.stages[k.stage].topics {
+			m[topic] = append(m[topic], k.p)
+		}
 	}
 	return m
 }
@@ -146,25 +155,27 @@ func (a *App) aggPartitions(parts []int32) map[string][]int32 {
 // not paused should they come back. Their jobs end on their own; a later
 // job of the same partition waits for them.
 func (a *App) cancelRestoresLocked(cl *kgo.Client, parts map[string][]int32) {
-	var canceled []int32
+	var canceled []taskKey
 	for topic, ps := range parts {
-		if !a.isAggInput(topic) {
+		st := a.stageOf(topic)
+		if st == nil {
 			continue
 		}
 		for _, p := range ps {
-			if j, ok := a.rst.jobs[p]; ok {
+			k := taskKey{st.idx, p}
+			if j, ok := a.rst.jobs[k]; ok {
 				j.cancel()
-				delete(a.rst.jobs, p)
-				canceled = append(canceled, p)
+				delete(a.rst.jobs, k)
+				canceled = append(canceled, k)
 			}
 		}
 	}
 	if len(canceled) == 0 {
 		return
 	}
-	slices.Sort(canceled)
+	slices.SortFunc(canceled, compareTaskKeys)
 	canceled = slices.Compact(canceled)
-	a.log.Info("restore abandoned: partitions revoked while restoring", "partitions", fmt.Sprint(canceled))
+	a.log.Info("restore abandoned: partitions revoked while restoring", "partitions", fmtTaskKeys(canceled))
 	cl.ResumeFetchPartitions(a.aggPartitions(canceled))
 	if len(a.rst.jobs) == 0 {
 		a.setReadyLocked()
@@ -196,7 +207,7 @@ func (a *App) runRestore(cl *kgo.Client, j *restoreJob) {
 	case <-j.ctx.Done():
 		return
 	}
-	j.t, j.res, j.err = a.restorePartition(j.ctx, cl, r, j.p)
+	j.ts, j.res, j.err = a.restoreStagePartition(j.ctx, cl, r, j.k)
 	a.rst.pool <- r
 	if j.ctx.Err() != nil {
 		return // abandoned: nobody wants the result
@@ -207,13 +218,37 @@ func (a *App) runRestore(cl *kgo.Client, j *restoreJob) {
 	}
 }
 
-// restorePartition restores partition p's store and builds its task with
-// its alert state: it wipes and rebuilds damaged local state, and restores
-// again while the restored state is behind the group's committed offset
-// (for up to restoreBehindLimit).
-func (a *App) restorePartition(ctx context.Context, cl *kgo.Client, r *changelog.Restorer, p int32) (*task, changelog.RestoreResult, error) {
-	spec := a.p.spec
-	ts := a.db.TaskStore(spec.Store, p, a.p.aggSpecs, a.cfg.CacheRows)
+// restoreStagePartition restores the tasks of partition k.p of stage
+// k.stage, one rollup's after the other, and adds up what they restored.
+func (a *App) restoreStagePartition(ctx context.Context, cl *kgo.Client, r *changelog.Restorer, k taskKey) ([]*task, changelog.RestoreResult, error) {
+	st := a.stages[k.stage]
+	ts := make([]*task, len(st.rollups))
+	var sum changelog.RestoreResult
+	for i, ro := range st.rollups {
+		t, res, err := a.restorePartition(ctx, cl, r, ro, k.p)
+		if err != nil {
+			return nil, sum, err
+		}
+		ts[i] = t
+		sum.Records += res.Records
+		sum.Took += res.Took
+		sum.FromScratch = sum.FromScratch || res.FromScratch
+		sum.Discarded += res.Discarded
+		sum.GapAtTail += res.GapAtTail
+		if res.Reason != "" {
+			sum.Reason = res.Reason
+		}
+	}
+	return ts, sum, nil
+}
+
+// restorePartition restores the store of rollup ro's partition p and
+// builds its task with its alert state: it wipes and rebuilds damaged
+// local state, and restores again while the restored state is behind the
+// group's committed offset (for up to restoreBehindLimit).
+func (a *App) restorePartition(ctx context.Context, cl *kgo.Client, r *changelog.Restorer, ro *rollup, p int32) (*task, changelog.RestoreResult, error) {
+	spec := ro.p.spec
+	ts := a.db.TaskStore(spec.Store, p, ro.p.aggSpecs, a.cfg.CacheRows)
 	label := strconv.Itoa(int(p))
 	r.Progress = func(_ string, _ int32, done, total int64) {
 		a.m.restoreDone.WithLabelValues(spec.Store, label).Set(float64(done))
@@ -222,11 +257,11 @@ func (a *App) restorePartition(ctx context.Context, cl *kgo.Client, r *changelog
 			time.Sleep(a.hooks.restorePause) // process-level tests only (testhooks.go)
 		}
 	}
-	t, res, err := a.restoreTask(ctx, r, p, ts)
+	t, res, err := a.restoreTask(ctx, r, ro, p, ts)
 	if errors.Is(err, state.ErrCorruptState) {
 		// Only damage is a reason to wipe: a broker or network failure is
 		// reported as it is.
-		t, res, err = a.rebuildTask(ctx, r, p, ts, "local state of the partition is damaged", err)
+		t, res, err = a.rebuildTask(ctx, r, ro, p, ts, "local state of the partition is damaged", err)
 	}
 	if err != nil {
 		return nil, res, err
@@ -245,7 +280,7 @@ func (a *App) restorePartition(ctx context.Context, cl *kgo.Client, r *changelog
 			a.log.Warn("could not read the group's committed offsets to check restored state against them", "err", err)
 			break
 		}
-		why := a.restoredBehind(ctx, r, p, res.Checkpoint, committed)
+		why := a.restoredBehind(ctx, r, ro, p, res.Checkpoint, committed)
 		if why == "" {
 			break
 		}
@@ -261,7 +296,7 @@ func (a *App) restorePartition(ctx context.Context, cl *kgo.Client, r *changelog
 		case <-tm.C:
 		}
 		prev := res.Records
-		if t, res, err = a.restoreTask(ctx, r, p, ts); err != nil {
+		if t, res, err = a.restoreTask(ctx, r, ro, p, ts); err != nil {
 			return nil, res, err
 		}
 		res.Records += prev
@@ -269,12 +304,12 @@ func (a *App) restorePartition(ctx context.Context, cl *kgo.Client, r *changelog
 	// The task is not in a.tasks yet: loading its alert state here, off the
 	// processing loop, reads only the pipeline's immutable rules and writes
 	// only this task and its store.
-	if a.p.eng.HasAlerts() {
+	if ro.p.eng.HasAlerts() {
 		if err := t.LoadAlerts(); err != nil {
 			if !errors.Is(err, state.ErrCorruptState) {
 				return nil, res, fmt.Errorf("load alert state of partition %d: %w", p, err)
 			}
-			if t, res, err = a.rebuildTask(ctx, r, p, ts, "alert state unreadable", err); err != nil {
+			if t, res, err = a.rebuildTask(ctx, r, ro, p, ts, "alert state unreadable", err); err != nil {
 				return nil, res, err
 			}
 			if err = t.LoadAlerts(); err != nil {
@@ -296,31 +331,35 @@ func (a *App) installRestoredLocked() error {
 		default:
 			return nil
 		}
-		if a.rst.jobs[j.p] != j {
+		if a.rst.jobs[j.k] != j {
 			continue // revoked while its result was on the way
 		}
-		delete(a.rst.jobs, j.p)
+		delete(a.rst.jobs, j.k)
 		if j.err != nil {
 			return fmt.Errorf("restore partition %d: %w", j.p, j.err)
 		}
-		t, res := j.t, j.res
+		ts, res := j.ts, j.res
 		a.m.restored.Add(float64(res.Records))
-		a.tasks[j.p] = t
-		if a.am != nil {
-			for _, al := range t.FiringAlerts() {
-				a.am.send(j.p, al, false)
+		a.tasks[j.k] = ts
+		open := 0
+		for _, t := range ts {
+			open += t.OpenWindows()
+			if a.am != nil {
+				for _, al := range t.FiringAlerts() {
+					a.am.send(j.k.owner(), al, false)
+				}
 			}
 		}
-		a.cl.ResumeFetchPartitions(a.aggPartitions([]int32{j.p}))
+		a.cl.ResumeFetchPartitions(a.aggPartitions([]taskKey{j.k}))
 		a.rst.parts++
 		a.rst.records += res.Records
-		a.m.tasks.Set(float64(len(a.tasks)))
-		a.log.Info("partition restored", "partition", j.p, "records", res.Records, "from_scratch", res.FromScratch,
-			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "gap_at_tail", res.GapAtTail, "open_windows", t.OpenWindows(),
+		a.m.tasks.Set(float64(a.taskCount()))
+		a.log.Info("partition restored", "partition", j.p, "topic", a.stages[j.k.stage].topics[0], "records", res.Records, "from_scratch", res.FromScratch,
+			"reason", res.Reason, "discarded_unfinished_flush", res.Discarded, "gap_at_tail", res.GapAtTail, "open_windows", open,
 			"took", res.Took.Round(time.Millisecond))
 		if len(a.rst.jobs) == 0 {
 			a.log.Info("state restored; processing", "partitions", a.rst.parts, "records", a.rst.records,
-				"took", time.Since(a.rst.began).Round(time.Millisecond), "tasks", len(a.tasks))
+				"took", time.Since(a.rst.began).Round(time.Millisecond), "tasks", a.taskCount())
 			a.setReadyLocked()
 		}
 	}
@@ -338,12 +377,12 @@ func (a *App) setReadyLocked() {
 // restoreTask brings one partition's store up to its changelog and builds
 // its task's window index (not its alert state: see engine.Task.LoadAlerts).
 // Tasks restore concurrently: it touches only its own task and store.
-func (a *App) restoreTask(ctx context.Context, r *changelog.Restorer, p int32, ts *state.TaskStore) (*task, changelog.RestoreResult, error) {
-	res, err := r.Restore(ctx, a.p.spec.ChangelogTopic(), p, ts)
+func (a *App) restoreTask(ctx context.Context, r *changelog.Restorer, ro *rollup, p int32, ts *state.TaskStore) (*task, changelog.RestoreResult, error) {
+	res, err := r.Restore(ctx, ro.p.spec.ChangelogTopic(), p, ts)
 	if err != nil {
 		return nil, res, err
 	}
-	t := a.newTask(p, ts, res.Checkpoint, a.clock.Now())
+	t := a.newStageTask(ro, p, ts, res.Checkpoint, a.clock.Now())
 	// Rows just rebuilt from the changelog need no check against local
 	// damage; rows kept from before do.
 	if err := t.Rebuild(!res.FromScratch); err != nil {
@@ -355,14 +394,14 @@ func (a *App) restoreTask(ctx context.Context, r *changelog.Restorer, p int32, t
 // rebuildTask wipes a partition's local state that could not be read
 // (what, cause) and restores it again from the changelog, once: a damaged
 // Pebble file is not a reason to stop.
-func (a *App) rebuildTask(ctx context.Context, r *changelog.Restorer, p int32, ts *state.TaskStore, what string, cause error) (*task, changelog.RestoreResult, error) {
+func (a *App) rebuildTask(ctx context.Context, r *changelog.Restorer, ro *rollup, p int32, ts *state.TaskStore, what string, cause error) (*task, changelog.RestoreResult, error) {
 	a.log.Warn(what+"; wiping the partition's local state and rebuilding it from the changelog", "partition", p, "err", cause)
 	if err := ts.Wipe(); err != nil {
 		return nil, changelog.RestoreResult{}, fmt.Errorf("wipe damaged state of partition %d: %w (after %w)", p, err, cause)
 	}
-	t, res, err := a.restoreTask(ctx, r, p, ts)
+	t, res, err := a.restoreTask(ctx, r, ro, p, ts)
 	if err != nil {
-		return nil, res, fmt.Errorf("restore %s partition %d: %w", a.p.spec.ChangelogTopic(), p, err)
+		return nil, res, fmt.Errorf("restore %s partition %d: %w", ro.p.spec.ChangelogTopic(), p, err)
 	}
 	return t, res, nil
 }
@@ -377,8 +416,11 @@ func (a *App) rebuildTask(ctx context.Context, r *changelog.Restorer, p int32, t
 // records that hold no data for the task (transaction markers of a
 // transactional input, aborted records): it is behind only when a
 // committed data record lies between the two.
-func (a *App) restoredBehind(ctx context.Context, r *changelog.Restorer, p int32, cp state.Checkpoint, committed kadm.OffsetResponses) string {
-	inputs := a.aggInputTopics()
+func (a *App) restoredBehind(ctx context.Context, r *changelog.Restorer, ro *rollup, p int32, cp state.Checkpoint, committed kadm.OffsetResponses) string {
+	if ro.from != nil {
+		return "" // reads no input: its position is the task it follows (commit.go, pendingCommit.markers)
+	}
+	inputs := ro.stage.topics
 	for _, topic := range inputs {
 		c, ok := committed.Lookup(topic, p)
 		if !ok || c.Err != nil || c.At < 0 {

@@ -90,7 +90,7 @@ output: {topic: out}
 		{"no position restored (after a reset)", state.Checkpoint{}, end, false},
 	}
 	for _, c := range cases {
-		why := a.restoredBehind(ctx, r, 0, c.cp, committedAt(c.committed))
+		why := a.restoredBehind(ctx, r, a.rollups[0], 0, c.cp, committedAt(c.committed))
 		if (why != "") != c.behind {
 			t.Errorf("%s: restoredBehind = %q, want behind=%v", c.name, why, c.behind)
 		}

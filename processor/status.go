@@ -2,6 +2,7 @@ package processor
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -14,21 +15,44 @@ import (
 // grouping key as eddy writes it: a JSON array of the key fields' values,
 // e.g. ["checkout","/pay"]) that are open in this worker's tasks, oldest
 // first, each as JSON in the output's result shape (key fields,
-// window_start, window_end, aggregates). Windows live only in the task
-// that owns the key's partition, so a worker that does not own it returns
-// none. It holds the processing lock while it scans this worker's open
-// windows: a query costs the pipeline about one scan of them.
+// window_start, window_end, aggregates), of the pipeline's first rollup
+// (OpenWindowsIn names another). Windows live only in the task that owns
+// the key's partition, so a worker that does not own it returns none. It
+// holds the processing lock while it scans this worker's open windows: a
+// query costs the pipeline about one scan of them.
 func (a *App) OpenWindows(key string) ([]json.RawMessage, error) {
+	return a.OpenWindowsIn("", key)
+}
+
+// OpenWindowsIn is OpenWindows of the rollup named rollup ("" the first).
+// An unknown rollup is an error.
+func (a *App) OpenWindowsIn(rollup, key string) ([]json.RawMessage, error) {
+	r := a.rollups[0]
+	if rollup != "" {
+		r = nil
+		for _, x := range a.rollups {
+			if x.name() == rollup {
+				r = x
+			}
+		}
+		if r == nil {
+			return nil, fmt.Errorf("no rollup %q in pipeline %q", rollup, a.cfg.Spec.App)
+		}
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var out []json.RawMessage
-	for _, t := range a.tasks {
+	for k, ts := range a.tasks {
+		if k.stage != r.stage.idx {
+			continue
+		}
+		t := ts[r.slot]
 		rs, err := t.OpenWindowsOf(key)
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range rs {
-			b, err := a.p.encodeResultMap(r)
+		for _, res := range rs {
+			b, err := r.p.encodeResultMap(res)
 			if err != nil {
 				return nil, err
 			}

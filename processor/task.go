@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/eddy-streams/eddy/processor/engine"
@@ -13,6 +14,7 @@ import (
 // touches a task.
 type task struct {
 	*engine.Task
+	r         *rollup // nil in Local
 	partition int32
 	store     *state.TaskStore
 	cp        state.Checkpoint // position of the last flush (or restore)
@@ -26,6 +28,16 @@ type task struct {
 
 func (p *pipeline) newTask(partition int32, store *state.TaskStore, cp state.Checkpoint, now time.Time) *task {
 	return &task{Task: engine.NewTask(p.eng, store, cp, now), partition: partition, store: store, cp: cp}
+}
+
+// metricLabel is the task's label in per-task metrics: its partition, and
+// its rollup's name first in a pipeline with several ("errors/3").
+func (t *task) metricLabel() string {
+	p := strconv.Itoa(int(t.partition))
+	if t.r != nil && t.r.name() != "" {
+		return t.r.name() + "/" + p
+	}
+	return p
 }
 
 // rebuildIndex loads the open-window index, and the alert rules' state,

@@ -135,17 +135,19 @@ func holdBack(req *kmsg.TxnOffsetCommitRequest, held map[state.SourcePartition]k
 // which holds exactly the last committed transaction's state.
 func (a *App) resetToCommittedLocked() error {
 	now := a.clock.Now()
-	for p, t := range a.tasks {
-		t.store.DropCache()
-		cp, _, err := t.store.Checkpoint()
-		if err != nil {
-			return fmt.Errorf("reset partition %d: %w", p, err)
+	for _, ts := range a.tasks {
+		for i, t := range ts {
+			t.store.DropCache()
+			cp, _, err := t.store.Checkpoint()
+			if err != nil {
+				return fmt.Errorf("reset %s partition %d: %w", t.r.p.spec.Store, t.partition, err)
+			}
+			nt := a.newStageTask(t.r, t.partition, t.store, cp, now)
+			if err := nt.rebuildIndex(); err != nil {
+				return fmt.Errorf("reset %s partition %d: %w", t.r.p.spec.Store, t.partition, err)
+			}
+			ts[i] = nt
 		}
-		nt := a.newTask(p, t.store, cp, now)
-		if err := nt.rebuildIndex(); err != nil {
-			return fmt.Errorf("reset partition %d: %w", p, err)
-		}
-		a.tasks[p] = nt
 	}
 	a.pg.rewind(a.cl.CommittedOffsets(), now)
 	clear(a.srcPos)

@@ -151,18 +151,6 @@ func listInputs(ctx context.Context, adm *kadm.Client, topics []string) ([]state
 	return ins, nil
 }
 
-// newTask makes the task of aggregation partition p and tells it which
-// input partitions it waits for.
-func (a *App) newTask(p int32, store *state.TaskStore, cp state.Checkpoint, now time.Time) *task {
-	t := a.p.newTask(p, store, cp, now)
-	if a.p.spec.NeedsRepartition() {
-		t.Expect(a.inputs, now)
-	} else {
-		t.Expect([]state.SourcePartition{{Topic: a.p.spec.Source.Topics[0], Partition: p}}, now)
-	}
-	return t
-}
-
 // sendWatermarks is the source stage's report: every watermarkEvery, one
 // watermark record to each repartition partition with the watermark of
 // every source partition this worker owns.
@@ -177,8 +165,10 @@ func (a *App) sendWatermarks(ctx context.Context, now time.Time) {
 	a.wmSent = now
 	a.wmLast = append(a.wmLast[:0], a.wmBuf...)
 	value := appendWatermarks(nil, a.wmBuf)
-	for p := range a.aggParts {
-		a.write(ctx, a.watermarkRecord(p, value, now), nil)
+	for _, st := range a.stages {
+		for p := range a.aggParts {
+			a.write(ctx, watermarkRecord(st.topic(), p, value, now), nil)
+		}
 	}
 }
 
@@ -188,11 +178,11 @@ func (a *App) ownedWatermarks() {
 	a.wmBuf = a.pg.watermarks(a.wmBuf[:0], func(sp state.SourcePartition) bool { return a.stalled[sp] != nil })
 }
 
-// watermarkRecord is the watermark record of value for repartition
-// partition p.
-func (a *App) watermarkRecord(p int32, value []byte, now time.Time) *kgo.Record {
+// watermarkRecord is the watermark record of value for partition p of
+// repartition topic topic.
+func watermarkRecord(topic string, p int32, value []byte, now time.Time) *kgo.Record {
 	return &kgo.Record{
-		Topic:     a.p.spec.RepartitionTopic(),
+		Topic:     topic,
 		Partition: p,
 		Value:     value,
 		Headers:   []kgo.RecordHeader{{Key: hdrWatermark, Value: []byte{watermarkVersion}}},
@@ -210,21 +200,25 @@ func (a *App) watermarkRecord(p int32, value []byte, now time.Time) *kgo.Record 
 // same data, read at another pace, makes late. With it, whether a record
 // is late depends on the data the worker read, not on timing: a replay
 // on one worker gives the live run's late records.
-func (a *App) beforeLateForward(ctx context.Context, sp state.SourcePartition, ev event) {
-	grace := a.p.spec.Window.Grace.Milliseconds()
-	if ev.ts >= a.pg.watermark(sp)-grace {
+//
+// It goes to stage st's partition of the record's key there; the stage's
+// smallest grace decides (a record late for none of its rollups needs no
+// report).
+func (a *App) beforeLateForward(ctx context.Context, st *aggStage, sp state.SourcePartition, ts int64, key string) {
+	grace := st.minGrace
+	if ts >= a.pg.watermark(sp)-grace {
 		return // within grace of its own partition: it cannot be late
 	}
 	a.ownedWatermarks()
-	lowest := ev.ts + grace + 1
+	lowest := ts + grace + 1
 	for _, w := range a.wmBuf {
 		lowest = min(lowest, w.Time)
 	}
-	if ev.ts >= lowest-grace {
+	if ts >= lowest-grace {
 		return
 	}
-	p := KeyPartition(a.p.spec.RepartitionTopic(), ev.key, int(a.aggParts))
-	a.write(ctx, a.watermarkRecord(p, appendWatermarks(nil, a.wmBuf), a.clock.Now()), nil)
+	p := KeyPartition(st.topic(), key, int(a.aggParts))
+	a.write(ctx, watermarkRecord(st.topic(), p, appendWatermarks(nil, a.wmBuf), a.clock.Now()), nil)
 }
 
 // applyWatermarks applies a watermark record read by task t, decoding
@@ -252,13 +246,18 @@ func (t *task) inputFetched(next, hwm int64) { t.inputNext, t.inputEnd = next, h
 // task that reads its source directly also learns it as that partition's
 // state.
 func (a *App) reportInputs(now time.Time) {
-	direct := !a.p.spec.NeedsRepartition()
-	for _, t := range a.tasks {
-		in := state.SourcePartition{Topic: a.aggInputTopics()[0], Partition: t.partition}
-		caught := t.inputNext >= t.inputEnd && a.stalled[in] == nil
-		t.SetInputCaughtUp(caught)
-		if direct {
-			t.ObserveWatermark(engine.Watermark{Input: in, CaughtUp: caught}, now)
+	for k, ts := range a.tasks {
+		st := a.stages[k.stage]
+		in := state.SourcePartition{Topic: st.topics[0], Partition: k.p}
+		for _, t := range ts {
+			if t.r.from != nil {
+				continue
+			}
+			caught := t.inputNext >= t.inputEnd && a.stalled[in] == nil
+			t.SetInputCaughtUp(caught)
+			if !st.repart {
+				t.ObserveWatermark(engine.Watermark{Input: in, CaughtUp: caught}, now)
+			}
 		}
 	}
 }
@@ -266,7 +265,7 @@ func (a *App) reportInputs(now time.Time) {
 // watermarkMetrics exports how long task t's stream time has waited on its
 // slowest input partition, and which one.
 func (a *App) watermarkMetrics(t *task, now time.Time, longest *waitingOn) {
-	p := strconv.Itoa(int(t.partition))
+	p := t.metricLabel()
 	in, _, waited, ok := t.HeldBy(now)
 	holder := ""
 	if ok && waited > longest.waited {
@@ -304,7 +303,7 @@ func (a *App) movedOn(t *task, ms []engine.MovedOn) {
 
 // dropWatermarkMetrics removes task partition p's watermark series.
 func (a *App) dropWatermarkMetrics(t *task) {
-	p := strconv.Itoa(int(t.partition))
+	p := t.metricLabel()
 	a.m.wmWait.DeleteLabelValues(p)
 	if t.holder != "" {
 		a.m.wmHolder.DeleteLabelValues(p, t.holder)
@@ -346,7 +345,7 @@ func (a *App) Waiting() string {
 // pipeline's data.
 func (a *App) countIn(fp kgo.FetchTopicPartition) {
 	n := len(fp.Records)
-	if a.p.spec.NeedsRepartition() && fp.Topic == a.p.spec.RepartitionTopic() {
+	if st := a.stageOf(fp.Topic); st != nil && st.repart {
 		wm := 0
 		for _, r := range fp.Records {
 			if isWatermark(r) {

@@ -21,8 +21,18 @@ const describeWidth = 80
 // windows behave, with a worked example computed from the window settings.
 // partitions is the source partition count, 0 if unknown. s should be
 // valid (see Validate).
+//
+// With several rollups (Spec.Rollups) it shows the part they share once
+// (the source, the steps every record goes through once, and the key and
+// repartition topic of each distinct key), then each rollup: its window,
+// aggregates, emit mode, output, store, alerts, and for a chained rollup
+// what it merges and when its windows close.
 func Describe(s *Spec, partitions int32) string {
 	d := &describer{s: s, partitions: partitions}
+	if s.MultiRollup() {
+		d.rollups()
+		return strings.TrimRight(d.b.String(), "\n") + "\n"
+	}
 	d.header()
 	d.sources()
 	d.steps()
@@ -83,6 +93,15 @@ func (d *describer) header() {
 	fmt.Fprintf(w, "  tasks:\t%s\n", d.partitionsText())
 	fmt.Fprintf(w, "  processing:\t%s\n", strings.ReplaceAll(s.Processing, "_", " "))
 	fmt.Fprintf(w, "  commit interval:\t%s\n", fmtDuration(s.CommitInterval))
+	if s.MultiRollup() {
+		chained := 0
+		for _, r := range s.Rollups {
+			if r.From != "" {
+				chained++
+			}
+		}
+		fmt.Fprintf(w, "  rollups:\t%d (%d chained)\n", len(s.Rollups), chained)
+	}
 	w.Flush()
 	d.line("")
 }
@@ -105,14 +124,31 @@ func (d *describer) sources() {
 	d.line("")
 }
 
+// stepper numbers the steps of a list.
+type stepper struct {
+	d *describer
+	n int
+}
+
+func (st *stepper) step(text string) {
+	st.n++
+	st.d.para(fmt.Sprintf("  %d. ", st.n), text)
+}
+
 func (d *describer) steps() {
-	s := d.s
 	d.line("Steps, for every record, in order")
-	n := 0
-	step := func(text string) {
-		n++
-		d.para(fmt.Sprintf("  %d. ", n), text)
-	}
+	st := &stepper{d: d}
+	d.recordSteps(st)
+	d.keySteps(st)
+	d.aggregateSteps(st)
+	d.line("")
+}
+
+// recordSteps are the steps every record goes through once, whatever the
+// rollups: decode, derived fields, lookups, event time and filter.
+func (d *describer) recordSteps(st *stepper) {
+	s := d.s
+	step := st.step
 	dlq := quote(s.DeadLetterTopic)
 
 	if s.Source.Format == FormatAvro {
@@ -173,6 +209,12 @@ func (d *describer) steps() {
 		step(fmt.Sprintf("Filter: keep records where `%s`; the others are skipped and counted.", s.Filter))
 	}
 
+}
+
+// keySteps key the records and repartition them by the key.
+func (d *describer) keySteps(st *stepper) {
+	s := d.s
+	step := st.step
 	key := "[" + strings.Join(s.Key, ", ") + "]"
 	step(fmt.Sprintf("Key by %s.", key))
 
@@ -186,15 +228,32 @@ func (d *describer) steps() {
 			"so every record of a key is in the same partition.", key))
 	}
 
-	step("Window: " + windowSummary(s.Window) + ".")
+}
 
-	n++
-	d.line("  %d. Aggregate into store %q, per key and window:", n, s.Store)
-	w := tabwriter.NewWriter(&d.b, 0, 0, 2, ' ', 0)
-	for _, a := range s.Aggregates {
-		fmt.Fprintf(w, "       %s\t%s\n", a.Name, aggregateText(a))
+// aggregateSteps window, aggregate, emit and write the results of one
+// rollup.
+func (d *describer) aggregateSteps(st *stepper) {
+	s := d.s
+	step := st.step
+	if s.From != "" {
+		step(fmt.Sprintf("Merge the final results of rollup %q: every window it closes (its final result, also when it emits on update) "+
+			"is merged into the window of this rollup that contains it, in the same task, with its key %s.", s.From, keyText(s.Key)))
+		step("Window: " + windowSummary(s.Window) + ": a window closes once every window of " + quote(s.From) + " inside it has closed.")
+		st.n++
+		d.para(fmt.Sprintf("  %d. ", st.n), fmt.Sprintf("Aggregate into store %q, per key and window, merging those of %q:", s.Store, s.From))
+		for _, a := range s.Aggregates {
+			d.para("       "+a.Name+": ", chainedAggregateText(a, s.From))
+		}
+	} else {
+		step("Window: " + windowSummary(s.Window) + ".")
+		st.n++
+		d.line("  %d. Aggregate into store %q, per key and window:", st.n, s.Store)
+		w := tabwriter.NewWriter(&d.b, 0, 0, 2, ' ', 0)
+		for _, a := range s.Aggregates {
+			fmt.Fprintf(w, "       %s\t%s\n", a.Name, aggregateText(a))
+		}
+		w.Flush()
 	}
-	w.Flush()
 
 	switch s.Emit {
 	case EmitUpdate:
@@ -210,7 +269,6 @@ func (d *describer) steps() {
 	}
 	step(fmt.Sprintf("Sink: topic %q (%s), one record per result with fields %s.",
 		s.Output.Topic, formatName(s.Output.Format), strings.Join(fields, ", ")))
-	d.line("")
 }
 
 func (d *describer) stores() {
@@ -283,13 +341,25 @@ func (d *describer) timeAndWindows() {
 	d.line("")
 	d.para("  ", d.windowExample())
 	d.line("")
+	d.idleParagraph()
+	d.line("")
+	d.emitParagraph()
+	d.line("")
+	d.processingParagraph()
+}
+
+func (d *describer) idleParagraph() {
+	s := d.s
 	d.para("  ", fmt.Sprintf("Idle is not stalled. An input partition with nothing to read for %s (idle_timeout) is left out of the minimum; "+
 		"when every input partition is idle, wall-clock time advances stream time so windows still close and absence alerts fire. "+
 		"An input partition that has records waiting but makes no progress (its worker died, it is paused for the schema registry, "+
 		"restoring or rebalancing) holds windows back for up to %s (max_wait); then stream time moves on without it, "+
 		"eddy logs which partition held things up, and its records older than the windows closed meanwhile go to %q.",
 		fmtDuration(s.IdleTimeout), fmtDuration(s.MaxWait), s.LateTopic))
-	d.line("")
+}
+
+func (d *describer) emitParagraph() {
+	s := d.s
 	switch s.Emit {
 	case EmitUpdate:
 		d.para("  ", fmt.Sprintf("Emit on update: results are written as windows change, at most once per key and window every %s; "+
@@ -298,12 +368,23 @@ func (d *describer) timeAndWindows() {
 		d.para("  ", "Emit on close: each window's result is written once, when the window closes, and never changes; "+
 			"nothing is written for a window before then.")
 	}
-	d.line("")
+}
+
+func (d *describer) processingParagraph() {
+	s := d.s
+	outputs := quote(s.Output.Topic)
+	if s.MultiRollup() {
+		var names []string
+		for _, r := range s.Rollups {
+			names = append(names, r.Output.Topic)
+		}
+		outputs = quoteList(names)
+	}
 	switch s.Processing {
 	case ExactlyOnce:
 		d.para("  ", fmt.Sprintf("Processing exactly once: results, state changes and input offsets are committed together in one "+
 			"Kafka transaction every %s, so every record counts exactly once in the results, even across crashes; "+
-			"consumers of %q should read with isolation.level=read_committed.", fmtDuration(s.CommitInterval), s.Output.Topic))
+			"consumers of %s should read with isolation.level=read_committed.", fmtDuration(s.CommitInterval), outputs))
 	default:
 		d.para("  ", fmt.Sprintf("Processing at least once: offsets are committed every %s after the results are written, "+
 			"so after a crash the records since the last commit are processed again and some results may be written twice; "+
@@ -599,4 +680,185 @@ func quoteList(names []string) string {
 		return q[0]
 	}
 	return strings.Join(q[:len(q)-1], ", ") + " and " + q[len(q)-1]
+}
+
+// rollups describes a pipeline with several rollups: the shared part once,
+// then each rollup.
+func (d *describer) rollups() {
+	s := d.s
+	specs := s.RollupSpecs()
+	d.header()
+	d.sources()
+
+	d.line("Steps, once per record, for all rollups (the source is read and decoded once)")
+	st := &stepper{d: d}
+	d.recordSteps(st)
+	d.sharedKeySteps(st, specs)
+	d.line("")
+
+	for i, rs := range specs {
+		sub := &describer{s: rs, partitions: d.partitions}
+		sub.rollup(s, i)
+		d.b.WriteString(sub.b.String())
+		d.line("")
+	}
+
+	d.line("Stores, one per rollup")
+	for _, rs := range specs {
+		d.para(fmt.Sprintf("  %s  ", rs.Store), fmt.Sprintf("window store of rollup %q: its aggregates per key and window, "+
+			"in Pebble on local disk, backed by the changelog topic %q, from which it is rebuilt when needed. "+
+			"Windows are removed once closed.", rs.RollupName, rs.ChangelogTopic()))
+	}
+	d.line("")
+	d.topics()
+
+	d.line("Time, in plain words")
+	d.para("  ", d.streamTimeRule())
+	d.line("")
+	d.para("  ", fmt.Sprintf("Each rollup that reads the records closes its windows by this stream time and its own grace; "+
+		"each chained rollup closes its windows when the rollup it reads has closed every window inside them. "+
+		"A record that is late for a rollup goes to %q once for that rollup (header eddy.rollup names it), "+
+		"and still counts in the rollups whose windows are open.", s.LateTopic))
+	d.line("")
+	d.idleParagraph()
+	d.line("")
+	d.processingParagraph()
+}
+
+// sharedKeySteps key each record once per distinct key of the rollups
+// that read the source, and repartition it by that key.
+func (d *describer) sharedKeySteps(st *stepper, specs []*Spec) {
+	s := d.s
+	var keys [][]string
+	users := make(map[string][]string) // by key text: what uses it
+	topics := make(map[string]string)
+	for _, rs := range specs {
+		k := keyText(rs.Key)
+		if _, ok := users[k]; !ok {
+			keys = append(keys, rs.Key)
+			topics[k] = rs.RepartitionTopic()
+		}
+		u := quote(rs.RollupName)
+		if rs.From != "" {
+			u += " (chained from " + quote(rs.From) + ")"
+		}
+		users[k] = append(users[k], u)
+	}
+	uses := func(k string) string {
+		u := users[k]
+		if len(u) == 1 {
+			return "rollup " + u[0]
+		}
+		return "rollups " + strings.Join(u[:len(u)-1], ", ") + " and " + u[len(u)-1]
+	}
+	if !s.NeedsRepartition() {
+		k := keyText(keys[0])
+		st.step(fmt.Sprintf("Key by %s, for %s. No repartition: the source records are already keyed by %s "+
+			"(source.keyed_by_group_key: true), so every record of a key is in the same partition.", k, uses(k), k))
+		return
+	}
+	st.step("Key and repartition, once per distinct key (rollups with the same key share its repartition topic): " +
+		"the source records are not keyed by these fields in Kafka, so eddy re-keys each record once per key and " +
+		"writes it to that key's repartition topic, so that every record of a key is processed by the same task. " +
+		"The fields computed above travel with it.")
+	for _, key := range keys {
+		k := keyText(key)
+		d.para("     - ", fmt.Sprintf("by %s through topic %q, for %s", k, topics[k], uses(k)))
+	}
+}
+
+// rollup describes one rollup of a multi-rollup pipeline; d.s is its spec
+// (RollupSpecs), top the pipeline and i its index.
+func (d *describer) rollup(top *Spec, i int) {
+	s := d.s
+	if s.From == "" {
+		d.line("Rollup %q: reads the records above, keyed by %s", s.RollupName, keyText(s.Key))
+	} else {
+		d.line("Rollup %q: reads the final results of rollup %q", s.RollupName, s.From)
+	}
+	st := &stepper{d: d}
+	d.aggregateSteps(st)
+	d.line("")
+	if s.From == "" {
+		d.para("  ", windowExplanation(s.Window))
+		d.line("")
+		d.para("  ", d.windowExample())
+	} else {
+		d.chainTime(top, i)
+	}
+	d.line("")
+	d.emitParagraph()
+	d.alerts()
+}
+
+// chainTime says when the windows of chained rollup i close, with an
+// example.
+func (d *describer) chainTime(top *Spec, i int) {
+	s := d.s
+	root := top.rootOf(i)
+	if root < 0 {
+		return
+	}
+	rootName, grace := top.Rollups[root].Name, top.Rollups[root].Window.Grace
+	rootWin := top.Rollups[root].Window
+	through := fmt.Sprintf("the stream time of rollup %q minus its grace of %s", rootName, fmtDuration(grace))
+	if grace == 0 {
+		through = fmt.Sprintf("the stream time of rollup %q, which has no grace", rootName)
+	}
+	d.para("  ", fmt.Sprintf("Tumbling windows of %s, each made of whole windows of rollup %q (%s each). Its stream time is the time through which rollup %q has closed its windows (%s), "+
+		"so each of its windows closes exactly when every window of %q inside it has closed: it needs no grace, and has none. "+
+		"Every result of %q it merges is final, so nothing it receives is late; a record too late for %q goes to the late topic "+
+		"for %q only and never reaches this rollup, so nothing counts twice.",
+		fmtDuration(s.Window.Size), s.From, fmtDuration(top.windowOf(s.From).Size), s.From, through, s.From, s.From, rootName, rootName))
+	d.line("")
+	t := exampleTime.UnixMilli()
+	fine, coarse := rootWin.Starts(t), s.Window.Starts(t)
+	if len(fine) != 1 || len(coarse) != 1 {
+		return
+	}
+	win := func(w Window, start int64) string {
+		return fmt.Sprintf("[%s, %s)", fmtClock(fromMillis(start)), fmtClock(fromMillis(start+w.SizeMillis())))
+	}
+	via := ""
+	if s.From != rootName {
+		via = fmt.Sprintf(" (through rollup %q)", s.From)
+	}
+	end := coarse[0] + s.Window.SizeMillis()
+	plus := fmt.Sprintf("the window's end plus the %s grace of %q", fmtDuration(grace), rootName)
+	if grace == 0 {
+		plus = fmt.Sprintf("the window's end; %q has no grace", rootName)
+	}
+	d.para("  ", fmt.Sprintf("Example (times are UTC on %s): a record for %s counts in window %s of rollup %q; "+
+		"its final result is merged%s into window %s of this rollup, which closes when every window of %q in it has closed: "+
+		"when the stream time of %q reaches %s (%s).",
+		exampleTime.Format("2006-01-02"), fmtClock(exampleTime), win(rootWin, fine[0]), rootName,
+		via, win(s.Window, coarse[0]), s.From, rootName, fmtClock(fromMillis(end+grace.Milliseconds())), plus))
+}
+
+// chainedAggregateText says what an aggregate of a chained rollup is and
+// how it is merged from the results of the rollup it reads.
+func chainedAggregateText(a Aggregate, from string) string {
+	f := quote(from)
+	var how string
+	switch a.Op {
+	case AggCount:
+		how = "the sum of the counts of " + f + " (exact)"
+	case AggSum:
+		how = "the sum of the sums of " + f + " (exact)"
+	case AggMin:
+		how = "the lowest of the minima of " + f + " (exact)"
+	case AggMax:
+		how = "the highest of the maxima of " + f + " (exact)"
+	case AggMean:
+		how = "from the sums and counts of " + f + " (exact; not an average of averages)"
+	case AggQuantile:
+		how = "the sketches of " + f + " merged: the same error as computed from the records themselves, never an average of percentiles"
+	case AggDistinct:
+		how = "the sketches of " + f + " merged: the same error as computed from the records themselves"
+	case AggTopK:
+		how = "the summaries of " + f + " merged, within the same bound over this window's records"
+	default:
+		how = "merged from " + f
+	}
+	return aggregateText(a) + "; " + how
 }

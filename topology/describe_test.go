@@ -23,6 +23,7 @@ func TestDescribeGolden(t *testing.T) {
 		{"hopping", 12},
 		{"session", 0},
 		{"metrics", 6},
+		{"rollups", 6}, // several rollups, a chain
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := mustParseFile(t, filepath.Join("testdata", "describe", tc.name+".yaml"))

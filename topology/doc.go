@@ -13,8 +13,13 @@
 //   - expr.go: filter and where expressions (expr-lang), compiled once with
 //     CompileBool or Spec.Compile, checked against the record schema when
 //     one is known, and evaluated per record with Expr.Eval.
+//   - rollups.go: several rollups in one pipeline (Spec.Rollups): each
+//     rollup's defaults and checks, the rules of chained rollups (from),
+//     and RollupSpecs, which turns each rollup into a single-rollup Spec
+//     for the runtime.
 //   - topics.go: the names of the consumer group and of the topics eddy
-//     creates (repartition, changelog, late, dead-letter).
+//     creates (repartition, changelog, late, dead-letter), for every
+//     rollup.
 //   - window.go: WindowRule, the window arithmetic, close rule and
 //     closed-session retention shared by the runtime (processor/engine)
 //     and Describe.

@@ -120,3 +120,36 @@ func TestSpecDocDefaultsMatch(t *testing.T) {
 		t.Errorf("the written-out example differs from the short one with defaults:\n%+v\n%+v", short, full)
 	}
 }
+
+// TestSpecDocRollupsExample: the reference shows a pipeline of three
+// rollups with a chain, and it is the spec of the describe golden file
+// testdata/describe/rollups.yaml, so that file's golden output is what
+// `eddy describe` prints for the example in the doc.
+func TestSpecDocRollupsExample(t *testing.T) {
+	specs, lines, _ := docExamples(t, specDoc)
+	golden := mustParseFile(t, filepath.Join("testdata", "describe", "rollups.yaml"))
+	found := false
+	for i, s := range specs {
+		if !s.MultiRollup() {
+			continue
+		}
+		chained, keys := 0, make(map[string]bool)
+		for _, r := range s.Rollups {
+			if r.From != "" {
+				chained++
+			} else {
+				keys[strings.Join(r.Key, ",")] = true
+			}
+		}
+		if len(s.Rollups) < 3 || chained == 0 || len(keys) < 2 {
+			continue
+		}
+		found = true
+		if !reflect.DeepEqual(s, golden) {
+			t.Errorf("%s, example at line %d differs from testdata/describe/rollups.yaml: keep them the same", specDoc, lines[i])
+		}
+	}
+	if !found {
+		t.Errorf("%s has no example with three rollups, two keys and a chain", specDoc)
+	}
+}

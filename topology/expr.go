@@ -476,6 +476,12 @@ type Compiled struct {
 // numeric fields. Errors are *FieldErrors joined with errors.Join, like
 // Validate's. The runtime calls it once at start-up, after the schema is
 // known.
+//
+// With several rollups, Compile on the pipeline's spec compiles the shared
+// expressions (Where is empty) and checks every rollup that reads the
+// source as well: its where clauses and, with a schema, its key and
+// aggregate fields, with errors under "rollups[i].". Each rollup's own
+// spec (RollupSpecs) compiles its where clauses for it.
 func (s *Spec) Compile(fields map[string]FieldType) (*Compiled, error) {
 	var errs []*FieldError
 	c := &Compiled{Where: make([]*Expr, len(s.Aggregates)), Derived: make([]*Expr, len(s.Derived))}
@@ -542,6 +548,27 @@ func (s *Spec) Compile(fields map[string]FieldType) (*Compiled, error) {
 	}
 	if env != nil {
 		errs = append(errs, s.checkSchema(env)...)
+	}
+	for i, r := range s.Rollups {
+		if r.From != "" {
+			continue // merges the results of a rollup checked here
+		}
+		p := fmt.Sprintf("rollups[%d].", i)
+		for j, a := range r.Aggregates {
+			if a.Where == "" {
+				continue
+			}
+			if _, err := CompileBool(a.Where, env); err != nil {
+				errs = append(errs, exprFieldError(fmt.Sprintf("%saggregates[%d].where", p, j), err))
+			}
+		}
+		if env != nil {
+			one := &Spec{Key: r.Key, Aggregates: r.Aggregates}
+			for _, e := range one.checkSchema(env) {
+				e.Field = p + e.Field
+				errs = append(errs, e)
+			}
+		}
 	}
 	if len(errs) > 0 {
 		return nil, joinFieldErrors(errs)

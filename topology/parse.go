@@ -155,8 +155,13 @@ func (s *Spec) fillDefaults(present func(path string) bool) {
 			*v = def
 		}
 	}
-	setString(&s.Emit, "emit", DefaultEmit)
-	setString(&s.Store, "store", DefaultStore)
+	// In the multi-rollup form the emit mode, store and output are each
+	// rollup's (fillRollupDefaults), and Validate refuses them at the top.
+	if !s.MultiRollup() {
+		setString(&s.Emit, "emit", DefaultEmit)
+		setString(&s.Store, "store", DefaultStore)
+		setString(&s.Output.Format, "output.format", DefaultFormat)
+	}
 	if s.App != "" {
 		setString(&s.LateTopic, "late_topic", s.App+"-late")
 		setString(&s.DeadLetterTopic, "dead_letter_topic", s.App+"-dlq")
@@ -167,17 +172,23 @@ func (s *Spec) fillDefaults(present func(path string) bool) {
 	setDuration(&s.MaxWait, "max_wait", DefaultMaxWait)
 	setDuration(&s.Time.MaxFuture, "time.max_future", DefaultMaxFuture)
 	setString(&s.Source.Format, "source.format", DefaultFormat)
-	setString(&s.Output.Format, "output.format", DefaultFormat)
 	for i := range s.Lookups {
 		setString(&s.Lookups[i].OnMiss, fmt.Sprintf("lookups[%d].on_miss", i), OnMissDefault)
 	}
-	for i := range s.Aggregates {
-		a := &s.Aggregates[i]
+	rewritePercentiles(s.Aggregates)
+	s.fillAlertDefaults(present)
+	s.fillRollupDefaults(present)
+}
+
+// rewritePercentiles turns percentile ops such as "p99" into Op
+// "quantile" with Quantile 0.99, leaving other ops as written.
+func rewritePercentiles(aggs []Aggregate) {
+	for i := range aggs {
+		a := &aggs[i]
 		if q, ok := ParsePercentile(a.Op); ok {
 			a.Op, a.Quantile = AggQuantile, q
 		}
 	}
-	s.fillAlertDefaults(present)
 }
 
 var percentileRE = regexp.MustCompile(`^p([0-9]{1,2})(?:\.([0-9]+))?$`)
@@ -221,6 +232,7 @@ func PercentileName(q float64) string {
 
 var (
 	specType     = reflect.TypeOf(Spec{})
+	rollupType   = reflect.TypeOf(Rollup{})
 	durationType = reflect.TypeOf(time.Duration(0))
 )
 
@@ -385,7 +397,9 @@ func yamlKeys(t reflect.Type) []string {
 // keyPaths lists every key a spec may have, as YAML paths with "[]" for
 // list elements: "app", "source.topics", "aggregates[].name", ... The
 // documentation test uses it to check that docs/pipeline-spec.md mentions
-// every key.
+// every key. The keys of a rollup that are sections of the single form
+// (rollups[].window, .aggregates, .output, .alerts) are listed, not the
+// keys under them: they are those of the top-level sections.
 func keyPaths() []string {
 	var out []string
 	var walk func(t reflect.Type, prefix string)
@@ -406,7 +420,7 @@ func keyPaths() []string {
 				ft = ft.Elem()
 				p += "[]"
 			}
-			if ft.Kind() == reflect.Struct && ft != durationType {
+			if ft.Kind() == reflect.Struct && ft != durationType && t != rollupType {
 				walk(ft, p)
 			}
 		}

@@ -1,6 +1,10 @@
 package topology
 
-import "time"
+import (
+	"fmt"
+	"strings"
+	"time"
+)
 
 // The table of eddy's topics and their settings (Spec.Topics). It is the
 // one definition used by `eddy run` (which creates the missing topics with
@@ -135,33 +139,67 @@ const maxTimestampLag = "9223372036854775807"
 // 0 when unknown): the repartition topic (if needed), the changelog, the
 // output, late, dead-letter and alerts topics. A topic the pipeline names
 // for several roles is listed once, with every role.
+//
+// With several rollups it lists, in this order, each repartition topic
+// once (rollups with the same key share one), every rollup's changelog,
+// every rollup's output topic, the late and dead-letter topics (shared by
+// all rollups), and every rollup's alerts topic.
 func (s *Spec) Topics(partitions int32) []TopicInfo {
+	specs := s.RollupSpecs()
+	multi := s.MultiRollup()
+	// of says which rollup a topic serves, in the multi-rollup form.
+	of := func(rs *Spec) string {
+		if !multi {
+			return ""
+		}
+		return " of rollup " + quote(rs.RollupName)
+	}
 	var out []TopicInfo
 	if s.NeedsRepartition() {
-		out = append(out, TopicInfo{Name: s.RepartitionTopic(), Roles: []string{RoleRepartition}, Partitions: partitions,
-			Copartitioned: true, Internal: true, PurgedByEddy: true, CarriesInput: true,
-			CleanupPolicy: CleanupDelete, Retention: RetentionInfinite, TimestampType: CreateTime,
-			Configs: map[string]string{
-				"cleanup.policy":                  CleanupDelete,
-				"retention.ms":                    "-1",
-				"retention.bytes":                 "-1",
-				"message.timestamp.type":          CreateTime,
-				"message.timestamp.before.max.ms": maxTimestampLag,
-			},
-			Purpose: "re-keys records by the grouping key, so each key is processed by one task; " +
-				"kept by eddy: records are deleted once the group has committed them"})
+		readers := make(map[string][]string)
+		var order []string
+		for _, rs := range specs {
+			t := rs.RepartitionTopic()
+			if _, ok := readers[t]; !ok {
+				order = append(order, t)
+				readers[t] = nil
+			}
+			if multi {
+				readers[t] = append(readers[t], rs.RollupName)
+			}
+		}
+		for _, t := range order {
+			purpose := "re-keys records by the grouping key, so each key is processed by one task"
+			if multi {
+				purpose = fmt.Sprintf("re-keys records by %s for %s, so each key is processed by one task",
+					keyText(s.rollupKeyOf(t)), rollupList(readers[t]))
+			}
+			out = append(out, TopicInfo{Name: t, Roles: []string{RoleRepartition}, Partitions: partitions,
+				Copartitioned: true, Internal: true, PurgedByEddy: true, CarriesInput: true,
+				CleanupPolicy: CleanupDelete, Retention: RetentionInfinite, TimestampType: CreateTime,
+				Configs: map[string]string{
+					"cleanup.policy":                  CleanupDelete,
+					"retention.ms":                    "-1",
+					"retention.bytes":                 "-1",
+					"message.timestamp.type":          CreateTime,
+					"message.timestamp.before.max.ms": maxTimestampLag,
+				},
+				Purpose: purpose + "; kept by eddy: records are deleted once the group has committed them"})
+		}
 	}
-	out = append(out, TopicInfo{Name: s.ChangelogTopic(), Roles: []string{RoleChangelog}, Partitions: partitions,
-		Copartitioned: true, Internal: true, CleanupPolicy: CleanupCompact,
-		Configs: map[string]string{
-			"cleanup.policy": CleanupCompact,
-			// Compact reasonably soon so restores stay short, but never
-			// the newest records (an unfinished flush at the tail must
-			// stay ordered after the records it would overwrite).
-			"segment.ms":                "3600000",
-			"min.cleanable.dirty.ratio": "0.3",
-		},
-		Purpose: "backs the window store " + quote(s.Store) + "; state is rebuilt from it"})
+	for _, rs := range specs {
+		out = append(out, TopicInfo{Name: rs.ChangelogTopic(), Roles: []string{RoleChangelog}, Partitions: partitions,
+			Copartitioned: true, Internal: true, CleanupPolicy: CleanupCompact,
+			Configs: map[string]string{
+				"cleanup.policy": CleanupCompact,
+				// Compact reasonably soon so restores stay short, but never
+				// the newest records (an unfinished flush at the tail must
+				// stay ordered after the records it would overwrite).
+				"segment.ms":                "3600000",
+				"min.cleanable.dirty.ratio": "0.3",
+			},
+			Purpose: "backs the window store " + quote(rs.Store) + of(rs) + "; state is rebuilt from it"})
+	}
 	add := func(name, role, purpose string) {
 		for i := range out {
 			if out[i].Name == name {
@@ -178,18 +216,47 @@ func (s *Spec) Topics(partitions int32) []TopicInfo {
 			},
 			Purpose: purpose})
 	}
-	add(s.Output.Topic, RoleOutput, "the results, one record per window (or update)")
-	add(s.LateTopic, RoleLate, "records that arrived after their window closed")
+	for _, rs := range specs {
+		add(rs.Output.Topic, RoleOutput, "the results"+of(rs)+", one record per window (or update)")
+	}
+	late := "records that arrived after their window closed"
+	if multi {
+		late += " (once per rollup for which they are late, header eddy.rollup naming it)"
+	}
+	add(s.LateTopic, RoleLate, late)
 	add(s.DeadLetterTopic, RoleDeadLetter, "records that could not be decoded or evaluated, with headers saying why")
 	for i := range out {
 		if out[i].HasRole(RoleLate) || out[i].HasRole(RoleDeadLetter) {
 			out[i].CarriesInput = true
 		}
 	}
-	if t := s.AlertsTopic(); t != "" {
-		add(t, RoleAlerts, "alert transitions (firing, resolved)")
+	for _, rs := range specs {
+		if t := rs.AlertsTopic(); t != "" {
+			add(t, RoleAlerts, "alert transitions"+of(rs)+" (firing, resolved)")
+		}
 	}
 	return out
+}
+
+// rollupKeyOf returns the key of the rollups that use repartition topic t.
+func (s *Spec) rollupKeyOf(t string) []string {
+	for _, rs := range s.RollupSpecs() {
+		if rs.RepartitionTopic() == t {
+			return rs.Key
+		}
+	}
+	return nil
+}
+
+// keyText renders a key as [a, b].
+func keyText(key []string) string { return "[" + strings.Join(key, ", ") + "]" }
+
+// rollupList renders rollup names as `rollup "a"` or `rollups "a" and "b"`.
+func rollupList(names []string) string {
+	if len(names) == 1 {
+		return "rollup " + quote(names[0])
+	}
+	return "rollups " + quoteList(names)
 }
 
 // InternalTopics is the part of Topics that eddy writes and reads back

@@ -62,17 +62,16 @@ func (s *Spec) validate() []*FieldError {
 			c.errs = append(c.errs, exprFieldError("filter", err))
 		}
 	}
-	s.validateKey(c)
-	s.validateWindow(c)
-	s.validateAggregates(c)
-	switch s.Emit {
-	case EmitClose, EmitUpdate:
-	default:
-		c.add("emit", oneOfProblem(s.Emit, EmitClose, EmitUpdate),
-			`write "emit: close" for one final result per window (the default) or "emit: update" for a result on every change`)
+	if s.MultiRollup() {
+		s.validateRollups(c)
+	} else {
+		s.validateKey(c)
+		s.validateWindow(c)
+		s.validateAggregates(c)
+		s.validateEmit(c)
+		s.validateOutput(c)
+		s.validateAlerts(c)
 	}
-	s.validateOutput(c)
-	s.validateAlerts(c)
 	s.validateTopicCollisions(c)
 	switch s.Processing {
 	case AtLeastOnce, ExactlyOnce:
@@ -95,6 +94,39 @@ func (s *Spec) validate() []*FieldError {
 	return c.errs
 }
 
+func (s *Spec) validateEmit(c *specChecker) {
+	switch s.Emit {
+	case EmitClose, EmitUpdate:
+	default:
+		c.add("emit", oneOfProblem(s.Emit, EmitClose, EmitUpdate),
+			`write "emit: close" for one final result per window (the default) or "emit: update" for a result on every change`)
+	}
+}
+
+// appTopicNames are the names of the topics eddy names after App (and
+// the stores and rollup names): repartition, changelog and default
+// alerts topics.
+func (s *Spec) appTopicNames() []string {
+	if !s.MultiRollup() {
+		names := []string{s.RepartitionTopic()}
+		if s.Store != "" {
+			names = append(names, s.ChangelogTopic())
+		}
+		return names
+	}
+	var names []string
+	for _, rs := range s.RollupSpecs() {
+		names = append(names, rs.RepartitionTopic())
+		if rs.Store != "" {
+			names = append(names, rs.ChangelogTopic())
+		}
+		if t := rs.AlertsTopic(); t != "" && t == s.App+"-"+rs.RollupName+alertsSuffix {
+			names = append(names, t)
+		}
+	}
+	return names
+}
+
 func (s *Spec) validateNames(c *specChecker) {
 	switch {
 	case s.App == "":
@@ -105,16 +137,22 @@ func (s *Spec) validateNames(c *specChecker) {
 			break
 		}
 		// The longest topic name built from App.
-		longest := s.App + repartitionSuffix
-		if s.Store != "" {
-			if cl := s.ChangelogTopic(); len(cl) > len(longest) {
-				longest = cl
+		longest := ""
+		for _, t := range s.appTopicNames() {
+			if len(t) > len(longest) {
+				longest = t
 			}
 		}
 		if len(longest) > maxTopicLen {
-			c.add("app", fmt.Sprintf("is too long: topic %q would be %d characters long, and Kafka allows at most %d", longest, len(longest), maxTopicLen),
-				"shorten app (or store)")
+			fix := "shorten app (or store)"
+			if s.MultiRollup() {
+				fix = "shorten app (or the rollup name or store in that topic name)"
+			}
+			c.add("app", fmt.Sprintf("is too long: topic %q would be %d characters long, and Kafka allows at most %d", longest, len(longest), maxTopicLen), fix)
 		}
+	}
+	if s.MultiRollup() {
+		return // each rollup has its store (validateRollups)
 	}
 	if s.Store == "" {
 		c.add("store", "must not be empty: it names the window store and its changelog topic", `remove the key to use the default "windows", or write e.g. "store: windows"`)
@@ -464,23 +502,58 @@ func (s *Spec) validateTopicCollisions(c *specChecker) {
 	for _, t := range s.Source.Topics {
 		sources[t] = true
 	}
-	type role struct{ field, name, what string }
-	var internal []role
-	if s.App != "" {
-		if s.NeedsRepartition() {
-			internal = append(internal, role{"", s.RepartitionTopic(), "eddy's repartition topic"})
+	// A role of a topic: the key that names it (field, "" for names
+	// eddy makes), what it is, and the default name of a topic the user
+	// may name (def), which is checked with app.
+	type role struct {
+		field, name, what, def string
+		output                 bool
+	}
+	var internal, written []role
+	if !s.MultiRollup() {
+		if s.App != "" {
+			if s.NeedsRepartition() {
+				internal = append(internal, role{name: s.RepartitionTopic(), what: "eddy's repartition topic"})
+			}
+			if s.Store != "" {
+				internal = append(internal, role{name: s.ChangelogTopic(), what: "the changelog topic of store " + strconv.Quote(s.Store)})
+			}
 		}
-		if s.Store != "" {
-			internal = append(internal, role{"", s.ChangelogTopic(), "the changelog topic of store " + strconv.Quote(s.Store)})
+		written = append(written, role{field: "output.topic", name: s.Output.Topic, what: "the output topic", output: true})
+	} else {
+		specs := s.RollupSpecs()
+		if s.App != "" {
+			seen := make(map[string]bool)
+			for _, rs := range specs {
+				if t := rs.RepartitionTopic(); s.NeedsRepartition() && !seen[t] {
+					seen[t] = true
+					internal = append(internal, role{name: t, what: "a repartition topic of eddy's"})
+				}
+				if rs.Store != "" {
+					internal = append(internal, role{name: rs.ChangelogTopic(),
+						what: fmt.Sprintf("the changelog topic of store %q (rollup %q)", rs.Store, rs.RollupName)})
+				}
+			}
+		}
+		for i, rs := range specs {
+			written = append(written, role{field: fmt.Sprintf("rollups[%d].output.topic", i), name: rs.Output.Topic,
+				what: fmt.Sprintf("the output topic of rollup %q", rs.RollupName), output: true})
 		}
 	}
-	written := []role{
-		{"output.topic", s.Output.Topic, "the output topic"},
-		{"late_topic", s.LateTopic, "the late topic"},
-		{"dead_letter_topic", s.DeadLetterTopic, "the dead-letter topic"},
-	}
-	if s.Alerts != nil {
-		written = append(written, role{"alerts.topic", s.Alerts.Topic, "the alerts topic"})
+	written = append(written,
+		role{field: "late_topic", name: s.LateTopic, what: "the late topic", def: s.App + lateSuffix},
+		role{field: "dead_letter_topic", name: s.DeadLetterTopic, what: "the dead-letter topic", def: s.App + dlqSuffix})
+	if !s.MultiRollup() {
+		if s.Alerts != nil {
+			written = append(written, role{field: "alerts.topic", name: s.Alerts.Topic, what: "the alerts topic", def: s.App + alertsSuffix})
+		}
+	} else {
+		for i, r := range s.Rollups {
+			if r.Alerts != nil {
+				written = append(written, role{field: fmt.Sprintf("rollups[%d].alerts.topic", i), name: r.Alerts.Topic,
+					what: fmt.Sprintf("the alerts topic of rollup %q", r.Name), def: s.App + "-" + r.Name + alertsSuffix})
+			}
+		}
 	}
 	for i, l := range s.Lookups {
 		if l.Topic == "" {
@@ -510,14 +583,15 @@ func (s *Spec) validateTopicCollisions(c *specChecker) {
 	}
 	for i, w := range written {
 		if w.name == "" {
-			if w.field != "output.topic" && s.App != "" {
-				c.add(w.field, "must not be empty", fmt.Sprintf("remove the key to use the default %q", s.App+map[string]string{"late_topic": lateSuffix, "dead_letter_topic": dlqSuffix, "alerts.topic": alertsSuffix}[w.field]))
+			if !w.output && s.App != "" {
+				c.add(w.field, "must not be empty", fmt.Sprintf("remove the key to use the default %q", w.def))
 			}
 			continue
 		}
-		// Names derived from app are checked with app.
-		derived := w.name == s.App+lateSuffix || w.name == s.App+dlqSuffix || w.name == s.App+alertsSuffix
-		if w.field != "output.topic" && !derived {
+		// Names derived from app are checked with app; output topics
+		// with the output (validateOutput).
+		derived := w.name == s.App+lateSuffix || w.name == s.App+dlqSuffix || w.name == w.def
+		if !w.output && !derived {
 			if p, fix := topicNameProblem(w.name, maxTopicLen); p != "" {
 				c.add(w.field, p, fix)
 				continue
