@@ -477,7 +477,7 @@ func (db *DB) TaskStore(store string, partition int32, specs []AggSpec, maxCache
 // Aux entries hold state that is not a window row (alert rules' per-key
 // state) in the same store, changelog and commit as the windows, as a key
 // kind of their own (see the file comment): window scans never see them.
-// An aux id is any non-empty string. The caller keeps aux values in
+// An aux id is any string. The caller keeps aux values in
 // memory: PutAux and DeleteAux only queue them for the next commit, and
 // ScanAux reads them back after a restore.
 
@@ -511,7 +511,7 @@ func (t *TaskStore) ScanAux(fn func(id string, v []byte) error) error {
 		id, v := string(k), slices.Clone(v)
 		if _, ok := t.legacy[id]; ok {
 			if _, queued := t.aux[id]; !queued {
-				t.PutAux(id, v)
+				t.PutAux(id, slices.Clone(v))
 			}
 		}
 		return fn(id, v)
