@@ -685,7 +685,9 @@ func TestRestoreLegacyAuxChangelog(t *testing.T) {
 // 0x00, written here by hand under the rows' prefix, and no layout key)
 // is migrated when opened: the entries are aux entries (ScanAux finds
 // them, Scan and the rows' prefix no longer hold them), the windows are
-// untouched, and the first flush tombstones their old changelog keys.
+// untouched, and the first flush tombstones their old changelog keys. An
+// entry moved already by a migration that crashed part way (an aux entry
+// with its legacy mark, and no layout key yet) is kept as it is.
 func TestOpenMigratesLegacyAuxRows(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
@@ -708,6 +710,11 @@ func TestOpenMigratesLegacyAuxRows(t *testing.T) {
 		otherIDs[id] = fmt.Sprint(i)
 		_ = b.Set(append(slices.Clone(other.rowPrefix), legacyAuxKey(id)...), []byte(otherIDs[id]), nil)
 	}
+	// moved by an earlier, interrupted migration
+	moved := "r\x00" + `["c"]`
+	ids[moved] = `{"s":"resolved"}`
+	_ = b.Set(append(slices.Clone(ts.auxPrefix), moved...), []byte(ids[moved]), nil)
+	_ = b.Set(append(slices.Clone(ts.legacyPrefix), moved...), nil, nil)
 	_ = b.Delete(layoutKey, nil)
 	if err := b.Commit(nil); err != nil {
 		t.Fatal(err)
