@@ -29,7 +29,7 @@ func topicConfigs(t topology.TopicInfo) map[string]*string {
 // partition per input partition), the output, late, dead-letter and alerts
 // topics. Existing topics are not changed (CheckTopics says what is wrong
 // with them). It returns the input partition count and the changelog's
-// topic id.
+// topic id (zero for a pipeline of several rollups).
 func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (int32, [16]byte, error) {
 	var id [16]byte
 	parts, err := sourcePartitions(ctx, adm, spec)
@@ -76,22 +76,14 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (i
 		}
 	}
 	if id == ([16]byte{}) {
-		// Created by someone else in the meantime (TopicAlreadyExists).
-		// The client may answer a metadata request for the same topics
-		// from its cache for a moment: ask until it has the id.
-		err := retry(ctx, func() error {
-			cl, err := adm.ListTopics(ctx, spec.ChangelogTopic())
-			if err != nil {
-				return err
-			}
-			if id = cl[spec.ChangelogTopic()].ID; id == ([16]byte{}) {
-				return fmt.Errorf("changelog %s: no topic id yet", spec.ChangelogTopic())
-			}
-			return nil
-		})
+		// Created by someone else in the meantime (TopicAlreadyExists), or
+		// not among the topics (a pipeline of several rollups has a
+		// changelog per rollup): as listed, possibly zero.
+		cl, err := adm.ListTopics(ctx, spec.ChangelogTopic())
 		if err != nil {
 			return 0, id, err
 		}
+		id = cl[spec.ChangelogTopic()].ID
 	}
 	return parts, id, nil
 }
