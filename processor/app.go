@@ -22,6 +22,7 @@ import (
 
 	"github.com/eddy-streams/eddy/internal/backoff"
 	"github.com/eddy-streams/eddy/internal/ratelog"
+	"github.com/eddy-streams/eddy/processor/admin"
 	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
@@ -319,7 +320,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("connect to %v: %w", a.cfg.Brokers, err)
 	}
-	parts, _, err := EnsureTopics(ctx, kadm.NewClient(admCl), spec)
+	parts, _, err := admin.EnsureTopics(ctx, kadm.NewClient(admCl), spec)
 	if err == nil {
 		var lerr error
 		a.limits, lerr = describeLimits(ctx, kadm.NewClient(admCl), a.writtenTopics())

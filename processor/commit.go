@@ -495,7 +495,7 @@ func (a *App) flushTasks(ctx context.Context) []*flushWork {
 		var keys []byte // the changelog keys, one after the other
 		for _, ch := range changes {
 			start := len(keys)
-			keys = ch.Key.AppendBinary(keys)
+			keys = ch.AppendKey(keys)
 			a.produce(ctx, &kgo.Record{
 				Topic:     t.r.p.spec.ChangelogTopic(),
 				Partition: p,
