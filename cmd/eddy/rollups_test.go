@@ -136,7 +136,7 @@ rollups:
 	// phase 1 (the wait for the table update between them moves stream
 	// time by idle advance, by far less).
 	rng := rand.New(rand.NewPCG(20, 20))
-	base := time.Now().Add(-30*time.Minute).Truncate(time.Minute).UnixMilli()
+	base := time.Now().Add(-30 * time.Minute).Truncate(time.Minute).UnixMilli()
 	endpoints := []string{"/pay", "/search", "/cart", "/login"}
 	customers := []string{"c1", "c2", "c3", "c4", "c5"}
 	var events []revent
