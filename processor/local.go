@@ -1,5 +1,8 @@
 package processor
 
+// (Long: Local mirrors the App's loop step by step; keeping the mirror in
+// one file makes a drift from the App visible.)
+//
 // Local runs a pipeline in process, on records handed to it, with the code
 // `eddy run` runs: the shell's stateless steps (pipeline.prepare: decode,
 // event time, max_future, filter, grouping key), the engine's tasks (one

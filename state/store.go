@@ -1,5 +1,8 @@
 package state
 
+// (One file, though long: the key layout below and every read and write
+// of it belong together.)
+//
 // This file holds the Pebble layout of window stores and the per-task cache.
 //
 // Key layout (all integers big-endian, so byte order is numeric order):

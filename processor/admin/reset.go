@@ -1,5 +1,8 @@
 package admin
 
+// (Long: the plan, its explanation to the user and its execution must
+// agree step by step, so they stay in one file.)
+//
 // Reset: rebuild a pipeline's results from an earlier point of its input.
 //
 // A reset changes three things the next `eddy run` reads, and nothing else:

@@ -4,6 +4,9 @@
 // are its whole interface).
 package alert
 
+// (Long: the three rule kinds share their state, scheduling and
+// persistence, which are easier to check side by side.)
+//
 // Alerts: rules evaluated on window results and record arrivals
 // (docs/alerting.md).
 //
