@@ -255,11 +255,11 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 // windows, key and output topic.
 func demoBanner(spec *topology.Spec) []string {
 	rollup := func(rs *topology.Spec) string {
-		w := fmt.Sprintf("%s %s windows", rs.Window.Size, rs.Window.Type)
+		w := fmt.Sprintf("%s %s windows", shortDuration(rs.Window.Size), rs.Window.Type)
 		if rs.From != "" {
 			return fmt.Sprintf("%s merged from %s's results, per %s -> topic %s", w, rs.From, strings.Join(rs.Key, "+"), rs.Output.Topic)
 		}
-		return fmt.Sprintf("%s (grace %s) per %s -> topic %s", w, rs.Window.Grace, strings.Join(rs.Key, "+"), rs.Output.Topic)
+		return fmt.Sprintf("%s (grace %s) per %s -> topic %s", w, shortDuration(rs.Window.Grace), strings.Join(rs.Key, "+"), rs.Output.Topic)
 	}
 	if !spec.MultiRollup() {
 		return []string{fmt.Sprintf("eddy demo: pipeline %q: %s", spec.App, rollup(spec))}
@@ -275,6 +275,19 @@ func demoBanner(spec *topology.Spec) []string {
 		out = append(out, fmt.Sprintf("eddy demo:   %-*s  %s", width, rs.RollupName, rollup(rs)))
 	}
 	return out
+}
+
+// shortDuration writes d as the pipeline file does: 1m, not 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	s, _ = strings.CutSuffix(s, "m0s")
+	if len(s) < len(d.String()) {
+		s += "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
 }
 
 // demoTally counts what the demo printed, for the line it ends with.
