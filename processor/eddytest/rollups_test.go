@@ -2,6 +2,8 @@ package eddytest_test
 
 import (
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -196,4 +198,139 @@ output: {topic: one-out}
 	if d := c.Check(spec, out); !slices.Equal(d, want) {
 		t.Errorf("diffs %q, want %q", d, want)
 	}
+}
+
+// TestBundledRollupsAgainstLoops: random traffic through the bundled
+// pipeline in process gives, for each of its three rollups, the windows a
+// plain loop over the records computes: by_endpoint's 10s counts,
+// by_endpoint_1m's minutes (counts, and percentiles of all the minute's
+// requests within the sketch's 1%, not averages of the 10s ones), and
+// by_status_class's minutes per service and status class.
+func TestBundledRollupsAgainstLoops(t *testing.T) {
+	t.Parallel()
+	spec := loadSpec(t, examplePipeline)
+	seed := uint64(time.Now().UnixNano())
+	rng := rand.New(rand.NewPCG(seed, 20))
+	t.Logf("seed %d", seed)
+	type req struct {
+		service, endpoint string
+		status            int
+		latency           float64
+		ts                int64 // ms from the start
+	}
+	var in []req
+	for i := range 600 {
+		r := req{
+			service:  []string{"checkout", "search"}[rng.IntN(2)],
+			endpoint: []string{"/a", "/b", "/healthz"}[rng.IntN(3)],
+			status:   []int{200, 200, 200, 201, 404, 500, 503}[rng.IntN(7)],
+			latency:  float64(1 + rng.IntN(2000)),
+			// Over three minutes, out of order by up to 3s (within grace).
+			ts: int64(i)*300 + 5_000 - rng.Int64N(3_000),
+		}
+		in = append(in, r)
+	}
+	var recs []eddytest.InRecord
+	for _, r := range in {
+		recs = append(recs, eddytest.InRecord{Value: map[string]any{"service": r.service, "endpoint": r.endpoint, "status": r.status,
+			"latency_ms": r.latency}, EventTime: fmt.Sprintf("+%dms", r.ts)})
+	}
+	// Far ahead, of its own key: every window of the records above closes.
+	recs = append(recs, eddytest.InRecord{Value: map[string]any{"service": "z", "endpoint": "/z", "status": 200, "latency_ms": 1}, EventTime: "+1h"})
+	c := &eddytest.Case{Steps: []eddytest.Step{{Records: recs}}}
+	out, err := c.Run(spec, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(out.Late) > 0 || len(out.DeadLetters) > 0 {
+		t.Fatalf("%d late records and %d dead letters; the input has none", len(out.Late), len(out.DeadLetters))
+	}
+
+	// The plain loops: latencies and errors by rollup, key and window.
+	type win struct {
+		rollup, k1, k2 string
+		start          int64
+	}
+	type agg struct {
+		errors int
+		lat    []float64
+	}
+	want := map[win]*agg{}
+	add := func(w win, r req) {
+		a := want[w]
+		if a == nil {
+			a = &agg{}
+			want[w] = a
+		}
+		a.lat = append(a.lat, r.latency)
+		if r.status >= 500 {
+			a.errors++
+		}
+	}
+	for _, r := range in {
+		if r.endpoint == "/healthz" {
+			continue
+		}
+		add(win{"by_endpoint", r.service, r.endpoint, r.ts - r.ts%10_000}, r)
+		add(win{"by_endpoint_1m", r.service, r.endpoint, r.ts - r.ts%60_000}, r)
+		add(win{"by_status_class", r.service, fmt.Sprint(r.status / 100), r.ts - r.ts%60_000}, r)
+	}
+	got := map[win]eddytest.Result{}
+	for _, r := range out.Results {
+		k2 := r.Key["endpoint"]
+		if r.Rollup == "by_status_class" {
+			k2 = r.Key["status_class"]
+		}
+		w := win{r.Rollup, r.Key["service"], k2, r.WindowStart.Sub(eddytest.DefaultStart).Milliseconds()}
+		if _, dup := got[w]; dup {
+			t.Errorf("two results of %v", w)
+		}
+		got[w] = r
+	}
+	quantile := func(sorted []float64, q float64) (lo, hi float64) {
+		x := q * float64(len(sorted)-1)
+		return sorted[int(math.Floor(x))], sorted[int(math.Ceil(x))]
+	}
+	per := map[string]int{}
+	for w, a := range want {
+		r, ok := got[w]
+		if !ok {
+			t.Errorf("no result for %v (%d requests)", w, len(a.lat))
+			continue
+		}
+		per[w.rollup]++
+		if n := *r.Values["requests"]; n != float64(len(a.lat)) {
+			t.Errorf("%v: requests %v, the loop counts %d", w, n, len(a.lat))
+		}
+		if e, ok := r.Values["errors"]; ok && *e != float64(a.errors) {
+			t.Errorf("%v: errors %v, the loop counts %d", w, *e, a.errors)
+		}
+		slices.Sort(a.lat)
+		for name, q := range map[string]float64{"p50_latency_ms": 0.5, "p99_latency_ms": 0.99} {
+			v, ok := r.Values[name]
+			if !ok {
+				continue
+			}
+			lo, hi := quantile(a.lat, q)
+			if v == nil || *v < lo*0.99 || *v > hi*1.01 {
+				t.Errorf("%v: %s %v, the loop's is %v..%v (within 1%%)", w, name, fmtPtr(v), lo, hi)
+			}
+		}
+	}
+	for w := range got {
+		if want[w] == nil && w.k1 != "z" {
+			t.Errorf("a result for %v, which has no request", w)
+		}
+	}
+	t.Logf("results checked per rollup: %v", per)
+	if per["by_endpoint_1m"] == 0 || per["by_status_class"] == 0 {
+		t.Errorf("no minute checked: %v", per)
+	}
+}
+
+func fmtPtr(f *float64) string {
+	if f == nil {
+		return "null"
+	}
+	return fmt.Sprint(*f)
 }
