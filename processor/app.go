@@ -155,6 +155,8 @@ type App struct {
 	prodMu  sync.Mutex
 	prodErr error
 
+	offRetry offsetRetry // offsets of failed asynchronous commits (commit.go)
+
 	hooks testHooks // process-level tests only (testhooks.go); owned by the commit
 	// aggProbe, when set (by this package's tests only), is called by
 	// the goroutine that takes a task's job, before its records
@@ -573,7 +575,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		if perr == nil && a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval {
 			start := time.Now()
-			perr = a.commitLocked(ctx)
+			perr = a.commitLockedAs(ctx, true)
 			a.m.commitSeconds.Observe(time.Since(start).Seconds())
 		}
 		a.mu.Unlock()

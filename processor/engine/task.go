@@ -161,7 +161,13 @@ func (t *Task) Checkpoint() state.Checkpoint {
 // Process applies one record at wall-clock time now, filling fx (reset
 // first) with what the shell must write. An error is a store failure: the
 // task's state is then undefined and must be rebuilt from the store.
+//
+// Process panics on a chained rollup's task (Pipeline.Chained): Follow
+// feeds it.
 func (t *Task) Process(rec Record, now time.Time, fx *Effects) error {
+	if t.p.chained {
+		panic("engine: Process on a chained rollup's task (use Follow)")
+	}
 	fx.reset()
 	t.changed = true
 	if t.seen(rec) {
@@ -214,10 +220,14 @@ func (t *Task) Process(rec Record, now time.Time, fx *Effects) error {
 
 // Punctuate advances stream time with the wall clock when the task has
 // been idle, closes due windows and applies the time-driven alert rules,
-// filling fx (reset first).
+// filling fx (reset first). A chained rollup's task (Pipeline.Chained)
+// takes its time from Follow only: Punctuate closes what is due and
+// applies the alert rules, without moving it.
 func (t *Task) Punctuate(now time.Time, fx *Effects) error {
 	fx.reset()
-	t.updateStreamTime(now, fx)
+	if !t.p.chained {
+		t.updateStreamTime(now, fx)
+	}
 	return t.CloseDue(fx)
 }
 
