@@ -479,18 +479,37 @@ type WindowValues struct {
 // OpenWindows returns the open windows of key (the grouping key as eddy
 // writes it: a JSON array of the key fields' values), oldest first, of
 // the first rollup.
-func (l *Local) OpenWindows(key string) ([]WindowValues, error) {
+func (l *Local) OpenWindows(key string) ([]WindowValues, error) { return l.OpenWindowsIn("", key) }
+
+// OpenWindowsIn is OpenWindows of the rollup named rollup ("" the first).
+// An unknown rollup is an error.
+func (l *Local) OpenWindowsIn(rollup, key string) ([]WindowValues, error) {
+	r := l.rollups[0]
+	if rollup != "" {
+		r = nil
+		for _, x := range l.rollups {
+			if x.name() == rollup {
+				r = x
+			}
+		}
+		if r == nil {
+			return nil, fmt.Errorf("no rollup %q in pipeline %q", rollup, l.cfg.Spec.App)
+		}
+	}
+	if len(l.tasks) == 0 {
+		return nil, nil
+	}
 	var out []WindowValues
-	for _, ts := range l.tasks[0] {
-		t := ts[0]
+	for _, ts := range l.tasks[r.stage.idx] {
+		t := ts[r.slot]
 		rs, err := t.OpenWindowsOf(key)
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range rs {
-			wv := WindowValues{Window: r.Window, Values: map[string]float64{}}
-			for i, a := range l.p.spec.Aggregates {
-				if v, ok := r.Row.Value(i); ok {
+		for _, res := range rs {
+			wv := WindowValues{Window: res.Window, Values: map[string]float64{}}
+			for i, a := range r.p.spec.Aggregates {
+				if v, ok := res.Row.Value(i); ok {
 					wv.Values[a.Name] = v
 				}
 			}

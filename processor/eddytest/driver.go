@@ -234,21 +234,39 @@ func (d *Driver) Outcome() *Outcome { return &d.out }
 
 // OpenWindows returns the open windows of the key with these values of the
 // pipeline's key fields, oldest first, with their current aggregates. In a
-// pipeline with several rollups, they are the first rollup's.
+// pipeline with several rollups, they are the first rollup's
+// (OpenWindowsIn names another).
 func (d *Driver) OpenWindows(keyValues ...string) ([]processor.WindowValues, error) {
-	first := d.spec.RollupSpecs()[0]
-	if len(keyValues) != len(first.Key) {
-		return nil, fmt.Errorf("eddytest: the key has %d fields (%v), not %d", len(first.Key), first.Key, len(keyValues))
+	return d.OpenWindowsIn("", keyValues...)
+}
+
+// OpenWindowsIn is OpenWindows of the rollup named rollup ("" the first).
+func (d *Driver) OpenWindowsIn(rollup string, keyValues ...string) ([]processor.WindowValues, error) {
+	specs := d.spec.RollupSpecs()
+	rs := specs[0]
+	if rollup != "" {
+		rs = nil
+		for _, s := range specs {
+			if s.RollupName == rollup {
+				rs = s
+			}
+		}
+		if rs == nil {
+			return nil, fmt.Errorf("eddytest: no rollup %q in pipeline %q", rollup, d.spec.App)
+		}
+	}
+	if len(keyValues) != len(rs.Key) {
+		return nil, fmt.Errorf("eddytest: the key has %d fields (%v), not %d", len(rs.Key), rs.Key, len(keyValues))
 	}
 	fields := make(map[string]any, len(keyValues))
-	for i, f := range first.Key {
+	for i, f := range rs.Key {
 		fields[f] = keyValues[i]
 	}
-	key, _, err := groupkey.Build(fields, first.Key)
+	key, _, err := groupkey.Build(fields, rs.Key)
 	if err != nil {
 		return nil, err
 	}
-	return d.local.OpenWindows(key)
+	return d.local.OpenWindowsIn(rollup, key)
 }
 
 // Outcome is what a pipeline wrote, decoded by topic role.

@@ -334,3 +334,68 @@ func fmtPtr(f *float64) string {
 	}
 	return fmt.Sprint(*f)
 }
+
+// TestDriverOpenWindowsIn: the open windows of a key in each rollup, as
+// plain counting over the piped records says; an unknown rollup is an
+// error.
+func TestDriverOpenWindowsIn(t *testing.T) {
+	t.Parallel()
+	spec, err := topology.Parse([]byte(twoRollups))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := eddytest.New(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	start := d.Now().Truncate(20 * time.Second)
+	vals := []int{1, 2, 3, 4, 5}
+	for i, v := range vals {
+		rec := eddytest.Record{Value: eddytest.JSON(map[string]any{"k": "a", "v": v, "ts": start.Add(time.Duration(i) * 3 * time.Second).UnixMilli()})}
+		if err := d.Pipe(rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Plain loops: per 10 s and 20 s window of the records' event times,
+	// the windows still open (no grace: those ending after the last event
+	// time, the stream time).
+	last := start.Add(time.Duration(len(vals)-1) * 3 * time.Second).UnixMilli()
+	ten, twenty, sum20 := map[int64]float64{}, map[int64]float64{}, map[int64]float64{}
+	for i, v := range vals {
+		ts := start.Add(time.Duration(i) * 3 * time.Second).UnixMilli()
+		if w := ts - ts%10_000; w+10_000 > last {
+			ten[w]++
+		}
+		if w := ts - ts%20_000; w+20_000 > last {
+			twenty[w]++
+			sum20[w] += float64(v)
+		}
+	}
+	check := func(rollup string, want map[int64]float64, sums map[int64]float64) {
+		t.Helper()
+		ws, err := d.OpenWindowsIn(rollup, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[int64]float64{}
+		for _, w := range ws {
+			got[w.Window.Start] = w.Values["n"]
+			if sums != nil && w.Values["total"] != sums[w.Window.Start] {
+				t.Errorf("%s window %d: total %v, want %v", rollup, w.Window.Start, w.Values["total"], sums[w.Window.Start])
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s open windows of a: %v, want %v", rollup, got, want)
+		}
+	}
+	check("ten", ten, nil)
+	check("twenty", twenty, sum20)
+	first, err := d.OpenWindows("a")
+	if err != nil || len(first) != len(ten) {
+		t.Errorf("OpenWindows (the first rollup): %d windows, %v; want %d", len(first), err, len(ten))
+	}
+	if _, err := d.OpenWindowsIn("nope", "a"); err == nil || !strings.Contains(err.Error(), "nope") {
+		t.Errorf("unknown rollup: %v, want an error naming it", err)
+	}
+}
