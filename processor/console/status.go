@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/topology"
 )
 
 // The pipeline picture (GET /api/v1/status, and the live stream
@@ -171,9 +174,22 @@ func (c *Console) gather() metricsView {
 	return mv
 }
 
-// aggTopics are the topics the aggregation tasks read.
+// aggTopics are the topics the aggregation tasks read: of every rollup,
+// each once.
 func (c *Console) aggTopics() []string {
-	s := c.cfg.Spec
+	var out []string
+	for _, r := range c.rollups {
+		for _, t := range aggTopicsOf(r) {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// aggTopicsOf are the topics the tasks of rollup s read.
+func aggTopicsOf(s *topology.Spec) []string {
 	if s.NeedsRepartition() {
 		return []string{s.RepartitionTopic()}
 	}
@@ -192,28 +208,32 @@ func (c *Console) status(ctx context.Context, prev *StatusJSON, prevAt time.Time
 	edge := func(from, to string, total float64) {
 		st.Edges = append(st.Edges, EdgeJSON{From: from, To: to, Total: total})
 	}
-	windows := "windows"
-	for _, t := range s.Source.Topics {
-		in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": t})
-		if s.NeedsRepartition() {
-			edge(t, s.RepartitionTopic(), in)
-		} else {
-			edge(t, windows, in)
+	if s.MultiRollup() {
+		c.rollupEdges(mv, edge)
+	} else {
+		windows := "windows"
+		for _, t := range s.Source.Topics {
+			in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": t})
+			if s.NeedsRepartition() {
+				edge(t, s.RepartitionTopic(), in)
+			} else {
+				edge(t, windows, in)
+			}
 		}
-	}
-	if s.NeedsRepartition() {
-		in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": s.RepartitionTopic()})
-		edge(s.RepartitionTopic(), windows, in)
-	}
-	out, _ := mv.sum("eddy_records_out_total", map[string]string{"topic": s.Output.Topic})
-	edge(windows, s.Output.Topic, out)
-	late, _ := mv.sum("eddy_late_records_total", nil)
-	edge(windows, s.LateTopic, late)
-	dlq, _ := mv.sum("eddy_dead_letters_total", nil)
-	edge(windows, s.DeadLetterTopic, dlq)
-	if s.Alerts != nil && len(s.Alerts.Rules) > 0 {
-		al, _ := mv.sum("eddy_alert_transitions_total", nil)
-		edge(windows, s.Alerts.Topic, al)
+		if s.NeedsRepartition() {
+			in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": s.RepartitionTopic()})
+			edge(s.RepartitionTopic(), windows, in)
+		}
+		out, _ := mv.sum("eddy_records_out_total", map[string]string{"topic": s.Output.Topic})
+		edge(windows, s.Output.Topic, out)
+		late, _ := mv.sum("eddy_late_records_total", nil)
+		edge(windows, s.LateTopic, late)
+		dlq, _ := mv.sum("eddy_dead_letters_total", nil)
+		edge(windows, s.DeadLetterTopic, dlq)
+		if s.Alerts != nil && len(s.Alerts.Rules) > 0 {
+			al, _ := mv.sum("eddy_alert_transitions_total", nil)
+			edge(windows, s.Alerts.Topic, al)
+		}
 	}
 	if prev != nil && len(prev.Edges) == len(st.Edges) {
 		dt := now.Sub(prevAt).Seconds()
@@ -336,6 +356,73 @@ func (c *Console) status(ctx context.Context, prev *StatusJSON, prevAt time.Time
 		return a.Partition < b.Partition
 	})
 	return st
+}
+
+// RollupNode names a rollup's node in the edges of a pipeline with several
+// rollups: "rollup:" and its name. RollupsNode is the node the shared late
+// and dead-letter edges start from.
+const (
+	RollupNode  = "rollup:"
+	RollupsNode = "rollups"
+)
+
+// rollupEdges are the edges of a pipeline with several rollups, in flow
+// order: each source topic to each repartition topic (records read from
+// the source), each repartition topic (or, keyed by the group key, each
+// source topic) to each rollup that reads it (records read from it: every
+// one is applied to each of its rollups), a chained rollup from the
+// rollup it reads (that rollup's results written: under emit close the
+// final results it merges), each rollup to its output (records written)
+// and alerts topic (transitions of its rules), and the shared late and
+// dead-letter topics from "rollups".
+func (c *Console) rollupEdges(mv metricsView, edge func(from, to string, total float64)) {
+	s := c.cfg.Spec
+	var parts []string // repartition topics, each once
+	for _, r := range c.rollups {
+		if r.From == "" && r.NeedsRepartition() && !slices.Contains(parts, r.RepartitionTopic()) {
+			parts = append(parts, r.RepartitionTopic())
+		}
+	}
+	for _, t := range s.Source.Topics {
+		in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": t})
+		for _, rt := range parts {
+			edge(t, rt, in)
+		}
+	}
+	for _, r := range c.rollups {
+		node := RollupNode + r.RollupName
+		switch {
+		case r.From != "":
+			src, _ := c.rollupSpec(r.From)
+			n, _ := mv.sum("eddy_records_out_total", map[string]string{"topic": src.Output.Topic})
+			edge(RollupNode+r.From, node, n)
+		case r.NeedsRepartition():
+			in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": r.RepartitionTopic()})
+			edge(r.RepartitionTopic(), node, in)
+		default:
+			for _, t := range s.Source.Topics {
+				in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": t})
+				edge(t, node, in)
+			}
+		}
+	}
+	for _, r := range c.rollups {
+		node := RollupNode + r.RollupName
+		out, _ := mv.sum("eddy_records_out_total", map[string]string{"topic": r.Output.Topic})
+		edge(node, r.Output.Topic, out)
+		if r.Alerts != nil && len(r.Alerts.Rules) > 0 {
+			var al float64
+			for _, rule := range r.Alerts.Rules {
+				n, _ := mv.sum("eddy_alert_transitions_total", map[string]string{"rule": rule.Name})
+				al += n
+			}
+			edge(node, r.AlertsTopic(), al)
+		}
+	}
+	late, _ := mv.sum("eddy_late_records_total", nil)
+	edge(RollupsNode, s.LateTopic, late)
+	dlq, _ := mv.sum("eddy_dead_letters_total", nil)
+	edge(RollupsNode, s.DeadLetterTopic, dlq)
 }
 
 func (c *Console) handleStatus(w http.ResponseWriter, r *http.Request) {
