@@ -273,7 +273,7 @@ type Preview struct {
 	id     string
 	block  *Block
 	spec   *topology.Spec
-	rollup *topology.Spec // the rollup displayed: spec, or one of its RollupSpecs
+	rollup *topology.Spec  // the rollup displayed: spec, or one of its RollupSpecs
 	eng    Engine          // owned by run's goroutine
 	subs   []*Subscription // one per source topic
 	in     chan []*kgo.Record
