@@ -326,22 +326,8 @@ func (c *Console) status(ctx context.Context, prev *StatusJSON, prevAt time.Time
 				}
 			}
 		}
-		part := strconv.Itoa(int(o.Partition))
 		if agg[o.Topic] {
-			if v, ok := mv.sum("eddy_stream_time_seconds", map[string]string{"partition": part}); ok {
-				ms := int64(v * 1000)
-				behind := now.UnixMilli() - ms
-				p.StreamTimeMs, p.BehindMs = &ms, &behind
-			}
-			if v, ok := mv.sum("eddy_open_windows", map[string]string{"partition": part}); ok {
-				n := int64(v)
-				p.OpenWindows = &n
-			}
-			if v, ok := mv.sum("eddy_restore_records_total", map[string]string{"partition": part}); ok && v > 0 {
-				d, _ := mv.sum("eddy_restore_records_done", map[string]string{"partition": part})
-				tot, done := int64(v), int64(d)
-				p.RestoreDone, p.RestoreTotal = &done, &tot
-			}
+			c.localPartition(mv, now, o.Topic, o.Partition, &p)
 		}
 		st.Partitions = append(st.Partitions, p)
 	})
@@ -423,6 +409,49 @@ func (c *Console) rollupEdges(mv metricsView, edge func(from, to string, total f
 	edge(RollupsNode, s.LateTopic, late)
 	dlq, _ := mv.sum("eddy_dead_letters_total", nil)
 	edge(RollupsNode, s.DeadLetterTopic, dlq)
+}
+
+// localPartition fills this worker's view of partition part of the
+// aggregation input topic: stream time, open windows and restore
+// progress. In a pipeline with several rollups the tasks of every rollup
+// reading the topic are summed (open windows, restore) or the first one's
+// taken (stream time: they read the same records); their metrics are
+// labeled "ROLLUP/PARTITION", and restores by store.
+func (c *Console) localPartition(mv metricsView, now time.Time, topic string, part int32, p *PartitionJSON) {
+	num := strconv.Itoa(int(part))
+	var open, done, total int64
+	var haveOpen, haveRestore bool
+	for _, r := range c.rollups {
+		if !slices.Contains(aggTopicsOf(r), topic) {
+			continue
+		}
+		label, restore := num, map[string]string{"partition": num}
+		if r.RollupName != "" {
+			label = r.RollupName + "/" + num
+			restore["store"] = r.Store
+		}
+		if v, ok := mv.sum("eddy_stream_time_seconds", map[string]string{"partition": label}); ok && p.StreamTimeMs == nil {
+			ms := int64(v * 1000)
+			behind := now.UnixMilli() - ms
+			p.StreamTimeMs, p.BehindMs = &ms, &behind
+		}
+		if v, ok := mv.sum("eddy_open_windows", map[string]string{"partition": label}); ok {
+			open += int64(v)
+			haveOpen = true
+		}
+		if v, ok := mv.sum("eddy_restore_records_total", restore); ok && v > 0 {
+			d, _ := mv.sum("eddy_restore_records_done", restore)
+			total += int64(v)
+			done += int64(d)
+			haveRestore = true
+		}
+	}
+	if haveOpen {
+		p.OpenWindows = &open
+	}
+	if haveRestore {
+		p.RestoreDone, p.RestoreTotal = &done, &total
+	}
 }
 
 func (c *Console) handleStatus(w http.ResponseWriter, r *http.Request) {

@@ -156,7 +156,7 @@ function renderRollups(pipeline, st, flow) {
     n.append(el("div", "sub", (r.from ? `merges ${r.from} · ` : "") + "per " + r.key.join(", ") + " · store " + r.store));
     n.append(el("div", "sub", r.aggregates.map((a) => a.name).join(", ")));
     const outs = el("div", "col outs");
-    for (const e of edges.filter((x) => x.from === id)) {
+    for (const e of edges.filter((x) => x.from === id && !x.to.startsWith("rollup:"))) {
       const o = el("div", "row");
       const step = kinds[e.to] || "";
       o.append(arrow(e), node(step + " topic", e.to, ""));
@@ -170,7 +170,7 @@ function renderRollups(pipeline, st, flow) {
   // The late and dead-letter topics, shared by the rollups.
   let shared = flow.parentElement.querySelector(".shared");
   if (!shared) {
-    shared = el("div", "shared");
+    shared = el("div", "flow shared");
     flow.after(shared);
   }
   shared.replaceChildren(el("span", "note", "Shared by every rollup:"));
