@@ -14,6 +14,14 @@
 //	runbooks.go runbooks: documents with pipeline blocks run as previews (package runbook); edit, save, promote
 //	assets/     the page: plain HTML and ES modules, uPlot (vendor/uplot), embedded with go:embed
 //
+// A pipeline with several rollups (topology.Spec.Rollups) is shown rollup
+// by rollup: the console keeps one spec per rollup (Spec.RollupSpecs), and
+// results, open windows and alerts take a rollup parameter (default the
+// first), each rollup's output and alerts topics are steps of their own
+// ("output:NAME", "alerts:NAME"), and the picture has a node per rollup.
+// The top-level spec of such a pipeline has no key, window, aggregates,
+// output or alerts: every use of them goes through a rollup's spec.
+//
 // Nothing here writes to Kafka or changes the pipeline (runbooks write
 // their own files: saved documents and promoted pipeline files): every reader is a
 // kgo client without a consumer group that commits nothing, so opening a
