@@ -962,6 +962,28 @@ rollups:
 		return n == 2, fmt.Sprint(n)
 	})
 
+	// Open windows, from the worker's state, routed by each rollup's own
+	// aggregation input: the flush requests' windows (two requests, agent
+	// curl) are open in ep_10s and in cust_1m.
+	for _, c := range []struct{ rollup, key, want string }{
+		{"ep_10s", `["/flush"]`, `requests 2 agents [{"count":2,"value":"curl"}]`},
+		{"cust_1m", `["flush"]`, `requests 2 agents null`},
+	} {
+		r := httpGet(t, fmt.Sprintf("http://%s/api/v1/windows?rollup=%s&key=%s", addr, c.rollup, url.QueryEscape(c.key)))
+		var got struct {
+			Rollup    string           `json:"rollup"`
+			Partition int32            `json:"partition"`
+			Windows   []map[string]any `json:"windows"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &got); err != nil || r.code != 200 || len(got.Windows) != 1 || got.Rollup != c.rollup || got.Partition < 0 {
+			t.Fatalf("open windows of %s in %s: %d %s", c.key, c.rollup, r.code, r.body)
+		}
+		agents, _ := json.Marshal(got.Windows[0]["agents"])
+		if s := fmt.Sprintf("requests %v agents %s", got.Windows[0]["requests"], agents); s != c.want {
+			t.Errorf("open window of %s in %s: %s, want %s", c.key, c.rollup, s, c.want)
+		}
+	}
+
 	ctx := browser(t)
 	// The picture.
 	open(t, ctx, fmt.Sprintf("http://%s/console/#pipeline", addr))
@@ -1082,6 +1104,11 @@ rollups:
 		t.Errorf("results columns %q", head)
 	}
 	screenshot(t, ctx, "rollups-results")
+	// An open window's top_k, from the owner's state.
+	open(t, ctx, fmt.Sprintf("http://%s/console/#results?rollup=ep_10s&agg=requests&key=%s", addr, url.QueryEscape(`["/flush"]`)))
+	waitRows(t, ctx, "#results-table", "the open window of /flush with its top agents", func(rows [][]string) (bool, string) {
+		return len(rows) == 1 && len(rows[0]) >= 5 && rows[0][2] == "open" && rows[0][3] == "2" && rows[0][4] == "curl=2", fmt.Sprintf("%q", rows)
+	})
 
 	// Tail: every rollup's topics are steps; the late records name their rollup.
 	open(t, ctx, fmt.Sprintf("http://%s/console/#tail?step=late&last=10", addr))
