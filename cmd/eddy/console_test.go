@@ -1022,6 +1022,11 @@ rollups:
 	if got := textOf(t, ctx, `.rollups .row[data-rollup="ep_1m"] .node`); !strings.Contains(got, "chained rollup") || !strings.Contains(got, "merges ep_10s") {
 		t.Errorf("the chained rollup is drawn as %q", got)
 	}
+	// Each rollup's open windows here: the flush requests' window.
+	waitFor(t, 30*time.Second, "each rollup's open windows", func() (bool, string) {
+		a, c := textOf(t, ctx, `.rollups .row[data-rollup="ep_10s"] .node`), textOf(t, ctx, `.rollups .row[data-rollup="cust_1m"] .node`)
+		return strings.Contains(a, "· 1 open here") && strings.Contains(c, "· 1 open here"), a + " | " + c
+	})
 	// Partitions: the stream time of both repartition topics' partitions
 	// is the flush requests' (every partition ends with one), from the
 	// tasks of the rollups reading them.

@@ -311,9 +311,18 @@ func TestRollupsStatusEdges(t *testing.T) {
 	late.Add(5)
 	dlq.WithLabelValues("decode").Add(3)
 
+	openW := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "eddy_open_windows"}, []string{"partition"})
+	reg.MustRegister(openW)
+	openW.WithLabelValues("ep_10s/0").Set(4)
+	openW.WithLabelValues("ep_10s/1").Set(3)
+	openW.WithLabelValues("cust_5m/1").Set(2)
+
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st := con.status(ctx, nil, time.Time{}, nil)
+	if fmt.Sprint(st.RollupOpenWindows) != "map[cust_5m:2 ep_10s:7]" {
+		t.Errorf("open windows by rollup %v, want ep_10s 7 and cust_5m 2", st.RollupOpenWindows)
+	}
 	var got []string
 	for _, e := range st.Edges {
 		got = append(got, fmt.Sprintf("%s>%s=%v", e.From, e.To, e.Total))

@@ -45,6 +45,9 @@ type StatusJSON struct {
 	Edges []EdgeJSON `json:"edges"`
 	// Local is this worker's own state.
 	Local LocalJSON `json:"local"`
+	// RollupOpenWindows is, in a pipeline with several rollups, each
+	// rollup's windows open in this worker's tasks, by rollup name.
+	RollupOpenWindows map[string]int64 `json:"rollup_open_windows,omitempty"`
 	// Error is set when the group could not be described (the rest is
 	// still this worker's view).
 	Error string `json:"error,omitempty"`
@@ -210,6 +213,15 @@ func (c *Console) status(ctx context.Context, prev *StatusJSON, prevAt time.Time
 	}
 	if s.MultiRollup() {
 		c.rollupEdges(mv, edge)
+		st.RollupOpenWindows = map[string]int64{}
+		if mf := mv["eddy_open_windows"]; mf != nil {
+			for _, m := range mf.GetMetric() {
+				name, _, ok := strings.Cut(label(m, "partition"), "/")
+				if ok && m.Gauge != nil {
+					st.RollupOpenWindows[name] += int64(m.Gauge.GetValue())
+				}
+			}
+		}
 	} else {
 		windows := "windows"
 		for _, t := range s.Source.Topics {

@@ -152,7 +152,8 @@ function renderRollups(pipeline, st, flow) {
       a.prepend(el("div", "via", e.from.startsWith("rollup:") ? "final results of " + e.from.slice(7) : e.from));
       ins.append(a);
     }
-    const n = node(r.from ? "chained rollup" : "rollup", r.name, windowText(r.window), "windows");
+    const open = (st.rollup_open_windows || {})[r.name];
+    const n = node(r.from ? "chained rollup" : "rollup", r.name, windowText(r.window) + (open != null ? ` · ${open} open here` : ""), "windows");
     n.append(el("div", "sub", (r.from ? `merges ${r.from} · ` : "") + "per " + r.key.join(", ") + " · store " + r.store));
     n.append(el("div", "sub", r.aggregates.map((a) => a.name).join(", ")));
     const outs = el("div", "col outs");
