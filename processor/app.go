@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/internal/backoff"
 	"github.com/eddy-streams/eddy/internal/ratelog"
 	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/schema"
@@ -139,7 +140,7 @@ type App struct {
 	pg         *partitionGroup                  // repartition stage: buffered source records
 	stalled    map[state.SourcePartition]*stall // records waiting for the schema registry (registry_wait.go)
 	eosWait    time.Time                        // exactly_once: registry outage, poll again after this
-	eosBackoff time.Duration
+	eosBackoff backoff.Backoff                  // exactly_once: waits for the registry (registry_wait.go)
 	dirtySrc   bool
 	lastCommit time.Time
 	rst        restoreSet // partitions restoring (restore.go)
@@ -154,6 +155,8 @@ type App struct {
 
 	prodMu  sync.Mutex
 	prodErr error
+
+	offRetry offsetRetry // offsets of failed asynchronous commits (commit.go)
 
 	hooks testHooks // process-level tests only (testhooks.go); owned by the commit
 	// aggProbe, when set (by this package's tests only), is called by
@@ -212,23 +215,24 @@ func New(cfg Config) (*App, error) {
 	}
 	p := rollups[0].p
 	app := &App{
-		cfg:     cfg,
-		p:       p,
-		rollups: rollups,
-		stages:  stages,
-		log:     cfg.Logger.With("app", cfg.Spec.App),
-		warn:    ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
-		clock:   cfg.Clock,
-		m:       newMetrics(cfg.Registerer),
-		tasks:   make(map[taskKey][]*task),
-		srcPos:  make(map[state.SourcePartition]int64),
-		stalled: make(map[state.SourcePartition]*stall),
-		pg:      newPartitionGroup(time.Second),
-		fatal:   make(chan error, 1),
-		rst:     newRestoreSet(),
-		hooks:   hooks,
-		eos:     cfg.Spec.Processing == topology.ExactlyOnce,
-		km:      newKeeperMetrics(cfg.Registerer),
+		cfg:        cfg,
+		p:          p,
+		rollups:    rollups,
+		stages:     stages,
+		log:        cfg.Logger.With("app", cfg.Spec.App),
+		warn:       ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
+		clock:      cfg.Clock,
+		m:          newMetrics(cfg.Registerer),
+		tasks:      make(map[taskKey][]*task),
+		srcPos:     make(map[state.SourcePartition]int64),
+		stalled:    make(map[state.SourcePartition]*stall),
+		pg:         newPartitionGroup(time.Second),
+		fatal:      make(chan error, 1),
+		eosBackoff: backoff.Backoff{Min: registryRetryMin, Max: registryRetryMax},
+		rst:        newRestoreSet(),
+		hooks:      hooks,
+		eos:        cfg.Spec.Processing == topology.ExactlyOnce,
+		km:         newKeeperMetrics(cfg.Registerer),
 	}
 	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
 	par, why := parallelism(cfg.Spec, cfg.Parallelism)
@@ -573,7 +577,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		if perr == nil && a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval {
 			start := time.Now()
-			perr = a.commitLocked(ctx)
+			perr = a.commitLockedAs(ctx, true)
 			a.m.commitSeconds.Observe(time.Since(start).Seconds())
 		}
 		a.mu.Unlock()

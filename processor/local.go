@@ -71,16 +71,16 @@ type LocalConfig struct {
 // Local is a pipeline run in process (see the comment at the top of
 // local.go). It is used by one goroutine at a time.
 type Local struct {
-	cfg     LocalConfig
-	p       *pipeline // the first rollup's: the shared stateless steps (rollups.go)
-	rollups []*rollup
-	stages  []*aggStage
-	db      *state.DB
-	tasks   [][][]*task // by stage and partition, one per rollup of the stage
-	next    [][]int64   // repartitioned pipelines: next offset of each stage's aggregation partitions
-	inputs  []state.SourcePartition
-	wm      map[state.SourcePartition]int64 // repartitioned pipelines: each source partition's watermark
-	fx      []engine.Effects                // per rollup
+	cfg        LocalConfig
+	p          *pipeline // the first rollup's: the shared stateless steps (rollups.go)
+	rollups    []*rollup
+	stages     []*aggStage
+	db         *state.DB
+	tasks      [][][]*task // by stage and partition, one per rollup of the stage
+	next       [][]int64   // repartitioned pipelines: next offset of each stage's aggregation partitions
+	inputs     []state.SourcePartition
+	wm         map[state.SourcePartition]int64 // repartitioned pipelines: each source partition's watermark
+	fx         []engine.Effects                // per rollup
 	out        []*kgo.Record
 	started    bool
 	lastCommit time.Time

@@ -842,3 +842,89 @@ func BenchmarkRowClone(b *testing.B) {
 		r.Clone()
 	}
 }
+
+// TestMergeNestedWindows: what a chain of rollups does (10 s windows
+// merged into minutes, minutes into 5 minutes, each row encoded and
+// decoded between levels as results and stores do) gives the same bytes
+// as one row fed every value, for every aggregate but top_k, whose merged
+// counts stay within its stated bound of the exact counts.
+func TestMergeNestedWindows(t *testing.T) {
+	specs := append(slices.Clone(allSpecs), AggSpec{Op: OpTopK, K: 5})
+	topk := len(specs) - 1
+	for seed := range uint64(4) {
+		rng := rand.New(rand.NewPCG(seed, 20))
+		// 300 ten-second windows (50 minutes); 0 to 200 values each,
+		// distinct counts dense above a few thousand.
+		one := NewRow(specs)
+		exact := map[string]uint64{}
+		var top []*Row
+		var minute, five *Row
+		for w := range 300 {
+			leaf := NewRow(specs)
+			for range rng.IntN(201) {
+				v := randomValue(rng)
+				s := strconv.Itoa(int(math.Abs(rng.NormFloat64()) * 300))
+				for i := range topk {
+					leaf.Add(i, v)
+					one.Add(i, v)
+				}
+				leaf.AddString(topk, s)
+				one.AddString(topk, s)
+				exact[s]++
+			}
+			if minute == nil {
+				minute = NewRow(specs)
+			}
+			minute.Merge(mustDecode(t, specs, leaf.AppendBinary(nil)))
+			if w%6 == 5 { // a minute closes
+				if five == nil {
+					five = NewRow(specs)
+				}
+				five.Merge(mustDecode(t, specs, minute.AppendBinary(nil)))
+				minute = nil
+				if w%30 == 29 { // five minutes close
+					top = append(top, mustDecode(t, specs, five.AppendBinary(nil)))
+					five = nil
+				}
+			}
+		}
+		got := top[0]
+		for _, r := range top[1:] {
+			got.Merge(r)
+		}
+		gv, wv := values(t, got), values(t, one)
+		for i := range topk {
+			if g, w := gv[i], wv[i]; g != w {
+				t.Errorf("seed %d: %v of nested merges = %s, want %s as for one row", seed, specs[i].Op, g, w)
+			}
+		}
+		// Every aggregate but top_k encodes as one row fed everything.
+		strip := func(r *Row) []byte {
+			c := r.Clone()
+			c.accs[topk].tk = nil
+			return c.AppendBinary(nil)
+		}
+		if !bytes.Equal(strip(got), strip(one)) {
+			t.Errorf("seed %d: nested merges encode differently from one row fed everything", seed)
+		}
+		bound := got.TopKBound(topk)
+		if n := got.accs[topk].tk.n; n != one.accs[topk].tk.n {
+			t.Errorf("seed %d: top_k total %d, want %d", seed, n, one.accs[topk].tk.n)
+		}
+		entries := got.TopK(topk)
+		for _, e := range entries {
+			if f := exact[e.Value]; e.Count > f || f > e.Count+bound {
+				t.Errorf("seed %d: top_k %s count %d, true %d, bound %d", seed, e.Value, e.Count, f, bound)
+			}
+		}
+		last := entries[len(entries)-1].Count
+		for v, f := range exact {
+			if f > last+bound && !slices.ContainsFunc(entries, func(e TopKEntry) bool { return e.Value == v }) {
+				t.Errorf("seed %d: top_k misses %s (true count %d > %d+%d)", seed, v, f, last, bound)
+			}
+		}
+		if len(exact) <= TopKCapacity(5) || bound == 0 {
+			t.Errorf("seed %d: %d distinct values, bound %d: the summary never decremented", seed, len(exact), bound)
+		}
+	}
+}

@@ -170,8 +170,20 @@ func (s *Spec) validateRollups(c *specChecker) {
 	}
 	specs := s.RollupSpecs()
 	stores := make(map[string]int)
+	rules := make(map[string]int) // alert rule name -> index of its rollup
 	for i, r := range s.Rollups {
 		p := fmt.Sprintf("rollups[%d].", i)
+		if r.Alerts != nil {
+			for j, rule := range r.Alerts.Rules {
+				if k, dup := rules[rule.Name]; dup && rule.Name != "" && k != i {
+					c.add(fmt.Sprintf("%salerts.rules[%d].name", p, j),
+						fmt.Sprintf("%q is also the name of a rule of rollups[%d] (%q): alerts are told apart by rule name and key (in the alerts topics, in Alertmanager)", rule.Name, k, s.Rollups[k].Name),
+						fmt.Sprintf("give each rule its own name, e.g. %q", r.Name+"-"+rule.Name))
+				} else if !dup {
+					rules[rule.Name] = i
+				}
+			}
+		}
 		switch {
 		case r.Name == "":
 			c.add(p+"name", "must be set: it names the rollup, its store and topics, and is what from refers to", `write e.g. "name: per_endpoint_1m"`)

@@ -1,6 +1,7 @@
 // Package engine is eddy's pure per-partition engine: one Task is one
 // partition's windows, aggregation, time and alert rules. Records and a
-// wall clock go in (Task.Process, Task.Punctuate), effects come out as plain
+// wall clock go in (Task.Process, Task.Punctuate; a chained rollup's task
+// takes another task's final results, Task.Follow), effects come out as plain
 // values (window results, late records, dead letters, alert transitions),
 // and Task.Flush hands over the state changes to make durable. It imports
 // nothing from Kafka (TestNoKafkaImports), starts no goroutines and calls
@@ -23,6 +24,14 @@
 //     Process, Punctuate, Flush, Checkpoint.
 //   - window.go: window assignment (topology.WindowRule's arithmetic),
 //     session merging, the open-window index and closing.
+//   - chain.go: chained rollups (issue 20): Task.Follow merges the final
+//     results of the rollup a chained one reads into its coarser windows,
+//     with stream time from that task's ClosedThrough; what each
+//     aggregate's merge guarantees, replays, alert rules.
+//     chain_test.go checks a chain 10 s → 1 min → 5 min against plain
+//     loops over the raw records, crashes and replays (of the chained
+//     task alone, and of the whole chain with the chained tasks
+//     committed ahead), emit: update and alert rules.
 //   - groupkey/ (package groupkey): the one codec of grouping keys (a
 //     JSON array of strings): Build, Parts, SplitJSON. The shell and the
 //     alert rules use it; nothing else builds or parses a key.

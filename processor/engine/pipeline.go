@@ -38,6 +38,7 @@ type Pipeline struct {
 
 	win        topology.WindowRule
 	emitUpdate bool
+	chained    bool // spec.From != "": fed by Task.Follow (chain.go)
 }
 
 // NewPipeline validates and compiles spec.
@@ -54,6 +55,11 @@ func NewPipeline(spec *topology.Spec) (*Pipeline, error) {
 		compiled:   c,
 		win:        spec.Window.Rule(),
 		emitUpdate: spec.Emit == "update",
+		chained:    spec.From != "",
+	}
+	if p.chained && p.win.Type != topology.WindowTumbling {
+		// topology validates chained rollups; Follow relies on this.
+		return nil, fmt.Errorf("chained rollup %q: window type %q: a chained rollup's window must be tumbling", spec.RollupName, p.win.Type)
 	}
 	if p.alerts, err = alert.New(spec, p.win); err != nil {
 		return nil, err

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/eddy-streams/eddy/internal/minheap"
 	"github.com/eddy-streams/eddy/processor/engine/alert"
 	"github.com/eddy-streams/eddy/state"
 )
@@ -40,7 +41,7 @@ type Task struct {
 
 	open     map[state.WindowKey]struct{}
 	closeAt  map[int64][]state.WindowKey // close time -> windows closing then
-	closeQ   int64Heap                   // distinct close times
+	closeQ   minheap.Heap[int64]         // distinct close times
 	sessions map[string][]session        // session windows only: per key, sorted
 	// closedEnd: session windows only, the last instant of each key's
 	// latest closed session, kept while a record could still fall within
@@ -48,7 +49,7 @@ type Task struct {
 	// of starting a session of its own. In memory only: after a restart a
 	// record for a session that closed just before may start a new one.
 	closedEnd map[string]int64
-	closedQ   closedHeap
+	closedQ   minheap.Heap[closedItem]
 
 	upstream  map[state.SourcePartition]int64 // highest offset applied per upstream partition
 	inputPos  map[state.SourcePartition]int64 // next offset per input partition (for commit)
@@ -82,6 +83,8 @@ func NewTask(p *Pipeline, store *state.TaskStore, cp state.Checkpoint, now time.
 		dirtyEmit:    make(map[state.WindowKey]struct{}),
 		flushSeq:     cp.FlushSeq,
 		marks:        newMarks(cp.Watermarks, now),
+		closeQ:       minheap.New(func(a, b int64) bool { return a < b }),
+		closedQ:      minheap.New(func(a, b closedItem) bool { return a.expire < b.expire }),
 	}
 	for k, v := range cp.Upstream {
 		t.upstream[k] = v
@@ -161,7 +164,13 @@ func (t *Task) Checkpoint() state.Checkpoint {
 // Process applies one record at wall-clock time now, filling fx (reset
 // first) with what the shell must write. An error is a store failure: the
 // task's state is then undefined and must be rebuilt from the store.
+//
+// Process panics on a chained rollup's task (Pipeline.Chained): Follow
+// feeds it.
 func (t *Task) Process(rec Record, now time.Time, fx *Effects) error {
+	if t.p.chained {
+		panic("engine: Process on a chained rollup's task (use Follow)")
+	}
 	fx.reset()
 	t.changed = true
 	if t.seen(rec) {
@@ -214,10 +223,14 @@ func (t *Task) Process(rec Record, now time.Time, fx *Effects) error {
 
 // Punctuate advances stream time with the wall clock when the task has
 // been idle, closes due windows and applies the time-driven alert rules,
-// filling fx (reset first).
+// filling fx (reset first). A chained rollup's task (Pipeline.Chained)
+// takes its time from Follow only: Punctuate closes what is due and
+// applies the alert rules, without moving it.
 func (t *Task) Punctuate(now time.Time, fx *Effects) error {
 	fx.reset()
-	t.updateStreamTime(now, fx)
+	if !t.p.chained {
+		t.updateStreamTime(now, fx)
+	}
 	return t.CloseDue(fx)
 }
 
@@ -333,32 +346,6 @@ func cmp64(a, b int64) int {
 type closedItem struct {
 	expire int64
 	key    string
-}
-
-type closedHeap []closedItem
-
-func (h closedHeap) Len() int           { return len(h) }
-func (h closedHeap) Less(i, j int) bool { return h[i].expire < h[j].expire }
-func (h closedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *closedHeap) Push(x any)        { *h = append(*h, x.(closedItem)) }
-func (h *closedHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-type int64Heap []int64
-
-func (h int64Heap) Len() int           { return len(h) }
-func (h int64Heap) Less(i, j int) bool { return h[i] < h[j] }
-func (h int64Heap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *int64Heap) Push(x any)        { *h = append(*h, x.(int64)) }
-func (h *int64Heap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }
 
 // LoadAlerts reads the task's alert state back from its store (after

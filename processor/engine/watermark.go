@@ -118,7 +118,12 @@ func (t *Task) ObserveWatermark(w Watermark, now time.Time) {
 }
 
 // ObserveWatermarks applies several reports at once (a watermark record).
+// A chained rollup's task (Pipeline.Chained) ignores them: its time comes
+// from Follow only.
 func (t *Task) ObserveWatermarks(ws []Watermark, now time.Time) {
+	if t.p.chained {
+		return
+	}
 	moved := false
 	for _, w := range ws {
 		k := t.marks.get(w.Input, now, w.CaughtUp)
