@@ -926,8 +926,8 @@ rollups:
 		key   string
 		start int64
 	}
-	reqs10, reqsCust := map[wk]int{}, map[wk]int{}
-	agentsOf := map[wk]map[string]int{}
+	reqs10, reqsCust, reqs1m := map[wk]int{}, map[wk]int{}, map[wk]int{}
+	agentsOf, agents1m := map[wk]map[string]int{}, map[wk]map[string]int{}
 	var recs []*kgo.Record
 	rec := func(part int32, ts int64, ep, cust, agent string) *kgo.Record {
 		v, _ := json.Marshal(map[string]any{"ts": ts, "endpoint": ep, "customer": cust, "agent": agent})
@@ -944,6 +944,12 @@ rollups:
 		}
 		agentsOf[k][agent]++
 		reqsCust[wk{cust, ts / 60_000 * 60_000}]++
+		k1m := wk{ep, ts / 60_000 * 60_000}
+		reqs1m[k1m]++
+		if agents1m[k1m] == nil {
+			agents1m[k1m] = map[string]int{}
+		}
+		agents1m[k1m][agent]++
 	}
 	flushTS := t0 + 180_000
 	recs = append(recs, rec(0, flushTS, "/flush", "flush", "curl"), rec(1, flushTS, "/flush", "flush", "curl"))
@@ -952,7 +958,8 @@ rollups:
 	addr := w.httpAddr(t)
 	waitFor(t, 120*time.Second, "every closed window's result", func() (bool, string) {
 		n10, nc := len(kafkatest.ReadAll(t, brokers, out10s, true)), len(kafkatest.ReadAll(t, brokers, outCust, true))
-		return n10 == len(reqs10) && nc == len(reqsCust), fmt.Sprintf("%d of %d, %d of %d", n10, len(reqs10), nc, len(reqsCust))
+		n1m := len(kafkatest.ReadAll(t, brokers, out1m, true))
+		return n10 == len(reqs10) && nc == len(reqsCust) && n1m == len(reqs1m), fmt.Sprintf("%d of %d, %d of %d, %d of %d", n10, len(reqs10), nc, len(reqsCust), n1m, len(reqs1m))
 	})
 	// Stream time is past every window of the first minute: a request back
 	// in it is late for both rollups that read the source.
@@ -1000,6 +1007,7 @@ rollups:
 		{"rollup:ep_10s", out10s}:         fmt.Sprint(len(reqs10), " total"),
 		{"rollup:cust_1m", outCust}:       fmt.Sprint(len(reqsCust), " total"),
 		{"rollup:ep_10s", "rollup:ep_1m"}: fmt.Sprint(len(reqs10), " total"), // the results it merges
+		{"rollup:ep_1m", out1m}:           fmt.Sprint(len(reqs1m), " total"),
 		{"rollups", app + "-late"}:        "2 total",
 		{"rollups", app + "-dlq"}:         "0 total",
 	}
@@ -1074,27 +1082,33 @@ rollups:
 		return strings.Contains(h, "rollup=ep_10s") && strings.Contains(h, "key="), h
 	})
 	open(t, ctx, fmt.Sprintf("http://%s/console/#results?rollup=ep_10s&agg=requests&key=%s", addr, url.QueryEscape(`["/a"]`)))
-	var wantA []string
-	for k, n := range reqs10 {
-		if k.key != "/a" {
-			continue
+	// rowsOf is the table rows (window start, requests, top agents:
+	// most frequent first, ties by value) of key in reqs, newest first.
+	rowsOf := func(reqs map[wk]int, agents map[wk]map[string]int, key string) []string {
+		var rows []string
+		for k, n := range reqs {
+			if k.key != key {
+				continue
+			}
+			type ac struct {
+				v string
+				n int
+			}
+			var as []ac
+			for v, c := range agents[k] {
+				as = append(as, ac{v, c})
+			}
+			sort.Slice(as, func(i, j int) bool { return as[i].n > as[j].n || as[i].n == as[j].n && as[i].v < as[j].v })
+			var top []string
+			for _, a := range as[:min(2, len(as))] {
+				top = append(top, fmt.Sprintf("%s=%d", a.v, a.n))
+			}
+			rows = append(rows, fmt.Sprintf("%s %d %s", time.UnixMilli(k.start).UTC().Format("2006-01-02 15:04:05"), n, strings.Join(top, ", ")))
 		}
-		type ac struct {
-			v string
-			n int
-		}
-		var as []ac
-		for v, c := range agentsOf[k] {
-			as = append(as, ac{v, c})
-		}
-		sort.Slice(as, func(i, j int) bool { return as[i].n > as[j].n || as[i].n == as[j].n && as[i].v < as[j].v })
-		var top []string
-		for _, a := range as[:min(2, len(as))] {
-			top = append(top, fmt.Sprintf("%s=%d", a.v, a.n))
-		}
-		wantA = append(wantA, fmt.Sprintf("%s %d %s", time.UnixMilli(k.start).UTC().Format("2006-01-02 15:04:05"), n, strings.Join(top, ", ")))
+		sort.Sort(sort.Reverse(sort.StringSlice(rows)))
+		return rows
 	}
-	sort.Sort(sort.Reverse(sort.StringSlice(wantA)))
+	wantA := rowsOf(reqs10, agentsOf, "/a")
 	waitRows(t, ctx, "#results-table", "ep_10s's windows of /a with top agents", func(rows [][]string) (bool, string) {
 		var got []string
 		for _, r := range rows {
@@ -1109,6 +1123,18 @@ rollups:
 		t.Errorf("results columns %q", head)
 	}
 	screenshot(t, ctx, "rollups-results")
+	// The chained rollup: /a's minute, merged from its 10 s windows.
+	open(t, ctx, fmt.Sprintf("http://%s/console/#results?rollup=ep_1m&agg=requests&key=%s", addr, url.QueryEscape(`["/a"]`)))
+	want1m := rowsOf(reqs1m, agents1m, "/a")
+	waitRows(t, ctx, "#results-table", "ep_1m's windows of /a", func(rows [][]string) (bool, string) {
+		var got []string
+		for _, r := range rows {
+			if len(r) >= 5 {
+				got = append(got, fmt.Sprintf("%s %s %s", r[0], r[3], r[4]))
+			}
+		}
+		return slices.Equal(got, want1m), fmt.Sprintf("%q, want %q", got, want1m)
+	})
 	// An open window's top_k, from the owner's state.
 	open(t, ctx, fmt.Sprintf("http://%s/console/#results?rollup=ep_10s&agg=requests&key=%s", addr, url.QueryEscape(`["/flush"]`)))
 	waitRows(t, ctx, "#results-table", "the open window of /flush with its top agents", func(rows [][]string) (bool, string) {

@@ -409,6 +409,8 @@ func (c *Console) rollupEdges(mv metricsView, edge func(from, to string, total f
 		out, _ := mv.sum("eddy_records_out_total", map[string]string{"topic": r.Output.Topic})
 		edge(node, r.Output.Topic, out)
 		if r.Alerts != nil && len(r.Alerts.Rules) > 0 {
+			// Rule names are unique across rollups (topology), so the
+			// metric's rule label tells the rollup.
 			var al float64
 			for _, rule := range r.Alerts.Rules {
 				n, _ := mv.sum("eddy_alert_transitions_total", map[string]string{"rule": rule.Name})

@@ -82,13 +82,14 @@ func TestKafkaPreviewRollups(t *testing.T) {
 	users := open("rollups#2", "display: chart\nrollup: per_user\n")
 
 	// 30 s of requests from t0 (a multiple of 20 s), counted here per
-	// rollup: endpoint and 5 s window, user and 10 s window.
+	// rollup: endpoint and 5 s window, endpoint and 20 s window (slow
+	// ones: the chained rollup merges ep_5s's), user and 10 s window.
 	t0 := (time.Now().UnixMilli()/20_000 + 1) * 20_000
 	type wk struct {
 		key   string
 		start int64
 	}
-	ep5, user10 := map[wk]float64{}, map[wk]float64{}
+	ep5, slow20, user10 := map[wk]float64{}, map[wk]float64{}, map[wk]float64{}
 	var recs []*kgo.Record
 	eps, usersOf := []string{"/a", "/b", "/c"}, []string{"ann", "bob", "cy", "dee"}
 	for i := 0; i < 240; i++ {
@@ -98,6 +99,11 @@ func TestKafkaPreviewRollups(t *testing.T) {
 		recs = append(recs, &kgo.Record{Topic: topic, Value: v})
 		ep5[wk{ep, ts / 5000 * 5000}]++
 		user10[wk{user, ts / 10_000 * 10_000}]++
+		k20 := wk{ep, ts / 20_000 * 20_000}
+		slow20[k20] += 0 // a window of the endpoint, slow or not
+		if lat > 500 {
+			slow20[k20]++
+		}
 	}
 	produce(t, brokers, recs...)
 	// A request a minute later closes every window; then one back at t0
@@ -146,12 +152,27 @@ func TestKafkaPreviewRollups(t *testing.T) {
 		t.Errorf("per_user windows\n got %v\nwant %v", got, user10)
 	}
 
-	// The chained rollup's chart: its own window and no late records (it
-	// reads results, never records). Its values are not checked here: the
-	// engine's merge of chained windows (engine.Task.Follow) is not on
-	// this branch yet.
+	// The chained rollup's chart of slow: 20 s windows merged from the
+	// 5 s ones, one series per endpoint; no late records (it reads
+	// results, never records).
+	got = map[wk]float64{}
+	waitUntil(t, 60*time.Second, "ep_20s chart", func() (bool, string) {
+		c := chain.Snapshot().Chart
+		got = map[wk]float64{}
+		for _, sr := range c.Series {
+			for i, v := range sr.Values {
+				if v != nil && c.Times[i] < t0+60_000 {
+					got[wk{sr.Key, c.Times[i]}] = *v
+				}
+			}
+		}
+		return len(got) >= len(slow20), fmt.Sprintf("%d of %d: %v", len(got), len(slow20), got)
+	})
 	if s := chain.Snapshot(); s.Rollup != "ep_20s" || s.Value != "slow" || s.Chart.WindowMs != 20_000 || s.Late != 0 {
 		t.Errorf("ep_20s: rollup %q value %q, window %d ms, %d late", s.Rollup, s.Value, s.Chart.WindowMs, s.Late)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(slow20) {
+		t.Errorf("ep_20s slow per window\n got %v\nwant %v", got, slow20)
 	}
 }
 
