@@ -196,7 +196,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		return fmt.Errorf("install the demo's runbooks: %w", err)
 	}
 	rbs, err := console.NewRunbooks(console.RunbooksConfig{
-		Dir: rbDir, Brokers: brokers, Registry: reg, Logger: log, NewEngine: previewEngine(reg),
+		Dir: rbDir, Brokers: brokers, Registry: reg, Logger: log, NewEngine: previewEngine(reg, []kgo.Opt{kgo.SeedBrokers(brokers...)}),
 		RunCommand: "--brokers " + strings.Join(brokers, ","),
 	})
 	if err != nil {
