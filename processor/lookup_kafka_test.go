@@ -74,8 +74,8 @@ func TestKafkaDerivedLookupTopK(t *testing.T) {
 	out := kafkatest.Name(t, "out")
 	app := kafkatest.Name(t, "app")
 	kafkatest.CreateTopic(t, brokers, src, 3)
-	createCompacted(t, brokers, owners, 2)
-	createCompacted(t, brokers, plans, 1)
+	kafkatest.CreateCompactedTopic(t, brokers, owners, 2)
+	kafkatest.CreateCompactedTopic(t, brokers, plans, 1)
 
 	cl := kafkatest.Client(t, brokers, kgo.ProducerLinger(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -375,33 +375,6 @@ commit_interval: 200ms
 	}
 }
 
-// createCompacted creates a compacted topic, as a lookup table's.
-func createCompacted(t *testing.T, brokers []string, topic string, partitions int32) {
-	t.Helper()
-	adm := kadm.NewClient(kafkatest.Client(t, brokers))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	policy := "compact"
-	resp, err := adm.CreateTopic(ctx, partitions, 1, map[string]*string{"cleanup.policy": &policy}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-	waitUntil(t, 30*time.Second, "leaders of "+topic, func() (bool, string) {
-		td, err := adm.ListTopics(ctx, topic)
-		if err != nil {
-			return false, err.Error()
-		}
-		ok := td[topic].Err == nil && len(td[topic].Partitions) == int(partitions)
-		for _, p := range td[topic].Partitions {
-			ok = ok && p.Err == nil && p.Leader >= 0
-		}
-		return ok, fmt.Sprint(td[topic].Err)
-	})
-}
-
 // diffMaps lists the differences between want and got, "" if none (at
 // most 10).
 func diffMaps(want, got map[string]string) string {
@@ -477,7 +450,7 @@ func TestKafkaLocalLookups(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Real(t)
 	owners := kafkatest.Name(t, "owners")
-	createCompacted(t, brokers, owners, 1)
+	kafkatest.CreateCompactedTopic(t, brokers, owners, 1)
 	cl := kafkatest.Client(t, brokers)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
