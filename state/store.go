@@ -441,6 +441,11 @@ type TaskStore struct {
 	cpKey        []byte
 	cache        map[WindowKey]*cached
 	maxCached    int
+	// dirty lists the keys of the cached rows marked dirty, each once:
+	// Dirty reads these instead of scanning the whole cache. A key goes
+	// in when its row turns dirty and out when markClean (or a cache
+	// drop) finds it clean.
+	dirty []WindowKey
 
 	aux    map[string]auxEntry // dirty aux entries, until committed
 	auxSeq uint64
@@ -600,21 +605,22 @@ func (t *TaskStore) Get(k WindowKey) (*Row, error) {
 }
 
 // Put records r as the new row of k.
-func (t *TaskStore) Put(k WindowKey, r *Row) {
-	if c, ok := t.cache[k]; ok {
-		c.row, c.dirty = r, true
-		return
-	}
-	t.cache[k] = &cached{row: r, dirty: true}
-}
+func (t *TaskStore) Put(k WindowKey, r *Row) { t.set(k, r) }
 
 // Delete records the removal of k.
-func (t *TaskStore) Delete(k WindowKey) {
-	if c, ok := t.cache[k]; ok {
-		c.row, c.dirty = nil, true
-		return
+func (t *TaskStore) Delete(k WindowKey) { t.set(k, nil) }
+
+// set makes r (nil: deleted) the dirty row of k.
+func (t *TaskStore) set(k WindowKey, r *Row) {
+	c, ok := t.cache[k]
+	if !ok {
+		c = &cached{}
+		t.cache[k] = c
 	}
-	t.cache[k] = &cached{dirty: true}
+	if !c.dirty {
+		t.dirty = append(t.dirty, k)
+	}
+	c.row, c.dirty = r, true
 }
 
 // Dirty returns the pending changes in key order, so the changelog and
@@ -624,10 +630,8 @@ func (t *TaskStore) Dirty() []Change {
 		out  = make([]Change, 0, t.lastDirty)
 		slab []byte // the values, encoded one after the other
 	)
-	for k, c := range t.cache {
-		if !c.dirty {
-			continue
-		}
+	for _, k := range t.dirty {
+		c := t.cache[k]
 		ch := Change{Key: k, Row: c.row}
 		if c.row != nil {
 			if slab == nil {
@@ -761,6 +765,11 @@ func (t *TaskStore) markClean(changes []Change) {
 			}
 		}
 	}
+	// What was not in changes (or changed since) stays dirty.
+	t.dirty = slices.DeleteFunc(t.dirty, func(k WindowKey) bool {
+		c, ok := t.cache[k]
+		return !ok || !c.dirty
+	})
 	if len(t.cache) > t.maxCached {
 		for k, c := range t.cache {
 			if !c.dirty {
@@ -845,6 +854,7 @@ func (t *TaskStore) Checkpoint() (cp Checkpoint, ok bool, err error) {
 // restore wipes again.
 func (t *TaskStore) Wipe() error {
 	clear(t.cache)
+	t.dirty = t.dirty[:0]
 	clear(t.aux)
 	clear(t.legacy)
 	b := t.db.pdb.NewBatch()
@@ -878,6 +888,7 @@ func (t *TaskStore) Scan(verify bool, fn func(WindowKey) error) error {
 // failed commit: the changelog, not memory, is the truth).
 func (t *TaskStore) DropCache() {
 	clear(t.cache)
+	t.dirty = t.dirty[:0]
 	clear(t.aux)
 	clear(t.legacy)
 }

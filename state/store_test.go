@@ -123,7 +123,7 @@ func testRow(vals ...float64) *Row {
 	return r
 }
 
-func openDB(t *testing.T, dir string) *DB {
+func openDB(t testing.TB, dir string) *DB {
 	t.Helper()
 	db, err := Open(dir)
 	if err != nil {
@@ -875,5 +875,112 @@ func TestProcessID(t *testing.T) {
 	defer other.Close()
 	if o, err := other.ProcessID(); o == id || err != nil {
 		t.Errorf("another directory: ProcessID = %q, %v, want an id other than %q", o, err, id)
+	}
+}
+
+// TestDirtyListModel: random puts, deletes, reads, commits of earlier
+// snapshots and uncommitted snapshots, with a small cache (evictions):
+// Dirty lists exactly the keys changed since the snapshot that last
+// committed them, each once, with its latest row (checked against a model
+// kept in the test).
+func TestDirtyListModel(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 8)
+	rng := rand.New(rand.NewPCG(3, 4))
+	keys := make([]WindowKey, 30)
+	for i := range keys {
+		keys[i] = WindowKey{Key: fmt.Sprintf("k%02d", i), Start: 0, End: 10}
+	}
+	version := map[WindowKey]int{} // changes of each key
+	clean := map[WindowKey]int{}   // the version the last commit wrote
+	latest := map[WindowKey]*Row{}
+	for step := range 3000 {
+		k := keys[rng.IntN(len(keys))]
+		switch op := rng.IntN(10); {
+		case op < 5:
+			r := testRow(float64(step))
+			ts.Put(k, r)
+			version[k]++
+			latest[k] = r
+		case op < 6:
+			ts.Delete(k)
+			version[k]++
+			latest[k] = nil
+		case op < 7:
+			if _, err := ts.Get(k); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			snap := ts.Dirty()
+			at := map[WindowKey]int{}
+			for _, ch := range snap {
+				at[ch.Key] = version[ch.Key]
+			}
+			// Sometimes a row changes between the snapshot and its commit,
+			// sometimes the snapshot is not committed at all.
+			if rng.IntN(3) == 0 {
+				k2 := keys[rng.IntN(len(keys))]
+				r := testRow(float64(-step))
+				ts.Put(k2, r)
+				version[k2]++
+				latest[k2] = r
+			}
+			if rng.IntN(4) == 0 {
+				continue
+			}
+			if err := ts.Commit(snap, Checkpoint{FlushSeq: uint64(step)}); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range at {
+				if version[k] == v {
+					clean[k] = v
+				}
+			}
+		}
+		if step%50 != 0 {
+			continue
+		}
+		d := ts.Dirty()
+		seen := map[WindowKey]bool{}
+		for _, ch := range d {
+			if seen[ch.Key] {
+				t.Fatalf("step %d: %v listed twice", step, ch.Key)
+			}
+			seen[ch.Key] = true
+			if version[ch.Key] == clean[ch.Key] {
+				t.Fatalf("step %d: %v listed dirty, but its version %d was committed", step, ch.Key, clean[ch.Key])
+			}
+			if (ch.Row == nil) != (latest[ch.Key] == nil) {
+				t.Fatalf("step %d: %v dirty row %v, want %v", step, ch.Key, ch.Row, latest[ch.Key])
+			}
+		}
+		for _, k := range keys {
+			if version[k] != clean[k] && !seen[k] {
+				t.Fatalf("step %d: %v changed (version %d, committed %d) but not listed dirty", step, k, version[k], clean[k])
+			}
+		}
+	}
+}
+
+// BenchmarkDirtyFewOfMany: a commit's Dirty when 1,000 of 100,000 cached
+// rows changed since the last one (the dirty list reads the 1,000).
+func BenchmarkDirtyFewOfMany(b *testing.B) {
+	db := openDB(b, b.TempDir())
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 200_000)
+	for i := range 100_000 {
+		ts.Put(WindowKey{Key: fmt.Sprintf("k%06d", i), End: 10}, testRow(float64(i)))
+	}
+	if err := ts.Commit(ts.Dirty(), Checkpoint{}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for n := range b.N {
+		for i := range 1000 {
+			ts.Put(WindowKey{Key: fmt.Sprintf("k%06d", (n*1000+i)%100_000), End: 10}, testRow(float64(n)))
+		}
+		ch := ts.Dirty()
+		ts.markClean(ch)
 	}
 }
