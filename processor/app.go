@@ -2,9 +2,6 @@ package processor
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,7 +17,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/internal/backoff"
 	"github.com/eddy-streams/eddy/internal/ratelog"
+	"github.com/eddy-streams/eddy/processor/admin"
 	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
@@ -92,7 +91,10 @@ type Config struct {
 }
 
 // App runs one pipeline as a member of the consumer group named by the
-// pipeline's app id.
+// pipeline's app id. (This file is long for one reason: Run sets up, in
+// an order that matters and is explained step by step, the clients, the
+// store, the lookup tables, the restorers and the group member, and tears
+// them down in reverse; splitting it would scatter that order.)
 type App struct {
 	cfg Config
 	// p is the first rollup's pipeline: it runs the stateless steps every
@@ -139,7 +141,7 @@ type App struct {
 	pg         *partitionGroup                  // repartition stage: buffered source records
 	stalled    map[state.SourcePartition]*stall // records waiting for the schema registry (registry_wait.go)
 	eosWait    time.Time                        // exactly_once: registry outage, poll again after this
-	eosBackoff time.Duration
+	eosBackoff backoff.Backoff                  // exactly_once: waits for the registry (registry_wait.go)
 	dirtySrc   bool
 	lastCommit time.Time
 	rst        restoreSet  // partitions restoring (restore.go)
@@ -155,6 +157,8 @@ type App struct {
 
 	prodMu  sync.Mutex
 	prodErr error
+
+	offRetry offsetRetry // offsets of failed asynchronous commits (commit.go)
 
 	hooks testHooks // process-level tests only (testhooks.go); owned by the commit
 	// aggProbe, when set (by this package's tests only), is called by
@@ -213,24 +217,25 @@ func New(cfg Config) (*App, error) {
 	}
 	p := rollups[0].p
 	app := &App{
-		cfg:     cfg,
-		p:       p,
-		rollups: rollups,
-		stages:  stages,
-		log:     cfg.Logger.With("app", cfg.Spec.App),
-		warn:    ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
-		clock:   cfg.Clock,
-		m:       newMetrics(cfg.Registerer),
-		tasks:   make(map[taskKey][]*task),
-		srcPos:  make(map[state.SourcePartition]int64),
-		stalled: make(map[state.SourcePartition]*stall),
-		pg:      newPartitionGroup(time.Second),
-		fatal:   make(chan error, 1),
-		rst:     newRestoreSet(),
-		sb:      newStandbySet(),
-		hooks:   hooks,
-		eos:     cfg.Spec.Processing == topology.ExactlyOnce,
-		km:      newKeeperMetrics(cfg.Registerer),
+		cfg:        cfg,
+		p:          p,
+		rollups:    rollups,
+		stages:     stages,
+		log:        cfg.Logger.With("app", cfg.Spec.App),
+		warn:       ratelog.New(cfg.Logger.With("app", cfg.Spec.App), warnEvery, cfg.Clock.Now),
+		clock:      cfg.Clock,
+		m:          newMetrics(cfg.Registerer),
+		tasks:      make(map[taskKey][]*task),
+		srcPos:     make(map[state.SourcePartition]int64),
+		stalled:    make(map[state.SourcePartition]*stall),
+		pg:         newPartitionGroup(time.Second),
+		fatal:      make(chan error, 1),
+		eosBackoff: backoff.Backoff{Min: registryRetryMin, Max: registryRetryMax},
+		rst:        newRestoreSet(),
+		sb:         newStandbySet(),
+		hooks:      hooks,
+		eos:        cfg.Spec.Processing == topology.ExactlyOnce,
+		km:         newKeeperMetrics(cfg.Registerer),
 	}
 	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
 	par, why := parallelism(cfg.Spec, cfg.Parallelism)
@@ -317,7 +322,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("connect to %v: %w", a.cfg.Brokers, err)
 	}
-	parts, _, err := EnsureTopics(ctx, kadm.NewClient(admCl), spec)
+	parts, _, err := admin.EnsureTopics(ctx, kadm.NewClient(admCl), spec)
 	if err == nil {
 		var lerr error
 		a.limits, lerr = describeLimits(ctx, kadm.NewClient(admCl), a.writtenTopics())
@@ -588,7 +593,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		}
 		if perr == nil && a.clock.Now().Sub(a.lastCommit) >= a.p.spec.CommitInterval {
 			start := time.Now()
-			perr = a.commitLocked(ctx)
+			perr = a.commitLockedAs(ctx, true)
 			a.m.commitSeconds.Observe(time.Since(start).Seconds())
 		}
 		a.mu.Unlock()
@@ -668,183 +673,6 @@ func (a *App) produce(ctx context.Context, rec *kgo.Record) {
 		}
 		a.countOut(r)
 	})
-}
-
-// processFetches processes one poll: the aggregation input's records on
-// the tasks' goroutines (parallel.go), the repartition stage's on this
-// one meanwhile, and returns when all are done.
-func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
-	now := a.clock.Now()
-	var jobs []*aggJob
-	var byPart map[state.SourcePartition]*aggJob
-	var src []kgo.FetchTopicPartition
-	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
-		if len(fp.Records) == 0 {
-			return
-		}
-		a.countIn(fp)
-		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
-		if st := a.stalled[sp]; st != nil {
-			st.recs = append(st.recs, fp.Records...) // fetched before the pause took effect
-			return
-		}
-		st := a.stageOf(fp.Topic)
-		if st == nil {
-			src = append(src, fp)
-			return
-		}
-		for _, t := range a.tasks[taskKey{st.idx, fp.Partition}] {
-			t.inputFetched(fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark)
-		}
-		if byPart == nil {
-			byPart = make(map[state.SourcePartition]*aggJob)
-		}
-		jobs = a.addAggJob(byPart, jobs, sp, fp)
-	})
-	wait := a.runAggJobs(ctx, jobs)
-	var err error
-	for _, fp := range src {
-		if err != nil {
-			break
-		}
-		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
-		if st := a.stalled[sp]; st != nil { // stalled by an earlier fetch of this poll
-			st.recs = append(st.recs, fp.Records...)
-			continue
-		}
-		items := make([]srcItem, 0, len(fp.Records))
-		for i, rec := range fp.Records {
-			ev, re, uerr := a.p.prepare(ctx, rec, now)
-			if uerr != nil {
-				err = a.stall(sp, fp.Records[i:], false, uerr)
-				break
-			}
-			items = append(items, srcItem{rec: rec, ev: ev, re: re})
-		}
-		a.pg.add(sp, items, fp.HighWatermark, now)
-		if err == nil {
-			last := fp.Records[len(fp.Records)-1]
-			a.lagW.fetched(fp.Topic, fp.Partition, last.Offset+1, fp.HighWatermark)
-		}
-	}
-	wait()
-	// Every task's goroutine is done: act on what they returned, here.
-	for _, j := range jobs {
-		switch {
-		case j.err == nil:
-			last := j.recs[len(j.recs)-1]
-			a.lagW.fetched(j.sp.Topic, j.sp.Partition, last.Offset+1, j.hwm)
-		case isUndecided(j.err):
-			if serr := a.stall(j.sp, j.recs[j.done:], true, j.err); err == nil {
-				err = serr
-			}
-		case err == nil:
-			err = j.err
-		}
-	}
-	if err != nil {
-		return err
-	}
-	return a.pg.drain(now, func(it srcItem) error { return a.forwardSource(ctx, it) })
-}
-
-// deadLetter routes rec to the dead-letter topic with headers saying why.
-// Its Kafka timestamp is the time eddy writes it (the wall clock), so that
-// the topic's retention counts from then; the source record's timestamp is
-// in the eddy.source.timestamp header.
-func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) {
-	a.deadLetterWith(ctx, rec, re, nil)
-}
-
-// deadLetterWith is deadLetter with extra headers.
-func (a *App) deadLetterWith(ctx context.Context, rec *kgo.Record, re *RecordError, extra []kgo.RecordHeader) {
-	out := deadLetterRecord(a.p.spec.DeadLetterTopic, rec, re, extra, a.clock.Now())
-	a.m.deadLetters.WithLabelValues(re.Class.Error()).Inc()
-	a.log.Debug("dead letter", "err", re)
-	a.write(ctx, out, nil)
-}
-
-// forwardSource finishes the stateless steps of a source record (already
-// prepared when it was buffered) and forwards it through the repartition
-// topic of each stage, keyed by the stage's grouping key.
-func (a *App) forwardSource(ctx context.Context, it srcItem) error {
-	rec, ev := it.rec, it.ev
-	sp := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
-	a.srcPos[sp] = rec.Offset + 1
-	a.dirtySrc = true
-	if it.re != nil {
-		a.deadLetter(ctx, rec, it.re)
-		return nil
-	}
-	if ev.filtered {
-		a.m.filtered.Inc()
-		return nil
-	}
-	var headers []kgo.RecordHeader
-	for _, st := range a.stages {
-		key := ev.key
-		if a.p.keyLater {
-			var re *RecordError
-			if key, re = stageKey(ev.fields, st.key); re != nil {
-				a.deadLetterWith(ctx, rec, re, rollupHeader(st.rollups[0]))
-				continue
-			}
-		}
-		a.beforeLateForward(ctx, st, sp, ev.ts, key)
-		if headers == nil {
-			headers = append(append(make([]kgo.RecordHeader, 0, len(rec.Headers)+4), rec.Headers...),
-				kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
-				kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},
-				kgo.RecordHeader{Key: hdrOrigTS, Value: binary.AppendVarint(nil, rec.Timestamp.UnixMilli())},
-				kgo.RecordHeader{Key: hdrSourceWatermark, Value: binary.AppendVarint(nil, a.pg.watermark(sp))},
-			)
-		}
-		a.write(ctx, &kgo.Record{
-			Topic:     st.topic(),
-			Key:       []byte(key),
-			Value:     rec.Value,
-			Headers:   headers,
-			Timestamp: time.UnixMilli(ev.ts),
-		}, rec)
-	}
-	return nil
-}
-
-// clientID is the Kafka client id of a pipeline's clients:
-// eddy-<app>-<instance>, the instance being the --instance-id, else the
-// host name (a Kubernetes pod's name), else just eddy-<app>.
-func clientID(app, instanceID string, hostname func() (string, error)) string {
-	inst := instanceID
-	if inst == "" {
-		if h, err := hostname(); err == nil {
-			inst = h
-		}
-	}
-	if inst == "" {
-		return "eddy-" + app
-	}
-	return "eddy-" + app + "-" + inst
-}
-
-func randomID() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-// fenceZombie initializes the producer id of this worker's transactional
-// id before it joins the group. The broker then aborts any transaction that
-// a previous incarnation with the same id left open (a crash or SIGKILL
-// mid-transaction), at once instead of at its timeout, and fences that
-// incarnation should it still be alive. Failure is not fatal (the broker
-// may be restarting): franz-go initializes the id again before the first
-// produce, and an unfenced transaction is still aborted at its timeout.
-func (a *App) fenceZombie(ctx context.Context) {
-	fctx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
-	defer cancel()
-	if _, _, err := a.cl.ProducerID(fctx); err != nil {
-		a.log.Warn("could not initialize the transactional producer yet; a transaction left open by a previous run of this worker is aborted at its timeout", "err", err)
-	}
 }
 
 const timeLayout = engine.TimeLayout

@@ -122,6 +122,7 @@ func (a *App) onLost(_ context.Context, cl *kgo.Client, lost map[string][]int32)
 }
 
 func (a *App) dropLocked(parts map[string][]int32) {
+	a.offRetry.drop(parts)
 	for topic, ps := range parts {
 		for _, p := range ps {
 			delete(a.srcPos, state.SourcePartition{Topic: topic, Partition: p})

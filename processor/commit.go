@@ -22,7 +22,10 @@ package processor
 //     the input position, stream time, upstream offsets and input
 //     partitions' watermarks the flush reflects (state.Checkpoint), and
 //     wait for it.
-//  3. Commit the input offsets of everything processed.
+//  3. Commit the input offsets of everything processed. The processing
+//     loop's periodic commits do not wait for the answer
+//     (commitOffsetsAsync, below); a commit before a hand-over or at
+//     shutdown does.
 //  4. Write each task's rows and checkpoint (marker offset + 1) to Pebble in
 //     one batch.
 //
@@ -63,6 +66,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -98,6 +102,10 @@ type commitEnv struct {
 	flush func(ctx context.Context) error
 	// commitOffsets commits input offsets (at-least-once).
 	commitOffsets func(ctx context.Context, offsets offsetMap) error
+	// commitOffsetsAsync starts committing input offsets (at-least-once)
+	// and returns: a failure is reported later, and the offsets are
+	// committed again by the next commit.
+	commitOffsetsAsync func(offsets offsetMap)
 	// endTxn ends the open transaction (exactly-once), committing it with
 	// the consumed offsets if commit, else aborting it. After an error,
 	// the outcome is unknown: abortTxn must follow.
@@ -144,6 +152,9 @@ type pendingCommit struct {
 	eos     bool
 	work    []*flushWork
 	offsets offsetMap // at-least-once; exactly-once commits the session's offsets
+	// async (at-least-once): step 3 does not wait for the offset commit
+	// (asyncOffsets).
+	async bool
 }
 
 // Commit runs steps 2 to 4 (step 1, the flush of the tasks, made work).
@@ -164,7 +175,11 @@ func (c *pendingCommit) Commit(ctx context.Context) (commitOutcome, error) {
 	if env.crash(CrashAfterMarker, flushed) {
 		return 0, errCrashed
 	}
-	if len(c.offsets) > 0 {
+	switch {
+	case len(c.offsets) == 0:
+	case c.async:
+		env.commitOffsetsAsync(c.offsets)
+	default:
 		if err := env.commitOffsets(ctx, c.offsets); err != nil {
 			env.warn("offset commit failed; retrying at the next commit", "err", err)
 			return offsetsNotCommitted, nil
@@ -261,16 +276,24 @@ func (c *pendingCommit) Abort(ctx context.Context) error {
 	return nil
 }
 
-// commitLocked flushes every changed task (step 1) and commits.
-func (a *App) commitLocked(ctx context.Context) error {
+// commitLocked flushes every changed task (step 1) and commits, waiting
+// for the offset commit: before partitions are handed over, at shutdown.
+func (a *App) commitLocked(ctx context.Context) error { return a.commitLockedAs(ctx, false) }
+
+// commitLockedAs is commitLocked; with async, under at-least-once, the
+// offset commit is not waited for (the processing loop's periodic
+// commits: asyncOffsets).
+func (a *App) commitLockedAs(ctx context.Context, async bool) error {
 	work := a.flushTasks(ctx)
-	if !a.eos && len(work) == 0 && !a.dirtySrc {
+	retry := a.offRetry.take()
+	if !a.eos && len(work) == 0 && !a.dirtySrc && len(retry) == 0 {
 		a.lastCommit = a.clock.Now()
 		return nil
 	}
-	c := &pendingCommit{env: a.commitEnv(), eos: a.eos, work: work}
+	c := &pendingCommit{env: a.commitEnv(), eos: a.eos, work: work, async: async && !a.eos}
 	if !a.eos {
 		c.offsets = a.inputOffsets(work)
+		mergeOffsets(c.offsets, retry)
 	}
 	out, err := c.Commit(ctx)
 	if err != nil {
@@ -327,12 +350,13 @@ func (a *App) inputOffsets(work []*flushWork) offsetMap {
 // transaction session) and the Pebble store.
 func (a *App) commitEnv() *commitEnv {
 	env := &commitEnv{
-		produceMarkers: a.produceMarkers,
-		flush:          a.flushProducer,
-		commitOffsets:  a.commitOffsets,
-		endTxn:         a.endTxn,
-		abortTxn:       a.abortTxn,
-		writeStores:    a.writeStores,
+		produceMarkers:     a.produceMarkers,
+		flush:              a.flushProducer,
+		commitOffsets:      a.commitOffsets,
+		commitOffsetsAsync: a.commitOffsetsAsync,
+		endTxn:             a.endTxn,
+		abortTxn:           a.abortTxn,
+		writeStores:        a.writeStores,
 		crash: func(at CrashPoint, flushed bool) bool {
 			a.hooks.crash(at, flushed, a.log)
 			return false
@@ -350,19 +374,102 @@ func (a *App) commitEnv() *commitEnv {
 func (a *App) commitOffsets(ctx context.Context, offsets offsetMap) error {
 	var cerr error
 	a.cl.CommitOffsetsSync(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
-		if err != nil {
-			cerr = err
-			return
-		}
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if e := kerr.ErrorForCode(p.ErrorCode); e != nil && cerr == nil {
-					cerr = fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, e)
-				}
-			}
-		}
+		cerr = commitResponseErr(resp, err)
 	})
 	return cerr
+}
+
+// Asynchronous offset commits (at-least-once).
+//
+// The processing loop's periodic commit does not wait for the group
+// coordinator to answer its offset commit (step 3): it writes Pebble and
+// goes on processing meanwhile, which takes a network round trip off
+// every commit's pause. This is safe because of what the commit has done
+// before: the offsets are issued only after the markers they cover are
+// acknowledged (so no committed offset is past state in the changelog),
+// and Pebble ahead of the committed offsets is the CrashAfterMarker case:
+// after a restart the input is read again from the older offset and
+// skipped as already applied (engine.Task.seen). An offset commit that
+// fails is kept (offsetRetry) and committed with the next commit, for the
+// partitions still owned; franz-go keeps commits in order, and the commits
+// before a hand-over (revoke) and at shutdown wait.
+
+// offsetRetry holds the offsets of failed asynchronous commits until the
+// next commit takes them.
+type offsetRetry struct {
+	mu   sync.Mutex
+	offs offsetMap
+}
+
+// add keeps offs for the next commit (the highest offset per partition).
+func (r *offsetRetry) add(offs offsetMap) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.offs == nil {
+		r.offs = make(offsetMap)
+	}
+	mergeOffsets(r.offs, offs)
+}
+
+// take returns what add kept, and forgets it.
+func (r *offsetRetry) take() offsetMap {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	offs := r.offs
+	r.offs = nil
+	return offs
+}
+
+// drop forgets the offsets of partitions no longer owned.
+func (r *offsetRetry) drop(parts map[string][]int32) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for topic, ps := range parts {
+		for _, p := range ps {
+			delete(r.offs[topic], p)
+		}
+	}
+}
+
+// mergeOffsets adds src to dst, keeping the highest offset per partition.
+func mergeOffsets(dst, src offsetMap) {
+	for topic, ps := range src {
+		for p, eo := range ps {
+			if dst[topic] == nil {
+				dst[topic] = make(map[int32]kgo.EpochOffset)
+			}
+			if cur, ok := dst[topic][p]; !ok || eo.Offset > cur.Offset {
+				dst[topic][p] = eo
+			}
+		}
+	}
+}
+
+// commitOffsetsAsync issues an offset commit and returns; a failure is
+// logged and its offsets kept for the next commit.
+func (a *App) commitOffsetsAsync(offsets offsetMap) {
+	a.cl.CommitOffsets(context.Background(), offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+		if err := commitResponseErr(resp, err); err != nil {
+			a.offRetry.add(offsets)
+			a.warn.Warn("asynchronous offset commit failed; the next commit commits these offsets again", "err", err)
+		}
+	})
+}
+
+// commitResponseErr is the error of an offset commit: the request's, or the
+// first partition's.
+func commitResponseErr(resp *kmsg.OffsetCommitResponse, err error) error {
+	if err != nil {
+		return err
+	}
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if e := kerr.ErrorForCode(p.ErrorCode); e != nil {
+				return fmt.Errorf("commit %s/%d: %w", t.Topic, p.Partition, e)
+			}
+		}
+	}
+	return nil
 }
 
 // flushTasks is step 1 of both protocols: it produces the dirty rows of
@@ -388,7 +495,7 @@ func (a *App) flushTasks(ctx context.Context) []*flushWork {
 		var keys []byte // the changelog keys, one after the other
 		for _, ch := range changes {
 			start := len(keys)
-			keys = ch.Key.AppendBinary(keys)
+			keys = ch.AppendKey(keys)
 			a.produce(ctx, &kgo.Record{
 				Topic:     t.r.p.spec.ChangelogTopic(),
 				Partition: p,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -138,6 +139,15 @@ func (m *commitModel) env() *commitEnv {
 			}
 			m.offset = offsets["in"][0].Offset
 			return nil
+		},
+		commitOffsetsAsync: func(offsets offsetMap) {
+			m.ended = append(m.ended, "commit offsets async")
+			if m.eos {
+				panic("exactly-once commits offsets in its transaction")
+			}
+			if m.fail != offsetCommitErr {
+				m.offset = offsets["in"][0].Offset
+			}
 		},
 		endTxn: func(_ context.Context, commit bool) (bool, error) {
 			m.ended = append(m.ended, fmt.Sprintf("end txn (commit %v)", commit))
@@ -318,6 +328,72 @@ func TestCommitProtocol(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCommitProtocolAsync: the processing loop's commits under
+// at-least-once do not wait for the offset commit. Whatever happens to it,
+// and at every crash point, the invariants hold: no offset committed past
+// the state in the changelog, Pebble never ahead of it. A failed
+// asynchronous commit leaves Pebble ahead of the committed offset: the
+// input is read again from there and skipped as seen.
+func TestCommitProtocolAsync(t *testing.T) {
+	for _, c := range []struct {
+		fail                     failure
+		crashAt                  CrashPoint
+		err                      bool
+		restored, resume, pebble int64
+	}{
+		{noFailure, "", false, afterPos, afterPos, afterPos},
+		{offsetCommitErr, "", false, afterPos, beforePos, afterPos},
+		{rowProduceErr, "", true, beforePos, beforePos, beforePos},
+		{noFailure, CrashAfterMarker, true, afterPos, beforePos, beforePos},
+		{noFailure, CrashAfterOffset, true, afterPos, afterPos, beforePos},
+		{offsetCommitErr, CrashAfterOffset, true, afterPos, beforePos, beforePos},
+	} {
+		name := failureNames[c.fail]
+		if c.crashAt != "" {
+			name += "/crash " + string(c.crashAt)
+		}
+		t.Run(name, func(t *testing.T) {
+			m := newCommitModel(false, c.fail, c.crashAt)
+			pc := &pendingCommit{env: m.env(), work: []*flushWork{{marker: -1}}, async: true,
+				offsets: offsetMap{"in": {0: kgo.EpochOffset{Epoch: -1, Offset: afterPos}}}}
+			out, err := pc.Commit(context.Background())
+			if (err != nil) != c.err || (err == nil && out != committed) {
+				t.Fatalf("Commit = %v, %v; want error %v (calls %v)", out, err, c.err, m.ended)
+			}
+			s := m.nextStart()
+			if s.restored != c.restored || s.resume != c.resume || s.pebble != c.pebble {
+				t.Errorf("next start %+v; want restored %d, resume %d, Pebble %d (calls %v)", s, c.restored, c.resume, c.pebble, m.ended)
+			}
+			if s.resume > s.restored || s.pebbleBad != "" || s.pebble > s.restored {
+				t.Errorf("invariant broken: %+v", s)
+			}
+			if slices.Contains(m.ended, "commit offsets") {
+				t.Errorf("an asynchronous commit waited for the offset commit: %v", m.ended)
+			}
+		})
+	}
+}
+
+// TestOffsetRetry: offsets of a failed asynchronous commit are committed
+// by the next commit (the highest per partition), except those of
+// partitions no longer owned.
+func TestOffsetRetry(t *testing.T) {
+	var r offsetRetry
+	eo := func(o int64) kgo.EpochOffset { return kgo.EpochOffset{Epoch: -1, Offset: o} }
+	r.add(offsetMap{"in": {0: eo(5), 1: eo(7)}, "rep": {2: eo(3)}})
+	r.add(offsetMap{"in": {0: eo(4), 3: eo(1)}})
+	r.drop(map[string][]int32{"in": {1}})
+	next := offsetMap{"in": {0: eo(9)}}
+	mergeOffsets(next, r.take())
+	want := offsetMap{"in": {0: eo(9), 3: eo(1)}, "rep": {2: eo(3)}}
+	if fmt.Sprint(next) != fmt.Sprint(want) {
+		t.Errorf("next commit's offsets %v, want %v", next, want)
+	}
+	if got := r.take(); len(got) != 0 {
+		t.Errorf("take after take = %v, want nothing", got)
 	}
 }
 

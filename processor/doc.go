@@ -7,10 +7,11 @@
 // and call Validate), make an App with New, and Run it until its context
 // ends; Ready and Handler say whether every owned partition is restored
 // and processing (the /readyz of `eddy run`). Example (example_test.go)
-// runs one on an in-process Kafka. The reset API (PlanReset,
-// ExecuteReset), topic administration (EnsureTopics, CheckTopics) and the
-// schema helpers are what `eddy reset`, `eddy describe` and `eddy run`
-// use; they are exported for cmd/eddy and may change between versions.
+// runs one on an in-process Kafka. The schema helpers are what `eddy
+// describe` and `eddy run` use; they are exported for cmd/eddy and may
+// change between versions. The reset API (PlanReset, ExecuteReset) and
+// topic administration (EnsureTopics, CheckTopics) are package
+// processor/admin, which needs no App.
 //
 // # Files
 //
@@ -22,15 +23,18 @@
 //   - commit.go, txn.go: the commit protocol (at-least-once, exactly-once)
 //   - assign.go, restore.go: partitions assigned and revoked, restore as
 //     a task state outside the rebalance callback
-//   - keeper.go, topics.go, topiccheck.go, limits.go: eddy's topics, their
-//     settings and size limits, the repartition purge, expired offsets
+//   - keeper.go, topiccheck.go, limits.go: eddy's topics while the
+//     worker runs (created and checked at start by processor/admin), their
+//     size limits, the repartition purge, expired offsets, records older
+//     than a topic's retention
+//   - partitioner.go: the producer's partitioner (changelogs by task,
+//     watermark records by hand, the rest by key hash)
 //   - watermarks.go: input partitions' watermarks through the repartition
 //     topic, idle and stalled inputs, their metrics (issue 15)
 //   - fields_derived.go, lookup.go: derived fields and lookup tables, the
 //     stateless steps before the key
 //   - registry_wait.go, schemas.go: the schema registry and its outages
 //   - alertpub.go, alertmanager.go: alert transitions out
-//   - reset.go: `eddy reset`
 //   - status.go: read-only views for the console
 //   - local.go, outrec.go: Local, a pipeline run in process on given
 //     records with the stateless steps, engine and encoders of the App

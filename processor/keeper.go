@@ -45,6 +45,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/processor/admin"
 )
 
 // DefaultPurgeInterval is how often, at most, the repartition topic is
@@ -412,7 +414,7 @@ func (a *App) startKeeping(ctx context.Context, opts []kgo.Opt) (func(), error) 
 		return nil, err
 	}
 	adm := kadm.NewClient(cl)
-	problems, err := CheckTopics(ctx, adm, a.cfg.Spec)
+	problems, err := admin.CheckTopics(ctx, adm, a.cfg.Spec)
 	if err != nil {
 		a.log.Warn("could not check the settings of existing topics", "err", err)
 	}

@@ -11,8 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
-
-	"github.com/eddy-streams/eddy/topology"
 )
 
 func fetchOf(topic string, part int32, logStart int64, offsets ...int64) kgo.Fetches {
@@ -55,91 +53,6 @@ func TestStartWatchFetched(t *testing.T) {
 	w.fetched(fetchOf("in", 0, 9, 11)) // continues: no new loss
 	if why := w.notReady(); why != "" {
 		t.Errorf("not ready after a fetch that loses nothing: %s", why)
-	}
-}
-
-// TestCheckTopic: existing topics' settings that would delete what eddy
-// writes or needs are found, each with its fix; eddy's own settings are
-// not problems.
-func TestCheckTopic(t *testing.T) {
-	spec := &topology.Spec{App: "a", Store: "w", Source: topology.Source{Topics: []string{"in"}},
-		Output: topology.Output{Topic: "out"}, LateTopic: "a-late", DeadLetterTopic: "a-dlq"}
-	infos := map[string]topology.TopicInfo{}
-	for _, ti := range spec.Topics(3) {
-		infos[ti.Name] = ti
-		if ps := checkTopic(ti, ti.Configs); len(ps) != 0 {
-			t.Errorf("%s with eddy's own settings %v: problems %+v", ti.Name, ti.Configs, ps)
-		}
-	}
-	week := "604800000"
-	for _, c := range []struct {
-		topic string
-		cfg   map[string]string
-		want  []string // fixes
-		reset bool
-		ret   time.Duration
-	}{
-		{"a-repartition", map[string]string{"cleanup.policy": "delete", "retention.ms": week, "message.timestamp.type": "CreateTime"},
-			[]string{"retention.ms=-1"}, true, 7 * 24 * time.Hour},
-		{"a-repartition", map[string]string{"cleanup.policy": "delete", "retention.ms": "-1", "message.timestamp.type": "LogAppendTime"},
-			[]string{"message.timestamp.type=CreateTime"}, true, 0},
-		{"a-w-changelog", map[string]string{"cleanup.policy": "compact,delete", "retention.ms": week},
-			[]string{"cleanup.policy=compact"}, true, 0},
-		{"out", map[string]string{"cleanup.policy": "delete", "retention.ms": week, "message.timestamp.type": "CreateTime"},
-			[]string{"message.timestamp.type=LogAppendTime"}, false, 7 * 24 * time.Hour},
-		{"out", map[string]string{"cleanup.policy": "delete", "retention.ms": "-1", "message.timestamp.type": "CreateTime"}, nil, false, 0},
-		{"a-late", map[string]string{"cleanup.policy": "delete", "retention.ms": week, "message.timestamp.type": "LogAppendTime"}, nil, false, 0},
-		{"a-dlq", map[string]string{"cleanup.policy": "compact", "retention.ms": week, "message.timestamp.type": "CreateTime"}, nil, false, 0},
-	} {
-		ps := checkTopic(infos[c.topic], c.cfg)
-		var fixes []string
-		for _, p := range ps {
-			fixes = append(fixes, p.Fix...)
-			if p.Reset != c.reset || p.Topic != c.topic || p.Effect == "" {
-				t.Errorf("%s %v: problem %+v", c.topic, c.cfg, p)
-			}
-			if p.TimeRetention && p.Retention != c.ret {
-				t.Errorf("%s %v: retention %v, want %v", c.topic, c.cfg, p.Retention, c.ret)
-			}
-			if cmd := p.FixCommand("b:9092"); !strings.Contains(cmd, "--bootstrap-server b:9092 --alter --entity-type topics --entity-name "+c.topic+" --add-config ") {
-				t.Errorf("fix command %q", cmd)
-			}
-		}
-		if strings.Join(fixes, ",") != strings.Join(c.want, ",") {
-			t.Errorf("%s %v: fixes %q, want %q", c.topic, c.cfg, fixes, c.want)
-		}
-	}
-}
-
-// TestRetentionGuard: a record written older than its topic's retention is
-// warned about once, then once a minute with the count; records within
-// the retention and other topics are not.
-func TestRetentionGuard(t *testing.T) {
-	var logs bytes.Buffer
-	now := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
-	day := 24 * time.Hour
-	g := newRetentionGuard(slog.New(slog.NewTextHandler(&logs, nil)), func() time.Time { return now },
-		[]TopicProblem{{Topic: "out", TimeRetention: true, Retention: 7 * day}, {Topic: "x", Retention: day}})
-	rec := func(topic string, age time.Duration) *kgo.Record {
-		return &kgo.Record{Topic: topic, Timestamp: now.Add(-age)}
-	}
-	g.written(rec("out", 6*day))
-	g.written(rec("x", 30*day)) // not a time-retention problem
-	g.written(rec("other", 30*day))
-	if logs.Len() != 0 {
-		t.Fatalf("warned about records within retention or other topics:\n%s", logs.String())
-	}
-	for range 500 {
-		g.written(rec("out", 30*day))
-	}
-	if n := strings.Count(logs.String(), "\n"); n != 1 {
-		t.Fatalf("%d lines for 500 old records in the same minute, want 1:\n%s", n, logs.String())
-	}
-	now = now.Add(time.Minute)
-	g.written(rec("out", 31*day))
-	l := logs.String()
-	if n := strings.Count(l, "\n"); n != 2 || !strings.Contains(l, "records=500") || !strings.Contains(l, "retention=\"7 days\"") {
-		t.Errorf("want a second line a minute later counting the 500 records since the first:\n%s", l)
 	}
 }
 

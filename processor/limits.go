@@ -35,6 +35,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/processor/admin"
 )
 
 const (
@@ -46,7 +48,7 @@ const (
 	// topic allows: a batch is held in memory while it is built and sent,
 	// and franz-go's produce requests are at most 100 MiB
 	// (kgo.BrokerMaxWriteBytes; socket.request.max.bytes on the broker).
-	maxBatchBytes int32 = 64 << 20
+	maxBatchBytes int32 = admin.MaxBatchBytes
 	// minBatchBytes is the smallest batch limit franz-go accepts.
 	minBatchBytes int32 = 512
 )
@@ -75,7 +77,7 @@ func (l *topicLimits) limit(topic string) int32 {
 // which is safe).
 func describeLimits(ctx context.Context, adm *kadm.Client, topics []string) (*topicLimits, error) {
 	l := &topicLimits{byTopic: make(map[string]int32, len(topics))}
-	rcs, err := describeTopicConfigs(ctx, adm, topics...)
+	rcs, err := admin.DescribeTopicConfigs(ctx, adm, topics...)
 	if err != nil {
 		return l, fmt.Errorf("describe the configs of %v: %w", topics, err)
 	}

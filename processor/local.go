@@ -1,5 +1,8 @@
 package processor
 
+// (Long: Local mirrors the App's loop step by step; keeping the mirror in
+// one file makes a drift from the App visible.)
+//
 // Local runs a pipeline in process, on records handed to it, with the code
 // `eddy run` runs: the shell's stateless steps (pipeline.prepare: decode,
 // event time, max_future, filter, grouping key), the engine's tasks (one
@@ -34,6 +37,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -66,25 +70,37 @@ type LocalConfig struct {
 	MaxOpenWindows int
 	// CacheRows bounds clean rows kept in memory per task. Default 10000.
 	CacheRows int
+	// LookupClient, when set, are the Kafka client options (seed
+	// brokers, TLS, SASL) NewLocal loads the pipeline's lookup tables
+	// with, from their topics, as `eddy run` does, into a temporary
+	// directory, kept up to date until Close (runbook previews set it).
+	// Without it, every record of a pipeline with lookups goes to the
+	// dead-letter topic (class lookup_miss: the tables are not loaded).
+	LookupClient []kgo.Opt
+	// Logger receives the lookup tables' log. Default: discarded.
+	Logger *slog.Logger
 }
 
 // Local is a pipeline run in process (see the comment at the top of
 // local.go). It is used by one goroutine at a time.
 type Local struct {
-	cfg     LocalConfig
-	p       *pipeline // the first rollup's: the shared stateless steps (rollups.go)
-	rollups []*rollup
-	stages  []*aggStage
-	db      *state.DB
-	tasks   [][][]*task // by stage and partition, one per rollup of the stage
-	next    [][]int64   // repartitioned pipelines: next offset of each stage's aggregation partitions
-	inputs  []state.SourcePartition
-	wm      map[state.SourcePartition]int64 // repartitioned pipelines: each source partition's watermark
-	fx      []engine.Effects                // per rollup
+	cfg        LocalConfig
+	p          *pipeline // the first rollup's: the shared stateless steps (rollups.go)
+	rollups    []*rollup
+	stages     []*aggStage
+	db         *state.DB
+	tasks      [][][]*task // by stage and partition, one per rollup of the stage
+	next       [][]int64   // repartitioned pipelines: next offset of each stage's aggregation partitions
+	inputs     []state.SourcePartition
+	wm         map[state.SourcePartition]int64 // repartitioned pipelines: each source partition's watermark
+	fx         []engine.Effects                // per rollup
 	out        []*kgo.Record
 	started    bool
 	lastCommit time.Time
 	refused    int
+
+	stopTables func() // lookup tables (LocalConfig.LookupClient); nil without
+	tablesDir  string
 }
 
 // NewLocal compiles cfg.Spec and opens an in-memory store. For Avro
@@ -117,6 +133,12 @@ func NewLocal(ctx context.Context, cfg LocalConfig) (*Local, error) {
 		fx: make([]engine.Effects, len(rollups)), wm: map[state.SourcePartition]int64{}}
 	for range stages {
 		l.next = append(l.next, make([]int64, cfg.Partitions))
+	}
+	if len(cfg.Spec.Lookups) > 0 && cfg.LookupClient != nil {
+		if err := l.loadTables(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
 	}
 	for _, topic := range cfg.Spec.Source.Topics {
 		for i := range cfg.Partitions {
@@ -457,18 +479,37 @@ type WindowValues struct {
 // OpenWindows returns the open windows of key (the grouping key as eddy
 // writes it: a JSON array of the key fields' values), oldest first, of
 // the first rollup.
-func (l *Local) OpenWindows(key string) ([]WindowValues, error) {
+func (l *Local) OpenWindows(key string) ([]WindowValues, error) { return l.OpenWindowsIn("", key) }
+
+// OpenWindowsIn is OpenWindows of the rollup named rollup ("" the first).
+// An unknown rollup is an error.
+func (l *Local) OpenWindowsIn(rollup, key string) ([]WindowValues, error) {
+	r := l.rollups[0]
+	if rollup != "" {
+		r = nil
+		for _, x := range l.rollups {
+			if x.name() == rollup {
+				r = x
+			}
+		}
+		if r == nil {
+			return nil, fmt.Errorf("no rollup %q in pipeline %q", rollup, l.cfg.Spec.App)
+		}
+	}
+	if len(l.tasks) == 0 {
+		return nil, nil
+	}
 	var out []WindowValues
-	for _, ts := range l.tasks[0] {
-		t := ts[0]
+	for _, ts := range l.tasks[r.stage.idx] {
+		t := ts[r.slot]
 		rs, err := t.OpenWindowsOf(key)
 		if err != nil {
 			return nil, err
 		}
-		for _, r := range rs {
-			wv := WindowValues{Window: r.Window, Values: map[string]float64{}}
-			for i, a := range l.p.spec.Aggregates {
-				if v, ok := r.Row.Value(i); ok {
+		for _, res := range rs {
+			wv := WindowValues{Window: res.Window, Values: map[string]float64{}}
+			for i, a := range r.p.spec.Aggregates {
+				if v, ok := res.Row.Value(i); ok {
 					wv.Values[a.Name] = v
 				}
 			}
@@ -502,7 +543,39 @@ func (l *Local) StreamTime(p int) (int64, bool) {
 }
 
 // Close releases the in-memory store.
-func (l *Local) Close() error { return l.db.Close() }
+func (l *Local) Close() error {
+	if l.stopTables != nil {
+		l.stopTables()
+		_ = os.RemoveAll(l.tablesDir)
+	}
+	return l.db.Close()
+}
+
+// loadTables loads the lookup tables from their topics (bindTables, as
+// the App does) into a temporary directory. ctx bounds the load; the
+// tables then follow their topics until Close.
+func (l *Local) loadTables(ctx context.Context) error {
+	dir, err := os.MkdirTemp("", "eddy-lookups-")
+	if err != nil {
+		return err
+	}
+	log := l.cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	lctx, cancel := context.WithCancel(context.Background())
+	stopWatch := context.AfterFunc(ctx, cancel) // ctx ends during the load: give up
+	stop, err := l.p.bindTables(lctx, l.cfg.LookupClient, dir, log)
+	stopWatch()
+	if err != nil {
+		cancel()
+		_ = os.RemoveAll(dir)
+		return err
+	}
+	l.tablesDir = dir
+	l.stopTables = func() { stop(); cancel() }
+	return nil
+}
 
 // Progress is how far a running App got (App.Settle).
 type Progress struct {

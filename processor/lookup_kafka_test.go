@@ -74,8 +74,8 @@ func TestKafkaDerivedLookupTopK(t *testing.T) {
 	out := kafkatest.Name(t, "out")
 	app := kafkatest.Name(t, "app")
 	kafkatest.CreateTopic(t, brokers, src, 3)
-	createCompacted(t, brokers, owners, 2)
-	createCompacted(t, brokers, plans, 1)
+	kafkatest.CreateCompactedTopic(t, brokers, owners, 2)
+	kafkatest.CreateCompactedTopic(t, brokers, plans, 1)
 
 	cl := kafkatest.Client(t, brokers, kgo.ProducerLinger(0))
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
@@ -375,33 +375,6 @@ commit_interval: 200ms
 	}
 }
 
-// createCompacted creates a compacted topic, as a lookup table's.
-func createCompacted(t *testing.T, brokers []string, topic string, partitions int32) {
-	t.Helper()
-	adm := kadm.NewClient(kafkatest.Client(t, brokers))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	policy := "compact"
-	resp, err := adm.CreateTopic(ctx, partitions, 1, map[string]*string{"cleanup.policy": &policy}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-	waitUntil(t, 30*time.Second, "leaders of "+topic, func() (bool, string) {
-		td, err := adm.ListTopics(ctx, topic)
-		if err != nil {
-			return false, err.Error()
-		}
-		ok := td[topic].Err == nil && len(td[topic].Partitions) == int(partitions)
-		for _, p := range td[topic].Partitions {
-			ok = ok && p.Err == nil && p.Leader >= 0
-		}
-		return ok, fmt.Sprint(td[topic].Err)
-	})
-}
-
 // diffMaps lists the differences between want and got, "" if none (at
 // most 10).
 func diffMaps(want, got map[string]string) string {
@@ -467,4 +440,88 @@ output: {topic: %s}
 		t.Fatalf("Run: %v (context %v); want an error naming topic %s", err, ctx.Err(), missing)
 	}
 	t.Log(err)
+}
+
+// TestKafkaLocalLookups: a Local given client options loads the pipeline's
+// lookup tables from their topics as the App does, joins records with
+// them (defaults on a miss), follows updates of the topic, and without
+// them dead-letters every record (class lookup_miss).
+func TestKafkaLocalLookups(t *testing.T) {
+	t.Parallel()
+	brokers := kafkatest.Real(t)
+	owners := kafkatest.Name(t, "owners")
+	kafkatest.CreateCompactedTopic(t, brokers, owners, 1)
+	cl := kafkatest.Client(t, brokers)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: owners, Key: []byte("/pay"), Value: []byte(`{"team":"payments"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := topology.Parse([]byte(fmt.Sprintf(`app: ll
+source: {topics: [in]}
+time: {field: ts}
+lookups: [{name: owners, topic: %s, on: endpoint, fields: [team], defaults: {team: unowned}}]
+key: [team]
+window: {type: tumbling, size: 10s}
+aggregates: [{name: n, op: count}]
+output: {topic: out}
+`, owners)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := time.Date(2026, 12, 4, 10, 0, 0, 0, time.UTC)
+	feed := func(l *Local, off int64, endpoint string) []*kgo.Record {
+		t.Helper()
+		v := fmt.Sprintf(`{"ts":%d,"endpoint":%q}`, base.UnixMilli()+off, endpoint)
+		if err := l.Feed(ctx, &kgo.Record{Topic: "in", Offset: off, Value: []byte(v)}, base); err != nil {
+			t.Fatal(err)
+		}
+		return l.Drain()
+	}
+	teams := func(l *Local) map[string]float64 {
+		t.Helper()
+		out := map[string]float64{}
+		for _, team := range []string{"payments", "unowned", "search"} {
+			ws, err := l.OpenWindows(`["` + team + `"]`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range ws {
+				out[team] += w.Values["n"]
+			}
+		}
+		return out
+	}
+
+	l, err := NewLocal(ctx, LocalConfig{Spec: spec, LookupClient: []kgo.Opt{kgo.SeedBrokers(brokers...)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	feed(l, 0, "/pay")
+	feed(l, 1, "/search")
+	if got := teams(l); got["payments"] != 1 || got["unowned"] != 1 {
+		t.Fatalf("windows by team %v, want payments 1 and unowned 1", got)
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: owners, Key: []byte("/search"), Value: []byte(`{"team":"search"}`)}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	off := int64(2)
+	waitUntil(t, 30*time.Second, "the update of the table to reach the Local", func() (bool, string) {
+		feed(l, off, "/search")
+		off++
+		got := teams(l)
+		return got["search"] > 0, fmt.Sprint(got)
+	})
+
+	// Without client options: every record is a lookup miss.
+	l2, err := NewLocal(ctx, LocalConfig{Spec: spec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l2.Close()
+	out := feed(l2, 0, "/pay")
+	if len(out) != 1 || out[0].Topic != spec.DeadLetterTopic {
+		t.Fatalf("without lookup client: %d records (%v), want one dead letter", len(out), out)
+	}
 }

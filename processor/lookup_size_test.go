@@ -33,7 +33,7 @@ func TestLookupLoadSize(t *testing.T) {
 	for _, n := range []int{100_000, 1_000_000} {
 		t.Run(strconv.Itoa(n), func(t *testing.T) {
 			topic := kafkatest.Name(t, "table")
-			createCompacted(t, brokers, topic, 3)
+			kafkatest.CreateCompactedTopic(t, brokers, topic, 3)
 			cl := kafkatest.Client(t, brokers, kgo.ProducerLinger(5*time.Millisecond), kgo.MaxBufferedRecords(100_000))
 			ctx := context.Background()
 			began := time.Now()

@@ -1,13 +1,16 @@
 package processor
 
-// The shell's per-record step: a record of the aggregation input becomes an
-// engine.Record (decode, stateless steps), the task's engine decides
-// (processor/engine), and the shell writes what it decided (results, late
-// and dead-letter records, alert transitions). processAgg runs on the
-// goroutine that owns the record's task for the turn (parallel.go), with
-// that goroutine's scratch (an aggWorker), while the processing loop
-// holds a.mu; punctuate runs on the loop itself, after every task's
-// goroutine is done, with a.fx as its scratch.
+// The shell's per-record steps. processFetches splits one poll: records of
+// the aggregation input go to their tasks (processAgg), source records to
+// the repartition stage (forwardSource, through the partition group's
+// event-time order). In processAgg a record becomes an engine.Record
+// (decode, stateless steps), each of its partition's tasks (one per
+// rollup) decides (processor/engine), and the shell writes what they
+// decided (results, late and dead-letter records, alert transitions).
+// processAgg runs on the goroutine that owns the record's tasks for the
+// turn (parallel.go), with that goroutine's scratch (an aggWorker), while
+// the processing loop holds a.mu; punctuate runs on the loop itself, after
+// every task's goroutine is done, with the loop's aggWorker.
 
 import (
 	"context"
@@ -232,4 +235,144 @@ func (a *App) emit(ctx context.Context, p *pipeline, enc *resultEncoder, r resul
 		Value:     value,
 		Timestamp: time.UnixMilli(r.Window.End),
 	}, nil)
+}
+
+// processFetches processes one poll: the aggregation input's records on
+// the tasks' goroutines (parallel.go), the repartition stage's on this
+// one meanwhile, and returns when all are done.
+func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
+	now := a.clock.Now()
+	var jobs []*aggJob
+	var byPart map[state.SourcePartition]*aggJob
+	var src []kgo.FetchTopicPartition
+	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		if len(fp.Records) == 0 {
+			return
+		}
+		a.countIn(fp)
+		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
+		if st := a.stalled[sp]; st != nil {
+			st.recs = append(st.recs, fp.Records...) // fetched before the pause took effect
+			return
+		}
+		st := a.stageOf(fp.Topic)
+		if st == nil {
+			src = append(src, fp)
+			return
+		}
+		for _, t := range a.tasks[taskKey{st.idx, fp.Partition}] {
+			t.inputFetched(fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark)
+		}
+		if byPart == nil {
+			byPart = make(map[state.SourcePartition]*aggJob)
+		}
+		jobs = a.addAggJob(byPart, jobs, sp, fp)
+	})
+	wait := a.runAggJobs(ctx, jobs)
+	var err error
+	for _, fp := range src {
+		if err != nil {
+			break
+		}
+		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
+		if st := a.stalled[sp]; st != nil { // stalled by an earlier fetch of this poll
+			st.recs = append(st.recs, fp.Records...)
+			continue
+		}
+		items := make([]srcItem, 0, len(fp.Records))
+		for i, rec := range fp.Records {
+			ev, re, uerr := a.p.prepare(ctx, rec, now)
+			if uerr != nil {
+				err = a.stall(sp, fp.Records[i:], false, uerr)
+				break
+			}
+			items = append(items, srcItem{rec: rec, ev: ev, re: re})
+		}
+		a.pg.add(sp, items, fp.HighWatermark, now)
+		if err == nil {
+			last := fp.Records[len(fp.Records)-1]
+			a.lagW.fetched(fp.Topic, fp.Partition, last.Offset+1, fp.HighWatermark)
+		}
+	}
+	wait()
+	// Every task's goroutine is done: act on what they returned, here.
+	for _, j := range jobs {
+		switch {
+		case j.err == nil:
+			last := j.recs[len(j.recs)-1]
+			a.lagW.fetched(j.sp.Topic, j.sp.Partition, last.Offset+1, j.hwm)
+		case isUndecided(j.err):
+			if serr := a.stall(j.sp, j.recs[j.done:], true, j.err); err == nil {
+				err = serr
+			}
+		case err == nil:
+			err = j.err
+		}
+	}
+	if err != nil {
+		return err
+	}
+	return a.pg.drain(now, func(it srcItem) error { return a.forwardSource(ctx, it) })
+}
+
+// deadLetter routes rec to the dead-letter topic with headers saying why.
+// Its Kafka timestamp is the time eddy writes it (the wall clock), so that
+// the topic's retention counts from then; the source record's timestamp is
+// in the eddy.source.timestamp header.
+func (a *App) deadLetter(ctx context.Context, rec *kgo.Record, re *RecordError) {
+	a.deadLetterWith(ctx, rec, re, nil)
+}
+
+// deadLetterWith is deadLetter with extra headers.
+func (a *App) deadLetterWith(ctx context.Context, rec *kgo.Record, re *RecordError, extra []kgo.RecordHeader) {
+	out := deadLetterRecord(a.p.spec.DeadLetterTopic, rec, re, extra, a.clock.Now())
+	a.m.deadLetters.WithLabelValues(re.Class.Error()).Inc()
+	a.log.Debug("dead letter", "err", re)
+	a.write(ctx, out, nil)
+}
+
+// forwardSource finishes the stateless steps of a source record (already
+// prepared when it was buffered) and forwards it through the repartition
+// topic of each stage, keyed by the stage's grouping key.
+func (a *App) forwardSource(ctx context.Context, it srcItem) error {
+	rec, ev := it.rec, it.ev
+	sp := state.SourcePartition{Topic: rec.Topic, Partition: rec.Partition}
+	a.srcPos[sp] = rec.Offset + 1
+	a.dirtySrc = true
+	if it.re != nil {
+		a.deadLetter(ctx, rec, it.re)
+		return nil
+	}
+	if ev.filtered {
+		a.m.filtered.Inc()
+		return nil
+	}
+	var headers []kgo.RecordHeader
+	for _, st := range a.stages {
+		key := ev.key
+		if a.p.keyLater {
+			var re *RecordError
+			if key, re = stageKey(ev.fields, st.key); re != nil {
+				a.deadLetterWith(ctx, rec, re, rollupHeader(st.rollups[0]))
+				continue
+			}
+		}
+		a.beforeLateForward(ctx, st, sp, ev.ts, key)
+		if headers == nil {
+			headers = append(append(make([]kgo.RecordHeader, 0, len(rec.Headers)+4), rec.Headers...),
+				kgo.RecordHeader{Key: hdrSource, Value: encodeSource(rec.Topic, rec.Partition, rec.Offset)},
+				kgo.RecordHeader{Key: hdrOrigKey, Value: rec.Key},
+				kgo.RecordHeader{Key: hdrOrigTS, Value: binary.AppendVarint(nil, rec.Timestamp.UnixMilli())},
+				kgo.RecordHeader{Key: hdrSourceWatermark, Value: binary.AppendVarint(nil, a.pg.watermark(sp))},
+			)
+		}
+		a.write(ctx, &kgo.Record{
+			Topic:     st.topic(),
+			Key:       []byte(key),
+			Value:     rec.Value,
+			Headers:   headers,
+			Timestamp: time.UnixMilli(ev.ts),
+		}, rec)
+	}
+	return nil
 }

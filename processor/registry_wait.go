@@ -36,6 +36,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/internal/backoff"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/state"
 )
@@ -53,7 +54,7 @@ type stall struct {
 	recs    []*kgo.Record // the undecided record first, then what was fetched after it
 	agg     bool          // aggregation input (processAgg), else the repartition stage
 	retryAt time.Time
-	backoff time.Duration
+	backoff backoff.Backoff
 }
 
 // stall holds recs (the first is undecided) and pauses their partition.
@@ -63,8 +64,10 @@ func (a *App) stall(sp state.SourcePartition, recs []*kgo.Record, agg bool, caus
 		return cause
 	}
 	now := a.clock.Now()
-	a.stalled[sp] = &stall{recs: append([]*kgo.Record(nil), recs...), agg: agg,
-		retryAt: now.Add(registryRetryMin), backoff: registryRetryMin}
+	st := &stall{recs: append([]*kgo.Record(nil), recs...), agg: agg,
+		backoff: backoff.Backoff{Min: registryRetryMin, Max: registryRetryMax}}
+	st.retryAt = now.Add(st.backoff.Next())
+	a.stalled[sp] = st
 	a.cl.PauseFetchPartitions(map[string][]int32{sp.Topic: {sp.Partition}})
 	a.m.registryWaiting.Set(1)
 	a.warn.Warn("waiting for schema registry: partition paused, its records are neither dead-lettered nor committed until the registry answers",
@@ -116,11 +119,11 @@ func (a *App) retryStalled(ctx context.Context) error {
 			a.log.Info("schema registry answered: partition resumed", "topic", sp.Topic, "partition", sp.Partition)
 			continue
 		}
-		st.backoff = min(2*st.backoff, registryRetryMax)
-		st.retryAt = now.Add(st.backoff)
+		d := st.backoff.Next()
+		st.retryAt = now.Add(d)
 		if cause != nil {
 			a.warn.Warn("waiting for schema registry", "topic", sp.Topic, "partition", sp.Partition,
-				"offset", st.recs[0].Offset, "held", len(st.recs), "retry_in", st.backoff, "err", cause)
+				"offset", st.recs[0].Offset, "held", len(st.recs), "retry_in", d, "err", cause)
 		}
 	}
 	if len(a.stalled) == 0 {
@@ -181,11 +184,11 @@ func (a *App) abortForRegistry(ctx context.Context, cause error) error {
 	if err := a.sess.Begin(); err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	a.eosBackoff = min(max(2*a.eosBackoff, registryRetryMin), registryRetryMax)
-	a.eosWait = a.clock.Now().Add(a.eosBackoff)
+	d := a.eosBackoff.Next()
+	a.eosWait = a.clock.Now().Add(d)
 	a.m.registryWaiting.Set(1)
 	a.warn.Warn("waiting for schema registry: transaction aborted, reading again from the committed offsets",
-		"retry_in", a.eosBackoff, "err", cause)
+		"retry_in", d, "err", cause)
 	a.lastCommit = a.clock.Now()
 	return nil
 }
@@ -193,8 +196,8 @@ func (a *App) abortForRegistry(ctx context.Context, cause error) error {
 // registryAnsweredEOS notes, under exactly-once, a pass that read records
 // without waiting for the registry.
 func (a *App) registryAnsweredEOS() {
-	if a.eosBackoff > 0 && a.eosWait.IsZero() {
-		a.eosBackoff = 0
+	if a.eosBackoff.Cur > 0 && a.eosWait.IsZero() {
+		a.eosBackoff.Reset()
 		a.m.registryWaiting.Set(0)
 		a.log.Info("schema registry answered: reading again")
 	}

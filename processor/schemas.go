@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eddy-streams/eddy/internal/backoff"
 	"github.com/eddy-streams/eddy/schema"
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -178,7 +179,7 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 		return errors.New("the pipeline reads or writes Avro (source.format or output.format avro) and needs a schema registry: pass --registry-url (or set EDDY_REGISTRY_URL)")
 	}
 	wait := func(what string, fn func() error) error {
-		backoff := 500 * time.Millisecond
+		b := backoff.Backoff{Min: 500 * time.Millisecond, Max: 10 * time.Second}
 		for {
 			err := fn()
 			// Refused credentials are not waited for: they stay refused.
@@ -187,15 +188,11 @@ func (p *pipeline) bindSchemas(ctx context.Context, reg schema.Registry, log *sl
 				return err
 			}
 			m.registryWaiting.Set(1)
-			log.Warn("waiting for schema registry", "at", "start-up", "for", what, "retry_in", backoff, "err", err)
-			t := time.NewTimer(backoff)
-			select {
-			case <-ctx.Done():
-				t.Stop()
+			d := b.Next()
+			log.Warn("waiting for schema registry", "at", "start-up", "for", what, "retry_in", d, "err", err)
+			if !backoff.Sleep(ctx, d) {
 				return fmt.Errorf("%s: %w", what, err)
-			case <-t.C:
 			}
-			backoff = min(2*backoff, 10*time.Second)
 		}
 	}
 

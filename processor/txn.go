@@ -8,6 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/eddy-streams/eddy/internal/backoff"
 	"github.com/eddy-streams/eddy/state"
 )
 
@@ -90,7 +91,7 @@ func (a *App) endTxn(ctx context.Context, commit bool) (bool, error) {
 func (a *App) abortTxn(ctx context.Context) error {
 	limit := max(time.Minute, 3*a.cfg.SessionTimeout)
 	start := time.Now()
-	backoff := 250 * time.Millisecond
+	b := backoff.Backoff{Min: 250 * time.Millisecond, Max: 5 * time.Second}
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, a.cfg.SessionTimeout)
 		_, err := a.sess.End(actx, kgo.TryAbort)
@@ -98,14 +99,9 @@ func (a *App) abortTxn(ctx context.Context) error {
 		if err == nil || ctx.Err() != nil || time.Since(start) > limit {
 			return err
 		}
-		a.warn.Warn("transaction abort failed; trying again", "attempt", attempt, "retry_in", backoff, "err", err)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-		t.Stop()
-		backoff = min(2*backoff, 5*time.Second)
+		d := b.Next()
+		a.warn.Warn("transaction abort failed; trying again", "attempt", attempt, "retry_in", d, "err", err)
+		backoff.Sleep(ctx, d)
 	}
 }
 

@@ -1,5 +1,9 @@
 package schema
 
+// The schema registry eddy serves (`eddy registry`, the demo's): the
+// Confluent REST API on a Kafka topic. (Long: one handler per endpoint of
+// that API, which must behave as Confluent's do.)
+
 import (
 	"context"
 	"encoding/json"

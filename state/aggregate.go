@@ -1,5 +1,8 @@
 package state
 
+// (One file, though long: every aggregate's accumulator, merge and
+// encoding change together, under one format version.)
+//
 // This file holds the aggregate state of one key in one window (Row): the
 // accumulators, how they merge when session windows merge, and their
 // versioned binary encoding, which is what the changelog and Pebble store.

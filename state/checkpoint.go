@@ -183,8 +183,9 @@ func (d *decoder) partitionMap(what string) map[SourcePartition]int64 {
 	return m
 }
 
-// markerKey is the changelog key of commit markers. No window key can equal
-// it: window keys start with a 2-byte length below 0x8000.
+// markerKey is the changelog key of commit markers. No other changelog key
+// can equal it (store.go, "Changelog keys"): window keys start with a
+// 2-byte length of at most 0x8000, aux entry keys with 0xfe.
 const markerKey = "\xff\xffeddy"
 
 // MarkerKey returns the changelog key of commit markers (a new slice each

@@ -4,8 +4,10 @@
 //   - aggregate.go: Row, the mergeable, compact aggregate state of one key in
 //     one window (count, sum, min, max, mean, quantiles via DDSketch,
 //     distinct counts via HyperLogLog), and its versioned binary encoding.
-//   - store.go: DB and TaskStore, a task's rows (and aux entries) in Pebble
-//     behind a write-back cache.
+//   - store.go: DB and TaskStore, a task's rows and aux entries (alert
+//     state, a key kind of its own) in Pebble behind a write-back cache;
+//     the key layouts in Pebble and in the changelog, and the migration
+//     of the legacy form of aux entries.
 //   - ingest.go: restored changelog records written as sorted SSTables
 //     and ingested into Pebble with their checkpoint, atomically.
 //   - checkpoint.go: Checkpoint, the position a task's state reflects, and

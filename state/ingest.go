@@ -10,11 +10,11 @@ package state
 // where it overlaps nothing: after a Wipe (which excises the task's range)
 // a restore's tables land under everything else and are never rewritten.
 //
-// Guarantee. One ApplyRestored call is atomic: its rows and its checkpoint
-// are in two SSTables (the checkpoint key sorts apart from the rows, and a
-// table spanning both would overlap every other task) ingested by one
-// Ingest call, which Pebble applies atomically with one sequence number,
-// as one batch. A crash before the ingestion leaves neither (and only
+// Guarantee. One ApplyRestored call is atomic: its rows, its aux entries,
+// their legacy marks and its checkpoint are in up to four SSTables, one per
+// key kind (the kinds' prefixes sort apart, and a table spanning two would
+// overlap every other task), ingested by one Ingest call, which Pebble
+// applies atomically with one sequence number, as one batch. A crash before the ingestion leaves neither (and only
 // stray files in ingestDir, removed at the next Open); after it, both.
 // Ingested tables are synced before they are linked, and the ingestion is
 // recorded in Pebble's synced manifest, so it is durable when it returns.
@@ -50,35 +50,103 @@ func (db *DB) cleanIngestDir() error {
 	return db.fs.RemoveAll(db.fs.PathJoin(db.dir, ingestDir))
 }
 
-// ingestRestored writes keys (changelog window keys, in log order) and
-// values (nil: tombstone) and cp as two SSTables and ingests them in one
-// atomic ingestion.
+// ingestRestored writes keys (changelog keys, in log order) and values
+// (nil: tombstone) and cp as SSTables, one per key kind, and ingests them
+// in one atomic ingestion.
 func (t *TaskStore) ingestRestored(keys, values [][]byte, cp Checkpoint) error {
-	order := sortedLatest(keys)
+	// Aux entries are rare among rows: the rows are keys and values
+	// themselves unless there are any.
+	rows := restoredKind{prefix: t.rowPrefix, keys: keys, values: values}
+	aux := restoredKind{prefix: t.auxPrefix}
+	marks := restoredKind{prefix: t.legacyPrefix}
+	for i, k := range keys {
+		kind, id := changelogKeyKind(k)
+		if kind == kindWindow {
+			if aux.keys != nil {
+				rows.add(k, values[i])
+			}
+			continue
+		}
+		if aux.keys == nil { // the first aux entry: split from here on
+			rows.keys, rows.values = slices.Clone(keys[:i]), slices.Clone(values[:i])
+		}
+		if kind == kindLegacyAux {
+			var mark []byte // set while the old form holds a value
+			if values[i] != nil {
+				mark = []byte{}
+			}
+			marks.add(id, mark)
+		}
+		aux.add(id, values[i])
+	}
 	fs := t.db.fs
 	dir := fs.PathJoin(t.db.dir, ingestDir)
 	if err := fs.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("restore: create %s: %w", dir, err)
 	}
 	seq := t.db.ingestSeq.Add(1)
-	rows := fs.PathJoin(dir, fmt.Sprintf("%06d-rows.sst", seq))
-	cpf := fs.PathJoin(dir, fmt.Sprintf("%06d-checkpoint.sst", seq))
+	var paths []string
 	done := false
 	defer func() {
 		if !done { // Ingest removes its inputs when it succeeds
-			_ = fs.Remove(rows)
-			_ = fs.Remove(cpf)
+			for _, p := range paths {
+				_ = fs.Remove(p)
+			}
 		}
 	}()
-	full := slices.Clip(t.rowPrefix)
-	err := t.writeTable(rows, func(w *sstable.Writer) error {
+	written := 0
+	for _, k := range []struct {
+		name string
+		recs *restoredKind
+	}{{"aux", &aux}, {"legacy", &marks}, {"rows", &rows}} {
+		if len(k.recs.keys) == 0 {
+			continue
+		}
+		path := fs.PathJoin(dir, fmt.Sprintf("%06d-%s.sst", seq, k.name))
+		paths = append(paths, path)
+		n, err := t.writeRestored(path, k.recs)
+		if err != nil {
+			return fmt.Errorf("restore: write SSTable: %w", err)
+		}
+		written += n
+	}
+	cpf := fs.PathJoin(dir, fmt.Sprintf("%06d-checkpoint.sst", seq))
+	paths = append(paths, cpf)
+	if err := t.writeTable(cpf, func(w *sstable.Writer) error { return w.Set(t.cpKey, cp.AppendBinary(nil)) }); err != nil {
+		return fmt.Errorf("restore: write SSTable: %w", err)
+	}
+	if err := t.db.pdb.Ingest(context.Background(), paths); err != nil {
+		return fmt.Errorf("restore: ingest %d records: %w", written, classify(t.db.dir, err))
+	}
+	done = true
+	return nil
+}
+
+// restoredKind holds the restored records of one key kind, in log order:
+// their keys after the kind's task prefix, and values (nil: tombstone).
+type restoredKind struct {
+	prefix       []byte
+	keys, values [][]byte
+}
+
+func (r *restoredKind) add(k, v []byte) {
+	r.keys = append(r.keys, k)
+	r.values = append(r.values, v)
+}
+
+// writeRestored writes r's records as an SSTable at path, the newest of
+// each key, and returns how many.
+func (t *TaskStore) writeRestored(path string, r *restoredKind) (int, error) {
+	order := sortedLatest(r.keys)
+	full := slices.Clip(r.prefix)
+	err := t.writeTable(path, func(w *sstable.Writer) error {
 		for _, i := range order {
-			full = append(full[:len(t.rowPrefix)], keys[i]...)
+			full = append(full[:len(r.prefix)], r.keys[i]...)
 			var err error
-			if values[i] == nil {
+			if r.values[i] == nil {
 				err = w.Delete(full)
 			} else {
-				err = w.Set(full, values[i])
+				err = w.Set(full, r.values[i])
 			}
 			if err != nil {
 				return err
@@ -86,17 +154,7 @@ func (t *TaskStore) ingestRestored(keys, values [][]byte, cp Checkpoint) error {
 		}
 		return nil
 	})
-	if err == nil {
-		err = t.writeTable(cpf, func(w *sstable.Writer) error { return w.Set(t.cpKey, cp.AppendBinary(nil)) })
-	}
-	if err != nil {
-		return fmt.Errorf("restore: write SSTable: %w", err)
-	}
-	if err := t.db.pdb.Ingest(context.Background(), []string{rows, cpf}); err != nil {
-		return fmt.Errorf("restore: ingest %d records: %w", len(order), classify(t.db.dir, err))
-	}
-	done = true
-	return nil
+	return len(order), err
 }
 
 // writeTable creates an SSTable at path in the format the store reads,

@@ -1,20 +1,55 @@
 package state
 
+// (One file, though long: the key layout below and every read and write
+// of it belong together.)
+//
 // This file holds the Pebble layout of window stores and the per-task cache.
 //
 // Key layout (all integers big-endian, so byte order is numeric order):
 //
 //	window row:  'w' | store name | 0x00 | partition (4) | key length (2) | key | start (8) | end (8)
+//	aux entry:   'a' | store name | 0x00 | partition (4) | aux id
+//	legacy mark: 'l' | store name | 0x00 | partition (4) | aux id
 //	checkpoint:  'c' | store name | 0x00 | partition (4)
 //	process id:  'm' | "process-id"
+//	layout:      'm' | "layout"
 //
 // start and end have their sign bit flipped so negative times sort first.
-// Everything of one task shares the prefix 'w' | store | 0x00 | partition, so
-// wiping a task (a damaged or stale store) is one range delete.
+// Each kind of a task shares a prefix (kind | store | 0x00 | partition),
+// so wiping a task (a damaged or stale store) is a range delete per kind,
+// and a scan of the windows never meets anything else.
+//
+// Aux entries are state that is not a window row (alert rules' per-key
+// state), committed and restored with the windows. Before layout 2 they
+// were window rows whose key began with 0x00 (start and end 0): Open moves
+// such rows to the aux kind once (migrateLayout), and a legacy mark says
+// the changelog may still hold the old form of that id (changelog keys
+// below).
+//
+// Changelog keys. Each changelog record's key says what it holds; the
+// first byte tells the kinds apart:
+//
+//	window row:    key length (2) | key | start (8) | end (8)   (first byte 0x00–0x80: keys are MaxKeyLen at most)
+//	aux entry:     0xfe | changelogAuxVersion (1) | aux id
+//	commit marker: 0xff 0xff "eddy"                             (checkpoint.go)
+//
+// The legacy form of an aux entry (eddy before changelog key kinds) is a
+// window key whose key is 0x00 | aux id, start and end 0. Restore reads
+// it as the aux entry it is and sets the id's legacy mark. Since
+// compaction keeps the newest record of each key, an old-form record
+// stays in the changelog until a tombstone of the same key follows it, and
+// would outlive a later deletion written in the new form: so the first
+// flush after ScanAux saw a legacy mark writes, for that id, the old-form
+// tombstone and then the entry in the new form, and clears the mark with
+// that commit. In log order the tombstone deletes the old value and the
+// new-form record sets the current one, whatever of the two compaction
+// has kept.
 //
 // Invariant: Pebble is written only by Commit and Restore, each in one batch
-// that carries the task's Checkpoint. The rows in Pebble therefore always
-// reflect exactly the changelog prefix named by the checkpoint.
+// that carries the task's Checkpoint, and by the one-time layout migration
+// in Open, which moves rows between kinds without changing what they say.
+// The rows in Pebble therefore always reflect exactly the changelog prefix
+// named by the checkpoint.
 
 import (
 	"context"
@@ -119,7 +154,84 @@ func openFS(dir string, fs vfs.FS) (*DB, error) {
 		_ = pdb.Close()
 		return nil, fmt.Errorf("open state in %s: remove unfinished restore files: %w", dir, err)
 	}
+	if err := db.migrateLayout(); err != nil {
+		_ = pdb.Close()
+		return nil, fmt.Errorf("open state in %s: upgrade the layout: %w", dir, err)
+	}
 	return db, nil
+}
+
+var layoutKey = []byte("mlayout")
+
+// layoutVersion is the key layout of the database (see the file comment):
+// 2 keeps aux entries under their own kind ('a'); before it (no layout
+// key) they were window rows whose key began with 0x00.
+const layoutVersion = 2
+
+// migrateLayout brings a database written by an older eddy to
+// layoutVersion, once: it moves every legacy aux row out of the window
+// rows into an aux entry with a legacy mark (so the next flush also
+// tombstones the old form in the changelog), then records the layout,
+// synced. The moves go in batches, each moving whole entries (set the new
+// keys, delete the old one): a crash part way leaves every entry in one
+// place or the other, and the next Open finishes the job. A new or
+// current database costs one Get (and, when new, one scan of nothing).
+func (db *DB) migrateLayout() error {
+	v, closer, err := db.pdb.Get(layoutKey)
+	if err == nil {
+		ver := 0
+		if len(v) == 1 {
+			ver = int(v[0])
+		}
+		_ = closer.Close()
+		if ver >= layoutVersion {
+			return nil
+		}
+	} else if !errors.Is(err, pebble.ErrNotFound) {
+		return classify(db.dir, err)
+	}
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: []byte{'w'}, UpperBound: []byte{'w' + 1}})
+	if err != nil {
+		return classify(db.dir, err)
+	}
+	defer it.Close()
+	b := db.pdb.NewBatch()
+	defer func() { _ = b.Close() }()
+	var key []byte
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		// 'w' | store | 0x00 | partition (4) | window key
+		z := slices.Index(k, 0)
+		if z < 0 || len(k) < z+5 {
+			continue
+		}
+		task, wk := k[1:z+5], k[z+5:]
+		kind, id := changelogKeyKind(wk)
+		if kind != kindLegacyAux {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return classify(db.dir, err)
+		}
+		key = append(append(append(key[:0], 'a'), task...), id...)
+		_ = b.Set(key, v, nil)
+		key[0] = 'l'
+		_ = b.Set(key, nil, nil)
+		_ = b.Delete(k, nil)
+		if b.Count() >= 3*1024 {
+			if err := b.Commit(pebble.NoSync); err != nil {
+				return err
+			}
+			_ = b.Close()
+			b = db.pdb.NewBatch()
+		}
+	}
+	if err := it.Error(); err != nil {
+		return classify(db.dir, err)
+	}
+	_ = b.Set(layoutKey, []byte{layoutVersion}, nil)
+	return b.Commit(pebble.Sync)
 }
 
 // quietLogger drops Pebble's informational messages (they are noise in
@@ -204,6 +316,64 @@ func ParseWindowKey(b []byte) (WindowKey, error) {
 	}, nil
 }
 
+// Changelog key kinds (see the file comment). A window key's first byte
+// is the high byte of its key's length: at most 0x80, as a key has
+// MaxKeyLen bytes at most. The commit marker's is 0xff (checkpoint.go).
+const (
+	changelogAuxKind    = 0xfe
+	changelogAuxVersion = 1
+	// legacyAuxPrefix began the key of a legacy aux row (a window row with
+	// start and end 0); grouping keys, JSON arrays, never begin with it.
+	legacyAuxPrefix = "\x00"
+)
+
+type keyKind uint8
+
+const (
+	kindWindow keyKind = iota
+	kindAux
+	kindLegacyAux
+)
+
+// legacyAuxTimes is start and end 0 as a window key encodes them.
+var legacyAuxTimes = WindowKey{}.AppendBinary(nil)[2:]
+
+// changelogKeyKind returns the kind of a changelog key (one that
+// CheckChangelogKey accepts, or a window row's key in Pebble after its
+// task prefix) and, for an aux entry in either form, its id (a subslice
+// of b).
+func changelogKeyKind(b []byte) (keyKind, []byte) {
+	if len(b) >= 2 && b[0] == changelogAuxKind {
+		return kindAux, b[2:]
+	}
+	if len(b) >= 2+1+16 && b[2] == legacyAuxPrefix[0] {
+		if n := int(binary.BigEndian.Uint16(b)); n >= 1 && len(b) == 2+n+16 && string(b[2+n:]) == string(legacyAuxTimes) {
+			return kindLegacyAux, b[3 : 2+n]
+		}
+	}
+	return kindWindow, nil
+}
+
+// appendAuxKey appends the changelog key of aux entry id.
+func appendAuxKey(dst []byte, id string) []byte {
+	dst = append(dst, changelogAuxKind, changelogAuxVersion)
+	return append(dst, id...)
+}
+
+// CheckChangelogKey reports whether b is the changelog key of a window
+// row or of an aux entry, in the form this eddy writes or the legacy one
+// (commit markers are told apart before, by IsMarkerKey). The error
+// wraps ErrCorruptState.
+func CheckChangelogKey(b []byte) error {
+	if len(b) > 0 && b[0] == changelogAuxKind {
+		if len(b) < 2 || b[1] != changelogAuxVersion {
+			return fmt.Errorf("aux entry key %x: unknown version: %w", b[:min(len(b), 2)], ErrCorruptState)
+		}
+		return nil
+	}
+	return CheckWindowKey(b)
+}
+
 func taskPrefix(kind byte, store string, partition int32) []byte {
 	p := make([]byte, 0, len(store)+6)
 	p = append(p, kind)
@@ -231,14 +401,31 @@ type cached struct {
 
 // Change is one pending state change of a task: a row to write, or a
 // deletion when Row is nil. Value is the row's encoding (nil for deletion).
-// Aux changes (alert state, see PutAux) have Aux set, a Key whose Key
-// field is the aux id, no Row, and the aux value (nil for deletion).
+// Aux changes (alert state, see PutAux) have Aux set, the aux id in
+// AuxID, a zero Key, no Row, and the aux value (nil for deletion).
+// AppendKey gives the changelog key of any change.
 type Change struct {
 	Key   WindowKey
 	Row   *Row
 	Value []byte
 	Aux   bool
-	seq   uint64
+	AuxID string
+	// legacy: the tombstone of AuxID's legacy changelog key (see the
+	// file comment); it clears the id's legacy mark in Pebble.
+	legacy bool
+	seq    uint64
+}
+
+// AppendKey appends the changelog key of c to dst: a window key, or an
+// aux entry's key (see the file comment).
+func (c Change) AppendKey(dst []byte) []byte {
+	switch {
+	case c.legacy:
+		return WindowKey{Key: legacyAuxPrefix + c.AuxID}.AppendBinary(dst)
+	case c.Aux:
+		return appendAuxKey(dst, c.AuxID)
+	}
+	return c.Key.AppendBinary(dst)
 }
 
 // TaskStore is the window store of one task (one store, one partition).
@@ -246,15 +433,25 @@ type Change struct {
 // lists them for the changelog; Commit writes them to Pebble together with
 // the checkpoint once the changelog has them.
 type TaskStore struct {
-	db        *DB
-	specs     []AggSpec
-	rowPrefix []byte
-	cpKey     []byte
-	cache     map[WindowKey]*cached
-	maxCached int
+	db           *DB
+	specs        []AggSpec
+	rowPrefix    []byte
+	auxPrefix    []byte
+	legacyPrefix []byte
+	cpKey        []byte
+	cache        map[WindowKey]*cached
+	maxCached    int
+	// dirty lists the keys of the cached rows marked dirty, each once:
+	// Dirty reads these instead of scanning the whole cache. A key goes
+	// in when its row turns dirty and out when markClean (or a cache
+	// drop) finds it clean.
+	dirty []WindowKey
 
 	aux    map[string]auxEntry // dirty aux entries, until committed
 	auxSeq uint64
+	// legacy holds the ids whose legacy mark ScanAux found: their old-form
+	// changelog keys are tombstoned at the next flush.
+	legacy map[string]struct{}
 
 	lastDirty, lastSlab int // sizes of the last Dirty, to size the next
 	keyBuf              []byte
@@ -272,28 +469,27 @@ func (db *DB) TaskStore(store string, partition int32, specs []AggSpec, maxCache
 		maxCached = 100000
 	}
 	return &TaskStore{
-		db:        db,
-		specs:     specs,
-		rowPrefix: taskPrefix('w', store, partition),
-		cpKey:     taskPrefix('c', store, partition),
-		cache:     make(map[WindowKey]*cached),
-		maxCached: maxCached,
-		aux:       make(map[string]auxEntry),
+		db:           db,
+		specs:        specs,
+		rowPrefix:    taskPrefix('w', store, partition),
+		auxPrefix:    taskPrefix('a', store, partition),
+		legacyPrefix: taskPrefix('l', store, partition),
+		cpKey:        taskPrefix('c', store, partition),
+		cache:        make(map[WindowKey]*cached),
+		maxCached:    maxCached,
+		aux:          make(map[string]auxEntry),
+		legacy:       make(map[string]struct{}),
 	}
 }
 
 // Aux entries hold state that is not a window row (alert rules' per-key
-// state) in the same store, changelog and commit as the windows. An aux id
-// starts with AuxPrefix, which no grouping key does (grouping keys are
-// JSON arrays), and is stored as a WindowKey with Start and End 0. The
-// caller keeps aux values in memory: PutAux and DeleteAux only queue them
-// for the next commit, and ScanAux reads them back after a restore.
-const AuxPrefix = "\x00"
+// state) in the same store, changelog and commit as the windows, as a key
+// kind of their own (see the file comment): window scans never see them.
+// An aux id is any string. The caller keeps aux values in
+// memory: PutAux and DeleteAux only queue them for the next commit, and
+// ScanAux reads them back after a restore.
 
-// IsAux reports whether a stored key is an aux id.
-func IsAux(k WindowKey) bool { return len(k.Key) > 0 && k.Key[0] == 0 }
-
-// PutAux queues v as the value of aux id (which must start with AuxPrefix).
+// PutAux queues v as the value of aux id.
 func (t *TaskStore) PutAux(id string, v []byte) {
 	t.auxSeq++
 	t.aux[id] = auxEntry{v: v, seq: t.auxSeq}
@@ -305,30 +501,61 @@ func (t *TaskStore) DeleteAux(id string) {
 	t.aux[id] = auxEntry{seq: t.auxSeq}
 }
 
-// ScanAux calls fn for every aux entry stored in Pebble for this task.
+// ScanAux calls fn for every aux entry stored in Pebble for this task,
+// in id order; v is the caller's.
+//
+// It also queues, for every entry restored from the legacy changelog form
+// (a legacy mark in Pebble), its rewrite in the new form (unless a change
+// of it is queued already) and the tombstone of its old form: the next
+// flush writes both and clears the marks (see the file comment).
 func (t *TaskStore) ScanAux(fn func(id string, v []byte) error) error {
-	return t.scanStored(func(k WindowKey, v []byte) error {
-		if !IsAux(k) {
-			return nil
+	if err := t.scanPrefix(t.legacyPrefix, func(id, _ []byte) error {
+		t.legacy[string(id)] = struct{}{}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := t.scanPrefix(t.auxPrefix, func(k, v []byte) error {
+		id, v := string(k), slices.Clone(v)
+		if _, ok := t.legacy[id]; ok {
+			if _, queued := t.aux[id]; !queued {
+				t.PutAux(id, slices.Clone(v))
+			}
 		}
-		return fn(k.Key, slices.Clone(v))
+		return fn(id, v)
+	}); err != nil {
+		return err
+	}
+	for id := range t.legacy {
+		if _, queued := t.aux[id]; !queued {
+			t.DeleteAux(id) // marked but gone: the new form says so too
+		}
+	}
+	return nil
+}
+
+// scanStored calls fn for every row stored in Pebble for this task, in
+// key order; v is valid only during the call.
+func (t *TaskStore) scanStored(fn func(k WindowKey, v []byte) error) error {
+	return t.scanPrefix(t.rowPrefix, func(b, v []byte) error {
+		k, err := ParseWindowKey(b)
+		if err != nil {
+			return err
+		}
+		return fn(k, v)
 	})
 }
 
-// scanStored calls fn for every row and aux entry stored in Pebble for
-// this task, in key order; v is valid only during the call.
-func (t *TaskStore) scanStored(fn func(k WindowKey, v []byte) error) error {
-	it, err := t.db.pdb.NewIter(&pebble.IterOptions{LowerBound: t.rowPrefix, UpperBound: prefixEnd(t.rowPrefix)})
+// scanPrefix calls fn for every key of Pebble with prefix p, in key
+// order, with the key after p; k and v are valid only during the call.
+func (t *TaskStore) scanPrefix(p []byte, fn func(k, v []byte) error) error {
+	it, err := t.db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
 	for it.First(); it.Valid(); it.Next() {
-		k, err := ParseWindowKey(it.Key()[len(t.rowPrefix):])
-		if err != nil {
-			return err
-		}
-		if err := fn(k, it.Value()); err != nil {
+		if err := fn(it.Key()[len(p):], it.Value()); err != nil {
 			return err
 		}
 	}
@@ -339,6 +566,20 @@ func (t *TaskStore) scanStored(fn func(k WindowKey, v []byte) error) error {
 // for Pebble calls that copy the key (batch Set and Delete).
 func (t *TaskStore) scratchKey(k WindowKey) []byte {
 	t.keyBuf = k.AppendBinary(append(t.keyBuf[:0], t.rowPrefix...))
+	return t.keyBuf
+}
+
+// scratchChangeKey is the Pebble key a change writes, in the buffer of
+// scratchKey: a row, an aux entry, or (legacy tombstones) a legacy mark.
+func (t *TaskStore) scratchChangeKey(ch *Change) []byte {
+	switch {
+	case ch.legacy:
+		t.keyBuf = append(append(t.keyBuf[:0], t.legacyPrefix...), ch.AuxID...)
+	case ch.Aux:
+		t.keyBuf = append(append(t.keyBuf[:0], t.auxPrefix...), ch.AuxID...)
+	default:
+		return t.scratchKey(ch.Key)
+	}
 	return t.keyBuf
 }
 
@@ -364,21 +605,22 @@ func (t *TaskStore) Get(k WindowKey) (*Row, error) {
 }
 
 // Put records r as the new row of k.
-func (t *TaskStore) Put(k WindowKey, r *Row) {
-	if c, ok := t.cache[k]; ok {
-		c.row, c.dirty = r, true
-		return
-	}
-	t.cache[k] = &cached{row: r, dirty: true}
-}
+func (t *TaskStore) Put(k WindowKey, r *Row) { t.set(k, r) }
 
 // Delete records the removal of k.
-func (t *TaskStore) Delete(k WindowKey) {
-	if c, ok := t.cache[k]; ok {
-		c.row, c.dirty = nil, true
-		return
+func (t *TaskStore) Delete(k WindowKey) { t.set(k, nil) }
+
+// set makes r (nil: deleted) the dirty row of k.
+func (t *TaskStore) set(k WindowKey, r *Row) {
+	c, ok := t.cache[k]
+	if !ok {
+		c = &cached{}
+		t.cache[k] = c
 	}
-	t.cache[k] = &cached{dirty: true}
+	if !c.dirty {
+		t.dirty = append(t.dirty, k)
+	}
+	c.row, c.dirty = r, true
 }
 
 // Dirty returns the pending changes in key order, so the changelog and
@@ -388,10 +630,8 @@ func (t *TaskStore) Dirty() []Change {
 		out  = make([]Change, 0, t.lastDirty)
 		slab []byte // the values, encoded one after the other
 	)
-	for k, c := range t.cache {
-		if !c.dirty {
-			continue
-		}
+	for _, k := range t.dirty {
+		c := t.cache[k]
 		ch := Change{Key: k, Row: c.row}
 		if c.row != nil {
 			if slab == nil {
@@ -405,9 +645,6 @@ func (t *TaskStore) Dirty() []Change {
 		out = append(out, ch)
 	}
 	t.lastDirty, t.lastSlab = len(out), len(slab)
-	for id, e := range t.aux {
-		out = append(out, Change{Key: WindowKey{Key: id}, Value: e.v, Aux: true, seq: e.seq})
-	}
 	slices.SortFunc(out, func(a, b Change) int {
 		if c := strings.Compare(a.Key.Key, b.Key.Key); c != 0 {
 			return c
@@ -416,6 +653,30 @@ func (t *TaskStore) Dirty() []Change {
 			return cmpInt(a.Key.Start, b.Key.Start)
 		}
 		return cmpInt(a.Key.End, b.Key.End)
+	})
+	if len(t.aux) == 0 && len(t.legacy) == 0 {
+		return out
+	}
+	// The aux changes follow the windows, by id; an id's legacy
+	// tombstone comes before its new-form change (see the file comment).
+	windows := len(out)
+	for id, e := range t.aux {
+		out = append(out, Change{Aux: true, AuxID: id, Value: e.v, seq: e.seq})
+	}
+	for id := range t.legacy {
+		out = append(out, Change{Aux: true, AuxID: id, legacy: true})
+	}
+	slices.SortFunc(out[windows:], func(a, b Change) int {
+		if c := strings.Compare(a.AuxID, b.AuxID); c != 0 {
+			return c
+		}
+		switch {
+		case a.legacy == b.legacy:
+			return 0
+		case a.legacy:
+			return -1
+		}
+		return 1
 	})
 	return out
 }
@@ -465,11 +726,12 @@ func (b *Batch) Commit() error {
 // applied when b commits, which happens only after the changelog holds
 // the changes (DESIGN.md, "The commit", step 3).
 func (t *TaskStore) Stage(b *Batch, changes []Change, cp Checkpoint) {
-	for _, ch := range changes {
+	for i := range changes {
+		ch := &changes[i]
 		if ch.Value == nil {
-			_ = b.b.Delete(t.scratchKey(ch.Key), nil)
+			_ = b.b.Delete(t.scratchChangeKey(ch), nil)
 		} else {
-			_ = b.b.Set(t.scratchKey(ch.Key), ch.Value, nil)
+			_ = b.b.Set(t.scratchChangeKey(ch), ch.Value, nil)
 		}
 	}
 	_ = b.b.Set(t.cpKey, cp.AppendBinary(nil), nil)
@@ -486,9 +748,13 @@ func (t *TaskStore) Commit(changes []Change, cp Checkpoint) error {
 
 func (t *TaskStore) markClean(changes []Change) {
 	for _, ch := range changes {
+		if ch.legacy {
+			delete(t.legacy, ch.AuxID)
+			continue
+		}
 		if ch.Aux {
-			if e, ok := t.aux[ch.Key.Key]; ok && e.seq == ch.seq {
-				delete(t.aux, ch.Key.Key)
+			if e, ok := t.aux[ch.AuxID]; ok && e.seq == ch.seq {
+				delete(t.aux, ch.AuxID)
 			}
 			continue
 		}
@@ -499,6 +765,11 @@ func (t *TaskStore) markClean(changes []Change) {
 			}
 		}
 	}
+	// What was not in changes (or changed since) stays dirty.
+	t.dirty = slices.DeleteFunc(t.dirty, func(k WindowKey) bool {
+		c, ok := t.cache[k]
+		return !ok || !c.dirty
+	})
 	if len(t.cache) > t.maxCached {
 		for k, c := range t.cache {
 			if !c.dirty {
@@ -523,8 +794,25 @@ func (t *TaskStore) ApplyRestored(keys, values [][]byte, cp Checkpoint, sync boo
 	}
 	b := t.db.pdb.NewBatch()
 	defer b.Close()
+	var full []byte
 	for i, k := range keys {
-		full := append(slices.Clip(t.rowPrefix), k...)
+		kind, id := changelogKeyKind(k)
+		switch kind {
+		case kindWindow:
+			full = append(append(full[:0], t.rowPrefix...), k...)
+		case kindLegacyAux:
+			// The legacy mark follows the old form's value (set while it
+			// holds one, cleared by its tombstone).
+			full = append(append(full[:0], t.legacyPrefix...), id...)
+			if values[i] == nil {
+				_ = b.Delete(full, nil)
+			} else {
+				_ = b.Set(full, nil, nil)
+			}
+			fallthrough
+		case kindAux:
+			full = append(append(full[:0], t.auxPrefix...), id...)
+		}
 		if values[i] == nil {
 			_ = b.Delete(full, nil)
 		} else {
@@ -566,15 +854,19 @@ func (t *TaskStore) Checkpoint() (cp Checkpoint, ok bool, err error) {
 // restore wipes again.
 func (t *TaskStore) Wipe() error {
 	clear(t.cache)
+	t.dirty = t.dirty[:0]
 	clear(t.aux)
+	clear(t.legacy)
 	b := t.db.pdb.NewBatch()
 	defer b.Close()
 	_ = b.Delete(t.cpKey, nil)
 	if err := b.Commit(pebble.Sync); err != nil {
 		return err
 	}
-	if err := t.db.pdb.Excise(context.Background(), pebble.KeyRange{Start: t.rowPrefix, End: prefixEnd(t.rowPrefix)}); err != nil {
-		return classify(t.db.dir, err)
+	for _, p := range [][]byte{t.rowPrefix, t.auxPrefix, t.legacyPrefix} {
+		if err := t.db.pdb.Excise(context.Background(), pebble.KeyRange{Start: p, End: prefixEnd(p)}); err != nil {
+			return classify(t.db.dir, err)
+		}
 	}
 	return nil
 }
@@ -583,9 +875,6 @@ func (t *TaskStore) Wipe() error {
 // order. Used after restore to rebuild the index of open windows.
 func (t *TaskStore) Scan(verify bool, fn func(WindowKey) error) error {
 	return t.scanStored(func(k WindowKey, v []byte) error {
-		if IsAux(k) {
-			return nil
-		}
 		if verify {
 			if _, err := DecodeRow(t.specs, v); err != nil {
 				return fmt.Errorf("window %q: %w: %w", k.Key, ErrCorruptState, err)
@@ -599,5 +888,7 @@ func (t *TaskStore) Scan(verify bool, fn func(WindowKey) error) error {
 // failed commit: the changelog, not memory, is the truth).
 func (t *TaskStore) DropCache() {
 	clear(t.cache)
+	t.dirty = t.dirty[:0]
 	clear(t.aux)
+	clear(t.legacy)
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -122,7 +123,7 @@ func testRow(vals ...float64) *Row {
 	return r
 }
 
-func openDB(t *testing.T, dir string) *DB {
+func openDB(t testing.TB, dir string) *DB {
 	t.Helper()
 	db, err := Open(dir)
 	if err != nil {
@@ -395,8 +396,10 @@ func TestCacheBound(t *testing.T) {
 }
 
 // TestAuxEntries: aux entries (alert state) are committed with the rows,
-// scanned back by ScanAux only (Scan skips them), deleted by DeleteAux
-// and Wipe, and a value changed after Dirty stays dirty.
+// under their own key kind: scanned back by ScanAux only (Scan skips
+// them), deleted by DeleteAux and Wipe, and a value changed after Dirty
+// stays dirty. Their changes follow the windows' and have a changelog key
+// of their own.
 func TestAuxEntries(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, dir)
@@ -404,14 +407,22 @@ func TestAuxEntries(t *testing.T) {
 	row := NewRow(testSpecs)
 	row.Add(0, 1)
 	wk := WindowKey{Key: `["a"]`, Start: 0, End: 10}
+	idA, idB := "rule\x00"+`["a"]`, "rule\x00"+`["b"]`
 	ts.Put(wk, row)
-	ts.PutAux(AuxPrefix+"rule"+AuxPrefix+`["a"]`, []byte(`{"s":"firing"}`))
-	ts.PutAux(AuxPrefix+"rule"+AuxPrefix+`["b"]`, []byte(`{"s":"pending"}`))
+	ts.PutAux(idB, []byte(`{"s":"pending"}`))
+	ts.PutAux(idA, []byte(`{"s":"firing"}`))
 	changes := ts.Dirty()
-	if len(changes) != 3 || !changes[0].Aux || !changes[1].Aux || changes[2].Aux {
-		t.Fatalf("dirty: %+v, want two aux changes then the row", changes)
+	if len(changes) != 3 || changes[0].Aux || !changes[1].Aux || !changes[2].Aux ||
+		changes[1].AuxID != idA || changes[2].AuxID != idB {
+		t.Fatalf("dirty: %+v, want the row, then the aux changes of a and b", changes)
 	}
-	ts.PutAux(AuxPrefix+"rule"+AuxPrefix+`["b"]`, []byte(`{"s":"firing"}`)) // after Dirty: stays dirty
+	if got, want := changes[1].AppendKey(nil), append([]byte{0xfe, 1}, idA...); !bytes.Equal(got, want) {
+		t.Errorf("aux changelog key %x, want %x (kind, version, id)", got, want)
+	}
+	if got, want := changes[0].AppendKey(nil), wk.AppendBinary(nil); !bytes.Equal(got, want) {
+		t.Errorf("window changelog key %x, want the window key %x", got, want)
+	}
+	ts.PutAux(idB, []byte(`{"s":"firing"}`)) // after Dirty: stays dirty
 	if err := ts.Commit(changes, Checkpoint{ChangelogNext: 3}); err != nil {
 		t.Fatal(err)
 	}
@@ -427,34 +438,327 @@ func TestAuxEntries(t *testing.T) {
 	if got := scanAll(t, ts); len(got) != 1 || got[0] != wk {
 		t.Errorf("Scan: %v, want only the window", got)
 	}
-	aux := map[string]string{}
-	if err := ts.ScanAux(func(id string, v []byte) error { aux[id] = string(v); return nil }); err != nil {
-		t.Fatal(err)
+	if got, want := scanAux(t, ts), map[string]string{idA: `{"s":"firing"}`, idB: `{"s":"pending"}`}; !maps.Equal(got, want) {
+		t.Errorf("ScanAux: %q, want %q", got, want)
 	}
-	want := map[string]string{
-		AuxPrefix + "rule" + AuxPrefix + `["a"]`: `{"s":"firing"}`,
-		AuxPrefix + "rule" + AuxPrefix + `["b"]`: `{"s":"pending"}`,
+	if d := ts.Dirty(); len(d) != 0 {
+		t.Errorf("ScanAux of entries in the current form queued %+v", d)
 	}
-	if len(aux) != 2 || aux[AuxPrefix+"rule"+AuxPrefix+`["a"]`] != want[AuxPrefix+"rule"+AuxPrefix+`["a"]`] ||
-		aux[AuxPrefix+"rule"+AuxPrefix+`["b"]`] != want[AuxPrefix+"rule"+AuxPrefix+`["b"]`] {
-		t.Errorf("ScanAux: %q, want %q", aux, want)
+	// The aux entries are under their own prefix, not among the rows.
+	if n := countPrefix(t, db, ts.rowPrefix); n != 1 {
+		t.Errorf("%d keys under the rows' prefix, want 1 (the window)", n)
 	}
-	ts.DeleteAux(AuxPrefix + "rule" + AuxPrefix + `["a"]`)
+	if n := countPrefix(t, db, ts.auxPrefix); n != 2 {
+		t.Errorf("%d keys under the aux prefix, want 2", n)
+	}
+	ts.DeleteAux(idA)
 	if err := ts.Commit(ts.Dirty(), Checkpoint{ChangelogNext: 4}); err != nil {
 		t.Fatal(err)
 	}
-	n := 0
-	_ = ts.ScanAux(func(string, []byte) error { n++; return nil })
-	if n != 1 {
-		t.Errorf("after DeleteAux: %d aux entries, want 1", n)
+	if got := scanAux(t, ts); len(got) != 1 || got[idB] == "" {
+		t.Errorf("after DeleteAux: %q, want only b", got)
 	}
 	if err := ts.Wipe(); err != nil {
 		t.Fatal(err)
 	}
-	n = 0
-	_ = ts.ScanAux(func(string, []byte) error { n++; return nil })
-	if n != 0 {
-		t.Errorf("after Wipe: %d aux entries, want 0", n)
+	if got := scanAux(t, ts); len(got) != 0 {
+		t.Errorf("after Wipe: %q, want no aux entries", got)
+	}
+}
+
+// scanAux reads every aux entry of ts.
+func scanAux(t *testing.T, ts *TaskStore) map[string]string {
+	t.Helper()
+	got := map[string]string{}
+	if err := ts.ScanAux(func(id string, v []byte) error { got[id] = string(v); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+// countPrefix counts the keys of db under p.
+func countPrefix(t *testing.T, db *DB, p []byte) int {
+	t.Helper()
+	it, err := db.pdb.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		n++
+	}
+	return n
+}
+
+// legacyAuxKey builds by hand the changelog key an eddy before aux key
+// kinds wrote for aux id: a window key (key length, key, start, end) whose
+// key is 0x00 followed by the id, with start and end 0 (sign bit flipped).
+func legacyAuxKey(id string) []byte {
+	k := "\x00" + id
+	b := []byte{byte(len(k) >> 8), byte(len(k))}
+	b = append(b, k...)
+	zero := []byte{0x80, 0, 0, 0, 0, 0, 0, 0}
+	b = append(b, zero...)
+	return append(b, zero...)
+}
+
+// TestChangelogKeyKinds: the three kinds of changelog keys cannot be
+// confused: every window key (any key length up to MaxKeyLen) begins with
+// a byte of at most 0x80, aux keys with 0xfe, the commit marker with
+// 0xff; CheckChangelogKey accepts window keys, aux keys (of the known
+// version) and the legacy form, and rejects the rest.
+func TestChangelogKeyKinds(t *testing.T) {
+	aux := Change{Aux: true, AuxID: "r\x00[\"k\"]"}.AppendKey(nil)
+	marker := MarkerKey()
+	for _, n := range []int{0, 1, 0xff, 0x100, 0x7fff, MaxKeyLen} {
+		w := Change{Key: WindowKey{Key: strings.Repeat("k", n), Start: 5, End: 6}}.AppendKey(nil)
+		if w[0] > 0x80 || w[0] == aux[0] || w[0] == marker[0] {
+			t.Errorf("window key of a %d-byte key begins with %#x", n, w[0])
+		}
+		if err := CheckChangelogKey(w); err != nil {
+			t.Errorf("window key of a %d-byte key: %v", n, err)
+		}
+	}
+	if aux[0] != 0xfe || aux[1] != 1 || IsMarkerKey(aux) || CheckChangelogKey(aux) != nil {
+		t.Errorf("aux key %x: want 0xfe, version 1, accepted, not a marker", aux)
+	}
+	if err := CheckChangelogKey(legacyAuxKey("r\x00[\"k\"]")); err != nil {
+		t.Errorf("legacy aux key: %v", err)
+	}
+	for _, bad := range [][]byte{{0xfe}, {0xfe, 2, 'x'}, {0, 5, 'a'}, nil} {
+		if err := CheckChangelogKey(bad); !errors.Is(err, ErrCorruptState) {
+			t.Errorf("CheckChangelogKey(%x) = %v, want ErrCorruptState", bad, err)
+		}
+	}
+	// A legacy tombstone's key is the old form, byte for byte.
+	if got, want := (Change{Aux: true, AuxID: "r\x00[\"k\"]", legacy: true}).AppendKey(nil), legacyAuxKey("r\x00[\"k\"]"); !bytes.Equal(got, want) {
+		t.Errorf("legacy tombstone key %x, want %x", got, want)
+	}
+	// A window whose key merely begins with 0x00 but is not at [0,0] is a
+	// window, not legacy aux state.
+	if k, _ := changelogKeyKind(WindowKey{Key: "\x00x", Start: 0, End: 10}.AppendBinary(nil)); k != kindWindow {
+		t.Errorf("a window at [0,10] read as kind %d", k)
+	}
+}
+
+// TestRestoreLegacyAuxChangelog: a changelog written by an eddy before
+// aux key kinds (alert state as window keys beginning with 0x00, built
+// here by hand) restores into aux entries, through batches and through
+// ingestion alike, and window scans never see them. The next flush
+// tombstones the old keys before writing the entries in the new form, so
+// restoring the whole resulting log again, and the log as compaction
+// leaves it (the newest record of each key), gives the same entries,
+// also after a later deletion written in the new form: a deleted entry
+// does not come back from its old key.
+func TestRestoreLegacyAuxChangelog(t *testing.T) {
+	for _, filler := range []int{0, ingestMinRecords} { // batch, then ingestion
+		t.Run(fmt.Sprintf("filler=%d", filler), func(t *testing.T) {
+			db := openDB(t, t.TempDir())
+			defer db.Close()
+			ts := db.TaskStore("windows", 0, testSpecs, 0)
+			idA, idB, idC := "late\x00"+`["a"]`, "late\x00"+`["b"]`, "dev\x00"+`["a"]`+"\x00"+"7"
+			type rec struct{ k, v []byte }
+			var log []rec
+			wk := WindowKey{Key: `["a"]`, Start: 0, End: 10}
+			rowV := testRow(1).AppendBinary(nil)
+			log = append(log,
+				rec{legacyAuxKey(idA), []byte(`{"s":"pending"}`)},
+				rec{wk.AppendBinary(nil), rowV},
+				rec{legacyAuxKey(idB), []byte(`{"s":"firing"}`)},
+				rec{legacyAuxKey(idC), []byte(`{"n":1}`)},
+				rec{legacyAuxKey(idA), []byte(`{"s":"firing"}`)}, // overwrites
+				rec{legacyAuxKey(idC), nil},                      // deleted by the old eddy
+			)
+			for i := range filler {
+				k := WindowKey{Key: fmt.Sprintf(`["f%06d"]`, i), Start: 0, End: 10}
+				log = append(log, rec{k.AppendBinary(nil), rowV})
+			}
+			restore := func(ts *TaskStore, log []rec) {
+				t.Helper()
+				var keys, values [][]byte
+				for _, r := range log {
+					keys, values = append(keys, r.k), append(values, r.v)
+				}
+				if err := ts.Wipe(); err != nil {
+					t.Fatal(err)
+				}
+				if err := ts.ApplyRestored(keys, values, Checkpoint{ChangelogNext: int64(len(log))}, true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			restore(ts, log)
+			// The expected entries: the log applied in order by a plain loop.
+			want := map[string]string{}
+			for _, r := range log {
+				if len(r.k) < 3 || r.k[2] != 0 {
+					continue
+				}
+				id := string(r.k[3 : len(r.k)-16])
+				if r.v == nil {
+					delete(want, id)
+				} else {
+					want[id] = string(r.v)
+				}
+			}
+			if got := scanAux(t, ts); !maps.Equal(got, want) {
+				t.Fatalf("restored aux entries %q, want %q", got, want)
+			}
+			if got := scanAll(t, ts); len(got) != 1+filler {
+				t.Errorf("Scan: %d windows, want %d (no aux entry among them)", len(got), 1+filler)
+			}
+			// The flush after ScanAux: for each id restored from the old
+			// form, its old key's tombstone, then its new-form record.
+			changes := ts.Dirty()
+			var flushed []rec
+			for _, ch := range changes {
+				flushed = append(flushed, rec{ch.AppendKey(nil), ch.Value})
+			}
+			wantFlush := []rec{
+				{legacyAuxKey(idA), nil}, {append([]byte{0xfe, 1}, idA...), []byte(want[idA])},
+				{legacyAuxKey(idB), nil}, {append([]byte{0xfe, 1}, idB...), []byte(want[idB])},
+			}
+			if len(flushed) != len(wantFlush) {
+				t.Fatalf("flush after restore: %d records %q, want %d", len(flushed), flushed, len(wantFlush))
+			}
+			for i := range wantFlush {
+				if !bytes.Equal(flushed[i].k, wantFlush[i].k) || !bytes.Equal(flushed[i].v, wantFlush[i].v) || (flushed[i].v == nil) != (wantFlush[i].v == nil) {
+					t.Errorf("flush record %d: %x=%q, want %x=%q", i, flushed[i].k, flushed[i].v, wantFlush[i].k, wantFlush[i].v)
+				}
+			}
+			if err := ts.Commit(changes, Checkpoint{ChangelogNext: int64(len(log) + len(flushed))}); err != nil {
+				t.Fatal(err)
+			}
+			log = append(log, flushed...)
+			_ = scanAux(t, ts)
+			if d := ts.Dirty(); len(d) != 0 {
+				t.Errorf("after the migrating flush committed, ScanAux queued %+v", d)
+			}
+			if n := countPrefix(t, db, ts.legacyPrefix); n != 0 {
+				t.Errorf("%d legacy marks left after the migrating flush", n)
+			}
+			// A later deletion, in the new form.
+			ts.DeleteAux(idA)
+			for _, ch := range ts.Dirty() {
+				log = append(log, rec{ch.AppendKey(nil), ch.Value})
+			}
+			delete(want, idA)
+			compacted := func(log []rec) []rec {
+				last := map[string]int{}
+				for i, r := range log {
+					last[string(r.k)] = i
+				}
+				var out []rec
+				for i, r := range log {
+					if last[string(r.k)] == i {
+						out = append(out, r)
+					}
+				}
+				return out
+			}
+			for name, l := range map[string][]rec{"whole log": log, "compacted": compacted(log)} {
+				ts2 := db.TaskStore("windows", 1, testSpecs, 0)
+				restore(ts2, l)
+				if got := scanAux(t, ts2); !maps.Equal(got, want) {
+					t.Errorf("%s restored again: %q, want %q", name, got, want)
+				}
+				// Compaction then drops the tombstones it kept: nothing of
+				// idA remains.
+				var live []rec
+				for _, r := range compacted(l) {
+					if r.v != nil {
+						live = append(live, r)
+					}
+				}
+				ts3 := db.TaskStore("windows", 2, testSpecs, 0)
+				restore(ts3, live)
+				if got := scanAux(t, ts3); !maps.Equal(got, want) {
+					t.Errorf("%s without tombstones restored again: %q, want %q", name, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestOpenMigratesLegacyAuxRows: a state directory written by an eddy
+// before aux key kinds (aux entries as window rows whose key begins with
+// 0x00, written here by hand under the rows' prefix, and no layout key)
+// is migrated when opened: the entries are aux entries (ScanAux finds
+// them, Scan and the rows' prefix no longer hold them), the windows are
+// untouched, and the first flush tombstones their old changelog keys. An
+// entry moved already by a migration that crashed part way (an aux entry
+// with its legacy mark, and no layout key yet) is kept as it is.
+func TestOpenMigratesLegacyAuxRows(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, dir)
+	ts := db.TaskStore("windows", 4, testSpecs, 0)
+	wk := WindowKey{Key: `["a"]`, Start: 0, End: 10}
+	ts.Put(wk, testRow(1))
+	if err := ts.Commit(ts.Dirty(), Checkpoint{ChangelogNext: 9}); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]string{"r\x00" + `["a"]`: `{"s":"firing"}`, "r\x00" + `["b"]`: `{"s":"pending"}`}
+	b := db.pdb.NewBatch()
+	for id, v := range ids {
+		_ = b.Set(append(slices.Clone(ts.rowPrefix), legacyAuxKey(id)...), []byte(v), nil)
+	}
+	// another task's legacy row, with more than one migration batch
+	other := db.TaskStore("windows", 5, testSpecs, 0)
+	otherIDs := map[string]string{}
+	for i := range 5000 {
+		id := fmt.Sprintf("r\x00[\"k%05d\"]", i)
+		otherIDs[id] = fmt.Sprint(i)
+		_ = b.Set(append(slices.Clone(other.rowPrefix), legacyAuxKey(id)...), []byte(otherIDs[id]), nil)
+	}
+	// moved by an earlier, interrupted migration
+	moved := "r\x00" + `["c"]`
+	ids[moved] = `{"s":"resolved"}`
+	_ = b.Set(append(slices.Clone(ts.auxPrefix), moved...), []byte(ids[moved]), nil)
+	_ = b.Set(append(slices.Clone(ts.legacyPrefix), moved...), nil, nil)
+	_ = b.Delete(layoutKey, nil)
+	if err := b.Commit(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	db = openDB(t, dir)
+	defer db.Close()
+	ts = db.TaskStore("windows", 4, testSpecs, 0)
+	if got := scanAll(t, ts); len(got) != 1 || got[0] != wk {
+		t.Errorf("Scan after migration: %v, want only the window", got)
+	}
+	if n := countPrefix(t, db, ts.rowPrefix); n != 1 {
+		t.Errorf("%d keys under the rows' prefix, want 1", n)
+	}
+	if got := scanAux(t, ts); !maps.Equal(got, ids) {
+		t.Errorf("ScanAux after migration: %q, want %q", got, ids)
+	}
+	if got := scanAux(t, db.TaskStore("windows", 5, testSpecs, 0)); !maps.Equal(got, otherIDs) {
+		t.Errorf("ScanAux of the other task: %d entries, want %d", len(got), len(otherIDs))
+	}
+	if cp, ok, err := ts.Checkpoint(); err != nil || !ok || cp.ChangelogNext != 9 {
+		t.Errorf("checkpoint after migration %+v %v %v, want it unchanged", cp, ok, err)
+	}
+	var legacy, rewrites int
+	for _, ch := range ts.Dirty() {
+		if ch.legacy && bytes.Equal(ch.AppendKey(nil), legacyAuxKey(ch.AuxID)) && ch.Value == nil {
+			legacy++
+		} else if ch.Aux && string(ch.Value) == ids[ch.AuxID] {
+			rewrites++
+		}
+	}
+	if legacy != len(ids) || rewrites != len(ids) {
+		t.Errorf("first flush: %d legacy tombstones and %d rewrites, want %d of each", legacy, rewrites, len(ids))
+	}
+	// The layout is recorded: opening again migrates nothing more.
+	v, closer, err := db.pdb.Get(layoutKey)
+	if err != nil || len(v) != 1 || v[0] != layoutVersion {
+		t.Errorf("layout key %x, %v; want %d", v, err, layoutVersion)
+	}
+	if err == nil {
+		_ = closer.Close()
 	}
 }
 
@@ -571,5 +875,112 @@ func TestProcessID(t *testing.T) {
 	defer other.Close()
 	if o, err := other.ProcessID(); o == id || err != nil {
 		t.Errorf("another directory: ProcessID = %q, %v, want an id other than %q", o, err, id)
+	}
+}
+
+// TestDirtyListModel: random puts, deletes, reads, commits of earlier
+// snapshots and uncommitted snapshots, with a small cache (evictions):
+// Dirty lists exactly the keys changed since the snapshot that last
+// committed them, each once, with its latest row (checked against a model
+// kept in the test).
+func TestDirtyListModel(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 8)
+	rng := rand.New(rand.NewPCG(3, 4))
+	keys := make([]WindowKey, 30)
+	for i := range keys {
+		keys[i] = WindowKey{Key: fmt.Sprintf("k%02d", i), Start: 0, End: 10}
+	}
+	version := map[WindowKey]int{} // changes of each key
+	clean := map[WindowKey]int{}   // the version the last commit wrote
+	latest := map[WindowKey]*Row{}
+	for step := range 3000 {
+		k := keys[rng.IntN(len(keys))]
+		switch op := rng.IntN(10); {
+		case op < 5:
+			r := testRow(float64(step))
+			ts.Put(k, r)
+			version[k]++
+			latest[k] = r
+		case op < 6:
+			ts.Delete(k)
+			version[k]++
+			latest[k] = nil
+		case op < 7:
+			if _, err := ts.Get(k); err != nil {
+				t.Fatal(err)
+			}
+		default:
+			snap := ts.Dirty()
+			at := map[WindowKey]int{}
+			for _, ch := range snap {
+				at[ch.Key] = version[ch.Key]
+			}
+			// Sometimes a row changes between the snapshot and its commit,
+			// sometimes the snapshot is not committed at all.
+			if rng.IntN(3) == 0 {
+				k2 := keys[rng.IntN(len(keys))]
+				r := testRow(float64(-step))
+				ts.Put(k2, r)
+				version[k2]++
+				latest[k2] = r
+			}
+			if rng.IntN(4) == 0 {
+				continue
+			}
+			if err := ts.Commit(snap, Checkpoint{FlushSeq: uint64(step)}); err != nil {
+				t.Fatal(err)
+			}
+			for k, v := range at {
+				if version[k] == v {
+					clean[k] = v
+				}
+			}
+		}
+		if step%50 != 0 {
+			continue
+		}
+		d := ts.Dirty()
+		seen := map[WindowKey]bool{}
+		for _, ch := range d {
+			if seen[ch.Key] {
+				t.Fatalf("step %d: %v listed twice", step, ch.Key)
+			}
+			seen[ch.Key] = true
+			if version[ch.Key] == clean[ch.Key] {
+				t.Fatalf("step %d: %v listed dirty, but its version %d was committed", step, ch.Key, clean[ch.Key])
+			}
+			if (ch.Row == nil) != (latest[ch.Key] == nil) {
+				t.Fatalf("step %d: %v dirty row %v, want %v", step, ch.Key, ch.Row, latest[ch.Key])
+			}
+		}
+		for _, k := range keys {
+			if version[k] != clean[k] && !seen[k] {
+				t.Fatalf("step %d: %v changed (version %d, committed %d) but not listed dirty", step, k, version[k], clean[k])
+			}
+		}
+	}
+}
+
+// BenchmarkDirtyFewOfMany: a commit's Dirty when 1,000 of 100,000 cached
+// rows changed since the last one (the dirty list reads the 1,000).
+func BenchmarkDirtyFewOfMany(b *testing.B) {
+	db := openDB(b, b.TempDir())
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 200_000)
+	for i := range 100_000 {
+		ts.Put(WindowKey{Key: fmt.Sprintf("k%06d", i), End: 10}, testRow(float64(i)))
+	}
+	if err := ts.Commit(ts.Dirty(), Checkpoint{}); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for n := range b.N {
+		for i := range 1000 {
+			ts.Put(WindowKey{Key: fmt.Sprintf("k%06d", (n*1000+i)%100_000), End: 10}, testRow(float64(n)))
+		}
+		ch := ts.Dirty()
+		ts.markClean(ch)
 	}
 }

@@ -1,5 +1,9 @@
 package topology
 
+// Describe renders a spec as the plain-words explanation `eddy describe`
+// prints. (Long: one paragraph writer per part of a pipeline, in the order
+// the output reads; each is short.)
+
 import (
 	"fmt"
 	"strconv"

@@ -1,5 +1,9 @@
 package topology
 
+// The expression language of filters, where clauses, derived fields and
+// alert conditions (expr-lang), with eddy's functions and type checks.
+// (Long: the functions' signatures and the checker belong together.)
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,9 @@
 package topology
 
+// Validate: every check of a spec, each naming the field and how to fix
+// it. (Long: one check per key of the spec, in the order of the reference
+// in docs/pipeline-spec.md.)
+
 import (
 	"errors"
 	"fmt"

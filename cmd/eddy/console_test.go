@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/internal/kafkatest"
 )
@@ -639,9 +640,32 @@ func TestConsoleDemo(t *testing.T) {
 	t.Logf("results in the browser %s after the demo started", time.Since(start).Round(time.Second))
 	screenshot(t, ctx, "demo-results")
 	open(t, ctx, base+"#pipeline")
+	// Every topic of the demo's pipeline (whether it is written as one
+	// rollup or several) is in the picture: its input, each output and
+	// alerts topic.
+	var p struct {
+		Steps []struct{ Step, Topic string }
+	}
+	if r := httpGet(t, strings.TrimSuffix(base, "/console/")+"/api/v1/pipeline"); r.code != 200 || json.Unmarshal([]byte(r.body), &p) != nil {
+		t.Fatalf("the demo's pipeline: %d %s", r.code, r.body)
+	}
+	var topics []string
+	for _, s := range p.Steps {
+		if s.Step == "input" || strings.HasPrefix(s.Step, "output") || strings.HasPrefix(s.Step, "alerts") {
+			topics = append(topics, s.Topic)
+		}
+	}
+	if !contains(topics, "http-requests") || len(topics) < 3 {
+		t.Fatalf("the demo's steps %+v", p.Steps)
+	}
 	waitFor(t, 20*time.Second, "the demo's picture", func() (bool, string) {
 		names := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#pipeline-flow .node")].map(n => n.dataset.name)`)
-		return contains(names, "http-requests") && contains(names, "http-stats-10s") && contains(names, "http-stats-alerts"), fmt.Sprint(names)
+		for _, topic := range topics {
+			if !contains(names, topic) {
+				return false, fmt.Sprintf("%s not in %v", topic, names)
+			}
+		}
+		return true, ""
 	})
 	waitFor(t, 20*time.Second, "the picture's rates", func() (bool, string) {
 		r := evalJS[string](t, ctx, `document.querySelector(".arrow .rate").textContent`)
@@ -844,5 +868,303 @@ func TestKafkaConsoleWindowsRoutedWithToken(t *testing.T) {
 		if err := w.stop(syscall.SIGTERM); err != nil {
 			t.Errorf("eddy exited with %v after SIGTERM", err)
 		}
+	}
+}
+
+// TestKafkaConsoleRollups: the console of a pipeline with several rollups
+// (issue 20). The picture draws each rollup (the chained one from the
+// rollup it reads, the one with another key through its own repartition
+// topic) with the counts the test produced; the results view's rollup
+// selector shows each rollup's windows (a top_k as value=count), with the
+// counts computed here; the tail lists every rollup's topics and the late
+// records name their rollup; the alerts view reads the rollup with rules.
+func TestKafkaConsoleRollups(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	app := kafkatest.Name(t, "app")
+	src := kafkatest.Name(t, "src")
+	out10s, out1m, outCust := kafkatest.Name(t, "o10s"), kafkatest.Name(t, "o1m"), kafkatest.Name(t, "ocust")
+	kafkatest.CreateTopic(t, brokers, src, 2)
+	spec := filepath.Join(t.TempDir(), "rollups.yaml")
+	y := fmt.Sprintf(`app: %s
+source: {topics: [%s]}
+time: {field: ts}
+commit_interval: 300ms
+rollups:
+  - name: ep_10s
+    key: [endpoint]
+    window: {type: tumbling, size: 10s}
+    aggregates:
+      - {name: requests, op: count}
+      - {name: agents, op: top_k, k: 2, field: agent}
+    output: {topic: %s}
+  - name: ep_1m
+    from: ep_10s
+    window: {type: tumbling, size: 1m}
+    output: {topic: %s}
+    alerts:
+      rules:
+        - {name: busy, kind: threshold, condition: requests > 1000, value: requests}
+  - name: cust_1m
+    key: [customer]
+    window: {type: tumbling, size: 1m}
+    aggregates:
+      - {name: requests, op: count}
+    output: {topic: %s}
+`, app, src, out10s, out1m, outCust)
+	if err := os.WriteFile(spec, []byte(y), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// 120 requests over a minute, then one request per partition three
+	// minutes later (endpoint /flush, customer flush) closing every window
+	// of the others. Counted here: per endpoint and 10 s window (requests,
+	// and the two most frequent agents), per customer and minute.
+	t0 := time.Now().Add(-20*time.Minute).UnixMilli() / 60_000 * 60_000
+	eps, custs, agents := []string{"/a", "/b", "/c"}, []string{"c1", "c2", "c3"}, []string{"curl", "go", "wget", "ua"}
+	type wk struct {
+		key   string
+		start int64
+	}
+	reqs10, reqsCust, reqs1m := map[wk]int{}, map[wk]int{}, map[wk]int{}
+	agentsOf, agents1m := map[wk]map[string]int{}, map[wk]map[string]int{}
+	var recs []*kgo.Record
+	rec := func(part int32, ts int64, ep, cust, agent string) *kgo.Record {
+		v, _ := json.Marshal(map[string]any{"ts": ts, "endpoint": ep, "customer": cust, "agent": agent})
+		return &kgo.Record{Topic: src, Partition: part, Value: v}
+	}
+	for i := 0; i < 120; i++ {
+		ts := t0 + int64(i)*500
+		ep, cust, agent := eps[i%3], custs[(i/2)%3], agents[(i*7/3)%4]
+		recs = append(recs, rec(int32(i%2), ts, ep, cust, agent))
+		k := wk{ep, ts / 10_000 * 10_000}
+		reqs10[k]++
+		if agentsOf[k] == nil {
+			agentsOf[k] = map[string]int{}
+		}
+		agentsOf[k][agent]++
+		reqsCust[wk{cust, ts / 60_000 * 60_000}]++
+		k1m := wk{ep, ts / 60_000 * 60_000}
+		reqs1m[k1m]++
+		if agents1m[k1m] == nil {
+			agents1m[k1m] = map[string]int{}
+		}
+		agents1m[k1m][agent]++
+	}
+	flushTS := t0 + 180_000
+	recs = append(recs, rec(0, flushTS, "/flush", "flush", "curl"), rec(1, flushTS, "/flush", "flush", "curl"))
+	produceSync(t, brokers, recs)
+	w := startWorker(t, spec, strings.Join(brokers, ","), t.TempDir())
+	addr := w.httpAddr(t)
+	waitFor(t, 120*time.Second, "every closed window's result", func() (bool, string) {
+		n10, nc := len(kafkatest.ReadAll(t, brokers, out10s, true)), len(kafkatest.ReadAll(t, brokers, outCust, true))
+		n1m := len(kafkatest.ReadAll(t, brokers, out1m, true))
+		return n10 == len(reqs10) && nc == len(reqsCust) && n1m == len(reqs1m), fmt.Sprintf("%d of %d, %d of %d, %d of %d", n10, len(reqs10), nc, len(reqsCust), n1m, len(reqs1m))
+	})
+	// Stream time is past every window of the first minute: a request back
+	// in it is late for both rollups that read the source.
+	produceSync(t, brokers, []*kgo.Record{rec(0, t0+1000, "/a", "c1", "go")})
+	waitFor(t, 60*time.Second, "the late records", func() (bool, string) {
+		n := len(kafkatest.ReadAll(t, brokers, app+"-late", false))
+		return n == 2, fmt.Sprint(n)
+	})
+
+	// Open windows, from the worker's state, routed by each rollup's own
+	// aggregation input: the flush requests' windows (two requests, agent
+	// curl) are open in ep_10s and in cust_1m.
+	for _, c := range []struct{ rollup, key, want string }{
+		{"ep_10s", `["/flush"]`, `requests 2 agents [{"count":2,"value":"curl"}]`},
+		{"cust_1m", `["flush"]`, `requests 2 agents null`},
+	} {
+		r := httpGet(t, fmt.Sprintf("http://%s/api/v1/windows?rollup=%s&key=%s", addr, c.rollup, url.QueryEscape(c.key)))
+		var got struct {
+			Rollup    string           `json:"rollup"`
+			Partition int32            `json:"partition"`
+			Windows   []map[string]any `json:"windows"`
+		}
+		if err := json.Unmarshal([]byte(r.body), &got); err != nil || r.code != 200 || len(got.Windows) != 1 || got.Rollup != c.rollup || got.Partition < 0 {
+			t.Fatalf("open windows of %s in %s: %d %s", c.key, c.rollup, r.code, r.body)
+		}
+		agents, _ := json.Marshal(got.Windows[0]["agents"])
+		if s := fmt.Sprintf("requests %v agents %s", got.Windows[0]["requests"], agents); s != c.want {
+			t.Errorf("open window of %s in %s: %s, want %s", c.key, c.rollup, s, c.want)
+		}
+	}
+
+	ctx := browser(t)
+	// The picture.
+	open(t, ctx, fmt.Sprintf("http://%s/console/#pipeline", addr))
+	arrowTotal := func(from, to string) string {
+		return evalJS[string](t, ctx, fmt.Sprintf(`(() => { const a = document.querySelector('.arrow[data-from=%q][data-to=%q] .total'); return a ? a.textContent : ""; })()`, from, to))
+	}
+	repart, repartCust := app+"-repartition", app+"-cust_1m-repartition"
+	all := len(recs) + 1 // and the late one
+	want := map[[2]string]string{
+		{src, repart}:                     fmt.Sprint(all, " total"),
+		{src, repartCust}:                 fmt.Sprint(all, " total"),
+		{repart, "rollup:ep_10s"}:         fmt.Sprint(all, " total"),
+		{repartCust, "rollup:cust_1m"}:    fmt.Sprint(all, " total"),
+		{"rollup:ep_10s", out10s}:         fmt.Sprint(len(reqs10), " total"),
+		{"rollup:cust_1m", outCust}:       fmt.Sprint(len(reqsCust), " total"),
+		{"rollup:ep_10s", "rollup:ep_1m"}: fmt.Sprint(len(reqs10), " total"), // the results it merges
+		{"rollup:ep_1m", out1m}:           fmt.Sprint(len(reqs1m), " total"),
+		{"rollups", app + "-late"}:        "2 total",
+		{"rollups", app + "-dlq"}:         "0 total",
+	}
+	waitFor(t, 30*time.Second, "the picture's counts", func() (bool, string) {
+		var bad []string
+		for e, n := range want {
+			if got := arrowTotal(e[0], e[1]); got != n {
+				bad = append(bad, fmt.Sprintf("%s → %s: %q, want %q", e[0], e[1], got, n))
+			}
+		}
+		sort.Strings(bad)
+		return len(bad) == 0, strings.Join(bad, "; ")
+	})
+	names := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#pipeline-flow .node")].map(n => n.dataset.name)`)
+	for _, n := range []string{src, repart, repartCust, "ep_10s", "ep_1m", "cust_1m", out10s, out1m, outCust, app + "-ep_1m-alerts", app + "-late", app + "-dlq"} {
+		if !contains(names, n) && !strings.Contains(textOf(t, ctx, "#view-pipeline"), n) {
+			t.Errorf("picture lacks %s (nodes %q)", n, names)
+		}
+	}
+	if got := textOf(t, ctx, `.rollups .row[data-rollup="ep_1m"] .node`); !strings.Contains(got, "chained rollup") || !strings.Contains(got, "merges ep_10s") {
+		t.Errorf("the chained rollup is drawn as %q", got)
+	}
+	// Each rollup's open windows here: the flush requests' window.
+	waitFor(t, 30*time.Second, "each rollup's open windows", func() (bool, string) {
+		a, c := textOf(t, ctx, `.rollups .row[data-rollup="ep_10s"] .node`), textOf(t, ctx, `.rollups .row[data-rollup="cust_1m"] .node`)
+		return strings.Contains(a, "· 1 open here") && strings.Contains(c, "· 1 open here"), a + " | " + c
+	})
+	// Partitions: the stream time of both repartition topics' partitions
+	// is the flush requests' (every partition ends with one), from the
+	// tasks of the rollups reading them.
+	flush := time.UnixMilli(flushTS).UTC().Format("2006-01-02 15:04:05")
+	waitRows(t, ctx, "#pipeline-table", "every aggregation partition's stream time", func(rows [][]string) (bool, string) {
+		n := 0
+		for _, r := range rows {
+			if r[0] == repart || r[0] == repartCust {
+				n++
+				if r[6] != flush || r[8] == "—" {
+					return false, fmt.Sprintf("%q", rows)
+				}
+			}
+		}
+		return n == 4, fmt.Sprintf("%q", rows)
+	})
+	screenshot(t, ctx, "rollups")
+
+	// Results of cust_1m, chosen in the URL: its windows of c1, counted here.
+	open(t, ctx, fmt.Sprintf("http://%s/console/#results?rollup=cust_1m&agg=requests&key=%s", addr, url.QueryEscape(`["c1"]`)))
+	var wantCust []string
+	for k, n := range reqsCust {
+		if k.key == "c1" {
+			wantCust = append(wantCust, fmt.Sprintf("%s final %d", time.UnixMilli(k.start).UTC().Format("2006-01-02 15:04:05"), n))
+		}
+	}
+	sort.Sort(sort.Reverse(sort.StringSlice(wantCust))) // newest first
+	waitRows(t, ctx, "#results-table", "cust_1m's windows of c1", func(rows [][]string) (bool, string) {
+		var got []string
+		for _, r := range rows {
+			got = append(got, fmt.Sprintf("%s %s %s", r[0], r[2], r[3]))
+		}
+		return slices.Equal(got, wantCust), fmt.Sprintf("%q, want %q", got, wantCust)
+	})
+	opts := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#results-rollup option")].map(o => o.value + "=" + o.textContent)`)
+	if fmt.Sprint(opts) != "[ep_10s=ep_10s ep_1m=ep_1m (from ep_10s) cust_1m=cust_1m]" || evalJS[bool](t, ctx, `document.querySelector("#results-rollup").closest("label").hidden`) ||
+		evalJS[string](t, ctx, `document.querySelector("#results-rollup").value`) != "cust_1m" {
+		t.Errorf("rollup selector %q", opts)
+	}
+	// The selector switches to ep_10s: its windows of /a, with the top
+	// agents (most frequent first, ties by value) as value=count.
+	evalJS[bool](t, ctx, `(() => { const s = document.querySelector("#results-rollup"); s.value = "ep_10s"; s.dispatchEvent(new Event("change")); return true; })()`)
+	waitFor(t, 30*time.Second, "ep_10s selected", func() (bool, string) {
+		h := evalJS[string](t, ctx, "location.hash")
+		return strings.Contains(h, "rollup=ep_10s") && strings.Contains(h, "key="), h
+	})
+	open(t, ctx, fmt.Sprintf("http://%s/console/#results?rollup=ep_10s&agg=requests&key=%s", addr, url.QueryEscape(`["/a"]`)))
+	// rowsOf is the table rows (window start, requests, top agents:
+	// most frequent first, ties by value) of key in reqs, newest first.
+	rowsOf := func(reqs map[wk]int, agents map[wk]map[string]int, key string) []string {
+		var rows []string
+		for k, n := range reqs {
+			if k.key != key {
+				continue
+			}
+			type ac struct {
+				v string
+				n int
+			}
+			var as []ac
+			for v, c := range agents[k] {
+				as = append(as, ac{v, c})
+			}
+			sort.Slice(as, func(i, j int) bool { return as[i].n > as[j].n || as[i].n == as[j].n && as[i].v < as[j].v })
+			var top []string
+			for _, a := range as[:min(2, len(as))] {
+				top = append(top, fmt.Sprintf("%s=%d", a.v, a.n))
+			}
+			rows = append(rows, fmt.Sprintf("%s %d %s", time.UnixMilli(k.start).UTC().Format("2006-01-02 15:04:05"), n, strings.Join(top, ", ")))
+		}
+		sort.Sort(sort.Reverse(sort.StringSlice(rows)))
+		return rows
+	}
+	wantA := rowsOf(reqs10, agentsOf, "/a")
+	waitRows(t, ctx, "#results-table", "ep_10s's windows of /a with top agents", func(rows [][]string) (bool, string) {
+		var got []string
+		for _, r := range rows {
+			if len(r) >= 5 {
+				got = append(got, fmt.Sprintf("%s %s %s", r[0], r[3], r[4]))
+			}
+		}
+		return slices.Equal(got, wantA), fmt.Sprintf("%q, want %q", got, wantA)
+	})
+	head := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#results-table thead th")].map(th => th.textContent)`)
+	if len(head) < 5 || !strings.HasPrefix(head[4], "agents") {
+		t.Errorf("results columns %q", head)
+	}
+	screenshot(t, ctx, "rollups-results")
+	// The chained rollup: /a's minute, merged from its 10 s windows.
+	open(t, ctx, fmt.Sprintf("http://%s/console/#results?rollup=ep_1m&agg=requests&key=%s", addr, url.QueryEscape(`["/a"]`)))
+	want1m := rowsOf(reqs1m, agents1m, "/a")
+	waitRows(t, ctx, "#results-table", "ep_1m's windows of /a", func(rows [][]string) (bool, string) {
+		var got []string
+		for _, r := range rows {
+			if len(r) >= 5 {
+				got = append(got, fmt.Sprintf("%s %s %s", r[0], r[3], r[4]))
+			}
+		}
+		return slices.Equal(got, want1m), fmt.Sprintf("%q, want %q", got, want1m)
+	})
+	// An open window's top_k, from the owner's state.
+	open(t, ctx, fmt.Sprintf("http://%s/console/#results?rollup=ep_10s&agg=requests&key=%s", addr, url.QueryEscape(`["/flush"]`)))
+	waitRows(t, ctx, "#results-table", "the open window of /flush with its top agents", func(rows [][]string) (bool, string) {
+		return len(rows) == 1 && len(rows[0]) >= 5 && rows[0][2] == "open" && rows[0][3] == "2" && rows[0][4] == "curl=2", fmt.Sprintf("%q", rows)
+	})
+
+	// Tail: every rollup's topics are steps; the late records name their rollup.
+	open(t, ctx, fmt.Sprintf("http://%s/console/#tail?step=late&last=10", addr))
+	wantSteps := []string{"input", "output:ep_10s", "output:ep_1m", "output:cust_1m", "late", "dead-letter", "alerts:ep_1m"}
+	waitFor(t, 30*time.Second, "every rollup's steps", func() (bool, string) {
+		steps := evalJS[[]string](t, ctx, `[...document.querySelectorAll("#tail-step option")].map(o => o.value)`)
+		return slices.Equal(steps, wantSteps), fmt.Sprintf("%q, want %q", steps, wantSteps)
+	})
+	waitRows(t, ctx, "#tail-table", "the late records with their rollup", func(rows [][]string) (bool, string) {
+		var why []string
+		for _, r := range rows {
+			why = append(why, strings.SplitN(r[4], ".", 2)[0])
+		}
+		sort.Strings(why)
+		return fmt.Sprint(why) == "[Late for rollup cust_1m: its window had closed when it arrived Late for rollup ep_10s: its window had closed when it arrived]", fmt.Sprintf("%q", why)
+	})
+
+	// Alerts: the rollup with rules is selected, its own topic read.
+	open(t, ctx, fmt.Sprintf("http://%s/console/#alerts", addr))
+	waitFor(t, 30*time.Second, "the alerts of ep_1m", func() (bool, string) {
+		s := textOf(t, ctx, "#alerts-status")
+		sel := evalJS[string](t, ctx, `document.querySelector("#alerts-rollup").value`)
+		return sel == "ep_1m" && strings.Contains(s, "from "+app+"-ep_1m-alerts"), sel + ": " + s
+	})
+	if err := w.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy exited with %v after SIGTERM", err)
 	}
 }

@@ -32,12 +32,14 @@ func demoCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run eddy's example pipeline on an embedded Kafka with generated HTTP request events",
-		Long: `Run the bundled pipeline (deploy/pipelines/http-requests.yaml: per-endpoint
-request count, error count and p50/p99 latency per 10-second window) on an
-embedded Kafka, fed by a generator of realistic HTTP request events (with some
-out-of-order and some late ones). Each final window result is printed as it
-closes. Kafka data and eddy state live under --data-dir, so a second demo
-resumes where the first stopped.`,
+		Long: `Run the bundled pipeline (deploy/pipelines/http-requests.yaml: three rollups
+of one read: per-endpoint request count, error count and p50/p99 latency per
+10-second window; the same per minute, merged from the 10-second results; and
+requests per service and status class per minute) on an embedded Kafka, fed by
+a generator of realistic HTTP request events (with some out-of-order and some
+late ones). Each final window result of every rollup is printed as it closes,
+with the rollup's name. Kafka data and eddy state live under --data-dir, so a
+second demo resumes where the first stopped.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			dur, _ := cmd.Flags().GetDuration("duration")
@@ -110,7 +112,13 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	}
 	if o.avro {
 		spec.Source.Format, spec.Source.Subject = topology.FormatAvro, spec.Source.Topics[0]+"-value"
-		spec.Output.Format = topology.FormatAvro
+		if spec.MultiRollup() {
+			for i := range spec.Rollups {
+				spec.Rollups[i].Output.Format = topology.FormatAvro
+			}
+		} else {
+			spec.Output.Format = topology.FormatAvro
+		}
 		if err := spec.Validate(); err != nil {
 			return fmt.Errorf("bundled pipeline in Avro: %w", err)
 		}
@@ -177,8 +185,9 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 			return fmt.Errorf("register the events' schema: %w", err)
 		}
 	}
-	fmt.Fprintf(os.Stderr, "eddy demo: pipeline %q: %s %s windows (grace %s) per %s -> topic %s\n",
-		spec.App, spec.Window.Size, spec.Window.Type, spec.Window.Grace, strings.Join(spec.Key, "+"), spec.Output.Topic)
+	for _, line := range demoBanner(spec) {
+		fmt.Fprintln(os.Stderr, line)
+	}
 
 	// The example runbooks, about the demo's traffic, in the data
 	// directory (saves stay there), served by the console.
@@ -187,7 +196,7 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 		return fmt.Errorf("install the demo's runbooks: %w", err)
 	}
 	rbs, err := console.NewRunbooks(console.RunbooksConfig{
-		Dir: rbDir, Brokers: brokers, Registry: reg, Logger: log, NewEngine: previewEngine(reg),
+		Dir: rbDir, Brokers: brokers, Registry: reg, Logger: log, NewEngine: previewEngine(reg, []kgo.Opt{kgo.SeedBrokers(brokers...)}),
 		RunCommand: "--brokers " + strings.Join(brokers, ","),
 	})
 	if err != nil {
@@ -240,6 +249,45 @@ func runDemo(ctx context.Context, out io.Writer, log *slog.Logger, o demoOptions
 	// wg.Wait orders the printer's writes to tally before this read.
 	fmt.Fprintln(os.Stderr, tally.summary(spec.App, time.Since(runStart), o.dataDir))
 	return nil
+}
+
+// demoBanner says what the demo runs: the pipeline, and each rollup's
+// windows, key and output topic.
+func demoBanner(spec *topology.Spec) []string {
+	rollup := func(rs *topology.Spec) string {
+		w := fmt.Sprintf("%s %s windows", shortDuration(rs.Window.Size), rs.Window.Type)
+		if rs.From != "" {
+			return fmt.Sprintf("%s merged from %s's results, per %s -> topic %s", w, rs.From, strings.Join(rs.Key, "+"), rs.Output.Topic)
+		}
+		return fmt.Sprintf("%s (grace %s) per %s -> topic %s", w, shortDuration(rs.Window.Grace), strings.Join(rs.Key, "+"), rs.Output.Topic)
+	}
+	if !spec.MultiRollup() {
+		return []string{fmt.Sprintf("eddy demo: pipeline %q: %s", spec.App, rollup(spec))}
+	}
+	specs := spec.RollupSpecs()
+	out := []string{fmt.Sprintf("eddy demo: pipeline %q: %d rollups of one read of %s, each result printed with its rollup:",
+		spec.App, len(specs), strings.Join(spec.Source.Topics, ", "))}
+	width := 0
+	for _, rs := range specs {
+		width = max(width, len(rs.RollupName))
+	}
+	for _, rs := range specs {
+		out = append(out, fmt.Sprintf("eddy demo:   %-*s  %s", width, rs.RollupName, rollup(rs)))
+	}
+	return out
+}
+
+// shortDuration writes d as the pipeline file does: 1m, not 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	s, _ = strings.CutSuffix(s, "m0s")
+	if len(s) < len(d.String()) {
+		s += "m"
+	}
+	if t, ok := strings.CutSuffix(s, "h0m"); ok {
+		s = t + "h"
+	}
+	return s
 }
 
 // demoTally counts what the demo printed, for the line it ends with.
@@ -304,13 +352,26 @@ const (
 	alertHold  = 2 * time.Second
 )
 
-// printResults prints each result record on the output topic, starting at
-// its current end (so a resumed demo prints only new windows), and counts
-// what it printed in tally.
+// printResults prints each result record on the rollups' output topics,
+// starting at their current end (so a resumed demo prints only new
+// windows), and the alerts of their alerts topics, and counts what it
+// printed in tally.
 func printResults(ctx context.Context, out io.Writer, brokers []string, spec *topology.Spec, asJSON bool, dec *schema.Decoder, tally *demoTally) error {
-	topics := []string{spec.Output.Topic}
-	if t := spec.AlertsTopic(); t != "" {
-		topics = append(topics, t)
+	var topics []string
+	outputs, alerts := map[string]*demoRollup{}, map[string]*demoRollup{}
+	specs := spec.RollupSpecs()
+	width := 0
+	for _, rs := range specs {
+		width = max(width, len(rs.RollupName))
+	}
+	for _, rs := range specs {
+		r := &demoRollup{spec: rs, multi: spec.MultiRollup(), width: width}
+		outputs[rs.Output.Topic] = r
+		topics = append(topics, rs.Output.Topic)
+		if t := rs.AlertsTopic(); t != "" {
+			alerts[t] = r
+			topics = append(topics, t)
+		}
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
 		kgo.ConsumeTopics(topics...),
@@ -324,13 +385,14 @@ func printResults(ctx context.Context, out io.Writer, brokers []string, spec *to
 		at    time.Time
 		a     processor.Alert
 		value []byte
+		r     *demoRollup
 	}
 	var held []heldAlert
 	var firstHeld, lastHeld time.Time
 	flush := func() error {
 		sort.SliceStable(held, func(i, j int) bool { return held[i].at.Before(held[j].at) })
 		for _, h := range held {
-			if err := printAlert(out, h.value, asJSON); err != nil {
+			if err := printAlert(out, h.value, h.r, asJSON); err != nil {
 				return err
 			}
 			tally.count(h.a)
@@ -351,12 +413,20 @@ func printResults(ctx context.Context, out io.Writer, brokers []string, spec *to
 				return
 			}
 			value := r.Value
+			ar, isAlert := alerts[r.Topic]
+			rr := outputs[r.Topic]
+			if isAlert {
+				rr = ar
+			}
+			if rr == nil {
+				return
+			}
 			if dec != nil {
-				if value, line = avroToJSON(ctx, dec, value, spec, r.Topic == spec.AlertsTopic()); line != nil {
+				if value, line = avroToJSON(ctx, dec, value, rr.spec, isAlert); line != nil {
 					return
 				}
 			}
-			if r.Topic == spec.AlertsTopic() {
+			if isAlert {
 				var a processor.Alert
 				if err := json.Unmarshal(value, &a); err != nil {
 					line = fmt.Errorf("alert record is not JSON: %w", err)
@@ -367,10 +437,10 @@ func printResults(ctx context.Context, out io.Writer, brokers []string, spec *to
 					firstHeld = time.Now()
 				}
 				lastHeld = time.Now()
-				held = append(held, heldAlert{at, a, value})
+				held = append(held, heldAlert{at, a, value, ar})
 				return
 			}
-			if line = printResult(out, value, spec, asJSON); line == nil {
+			if line = printResult(out, value, rr, asJSON); line == nil {
 				tally.results++
 			}
 		})
@@ -385,13 +455,37 @@ func printResults(ctx context.Context, out io.Writer, brokers []string, spec *to
 	}
 }
 
-func printResult(out io.Writer, value []byte, spec *topology.Spec, asJSON bool) error {
+// demoRollup is what the printer knows of one rollup: its spec (one of
+// RollupSpecs), and how wide the rollup column of readable lines is.
+type demoRollup struct {
+	spec  *topology.Spec
+	multi bool // the pipeline has several rollups: lines name theirs
+	width int
+}
+
+// column is the rollup's column of a readable line: its name, padded, and
+// two spaces; "" in a pipeline of one rollup.
+func (r *demoRollup) column() string {
+	if !r.multi {
+		return ""
+	}
+	return fmt.Sprintf("%-*s  ", r.width, r.spec.RollupName)
+}
+
+// printResult prints one result of rollup r: a line with its window,
+// rollup, key and aggregates, or with --json the result object with
+// "kind": "result" and, in a pipeline of several rollups, "rollup".
+func printResult(out io.Writer, value []byte, r *demoRollup, asJSON bool) error {
+	spec := r.spec
 	var m map[string]any
 	if err := json.Unmarshal(value, &m); err != nil {
 		return fmt.Errorf("output record is not JSON: %w", err)
 	}
 	if asJSON {
 		m["kind"] = "result"
+		if r.multi {
+			m["rollup"] = spec.RollupName
+		}
 		b, _ := json.Marshal(m)
 		_, err := fmt.Fprintln(out, string(b))
 		return err
@@ -416,14 +510,15 @@ func printResult(out io.Writer, value []byte, spec *topology.Spec, asJSON bool) 
 			aggs = append(aggs, fmt.Sprintf("%s=-", n))
 		}
 	}
-	_, err := fmt.Fprintf(out, "%s-%s  %-28s %s\n", start.Local().Format("15:04:05"), end.Local().Format("15:04:05"),
-		strings.Join(kparts, " "), strings.Join(aggs, " "))
+	_, err := fmt.Fprintf(out, "%s-%s  %s%-28s %s\n", start.Local().Format("15:04:05"), end.Local().Format("15:04:05"),
+		r.column(), strings.Join(kparts, " "), strings.Join(aggs, " "))
 	return err
 }
 
-// printAlert prints one alert transition: a line starting with the time
-// and ALERT, or with --json the alert object with "kind": "alert".
-func printAlert(out io.Writer, value []byte, asJSON bool) error {
+// printAlert prints one alert transition of rollup r: a line starting
+// with the time and ALERT, or with --json the alert object with "kind":
+// "alert" and, in a pipeline of several rollups, "rollup".
+func printAlert(out io.Writer, value []byte, r *demoRollup, asJSON bool) error {
 	var a processor.Alert
 	if err := json.Unmarshal(value, &a); err != nil {
 		return fmt.Errorf("alert record is not JSON: %w", err)
@@ -432,6 +527,9 @@ func printAlert(out io.Writer, value []byte, asJSON bool) error {
 		var m map[string]any
 		_ = json.Unmarshal(value, &m)
 		m["kind"] = "alert"
+		if r.multi {
+			m["rollup"] = r.spec.RollupName
+		}
 		b, _ := json.Marshal(m)
 		_, err := fmt.Fprintln(out, string(b))
 		return err
@@ -442,7 +540,8 @@ func printAlert(out io.Writer, value []byte, asJSON bool) error {
 }
 
 // avroToJSON decodes an Avro result or alert and renders it as eddy's JSON
-// output would be (times in RFC 3339, results with their key object).
+// output would be (times in RFC 3339, results with their key object);
+// spec is the rollup's (one of RollupSpecs).
 func avroToJSON(ctx context.Context, dec *schema.Decoder, value []byte, spec *topology.Spec, alert bool) ([]byte, error) {
 	m, err := dec.Decode(ctx, value)
 	if err != nil {

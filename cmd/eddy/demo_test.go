@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"os/exec"
 	"path/filepath"
@@ -76,6 +77,8 @@ func (r eddyRun) lines() []string {
 
 // demoResult is one line of `eddy demo --json`, checked.
 type demoResult struct {
+	rollup            string
+	key               map[string]string
 	service, endpoint string
 	start, end        time.Time
 	requests, errors  float64
@@ -83,14 +86,57 @@ type demoResult struct {
 	line              string
 }
 
-func (r demoResult) id() string {
-	return fmt.Sprintf("%s|%s@%s", r.service, r.endpoint, r.start.Format(time.RFC3339))
+// The bundled pipeline's rollups, as the tests read them.
+const (
+	rollupEndpoint    = "by_endpoint"     // 10s per service and endpoint
+	rollupEndpoint1m  = "by_endpoint_1m"  // chained from by_endpoint, 1 min
+	rollupStatusClass = "by_status_class" // 1 min per service and status class
+)
+
+// bundledRollups are the bundled pipeline's rollups by name.
+func bundledRollups(t *testing.T) map[string]*topology.Spec {
+	t.Helper()
+	spec, err := topology.Parse(pipelines.HTTPRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]*topology.Spec{}
+	for _, rs := range spec.RollupSpecs() {
+		out[rs.RollupName] = rs
+	}
+	for _, n := range []string{rollupEndpoint, rollupEndpoint1m, rollupStatusClass} {
+		if out[n] == nil {
+			t.Fatalf("the bundled pipeline has no rollup %s (has %v): adapt the demo tests", n, slices.Sorted(maps.Keys(out)))
+		}
+	}
+	return out
 }
 
-// parseDemoJSON checks every stdout line of a --json run and returns the
+// id names the result's rollup, key and window.
+func (r demoResult) id() string {
+	if r.rollup == rollupStatusClass {
+		return fmt.Sprintf("%s|%s|%s@%s", r.rollup, r.service, r.key["status_class"], r.start.Format(time.RFC3339))
+	}
+	return fmt.Sprintf("%s|%s|%s@%s", r.rollup, r.service, r.endpoint, r.start.Format(time.RFC3339))
+}
+
+// ofRollup returns the results of one rollup.
+func ofRollup(rs []demoResult, rollup string) []demoResult {
+	var out []demoResult
+	for _, r := range rs {
+		if r.rollup == rollup {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// parseDemoJSON checks every stdout line of a --json run, for the rollup
+// it names (its key fields, window size and aggregates), and returns the
 // results.
 func parseDemoJSON(t *testing.T, run string, r eddyRun) []demoResult {
 	t.Helper()
+	rollups := bundledRollups(t)
 	var out []demoResult
 	for i, line := range r.lines() {
 		fail := func(format string, args ...any) {
@@ -109,19 +155,34 @@ func parseDemoJSON(t *testing.T, run string, r eddyRun) []demoResult {
 		}
 		var d demoResult
 		d.line = line
+		d.rollup, _ = m["rollup"].(string)
+		rs := rollups[d.rollup]
+		if rs == nil {
+			fail("rollup %v is not one of the pipeline's", m["rollup"])
+			continue
+		}
 		key, ok := m["key"].(map[string]any)
 		if !ok {
 			fail("key is not an object")
 			continue
 		}
-		d.service, _ = key["service"].(string)
-		d.endpoint, _ = key["endpoint"].(string)
-		if d.service == "" || d.endpoint == "" {
-			fail("key lacks service or endpoint")
+		d.key = map[string]string{}
+		for _, f := range rs.Key {
+			d.key[f] = fmt.Sprint(key[f])
+			if s, _ := key[f].(string); s == "" {
+				fail("key lacks %s (the key of %s is %v)", f, d.rollup, rs.Key)
+			}
+			// Each key field is also a field of the result (docs/pipeline-spec.md).
+			if m[f] != key[f] {
+				fail("field %s = %v differs from the key's %v", f, m[f], key[f])
+			}
 		}
-		// Each key field is also a field of the result (docs/pipeline-spec.md).
-		if m["service"] != key["service"] || m["endpoint"] != key["endpoint"] {
-			fail("service %v and endpoint %v fields differ from the key's", m["service"], m["endpoint"])
+		if len(key) != len(rs.Key) {
+			fail("key %v has other fields than %v", key, rs.Key)
+		}
+		d.service, d.endpoint = d.key["service"], d.key["endpoint"]
+		if c := d.key["status_class"]; d.rollup == rollupStatusClass && (len(c) != 1 || c < "1" || c > "5") {
+			fail("status_class %q is not a status class (1 to 5)", c)
 		}
 		if d.endpoint == "/healthz" {
 			fail("the pipeline filters out /healthz, yet it has a result")
@@ -137,21 +198,24 @@ func parseDemoJSON(t *testing.T, run string, r eddyRun) []demoResult {
 			}
 			*f.to = ts
 		}
-		if d.end.Sub(d.start) != 10*time.Second {
-			fail("window_end - window_start = %s, want 10s", d.end.Sub(d.start))
+		size := rs.Window.Size
+		if d.end.Sub(d.start) != size {
+			fail("window_end - window_start = %s, want %s (rollup %s)", d.end.Sub(d.start), size, d.rollup)
 		}
-		if d.start.UnixMilli()%10_000 != 0 {
-			fail("window_start is not aligned to 10s")
+		if d.start.UnixMilli()%size.Milliseconds() != 0 {
+			fail("window_start is not aligned to %s", size)
 		}
-		for _, f := range []struct {
-			name string
-			to   *float64
-		}{{"requests", &d.requests}, {"errors", &d.errors}, {"p50_latency_ms", &d.p50}, {"p99_latency_ms", &d.p99}} {
-			v, ok := m[f.name].(float64)
+		aggs := map[string]*float64{"requests": &d.requests, "errors": &d.errors, "p50_latency_ms": &d.p50, "p99_latency_ms": &d.p99}
+		for _, a := range rs.Aggregates {
+			v, ok := m[a.Name].(float64)
 			if !ok {
-				fail("%s = %v (%T), want a number", f.name, m[f.name], m[f.name])
+				fail("%s = %v (%T), want a number", a.Name, m[a.Name], m[a.Name])
 			}
-			*f.to = v
+			if to := aggs[a.Name]; to != nil {
+				*to = v
+			} else {
+				fail("aggregate %s: the test does not know it", a.Name)
+			}
 		}
 		if d.requests < 1 || d.requests != math.Trunc(d.requests) {
 			fail("requests = %v, want a positive integer", d.requests)
@@ -159,7 +223,7 @@ func parseDemoJSON(t *testing.T, run string, r eddyRun) []demoResult {
 		if d.errors < 0 || d.errors > d.requests || d.errors != math.Trunc(d.errors) {
 			fail("errors = %v, want an integer in [0, requests=%v]", d.errors, d.requests)
 		}
-		if !(d.p50 > 0 && d.p50 <= d.p99) {
+		if !(d.p99 > 0) || d.rollup != rollupStatusClass && !(d.p50 > 0 && d.p50 <= d.p99) {
 			fail("p50 = %v, p99 = %v: want 0 < p50 <= p99", d.p50, d.p99)
 		}
 		out = append(out, d)
@@ -180,8 +244,10 @@ type demoInput struct {
 }
 
 // persisted opens the demo's Kafka data directory with kfake, here in the
-// test, and reads the input, output and late topics as they were left.
-func persisted(t *testing.T, dataDir string) (in []demoInput, outs []demoResult, late map[string]bool) {
+// test, and reads the input topic, every rollup's output topic and the
+// late topic as they were left. late holds the request ids of the late
+// records by the rollup they were late for (header eddy.rollup).
+func persisted(t *testing.T, dataDir string) (in []demoInput, outs []demoResult, late map[string]map[string]bool) {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(filepath.Join(dataDir, "kafka")))
 	if err != nil {
@@ -198,23 +264,38 @@ func persisted(t *testing.T, dataDir string) (in []demoInput, outs []demoResult,
 		in = append(in, e)
 	}
 	var lines []string
-	for _, r := range kafkatest.ReadAll(t, brokers, "http-stats-10s", true) {
-		var m map[string]any
-		if err := json.Unmarshal(r.Value, &m); err != nil {
-			t.Fatalf("output record is not JSON: %v: %s", err, r.Value)
+	rollups := bundledRollups(t)
+	for _, name := range slices.Sorted(maps.Keys(rollups)) {
+		for _, r := range kafkatest.ReadAll(t, brokers, rollups[name].Output.Topic, true) {
+			var m map[string]any
+			if err := json.Unmarshal(r.Value, &m); err != nil {
+				t.Fatalf("output record is not JSON: %v: %s", err, r.Value)
+			}
+			m["kind"], m["rollup"] = "result", name
+			b, _ := json.Marshal(m)
+			lines = append(lines, string(b))
 		}
-		m["kind"] = "result"
-		b, _ := json.Marshal(m)
-		lines = append(lines, string(b))
 	}
-	outs = parseDemoJSON(t, "output topic", eddyRun{stdout: strings.Join(lines, "\n")})
-	late = map[string]bool{}
+	outs = parseDemoJSON(t, "output topics", eddyRun{stdout: strings.Join(lines, "\n")})
+	late = map[string]map[string]bool{}
 	for _, r := range kafkatest.ReadAll(t, brokers, "http-stats-late", true) {
 		var e demoInput
 		if err := json.Unmarshal(r.Value, &e); err != nil {
 			t.Fatalf("late record is not a generated event: %v: %s", err, r.Value)
 		}
-		late[e.RequestID] = true
+		rollup := ""
+		for _, h := range r.Headers {
+			if h.Key == "eddy.rollup" {
+				rollup = string(h.Value)
+			}
+		}
+		if rollups[rollup] == nil {
+			t.Errorf("late record %s: header eddy.rollup %q names no rollup", e.RequestID, rollup)
+		}
+		if late[rollup] == nil {
+			late[rollup] = map[string]bool{}
+		}
+		late[rollup][e.RequestID] = true
 	}
 	return in, outs, late
 }
@@ -257,17 +338,19 @@ func testDemoAvro(t *testing.T) {
 	if !strings.Contains(r.stderr, "schema registry at http://127.0.0.1:") {
 		t.Errorf("the demo does not say where its schema registry is:\n%s", r.stderr)
 	}
-	if res := parseDemoJSON(t, "avro run", r); len(res) == 0 {
-		t.Fatalf("no result in 25s\nstderr:\n%s", r.stderr)
+	if res := parseDemoJSON(t, "avro run", r); len(ofRollup(res, rollupEndpoint)) == 0 {
+		t.Fatalf("no result of %s in 25s\nstderr:\n%s", rollupEndpoint, r.stderr)
 	}
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(filepath.Join(dir, "kafka")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	for _, topic := range []string{"http-requests", "http-stats-10s"} {
+	// Every rollup writes Avro; the minutes may not have closed in 25s.
+	rollups := bundledRollups(t)
+	for _, topic := range []string{"http-requests", "http-stats-10s", rollups[rollupEndpoint1m].Output.Topic, rollups[rollupStatusClass].Output.Topic} {
 		recs := kafkatest.ReadAll(t, c.ListenAddrs(), topic, true)
-		if len(recs) == 0 {
+		if len(recs) == 0 && (topic == "http-requests" || topic == "http-stats-10s") {
 			t.Errorf("%s is empty", topic)
 		}
 		for _, rec := range recs {
@@ -283,7 +366,11 @@ func testDemoAvro(t *testing.T) {
 			subjects[k.Subject] = true
 		}
 	}
-	for _, s := range []string{"http-requests-value", "http-stats-10s-value", "http-stats-10s-key", "http-stats-alerts-value"} {
+	want := []string{"http-requests-value", "http-stats-alerts-value"}
+	for _, rs := range rollups {
+		want = append(want, rs.Output.Topic+"-value", rs.Output.Topic+"-key")
+	}
+	for _, s := range want {
 		if !subjects[s] {
 			t.Errorf("subject %s not in the registry's _schemas topic (has %v)", s, subjects)
 		}
@@ -355,9 +442,16 @@ func testDemoAlerts(t *testing.T) {
 	}
 }
 
-// HH:MM:SS-HH:MM:SS  service endpoint  requests=N errors=N p50_latency_ms=X p99_latency_ms=Y
-var readableLine = regexp.MustCompile(`^(\d\d:\d\d:\d\d)-(\d\d:\d\d:\d\d)  (\S+) (\S+) +requests=(\d+) errors=(\d+) ` +
-	`p50_latency_ms=(\d+(?:\.\d{1,2})?) p99_latency_ms=(\d+(?:\.\d{1,2})?)$`)
+// HH:MM:SS-HH:MM:SS  rollup  service endpoint  requests=N errors=N p50_latency_ms=X p99_latency_ms=Y
+// (by_endpoint and by_endpoint_1m), or
+// HH:MM:SS-HH:MM:SS  rollup  service class  requests=N p99_latency_ms=Y
+// (by_status_class).
+var (
+	readableLine = regexp.MustCompile(`^(\d\d:\d\d:\d\d)-(\d\d:\d\d:\d\d)  (by_endpoint|by_endpoint_1m) +(\S+) (\S+) +requests=(\d+) errors=(\d+) ` +
+		`p50_latency_ms=(\d+(?:\.\d{1,2})?) p99_latency_ms=(\d+(?:\.\d{1,2})?)$`)
+	readableClassLine = regexp.MustCompile(`^(\d\d:\d\d:\d\d)-(\d\d:\d\d:\d\d)  by_status_class  (\S+) ([1-5]) +requests=(\d+) ` +
+		`p99_latency_ms=(\d+(?:\.\d{1,2})?)$`)
+)
 
 // HH:MM:SS  ALERT firing   rule  summary
 var readableAlert = regexp.MustCompile(`^\d\d:\d\d:\d\d  ALERT (firing  |resolved) \S+ +\S.*$`)
@@ -367,33 +461,48 @@ func checkReadable(t *testing.T, r eddyRun) {
 	if len(r.lines()) == 0 {
 		t.Fatalf("no result line in 20s\nstderr:\n%s", r.stderr)
 	}
+	rollups := bundledRollups(t)
 	for i, line := range r.lines() {
 		if readableAlert.MatchString(line) {
 			continue
 		}
-		m := readableLine.FindStringSubmatch(line)
-		if m == nil {
-			t.Errorf("line %d does not read \"HH:MM:SS-HH:MM:SS  service endpoint requests=N errors=N p50_latency_ms=X p99_latency_ms=Y\": %q", i+1, line)
+		var rollup string
+		var req, errs int
+		var p50, p99 float64
+		var start, end time.Time
+		var err1, err2 error
+		if m := readableClassLine.FindStringSubmatch(line); m != nil {
+			rollup = rollupStatusClass
+			start, err1 = time.Parse("15:04:05", m[1])
+			end, err2 = time.Parse("15:04:05", m[2])
+			req, _ = strconv.Atoi(m[5])
+			p99, _ = strconv.ParseFloat(m[6], 64)
+			p50 = p99
+		} else if m := readableLine.FindStringSubmatch(line); m != nil {
+			rollup = m[3]
+			start, err1 = time.Parse("15:04:05", m[1])
+			end, err2 = time.Parse("15:04:05", m[2])
+			req, _ = strconv.Atoi(m[6])
+			errs, _ = strconv.Atoi(m[7])
+			p50, _ = strconv.ParseFloat(m[8], 64)
+			p99, _ = strconv.ParseFloat(m[9], 64)
+			if m[5] == "/healthz" {
+				t.Errorf("line %d: /healthz is filtered out by the pipeline: %q", i+1, line)
+			}
+		} else {
+			t.Errorf("line %d does not read \"HH:MM:SS-HH:MM:SS  rollup  service endpoint requests=N errors=N p50_latency_ms=X p99_latency_ms=Y\""+
+				" nor \"HH:MM:SS-HH:MM:SS  by_status_class  service class requests=N p99_latency_ms=Y\": %q", i+1, line)
 			continue
 		}
-		start, err1 := time.Parse("15:04:05", m[1])
-		end, err2 := time.Parse("15:04:05", m[2])
 		if err1 != nil || err2 != nil {
 			t.Errorf("line %d: bad times: %q", i+1, line)
 			continue
 		}
-		if d := (end.Sub(start) + 24*time.Hour) % (24 * time.Hour); d != 10*time.Second {
-			t.Errorf("line %d: window of %s, want 10s: %q", i+1, d, line)
+		if d, want := (end.Sub(start)+24*time.Hour)%(24*time.Hour), rollups[rollup].Window.Size; d != want {
+			t.Errorf("line %d: window of %s, want %s (%s): %q", i+1, d, want, rollup, line)
 		}
-		req, _ := strconv.Atoi(m[5])
-		errs, _ := strconv.Atoi(m[6])
-		p50, _ := strconv.ParseFloat(m[7], 64)
-		p99, _ := strconv.ParseFloat(m[8], 64)
 		if req < 1 || errs > req || !(p50 > 0 && p50 <= p99) {
 			t.Errorf("line %d: want requests >= 1, errors <= requests, 0 < p50 <= p99: %q", i+1, line)
-		}
-		if m[4] == "/healthz" {
-			t.Errorf("line %d: /healthz is filtered out by the pipeline: %q", i+1, line)
 		}
 	}
 }
@@ -412,8 +521,8 @@ func testDemoResume(t *testing.T) {
 	res1 := parseDemoJSON(t, "first run", r1)
 	checkEndLine(t, r1, time.Time{})
 	t.Logf("first run: %s, %d results", r1.took.Round(100*time.Millisecond), len(res1))
-	if len(res1) == 0 {
-		t.Fatalf("first run printed no result in 25s\nstderr:\n%s", r1.stderr)
+	if len(ofRollup(res1, rollupEndpoint)) == 0 {
+		t.Fatalf("first run printed no result of %s in 25s\nstderr:\n%s", rollupEndpoint, r1.stderr)
 	}
 	if t.Failed() {
 		t.FailNow()
@@ -429,8 +538,8 @@ func testDemoResume(t *testing.T) {
 	res2 := parseDemoJSON(t, "second run", r2)
 	checkEndLine(t, r2, start2)
 	t.Logf("second run: %s, %d results", r2.took.Round(100*time.Millisecond), len(res2))
-	if len(res2) == 0 {
-		t.Fatalf("second run printed no result in 20s\nstderr:\n%s", r2.stderr)
+	if len(ofRollup(res2, rollupEndpoint)) == 0 {
+		t.Fatalf("second run printed no result of %s in 20s\nstderr:\n%s", rollupEndpoint, r2.stderr)
 	}
 	if !strings.Contains(r2.stderr, "data in "+dir) {
 		t.Errorf("second run does not say where its data is:\n%s", r2.stderr)
@@ -447,39 +556,46 @@ func testDemoResume(t *testing.T) {
 		n, _ := strconv.Atoi(m[3])
 		open += n
 	}
-	if len(restores) != 3 || open == 0 {
-		t.Errorf("second run restored %d partitions (want 3) with %d open windows (want some):\n%s", len(restores), open, r2.stderr)
+	// One restore per partition (3) of each aggregation stage: one per
+	// distinct key of the rollups.
+	stages := map[string]bool{}
+	for _, rs := range bundledRollups(t) {
+		stages[rs.RepartitionTopic()] = true
+	}
+	if len(restores) != 3*len(stages) || open == 0 {
+		t.Errorf("second run restored %d partitions (want %d: 3 for each of %d keys) with %d open windows (want some):\n%s",
+			len(restores), 3*len(stages), len(stages), open, r2.stderr)
 	}
 
-	// The second run prints only windows after the first run's: its
-	// printer starts at the output topic's end.
-	var last1 time.Time
+	// The second run prints only windows after the first run's (of each
+	// rollup): its printer starts at the output topics' end.
+	last1 := map[string]time.Time{}
 	seen := map[string]bool{}
 	for _, r := range res1 {
 		if seen[r.id()] {
 			t.Errorf("first run printed window %s twice", r.id())
 		}
 		seen[r.id()] = true
-		if r.start.After(last1) {
-			last1 = r.start
+		if r.start.After(last1[r.rollup]) {
+			last1[r.rollup] = r.start
 		}
 	}
-	first2 := res2[0].start
+	first2 := ofRollup(res2, rollupEndpoint)[0].start
 	for _, r := range res2 {
 		if seen[r.id()] {
 			t.Errorf("second run printed window %s again (first run printed it): %s", r.id(), r.line)
 		}
 		seen[r.id()] = true
-		if !r.start.After(last1) {
-			t.Errorf("second run printed window %s, not after the first run's last window %s", r.id(), last1.Format(time.RFC3339))
+		if !r.start.After(last1[r.rollup]) {
+			t.Errorf("second run printed window %s, not after the first run's last window of %s %s", r.id(), r.rollup, last1[r.rollup].Format(time.RFC3339))
 		}
-		if r.start.Before(first2) {
+		if r.rollup == rollupEndpoint && r.start.Before(first2) {
 			first2 = r.start
 		}
 	}
-	// Contiguous: the window open when the first run stopped is the second
-	// run's first, so no window is skipped across the restart.
-	if want := last1.Add(10 * time.Second); !first2.Equal(want) {
+	// Contiguous: the 10s window open when the first run stopped is the
+	// second run's first, so no window is skipped across the restart.
+	if want := last1[rollupEndpoint].Add(10 * time.Second); !first2.Equal(want) {
 		t.Errorf("second run's first window starts at %s, want %s (right after the first run's last window): "+
 			"windows were skipped across the restart", first2.Format(time.RFC3339), want.Format(time.RFC3339))
 	}
@@ -494,7 +610,11 @@ func testDemoResume(t *testing.T) {
 			after++
 		}
 	}
-	t.Logf("input topic: %d events from the first run, %d from the second; %d late", before, after, len(late))
+	t.Logf("input topic: %d events from the first run, %d from the second; late for %s: %d, for %s: %d", before, after,
+		rollupEndpoint, len(late[rollupEndpoint]), rollupStatusClass, len(late[rollupStatusClass]))
+	if len(late[rollupEndpoint1m]) > 0 {
+		t.Errorf("%d late records for the chained rollup %s: a chained rollup has none", len(late[rollupEndpoint1m]), rollupEndpoint1m)
+	}
 	if before == 0 || after == 0 {
 		t.Fatalf("input topic holds %d events of the first run and %d of the second: the data dir did not persist", before, after)
 	}
@@ -526,11 +646,7 @@ func testDemoResume(t *testing.T) {
 	// their time are the generator's late ones: they go to the late topic
 	// (or were not read yet when the demo stopped); out-of-order events
 	// lag by under 3s, within the 5s grace.
-	type agg struct {
-		requests, errors float64
-		lat              []float64
-	}
-	exp := map[string]*agg{}
+	exp := map[string]*demoAgg{}
 	// starting: produced in the first seconds of a run, while its tasks
 	// wait for every input partition's first watermark (or its idle
 	// timeout, 5s in the demo pipeline): until then stream time has not
@@ -543,9 +659,13 @@ func testDemoResume(t *testing.T) {
 		}
 		return false
 	}
+	lateEP := late[rollupEndpoint]
 	for _, e := range in {
+		if e.produced-e.TS <= 30_000 && late[rollupStatusClass][e.RequestID] {
+			t.Errorf("event %s, produced %dms after its time (within the grace period), went to the late topic for %s", e.RequestID, e.produced-e.TS, rollupStatusClass)
+		}
 		if e.produced-e.TS > 30_000 {
-			if late[e.RequestID] {
+			if lateEP[e.RequestID] {
 				continue
 			}
 			if !starting(e.produced) {
@@ -554,17 +674,17 @@ func testDemoResume(t *testing.T) {
 				continue
 			}
 		}
-		if late[e.RequestID] {
+		if lateEP[e.RequestID] {
 			t.Errorf("event %s, produced %dms after its time (within the grace period), went to the late topic", e.RequestID, e.produced-e.TS)
 		}
 		if e.Endpoint == "/healthz" {
 			continue
 		}
 		start := time.UnixMilli(e.TS - e.TS%10_000).UTC()
-		id := demoResult{service: e.Service, endpoint: e.Endpoint, start: start}.id()
+		id := demoResult{rollup: rollupEndpoint, service: e.Service, endpoint: e.Endpoint, start: start}.id()
 		a := exp[id]
 		if a == nil {
-			a = &agg{}
+			a = &demoAgg{}
 			exp[id] = a
 		}
 		a.requests++
@@ -576,7 +696,7 @@ func testDemoResume(t *testing.T) {
 	// The printed results were checked against the output topic above;
 	// check the topic's, which also holds any result emitted while no
 	// printer ran.
-	all := append([]demoResult(nil), outs...)
+	all := ofRollup(outs, rollupEndpoint)
 	sort.Slice(all, func(i, j int) bool { return all[i].id() < all[j].id() })
 	for _, r := range all {
 		a := exp[r.id()]
@@ -595,6 +715,7 @@ func testDemoResume(t *testing.T) {
 			}
 		}
 	}
+	checkDemoMinutes(t, in, outs, exp, late)
 	if t.Failed() {
 		t.Logf("first run stdout:\n%s\nsecond run stdout:\n%s", r1.stdout, r2.stdout)
 		for _, o := range outs {
@@ -602,6 +723,82 @@ func testDemoResume(t *testing.T) {
 		}
 		t.Logf("first run stderr:\n%s\nsecond run stderr:\n%s", r1.stderr, r2.stderr)
 	}
+}
+
+// demoAgg is what a plain loop over the input says of one window.
+type demoAgg struct {
+	requests, errors float64
+	lat              []float64
+}
+
+// checkDemoMinutes checks the minutes of the two 1-minute rollups on
+// their topics against the input:
+//   - by_endpoint_1m, chained: each minute holds exactly the events of the
+//     six 10s windows of by_endpoint in it (tens: the plain loop's 10s
+//     windows, by demoResult.id, each checked against by_endpoint's
+//     results), its counts their sums, and its percentiles those of all
+//     its events (within the sketch's 1%), not averages of the 10s ones.
+//   - by_status_class: each minute counts every on-time event of its
+//     service and status class, and no event that went to the late topic
+//     for it; the generator's late events (over 30s behind) may count
+//     while their minute is open.
+func checkDemoMinutes(t *testing.T, in []demoInput, outs []demoResult, tens map[string]*demoAgg, late map[string]map[string]bool) {
+	t.Helper()
+	quantile := func(sorted []float64, q float64) (lo, hi float64) {
+		r := q * float64(len(sorted)-1)
+		return sorted[int(math.Floor(r))], sorted[int(math.Ceil(r))]
+	}
+	for _, r := range ofRollup(outs, rollupEndpoint1m) {
+		var m demoAgg
+		for i := range 6 {
+			id := demoResult{rollup: rollupEndpoint, service: r.service, endpoint: r.endpoint, start: r.start.Add(time.Duration(i) * 10 * time.Second)}.id()
+			if a := tens[id]; a != nil {
+				m.requests += a.requests
+				m.errors += a.errors
+				m.lat = append(m.lat, a.lat...)
+			}
+		}
+		if r.requests != m.requests || r.errors != m.errors {
+			t.Errorf("minute %s: requests=%v errors=%v, its six 10s windows of %s hold %v and %v", r.id(), r.requests, r.errors, rollupEndpoint, m.requests, m.errors)
+			continue
+		}
+		sort.Float64s(m.lat)
+		for _, q := range []struct {
+			name string
+			q    float64
+			got  float64
+		}{{"p50", 0.5, r.p50}, {"p99", 0.99, r.p99}} {
+			lo, hi := quantile(m.lat, q.q)
+			if q.got < lo*0.99 || q.got > hi*1.01 {
+				t.Errorf("minute %s: %s=%v, but the %s of its %d events is %v..%v (within 1%%)", r.id(), q.name, q.got, q.name, len(m.lat), lo, hi)
+			}
+		}
+	}
+	type class struct {
+		service, class string
+		start          time.Time
+	}
+	onTime, all := map[class]float64{}, map[class]float64{}
+	for _, e := range in {
+		if e.Endpoint == "/healthz" {
+			continue
+		}
+		c := class{e.Service, strconv.Itoa(e.Status / 100), time.UnixMilli(e.TS - e.TS%60_000).UTC()}
+		if e.produced-e.TS <= 30_000 {
+			onTime[c]++
+		}
+		if !late[rollupStatusClass][e.RequestID] {
+			all[c]++
+		}
+	}
+	for _, r := range ofRollup(outs, rollupStatusClass) {
+		c := class{r.service, r.key["status_class"], r.start}
+		if r.requests < onTime[c] || r.requests > all[c] {
+			t.Errorf("minute %s: requests=%v; the input holds %v on-time events of it and %v not late for %s", r.id(), r.requests, onTime[c], all[c], rollupStatusClass)
+		}
+	}
+	t.Logf("checked %d minutes of %s and %d of %s against the input", len(ofRollup(outs, rollupEndpoint1m)), rollupEndpoint1m,
+		len(ofRollup(outs, rollupStatusClass)), rollupStatusClass)
 }
 
 // syncBuffer is an io.Writer safe for the printer goroutine and the test.
@@ -615,7 +812,8 @@ func TestDemoPrinterAlertOrder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	brokers := kafkatest.Kfake(t, kfake.SeedTopics(3, spec.Output.Topic, spec.AlertsTopic()))
+	first := spec.RollupSpecs()[0] // the rollup with the alerts
+	brokers := kafkatest.Kfake(t, kfake.SeedTopics(3, demoTopics(spec)...))
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	if err != nil {
 		t.Fatal(err)
@@ -633,7 +831,7 @@ func TestDemoPrinterAlertOrder(t *testing.T) {
 	// so the alerts below are produced once it is surely reading.
 	result := `{"key":{"service":"s","endpoint":"/e"},"service":"s","endpoint":"/e","window_start":"2026-01-01T00:00:00Z","window_end":"2026-01-01T00:00:10Z","requests":1,"errors":0,"p50_latency_ms":1,"p99_latency_ms":1}`
 	waitFor(t, 30*time.Second, "the printer shows a result", func() (bool, string) {
-		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: spec.Output.Topic, Value: []byte(result)}).FirstErr(); err != nil {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: first.Output.Topic, Value: []byte(result)}).FirstErr(); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -641,7 +839,7 @@ func TestDemoPrinterAlertOrder(t *testing.T) {
 	})
 	at := func(d time.Duration) string { return runStart.Add(d).UTC().Format(time.RFC3339) }
 	alert := func(p int32, state, kind, key string, started, when time.Duration) *kgo.Record {
-		return &kgo.Record{Topic: spec.AlertsTopic(), Partition: p, Value: []byte(fmt.Sprintf(
+		return &kgo.Record{Topic: first.AlertsTopic(), Partition: p, Value: []byte(fmt.Sprintf(
 			`{"rule":"r-%s","rule_kind":%q,"state":%q,"key":{"endpoint":%q},"started_at":%q,"at":%q,"summary":"%s %s"}`,
 			key, kind, state, key, at(started), at(when), key, state))}
 	}
@@ -692,6 +890,118 @@ func TestDemoPrinterAlertOrder(t *testing.T) {
 		if !strings.Contains(line, want) {
 			t.Errorf("end-of-run line lacks %q:\n%s", want, line)
 		}
+	}
+}
+
+// demoTopics are the output and alerts topics of every rollup of spec.
+func demoTopics(spec *topology.Spec) []string {
+	var out []string
+	for _, rs := range spec.RollupSpecs() {
+		out = append(out, rs.Output.Topic)
+		if t := rs.AlertsTopic(); t != "" {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// TestDemoPrinterRollups: the printer prints the results of every rollup
+// of the bundled pipeline, each line naming its rollup (a column after
+// the window; "rollup" with --json), with the rollup's key and aggregates.
+func TestDemoPrinterRollups(t *testing.T) {
+	t.Parallel()
+	spec, err := topology.Parse(pipelines.HTTPRequests)
+	if err != nil {
+		t.Fatal(err)
+	}
+	brokers := kafkatest.Kfake(t, kfake.SeedTopics(1, demoTopics(spec)...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	// One result per rollup, as the pipeline writes them: the key object,
+	// the key fields, the window and each aggregate.
+	results := map[string]string{}
+	for i, rs := range spec.RollupSpecs() {
+		m := map[string]any{"window_start": "2026-01-01T00:00:00Z", "window_end": time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(rs.Window.Size).Format(time.RFC3339)}
+		key := map[string]any{}
+		for _, f := range rs.Key {
+			key[f], m[f] = f+"-v", f+"-v"
+		}
+		m["key"] = key
+		for j, a := range rs.Aggregates {
+			m[a.Name] = float64(100*i + j + 1)
+		}
+		b, _ := json.Marshal(m)
+		results[rs.RollupName] = string(b)
+	}
+	for _, asJSON := range []bool{false, true} {
+		t.Run(fmt.Sprint("json=", asJSON), func(t *testing.T) {
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			var out syncBuffer
+			done := make(chan error, 1)
+			go func() { done <- printResults(ctx, &out, brokers, spec, asJSON, nil, &demoTally{runStart: time.Now()}) }()
+			// The printer reads from the topics' end: produce until every
+			// rollup's result is printed.
+			waitFor(t, 30*time.Second, "a result of every rollup printed", func() (bool, string) {
+				for _, rs := range spec.RollupSpecs() {
+					if err := cl.ProduceSync(ctx, &kgo.Record{Topic: rs.Output.Topic, Value: []byte(results[rs.RollupName])}).FirstErr(); err != nil {
+						t.Fatal(err)
+					}
+				}
+				time.Sleep(100 * time.Millisecond)
+				text := out.String()
+				for _, rs := range spec.RollupSpecs() {
+					if !strings.Contains(text, rs.RollupName+"  ") && !strings.Contains(text, `"rollup":"`+rs.RollupName+`"`) {
+						return false, text
+					}
+				}
+				return true, text
+			})
+			cancel()
+			if err := <-done; err != nil {
+				t.Fatalf("printer: %v", err)
+			}
+			for _, line := range strings.Split(strings.TrimSpace(out.String()), "\n") {
+				var rollup string
+				if asJSON {
+					var m map[string]any
+					if err := json.Unmarshal([]byte(line), &m); err != nil {
+						t.Fatalf("not JSON: %q", line)
+					}
+					rollup, _ = m["rollup"].(string)
+				} else if f := strings.Fields(line); len(f) > 1 {
+					rollup = f[1]
+				}
+				var rs *topology.Spec
+				idx := 0
+				for i, r := range spec.RollupSpecs() {
+					if r.RollupName == rollup {
+						rs, idx = r, i
+					}
+				}
+				if rs == nil {
+					t.Errorf("line names no rollup: %q", line)
+					continue
+				}
+				for j, a := range rs.Aggregates {
+					want := fmt.Sprintf("%s=%d", a.Name, 100*idx+j+1)
+					if asJSON {
+						want = fmt.Sprintf("%q:%d", a.Name, 100*idx+j+1)
+					}
+					if !strings.Contains(line, want) {
+						t.Errorf("line of %s lacks %s: %q", rollup, want, line)
+					}
+				}
+				for _, f := range rs.Key {
+					if !strings.Contains(line, f+"-v") {
+						t.Errorf("line of %s lacks its key field %s: %q", rollup, f, line)
+					}
+				}
+			}
+		})
 	}
 }
 

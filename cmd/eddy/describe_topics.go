@@ -11,7 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/processor/admin"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -38,7 +38,7 @@ func describeTopicSettings(cmd *cobra.Command, spec *topology.Spec, w io.Writer)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(cmd.Context(), 30*time.Second)
 	defer cancel()
-	problems, err := processor.CheckTopics(ctx, kadm.NewClient(cl), spec)
+	problems, err := admin.CheckTopics(ctx, kadm.NewClient(cl), spec)
 	if err != nil {
 		return fmt.Errorf("check the settings of the pipeline's topics on %s: %w", brokers, err)
 	}
@@ -47,6 +47,6 @@ func describeTopicSettings(cmd *cobra.Command, spec *topology.Spec, w io.Writer)
 		fmt.Fprintln(w, "  None of them would delete what eddy writes before it is read (topics that do not exist yet are created with the settings above).")
 		return nil
 	}
-	processor.PrintTopicProblems(w, problems, brokers)
+	admin.PrintTopicProblems(w, problems, brokers)
 	return nil
 }

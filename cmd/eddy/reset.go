@@ -12,7 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/processor/admin"
 )
 
 func resetCmd() *cobra.Command {
@@ -74,7 +74,7 @@ func runReset(cmd *cobra.Command, _ []string) error {
 	ctx := cmd.Context()
 	out := cmd.OutOrStdout()
 
-	plan, err := processor.PlanReset(ctx, adm, spec, target)
+	plan, err := admin.PlanReset(ctx, adm, spec, target)
 	if err != nil {
 		return err
 	}
@@ -85,15 +85,15 @@ func runReset(cmd *cobra.Command, _ []string) error {
 		return nil
 	}
 	fmt.Fprintln(out)
-	err = processor.ExecuteReset(ctx, adm, plan, func(s processor.ResetStep) {
+	err = admin.ExecuteReset(ctx, adm, plan, func(s admin.ResetStep) {
 		fmt.Fprintf(out, "done: %s\n", s)
 	})
 	if err != nil {
-		var re *processor.ResetError
+		var re *admin.ResetError
 		if errors.As(err, &re) && len(re.Done) > 0 {
 			return fmt.Errorf("%w\n  %s", err, finishCommand(cmd, target))
 		}
-		var ga *processor.GroupActiveError
+		var ga *admin.GroupActiveError
 		if errors.As(err, &ga) {
 			return ga
 		}
@@ -106,7 +106,7 @@ func runReset(cmd *cobra.Command, _ []string) error {
 // resetTarget reads the one target flag set. --by-duration becomes a time
 // here, once, so the plan and the command printed to finish a failed reset
 // name the same instant.
-func resetTarget(cmd *cobra.Command, now time.Time) (processor.ResetTarget, error) {
+func resetTarget(cmd *cobra.Command, now time.Time) (admin.ResetTarget, error) {
 	f := cmd.Flags()
 	var set []string
 	for _, n := range []string{"to-earliest", "to-datetime", "by-duration", "to-offsets"} {
@@ -115,35 +115,35 @@ func resetTarget(cmd *cobra.Command, now time.Time) (processor.ResetTarget, erro
 		}
 	}
 	if len(set) != 1 {
-		return processor.ResetTarget{}, fmt.Errorf("say where to reset to with exactly one of --to-earliest, --to-datetime, --by-duration or --to-offsets (got %d: %s)",
+		return admin.ResetTarget{}, fmt.Errorf("say where to reset to with exactly one of --to-earliest, --to-datetime, --by-duration or --to-offsets (got %d: %s)",
 			len(set), strings.Join(set, " "))
 	}
 	switch set[0] {
 	case "--to-earliest":
 		if v, _ := f.GetBool("to-earliest"); !v {
-			return processor.ResetTarget{}, errors.New("--to-earliest=false: say where to reset to")
+			return admin.ResetTarget{}, errors.New("--to-earliest=false: say where to reset to")
 		}
-		return processor.ResetTarget{Earliest: true}, nil
+		return admin.ResetTarget{Earliest: true}, nil
 	case "--to-datetime":
 		s, _ := f.GetString("to-datetime")
 		t, err := time.Parse(time.RFC3339Nano, s)
 		if err != nil {
-			return processor.ResetTarget{}, fmt.Errorf("--to-datetime %q: want RFC 3339 with a zone, e.g. 2026-11-20T00:00:00Z", s)
+			return admin.ResetTarget{}, fmt.Errorf("--to-datetime %q: want RFC 3339 with a zone, e.g. 2026-11-20T00:00:00Z", s)
 		}
-		return processor.ResetTarget{Time: t}, nil
+		return admin.ResetTarget{Time: t}, nil
 	case "--by-duration":
 		d, _ := f.GetDuration("by-duration")
 		if d <= 0 {
-			return processor.ResetTarget{}, fmt.Errorf("--by-duration %s: must be positive, e.g. 6h", d)
+			return admin.ResetTarget{}, fmt.Errorf("--by-duration %s: must be positive, e.g. 6h", d)
 		}
-		return processor.ResetTarget{Time: now.Add(-d).Truncate(time.Millisecond)}, nil
+		return admin.ResetTarget{Time: now.Add(-d).Truncate(time.Millisecond)}, nil
 	default:
 		s, _ := f.GetString("to-offsets")
 		offs, err := parseOffsets(s)
 		if err != nil {
-			return processor.ResetTarget{}, err
+			return admin.ResetTarget{}, err
 		}
-		return processor.ResetTarget{Offsets: offs}, nil
+		return admin.ResetTarget{Offsets: offs}, nil
 	}
 }
 
@@ -183,7 +183,7 @@ func parseOffsets(s string) (map[string]map[int32]int64, error) {
 
 // finishCommand is the command that finishes an interrupted reset: the
 // same one, with --by-duration pinned to the instant it meant.
-func finishCommand(cmd *cobra.Command, target processor.ResetTarget) string {
+func finishCommand(cmd *cobra.Command, target admin.ResetTarget) string {
 	args := []string{"eddy", "reset"}
 	cmd.Flags().Visit(func(f *pflag.Flag) {
 		switch f.Name {

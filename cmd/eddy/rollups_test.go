@@ -63,7 +63,7 @@ func testRollupsKill(t *testing.T, processing string) {
 	out10s, out1m, outTeam, outHop := kafkatest.Name(t, "o10s"), kafkatest.Name(t, "o1m"), kafkatest.Name(t, "oteam"), kafkatest.Name(t, "ohop")
 	late := app + "-late"
 	kafkatest.CreateTopic(t, brokers, src, 3)
-	createCompactedTopic(t, brokers, owners)
+	kafkatest.CreateCompactedTopic(t, brokers, owners, 1)
 
 	spec := filepath.Join(t.TempDir(), "rollups.yaml")
 	y := fmt.Sprintf(`app: %s
@@ -136,7 +136,7 @@ rollups:
 	// phase 1 (the wait for the table update between them moves stream
 	// time by idle advance, by far less).
 	rng := rand.New(rand.NewPCG(20, 20))
-	base := time.Now().Add(-30*time.Minute).Truncate(time.Minute).UnixMilli()
+	base := time.Now().Add(-30 * time.Minute).Truncate(time.Minute).UnixMilli()
 	endpoints := []string{"/pay", "/search", "/cart", "/login"}
 	customers := []string{"c1", "c2", "c3", "c4", "c5"}
 	var events []revent
@@ -439,21 +439,4 @@ func wantTop(counts map[string]int, k int) []string {
 		out = append(out, fmt.Sprintf("%s=%d", e.v, e.n))
 	}
 	return out
-}
-
-// createCompactedTopic creates a one-partition compacted topic (a lookup
-// table's).
-func createCompactedTopic(t *testing.T, brokers []string, topic string) {
-	t.Helper()
-	adm := kadm.NewClient(kafkatest.Client(t, brokers))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	policy := "compact"
-	resp, err := adm.CreateTopic(ctx, 1, 1, map[string]*string{"cleanup.policy": &policy}, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
 }

@@ -172,7 +172,7 @@ func runPipeline(ctx context.Context, log *slog.Logger, spec *topology.Spec, o r
 	}
 	defer closeRunbooks()
 	con, err := console.New(console.Config{
-		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log, Gatherer: reg, OpenWindows: app.OpenWindows, SelfURL: self,
+		Spec: spec, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: registry, Logger: log, Gatherer: reg, OpenWindowsIn: app.OpenWindowsIn, SelfURL: self,
 		Runbooks: o.runbooks,
 	})
 	if err != nil {

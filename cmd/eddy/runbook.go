@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/processor"
 	"github.com/eddy-streams/eddy/processor/console"
@@ -66,7 +67,7 @@ promoted to pipeline files (DIR/pipelines/APP.yaml) for eddy run -f.`,
 			brokers := splitBrokers(flagString(cmd, "brokers"))
 			rb, err := console.NewRunbooks(console.RunbooksConfig{
 				Dir: args[0], Brokers: brokers, ClientOpts: clientOpts, Registry: reg, Logger: log,
-				NewEngine: previewEngine(reg),
+				NewEngine: previewEngine(reg, append([]kgo.Opt{kgo.SeedBrokers(brokers...)}, clientOpts...)),
 			})
 			if err != nil {
 				return err
@@ -103,8 +104,9 @@ const previewMaxOpenWindows = 20000
 const previewMaxPartitions = 256
 
 // previewEngine makes runbook previews' engines: processor.Local, the
-// code `eddy run` runs.
-func previewEngine(reg schema.Registry) runbook.NewEngine {
+// code `eddy run` runs. client (seed brokers first, then TLS and SASL)
+// loads the lookup tables of pipelines that have them, from their topics.
+func previewEngine(reg schema.Registry, client []kgo.Opt) runbook.NewEngine {
 	return func(ctx context.Context, spec *topology.Spec) (runbook.Engine, error) {
 		// One aggregation partition, or (a pipeline keyed by its grouping
 		// key, whose tasks are the source partitions) enough for any topic.
@@ -112,7 +114,8 @@ func previewEngine(reg schema.Registry) runbook.NewEngine {
 		if spec.Source.KeyedByGroupKey {
 			parts = previewMaxPartitions
 		}
-		return processor.NewLocal(ctx, processor.LocalConfig{Spec: spec, Registry: reg, Partitions: parts, MaxOpenWindows: previewMaxOpenWindows})
+		return processor.NewLocal(ctx, processor.LocalConfig{Spec: spec, Registry: reg, Partitions: parts, MaxOpenWindows: previewMaxOpenWindows,
+			LookupClient: client})
 	}
 }
 
@@ -147,7 +150,7 @@ func (o *runOptions) openRunbooks(log *slog.Logger, reg schema.Registry) (func()
 	}
 	rb, err := console.NewRunbooks(console.RunbooksConfig{
 		Dir: o.runbooksDir, Brokers: o.brokers, ClientOpts: o.clientOpts, Registry: reg, Logger: log,
-		NewEngine: previewEngine(reg),
+		NewEngine: previewEngine(reg, append([]kgo.Opt{kgo.SeedBrokers(o.brokers...)}, o.clientOpts...)),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("--runbooks: %w", err)

@@ -435,3 +435,103 @@ func TestRunbookDemo(t *testing.T) {
 		}
 	}
 }
+
+// TestKafkaRunbookRollups: a runbook block with a rollups list runs in
+// the browser; its display shows the rollup its rollup key names (its
+// aggregates only), with the counts the test computes itself.
+func TestKafkaRunbookRollups(t *testing.T) {
+	brokers := kafkatest.Real(t)
+	t.Parallel()
+	topic := kafkatest.Name(t, "http")
+	kafkatest.CreateTopic(t, brokers, topic, 3)
+	dir := t.TempDir()
+	doc := fmt.Sprintf("# Two rollups\n\nErrors per service, beside requests per endpoint.\n\n```eddy\n"+`source: {topics: [%s]}
+time: {field: ts}
+rollups:
+  - name: per_endpoint
+    key: [endpoint]
+    window: {type: tumbling, size: 5s}
+    aggregates:
+      - {name: requests, op: count}
+    output: {topic: rb-per-endpoint}
+  - name: per_service
+    key: [service]
+    window: {type: tumbling, size: 5s}
+    aggregates:
+      - {name: errors, op: count, where: 'status >= 500'}
+      - {name: requests, op: count}
+    output: {topic: rb-per-service}
+---
+display: table
+rollup: per_service
+rows: 100
+`+"```\n", topic)
+	if err := os.WriteFile(filepath.Join(dir, "rollups.md"), []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := startEddy(t, nil, "runbook", "serve", dir, "--brokers", strings.Join(brokers, ","), "--http-addr", "127.0.0.1:0", "--log-level", "info")
+	var addr string
+	re := regexp.MustCompile(`at http://(\S+)/console/runbook.html`)
+	waitFor(t, 30*time.Second, "eddy runbook serve to print its address", func() (bool, string) {
+		if m := re.FindStringSubmatch(srv.logs()); m != nil {
+			addr = m[1]
+			return true, ""
+		}
+		return false, srv.logs()
+	})
+	ctx := browser(t)
+	open(t, ctx, "http://"+addr+"/console/runbook.html?doc=rollups.md")
+	waitFor(t, 60*time.Second, "the preview to read its source", func() (bool, string) {
+		n := evalJS[int](t, ctx, `document.querySelectorAll('.rb-block[data-reading="1"]').length`)
+		return n == 1, fmt.Sprintf("%d of 1 reading", n)
+	})
+	t0 := (time.Now().UnixMilli()/5000 + 1) * 5000
+	events, flush := rbTraffic(t0)
+	var recs []*kgo.Record
+	for i, ev := range events {
+		b, _ := json.Marshal(ev)
+		recs = append(recs, &kgo.Record{Topic: topic, Partition: int32(i % 3), Value: b})
+	}
+	produceSync(t, brokers, recs)
+	waitFor(t, 60*time.Second, "the preview to read the requests", func() (bool, string) {
+		n := evalJS[int](t, ctx, `+(document.querySelector('.rb-block').dataset.fed || 0)`)
+		return n >= len(events), fmt.Sprint(n)
+	})
+	fb, _ := json.Marshal(flush)
+	produceSync(t, brokers, []*kgo.Record{{Topic: topic, Partition: 0, Value: fb}})
+
+	// Errors and requests per service and 5 s window, counted here.
+	want := map[string]bool{}
+	type wk struct {
+		svc   string
+		start int64
+	}
+	errs, reqs := map[wk]int{}, map[wk]int{}
+	for _, ev := range events {
+		k := wk{ev.Service, ev.TS / 5000 * 5000}
+		reqs[k]++
+		if ev.Status >= 500 {
+			errs[k]++
+		}
+	}
+	for k, n := range reqs {
+		want[fmt.Sprintf("%s@%d errors=%d requests=%d", k.svc, k.start, errs[k], n)] = true
+	}
+	var got []string
+	waitFor(t, 60*time.Second, "per_service's windows", func() (bool, string) {
+		got = evalJS[[]string](t, ctx, `[...document.querySelectorAll('.rb-display tr[data-key]')].map(tr => tr.dataset.key + "@" + tr.dataset.start + " " +
+			[...tr.querySelectorAll("td[data-agg]")].map(td => td.dataset.agg + "=" + td.textContent).join(" "))`)
+		ok := len(got) == len(want)
+		for _, g := range got {
+			ok = ok && want[g]
+		}
+		return ok, fmt.Sprintf("%q, want %d windows %v", got, len(want), want)
+	})
+	info := textOf(t, ctx, ".rb-block")
+	if !strings.Contains(info, "rollup per_service shown") {
+		t.Errorf("the block does not say which rollup it shows: %q", info)
+	}
+	if err := srv.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("eddy runbook serve exited with %v after SIGTERM", err)
+	}
+}

@@ -26,7 +26,9 @@ func testCmd() *cobra.Command {
 		Short: "Run a pipeline's test cases: records in, expected results, late records, dead letters and alerts out",
 		Long: `Run test cases (YAML files, or directories of them) against a pipeline,
 in process with the engine of eddy run, without a broker. Each mismatch is
-printed with the window and field it concerns; the exit status is non-zero
+printed with the window and field it concerns (and, in a pipeline with
+several rollups, the rollup: a case names it with rollup:, default the
+first); the exit status is non-zero
 when a case fails. --update writes the current outputs as the expected ones
 (review them as golden files). With --brokers the cases run on a real
 cluster instead: the inputs are produced to fresh topics and the pipeline

@@ -64,7 +64,7 @@ func TestTestCommandFails(t *testing.T) {
 	}
 	for _, want := range []string{
 		"FAIL wrong (" + path,
-		"result {endpoint=/pay service=checkout} window [+0s, +10s): field requests: expected 4 (±1%), got 3",
+		"result of by_endpoint {endpoint=/pay service=checkout} window [+0s, +10s): field requests: expected 4 (±1%), got 3",
 		"0 passed, 1 failed (in process)",
 	} {
 		if !strings.Contains(string(out), want) {

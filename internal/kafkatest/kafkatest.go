@@ -95,10 +95,23 @@ func Client(t testing.TB, brokers []string, opts ...kgo.Opt) *kgo.Client {
 // CreateTopic creates topic with partitions (replication factor 1).
 func CreateTopic(t testing.TB, brokers []string, topic string, partitions int32) {
 	t.Helper()
+	createTopic(t, brokers, topic, partitions, nil)
+}
+
+// CreateCompactedTopic creates a compacted topic (cleanup.policy=compact),
+// as a lookup table's, with partitions (replication factor 1).
+func CreateCompactedTopic(t testing.TB, brokers []string, topic string, partitions int32) {
+	t.Helper()
+	policy := "compact"
+	createTopic(t, brokers, topic, partitions, map[string]*string{"cleanup.policy": &policy})
+}
+
+func createTopic(t testing.TB, brokers []string, topic string, partitions int32, configs map[string]*string) {
+	t.Helper()
 	adm := kadm.NewClient(Client(t, brokers))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	resp, err := adm.CreateTopic(ctx, partitions, 1, nil, topic)
+	resp, err := adm.CreateTopic(ctx, partitions, 1, configs, topic)
 	if err == nil {
 		err = resp.Err
 	}

@@ -41,8 +41,14 @@ type Episode struct {
 	WindowStart string   `json:"window_start,omitempty"`
 }
 
+// In a pipeline with several rollups, the rollup parameter names the
+// rollup whose alerts topic is read (default the first); each rollup has
+// its own ("<app>-<rollup>-alerts" by default).
+
 // AlertsJSON is the answer of GET /api/v1/alerts.
 type AlertsJSON struct {
+	// Rollup is the rollup read, in a pipeline with several.
+	Rollup    string    `json:"rollup,omitempty"`
 	Topic     string    `json:"topic"`
 	FromMs    int64     `json:"from_ms"`
 	Firing    []Episode `json:"firing"`
@@ -52,9 +58,12 @@ type AlertsJSON struct {
 }
 
 func (c *Console) handleAlerts(w http.ResponseWriter, r *http.Request) {
-	s := c.cfg.Spec
+	s, ok := c.rollupParam(w, r)
+	if !ok {
+		return
+	}
 	if s.Alerts == nil || len(s.Alerts.Rules) == 0 {
-		writeJSON(w, http.StatusOK, AlertsJSON{Firing: []Episode{}, History: []Episode{}})
+		writeJSON(w, http.StatusOK, AlertsJSON{Rollup: s.RollupName, Firing: []Episode{}, History: []Episode{}})
 		return
 	}
 	from := c.cfg.Now().Add(-defaultAlertRange)
@@ -68,7 +77,7 @@ func (c *Console) handleAlerts(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), resultsTimeout)
 	defer cancel()
-	res := AlertsJSON{Topic: s.AlertsTopic(), FromMs: from.UnixMilli(), Firing: []Episode{}, History: []Episode{}}
+	res := AlertsJSON{Rollup: s.RollupName, Topic: s.AlertsTopic(), FromMs: from.UnixMilli(), Firing: []Episode{}, History: []Episode{}}
 	aggOf := map[string]string{}
 	for _, rule := range s.Alerts.Rules {
 		aggOf[rule.Name] = rule.Value

@@ -14,6 +14,14 @@
 //	runbooks.go runbooks: documents with pipeline blocks run as previews (package runbook); edit, save, promote
 //	assets/     the page: plain HTML and ES modules, uPlot (vendor/uplot), embedded with go:embed
 //
+// A pipeline with several rollups (topology.Spec.Rollups) is shown rollup
+// by rollup: the console keeps one spec per rollup (Spec.RollupSpecs), and
+// results, open windows and alerts take a rollup parameter (default the
+// first), each rollup's output and alerts topics are steps of their own
+// ("output:NAME", "alerts:NAME"), and the picture has a node per rollup.
+// The top-level spec of such a pipeline has no key, window, aggregates,
+// output or alerts: every use of them goes through a rollup's spec.
+//
 // Nothing here writes to Kafka or changes the pipeline (runbooks write
 // their own files: saved documents and promoted pipeline files): every reader is a
 // kgo client without a consumer group that commits nothing, so opening a
@@ -28,6 +36,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -67,8 +77,13 @@ type Config struct {
 	// dropped. Default 5s.
 	WriteTimeout time.Duration
 	// OpenWindows, if set, returns the open windows of a grouping key in
-	// this worker's state (the *processor.App's OpenWindows).
+	// this worker's state (the *processor.App's OpenWindows): of the
+	// pipeline's first rollup only. OpenWindowsIn, if set, is used instead.
 	OpenWindows func(key string) ([]json.RawMessage, error)
+	// OpenWindowsIn returns the open windows of a grouping key in the
+	// rollup so named ("" the first) in this worker's state (the
+	// *processor.App's OpenWindowsIn).
+	OpenWindowsIn func(rollup, key string) ([]json.RawMessage, error)
 	// SelfURL is this worker's console base URL as its peers reach it
 	// (the URL it advertises in its client id, processor.AdvertiseSuffix).
 	// With it, GET /api/v1/windows is forwarded to the key's owner;
@@ -94,7 +109,10 @@ type Console struct {
 	cfg   Config
 	log   *slog.Logger
 	views chan struct{} // semaphore: one slot per open stream
-	dec   *schema.Decoder
+	// rollups are the pipeline's rollups, one spec each
+	// (topology.Spec.RollupSpecs): in the single-rollup form, the spec.
+	rollups []*topology.Spec
+	dec     *schema.Decoder
 
 	ctx    context.Context // ends every view on Close
 	cancel context.CancelFunc
@@ -129,7 +147,7 @@ func New(cfg Config) (*Console, error) {
 	if cfg.PeerClient == nil {
 		cfg.PeerClient = &http.Client{Timeout: 5 * time.Second}
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), views: make(chan struct{}, cfg.MaxViews)}
+	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), views: make(chan struct{}, cfg.MaxViews), rollups: cfg.Spec.RollupSpecs()}
 	if cfg.Registry != nil {
 		c.dec = schema.NewDecoder(cfg.Registry)
 	}
@@ -171,6 +189,9 @@ type Step struct {
 	Topic string `json:"topic"`
 	// What the step's records are, in a few words.
 	Purpose string `json:"purpose"`
+	// Rollup names the rollup whose output or alerts the step is, in a
+	// pipeline with several rollups; empty otherwise.
+	Rollup string `json:"rollup,omitempty"`
 }
 
 // Steps of the API's step parameter.
@@ -184,7 +205,9 @@ const (
 
 // steps lists the pipeline's readable steps, in flow order. Several input
 // topics are several input steps ("input" reads the first; "input:NAME"
-// another).
+// another). In a pipeline with several rollups, each rollup's output and
+// alerts are the steps "output:ROLLUP" and "alerts:ROLLUP" (and "output"
+// and "alerts" read the first rollup's that has one).
 func (c *Console) steps() []Step {
 	s := c.cfg.Spec
 	var out []Step
@@ -195,19 +218,35 @@ func (c *Console) steps() []Step {
 		}
 		out = append(out, Step{Step: name, Topic: t, Purpose: "records as producers wrote them"})
 	}
+	if !s.MultiRollup() {
+		out = append(out, Step{Step: StepOutput, Topic: s.Output.Topic, Purpose: "one result per key and window"})
+	} else {
+		for _, r := range c.rollups {
+			out = append(out, Step{Step: StepOutput + ":" + r.RollupName, Topic: r.Output.Topic, Rollup: r.RollupName,
+				Purpose: "rollup " + r.RollupName + ": one result per key and window"})
+		}
+	}
 	out = append(out,
-		Step{Step: StepOutput, Topic: s.Output.Topic, Purpose: "one result per key and window"},
 		Step{Step: StepLate, Topic: s.LateTopic, Purpose: "records that arrived after their window closed"},
 		Step{Step: StepDeadLetter, Topic: s.DeadLetterTopic, Purpose: "records that could not be processed, with the reason"},
 	)
-	if s.Alerts != nil && len(s.Alerts.Rules) > 0 {
-		out = append(out, Step{Step: StepAlerts, Topic: s.AlertsTopic(), Purpose: "alert transitions: firing and resolved"})
+	for _, r := range c.rollups {
+		if r.Alerts == nil || len(r.Alerts.Rules) == 0 {
+			continue
+		}
+		if !s.MultiRollup() {
+			out = append(out, Step{Step: StepAlerts, Topic: r.AlertsTopic(), Purpose: "alert transitions: firing and resolved"})
+			continue
+		}
+		out = append(out, Step{Step: StepAlerts + ":" + r.RollupName, Topic: r.AlertsTopic(), Rollup: r.RollupName,
+			Purpose: "rollup " + r.RollupName + ": alert transitions, firing and resolved"})
 	}
 	return out
 }
 
 func (c *Console) stepTopic(step string) (string, bool) {
-	for _, s := range c.steps() {
+	steps := c.steps()
+	for _, s := range steps {
 		if s.Step == step || (step == "" && s.Step == StepInput) {
 			return s.Topic, true
 		}
@@ -215,22 +254,86 @@ func (c *Console) stepTopic(step string) (string, bool) {
 			return s.Topic, true
 		}
 	}
+	// With several rollups, "output" and "alerts" are the first rollup's
+	// that has one.
+	for _, s := range steps {
+		if (step == StepOutput || step == StepAlerts) && strings.HasPrefix(s.Step, step+":") {
+			return s.Topic, true
+		}
+	}
 	return "", false
 }
 
-// pipelineJSON is GET /api/v1/pipeline.
+// rollupSpec is the spec of the rollup named name: "" is the first (in
+// the single-rollup form, the pipeline's spec). ok is false when the
+// pipeline has no rollup so named.
+func (c *Console) rollupSpec(name string) (*topology.Spec, bool) {
+	if name == "" {
+		return c.rollups[0], true
+	}
+	for _, r := range c.rollups {
+		if r.RollupName == name {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// rollupParam reads the rollup parameter of r and answers 400 when the
+// pipeline has no rollup so named.
+func (c *Console) rollupParam(w http.ResponseWriter, r *http.Request) (*topology.Spec, bool) {
+	name := r.URL.Query().Get("rollup")
+	rs, ok := c.rollupSpec(name)
+	if !ok {
+		var names []string
+		for _, x := range c.rollups {
+			names = append(names, x.RollupName)
+		}
+		msg := "rollup: this pipeline has no rollups list; leave the parameter out"
+		if c.cfg.Spec.MultiRollup() {
+			msg = "rollup: " + strconv.Quote(name) + " is not a rollup of this pipeline; write one of " + strings.Join(names, ", ")
+		}
+		writeJSON(w, http.StatusBadRequest, apiError{Error: msg})
+	}
+	return rs, ok
+}
+
+// pipelineJSON is GET /api/v1/pipeline. Key, Aggregates and Window are
+// the first rollup's; Rollups lists every rollup of a pipeline with
+// several (absent in the single-rollup form).
 type pipelineJSON struct {
-	App        string    `json:"app"`
-	Key        []string  `json:"key"`
-	Aggregates []aggJSON `json:"aggregates"`
-	Window     struct {
-		Type      string `json:"type"`
-		SizeMs    int64  `json:"size_ms"`
-		AdvanceMs int64  `json:"advance_ms,omitempty"`
-		GraceMs   int64  `json:"grace_ms"`
-		Emit      string `json:"emit"`
-	} `json:"window"`
-	Steps []Step `json:"steps"`
+	App        string       `json:"app"`
+	Key        []string     `json:"key"`
+	Aggregates []aggJSON    `json:"aggregates"`
+	Window     windowJSON   `json:"window"`
+	Steps      []Step       `json:"steps"`
+	Rollups    []rollupJSON `json:"rollups,omitempty"`
+}
+
+type windowJSON struct {
+	Type      string `json:"type"`
+	SizeMs    int64  `json:"size_ms"`
+	AdvanceMs int64  `json:"advance_ms,omitempty"`
+	GraceMs   int64  `json:"grace_ms"`
+	Emit      string `json:"emit"`
+}
+
+// rollupJSON is one rollup of a pipeline with several.
+type rollupJSON struct {
+	Name string `json:"name"`
+	// From names the rollup whose final results this one merges (a
+	// chained rollup); empty when it reads the source.
+	From       string     `json:"from,omitempty"`
+	Key        []string   `json:"key"`
+	Aggregates []aggJSON  `json:"aggregates"`
+	Window     windowJSON `json:"window"`
+	Store      string     `json:"store"`
+	// Repartition is the topic its records are re-keyed through (shared
+	// by the rollups of one key); empty when the source is keyed by the
+	// grouping key.
+	Repartition string `json:"repartition,omitempty"`
+	Output      string `json:"output"`
+	Alerts      string `json:"alerts,omitempty"`
 }
 
 type aggJSON struct {
@@ -242,14 +345,34 @@ type aggJSON struct {
 	Unit string `json:"unit"`
 }
 
-func (c *Console) handlePipeline(w http.ResponseWriter, _ *http.Request) {
-	s := c.cfg.Spec
-	var p pipelineJSON
-	p.App, p.Key, p.Steps = s.App, s.Key, c.steps()
-	p.Window.Type, p.Window.SizeMs, p.Window.GraceMs, p.Window.Emit = s.Window.Type, s.Window.Size.Milliseconds(), s.Window.Grace.Milliseconds(), s.Emit
-	p.Window.AdvanceMs = s.Window.Advance.Milliseconds()
+func windowOfSpec(s *topology.Spec) windowJSON {
+	return windowJSON{Type: s.Window.Type, SizeMs: s.Window.Size.Milliseconds(), AdvanceMs: s.Window.Advance.Milliseconds(),
+		GraceMs: s.Window.Grace.Milliseconds(), Emit: s.Emit}
+}
+
+func aggsOf(s *topology.Spec) []aggJSON {
+	var out []aggJSON
 	for _, a := range s.Aggregates {
-		p.Aggregates = append(p.Aggregates, aggJSON{Name: a.Name, Op: a.Op, Field: a.Field, Unit: unitOf(a)})
+		out = append(out, aggJSON{Name: a.Name, Op: a.Op, Field: a.Field, Unit: unitOf(a)})
+	}
+	return out
+}
+
+func (c *Console) handlePipeline(w http.ResponseWriter, _ *http.Request) {
+	first := c.rollups[0]
+	p := pipelineJSON{App: c.cfg.Spec.App, Key: first.Key, Aggregates: aggsOf(first), Window: windowOfSpec(first), Steps: c.steps()}
+	if c.cfg.Spec.MultiRollup() {
+		for _, r := range c.rollups {
+			rj := rollupJSON{Name: r.RollupName, From: r.From, Key: r.Key, Aggregates: aggsOf(r), Window: windowOfSpec(r),
+				Store: r.Store, Output: r.Output.Topic}
+			if r.NeedsRepartition() {
+				rj.Repartition = r.RepartitionTopic()
+			}
+			if r.Alerts != nil && len(r.Alerts.Rules) > 0 {
+				rj.Alerts = r.AlertsTopic()
+			}
+			p.Rollups = append(p.Rollups, rj)
+		}
 	}
 	writeJSON(w, http.StatusOK, p)
 }

@@ -125,6 +125,11 @@ var classWords = map[string]string{
 	schema.ErrAvroDecode.Error():         "the value does not decode with the record's Avro schema",
 }
 
+// hdrRollup, on a late or dead-letter record of a pipeline with several
+// rollups, names the rollup it is late for, or whose aggregate refused it
+// (the processor's header of that name).
+const hdrRollup = "eddy.rollup"
+
 // reasonOf says why a record is in the dead-letter or late topic, from
 // eddy's headers: in plain words, then the details; "" when it has none of
 // them.
@@ -138,6 +143,9 @@ func reasonOf(h map[string]string) (reason, detail string) {
 		if f := h["eddy.error.field"]; f != "" {
 			reason += " (field " + f + ")"
 		}
+		if r := h[hdrRollup]; r != "" {
+			reason += " (rollup " + r + ")"
+		}
 		detail = h["eddy.error.message"]
 		if t := h["eddy.source.topic"]; t != "" {
 			detail += fmt.Sprintf(" — from %s partition %s offset %s", t, h["eddy.source.partition"], h["eddy.source.offset"])
@@ -145,7 +153,11 @@ func reasonOf(h map[string]string) (reason, detail string) {
 		return reason + ".", detail
 	}
 	if w, ok := h["eddy.late.window"]; ok {
-		return "Late: its window had closed when it arrived.", fmt.Sprintf("event time %s, window %s, stream time %s",
+		reason := "Late: its window had closed when it arrived."
+		if r := h[hdrRollup]; r != "" {
+			reason = "Late for rollup " + r + ": its window had closed when it arrived."
+		}
+		return reason, fmt.Sprintf("event time %s, window %s, stream time %s",
 			h["eddy.late.event-time"], w, h["eddy.late.stream-time"])
 	}
 	return "", ""

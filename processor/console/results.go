@@ -10,6 +10,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/schema"
+	"github.com/eddy-streams/eddy/topology"
 )
 
 // Results of a time range (GET /api/v1/results): the window results the
@@ -42,15 +45,27 @@ type Window struct {
 	// which means stream time passed its close).
 	Final bool `json:"final"`
 	// Values of the aggregates; null for an aggregate that has no value
-	// (e.g. the mean of nothing).
+	// (e.g. the mean of nothing) and for a top_k aggregate (in Top).
 	Values map[string]*float64 `json:"values"`
+	// Top holds the top_k aggregates' lists, most frequent first; absent
+	// when the pipeline has none.
+	Top map[string][]TopEntry `json:"top,omitempty"`
 	// Offset and Partition locate the record in the output topic.
 	Partition int32 `json:"partition"`
 	Offset    int64 `json:"offset"`
 }
 
+// TopEntry is one value of a top_k aggregate and how many times the
+// window saw it.
+type TopEntry struct {
+	Value string `json:"value"`
+	Count int64  `json:"count"`
+}
+
 // ResultsJSON is the answer of GET /api/v1/results.
 type ResultsJSON struct {
+	// Rollup is the rollup read, in a pipeline with several.
+	Rollup string `json:"rollup,omitempty"`
 	Topic  string `json:"topic"`
 	FromMs int64  `json:"from_ms"`
 	ToMs   int64  `json:"to_ms"`
@@ -99,6 +114,10 @@ func (c *Console) handleResults(w http.ResponseWriter, r *http.Request) {
 		}
 		to = t
 	}
+	rs, ok := c.rollupParam(w, r)
+	if !ok {
+		return
+	}
 	var want []string
 	if s := q.Get("key"); s != "" {
 		if err := json.Unmarshal([]byte(s), &want); err != nil {
@@ -108,9 +127,9 @@ func (c *Console) handleResults(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), resultsTimeout)
 	defer cancel()
-	res, err := c.readResults(ctx, from, to, want)
+	res, err := c.readResults(ctx, rs, from, to, want)
 	if err != nil {
-		writeJSON(w, http.StatusBadGateway, apiError{Error: "read " + c.cfg.Spec.Output.Topic + ": " + err.Error()})
+		writeJSON(w, http.StatusBadGateway, apiError{Error: "read " + rs.Output.Topic + ": " + err.Error()})
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
@@ -191,24 +210,25 @@ func (c *Console) scanTopic(ctx context.Context, topic string, from time.Time, f
 	return scanned, len(stop) > 0, nil
 }
 
-// readResults reads the output topic's records written in [from, to].
-func (c *Console) readResults(ctx context.Context, from, to time.Time, want []string) (*ResultsJSON, error) {
-	topic := c.cfg.Spec.Output.Topic
-	res := &ResultsJSON{Topic: topic, FromMs: from.UnixMilli(), ToMs: to.UnixMilli(), Keys: []KeyCount{}, Windows: []Window{}}
+// readResults reads the records of the output topic of rollup rs written
+// in [from, to].
+func (c *Console) readResults(ctx context.Context, rs *topology.Spec, from, to time.Time, want []string) (*ResultsJSON, error) {
+	topic := rs.Output.Topic
+	res := &ResultsJSON{Rollup: rs.RollupName, Topic: topic, FromMs: from.UnixMilli(), ToMs: to.UnixMilli(), Keys: []KeyCount{}, Windows: []Window{}}
 	type wkey struct {
 		key   string
 		start int64
 	}
 	latest := map[wkey]Window{}
 	counts := map[string]*KeyCount{}
-	grace := c.cfg.Spec.Window.Grace.Milliseconds()
+	grace := rs.Window.Grace.Milliseconds()
 	var maxStart int64
 	var err error
 	res.Scanned, res.Truncated, err = c.scanTopic(ctx, topic, from, func(rec *kgo.Record) {
 		if rec.Timestamp.After(to) {
 			return
 		}
-		win, ok := c.windowOf(ctx, rec)
+		win, ok := c.windowOf(ctx, rs, rec)
 		if !ok {
 			return
 		}
@@ -233,7 +253,7 @@ func (c *Console) readResults(ctx context.Context, from, to time.Time, want []st
 		res.Keys = append(res.Keys, *kc)
 	}
 	sort.Slice(res.Keys, func(i, j int) bool { return less(res.Keys[i].Key, res.Keys[j].Key) })
-	update := c.cfg.Spec.Emit == "update"
+	update := rs.Emit == "update"
 	for _, win := range latest {
 		win.Final = !update || maxStart >= win.WindowEndMs+grace
 		res.Windows = append(res.Windows, win)
@@ -248,13 +268,13 @@ func (c *Console) readResults(ctx context.Context, from, to time.Time, want []st
 	return res, nil
 }
 
-// windowOf reads one output record: its key fields, window and aggregates.
-func (c *Console) windowOf(ctx context.Context, rec *kgo.Record) (Window, bool) {
+// windowOf reads one output record of the rollup s: its key fields,
+// window and aggregates.
+func (c *Console) windowOf(ctx context.Context, s *topology.Spec, rec *kgo.Record) (Window, bool) {
 	d := c.decodeRecord(ctx, rec)
 	if d.Value == nil {
 		return Window{}, false
 	}
-	s := c.cfg.Spec
 	win := Window{Values: map[string]*float64{}, Partition: rec.Partition, Offset: rec.Offset}
 	keyObj, _ := d.Value["key"].(map[string]any)
 	for _, f := range s.Key {
@@ -271,6 +291,14 @@ func (c *Console) windowOf(ctx context.Context, rec *kgo.Record) (Window, bool) 
 		return Window{}, false
 	}
 	for _, a := range s.Aggregates {
+		if a.Op == topology.AggTopK {
+			win.Values[a.Name] = nil
+			if win.Top == nil {
+				win.Top = map[string][]TopEntry{}
+			}
+			win.Top[a.Name] = topEntries(d.Value[a.Name])
+			continue
+		}
 		switch v := d.Value[a.Name].(type) {
 		case float64:
 			win.Values[a.Name] = &v
@@ -291,6 +319,33 @@ func (c *Console) windowOf(ctx context.Context, rec *kgo.Record) (Window, bool) 
 		}
 	}
 	return win, true
+}
+
+// topEntries reads a top_k result: a list of {value, count} objects
+// (JSON, or Avro records decoded to maps); an empty list for anything
+// else.
+func topEntries(v any) []TopEntry {
+	out := []TopEntry{}
+	list, _ := v.([]any)
+	for _, x := range list {
+		m, ok := x.(map[string]any)
+		if !ok {
+			continue
+		}
+		e := TopEntry{Value: text(m[schema.FieldTopKValue])}
+		switch n := m[schema.FieldTopKCount].(type) {
+		case float64:
+			e.Count = int64(n)
+		case int64:
+			e.Count = n
+		case int32:
+			e.Count = int64(n)
+		case int:
+			e.Count = int64(n)
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 func msOf(v any) (int64, bool) {

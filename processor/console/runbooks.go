@@ -213,7 +213,7 @@ func blockOut(b *runbook.Block) blockJSON {
 	if b.Spec != nil {
 		out.Topic = strings.Join(b.Spec.Source.Topics, ", ")
 		out.Units = map[string]string{}
-		for _, a := range b.Spec.Aggregates {
+		for _, a := range b.Rollup.Aggregates { // the displayed rollup's
 			out.Units[a.Name] = unitOf(a)
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -12,6 +13,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/eddy-streams/eddy/topology"
 )
 
 // The pipeline picture (GET /api/v1/status, and the live stream
@@ -42,6 +45,9 @@ type StatusJSON struct {
 	Edges []EdgeJSON `json:"edges"`
 	// Local is this worker's own state.
 	Local LocalJSON `json:"local"`
+	// RollupOpenWindows is, in a pipeline with several rollups, each
+	// rollup's windows open in this worker's tasks, by rollup name.
+	RollupOpenWindows map[string]int64 `json:"rollup_open_windows,omitempty"`
 	// Error is set when the group could not be described (the rest is
 	// still this worker's view).
 	Error string `json:"error,omitempty"`
@@ -171,9 +177,22 @@ func (c *Console) gather() metricsView {
 	return mv
 }
 
-// aggTopics are the topics the aggregation tasks read.
+// aggTopics are the topics the aggregation tasks read: of every rollup,
+// each once.
 func (c *Console) aggTopics() []string {
-	s := c.cfg.Spec
+	var out []string
+	for _, r := range c.rollups {
+		for _, t := range aggTopicsOf(r) {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// aggTopicsOf are the topics the tasks of rollup s read.
+func aggTopicsOf(s *topology.Spec) []string {
 	if s.NeedsRepartition() {
 		return []string{s.RepartitionTopic()}
 	}
@@ -192,28 +211,41 @@ func (c *Console) status(ctx context.Context, prev *StatusJSON, prevAt time.Time
 	edge := func(from, to string, total float64) {
 		st.Edges = append(st.Edges, EdgeJSON{From: from, To: to, Total: total})
 	}
-	windows := "windows"
-	for _, t := range s.Source.Topics {
-		in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": t})
-		if s.NeedsRepartition() {
-			edge(t, s.RepartitionTopic(), in)
-		} else {
-			edge(t, windows, in)
+	if s.MultiRollup() {
+		c.rollupEdges(mv, edge)
+		st.RollupOpenWindows = map[string]int64{}
+		if mf := mv["eddy_open_windows"]; mf != nil {
+			for _, m := range mf.GetMetric() {
+				name, _, ok := strings.Cut(label(m, "partition"), "/")
+				if ok && m.Gauge != nil {
+					st.RollupOpenWindows[name] += int64(m.Gauge.GetValue())
+				}
+			}
 		}
-	}
-	if s.NeedsRepartition() {
-		in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": s.RepartitionTopic()})
-		edge(s.RepartitionTopic(), windows, in)
-	}
-	out, _ := mv.sum("eddy_records_out_total", map[string]string{"topic": s.Output.Topic})
-	edge(windows, s.Output.Topic, out)
-	late, _ := mv.sum("eddy_late_records_total", nil)
-	edge(windows, s.LateTopic, late)
-	dlq, _ := mv.sum("eddy_dead_letters_total", nil)
-	edge(windows, s.DeadLetterTopic, dlq)
-	if s.Alerts != nil && len(s.Alerts.Rules) > 0 {
-		al, _ := mv.sum("eddy_alert_transitions_total", nil)
-		edge(windows, s.Alerts.Topic, al)
+	} else {
+		windows := "windows"
+		for _, t := range s.Source.Topics {
+			in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": t})
+			if s.NeedsRepartition() {
+				edge(t, s.RepartitionTopic(), in)
+			} else {
+				edge(t, windows, in)
+			}
+		}
+		if s.NeedsRepartition() {
+			in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": s.RepartitionTopic()})
+			edge(s.RepartitionTopic(), windows, in)
+		}
+		out, _ := mv.sum("eddy_records_out_total", map[string]string{"topic": s.Output.Topic})
+		edge(windows, s.Output.Topic, out)
+		late, _ := mv.sum("eddy_late_records_total", nil)
+		edge(windows, s.LateTopic, late)
+		dlq, _ := mv.sum("eddy_dead_letters_total", nil)
+		edge(windows, s.DeadLetterTopic, dlq)
+		if s.Alerts != nil && len(s.Alerts.Rules) > 0 {
+			al, _ := mv.sum("eddy_alert_transitions_total", nil)
+			edge(windows, s.Alerts.Topic, al)
+		}
 	}
 	if prev != nil && len(prev.Edges) == len(st.Edges) {
 		dt := now.Sub(prevAt).Seconds()
@@ -306,22 +338,8 @@ func (c *Console) status(ctx context.Context, prev *StatusJSON, prevAt time.Time
 				}
 			}
 		}
-		part := strconv.Itoa(int(o.Partition))
 		if agg[o.Topic] {
-			if v, ok := mv.sum("eddy_stream_time_seconds", map[string]string{"partition": part}); ok {
-				ms := int64(v * 1000)
-				behind := now.UnixMilli() - ms
-				p.StreamTimeMs, p.BehindMs = &ms, &behind
-			}
-			if v, ok := mv.sum("eddy_open_windows", map[string]string{"partition": part}); ok {
-				n := int64(v)
-				p.OpenWindows = &n
-			}
-			if v, ok := mv.sum("eddy_restore_records_total", map[string]string{"partition": part}); ok && v > 0 {
-				d, _ := mv.sum("eddy_restore_records_done", map[string]string{"partition": part})
-				tot, done := int64(v), int64(d)
-				p.RestoreDone, p.RestoreTotal = &done, &tot
-			}
+			c.localPartition(mv, now, o.Topic, o.Partition, &p)
 		}
 		st.Partitions = append(st.Partitions, p)
 	})
@@ -336,6 +354,118 @@ func (c *Console) status(ctx context.Context, prev *StatusJSON, prevAt time.Time
 		return a.Partition < b.Partition
 	})
 	return st
+}
+
+// RollupNode names a rollup's node in the edges of a pipeline with several
+// rollups: "rollup:" and its name. RollupsNode is the node the shared late
+// and dead-letter edges start from.
+const (
+	RollupNode  = "rollup:"
+	RollupsNode = "rollups"
+)
+
+// rollupEdges are the edges of a pipeline with several rollups, in flow
+// order: each source topic to each repartition topic (records read from
+// the source), each repartition topic (or, keyed by the group key, each
+// source topic) to each rollup that reads it (records read from it: every
+// one is applied to each of its rollups), a chained rollup from the
+// rollup it reads (that rollup's results written: under emit close the
+// final results it merges), each rollup to its output (records written)
+// and alerts topic (transitions of its rules), and the shared late and
+// dead-letter topics from "rollups".
+func (c *Console) rollupEdges(mv metricsView, edge func(from, to string, total float64)) {
+	s := c.cfg.Spec
+	var parts []string // repartition topics, each once
+	for _, r := range c.rollups {
+		if r.From == "" && r.NeedsRepartition() && !slices.Contains(parts, r.RepartitionTopic()) {
+			parts = append(parts, r.RepartitionTopic())
+		}
+	}
+	for _, t := range s.Source.Topics {
+		in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": t})
+		for _, rt := range parts {
+			edge(t, rt, in)
+		}
+	}
+	for _, r := range c.rollups {
+		node := RollupNode + r.RollupName
+		switch {
+		case r.From != "":
+			src, _ := c.rollupSpec(r.From)
+			n, _ := mv.sum("eddy_records_out_total", map[string]string{"topic": src.Output.Topic})
+			edge(RollupNode+r.From, node, n)
+		case r.NeedsRepartition():
+			in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": r.RepartitionTopic()})
+			edge(r.RepartitionTopic(), node, in)
+		default:
+			for _, t := range s.Source.Topics {
+				in, _ := mv.sum("eddy_records_in_total", map[string]string{"topic": t})
+				edge(t, node, in)
+			}
+		}
+	}
+	for _, r := range c.rollups {
+		node := RollupNode + r.RollupName
+		out, _ := mv.sum("eddy_records_out_total", map[string]string{"topic": r.Output.Topic})
+		edge(node, r.Output.Topic, out)
+		if r.Alerts != nil && len(r.Alerts.Rules) > 0 {
+			// Rule names are unique across rollups (topology), so the
+			// metric's rule label tells the rollup.
+			var al float64
+			for _, rule := range r.Alerts.Rules {
+				n, _ := mv.sum("eddy_alert_transitions_total", map[string]string{"rule": rule.Name})
+				al += n
+			}
+			edge(node, r.AlertsTopic(), al)
+		}
+	}
+	late, _ := mv.sum("eddy_late_records_total", nil)
+	edge(RollupsNode, s.LateTopic, late)
+	dlq, _ := mv.sum("eddy_dead_letters_total", nil)
+	edge(RollupsNode, s.DeadLetterTopic, dlq)
+}
+
+// localPartition fills this worker's view of partition part of the
+// aggregation input topic: stream time, open windows and restore
+// progress. In a pipeline with several rollups the tasks of every rollup
+// reading the topic are summed (open windows, restore) or the first one's
+// taken (stream time: they read the same records); their metrics are
+// labeled "ROLLUP/PARTITION", and restores by store.
+func (c *Console) localPartition(mv metricsView, now time.Time, topic string, part int32, p *PartitionJSON) {
+	num := strconv.Itoa(int(part))
+	var open, done, total int64
+	var haveOpen, haveRestore bool
+	for _, r := range c.rollups {
+		if !slices.Contains(aggTopicsOf(r), topic) {
+			continue
+		}
+		label, restore := num, map[string]string{"partition": num}
+		if r.RollupName != "" {
+			label = r.RollupName + "/" + num
+			restore["store"] = r.Store
+		}
+		if v, ok := mv.sum("eddy_stream_time_seconds", map[string]string{"partition": label}); ok && p.StreamTimeMs == nil {
+			ms := int64(v * 1000)
+			behind := now.UnixMilli() - ms
+			p.StreamTimeMs, p.BehindMs = &ms, &behind
+		}
+		if v, ok := mv.sum("eddy_open_windows", map[string]string{"partition": label}); ok {
+			open += int64(v)
+			haveOpen = true
+		}
+		if v, ok := mv.sum("eddy_restore_records_total", restore); ok && v > 0 {
+			d, _ := mv.sum("eddy_restore_records_done", restore)
+			total += int64(v)
+			done += int64(d)
+			haveRestore = true
+		}
+	}
+	if haveOpen {
+		p.OpenWindows = &open
+	}
+	if haveRestore {
+		p.RestoreDone, p.RestoreTotal = &done, &total
+	}
 }
 
 func (c *Console) handleStatus(w http.ResponseWriter, r *http.Request) {

@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/processor"
+	"github.com/eddy-streams/eddy/topology"
 )
 
 // Open windows (GET /api/v1/windows?key=["checkout","/pay"]): the current
@@ -34,9 +35,16 @@ import (
 // group is rebalancing, or the owner advertises no URL), 502 when the owner
 // does not answer in time.
 
+// In a pipeline with several rollups, the rollup parameter names the
+// rollup (default the first): the key is of its grouping key, routed by
+// its aggregation input (its repartition topic), answered from its state,
+// and forwarded with the parameter.
+
 // WindowsJSON is the answer of GET /api/v1/windows.
 type WindowsJSON struct {
-	Key []string `json:"key"`
+	// Rollup is the rollup queried, in a pipeline with several.
+	Rollup string   `json:"rollup,omitempty"`
+	Key    []string `json:"key"`
 	// Windows are result objects in the output's shape (key fields,
 	// window_start, window_end, aggregates), oldest first; empty when the
 	// key has no open window.
@@ -52,12 +60,20 @@ type WindowsJSON struct {
 }
 
 func (c *Console) handleWindows(w http.ResponseWriter, r *http.Request) {
-	var key []string
-	if err := json.Unmarshal([]byte(r.URL.Query().Get("key")), &key); err != nil || len(key) != len(c.cfg.Spec.Key) {
-		writeJSON(w, http.StatusBadRequest, apiError{Error: `key: a JSON array of the key's fields (` + jsonText(c.cfg.Spec.Key) + `), e.g. ["checkout","/pay"]`})
+	rs, ok := c.rollupParam(w, r)
+	if !ok {
 		return
 	}
-	if c.cfg.OpenWindows == nil {
+	var key []string
+	if err := json.Unmarshal([]byte(r.URL.Query().Get("key")), &key); err != nil || len(key) != len(rs.Key) {
+		writeJSON(w, http.StatusBadRequest, apiError{Error: `key: a JSON array of the key's fields (` + jsonText(rs.Key) + `), e.g. ["checkout","/pay"]`})
+		return
+	}
+	openWindows := c.cfg.OpenWindowsIn
+	if openWindows == nil && c.cfg.OpenWindows != nil && rs == c.rollups[0] {
+		openWindows = func(_, key string) ([]json.RawMessage, error) { return c.cfg.OpenWindows(key) }
+	}
+	if openWindows == nil {
 		writeJSON(w, http.StatusNotImplemented, apiError{Error: "this server has no pipeline state"})
 		return
 	}
@@ -66,18 +82,18 @@ func (c *Console) handleWindows(w http.ResponseWriter, r *http.Request) {
 	if c.cfg.SelfURL != "" && r.URL.Query().Get("local") != "1" {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 		defer cancel()
-		p, owner, err := c.keyOwner(ctx, string(kb))
+		p, owner, err := c.keyOwner(ctx, rs, string(kb))
 		if err != nil {
 			writeJSON(w, http.StatusServiceUnavailable, apiError{Error: fmt.Sprintf("owner of key %s unknown: %v", kb, err)})
 			return
 		}
 		part = p
 		if owner != c.cfg.SelfURL {
-			c.forwardWindows(ctx, w, r, owner, part)
+			c.forwardWindows(ctx, w, r, rs, owner, part)
 			return
 		}
 	}
-	wins, err := c.cfg.OpenWindows(string(kb))
+	wins, err := openWindows(rs.RollupName, string(kb))
 	if err != nil {
 		writeJSON(w, http.StatusInternalServerError, apiError{Error: err.Error()})
 		return
@@ -85,18 +101,18 @@ func (c *Console) handleWindows(w http.ResponseWriter, r *http.Request) {
 	if wins == nil {
 		wins = []json.RawMessage{}
 	}
-	writeJSON(w, http.StatusOK, WindowsJSON{Key: key, Windows: wins, Partition: part, AnsweredBy: c.cfg.SelfURL})
+	writeJSON(w, http.StatusOK, WindowsJSON{Rollup: rs.RollupName, Key: key, Windows: wins, Partition: part, AnsweredBy: c.cfg.SelfURL})
 }
 
 // errNoOwner: no member of the group owns the key's partition now, or the
 // one that does advertises no console URL.
 var errNoOwner = errors.New("no member of the group owns the partition, or its owner advertises no console URL")
 
-// keyOwner returns the key's partition of the aggregation input and the
-// console URL of the member that owns it.
-func (c *Console) keyOwner(ctx context.Context, key string) (int32, string, error) {
+// keyOwner returns the key's partition of the aggregation input of rollup
+// rs and the console URL of the member that owns it.
+func (c *Console) keyOwner(ctx context.Context, rs *topology.Spec, key string) (int32, string, error) {
 	s := c.cfg.Spec
-	topic := c.aggTopics()[0] // one topic: the repartition topic, or the one keyed source topic (topology.Validate)
+	topic := aggTopicsOf(rs)[0] // one topic: the repartition topic, or the one keyed source topic (topology.Validate)
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(c.cfg.Brokers...), kgo.ClientID("eddy-console-" + s.App)}, c.cfg.ClientOpts...)...)
 	if err != nil {
 		return -1, "", err
@@ -141,8 +157,11 @@ func (c *Console) keyOwner(ctx context.Context, key string) (int32, string, erro
 
 // forwardWindows asks the owner's console for the key's open windows with
 // local=1 and passes its answer on, adding forwarded_by.
-func (c *Console) forwardWindows(ctx context.Context, w http.ResponseWriter, r *http.Request, owner string, part int32) {
+func (c *Console) forwardWindows(ctx context.Context, w http.ResponseWriter, r *http.Request, rs *topology.Spec, owner string, part int32) {
 	q := url.Values{"key": {r.URL.Query().Get("key")}, "local": {"1"}}
+	if rs.RollupName != "" {
+		q.Set("rollup", rs.RollupName)
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, owner+"/api/v1/windows?"+q.Encode(), nil)
 	if err != nil {
 		writeJSON(w, http.StatusBadGateway, apiError{Error: fmt.Sprintf("owner %s: %v", owner, err)})

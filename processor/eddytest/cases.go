@@ -93,6 +93,9 @@ type Expect struct {
 
 // ExpResult is one expected window result.
 type ExpResult struct {
+	// Rollup names the rollup whose result it is, in a pipeline with
+	// several (rollups:). Default the first rollup.
+	Rollup      string            `yaml:"rollup,omitempty"`
 	Key         map[string]string `yaml:"key"`
 	WindowStart string            `yaml:"window_start"`
 	WindowEnd   string            `yaml:"window_end,omitempty"`
@@ -104,6 +107,9 @@ type ExpResult struct {
 // ExpLate is one expected record of the late topic; the fields set are
 // checked.
 type ExpLate struct {
+	// Rollup names the rollup the record is late for (its eddy.rollup
+	// header), in a pipeline with several. Default the first rollup.
+	Rollup      string `yaml:"rollup,omitempty"`
 	Partition   *int32 `yaml:"partition,omitempty"` // of the source record
 	Offset      *int64 `yaml:"offset,omitempty"`    // of the source record
 	EventTime   string `yaml:"event_time,omitempty"`
@@ -112,6 +118,11 @@ type ExpLate struct {
 
 // ExpDeadLetter is one expected dead letter; the fields set are checked.
 type ExpDeadLetter struct {
+	// Rollup, in a pipeline with several, is the rollup whose key or
+	// aggregate refused the record (its eddy.rollup header). Records
+	// refused by a step all rollups share (decoding, derived fields,
+	// event time) have none. Default: not checked.
+	Rollup          string `yaml:"rollup,omitempty"`
 	Class           string `yaml:"class"`
 	Field           string `yaml:"field,omitempty"`
 	Partition       *int32 `yaml:"partition,omitempty"`
@@ -122,6 +133,9 @@ type ExpDeadLetter struct {
 // ExpAlert is one expected alert transition; the fields set besides rule
 // and state are checked.
 type ExpAlert struct {
+	// Rollup names the rollup whose alert rule it is, in a pipeline with
+	// several. Default the first rollup.
+	Rollup      string            `yaml:"rollup,omitempty"`
 	Rule        string            `yaml:"rule"`
 	State       string            `yaml:"state"` // firing or resolved
 	Key         map[string]string `yaml:"key,omitempty"`
@@ -533,8 +547,7 @@ func (c *Case) Run(spec *topology.Spec, reg schema.Registry) (*Outcome, error) {
 	if err != nil {
 		return nil, err
 	}
-	avro := spec.Source.Format == topology.FormatAvro || spec.Output.Format == topology.FormatAvro
-	if reg == nil && avro {
+	if reg == nil && usesAvro(spec) {
 		reg = NewMemRegistry()
 	}
 	// The input schema first: the pipeline checks its fields against it.
@@ -570,22 +583,53 @@ func (c *Case) Run(spec *topology.Spec, reg schema.Registry) (*Outcome, error) {
 
 // Check compares the outcome with the case's expectations and returns one
 // line per mismatch (none when the case passes). Results are matched by
-// key and window, the other outputs by the fields the case sets; each
-// expectation takes the first output it matches that no other took.
+// rollup, key and window, the other outputs by the fields the case sets;
+// each expectation takes the first output it matches that no other took.
+// An expectation without rollup: is about the pipeline's first rollup
+// (dead letters: of any rollup, or of none).
 func (c *Case) Check(spec *topology.Spec, o *Outcome) []string {
 	start, _ := c.start()
 	e := c.Expect
+	names := RollupNames(spec)
+	multi := spec.MultiRollup()
 	var diffs []string
-	win := func(key map[string]string, s, end time.Time) string {
+	// rollupOf resolves the rollup of an expectation (what): the first
+	// when unset; false, with a diff, when the pipeline has no such rollup.
+	rollupOf := func(what, name string) (string, bool) {
+		switch {
+		case name == "":
+			return names[0], true
+		case !multi:
+			diffs = append(diffs, fmt.Sprintf("%s: rollup %q: the pipeline is one rollup, written without rollups: (remove rollup:)", what, name))
+			return "", false
+		case !slices.Contains(names, name):
+			diffs = append(diffs, fmt.Sprintf("%s: rollup %q: the pipeline has no such rollup (it has %s)", what, name, strings.Join(names, ", ")))
+			return "", false
+		}
+		return name, true
+	}
+	win := func(rollup string, key map[string]string, s, end time.Time) string {
 		w := "[" + rel(s, start)
 		if !end.IsZero() {
 			w += ", " + rel(end, start)
 		}
-		return fmtKey(key) + " window " + w + ")"
+		of := ""
+		if multi {
+			of = "of " + rollup + " "
+		}
+		return of + fmtKey(key) + " window " + w + ")"
+	}
+	specs := map[string]*topology.Spec{}
+	for _, rs := range spec.RollupSpecs() {
+		specs[rs.RollupName] = rs
 	}
 
 	used := make([]bool, len(o.Results))
-	for _, er := range e.Results {
+	for i, er := range e.Results {
+		rollup, ok := rollupOf(fmt.Sprintf("expect.results[%d]", i), er.Rollup)
+		if !ok {
+			continue
+		}
 		ws, err := at(er.WindowStart, start)
 		if err != nil {
 			diffs = append(diffs, "expect.results: window_start: "+err.Error())
@@ -600,10 +644,10 @@ func (c *Case) Check(spec *topology.Spec, o *Outcome) []string {
 		}
 		j := firstUnused(len(o.Results), used, func(k int) bool {
 			r := o.Results[k]
-			return keyEq(er.Key, r.Key) && r.WindowStart.Equal(ws) && (we.IsZero() || r.WindowEnd.Equal(we))
+			return r.Rollup == rollup && keyEq(er.Key, r.Key) && r.WindowStart.Equal(ws) && (we.IsZero() || r.WindowEnd.Equal(we))
 		})
 		if j < 0 {
-			diffs = append(diffs, fmt.Sprintf("result %s: missing (expected %s, got no such result)", win(er.Key, ws, we), fmtValues(er.Values)))
+			diffs = append(diffs, fmt.Sprintf("result %s: missing (expected %s, got no such result)", win(rollup, er.Key, ws, we), fmtValues(er.Values)))
 			continue
 		}
 		used[j] = true
@@ -612,25 +656,29 @@ func (c *Case) Check(spec *topology.Spec, o *Outcome) []string {
 			want := er.Values[name]
 			got, known := r.Values[name]
 			if !known {
-				diffs = append(diffs, fmt.Sprintf("result %s: field %s: the pipeline has no aggregate %s", win(r.Key, r.WindowStart, r.WindowEnd), name, name))
+				diffs = append(diffs, fmt.Sprintf("result %s: field %s: the rollup has no aggregate %s", win(rollup, r.Key, r.WindowStart, r.WindowEnd), name, name))
 				continue
 			}
 			if !want.match(got, e.Tolerance) {
-				diffs = append(diffs, fmt.Sprintf("result %s: field %s: expected %s, got %s", win(r.Key, r.WindowStart, r.WindowEnd), name, want.withTol(e.Tolerance), fmtPtr(got)))
+				diffs = append(diffs, fmt.Sprintf("result %s: field %s: expected %s, got %s", win(rollup, r.Key, r.WindowStart, r.WindowEnd), name, want.withTol(e.Tolerance), fmtPtr(got)))
 			}
 		}
 	}
 	if !e.Partial {
 		for j, r := range o.Results {
 			if !used[j] {
-				diffs = append(diffs, fmt.Sprintf("result %s: unexpected (got %s)", win(r.Key, r.WindowStart, r.WindowEnd), fmtGot(spec, r.Values)))
+				diffs = append(diffs, fmt.Sprintf("result %s: unexpected (got %s)", win(r.Rollup, r.Key, r.WindowStart, r.WindowEnd), fmtGot(specs[r.Rollup], r.Values)))
 			}
 		}
 	}
 
 	usedL := make([]bool, len(o.Late))
 	for i, el := range e.Late {
-		j := firstUnused(len(o.Late), usedL, func(k int) bool { return lateMatch(el, o.Late[k], start) })
+		rollup, ok := rollupOf(fmt.Sprintf("expect.late[%d]", i), el.Rollup)
+		if !ok {
+			continue
+		}
+		j := firstUnused(len(o.Late), usedL, func(k int) bool { return o.Late[k].Rollup == rollup && lateMatch(el, o.Late[k], start) })
 		if j < 0 {
 			diffs = append(diffs, fmt.Sprintf("late record %d: missing (expected %s; got %s)", i+1, fmtExpLate(el), fmtLates(o.Late, start)))
 			continue
@@ -639,6 +687,11 @@ func (c *Case) Check(spec *topology.Spec, o *Outcome) []string {
 	}
 	usedD := make([]bool, len(o.DeadLetters))
 	for i, ed := range e.DeadLetters {
+		if ed.Rollup != "" {
+			if _, ok := rollupOf(fmt.Sprintf("expect.dead_letters[%d]", i), ed.Rollup); !ok {
+				continue
+			}
+		}
 		j := firstUnused(len(o.DeadLetters), usedD, func(k int) bool { return deadMatch(ed, o.DeadLetters[k]) })
 		if j < 0 {
 			diffs = append(diffs, fmt.Sprintf("dead letter %d: missing (expected %s; got %s)", i+1, fmtExpDead(ed), fmtDeads(o.DeadLetters)))
@@ -648,7 +701,13 @@ func (c *Case) Check(spec *topology.Spec, o *Outcome) []string {
 	}
 	usedA := make([]bool, len(o.Alerts))
 	for i, ea := range e.Alerts {
-		j := firstUnused(len(o.Alerts), usedA, func(k int) bool { return alertMatch(ea, o.Alerts[k], start, e.Tolerance) })
+		rollup, ok := rollupOf(fmt.Sprintf("expect.alerts[%d]", i), ea.Rollup)
+		if !ok {
+			continue
+		}
+		j := firstUnused(len(o.Alerts), usedA, func(k int) bool {
+			return o.Alerts[k].Rollup == rollup && alertMatch(ea, o.Alerts[k], start, e.Tolerance)
+		})
 		if j < 0 {
 			diffs = append(diffs, fmt.Sprintf("alert %d: missing (expected %s; got %s)", i+1, fmtExpAlert(ea), fmtAlerts(o.Alerts, start)))
 			continue
@@ -732,7 +791,7 @@ func lateWindowStart(l Late) time.Time {
 }
 
 func deadMatch(e ExpDeadLetter, d DeadLetter) bool {
-	return (e.Class == "" || e.Class == d.Class) && (e.Field == "" || e.Field == d.Field) &&
+	return (e.Rollup == "" || e.Rollup == d.Rollup) && (e.Class == "" || e.Class == d.Class) && (e.Field == "" || e.Field == d.Field) &&
 		(e.Partition == nil || *e.Partition == d.Partition) && (e.Offset == nil || *e.Offset == d.Offset) &&
 		(e.MessageContains == "" || strings.Contains(d.Message, e.MessageContains))
 }
@@ -776,16 +835,31 @@ func fmtValues(vs map[string]Num) string {
 	return strings.Join(parts, " ")
 }
 
+// fmtGot writes the values of a result of the rollup whose spec is spec.
 func fmtGot(spec *topology.Spec, vs map[string]*float64) string {
 	var parts []string
+	if spec == nil {
+		return fmtValuesGot(vs)
+	}
 	for _, a := range spec.Aggregates {
 		parts = append(parts, a.Name+"="+fmtPtr(vs[a.Name]))
 	}
 	return strings.Join(parts, " ")
 }
 
+func fmtValuesGot(vs map[string]*float64) string {
+	var parts []string
+	for _, k := range slices.Sorted(mapKeys(vs)) {
+		parts = append(parts, k+"="+fmtPtr(vs[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
 func fmtExpLate(e ExpLate) string {
 	var parts []string
+	if e.Rollup != "" {
+		parts = append(parts, "rollup="+e.Rollup)
+	}
 	if e.Partition != nil {
 		parts = append(parts, fmt.Sprintf("partition=%d", *e.Partition))
 	}
@@ -802,7 +876,11 @@ func fmtExpLate(e ExpLate) string {
 }
 
 func fmtLate(l Late, start time.Time) string {
-	return fmt.Sprintf("{partition=%d offset=%d event_time=%s window_start=%s}", l.Partition, l.Offset, rel(l.EventTime, start), rel(lateWindowStart(l), start))
+	of := ""
+	if l.Rollup != "" {
+		of = "rollup=" + l.Rollup + " "
+	}
+	return fmt.Sprintf("{%spartition=%d offset=%d event_time=%s window_start=%s}", of, l.Partition, l.Offset, rel(l.EventTime, start), rel(lateWindowStart(l), start))
 }
 
 func fmtLates(ls []Late, start time.Time) string {
@@ -817,7 +895,11 @@ func fmtLates(ls []Late, start time.Time) string {
 }
 
 func fmtExpDead(e ExpDeadLetter) string {
-	s := "{class=" + e.Class
+	s := "{"
+	if e.Rollup != "" {
+		s += "rollup=" + e.Rollup + " "
+	}
+	s += "class=" + e.Class
 	if e.Field != "" {
 		s += " field=" + e.Field
 	}
@@ -834,7 +916,11 @@ func fmtExpDead(e ExpDeadLetter) string {
 }
 
 func fmtDead(d DeadLetter) string {
-	s := "{class=" + d.Class
+	s := "{"
+	if d.Rollup != "" {
+		s += "rollup=" + d.Rollup + " "
+	}
+	s += "class=" + d.Class
 	if d.Field != "" {
 		s += " field=" + d.Field
 	}
@@ -853,7 +939,11 @@ func fmtDeads(ds []DeadLetter) string {
 }
 
 func fmtExpAlert(e ExpAlert) string {
-	s := "{rule=" + e.Rule + " state=" + e.State
+	s := "{"
+	if e.Rollup != "" {
+		s += "rollup=" + e.Rollup + " "
+	}
+	s += "rule=" + e.Rule + " state=" + e.State
 	if e.Key != nil {
 		s += " key=" + fmtKey(e.Key)
 	}
@@ -867,7 +957,11 @@ func fmtExpAlert(e ExpAlert) string {
 }
 
 func fmtAlert(a Alert, start time.Time) string {
-	s := "{rule=" + a.Rule + " state=" + a.State + " key=" + fmtKey(a.Key)
+	s := "{"
+	if a.Rollup != "" {
+		s += "rollup=" + a.Rollup + " "
+	}
+	s += "rule=" + a.Rule + " state=" + a.State + " key=" + fmtKey(a.Key)
 	if a.WindowStart != nil {
 		if t, err := time.Parse(time.RFC3339Nano, *a.WindowStart); err == nil {
 			s += " window_start=" + rel(t, start)
@@ -894,12 +988,25 @@ func fmtAlerts(as []Alert, start time.Time) string {
 // with all its values, every late record, dead letter and alert. The
 // case's partial and tolerance settings, and the tolerances it gave
 // numbers of the same key, window and field, are kept.
+//
+// In a pipeline with several rollups, the outputs of every rollup but the
+// first name theirs (rollup:), as do the dead letters a rollup refused.
 func (c *Case) Expected(o *Outcome) Expect {
 	start, _ := c.start()
+	first := ""
+	if len(o.Rollups) > 0 {
+		first = o.Rollups[0]
+	}
 	e := Expect{Partial: c.Expect.Partial, Tolerance: c.Expect.Tolerance}
+	named := func(rollup string) string {
+		if rollup == first {
+			return ""
+		}
+		return rollup
+	}
 	for _, r := range o.Results {
-		er := ExpResult{Key: r.Key, WindowStart: rel(r.WindowStart, start), WindowEnd: rel(r.WindowEnd, start), Values: map[string]Num{}}
-		old := c.oldResult(r, start)
+		er := ExpResult{Rollup: named(r.Rollup), Key: r.Key, WindowStart: rel(r.WindowStart, start), WindowEnd: rel(r.WindowEnd, start), Values: map[string]Num{}}
+		old := c.oldResult(r, first, start)
 		for name, v := range r.Values {
 			n := Num{}
 			if v != nil {
@@ -914,21 +1021,21 @@ func (c *Case) Expected(o *Outcome) Expect {
 		e.Results = append(e.Results, er)
 	}
 	for _, l := range o.Late {
-		el := ExpLate{Offset: ptr(l.Offset), EventTime: rel(l.EventTime, start), WindowStart: rel(lateWindowStart(l), start)}
+		el := ExpLate{Rollup: named(l.Rollup), Offset: ptr(l.Offset), EventTime: rel(l.EventTime, start), WindowStart: rel(lateWindowStart(l), start)}
 		if l.Partition != 0 {
 			el.Partition = ptr(l.Partition)
 		}
 		e.Late = append(e.Late, el)
 	}
 	for _, d := range o.DeadLetters {
-		ed := ExpDeadLetter{Class: d.Class, Field: d.Field, Offset: ptr(d.Offset)}
+		ed := ExpDeadLetter{Rollup: d.Rollup, Class: d.Class, Field: d.Field, Offset: ptr(d.Offset)}
 		if d.Partition != 0 {
 			ed.Partition = ptr(d.Partition)
 		}
 		e.DeadLetters = append(e.DeadLetters, ed)
 	}
 	for _, a := range o.Alerts {
-		ea := ExpAlert{Rule: a.Rule, State: a.State, Key: a.Key}
+		ea := ExpAlert{Rollup: named(a.Rollup), Rule: a.Rule, State: a.State, Key: a.Key}
 		if a.WindowStart != nil {
 			if t, err := time.Parse(time.RFC3339Nano, *a.WindowStart); err == nil {
 				ea.WindowStart = rel(t, start)
@@ -943,9 +1050,13 @@ func (c *Case) Expected(o *Outcome) Expect {
 	return e
 }
 
-func (c *Case) oldResult(r Result, start time.Time) map[string]Num {
+func (c *Case) oldResult(r Result, first string, start time.Time) map[string]Num {
 	for _, er := range c.Expect.Results {
-		if ws, err := at(er.WindowStart, start); err == nil && ws.Equal(r.WindowStart) && keyEq(er.Key, r.Key) {
+		rollup := er.Rollup
+		if rollup == "" {
+			rollup = first
+		}
+		if ws, err := at(er.WindowStart, start); err == nil && ws.Equal(r.WindowStart) && keyEq(er.Key, r.Key) && rollup == r.Rollup {
 			return er.Values
 		}
 	}

@@ -38,11 +38,16 @@ func loadSpec(t *testing.T, path string) *topology.Spec {
 }
 
 // TestExampleCases: the example pipeline's cases pass in process, each in
-// well under a second, and together they expect results, a late record, a
-// dead letter and a transition of every alert rule of the pipeline.
+// well under a second, and together they expect results of every rollup,
+// a late record, a dead letter and a transition of every alert rule of
+// the pipeline.
 func TestExampleCases(t *testing.T) {
 	t.Parallel()
 	spec := loadSpec(t, examplePipeline)
+	if len(spec.Rollups) < 3 {
+		t.Fatalf("the example pipeline has %d rollups; this test expects the bundled one's three", len(spec.Rollups))
+	}
+	names := eddytest.RollupNames(spec)
 	cases, err := eddytest.LoadCases(exampleCases)
 	if err != nil {
 		t.Fatal(err)
@@ -62,22 +67,37 @@ func TestExampleCases(t *testing.T) {
 			t.Errorf("%s took %s in process; want well under a second", c.Name, took)
 		}
 		t.Logf("%s: %s", c.Name, took)
-		covered["results"] = covered["results"] || len(c.Expect.Results) > 0
+		for _, r := range c.Expect.Results {
+			covered["results of "+rollupOr(r.Rollup, names[0])] = true
+		}
 		covered["late"] = covered["late"] || len(c.Expect.Late) > 0
 		covered["dead letter"] = covered["dead letter"] || len(c.Expect.DeadLetters) > 0
 		for _, a := range c.Expect.Alerts {
-			covered["alert "+a.Rule+" "+a.State] = true
+			covered["alert "+rollupOr(a.Rollup, names[0])+" "+a.Rule+" "+a.State] = true
 		}
 	}
-	want := []string{"results", "late", "dead letter"}
-	for _, r := range spec.Alerts.Rules {
-		want = append(want, "alert "+r.Name+" firing")
+	want := []string{"late", "dead letter"}
+	for _, rs := range spec.RollupSpecs() {
+		want = append(want, "results of "+rs.RollupName)
+		if rs.Alerts == nil {
+			continue
+		}
+		for _, r := range rs.Alerts.Rules {
+			want = append(want, "alert "+rs.RollupName+" "+r.Name+" firing")
+		}
 	}
 	for _, w := range want {
 		if !covered[w] {
 			t.Errorf("no case of %s expects %s", exampleCases, w)
 		}
 	}
+}
+
+func rollupOr(name, def string) string {
+	if name == "" {
+		return def
+	}
+	return name
 }
 
 // TestKafkaExampleCases: the same cases on the real broker (the pipeline
@@ -176,8 +196,8 @@ func TestCheckFails(t *testing.T) {
 	wrong.Expect.DeadLetters = []eddytest.ExpDeadLetter{{Class: "decode"}}
 	diffs := wrong.Check(spec, out)
 	want := []string{
-		"result {endpoint=/pay service=checkout} window [+0s, +10s): field requests: expected 4 (±1%), got 3", // the case's tolerance: 0.01 applies to every number
-		"result {endpoint=/q service=search} window [+0s, +10s): field p50_latency_ms: expected 60 (±1%), got 50",
+		"result of by_endpoint {endpoint=/pay service=checkout} window [+0s, +10s): field requests: expected 4 (±1%), got 3", // the case's tolerance: 0.01 applies to every number
+		"result of by_endpoint {endpoint=/q service=search} window [+0s, +10s): field p50_latency_ms: expected 60 (±1%), got 50",
 		"dead letter 1: missing (expected {class=decode}; got none)",
 	}
 	if !reflect.DeepEqual(diffs, want) {
@@ -187,7 +207,7 @@ func TestCheckFails(t *testing.T) {
 	wrong.Expect.DeadLetters = nil
 	wrong.Expect.Results = wrong.Expect.Results[:1]
 	diffs = wrong.Check(spec, out)
-	if len(diffs) != 2 || !strings.HasPrefix(diffs[1], "result {endpoint=/q service=search} window [+0s, +10s): unexpected (got requests=1 errors=0 p50_latency_ms=50") {
+	if len(diffs) != 2 || !strings.HasPrefix(diffs[1], "result of by_endpoint {endpoint=/q service=search} window [+0s, +10s): unexpected (got requests=1 errors=0 p50_latency_ms=50") {
 		t.Errorf("diffs with a result left out: %q", diffs)
 	}
 }

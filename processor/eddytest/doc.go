@@ -24,6 +24,12 @@
 //   - registry.go: MemRegistry, an in-memory schema registry for Avro
 //     pipelines run in process.
 //
+// Pipelines with several rollups: every rollup's results and alerts are
+// decoded with its own key and aggregates, and carry its name (Result.Rollup,
+// Alert.Rollup; late records and dead letters from the eddy.rollup
+// header); a case's expectations name theirs with rollup:, the first by
+// default (Check).
+//
 // What the kit does not model (broker failures, rebalances, the
 // interleaving of several source partitions, ...) is listed in
 // docs/testing-pipelines.md.

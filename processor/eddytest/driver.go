@@ -86,8 +86,7 @@ func New(spec *topology.Spec, opts ...Option) (*Driver, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	avro := spec.Source.Format == topology.FormatAvro || spec.Output.Format == topology.FormatAvro
-	if cfg.registry == nil && avro {
+	if cfg.registry == nil && usesAvro(spec) {
 		cfg.registry = NewMemRegistry()
 	}
 	l, err := processor.NewLocal(context.Background(), processor.LocalConfig{Spec: spec, Registry: cfg.registry, Partitions: cfg.partitions})
@@ -95,10 +94,37 @@ func New(spec *topology.Spec, opts ...Option) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{spec: spec, local: l, reg: cfg.registry, now: cfg.start, offsets: map[string]map[int32]int64{}}
-	if spec.Output.Format == topology.FormatAvro {
+	if writesAvro(spec) {
 		d.dec = schema.NewDecoder(cfg.registry)
 	}
 	return d, nil
+}
+
+// usesAvro reports whether the pipeline reads or writes Avro: its source,
+// or the output of any of its rollups.
+func usesAvro(spec *topology.Spec) bool {
+	return spec.Source.Format == topology.FormatAvro || writesAvro(spec)
+}
+
+// writesAvro reports whether any rollup of the pipeline writes Avro
+// results (and alerts).
+func writesAvro(spec *topology.Spec) bool {
+	for _, rs := range spec.RollupSpecs() {
+		if rs.Output.Format == topology.FormatAvro {
+			return true
+		}
+	}
+	return false
+}
+
+// RollupNames are the names of the pipeline's rollups, in the order
+// written; [""] for a pipeline of one rollup written without rollups:.
+func RollupNames(spec *topology.Spec) []string {
+	var names []string
+	for _, rs := range spec.RollupSpecs() {
+		names = append(names, rs.RollupName)
+	}
+	return names
 }
 
 // Registry is the driver's schema registry (nil for a JSON pipeline
@@ -207,20 +233,40 @@ func (d *Driver) Alerts() []Alert { return d.out.Alerts }
 func (d *Driver) Outcome() *Outcome { return &d.out }
 
 // OpenWindows returns the open windows of the key with these values of the
-// pipeline's key fields, oldest first, with their current aggregates.
+// pipeline's key fields, oldest first, with their current aggregates. In a
+// pipeline with several rollups, they are the first rollup's
+// (OpenWindowsIn names another).
 func (d *Driver) OpenWindows(keyValues ...string) ([]processor.WindowValues, error) {
-	if len(keyValues) != len(d.spec.Key) {
-		return nil, fmt.Errorf("eddytest: the key has %d fields (%v), not %d", len(d.spec.Key), d.spec.Key, len(keyValues))
+	return d.OpenWindowsIn("", keyValues...)
+}
+
+// OpenWindowsIn is OpenWindows of the rollup named rollup ("" the first).
+func (d *Driver) OpenWindowsIn(rollup string, keyValues ...string) ([]processor.WindowValues, error) {
+	specs := d.spec.RollupSpecs()
+	rs := specs[0]
+	if rollup != "" {
+		rs = nil
+		for _, s := range specs {
+			if s.RollupName == rollup {
+				rs = s
+			}
+		}
+		if rs == nil {
+			return nil, fmt.Errorf("eddytest: no rollup %q in pipeline %q", rollup, d.spec.App)
+		}
+	}
+	if len(keyValues) != len(rs.Key) {
+		return nil, fmt.Errorf("eddytest: the key has %d fields (%v), not %d", len(rs.Key), rs.Key, len(keyValues))
 	}
 	fields := make(map[string]any, len(keyValues))
-	for i, f := range d.spec.Key {
+	for i, f := range rs.Key {
 		fields[f] = keyValues[i]
 	}
-	key, _, err := groupkey.Build(fields, d.spec.Key)
+	key, _, err := groupkey.Build(fields, rs.Key)
 	if err != nil {
 		return nil, err
 	}
-	return d.local.OpenWindows(key)
+	return d.local.OpenWindowsIn(rollup, key)
 }
 
 // Outcome is what a pipeline wrote, decoded by topic role.
@@ -231,10 +277,15 @@ type Outcome struct {
 	Alerts      []Alert
 	// Records are the records as written, in order (within each topic).
 	Records []*kgo.Record
+	// Rollups are the names of the pipeline's rollups (RollupNames).
+	Rollups []string
 }
 
 // Result is one window result.
 type Result struct {
+	// Rollup names the rollup whose output topic it is on, in a pipeline
+	// with several; "" otherwise.
+	Rollup      string
 	Key         map[string]string // the key fields
 	WindowStart time.Time
 	WindowEnd   time.Time
@@ -254,6 +305,9 @@ type Late struct {
 	Topic     string
 	Partition int32
 	Offset    int64
+	// Rollup is the rollup it was late for (header eddy.rollup), in a
+	// pipeline with several; "" otherwise.
+	Rollup string
 }
 
 // DeadLetter is one record of the dead-letter topic.
@@ -267,16 +321,37 @@ type DeadLetter struct {
 	Topic     string
 	Partition int32
 	Offset    int64
+	// Rollup is the rollup whose key or aggregate refused the record
+	// (header eddy.rollup), in a pipeline with several; "" when a shared
+	// step did (decoding, derived fields, event time, filter) and in a
+	// pipeline of one rollup.
+	Rollup string
 }
 
 // Alert is one alert transition (the alerts topic's record).
-type Alert = processor.Alert
+type Alert struct {
+	processor.Alert
+	// Rollup names the rollup whose alerts topic it is on, in a pipeline
+	// with several; "" otherwise.
+	Rollup string `json:"rollup,omitempty"`
+}
 
 // add decodes recs into o. rename maps topic names as written back to the
 // pipeline's (the Kafka mode's fresh topics); nil keeps them.
 func (o *Outcome) add(ctx context.Context, spec *topology.Spec, dec *schema.Decoder, recs []*kgo.Record, rename func(string) string) error {
 	if rename == nil {
 		rename = func(s string) string { return s }
+	}
+	if o.Rollups == nil {
+		o.Rollups = RollupNames(spec)
+	}
+	// Each rollup's output and alerts topics (unique: topology checks).
+	outputs, alerts := map[string]*topology.Spec{}, map[string]*topology.Spec{}
+	for _, rs := range spec.RollupSpecs() {
+		outputs[rs.Output.Topic] = rs
+		if t := rs.AlertsTopic(); t != "" {
+			alerts[t] = rs
+		}
 	}
 	for _, r := range recs {
 		o.Records = append(o.Records, r)
@@ -293,33 +368,40 @@ func (o *Outcome) add(ctx context.Context, spec *topology.Spec, dec *schema.Deco
 			off, _ := strconv.ParseInt(hdr("eddy.source.offset"), 10, 64)
 			return rename(hdr("eddy.source.topic")), int32(p), off
 		}
-		switch r.Topic {
-		case spec.Output.Topic:
-			res, err := decodeResult(ctx, spec, dec, r)
+		if rs := outputs[r.Topic]; rs != nil {
+			res, err := decodeResult(ctx, rs, outputDecoder(rs, dec), r)
 			if err != nil {
 				return err
 			}
 			o.Results = append(o.Results, res)
+			continue
+		}
+		if rs := alerts[r.Topic]; rs != nil {
+			a, err := decodeAlert(ctx, outputDecoder(rs, dec), r)
+			if err != nil {
+				return err
+			}
+			a.Rollup = rs.RollupName
+			o.Alerts = append(o.Alerts, a)
+			continue
+		}
+		switch r.Topic {
 		case spec.LateTopic:
 			l := Late{Key: r.Key, Value: r.Value, Window: hdr("eddy.late.window")}
 			l.EventTime, _ = time.Parse(time.RFC3339Nano, hdr("eddy.late.event-time"))
 			l.StreamTime, _ = time.Parse(time.RFC3339Nano, hdr("eddy.late.stream-time"))
 			l.Topic, l.Partition, l.Offset = loc()
+			l.Rollup = hdr(hdrRollup)
 			o.Late = append(o.Late, l)
 		case spec.DeadLetterTopic:
 			dl := DeadLetter{Class: hdr("eddy.error.class"), Field: hdr("eddy.error.field"), Message: hdr("eddy.error.message"),
 				Key: r.Key, Value: r.Value}
 			dl.Topic, dl.Partition, dl.Offset = loc()
+			dl.Rollup = hdr(hdrRollup)
 			if t := hdr("eddy.source.topic"); t != dl.Topic {
 				dl.Message = strings.ReplaceAll(dl.Message, t, dl.Topic)
 			}
 			o.DeadLetters = append(o.DeadLetters, dl)
-		case spec.AlertsTopic():
-			a, err := decodeAlert(ctx, dec, r)
-			if err != nil {
-				return err
-			}
-			o.Alerts = append(o.Alerts, a)
 		default:
 			return fmt.Errorf("eddytest: a record of topic %s, which the pipeline does not write", r.Topic)
 		}
@@ -327,8 +409,22 @@ func (o *Outcome) add(ctx context.Context, spec *topology.Spec, dec *schema.Deco
 	return nil
 }
 
+// hdrRollup names the rollup of a late or dead-letter record of a
+// pipeline with several (docs/pipeline-spec.md).
+const hdrRollup = "eddy.rollup"
+
+// outputDecoder is dec for a rollup that writes Avro, nil for JSON.
+func outputDecoder(rs *topology.Spec, dec *schema.Decoder) *schema.Decoder {
+	if rs.Output.Format != topology.FormatAvro {
+		return nil
+	}
+	return dec
+}
+
+// decodeResult decodes a result of the rollup whose spec is spec (one of
+// RollupSpecs).
 func decodeResult(ctx context.Context, spec *topology.Spec, dec *schema.Decoder, r *kgo.Record) (Result, error) {
-	res := Result{Key: map[string]string{}, Values: map[string]*float64{}}
+	res := Result{Rollup: spec.RollupName, Key: map[string]string{}, Values: map[string]*float64{}}
 	var m map[string]any
 	var err error
 	if dec != nil {
@@ -358,7 +454,7 @@ func decodeResult(ctx context.Context, spec *topology.Spec, dec *schema.Decoder,
 func decodeAlert(ctx context.Context, dec *schema.Decoder, r *kgo.Record) (Alert, error) {
 	var a Alert
 	if dec == nil {
-		if err := json.Unmarshal(r.Value, &a); err != nil {
+		if err := json.Unmarshal(r.Value, &a.Alert); err != nil {
 			return a, fmt.Errorf("eddytest: decode alert %q: %w", r.Value, err)
 		}
 		return a, nil
@@ -390,7 +486,7 @@ func decodeAlert(ctx context.Context, dec *schema.Decoder, r *kgo.Record) (Alert
 		}
 		return nil
 	}
-	a = Alert{Rule: str("rule"), RuleKind: str("rule_kind"), State: str("state"), Severity: str("severity"),
+	a.Alert = processor.Alert{Rule: str("rule"), RuleKind: str("rule_kind"), State: str("state"), Severity: str("severity"),
 		Key: strMap("key"), Labels: strMap("labels"), Value: num("value"), Threshold: num("threshold"),
 		Baseline: num("baseline"), StdDev: num("stddev"), WindowStart: tm("window_start"), WindowEnd: tm("window_end"),
 		Summary: str("summary")}

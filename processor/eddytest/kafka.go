@@ -115,6 +115,17 @@ func NewKafkaRun(spec *topology.Spec, keepNames bool) *KafkaRun {
 		a.Topic = r.Rename(spec.Alerts.Topic)
 		s.Alerts = &a
 	}
+	// Each rollup's output and alerts topics; its store and repartition
+	// topic follow the app id.
+	s.Rollups = slices.Clone(spec.Rollups)
+	for i, ro := range s.Rollups {
+		s.Rollups[i].Output.Topic = r.Rename(ro.Output.Topic)
+		if ro.Alerts != nil {
+			a := *ro.Alerts
+			a.Topic = r.Rename(ro.Alerts.Topic)
+			s.Rollups[i].Alerts = &a
+		}
+	}
 	// Under exactly_once, records forwarded through the repartition
 	// topic are readable only once their transaction commits, which
 	// takes the wall clock moving by commit_interval; the kit's clock
@@ -148,8 +159,7 @@ func (c *Case) RunKafka(ctx context.Context, spec *topology.Spec, cfg KafkaConfi
 	}
 	run := NewKafkaRun(spec, cfg.KeepNames)
 	rs := run.Spec
-	avro := spec.Source.Format == topology.FormatAvro || spec.Output.Format == topology.FormatAvro
-	if avro && cfg.Registry == nil {
+	if usesAvro(spec) && cfg.Registry == nil {
 		return nil, errors.New("the pipeline reads or writes Avro: the Kafka mode needs a schema registry (--registry-url)")
 	}
 	enc, err := c.avroEncoder(ctx, spec, cfg.Registry, run.Rename)
@@ -249,13 +259,17 @@ func (c *Case) RunKafka(ctx context.Context, spec *topology.Spec, cfg KafkaConfi
 	}
 	out := &Outcome{}
 	var dec *schema.Decoder
-	if spec.Output.Format == topology.FormatAvro {
+	if writesAvro(spec) {
 		dec = schema.NewDecoder(cfg.Registry)
 	}
-	written := []string{rs.Output.Topic, rs.LateTopic, rs.DeadLetterTopic}
-	if t := rs.AlertsTopic(); t != "" {
-		written = append(written, t)
+	var written []string
+	for _, r := range rs.RollupSpecs() {
+		written = append(written, r.Output.Topic)
+		if t := r.AlertsTopic(); t != "" {
+			written = append(written, t)
+		}
 	}
+	written = append(written, rs.LateTopic, rs.DeadLetterTopic)
 	for _, t := range written {
 		recs, err := readAll(ctx, conn, adm, t, cfg.Timeout)
 		if err != nil {
@@ -272,13 +286,22 @@ func (c *Case) RunKafka(ctx context.Context, spec *topology.Spec, cfg KafkaConfi
 }
 
 // settle waits until the App has processed every record produced so far
-// (forwarded through the repartition topic and processed there, for a
+// (forwarded through the repartition topics and processed there, for a
 // pipeline that repartitions, with the watermark records) and
 // acknowledged what it wrote. Each check runs one turn of the App's loop
 // without the poll at the App's clock (App.Settle).
 func settle(ctx context.Context, app *processor.App, done chan error, timeout time.Duration, produced map[state.SourcePartition]int64,
 	adm *kadm.Client, spec *topology.Spec) error {
-	var repartEnds map[int32]int64
+	// The repartition topics: one per distinct key of the rollups.
+	var repartTopics []string
+	if spec.NeedsRepartition() {
+		for _, r := range spec.RollupSpecs() {
+			if t := r.RepartitionTopic(); !slices.Contains(repartTopics, t) {
+				repartTopics = append(repartTopics, t)
+			}
+		}
+	}
+	var repartEnds map[state.SourcePartition]int64
 	return waitFor(ctx, done, timeout, "the pipeline to process the case's records", func() (bool, string) {
 		pr, err := app.Settle(ctx)
 		if err != nil {
@@ -304,18 +327,19 @@ func settle(ctx context.Context, app *processor.App, done chan error, timeout ti
 		// been processed (and the punctuation of this Settle saw it).
 		if repartEnds == nil {
 			lctx, cancel := context.WithTimeout(ctx, timeout)
-			ends, err := adm.ListEndOffsets(lctx, spec.RepartitionTopic())
+			ends, err := adm.ListEndOffsets(lctx, repartTopics...)
 			cancel()
 			if err != nil {
 				return false, err.Error()
 			}
-			repartEnds = map[int32]int64{}
-			ends.Each(func(o kadm.ListedOffset) { repartEnds[o.Partition] = o.Offset })
+			repartEnds = map[state.SourcePartition]int64{}
+			ends.Each(func(o kadm.ListedOffset) {
+				repartEnds[state.SourcePartition{Topic: o.Topic, Partition: o.Partition}] = o.Offset
+			})
 		}
-		for p, end := range repartEnds {
-			sp := state.SourcePartition{Topic: spec.RepartitionTopic(), Partition: p}
+		for sp, end := range repartEnds {
 			if end > 0 && pr.Processed[sp] < end {
-				return false, fmt.Sprintf("repartition partition %d at offset %d of %d", p, pr.Processed[sp], end)
+				return false, fmt.Sprintf("repartition topic %s partition %d at offset %d of %d", sp.Topic, sp.Partition, pr.Processed[sp], end)
 			}
 		}
 		return true, ""

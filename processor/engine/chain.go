@@ -93,8 +93,8 @@ func (t *Task) ClosedThrough() int64 {
 	// for time windows, gap+grace+1 for sessions.
 	d := t.p.win.CloseTime(0, 0)
 	through := t.streamTime - d
-	if t.closeQ.Len() > 0 && t.closeQ[0] <= t.streamTime {
-		through = min(through, t.closeQ[0]-d-1)
+	if t.closeQ.Len() > 0 && t.closeQ.Min() <= t.streamTime {
+		through = min(through, t.closeQ.Min()-d-1)
 	}
 	return through
 }

@@ -39,8 +39,8 @@
 //     (alert.State: OnRecord, OnWindowClosed, Due, Tick, Load, Flush,
 //     Dirty) that knows nothing of tasks or pipelines. A Task owns one
 //     State and feeds it; its persisted form is aux entries of the task's
-//     store (the store format is unchanged: they are still encoded in the
-//     window key space behind state.AuxPrefix).
+//     store, a key kind of their own in Pebble and in the changelog
+//     (state/store.go).
 //
 // Window arithmetic and the close rule are topology's (WindowRule), shared
 // with eddy describe.

@@ -24,6 +24,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/eddy-streams/eddy/internal/minheap"
 	"github.com/eddy-streams/eddy/processor/engine/alert"
 	"github.com/eddy-streams/eddy/state"
 )
@@ -40,7 +41,7 @@ type Task struct {
 
 	open     map[state.WindowKey]struct{}
 	closeAt  map[int64][]state.WindowKey // close time -> windows closing then
-	closeQ   int64Heap                   // distinct close times
+	closeQ   minheap.Heap[int64]         // distinct close times
 	sessions map[string][]session        // session windows only: per key, sorted
 	// closedEnd: session windows only, the last instant of each key's
 	// latest closed session, kept while a record could still fall within
@@ -48,7 +49,7 @@ type Task struct {
 	// of starting a session of its own. In memory only: after a restart a
 	// record for a session that closed just before may start a new one.
 	closedEnd map[string]int64
-	closedQ   closedHeap
+	closedQ   minheap.Heap[closedItem]
 
 	upstream  map[state.SourcePartition]int64 // highest offset applied per upstream partition
 	inputPos  map[state.SourcePartition]int64 // next offset per input partition (for commit)
@@ -82,6 +83,8 @@ func NewTask(p *Pipeline, store *state.TaskStore, cp state.Checkpoint, now time.
 		dirtyEmit:    make(map[state.WindowKey]struct{}),
 		flushSeq:     cp.FlushSeq,
 		marks:        newMarks(cp.Watermarks, now),
+		closeQ:       minheap.New(func(a, b int64) bool { return a < b }),
+		closedQ:      minheap.New(func(a, b closedItem) bool { return a.expire < b.expire }),
 	}
 	for k, v := range cp.Upstream {
 		t.upstream[k] = v
@@ -343,32 +346,6 @@ func cmp64(a, b int64) int {
 type closedItem struct {
 	expire int64
 	key    string
-}
-
-type closedHeap []closedItem
-
-func (h closedHeap) Len() int           { return len(h) }
-func (h closedHeap) Less(i, j int) bool { return h[i].expire < h[j].expire }
-func (h closedHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *closedHeap) Push(x any)        { *h = append(*h, x.(closedItem)) }
-func (h *closedHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
-type int64Heap []int64
-
-func (h int64Heap) Len() int           { return len(h) }
-func (h int64Heap) Less(i, j int) bool { return h[i] < h[j] }
-func (h int64Heap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *int64Heap) Push(x any)        { *h = append(*h, x.(int64)) }
-func (h *int64Heap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
 }
 
 // LoadAlerts reads the task's alert state back from its store (after

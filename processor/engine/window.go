@@ -7,7 +7,6 @@ package engine
 // last event time.
 
 import (
-	"container/heap"
 	"errors"
 	"slices"
 
@@ -45,7 +44,7 @@ func (t *Task) track(wk state.WindowKey) {
 	t.open[wk] = struct{}{}
 	ct := t.closeTime(wk)
 	if _, ok := t.closeAt[ct]; !ok {
-		heap.Push(&t.closeQ, ct)
+		t.closeQ.Push(ct)
 	}
 	t.closeAt[ct] = append(t.closeAt[ct], wk)
 	if t.p.win.Session() {
@@ -159,8 +158,8 @@ func (t *Task) update(wk state.WindowKey, ins []aggInput, base *state.Row) error
 // see each closed window.
 func (t *Task) closeWindows(fx *Effects) error {
 	w := t.p.win
-	for t.closeQ.Len() > 0 && t.closeQ[0] <= t.streamTime {
-		ct := heap.Pop(&t.closeQ).(int64)
+	for t.closeQ.Len() > 0 && t.closeQ.Min() <= t.streamTime {
+		ct := t.closeQ.Pop()
 		wks := t.closeAt[ct]
 		delete(t.closeAt, ct)
 		slices.SortFunc(wks, CompareWindows)
@@ -187,12 +186,12 @@ func (t *Task) closeWindows(fx *Effects) error {
 				t.closedEnd[wk.Key] = wk.End
 				// After this a record within gap of wk.End would be late
 				// even as a session of its own.
-				heap.Push(&t.closedQ, closedItem{expire: w.ClosedSessionRetention(wk.End), key: wk.Key})
+				t.closedQ.Push(closedItem{expire: w.ClosedSessionRetention(wk.End), key: wk.Key})
 			}
 		}
 	}
-	for t.closedQ.Len() > 0 && t.closedQ[0].expire <= t.streamTime {
-		it := heap.Pop(&t.closedQ).(closedItem)
+	for t.closedQ.Len() > 0 && t.closedQ.Min().expire <= t.streamTime {
+		it := t.closedQ.Pop()
 		if end, ok := t.closedEnd[it.key]; ok && w.ClosedSessionRetention(end) <= t.streamTime {
 			delete(t.closedEnd, it.key)
 		}

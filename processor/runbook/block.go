@@ -29,6 +29,10 @@ import (
 // app and output may be left out of a block: a preview writes nothing, so
 // they are filled in (after the block's last line, so the lines of the
 // block are the lines topology.Parse reports). Promote asks for them.
+//
+// A block may list several rollups (a rollups: list, each with its own
+// output topic, as in a pipeline file): the display then shows one of
+// them, named by its rollup key (default the first).
 
 // Display kinds.
 const (
@@ -50,6 +54,10 @@ const (
 type Display struct {
 	// Kind is chart, table or events. Default chart.
 	Kind string `yaml:"display" json:"kind"`
+	// Rollup (a pipeline with a rollups list) is the rollup shown: the
+	// chart's and table's results, the window, the output and late
+	// records of an events display. Default: the first.
+	Rollup string `yaml:"rollup,omitempty" json:"rollup,omitempty"`
 	// Value (chart) is the aggregate drawn. Default: the first.
 	Value string `yaml:"value,omitempty" json:"value,omitempty"`
 	// Top (chart) is how many keys are drawn: those with the highest
@@ -94,7 +102,11 @@ type Block struct {
 	// when Problems says why not.
 	Pipeline string
 	Spec     *topology.Spec
-	Display  Display
+	// Rollup is the spec of the rollup the display shows (one of
+	// Spec.RollupSpecs(); Spec itself in the single-rollup form); nil
+	// when Spec is.
+	Rollup  *topology.Spec
+	Display Display
 	// From is where the source is read from (zero: now), from Display.From.
 	From     time.Time
 	Problems []Problem
@@ -148,7 +160,7 @@ func withPreviewDefaults(pipe string) string {
 	if _, ok := top["app"]; !ok {
 		add.WriteString("app: " + previewApp + "\n")
 	}
-	if _, ok := top["output"]; !ok {
+	if _, ok := top["output"]; !ok && top["rollups"] == nil { // each rollup names its own output
 		add.WriteString("output:\n  topic: " + previewOutput + "\n")
 	}
 	if add.Len() == 0 {
@@ -270,22 +282,50 @@ func (b *Block) parseDisplay(src string, dispLine int, now time.Time) {
 
 var yamlLine = regexp.MustCompile(`^(?:yaml: )?line (\d+): `)
 
-// checkDisplay checks the display against the pipeline.
+// checkDisplay checks the display against the pipeline: its rollup, then
+// its value against that rollup's aggregates.
 func (b *Block) checkDisplay() {
 	d := &b.Display
-	if d.Value == "" {
-		d.Value = b.Spec.Aggregates[0].Name
+	rs := b.Spec.RollupSpecs()
+	b.Rollup = rs[0]
+	switch {
+	case d.Rollup != "" && !b.Spec.MultiRollup():
+		b.problem(0, "display rollup: %q: this pipeline has no rollups list; remove the key", d.Rollup)
+		return
+	case d.Rollup != "":
+		var names []string
+		b.Rollup = nil
+		for _, r := range rs {
+			names = append(names, r.RollupName)
+			if r.RollupName == d.Rollup {
+				b.Rollup = r
+			}
+		}
+		if b.Rollup == nil {
+			b.Rollup = rs[0]
+			b.problem(0, "display rollup: %q is not a rollup of this pipeline; write one of %s", d.Rollup, strings.Join(names, ", "))
+			return
+		}
 	}
-	for _, a := range b.Spec.Aggregates {
+	d.Rollup = b.Rollup.RollupName
+	aggs := b.Rollup.Aggregates
+	if d.Value == "" {
+		d.Value = aggs[0].Name
+	}
+	for _, a := range aggs {
 		if a.Name == d.Value {
 			return
 		}
 	}
 	var names []string
-	for _, a := range b.Spec.Aggregates {
+	for _, a := range aggs {
 		names = append(names, a.Name)
 	}
-	b.problem(0, "display value: %q is not an aggregate of this pipeline; write one of %s", d.Value, strings.Join(names, ", "))
+	of := "this pipeline"
+	if b.Rollup.RollupName != "" {
+		of = "rollup " + b.Rollup.RollupName
+	}
+	b.problem(0, "display value: %q is not an aggregate of %s; write one of %s", d.Value, of, strings.Join(names, ", "))
 }
 
 // OK says whether the block can run.
@@ -305,7 +345,9 @@ type PromoteOptions struct {
 	// App is the pipeline's app id (its consumer group and topic prefix).
 	// Default: the block's, else "<document>-<block number>".
 	App string
-	// Output is the results topic. Default: the block's, else "<app>-results".
+	// Output is the results topic. Default: the block's, else
+	// "<app>-results". Not used for a block with a rollups list: each
+	// rollup names its own.
 	Output string
 	// Processing is at_least_once or exactly_once. Default: the block's,
 	// else at_least_once.
@@ -331,6 +373,10 @@ func (b *Block) Promote(doc string, o PromoteOptions) ([]byte, error) {
 		}
 	}
 	mapSet(m, "app", scalar(o.App))
+	if rl := mapGet(m, "rollups"); rl != nil {
+		// Each rollup writes its own output topic, written in the block.
+		return b.encodePromoted(&root, m, o)
+	}
 	out := mapGet(m, "output")
 	if out == nil || out.Kind != yaml.MappingNode {
 		out = &yaml.Node{Kind: yaml.MappingNode}
@@ -344,6 +390,12 @@ func (b *Block) Promote(doc string, o PromoteOptions) ([]byte, error) {
 		}
 	}
 	mapSet(out, "topic", scalar(o.Output))
+	return b.encodePromoted(&root, m, o)
+}
+
+// encodePromoted sets the processing guarantee and encodes the promoted
+// pipeline, which must parse.
+func (b *Block) encodePromoted(root, m *yaml.Node, o PromoteOptions) ([]byte, error) {
 	if o.Processing == "" {
 		if v := mapGet(m, "processing"); v != nil && v.Value != "" {
 			o.Processing = v.Value
@@ -360,7 +412,7 @@ func (b *Block) Promote(doc string, o PromoteOptions) ([]byte, error) {
 	}
 	enc := yaml.NewEncoder(&buf)
 	enc.SetIndent(2)
-	if err := enc.Encode(&root); err != nil {
+	if err := enc.Encode(root); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {

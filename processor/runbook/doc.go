@@ -5,7 +5,9 @@
 // pipeline YAML of topology.Parse, then a line "---" and the block's
 // display (chart, table or events; see Display). The package holds the
 // document model and everything a preview needs that is not HTTP; the
-// console (processor/console, runbooks.go) serves the pages.
+// console (processor/console, runbooks.go) serves the pages. A block with
+// a rollups list runs every rollup; its display shows the one its rollup
+// key names (Block.Rollup, default the first).
 //
 // Files:
 //

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -197,6 +198,17 @@ func (m *Manager) start(id string, b *Block) (*Preview, error) {
 	// A preview's results are decoded here: JSON whatever the block says
 	// (it writes nothing, so the output format is not seen outside).
 	spec.Output.Format = topology.FormatJSON
+	spec.Rollups = slices.Clone(spec.Rollups)
+	for i := range spec.Rollups {
+		spec.Rollups[i].Output.Format = topology.FormatJSON
+	}
+	// The rollup the display shows (the spec itself in the single form).
+	rollup := spec.RollupSpecs()[0]
+	for _, r := range spec.RollupSpecs() {
+		if r.RollupName == b.Display.Rollup {
+			rollup = r
+		}
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	eng, err := m.cfg.NewEngine(ctx, &spec)
 	if err != nil {
@@ -204,7 +216,7 @@ func (m *Manager) start(id string, b *Block) (*Preview, error) {
 		return nil, fmt.Errorf("preview: %w", err)
 	}
 	p := &Preview{
-		id: id, block: b, spec: &spec, eng: eng, cancel: cancel, done: make(chan struct{}),
+		id: id, block: b, spec: &spec, rollup: rollup, eng: eng, cancel: cancel, done: make(chan struct{}),
 		cfg: &m.cfg, keys: map[string]*keySeries{}, started: m.cfg.Now(), lastView: m.cfg.Now(),
 	}
 	if b.Display.Filter != "" {
@@ -261,6 +273,7 @@ type Preview struct {
 	id     string
 	block  *Block
 	spec   *topology.Spec
+	rollup *topology.Spec  // the rollup displayed: spec, or one of its RollupSpecs
 	eng    Engine          // owned by run's goroutine
 	subs   []*Subscription // one per source topic
 	in     chan []*kgo.Record
@@ -407,7 +420,7 @@ func (p *Preview) collect(ctx context.Context) {
 	d := p.block.Display
 	for _, rec := range out {
 		switch {
-		case rec.Topic == p.spec.Output.Topic:
+		case rec.Topic == p.rollup.Output.Topic:
 			var w Window
 			var v map[string]any
 			if json.Unmarshal(rec.Value, &v) != nil {
@@ -421,6 +434,9 @@ func (p *Preview) collect(ctx context.Context) {
 				p.maybeEvent(ctx, rec)
 			}
 		case rec.Topic == p.spec.LateTopic:
+			if !p.ofRollup(rec) {
+				continue // late for another rollup of the block
+			}
 			p.mu.Lock()
 			p.late++
 			p.version++
@@ -438,6 +454,21 @@ func (p *Preview) collect(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// hdrRollup names the rollup of a late or dead-letter record of a
+// pipeline with several rollups (the processor's header).
+const hdrRollup = "eddy.rollup"
+
+// ofRollup says whether a late record is the displayed rollup's: it names
+// it in its eddy.rollup header, or has none (one rollup).
+func (p *Preview) ofRollup(rec *kgo.Record) bool {
+	for _, h := range rec.Headers {
+		if h.Key == hdrRollup {
+			return string(h.Value) == p.rollup.RollupName
+		}
+	}
+	return true
 }
 
 // keyText shows a result key (the grouping key as a JSON array of
@@ -515,6 +546,7 @@ func (p *Preview) addWindow(w Window) {
 type Snapshot struct {
 	Version int64    `json:"version"`
 	Kind    string   `json:"kind"`
+	Rollup  string   `json:"rollup,omitempty"`
 	Value   string   `json:"value,omitempty"`
 	Chart   *Chart   `json:"chart,omitempty"`
 	Table   []Window `json:"table,omitempty"`
@@ -523,7 +555,8 @@ type Snapshot struct {
 	Fed   int64 `json:"fed"`
 	Stats Stats `json:"source"`
 	// Late and DeadLetters count what eddy run would have written to the
-	// late and dead-letter topics.
+	// late and dead-letter topics (Late: the records late for the
+	// displayed rollup).
 	Late        int64 `json:"late"`
 	DeadLetters int64 `json:"dead_letters"`
 	// Bounds says which bounds were reached, in words; empty when none.
@@ -571,7 +604,7 @@ func (p *Preview) Snapshot() Snapshot {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	d := p.block.Display
-	s := Snapshot{Version: p.version, Kind: d.Kind, Value: d.Value, Fed: p.fed, Stats: st, Late: p.late, DeadLetters: p.dead, Error: p.engErr, Stopped: p.stopped, Started: p.started.UnixMilli()}
+	s := Snapshot{Version: p.version, Kind: d.Kind, Rollup: d.Rollup, Value: d.Value, Fed: p.fed, Stats: st, Late: p.late, DeadLetters: p.dead, Error: p.engErr, Stopped: p.stopped, Started: p.started.UnixMilli()}
 	if st.Skipped > 0 {
 		s.Bounds = append(s.Bounds, fmt.Sprintf("sampled: the source passed %d records and skipped %d to keep under its read rate, so the values are of a sample", st.Read, st.Skipped))
 	}
@@ -614,10 +647,11 @@ func (p *Preview) chart() *Chart {
 	if n := p.block.Display.Top; len(all) > n {
 		all = all[:n]
 	}
-	c := &Chart{WindowMs: p.spec.Window.Size.Milliseconds(), Times: []int64{}, Series: []Series{}}
-	if p.spec.Window.Type == "hopping" {
-		c.WindowMs = p.spec.Window.Advance.Milliseconds()
-	} else if p.spec.Window.Type == "session" {
+	win := p.rollup.Window
+	c := &Chart{WindowMs: win.Size.Milliseconds(), Times: []int64{}, Series: []Series{}}
+	if win.Type == "hopping" {
+		c.WindowMs = win.Advance.Milliseconds()
+	} else if win.Type == "session" {
 		c.WindowMs = 0
 	}
 	times := map[int64]bool{}

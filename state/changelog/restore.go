@@ -1,6 +1,8 @@
 // Package changelog restores task stores from their changelog topics: the
-// part of state that reads Kafka. The changelog's format (window keys,
-// rows, commit markers) is defined in package state.
+// part of state that reads Kafka. The changelog's format (the key kinds:
+// window rows, aux entries such as alert state, commit markers; the row
+// and checkpoint encodings) is defined in package state (store.go,
+// checkpoint.go).
 package changelog
 
 // Changelog format and restore.
@@ -8,7 +10,9 @@ package changelog
 // Each task's store has one partition of the compacted changelog topic
 // "<app>-<store>-changelog". A flush writes, in this order, to that
 // partition: one record per changed window (key: WindowKey encoding; value:
-// Row encoding, or nil as a tombstone), then one commit marker (key:
+// Row encoding, or nil as a tombstone) and per changed aux entry (key: the
+// aux kind byte, its version and the id; value: the entry's, or nil), then
+// one commit marker (key:
 // MarkerKey; value: Checkpoint encoding naming the input offset, stream time
 // and upstream offsets the flush reflects). The marker is produced only
 // after every row record and every output of the flush is acknowledged.
@@ -307,7 +311,7 @@ func (r *Restorer) Restore(ctx context.Context, topic string, partition int32, t
 				}
 				return
 			}
-			if kerr := state.CheckWindowKey(rec.Key); kerr != nil {
+			if kerr := state.CheckChangelogKey(rec.Key); kerr != nil {
 				ferr = fmt.Errorf("changelog %s/%d offset %d: %w", topic, partition, rec.Offset, kerr)
 				return
 			}

@@ -1,8 +1,11 @@
 package changelog
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -255,4 +258,100 @@ func TestHasRecordsFrom(t *testing.T) {
 			t.Errorf("%s: hasRecordsFrom = %v, want %v", c.name, got, c.want)
 		}
 	}
+}
+
+// legacyAuxKey builds by hand the changelog key an eddy before aux key
+// kinds wrote for the aux entry id (alert state): a window key (key
+// length, key, start, end) whose key is 0x00 followed by the id, start
+// and end 0 with their sign bit flipped.
+func legacyAuxKey(id string) []byte {
+	k := "\x00" + id
+	b := []byte{byte(len(k) >> 8), byte(len(k))}
+	b = append(b, k...)
+	zero := []byte{0x80, 0, 0, 0, 0, 0, 0, 0}
+	b = append(b, zero...)
+	return append(b, zero...)
+}
+
+// A changelog written by an eddy before aux key kinds (alert state under
+// window keys beginning with 0x00, built here by hand) restores: the
+// alert state is found by ScanAux and not among the windows, the windows
+// are all there, and the first flush after it rewrites each entry in the
+// new form after a tombstone of its old key.
+func testRestoreLegacyAlertState(t *testing.T, brokers []string) {
+	topic := kafkatest.Name(t, "changelog")
+	kafkatest.CreateTopic(t, brokers, topic, 1)
+	recs, keys := changelogRecords(topic, 300, 100)
+	want := map[string]string{}
+	var legacy []*kgo.Record
+	for i := range 40 {
+		id := fmt.Sprintf("too-slow\x00[\"k-%07d\"]", i)
+		v := fmt.Sprintf(`{"s":"firing","since":%d}`, 1_764_158_400_000+i)
+		legacy = append(legacy, &kgo.Record{Topic: topic, Key: legacyAuxKey(id), Value: []byte(v)})
+		want[id] = v
+	}
+	// One entry the old eddy deleted again.
+	legacy = append(legacy,
+		&kgo.Record{Topic: topic, Key: legacyAuxKey("too-slow\x00[\"gone\"]"), Value: []byte(`{"s":"pending"}`)},
+		&kgo.Record{Topic: topic, Key: legacyAuxKey("too-slow\x00[\"gone\"]")})
+	// the alert state goes into the first flush, before its marker
+	all := append(append(slices.Clone(recs[:100]), legacy...), recs[100:]...)
+	if err := kafkatest.Client(t, brokers).ProduceSync(context.Background(), all...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := state.Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 0)
+	r := NewRestorer(restoreClient(t, brokers))
+	r.IdleEnd = 100 * time.Millisecond
+	res, err := r.Restore(context.Background(), topic, 0, ts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Records != int64(len(all)) {
+		t.Errorf("restored %d records, want %d", res.Records, len(all))
+	}
+	if n := storedKeys(t, ts, keys); n != len(keys) {
+		t.Errorf("%d of %d windows restored", n, len(keys))
+	}
+	windows := 0
+	if err := ts.Scan(true, func(state.WindowKey) error { windows++; return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if windows != len(keys) {
+		t.Errorf("Scan: %d windows, want %d (alert state is not a window)", windows, len(keys))
+	}
+	got := map[string]string{}
+	if err := ts.ScanAux(func(id string, v []byte) error { got[id] = string(v); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("restored alert state: %d entries, want %d: %q", len(got), len(want), got)
+	}
+	tombstones, rewrites := 0, 0
+	for _, ch := range ts.Dirty() {
+		k := ch.AppendKey(nil)
+		switch {
+		case ch.Value == nil && len(k) > 3 && bytes.Equal(k, legacyAuxKey(ch.AuxID)):
+			tombstones++
+		case len(k) > 2 && k[0] == 0xfe && string(ch.Value) == want[ch.AuxID]:
+			rewrites++
+		}
+	}
+	if tombstones != len(want) || rewrites != len(want) {
+		t.Errorf("first flush: %d old-key tombstones, %d new-form rewrites; want %d of each", tombstones, rewrites, len(want))
+	}
+}
+
+func TestRestoreLegacyAlertState(t *testing.T) {
+	t.Parallel()
+	testRestoreLegacyAlertState(t, kafkatest.Kfake(t))
+}
+
+func TestKafkaRestoreLegacyAlertState(t *testing.T) {
+	t.Parallel()
+	testRestoreLegacyAlertState(t, kafkatest.Real(t))
 }

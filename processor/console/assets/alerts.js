@@ -1,16 +1,21 @@
 // Alerts: episodes firing now and the history (GET /api/v1/alerts), each
 // linking to its key's chart. A tail of the alerts step reloads the lists
 // when a transition is written.
-import { api } from "./app.js";
+import { api, setHash, rollupOf, fillRollups } from "./app.js";
 
-export function showAlerts(pipeline) {
+export function showAlerts(pipeline, params) {
   const status = document.getElementById("alerts-status");
+  const rollupSel = document.getElementById("alerts-rollup");
+  // Several rollups: each has its own alert rules and alerts topic; the
+  // selector picks one (default the first rollup that has rules).
+  const withRules = (pipeline.rollups || []).find((r) => r.alerts);
+  let ro = rollupOf(pipeline, fillRollups(rollupSel, pipeline, params.get("rollup") || (withRules ? withRules.name : "")));
   let es = null, timer = null;
 
   async function load() {
     let res;
     try {
-      res = await api("/api/v1/alerts");
+      res = await api("/api/v1/alerts" + (ro.name ? "?" + new URLSearchParams({ rollup: ro.name }) : ""));
     } catch (e) {
       status.textContent = "Cannot read alerts: " + e.message;
       status.classList.add("error");
@@ -18,7 +23,7 @@ export function showAlerts(pipeline) {
     }
     status.classList.remove("error");
     status.textContent = res.topic ? `${res.firing.length} firing, ${res.history.length} in the last 24 hours, from ${res.topic}` +
-      (res.truncated ? " (truncated)" : "") : "This pipeline has no alert rules.";
+      (res.truncated ? " (truncated)" : "") : ro.name ? `Rollup ${ro.name} has no alert rules.` : "This pipeline has no alert rules.";
     fill("#alerts-firing", res.firing, false);
     fill("#alerts-history", res.history, true);
   }
@@ -39,7 +44,10 @@ export function showAlerts(pipeline) {
       }
       const link = document.createElement("a");
       link.textContent = "chart";
-      link.href = "#results?" + new URLSearchParams({ agg: a.aggregate, key: JSON.stringify(a.key), range: "86400000" });
+      const h = new URLSearchParams();
+      if (ro.name) h.set("rollup", ro.name);
+      h.set("agg", a.aggregate); h.set("key", JSON.stringify(a.key)); h.set("range", "86400000");
+      link.href = "#results?" + h;
       const td = document.createElement("td");
       td.append(link);
       tr.append(td);
@@ -47,11 +55,18 @@ export function showAlerts(pipeline) {
     }));
   }
 
-  load();
-  if (pipeline.steps.some((s) => s.step === "alerts")) {
-    es = new EventSource("/api/v1/tail?" + new URLSearchParams({ step: "alerts", last: "0" }));
-    es.addEventListener("record", () => { clearTimeout(timer); timer = setTimeout(load, 500); });
+  function start() {
+    if (es) { es.close(); es = null; }
+    if (ro.name) setHash("alerts", new URLSearchParams({ rollup: ro.name }));
+    load();
+    if (ro.alerts) {
+      es = new EventSource("/api/v1/tail?" + new URLSearchParams({ step: ro.alerts, last: "0" }));
+      es.addEventListener("record", () => { clearTimeout(timer); timer = setTimeout(load, 500); });
+    }
   }
+  rollupSel.onchange = () => { ro = rollupOf(pipeline, rollupSel.value); start(); };
+  document.getElementById("alerts-form").onsubmit = (e) => e.preventDefault();
+  start();
   return () => { if (es) es.close(); clearTimeout(timer); };
 }
 

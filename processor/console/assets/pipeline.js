@@ -1,5 +1,7 @@
 // Pipeline: the picture of the pipeline (source topics → repartition →
-// windows → output, late, dead-letter, alerts) with each edge's rate, and
+// windows → output, late, dead-letter, alerts; with several rollups, one
+// row per rollup, chained ones from the rollup they read) with each
+// edge's rate, and
 // the partitions with their owner, lag, stream time against the wall clock
 // and restore progress; pushed every 2 s by GET /api/v1/status/live.
 
@@ -54,9 +56,6 @@ function fmtAgo(ms) {
 }
 
 function render(pipeline, st, flow, status) {
-  const edges = st.edges;
-  const w = pipeline.window;
-  const open = st.partitions.reduce((n, p) => n + (p.open_windows || 0), 0);
   const parts = [
     `${st.group.members.length} worker(s) in group ${st.group.id} (${st.group.state || "unknown"})`,
     st.local.ready ? "this worker: ready" : "this worker: not ready (restoring or joining)",
@@ -67,8 +66,21 @@ function render(pipeline, st, flow, status) {
   status.textContent = parts.join(" · ");
   status.classList.toggle("error", !!st.error);
 
-  // Columns: sources → [repartition] → windows → outputs.
   flow.replaceChildren();
+  if (pipeline.rollups && pipeline.rollups.length) {
+    renderRollups(pipeline, st, flow);
+  } else {
+    renderOne(pipeline, st, flow);
+  }
+  renderTables(st);
+}
+
+// renderOne draws a pipeline of one rollup. Columns: sources →
+// [repartition] → windows → outputs.
+function renderOne(pipeline, st, flow) {
+  const edges = st.edges;
+  const w = pipeline.window;
+  const open = st.partitions.reduce((n, p) => n + (p.open_windows || 0), 0);
   const srcEdges = edges.filter((e) => pipeline.steps.some((s) => s.step.startsWith("input") && s.topic === e.from));
   const repart = edges.find((e) => e.to === "windows" && !srcEdges.includes(e));
   const sources = el("div", "col");
@@ -92,7 +104,86 @@ function render(pipeline, st, flow, status) {
     outs.append(row);
   }
   flow.append(outs);
+}
 
+function windowText(w) {
+  return `${w.type} ${w.size_ms / 1000}s` + (w.type === "hopping" ? ` every ${w.advance_ms / 1000}s` : "") +
+    `, grace ${w.grace_ms / 1000}s, emit on ${w.emit || "close"}`;
+}
+
+// renderRollups draws a pipeline of several rollups: the source topics →
+// each repartition topic (one per grouping key) → one row per rollup (its
+// window, key and store; a chained rollup drawn from the rollup it
+// reads) → its output and alerts topics; then the late and dead-letter
+// topics the rollups share. Edge ids: "rollup:NAME" is a rollup.
+function renderRollups(pipeline, st, flow) {
+  const edges = st.edges;
+  const kinds = {}; for (const s of pipeline.steps) kinds[s.topic] = s.step.split(":")[0];
+  const sourceTopics = pipeline.steps.filter((s) => s.step.startsWith("input")).map((s) => s.topic);
+  const stages = [...new Set(pipeline.rollups.filter((r) => r.repartition && !r.from).map((r) => r.repartition))];
+
+  const sources = el("div", "col");
+  for (const t of sourceTopics) {
+    const e = edges.find((x) => x.from === t);
+    sources.append(node("source topic", t, e ? `${fmtCount(e.total)} read` : ""));
+  }
+  flow.append(sources);
+  if (stages.length) {
+    // Source → each repartition topic (one arrow per source and stage).
+    const arrows1 = el("div", "col");
+    for (const e of edges.filter((x) => sourceTopics.includes(x.from) && stages.includes(x.to))) arrows1.append(arrow(e));
+    const parts = el("div", "col");
+    for (const t of stages) {
+      const keyOf = pipeline.rollups.find((r) => r.repartition === t && !r.from).key;
+      parts.append(node("repartition topic", t, "re-keyed by " + keyOf.join(", "), "stage"));
+    }
+    flow.append(arrows1, parts);
+  }
+
+  const rows = el("div", "col rollups");
+  for (const r of pipeline.rollups) {
+    const id = "rollup:" + r.name;
+    const row = el("div", "row" + (r.from ? " chained" : ""));
+    row.dataset.rollup = r.name;
+    const inEdges = edges.filter((x) => x.to === id);
+    const ins = el("div", "col");
+    for (const e of inEdges) {
+      const a = arrow(e);
+      a.prepend(el("div", "via", e.from.startsWith("rollup:") ? "final results of " + e.from.slice(7) : e.from));
+      ins.append(a);
+    }
+    const open = (st.rollup_open_windows || {})[r.name];
+    const n = node(r.from ? "chained rollup" : "rollup", r.name, windowText(r.window) + (open != null ? ` · ${open} open here` : ""), "windows");
+    n.append(el("div", "sub", (r.from ? `merges ${r.from} · ` : "") + "per " + r.key.join(", ") + " · store " + r.store));
+    n.append(el("div", "sub", r.aggregates.map((a) => a.name).join(", ")));
+    const outs = el("div", "col outs");
+    for (const e of edges.filter((x) => x.from === id && !x.to.startsWith("rollup:"))) {
+      const o = el("div", "row");
+      const step = kinds[e.to] || "";
+      o.append(arrow(e), node(step + " topic", e.to, ""));
+      outs.append(o);
+    }
+    row.append(ins, n, outs);
+    rows.append(row);
+  }
+  flow.append(rows);
+
+  // The late and dead-letter topics, shared by the rollups.
+  let shared = flow.parentElement.querySelector(".shared");
+  if (!shared) {
+    shared = el("div", "flow shared");
+    flow.after(shared);
+  }
+  shared.replaceChildren(el("span", "note", "Shared by every rollup:"));
+  for (const e of edges.filter((x) => x.from === "rollups")) {
+    const o = el("div", "row");
+    const step = kinds[e.to] || "";
+    o.append(arrow(e), node(step + " topic", e.to, "", "bad"));
+    shared.append(o);
+  }
+}
+
+function renderTables(st) {
   const tb = document.querySelector("#pipeline-table tbody");
   tb.replaceChildren(...st.partitions.map((p) => {
     const tr = el("tr", "part");

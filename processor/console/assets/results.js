@@ -1,20 +1,28 @@
 // Results: one aggregate of one key over windows, as a chart (uPlot) and a
 // table, from GET /api/v1/results. Live: a tail of the output step,
 // filtered to the key, reloads the range when a new result arrives.
-import { api, setHash } from "./app.js";
+import { api, setHash, rollupOf, fillRollups, topText } from "./app.js";
 
 const TOP = 5;
 const TOP_KEY = "top";
 
 export function showResults(pipeline, params) {
   const form = document.getElementById("results-form");
+  const rollupSel = document.getElementById("results-rollup");
   const aggSel = document.getElementById("results-agg");
   const keySel = document.getElementById("results-key");
   const rangeSel = document.getElementById("results-range");
   const status = document.getElementById("results-status");
   const chartEl = document.getElementById("results-chart");
-  aggSel.replaceChildren(...pipeline.aggregates.map((a) => new Option(`${a.name} (${a.unit})`, a.name)));
-  if (params.get("agg")) aggSel.value = params.get("agg");
+  // The rollup shown (several rollups: the selector, default the first);
+  // every view below reads its key, window, aggregates and output.
+  let ro = rollupOf(pipeline, fillRollups(rollupSel, pipeline, params.get("rollup") || ""));
+  // A top_k aggregate is a list, not a number: in the table, not the chart.
+  const fillAggs = (want) => {
+    aggSel.replaceChildren(...ro.aggregates.filter((a) => a.op !== "top_k").map((a) => new Option(`${a.name} (${a.unit})`, a.name)));
+    if (want && [...aggSel.options].some((o) => o.value === want)) aggSel.value = want;
+  };
+  fillAggs(params.get("agg"));
   if (params.get("range")) rangeSel.value = params.get("range");
   let wantKey = params.get("key") || "";
   let plot = null, es = null, reloadTimer = null, sort = { col: 0, dir: "desc" };
@@ -24,11 +32,19 @@ export function showResults(pipeline, params) {
     status.classList.toggle("error", !!error);
   }
 
+  function hashOf(agg, range) {
+    const h = new URLSearchParams();
+    if (ro.name) h.set("rollup", ro.name);
+    h.set("agg", agg); h.set("key", wantKey); h.set("range", String(range));
+    return h;
+  }
+
   async function load() {
     const agg = aggSel.value;
     const range = Number(rangeSel.value);
     const to = Date.now(), from = to - range;
     const q = new URLSearchParams({ from: String(from), to: String(to) });
+    if (ro.name) q.set("rollup", ro.name);
     if (wantKey && wantKey !== TOP_KEY) q.set("key", wantKey);
     let res;
     try {
@@ -42,7 +58,7 @@ export function showResults(pipeline, params) {
       ...res.keys.map((k) => new Option(`${k.key.join(" ")} (${k.results} results)`, JSON.stringify(k.key))));
     if (wantKey === TOP_KEY && res.keys.length) {
       keySel.value = wantKey;
-      setHash("results", new URLSearchParams({ agg, key: wantKey, range: String(range) }));
+      setHash("results", hashOf(agg, range));
       return drawTop(res, agg);
     }
     if (!wantKey && res.keys.length) {
@@ -57,25 +73,30 @@ export function showResults(pipeline, params) {
       return;
     }
     keySel.value = wantKey;
-    setHash("results", new URLSearchParams({ agg, key: wantKey, range: String(range) }));
+    setHash("results", hashOf(agg, range));
     // Windows still open, from this worker's state (the owner of the key
     // has them; another worker returns none): drawn as open points.
     const wins = res.windows.slice();
     try {
-      const open = await api("/api/v1/windows?" + new URLSearchParams({ key: wantKey }));
+      const wq = new URLSearchParams({ key: wantKey });
+      if (ro.name) wq.set("rollup", ro.name);
+      const open = await api("/api/v1/windows?" + wq);
       const have = new Set(wins.map((w) => w.window_start_ms));
       for (const o of open.windows) {
         const start = Date.parse(o.window_start);
         if (have.has(start)) continue;
-        const values = {};
-        for (const a of pipeline.aggregates) values[a.name] = typeof o[a.name] === "number" ? o[a.name] : null;
-        wins.push({ key: open.key, window_start_ms: start, window_end_ms: Date.parse(o.window_end), final: false, values });
+        const values = {}, top = {};
+        for (const a of ro.aggregates) {
+          values[a.name] = typeof o[a.name] === "number" ? o[a.name] : null;
+          if (a.op === "top_k") top[a.name] = Array.isArray(o[a.name]) ? o[a.name] : [];
+        }
+        wins.push({ key: open.key, window_start_ms: start, window_end_ms: Date.parse(o.window_end), final: false, values, top });
       }
       wins.sort((a, b) => a.window_start_ms - b.window_start_ms);
     } catch (e) {
       // No state here (a server without a pipeline): final results only.
     }
-    const unit = pipeline.aggregates.find((a) => a.name === agg).unit;
+    const unit = (ro.aggregates.find((a) => a.name === agg) || { unit: "" }).unit;
     say(wins.length ? `${wins.length} window(s) of ${JSON.parse(wantKey || "[]").join(" ")} written in the range; ${res.scanned} result(s) read from ${res.topic}` +
       (res.truncated ? " (truncated: narrow the range)" : "") : "No results for this key in the range.");
     drawChart(wins, agg, unit);
@@ -86,7 +107,7 @@ export function showResults(pipeline, params) {
   // drawTop charts the TOP keys with the largest sum of agg over their
   // final windows in the range, one series each.
   function drawTop(res, agg) {
-    const unit = pipeline.aggregates.find((a) => a.name === agg).unit;
+    const unit = (ro.aggregates.find((a) => a.name === agg) || { unit: "" }).unit;
     const byKey = new Map();
     for (const w of res.windows) {
       if (!w.final) continue;
@@ -97,10 +118,10 @@ export function showResults(pipeline, params) {
       e.wins.set(w.window_start_ms, w.values[agg]);
     }
     const top = [...byKey.values()].sort((a, b) => b.total - a.total || (JSON.stringify(a.key) < JSON.stringify(b.key) ? -1 : 1)).slice(0, TOP);
-    const step = (pipeline.window.type === "hopping" ? pipeline.window.advance_ms : pipeline.window.size_ms) || 0;
+    const step = (ro.window.type === "hopping" ? ro.window.advance_ms : ro.window.size_ms) || 0;
     const starts = [...new Set(top.flatMap((e) => [...e.wins.keys()]))].sort((a, b) => a - b);
     const xs = [];
-    if (starts.length && step > 0 && pipeline.window.type !== "session") {
+    if (starts.length && step > 0 && ro.window.type !== "session") {
       for (let t = starts[0]; t <= starts[starts.length - 1]; t += step) xs.push(t);
     } else xs.push(...starts);
     const colors = ["#1f6feb", "#b42318", "#067647", "#7a5af8", "#d97706"];
@@ -125,7 +146,7 @@ export function showResults(pipeline, params) {
       (res.truncated ? " (truncated: narrow the range)" : ""));
     drawTable(res.windows.filter((w) => top.some((e) => JSON.stringify(e.key) === JSON.stringify(w.key))), true);
     if (!es) {
-      es = new EventSource("/api/v1/tail?" + new URLSearchParams({ step: "output", last: "0" }));
+      es = new EventSource("/api/v1/tail?" + new URLSearchParams({ step: ro.output, last: "0" }));
       es.addEventListener("record", () => { clearTimeout(reloadTimer); reloadTimer = setTimeout(load, 1000); });
     }
   }
@@ -133,10 +154,10 @@ export function showResults(pipeline, params) {
   function drawChart(wins, agg, unit) {
     // One x per window slot from the first to the last, so windows with
     // no result are nulls: gaps, not lines across them.
-    const step = (pipeline.window.type === "hopping" ? pipeline.window.advance_ms : pipeline.window.size_ms) || 0;
+    const step = (ro.window.type === "hopping" ? ro.window.advance_ms : ro.window.size_ms) || 0;
     const byStart = new Map(wins.map((w) => [w.window_start_ms, w]));
     const xs = [];
-    if (wins.length && step > 0 && pipeline.window.type !== "session") {
+    if (wins.length && step > 0 && ro.window.type !== "session") {
       for (let t = wins[0].window_start_ms; t <= wins[wins.length - 1].window_start_ms; t += step) xs.push(t);
     } else {
       for (const w of wins) xs.push(w.window_start_ms);
@@ -187,7 +208,9 @@ export function showResults(pipeline, params) {
       { name: "window start (UTC)", get: (w) => w.window_start_ms, fmt: fmtTime },
       { name: "window end (UTC)", get: (w) => w.window_end_ms, fmt: fmtTime },
       { name: "state", get: (w) => (w.final ? "final" : "open"), fmt: (x) => x },
-      ...pipeline.aggregates.map((a) => ({ name: `${a.name} (${a.unit})`, get: (w) => w.values[a.name], fmt: fmtNum, num: true })),
+      ...ro.aggregates.map((a) => a.op === "top_k"
+        ? { name: `${a.name} (${a.unit}=count)`, get: (w) => topText(w.top && w.top[a.name]), fmt: (x) => x, top: true }
+        : { name: `${a.name} (${a.unit})`, get: (w) => w.values[a.name], fmt: fmtNum, num: true }),
     ];
     const head = document.createElement("tr");
     cols.forEach((c, i) => {
@@ -213,6 +236,7 @@ export function showResults(pipeline, params) {
       for (const col of cols) {
         const cell = document.createElement("td");
         if (col.num) cell.className = "num";
+        if (col.top) cell.className = "top";
         cell.textContent = col.fmt(col.get(w));
         tr.append(cell);
       }
@@ -225,8 +249,8 @@ export function showResults(pipeline, params) {
     if (es) return;
     const key = JSON.parse(wantKey || "null");
     if (!key) return;
-    const filter = pipeline.key.map((f, i) => `${f} == ${JSON.stringify(key[i])}`).join(" && ");
-    es = new EventSource("/api/v1/tail?" + new URLSearchParams({ step: "output", last: "0", filter }));
+    const filter = ro.key.map((f, i) => `${f} == ${JSON.stringify(key[i])}`).join(" && ");
+    es = new EventSource("/api/v1/tail?" + new URLSearchParams({ step: ro.output, last: "0", filter }));
     es.addEventListener("record", () => {
       clearTimeout(reloadTimer);
       reloadTimer = setTimeout(load, 500);
@@ -240,6 +264,12 @@ export function showResults(pipeline, params) {
   form.onsubmit = (e) => { e.preventDefault(); restart(); };
   keySel.onchange = () => { wantKey = keySel.value; restart(); };
   aggSel.onchange = restart;
+  rollupSel.onchange = () => {
+    ro = rollupOf(pipeline, rollupSel.value);
+    fillAggs(aggSel.value);
+    wantKey = "";
+    restart();
+  };
   rangeSel.onchange = restart;
   load();
   return () => { if (es) es.close(); clearTimeout(reloadTimer); if (plot) plot.destroy(); plot = null; };

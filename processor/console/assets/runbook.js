@@ -132,7 +132,7 @@ class BlockView {
 
   draw(s) {
     const src = s.source;
-    this.info.textContent = (src.reading ? "" : "Finding where to start reading… ") + `Preview since ${fmtTime(s.started)} UTC: ${s.fed} record(s) read from ${this.b.topic}` +
+    this.info.textContent = (src.reading ? "" : "Finding where to start reading… ") + `Preview since ${fmtTime(s.started)} UTC: ${s.fed} record(s) read from ${this.b.topic}` + (s.rollup ? `, rollup ${s.rollup} shown` : "") +
       (src.readers > 1 ? `, one read shared by ${src.readers} blocks` : "") +
       (s.late ? `; ${s.late} late (after their window closed)` : "") + (s.dead_letters ? `; ${s.dead_letters} dead letters (step dead-letter lists them)` : "") + (src.err ? ` — source: ${src.err}` : "") +
       (s.stopped ? ` — stopped: ${s.stopped}; reload to start again` : "");
@@ -177,7 +177,7 @@ class BlockView {
     const aggs = Object.keys(this.b.units || {});
     const head = el("tr", {}, el("th", {}, "Key"), el("th", {}, "Window (UTC)"), ...aggs.map((a) => el("th", {}, a)));
     const body = [...rows].reverse().map((w) => el("tr", { "data-key": w.key, "data-start": String(w.start) },
-      el("td", {}, w.key), el("td", {}, `${fmtTime(w.start)} – ${fmtTime(w.end).slice(11)}`), ...aggs.map((a) => el("td", { class: "num", "data-agg": a }, fmtNum(w.value[a])))));
+      el("td", {}, w.key), el("td", {}, `${fmtTime(w.start)} – ${fmtTime(w.end).slice(11)}`), ...aggs.map((a) => el("td", { class: "num", "data-agg": a }, Array.isArray(w.value[a]) ? w.value[a].map((e) => `${e.value}=${e.count}`).join(", ") : fmtNum(w.value[a])))));
     this.display.replaceChildren(el("table", { class: "records" }, el("thead", {}, head), el("tbody", {}, ...body)));
   }
 

@@ -1,9 +1,10 @@
 package alert
 
 // The persisted form of a State: one aux entry of the task's store per
-// rule and key (and per deviation slot), JSON-encoded. Entries are queued
-// at Flush and written with the task's windows in one flush; Load is the
-// inverse.
+// rule and key (and per deviation slot), JSON-encoded. Aux entries are a
+// key kind of their own in the store and its changelog, apart from the
+// windows (state/store.go). Entries are queued at Flush and written with
+// the task's windows in one flush; Load is the inverse.
 
 import (
 	"encoding/json"
@@ -15,13 +16,17 @@ import (
 	"github.com/eddy-streams/eddy/topology"
 )
 
-// aux ids: AuxPrefix rule AuxPrefix key [AuxPrefix slot]
+// idSep separates the parts of an aux id: rule idSep key [idSep slot].
+// Neither rule names nor grouping keys (JSON arrays, whose strings escape
+// control characters) hold it.
+const idSep = "\x00"
+
 func (e *alertEngine) auxID(id alertID) string {
-	return state.AuxPrefix + e.rules[id.rule].spec.Name + state.AuxPrefix + id.key
+	return e.rules[id.rule].spec.Name + idSep + id.key
 }
 
 func (e *alertEngine) slotAuxID(id slotID) string {
-	return state.AuxPrefix + e.rules[id.rule].spec.Name + state.AuxPrefix + id.key + state.AuxPrefix + strconv.FormatInt(id.slot, 10)
+	return e.rules[id.rule].spec.Name + idSep + id.key + idSep + strconv.FormatInt(id.slot, 10)
 }
 
 // Load reads the alert state back from store (after restore or an
@@ -30,7 +35,7 @@ func (ta *State) Load(store Store) error {
 	e := ta.e
 	*ta = *e.NewState()
 	return store.ScanAux(func(id string, v []byte) error {
-		parts := strings.Split(id[len(state.AuxPrefix):], state.AuxPrefix)
+		parts := strings.Split(id, idSep)
 		if len(parts) < 2 {
 			return fmt.Errorf("alert state %q: %w", id, state.ErrCorruptState)
 		}

@@ -4,6 +4,9 @@
 // are its whole interface).
 package alert
 
+// (Long: the three rule kinds share their state, scheduling and
+// persistence, which are easier to check side by side.)
+//
 // Alerts: rules evaluated on window results and record arrivals
 // (docs/alerting.md).
 //
@@ -33,12 +36,12 @@ package alert
 //     fires even if no record arrives at all.
 
 import (
-	"container/heap"
 	"fmt"
 	"math"
 	"sort"
 	"text/template"
 
+	"github.com/eddy-streams/eddy/internal/minheap"
 	"github.com/eddy-streams/eddy/processor/engine/groupkey"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
@@ -212,19 +215,6 @@ type dueItem struct {
 	id alertID
 }
 
-type dueHeap []dueItem
-
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueItem)) }
-func (h *dueHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
-
 // State is the alert state of one task (partition), all in memory;
 // changes are queued to the task's store at Flush. One goroutine at a
 // time uses a State.
@@ -235,8 +225,8 @@ type State struct {
 	slots      map[slotID]*slotStats
 	dirty      map[alertID]struct{}
 	dirtySlots map[slotID]struct{}
-	due        dueHeap           // absence rules: when to look at a key again
-	queued     map[alertID]int64 // the due time queued for an id
+	due        minheap.Heap[dueItem] // absence rules: when to look at a key again
+	queued     map[alertID]int64     // the due time queued for an id
 	active     map[alertID]struct{}
 	envBuf     map[string]any // fillEnv: per task, so tasks on several goroutines share nothing
 }
@@ -250,6 +240,7 @@ func (e *alertEngine) NewState() *State {
 		dirtySlots: make(map[slotID]struct{}),
 		queued:     make(map[alertID]int64),
 		active:     make(map[alertID]struct{}),
+		due:        minheap.New(func(a, b dueItem) bool { return a.at < b.at }),
 	}
 }
 
@@ -258,7 +249,7 @@ func (ta *State) schedule(id alertID, at int64) {
 		return
 	}
 	ta.queued[id] = at
-	heap.Push(&ta.due, dueItem{at: at, id: id})
+	ta.due.Push(dueItem{at: at, id: id})
 }
 
 // alertEvent is one transition to publish.
@@ -323,8 +314,8 @@ func (e *alertEngine) scheduleAbsence(ta *State, r *alertRule, id alertID, st *a
 // come by stream time now.
 func (ta *State) checkDue(now int64) {
 	e := ta.e
-	for ta.due.Len() > 0 && ta.due[0].at <= now {
-		it := heap.Pop(&ta.due).(dueItem)
+	for ta.due.Len() > 0 && ta.due.Min().at <= now {
+		it := ta.due.Pop()
 		if q, ok := ta.queued[it.id]; !ok || q != it.at {
 			continue // superseded
 		}

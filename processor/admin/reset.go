@@ -1,5 +1,8 @@
-package processor
+package admin
 
+// (Long: the plan, its explanation to the user and its execution must
+// agree step by step, so they stay in one file.)
+//
 // Reset: rebuild a pipeline's results from an earlier point of its input.
 //
 // A reset changes three things the next `eddy run` reads, and nothing else:
@@ -299,7 +302,7 @@ func PlanReset(ctx context.Context, adm *kadm.Client, spec *topology.Spec, targe
 	var cfgs kadm.ResourceConfigs
 	istarts, iends := kadm.ListedOffsets{}, kadm.ListedOffsets{}
 	if len(existing) > 0 {
-		if cfgs, err = describeTopicConfigs(ctx, adm, existing...); err != nil {
+		if cfgs, err = DescribeTopicConfigs(ctx, adm, existing...); err != nil {
 			return nil, fmt.Errorf("configs of %s: %w", strings.Join(existing, ", "), err)
 		}
 		if istarts, err = listOffsets(adm.ListStartOffsets(ctx, existing...)); err != nil {
@@ -497,7 +500,7 @@ func ExecuteReset(ctx context.Context, adm *kadm.Client, plan *ResetPlan, progre
 				}
 			}
 		}
-		return retryReset(ctx, func() error {
+		return retry(ctx, func() error {
 			resp, err := adm.CommitOffsets(ctx, plan.Group, offs)
 			if err == nil {
 				err = resp.Error()
@@ -526,7 +529,7 @@ func deleteTopics(ctx context.Context, adm *kadm.Client, topics []string) error 
 			return fmt.Errorf("delete %s: %w", r.Topic, r.Err)
 		}
 	}
-	return retryReset(ctx, func() error {
+	return retry(ctx, func() error {
 		td, err := adm.ListTopics(ctx, topics...)
 		if err != nil {
 			return err
@@ -549,7 +552,7 @@ func deleteTopics(ctx context.Context, adm *kadm.Client, topics []string) error 
 // finishes the deletion (TopicAlreadyExists).
 func recreateTopics(ctx context.Context, adm *kadm.Client, topics []TopicReset) error {
 	for _, t := range topics {
-		err := retryReset(ctx, func() error {
+		err := retry(ctx, func() error {
 			r, err := adm.CreateTopic(ctx, t.Partitions, t.Replicas, t.Configs, t.Name)
 			if err == nil {
 				err = r.Err
@@ -567,7 +570,7 @@ func recreateTopics(ctx context.Context, adm *kadm.Client, topics []TopicReset) 
 	for _, t := range topics {
 		names = append(names, t.Name)
 	}
-	return retryReset(ctx, func() error {
+	return retry(ctx, func() error {
 		td, err := adm.ListTopics(ctx, names...)
 		if err != nil {
 			return err
@@ -587,9 +590,9 @@ func recreateTopics(ctx context.Context, adm *kadm.Client, topics []TopicReset) 
 	})
 }
 
-// retryReset retries fn for up to a minute while it fails, returning its
-// last error.
-func retryReset(ctx context.Context, fn func() error) error {
+// retry calls fn again for up to a minute while it fails (except with
+// ErrGroupActive), returning its last error.
+func retry(ctx context.Context, fn func() error) error {
 	deadline := time.Now().Add(time.Minute)
 	wait := 50 * time.Millisecond
 	for {

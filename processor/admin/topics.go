@@ -1,4 +1,4 @@
-package processor
+package admin
 
 import (
 	"context"
@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
-	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/eddy-streams/eddy/topology"
 )
@@ -31,7 +29,7 @@ func topicConfigs(t topology.TopicInfo) map[string]*string {
 // partition per input partition), the output, late, dead-letter and alerts
 // topics. Existing topics are not changed (CheckTopics says what is wrong
 // with them). It returns the input partition count and the changelog's
-// topic id.
+// topic id (zero for a pipeline of several rollups).
 func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (int32, [16]byte, error) {
 	var id [16]byte
 	parts, err := sourcePartitions(ctx, adm, spec)
@@ -41,14 +39,9 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (i
 	want := spec.Topics(parts)
 	// Topics that carry input records take the largest record a source
 	// topic accepts. Without the sources' limits they get the broker's
-	// default; the size check (limits.go) then dead-letters what does
-	// not fit.
-	var srcMax int64
-	if lim, err := describeLimits(ctx, adm, spec.Source.Topics); err == nil {
-		for _, t := range spec.Source.Topics {
-			srcMax = max(srcMax, int64(lim.limit(t)))
-		}
-	}
+	// default; the shell's size check (processor/limits.go) then
+	// dead-letters what does not fit.
+	srcMax := sourceMaxMessageBytes(ctx, adm, spec.Source.Topics)
 	var names []string
 	for _, w := range want {
 		names = append(names, w.Name)
@@ -59,6 +52,9 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (i
 	}
 	for _, w := range want {
 		if d, ok := existing[w.Name]; ok && d.Err == nil {
+			if w.Name == spec.ChangelogTopic() {
+				id = d.ID
+			}
 			if w.Copartitioned && int32(len(d.Partitions)) != parts {
 				return 0, id, fmt.Errorf("topic %q has %d partitions but the input has %d: delete it (eddy reset) or restore the input's partition count", w.Name, len(d.Partitions), parts)
 			}
@@ -66,7 +62,7 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (i
 		}
 		cfg := topicConfigs(w)
 		if w.CarriesInput && srcMax > 0 {
-			cfg["max.message.bytes"] = kadm.StringPtr(strconv.FormatInt(min(srcMax+topology.InputHeaderRoom, int64(maxBatchBytes)), 10))
+			cfg["max.message.bytes"] = kadm.StringPtr(strconv.FormatInt(min(srcMax+topology.InputHeaderRoom, MaxBatchBytes), 10))
 		}
 		resp, err := adm.CreateTopic(ctx, parts, -1, cfg, w.Name)
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
@@ -75,13 +71,55 @@ func EnsureTopics(ctx context.Context, adm *kadm.Client, spec *topology.Spec) (i
 		if resp.Err != nil && !errors.Is(resp.Err, kerr.TopicAlreadyExists) {
 			return 0, id, fmt.Errorf("create topic %q: %w", w.Name, resp.Err)
 		}
+		if w.Name == spec.ChangelogTopic() {
+			id = resp.ID
+		}
 	}
-	cl, err := adm.ListTopics(ctx, spec.ChangelogTopic())
-	if err != nil {
-		return 0, id, err
+	if id == ([16]byte{}) {
+		// Created by someone else in the meantime (TopicAlreadyExists), or
+		// not among the topics (a pipeline of several rollups has a
+		// changelog per rollup): as listed, possibly zero.
+		cl, err := adm.ListTopics(ctx, spec.ChangelogTopic())
+		if err != nil {
+			return 0, id, err
+		}
+		id = cl[spec.ChangelogTopic()].ID
 	}
-	id = cl[spec.ChangelogTopic()].ID
 	return parts, id, nil
+}
+
+// MaxBatchBytes is the largest record batch eddy writes to any topic,
+// whatever the topic allows: the shell's producer caps its batches there
+// (processor/limits.go: a batch is held in memory while it is built and
+// sent, and franz-go's produce requests are at most 100 MiB), and
+// EnsureTopics never creates a topic that accepts more.
+const MaxBatchBytes = 64 << 20
+
+// sourceMaxMessageBytes returns the largest max.message.bytes of the
+// source topics, or 0 when one of them cannot be read.
+func sourceMaxMessageBytes(ctx context.Context, adm *kadm.Client, topics []string) int64 {
+	rcs, err := DescribeTopicConfigs(ctx, adm, topics...)
+	if err != nil {
+		return 0
+	}
+	var m int64
+	for _, t := range topics {
+		rc, err := rcs.On(t, nil)
+		if err != nil || rc.Err != nil {
+			return 0
+		}
+		for _, c := range rc.Configs {
+			if c.Key != "max.message.bytes" || c.Value == nil {
+				continue
+			}
+			v, err := strconv.ParseInt(*c.Value, 10, 64)
+			if err != nil {
+				return 0
+			}
+			m = max(m, v)
+		}
+	}
+	return m
 }
 
 // sourcePartitions checks that the source topics exist and returns the
@@ -109,66 +147,11 @@ func sourcePartitions(ctx context.Context, adm *kadm.Client, spec *topology.Spec
 	return parts, nil
 }
 
-// partitioner sends records to the partition set on the record for the
-// topics named (changelogs: partition = task), and by key hash (Kafka's
-// murmur2, as the Java client) otherwise.
-type partitioner struct {
-	manual map[string]bool
-	def    kgo.Partitioner
-	wm     []string // the repartition topics, whose watermark records are partitioned by hand
-}
-
-func newPartitioner(manual ...string) partitioner {
-	m := make(map[string]bool, len(manual))
-	for _, t := range manual {
-		m[strings.TrimSpace(t)] = true
-	}
-	return partitioner{manual: m, def: kgo.StickyKeyPartitioner(nil)}
-}
-
-// withWatermarks makes the watermark records of the repartition topics go
-// to the partition set on them (watermarks.go); their other records go by
-// key hash.
-func (p partitioner) withWatermarks(repartition ...string) partitioner {
-	p.wm = repartition
-	return p
-}
-
-func (p partitioner) ForTopic(t string) kgo.TopicPartitioner {
-	if p.manual[t] {
-		return manualPartitioner{}
-	}
-	if slices.Contains(p.wm, t) {
-		return watermarkPartitioner{p.def.ForTopic(t)}
-	}
-	return p.def.ForTopic(t)
-}
-
-// watermarkPartitioner sends watermark records to the partition set on
-// them, other records as def does.
-type watermarkPartitioner struct{ def kgo.TopicPartitioner }
-
-func (w watermarkPartitioner) RequiresConsistency(r *kgo.Record) bool {
-	return isWatermark(r) || w.def.RequiresConsistency(r)
-}
-
-func (w watermarkPartitioner) Partition(r *kgo.Record, n int) int {
-	if isWatermark(r) {
-		return int(r.Partition)
-	}
-	return w.def.Partition(r, n)
-}
-
-type manualPartitioner struct{}
-
-func (manualPartitioner) RequiresConsistency(*kgo.Record) bool { return true }
-func (manualPartitioner) Partition(r *kgo.Record, _ int) int   { return int(r.Partition) }
-
-// describeTopicConfigs is kadm's DescribeTopicConfigs, asked again for up
+// DescribeTopicConfigs is kadm's DescribeTopicConfigs, asked again for up
 // to five seconds while the broker answers UNKNOWN_TOPIC_OR_PARTITION for
 // one of the topics: a topic created a moment ago is listed in metadata
 // before the broker's config handler knows it.
-func describeTopicConfigs(ctx context.Context, adm *kadm.Client, topics ...string) (kadm.ResourceConfigs, error) {
+func DescribeTopicConfigs(ctx context.Context, adm *kadm.Client, topics ...string) (kadm.ResourceConfigs, error) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		rcs, err := adm.DescribeTopicConfigs(ctx, topics...)
