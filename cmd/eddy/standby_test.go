@@ -174,11 +174,11 @@ func testStandbyFailover(t *testing.T, processing string, standbys int) {
 	produceSync(t, brokers, phase0)
 	w0 := sbStartWorker(t, spec, list, "w0")
 	w1 := sbStartWorker(t, spec, list, "w1")
-	owners := sbOwners(t, brokers, app, in)
+	sbOwners(t, brokers, app, in) // both in the group
 	sbWaitIdle(t, 120*time.Second, brokers, app, in, w0, w1)
 	produceSync(t, brokers, phase1)
 	sbWaitIdle(t, 120*time.Second, brokers, app, in, w0, w1)
-	owners = sbOwners(t, brokers, app, in) // the same, unless a rebalance moved some
+	owners := sbOwners(t, brokers, app, in)
 	moved := owners["w0"]
 	if standbys > 0 {
 		// w1 keeps w0's partitions warm, and has caught up with them.
