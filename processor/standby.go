@@ -62,6 +62,10 @@ const (
 	standbyDescribeEvery = 5 * time.Second
 )
 
+// assignedHere is why a standby stops when its partition is assigned to
+// this worker.
+const assignedHere = "assigned to this worker: its restore takes over the warm state"
+
 // closedChan is a closed channel: nothing to wait for.
 var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
@@ -310,7 +314,11 @@ func (a *App) runStandby(ctx context.Context, pool chan *changelog.Restorer, adm
 				a.sb.setLast(ms)
 				next := standbyChoice(ms, self, n)
 				for _, k := range want {
-					if !slices.Contains(next, k) && !a.sb.isOwned(k) {
+					switch {
+					case slices.Contains(next, k):
+					case a.sb.isOwned(k):
+						stop(k, assignedHere)
+					default:
 						stop(k, "no longer chosen: the group's assignment changed")
 					}
 				}
@@ -320,7 +328,7 @@ func (a *App) runStandby(ctx context.Context, pool chan *changelog.Restorer, adm
 		var todo []taskKey
 		for _, k := range want {
 			if a.sb.isOwned(k) {
-				stop(k, "assigned to this worker: its restore takes over the warm state")
+				stop(k, assignedHere)
 				continue
 			}
 			todo = append(todo, k)
