@@ -15,14 +15,22 @@
 //
 // # Files
 //
-//   - app.go: Config, New, Run (the group member and its processing loop)
-//   - process.go: the per-record step, through the engine
+//   - app.go: Config, New, Run (the group member and its processing loop);
+//     ids.go: the worker's client and transactional ids
+//   - rollups.go: several rollups of one source read (stages sharing a
+//     key and repartition topic, a task per rollup and partition, chained
+//     rollups following the task they read; issue 20)
+//   - process.go: the per-record steps: a poll split between the tasks
+//     and the repartition stage, through the engine
 //   - parallel.go: parallel tasks: a poll's records of each task on one
 //     of up to Config.Parallelism goroutines, every one done before
 //     punctuate and the commit (issue 17)
 //   - commit.go, txn.go: the commit protocol (at-least-once, exactly-once)
 //   - assign.go, restore.go: partitions assigned and revoked, restore as
 //     a task state outside the rebalance callback
+//   - standby.go, standby_balance.go: standby replicas (warm copies of
+//     other workers' tasks, kept by catching up their changelogs) and the
+//     assignment that hands a dead worker's partitions to them (issue 17)
 //   - keeper.go, topiccheck.go, limits.go: eddy's topics while the
 //     worker runs (created and checked at start by processor/admin), their
 //     size limits, the repartition purge, expired offsets, records older
