@@ -484,17 +484,9 @@ func (l *Local) OpenWindows(key string) ([]WindowValues, error) { return l.OpenW
 // OpenWindowsIn is OpenWindows of the rollup named rollup ("" the first).
 // An unknown rollup is an error.
 func (l *Local) OpenWindowsIn(rollup, key string) ([]WindowValues, error) {
-	r := l.rollups[0]
-	if rollup != "" {
-		r = nil
-		for _, x := range l.rollups {
-			if x.name() == rollup {
-				r = x
-			}
-		}
-		if r == nil {
-			return nil, fmt.Errorf("no rollup %q in pipeline %q", rollup, l.cfg.Spec.App)
-		}
+	r, err := rollupNamed(l.rollups, l.cfg.Spec.App, rollup)
+	if err != nil {
+		return nil, err
 	}
 	if len(l.tasks) == 0 {
 		return nil, nil

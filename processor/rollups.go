@@ -180,6 +180,19 @@ func buildRollups(spec *topology.Spec) ([]*rollup, []*aggStage, error) {
 	return rs, stages, nil
 }
 
+// rollupNamed returns the rollup of rs named name, the first for "".
+func rollupNamed(rs []*rollup, app, name string) (*rollup, error) {
+	if name == "" {
+		return rs[0], nil
+	}
+	for _, r := range rs {
+		if r.name() == name {
+			return r, nil
+		}
+	}
+	return nil, fmt.Errorf("no rollup %q in pipeline %q", name, app)
+}
+
 // stageOf returns the stage reading topic, or nil.
 func (a *App) stageOf(topic string) *aggStage {
 	for _, s := range a.stages {

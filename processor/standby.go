@@ -46,6 +46,7 @@ import (
 	"errors"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -194,7 +195,7 @@ type groupMember struct {
 // self's own. None when self is not a member or n is 0.
 func standbyChoice(members []groupMember, self string, n int) []taskKey {
 	ms := slices.Clone(members)
-	slices.SortFunc(ms, func(x, y groupMember) int { return compareStrings(x.id, y.id) })
+	slices.SortFunc(ms, func(x, y groupMember) int { return strings.Compare(x.id, y.id) })
 	var mine []taskKey
 	for _, m := range ms {
 		if m.id == self {
@@ -216,16 +217,6 @@ func standbyChoice(members []groupMember, self string, n int) []taskKey {
 	out = slices.DeleteFunc(out, func(k taskKey) bool { return slices.Contains(mine, k) })
 	slices.SortFunc(out, compareTaskKeys)
 	return slices.Compact(out)
-}
-
-func compareStrings(x, y string) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
 }
 
 // groupMembers describes the group: its members, by instance id or

@@ -2,7 +2,6 @@ package processor
 
 import (
 	"encoding/json"
-	"fmt"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -27,17 +26,9 @@ func (a *App) OpenWindows(key string) ([]json.RawMessage, error) {
 // OpenWindowsIn is OpenWindows of the rollup named rollup ("" the first).
 // An unknown rollup is an error.
 func (a *App) OpenWindowsIn(rollup, key string) ([]json.RawMessage, error) {
-	r := a.rollups[0]
-	if rollup != "" {
-		r = nil
-		for _, x := range a.rollups {
-			if x.name() == rollup {
-				r = x
-			}
-		}
-		if r == nil {
-			return nil, fmt.Errorf("no rollup %q in pipeline %q", rollup, a.cfg.Spec.App)
-		}
+	r, err := rollupNamed(a.rollups, a.cfg.Spec.App, rollup)
+	if err != nil {
+		return nil, err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
