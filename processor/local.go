@@ -342,9 +342,7 @@ func (l *Local) process(ts []*task, er engine.Record, rec *kgo.Record, re *Recor
 			continue
 		}
 		if late := fx.Late; late != nil {
-			lr := lateRecord(spec.LateTopic, rec, late, er.Source, er.SourceOffset, now)
-			lr.Headers = append(lr.Headers, rollupHeader(t.r)...)
-			l.out = append(l.out, lr)
+			l.out = append(l.out, lateRecord(spec.LateTopic, rec, late, er.Source, er.SourceOffset, rollupHeader(t.r), now))
 		}
 		if err := l.applyFollow(ts, t, fx); err != nil {
 			return err

@@ -54,8 +54,8 @@ func (p *pipeline) alertRecord(tr engine.AlertTransition) (*kgo.Record, error) {
 // it missed and where it came from (src at srcOffset). Its timestamp is
 // the wall clock now, so that the late topic's retention counts from now,
 // not from the (old) event time; the event time and the source record's
-// timestamp are in headers.
-func lateRecord(topic string, rec *kgo.Record, late *engine.Late, src state.SourcePartition, srcOffset int64, now time.Time) *kgo.Record {
+// timestamp are in headers. extra headers follow (eddy.rollup).
+func lateRecord(topic string, rec *kgo.Record, late *engine.Late, src state.SourcePartition, srcOffset int64, extra []kgo.RecordHeader, now time.Time) *kgo.Record {
 	_, _, _, key, headers, srcTS := sourceOf(rec)
 	headers = append(headers,
 		strHeader(hdrLateWindow, fmtWindow(late.Window)),
@@ -68,6 +68,7 @@ func lateRecord(topic string, rec *kgo.Record, late *engine.Late, src state.Sour
 	if srcTS >= 0 {
 		headers = append(headers, strHeader(hdrSrcTime, fmtTime(srcTS)))
 	}
+	headers = append(headers, extra...)
 	return &kgo.Record{Topic: topic, Key: key, Value: rec.Value, Headers: headers, Timestamp: now}
 }
 

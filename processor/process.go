@@ -139,9 +139,7 @@ func (a *App) processAgg(ctx context.Context, w *aggWorker, rec *kgo.Record) err
 		if late := fx.Late; late != nil {
 			a.m.late.Inc()
 			// Written with the wall clock as its timestamp (lateRecord).
-			lr := lateRecord(a.p.spec.LateTopic, rec, late, er.Source, er.SourceOffset, now)
-			lr.Headers = append(lr.Headers, rollupHeader(t.r)...)
-			a.write(ctx, lr, rec)
+			a.write(ctx, lateRecord(a.p.spec.LateTopic, rec, late, er.Source, er.SourceOffset, rollupHeader(t.r), now), rec)
 		}
 		a.applyWith(ctx, w.encs[t.r.idx], t, fx)
 		if err := a.follow(ctx, w.encs, ts, t, fx, w.rfx); err != nil {
