@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -269,7 +270,12 @@ func (h *Hub) read(ctx context.Context, r *reader) error {
 	}()
 	var sec int64
 	var used int
-	m := newMerger(mergeWait)
+	parts := make([]int32, 0, len(offsets[r.key.topic]))
+	for p := range offsets[r.key.topic] {
+		parts = append(parts, p)
+	}
+	slices.Sort(parts)
+	m := newMerger(mergeWait, parts...)
 	for ctx.Err() == nil {
 		// A bounded poll: the merger's wait for a lagging partition ends
 		// even when nothing arrives.
@@ -288,8 +294,9 @@ func (h *Hub) read(ctx context.Context, r *reader) error {
 		if ferr != nil {
 			r.setErr(ferr)
 		}
-		m.add(fs)
-		recs := m.drain(time.Now())
+		now := time.Now()
+		m.add(fs, now)
+		recs := m.drain(now)
 		if len(recs) == 0 {
 			continue
 		}
@@ -343,8 +350,19 @@ func (h *Hub) read(ctx context.Context, r *reader) error {
 // partition known to have more (its high watermark beyond what was
 // fetched). A preview has not decoded its records yet, so it does the same
 // by record timestamp: each partition's order kept, ties taken in turn
-// (the n-th record of each partition before the n+1-th of any), a lagging
-// partition waited for up to maxWait.
+// (the n-th record of each partition before the n+1-th of any).
+//
+// A partition with nothing buffered holds the others back a while, since
+// its next record may be older than theirs: up to maxWait after it ran
+// empty when its high watermark says it has more, and otherwise up to
+// maxWait after the oldest record held arrived. The second rule is for the
+// records of one produce request spread over several partitions: a fetch
+// may return one partition's share before the others' are written, with no
+// word yet that the others have more (Kafka Streams waits for empty
+// partitions the same way, max.task.idle.ms). Every partition of the read
+// is known from the start (newMerger's parts), so one never fetched yet
+// holds the others too. A partition that stays empty costs each record at
+// most maxWait of delay.
 type merger struct {
 	parts   map[int32]*mpart
 	order   []int32 // partitions in the order first seen
@@ -353,26 +371,41 @@ type merger struct {
 
 type mpart struct {
 	recs       []*kgo.Record
-	taken      int64 // records handed on
-	next, hwm  int64 // offset after the last fetched; high watermark
+	arrived    []time.Time // when each of recs was added
+	taken      int64       // records handed on
+	next, hwm  int64       // offset after the last fetched; high watermark
 	emptySince time.Time
 }
 
-func newMerger(maxWait time.Duration) *merger {
-	return &merger{parts: map[int32]*mpart{}, maxWait: maxWait}
+// newMerger makes a merger of the given partitions (more are added as
+// fetches name them).
+func newMerger(maxWait time.Duration, parts ...int32) *merger {
+	m := &merger{parts: map[int32]*mpart{}, maxWait: maxWait}
+	for _, p := range parts {
+		m.part(p)
+	}
+	return m
 }
 
-// add buffers a fetch.
-func (m *merger) add(fs kgo.Fetches) {
+func (m *merger) part(id int32) *mpart {
+	mp := m.parts[id]
+	if mp == nil {
+		mp = &mpart{}
+		m.parts[id] = mp
+		m.order = append(m.order, id)
+	}
+	return mp
+}
+
+// add buffers a fetch that arrived at now.
+func (m *merger) add(fs kgo.Fetches, now time.Time) {
 	fs.EachPartition(func(p kgo.FetchTopicPartition) {
-		mp := m.parts[p.Partition]
-		if mp == nil {
-			mp = &mpart{}
-			m.parts[p.Partition] = mp
-			m.order = append(m.order, p.Partition)
-		}
+		mp := m.part(p.Partition)
 		if n := len(p.Records); n > 0 {
 			mp.recs = append(mp.recs, p.Records...)
+			for range n {
+				mp.arrived = append(mp.arrived, now)
+			}
 			mp.next = p.Records[n-1].Offset + 1
 			mp.emptySince = time.Time{}
 		}
@@ -387,6 +420,7 @@ func (m *merger) drain(now time.Time) []*kgo.Record {
 	var out []*kgo.Record
 	for {
 		var best *mpart
+		emptyWaits := false // an empty partition with nothing known of it
 		for _, id := range m.order {
 			p := m.parts[id]
 			if len(p.recs) == 0 {
@@ -397,7 +431,9 @@ func (m *merger) drain(now time.Time) []*kgo.Record {
 					if now.Sub(p.emptySince) < m.maxWait {
 						return out
 					}
+					continue
 				}
+				emptyWaits = true
 				continue
 			}
 			if best == nil {
@@ -412,11 +448,27 @@ func (m *merger) drain(now time.Time) []*kgo.Record {
 		if best == nil {
 			return out
 		}
+		if emptyWaits && now.Sub(m.oldestArrival()) < m.maxWait {
+			return out
+		}
 		out = append(out, best.recs[0])
 		best.recs[0] = nil
 		best.recs = best.recs[1:]
+		best.arrived = best.arrived[1:]
 		best.taken++
 	}
+}
+
+// oldestArrival is when the longest-held buffered record arrived (each
+// partition's records arrive in order, so its first is its oldest).
+func (m *merger) oldestArrival() time.Time {
+	var t time.Time
+	for _, p := range m.parts {
+		if len(p.arrived) > 0 && (t.IsZero() || p.arrived[0].Before(t)) {
+			t = p.arrived[0]
+		}
+	}
+	return t
 }
 
 // mergeByTime is the order of recs (one fetch) through a merger that
@@ -436,6 +488,6 @@ func mergeByTime(recs []*kgo.Record) []*kgo.Record {
 		parts[i].Records = append(parts[i].Records, r)
 	}
 	fs = kgo.Fetches{{Topics: []kgo.FetchTopic{{Partitions: parts}}}}
-	m.add(fs)
+	m.add(fs, time.Now())
 	return m.drain(time.Now())
 }
