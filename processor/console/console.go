@@ -38,6 +38,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -70,8 +71,9 @@ type Config struct {
 	// MaxRate is the most records per second one view is sent; above it
 	// the server samples ("showing 1 in N"). Default 100.
 	MaxRate int
-	// MaxReadRate is the most records per second one view decodes and
-	// filters; above it the view reads a sample (1 in M). Default 1000.
+	// MaxReadRate is the most records per second the reader of one
+	// tailed topic (shared by its views) decodes, the newest of each
+	// fetch; the others are skipped and counted. Default 1000.
 	MaxReadRate int
 	// WriteTimeout: a client that has not taken one event within it is
 	// dropped. Default 5s.
@@ -116,6 +118,9 @@ type Console struct {
 
 	ctx    context.Context // ends every view on Close
 	cancel context.CancelFunc
+
+	tailsMu sync.Mutex             // guards tails
+	tails   map[string]*tailReader // by topic: one reader shared by its tails
 }
 
 // New validates cfg.
@@ -147,7 +152,7 @@ func New(cfg Config) (*Console, error) {
 	if cfg.PeerClient == nil {
 		cfg.PeerClient = &http.Client{Timeout: 5 * time.Second}
 	}
-	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), views: make(chan struct{}, cfg.MaxViews), rollups: cfg.Spec.RollupSpecs()}
+	c := &Console{cfg: cfg, log: cfg.Logger.With("component", "console"), views: make(chan struct{}, cfg.MaxViews), rollups: cfg.Spec.RollupSpecs(), tails: map[string]*tailReader{}}
 	if cfg.Registry != nil {
 		c.dec = schema.NewDecoder(cfg.Registry)
 	}

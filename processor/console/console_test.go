@@ -16,6 +16,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -106,6 +107,14 @@ type sseEvent struct {
 // until the test ends.
 func (e *env) tail(t *testing.T, path string) <-chan sseEvent {
 	t.Helper()
+	ch, _ := e.tailClosable(t, path)
+	return ch
+}
+
+// tailClosable is tail with a function that closes the stream (and waits
+// for its reading to end) before the test does.
+func (e *env) tailClosable(t *testing.T, path string) (<-chan sseEvent, func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.srv.URL+path, nil)
 	resp, err := http.DefaultClient.Do(req)
@@ -137,12 +146,18 @@ func (e *env) tail(t *testing.T, path string) <-chan sseEvent {
 			}
 		}
 	}()
-	t.Cleanup(func() {
-		cancel()
-		resp.Body.Close()
-		<-done
-	})
-	return out
+	var once sync.Once
+	closeFn := func() {
+		once.Do(func() {
+			cancel()
+			resp.Body.Close()
+			for range out { // let the reader end if the buffer was full
+			}
+			<-done
+		})
+	}
+	t.Cleanup(closeFn)
+	return out, closeFn
 }
 
 // records collects n record events (failing after 30s).
@@ -468,5 +483,76 @@ func TestKafkaAPISlowClientDropped(t *testing.T) {
 			t.Fatal("a client that reads nothing still holds its view after 20s")
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestKafkaAPITailsShareOneReader: three tails of one topic, each with its
+// own filter, are served by one reader of the topic; each gets exactly its
+// matching records, live; one that joins later starts from the newest
+// `last` of each partition; the reader ends with the last tail.
+func TestKafkaAPITailsShareOneReader(t *testing.T) {
+	e := newEnv(t, Config{})
+	t.Parallel()
+	in := e.spec.Source.Topics[0]
+	ok, closeOK := e.tailClosable(t, "/api/v1/tail?step=input&last=0&filter="+url.QueryEscape("status < 400"))
+	bad, closeBad := e.tailClosable(t, "/api/v1/tail?step=input&last=0&filter="+url.QueryEscape("status >= 500"))
+	all, closeAll := e.tailClosable(t, "/api/v1/tail?step=input&last=0")
+	if n := e.con.tailReaders(); n != 1 {
+		t.Fatalf("three tails of one topic: %d readers, want 1", n)
+	}
+	var recs []*kgo.Record
+	wantOK, wantBad := map[int]bool{}, map[int]bool{}
+	for i := 0; i < 30; i++ {
+		status := []int{200, 404, 503}[i%3]
+		recs = append(recs, &kgo.Record{Topic: in, Partition: int32(i % 2), Value: []byte(fmt.Sprintf(`{"i":%d,"status":%d}`, i, status))})
+		if status < 400 {
+			wantOK[i] = true
+		}
+		if status >= 500 {
+			wantBad[i] = true
+		}
+	}
+	e.produce(t, recs...)
+	check := func(name string, ch <-chan sseEvent, want map[int]bool) {
+		t.Helper()
+		for _, r := range records(t, ch, len(want)) {
+			i := int(r.Value["i"].(float64))
+			if !want[i] {
+				t.Errorf("%s tail: record %d (%v) does not match its filter, or came twice", name, i, r.Value)
+			}
+			delete(want, i)
+		}
+		if len(want) != 0 {
+			t.Errorf("%s tail: missing %v", name, want)
+		}
+	}
+	every := map[int]bool{}
+	for i := range 30 {
+		every[i] = true
+	}
+	check("status < 400", ok, wantOK)
+	check("status >= 500", bad, wantBad)
+	check("unfiltered", all, every)
+
+	// A tail that joins the running reader: the newest 3 of each partition.
+	late, closeLate := e.tailClosable(t, "/api/v1/tail?step=input&last=3")
+	if n := e.con.tailReaders(); n != 1 {
+		t.Fatalf("a fourth tail of the topic: %d readers, want 1", n)
+	}
+	check("joining, last=3", late, map[int]bool{24: true, 26: true, 28: true, 25: true, 27: true, 29: true})
+
+	for _, c := range []func(){closeOK, closeBad, closeAll} {
+		c()
+	}
+	if n := e.con.tailReaders(); n != 1 {
+		t.Fatalf("one tail still open: %d readers, want 1", n)
+	}
+	closeLate()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.con.tailReaders() != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("every tail closed, but the topic's reader still runs")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
