@@ -399,6 +399,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxPartitionBytes(a.fetchPartitionBytes()),
 		kgo.SessionTimeout(a.cfg.SessionTimeout),
 		kgo.ProducerLinger(5*time.Millisecond),
 		// One batch limit per topic, its max.message.bytes (limits.go).
@@ -555,7 +556,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
-		fs := a.cl.PollRecords(pctx, maxPollRecords)
+		fs := a.cl.PollRecords(pctx, a.pollRecords())
 		cancel()
 		if fs.IsClientClosed() {
 			return nil
@@ -575,7 +576,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		})
 		_ = ferr // franz-go retries fetch errors itself; they are logged above.
 		a.mu.Lock()
-		a.pg.polled(fs.NumRecords() >= maxPollRecords)
+		a.pg.polled(fs.NumRecords() >= a.pollRecords())
 		perr := a.installRestoredLocked()
 		if perr == nil {
 			perr = a.retryStalled(ctx)

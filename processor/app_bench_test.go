@@ -74,12 +74,18 @@ func benchAppPar(b *testing.B, keys int, aggregates string, par int) {
 	cpu0 := cpuTime()
 	start := time.Now()
 	wait0 := runqWait()
-	benchRunUntilCommittedPar(b, brokers, spec, reg, b.TempDir(), par)
+	tenth := benchRunUntilCommittedPar(b, brokers, spec, reg, b.TempDir(), par)
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
 	wait := runqWait() - wait0
 	b.StopTimer()
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "records/s")
+	// After the start (group join, assignment, first fetches): the rate
+	// from the first time a tenth of the records was seen committed to
+	// the end.
+	if !tenth.IsZero() {
+		b.ReportMetric(0.9*float64(b.N)/start.Add(elapsed).Sub(tenth).Seconds(), "steady-records/s")
+	}
 	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/record")
 	// Cores used, and the time the process's threads were ready to run
 	// but waited for a core (the machine's other load), per second.
@@ -227,7 +233,10 @@ func benchRunUntilCommitted(b *testing.B, brokers []string, spec *topology.Spec,
 
 // benchRunUntilCommittedPar is benchRunUntilCommitted at
 // Config.Parallelism par.
-func benchRunUntilCommittedPar(b *testing.B, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string, par int) {
+//
+// It returns when a tenth of the records was first seen committed (zero
+// if never before the end), to tell the start from the steady state.
+func benchRunUntilCommittedPar(b *testing.B, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string, par int) (tenth time.Time) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		b.Fatal(err)
@@ -259,19 +268,29 @@ func benchRunUntilCommittedPar(b *testing.B, brokers []string, spec *topology.Sp
 			continue
 		}
 		all := true
+		var total, committed int64
 		ends.Each(func(e kadm.ListedOffset) {
-			if o, ok := offs.Lookup(e.Topic, e.Partition); e.Offset > 0 && (!ok || o.At < e.Offset) {
+			total += e.Offset
+			o, ok := offs.Lookup(e.Topic, e.Partition)
+			if ok {
+				committed += o.At
+			}
+			if e.Offset > 0 && (!ok || o.At < e.Offset) {
 				all = false
 			}
 		})
 		if all {
 			break
 		}
+		if tenth.IsZero() && committed*10 >= total {
+			tenth = time.Now()
+		}
 	}
 	cancel()
 	if err := <-done; err != nil {
 		b.Fatal(err)
 	}
+	return tenth
 }
 
 // cpuTime is the process's user+system CPU time (all threads, the

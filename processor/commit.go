@@ -476,37 +476,54 @@ func commitResponseErr(resp *kmsg.OffsetCommitResponse, err error) error {
 // every changed task to its changelog partition and, in emit=update mode,
 // the changed windows to the output.
 func (a *App) flushTasks(ctx context.Context) []*flushWork {
-	var all []*task
-	for _, k := range a.sortedTaskKeys() {
-		all = append(all, a.tasks[k]...)
-	}
+	keys := a.sortedTaskKeys()
+	// Step 1 runs per partition on the task goroutines (parallel.go): a
+	// partition's tasks (one per rollup) are flushed in order by one
+	// goroutine, as its records are processed; each task produces only to
+	// its own changelog partition and to the output topic.
+	done := make([][]*flushWork, len(keys))
+	a.runParallel(len(keys), func(w *aggWorker, i int) {
+		for _, t := range a.tasks[keys[i]] {
+			if fw := a.flushTask(ctx, w, t); fw != nil {
+				done[i] = append(done[i], fw)
+			}
+		}
+	})
 	var work []*flushWork
-	for _, t := range all {
-		p := t.partition
-		fx := &a.loopW.rfx[t.r.idx]
-		changes, ok, err := t.Flush(fx)
-		if err != nil {
-			a.setProduceErr(fmt.Errorf("flush %s partition %d: %w", t.r.p.spec.ChangelogTopic(), p, err))
-			continue
-		}
-		if !ok {
-			continue
-		}
-		var keys []byte // the changelog keys, one after the other
-		for _, ch := range changes {
-			start := len(keys)
-			keys = ch.AppendKey(keys)
-			a.produce(ctx, &kgo.Record{
-				Topic:     t.r.p.spec.ChangelogTopic(),
-				Partition: p,
-				Key:       keys[start:len(keys):len(keys)],
-				Value:     ch.Value,
-			})
-		}
-		a.apply(ctx, t, fx) // emit=update: the changed windows
-		work = append(work, &flushWork{t: t, changes: changes, early: t.r.from != nil})
+	for _, ws := range done {
+		work = append(work, ws...)
 	}
 	return work
+}
+
+// flushTask is step 1 for one task on w: its changes, produced to its
+// changelog partition, and (emit=update) its changed windows, produced to
+// the output topic. Nil when it has nothing to flush, or failed (the
+// commit fails then, through setProduceErr).
+func (a *App) flushTask(ctx context.Context, w *aggWorker, t *task) *flushWork {
+	p := t.partition
+	fx := &w.rfx[t.r.idx]
+	changes, ok, err := t.Flush(fx)
+	if err != nil {
+		a.setProduceErr(fmt.Errorf("flush %s partition %d: %w", t.r.p.spec.ChangelogTopic(), p, err))
+		return nil
+	}
+	if !ok {
+		return nil
+	}
+	var keys []byte // the changelog keys, one after the other
+	for _, ch := range changes {
+		start := len(keys)
+		keys = ch.AppendKey(keys)
+		a.produce(ctx, &kgo.Record{
+			Topic:     t.r.p.spec.ChangelogTopic(),
+			Partition: p,
+			Key:       keys[start:len(keys):len(keys)],
+			Value:     ch.Value,
+		})
+	}
+	a.applyWith(ctx, w.encs[t.r.idx], t, fx) // emit=update: the changed windows
+	return &flushWork{t: t, changes: changes, early: t.r.from != nil}
 }
 
 // produceMarkers writes one commit marker per flushed task, recording the
@@ -532,11 +549,29 @@ func (a *App) produceMarkers(work []*flushWork) {
 }
 
 // writeStores is the last step of both protocols: each task's changes and
-// its new checkpoint go to Pebble in one batch.
+// its new checkpoint go to Pebble in one batch. With one goroutine every
+// task's are in one batch; with several, each task's batch is built and
+// committed on the task goroutines (Pebble applies concurrent batches in
+// parallel). Either way a batch holds whole tasks only: a task's rows and
+// its checkpoint are written together, and a crash between two tasks'
+// batches leaves each consistent with its own changelog (Batch.Commit).
 func (a *App) writeStores(work []*flushWork) error {
 	if len(work) == 0 {
 		return nil
 	}
+	if len(a.workers) <= 1 || len(work) == 1 {
+		return a.writeStoresBatch(work)
+	}
+	errs := make([]error, len(work))
+	a.runParallel(len(work), func(_ *aggWorker, i int) {
+		errs[i] = a.writeStoresBatch(work[i : i+1])
+	})
+	return errors.Join(errs...)
+}
+
+// writeStoresBatch writes work's tasks' changes and checkpoints in one
+// batch.
+func (a *App) writeStoresBatch(work []*flushWork) error {
 	b := a.db.NewBatch()
 	cps := make([]state.Checkpoint, len(work))
 	for i, w := range work {

@@ -22,7 +22,11 @@ package processor
 // So a commit never sees a task half-way through a job: every task's
 // state is as of the same point of the turn, and the commit protocol
 // (commit.go, txn.go: one transaction per commit under exactly-once)
-// is unchanged and sequential.
+// is unchanged. Its per-task steps run on the same goroutines
+// (runParallel): step 1, each partition's tasks flushed and their
+// changelog rows and results produced (flushTasks), and step 4, each
+// task's Pebble batch (writeStores); the steps that wait on Kafka stay
+// on the loop.
 //
 // What a job touches: its task (its own), the goroutine's aggWorker
 // (engine effects, JSON result encoder, watermark and field-count
@@ -82,6 +86,26 @@ func parallelism(_ *topology.Spec, n int) (int, string) {
 	return n, ""
 }
 
+// A poll's records come partition after partition, in the order of the
+// fetch they were in: with the client's default of 1 MiB per partition
+// in a fetch, a poll of maxPollRecords small records is one partition's,
+// one job, and the other goroutines have nothing to do. With several
+// goroutines the loop polls maxPollRecords per goroutine, and fetches
+// take parallelFetchPartitionBytes of each partition, so a poll spans
+// several partitions.
+const parallelFetchPartitionBytes = 128 << 10
+
+// pollRecords is how many records one turn polls.
+func (a *App) pollRecords() int { return maxPollRecords * len(a.workers) }
+
+// fetchPartitionBytes is the most bytes of one partition a fetch returns.
+func (a *App) fetchPartitionBytes() int32 {
+	if len(a.workers) > 1 {
+		return parallelFetchPartitionBytes
+	}
+	return 1 << 20 // franz-go's default
+}
+
 // newAggWorkers makes the scratch of n goroutines and of the loop.
 func newAggWorkers(rs []*rollup, n int) (loop *aggWorker, ws []*aggWorker) {
 	mk := func(clone bool) *aggWorker {
@@ -131,6 +155,37 @@ func (a *App) runAggJobs(ctx context.Context, jobs []*aggJob) (wait func()) {
 		}()
 	}
 	return wg.Wait
+}
+
+// runParallel calls fn(w, i) for every i below n, on up to
+// len(a.workers) goroutines (each with its own scratch w), and returns
+// when all calls have. With one goroutine allowed, or n at most 1, the
+// calls run here, on the loop's scratch.
+func (a *App) runParallel(n int, fn func(w *aggWorker, i int)) {
+	g := min(len(a.workers), n)
+	if g <= 1 {
+		for i := range n {
+			fn(a.loopW, i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	wg.Add(g)
+	for k := range g {
+		w := a.workers[k]
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1) - 1)
+				if i >= n {
+					return
+				}
+				fn(w, i)
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 // runAggJob processes one task's records of the turn on w, stopping at
