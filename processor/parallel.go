@@ -131,30 +131,9 @@ func newAggWorkers(rs []*rollup, n int) (loop *aggWorker, ws []*aggWorker) {
 // until all are done. With one goroutine allowed, or one job, they run
 // here before it returns.
 func (a *App) runAggJobs(ctx context.Context, jobs []*aggJob) (wait func()) {
-	n := min(len(a.workers), len(jobs))
-	if n <= 1 {
-		for _, j := range jobs {
-			a.runAggJob(ctx, a.workers[0], j)
-		}
-		return func() {}
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	wg.Add(n)
-	for i := range n {
-		w := a.workers[i]
-		go func() {
-			defer wg.Done()
-			for {
-				k := int(next.Add(1) - 1)
-				if k >= len(jobs) {
-					return
-				}
-				a.runAggJob(ctx, w, jobs[k])
-			}
-		}()
-	}
-	return wg.Wait
+	return a.startParallel(len(jobs), a.workers[0], func(w *aggWorker, i int) {
+		a.runAggJob(ctx, w, jobs[i])
+	})
 }
 
 // runParallel calls fn(w, i) for every i below n, on up to
@@ -162,12 +141,20 @@ func (a *App) runAggJobs(ctx context.Context, jobs []*aggJob) (wait func()) {
 // when all calls have. With one goroutine allowed, or n at most 1, the
 // calls run here, on the loop's scratch.
 func (a *App) runParallel(n int, fn func(w *aggWorker, i int)) {
+	a.startParallel(n, a.loopW, fn)()
+}
+
+// startParallel starts calling fn(w, i) for every i below n on up to
+// len(a.workers) goroutines, each taking the next i until none is left,
+// and returns the function that waits for them. With one goroutine
+// allowed, or n at most 1, the calls run here on seq before it returns.
+func (a *App) startParallel(n int, seq *aggWorker, fn func(w *aggWorker, i int)) (wait func()) {
 	g := min(len(a.workers), n)
 	if g <= 1 {
 		for i := range n {
-			fn(a.loopW, i)
+			fn(seq, i)
 		}
-		return
+		return func() {}
 	}
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -185,7 +172,7 @@ func (a *App) runParallel(n int, fn func(w *aggWorker, i int)) {
 			}
 		}()
 	}
-	wg.Wait()
+	return wg.Wait
 }
 
 // runAggJob processes one task's records of the turn on w, stopping at

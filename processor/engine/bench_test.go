@@ -21,7 +21,9 @@ aggregates:
 output: {topic: out}
 `
 
-func benchTask(b *testing.B, specYAML string) *Task {
+// benchPipeline is specYAML's pipeline and an empty store, closed when
+// the benchmark ends.
+func benchPipeline(b *testing.B, specYAML string) (*Pipeline, *state.DB) {
 	spec, err := topology.Parse([]byte(specYAML))
 	if err != nil {
 		b.Fatal(err)
@@ -35,6 +37,11 @@ func benchTask(b *testing.B, specYAML string) *Task {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { db.Close() })
+	return p, db
+}
+
+func benchTask(b *testing.B, specYAML string) *Task {
+	p, db := benchPipeline(b, specYAML)
 	t := NewTask(p, db.TaskStore("windows", 0, p.aggSpecs, 0), state.Checkpoint{}, time.Now())
 	if err := t.Rebuild(true); err != nil {
 		b.Fatal(err)
@@ -94,19 +101,7 @@ func BenchmarkAggregateWithAlerts(b *testing.B) {
 // window).
 func BenchmarkRebuild(b *testing.B) {
 	const n = 200_000
-	spec, err := topology.Parse([]byte(benchSpec))
-	if err != nil {
-		b.Fatal(err)
-	}
-	p, err := NewPipeline(spec)
-	if err != nil {
-		b.Fatal(err)
-	}
-	db, err := state.Open(b.TempDir())
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer db.Close()
+	p, db := benchPipeline(b, benchSpec)
 	store := db.TaskStore("windows", 0, p.aggSpecs, 0)
 	fill := NewTask(p, store, state.Checkpoint{}, time.Now())
 	in := state.SourcePartition{Topic: "in"}
