@@ -163,7 +163,7 @@ type tailReader struct {
 
 	mu      sync.Mutex // guards what follows
 	subs    map[*tailSub]struct{}
-	kept    map[int32][]Record // per partition, the newest maxLast decoded records
+	kept    map[int32][]Record // per partition, at least the newest maxLast decoded records (fewer than 2*maxLast)
 	skipped int64              // records never decoded, to keep up
 }
 
@@ -334,23 +334,23 @@ func (r *tailReader) deliver(recs []Record, skipped int64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, rec := range recs {
+		// Trimmed to the newest maxLast once twice that many are kept,
+		// not at every record: one copy per maxLast records.
 		k := append(r.kept[rec.Partition], rec)
-		if len(k) > maxLast {
+		if len(k) >= 2*maxLast {
 			k = slices.Delete(k, 0, len(k)-maxLast)
 		}
 		r.kept[rec.Partition] = k
 	}
 	r.skipped += skipped
+	var out []tailEvent
 	for sub := range r.subs {
 		if skipped > 0 && !r.send(sub, tailEvent{evSample, r.sample(sub)}) {
 			continue
 		}
 		for _, rec := range recs {
-			var out []tailEvent
-			if out = r.admit(sub, rec, out[:0]); len(out) > 0 {
-				if !r.sendAll(sub, out) {
-					break
-				}
+			if out = r.admit(sub, rec, out[:0]); !r.sendAll(sub, out) {
+				break
 			}
 		}
 	}
