@@ -106,6 +106,9 @@ type App struct {
 	warn    *ratelog.Logger // repeated warnings of per-record and per-poll paths, once per warnEvery with a count
 	clock   Clock
 	m       *metrics
+	// produced is onProduced as a func value, made once: produce passes
+	// it for every record.
+	produced func(*kgo.Record, error)
 
 	cl     *kgo.Client
 	sess   *kgo.GroupTransactSession // exactly_once only; cl is its client
@@ -238,6 +241,7 @@ func New(cfg Config) (*App, error) {
 		km:         newKeeperMetrics(cfg.Registerer),
 	}
 	app.fields = newFieldWatch(cfg.Spec, app.m, cfg.Clock.Now())
+	app.produced = app.onProduced
 	par, why := parallelism(cfg.Spec, cfg.Parallelism)
 	if why != "" {
 		app.log.Info("parallel tasks off", "parallelism", par, "why", why)
@@ -661,19 +665,23 @@ func (a *App) produceErr() error {
 // produce sends rec asynchronously; the next commit waits for it and fails
 // if it failed.
 //
-// The context's cancellation is ignored: a record produced while the worker
-// shuts down (SIGTERM cancels the run context) must still be sent, or fail
-// the commit; a produce failed by cancellation would otherwise be missing
-// from a transaction that commits the offsets of its input.
-func (a *App) produce(ctx context.Context, rec *kgo.Record) {
+// The context is not passed on: a record produced while the worker shuts
+// down (SIGTERM cancels the run context) must still be sent, or fail the
+// commit; a produce failed by cancellation would otherwise be missing from
+// a transaction that commits the offsets of its input. (Nothing eddy
+// produces reads values from a context.)
+func (a *App) produce(_ context.Context, rec *kgo.Record) {
 	a.guard.written(rec)
-	a.cl.Produce(context.WithoutCancel(ctx), rec, func(r *kgo.Record, err error) {
-		if err != nil {
-			a.setProduceErr(a.explainProduceErr(r, err))
-			return
-		}
-		a.countOut(r)
-	})
+	a.cl.Produce(context.Background(), rec, a.produced)
+}
+
+// onProduced is the promise of every record produce sends.
+func (a *App) onProduced(r *kgo.Record, err error) {
+	if err != nil {
+		a.setProduceErr(a.explainProduceErr(r, err))
+		return
+	}
+	a.countOut(r)
 }
 
 const timeLayout = engine.TimeLayout

@@ -511,16 +511,12 @@ func (a *App) flushTask(ctx context.Context, w *aggWorker, t *task) *flushWork {
 	if !ok {
 		return nil
 	}
-	var keys []byte // the changelog keys, one after the other
+	slab := &w.encs[t.r.idx].slab
 	for _, ch := range changes {
-		start := len(keys)
-		keys = ch.AppendKey(keys)
-		a.produce(ctx, &kgo.Record{
-			Topic:     t.r.p.spec.ChangelogTopic(),
-			Partition: p,
-			Key:       keys[start:len(keys):len(keys)],
-			Value:     ch.Value,
-		})
+		rec := slab.record()
+		rec.Topic, rec.Partition, rec.Value = t.r.changelog, p, ch.Value
+		rec.Key = slab.keep(ch.AppendKey(slab.start(len(ch.Key.Key) + 32)))
+		a.produce(ctx, rec)
 	}
 	a.applyWith(ctx, w.encs[t.r.idx], t, fx) // emit=update: the changed windows
 	return &flushWork{t: t, changes: changes, early: t.r.from != nil}

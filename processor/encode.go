@@ -46,9 +46,10 @@ type resultEncoder struct {
 	fields  []jsonField // top level, sorted by name
 	keyObj  []jsonField // the "key" object's fields, sorted by name
 	nParts  int
-	parts   [][]byte // scratch: the key's parts, as JSON strings
+	parts   []string // scratch: the key's parts, as JSON strings
 	cache   [2]cachedTime
 	lastLen int // size of the last result, to size the next buffer
+	slab    outSlab // the results' bytes, and the records emit makes
 	// topK marks the aggregates that are top_k lists, by index; nil
 	// when there are none.
 	topK []bool
@@ -141,7 +142,7 @@ func (e *resultEncoder) encode(r result) (out []byte, ok bool, err error) {
 	if !ok || len(e.parts) != e.nParts {
 		return nil, false, nil
 	}
-	b := make([]byte, 0, max(e.lastLen, 64))
+	b := e.slab.start(max(e.lastLen, 64))
 	b = append(b, '{')
 	for i, f := range e.fields {
 		if i > 0 {
@@ -186,7 +187,7 @@ func (e *resultEncoder) encode(r result) (out []byte, ok bool, err error) {
 	}
 	b = append(b, '}')
 	e.lastLen = len(b)
-	return b, true, nil
+	return e.slab.keep(b), true, nil
 }
 
 // appendJSONFloat writes f as encoding/json writes a float64.

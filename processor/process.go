@@ -218,7 +218,11 @@ func (a *App) emit(ctx context.Context, p *pipeline, enc *resultEncoder, r resul
 	}
 	value, err := p.encodeResultWith(enc, r)
 	var key []byte
-	if err == nil {
+	switch {
+	case err != nil:
+	case p.keyEnc == nil: // the grouping key as it is
+		key = enc.slab.str(r.Window.Key)
+	default:
 		key, err = p.encodeResultKey(r)
 	}
 	if err != nil {
@@ -227,12 +231,9 @@ func (a *App) emit(ctx context.Context, p *pipeline, enc *resultEncoder, r resul
 		a.setProduceErr(fmt.Errorf("encode result of window %s %s: %w", r.Window.Key, fmtWindow(r.Window), err))
 		return
 	}
-	a.write(ctx, &kgo.Record{
-		Topic:     p.spec.Output.Topic,
-		Key:       key,
-		Value:     value,
-		Timestamp: time.UnixMilli(r.Window.End),
-	}, nil)
+	rec := enc.slab.record()
+	rec.Topic, rec.Key, rec.Value, rec.Timestamp = p.spec.Output.Topic, key, value, time.UnixMilli(r.Window.End)
+	a.write(ctx, rec, nil)
 }
 
 // processFetches processes one poll: the aggregation input's records on

@@ -48,6 +48,7 @@ type rollup struct {
 	from  *rollup // chained: the rollup whose final results it merges
 	// followers are the rollups chained from this one.
 	followers []*rollup
+	changelog string // p.spec.ChangelogTopic(), made once
 }
 
 // name is the rollup's name, "" in the single-rollup form.
@@ -142,7 +143,7 @@ func buildRollups(spec *topology.Spec) ([]*rollup, []*aggStage, error) {
 			}
 			return nil, nil, err
 		}
-		r := &rollup{idx: i, p: p}
+		r := &rollup{idx: i, p: p, changelog: p.spec.ChangelogTopic()}
 		if rs1.From != "" {
 			r.from = byName[rs1.From]
 			if r.from == nil {

@@ -119,6 +119,9 @@ type DB struct {
 	// ingestSeq numbers the SSTables restore writes for ingestion
 	// (ingest.go), unique within the process.
 	ingestSeq atomic.Uint64
+	// batchSize is the size of the last committed batch: the next one is
+	// made that large (commits are alike), not grown from nothing.
+	batchSize atomic.Int64
 }
 
 // Open opens (creating if needed) the state database in dir. The caller
@@ -414,6 +417,7 @@ type Change struct {
 	// file comment); it clears the id's legacy mark in Pebble.
 	legacy bool
 	seq    uint64
+	c      *cached // the cache entry Dirty read (rows only)
 }
 
 // AppendKey appends the changelog key of c to dst: a window key, or an
@@ -441,11 +445,14 @@ type TaskStore struct {
 	cpKey        []byte
 	cache        map[WindowKey]*cached
 	maxCached    int
-	// dirty lists the keys of the cached rows marked dirty, each once:
-	// Dirty reads these instead of scanning the whole cache. A key goes
-	// in when its row turns dirty and out when markClean (or a cache
-	// drop) finds it clean.
-	dirty []WindowKey
+	// dirty lists the cached rows marked dirty, each once, in the order
+	// they turned dirty: Dirty reads these instead of scanning the whole
+	// cache, and neither it nor markClean looks them up. A row goes in
+	// when it turns dirty and out when markClean (or a cache drop) finds
+	// it clean. Invariant: an entry whose row is dirty is the one the
+	// cache holds for its key (only clean entries leave the cache, but
+	// for DropCache, which empties both).
+	dirty []dirtyRef
 
 	aux    map[string]auxEntry // dirty aux entries, until committed
 	auxSeq uint64
@@ -455,6 +462,11 @@ type TaskStore struct {
 
 	lastDirty, lastSlab int // sizes of the last Dirty, to size the next
 	keyBuf              []byte
+}
+
+type dirtyRef struct {
+	k WindowKey
+	c *cached
 }
 
 type auxEntry struct {
@@ -618,21 +630,24 @@ func (t *TaskStore) set(k WindowKey, r *Row) {
 		t.cache[k] = c
 	}
 	if !c.dirty {
-		t.dirty = append(t.dirty, k)
+		t.dirty = append(t.dirty, dirtyRef{k, c})
 	}
 	c.row, c.dirty = r, true
 }
 
-// Dirty returns the pending changes in key order, so the changelog and
-// Pebble see them deterministically.
+// Dirty returns the pending changes: the rows in the order they turned
+// dirty since the last commit (so the same input gives the same
+// changelog), then the aux changes by id. Not sorting the rows saves a
+// sort of every commit's changes; Pebble's batches do not need key order,
+// and restore sorts what it ingests (ingest.go).
 func (t *TaskStore) Dirty() []Change {
 	var (
 		out  = make([]Change, 0, t.lastDirty)
 		slab []byte // the values, encoded one after the other
 	)
-	for _, k := range t.dirty {
-		c := t.cache[k]
-		ch := Change{Key: k, Row: c.row}
+	for _, d := range t.dirty {
+		c := d.c
+		ch := Change{Key: d.k, Row: c.row, c: c}
 		if c.row != nil {
 			if slab == nil {
 				slab = make([]byte, 0, max(t.lastSlab, 4096))
@@ -645,15 +660,6 @@ func (t *TaskStore) Dirty() []Change {
 		out = append(out, ch)
 	}
 	t.lastDirty, t.lastSlab = len(out), len(slab)
-	slices.SortFunc(out, func(a, b Change) int {
-		if c := strings.Compare(a.Key.Key, b.Key.Key); c != 0 {
-			return c
-		}
-		if a.Key.Start != b.Key.Start {
-			return cmpInt(a.Key.Start, b.Key.Start)
-		}
-		return cmpInt(a.Key.End, b.Key.End)
-	})
 	if len(t.aux) == 0 && len(t.legacy) == 0 {
 		return out
 	}
@@ -681,16 +687,6 @@ func (t *TaskStore) Dirty() []Change {
 	return out
 }
 
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
-}
-
 // Batch collects the commits of several tasks so they reach Pebble in one
 // atomic write.
 type Batch struct {
@@ -700,7 +696,12 @@ type Batch struct {
 }
 
 // NewBatch starts a batch of task commits.
-func (db *DB) NewBatch() *Batch { return &Batch{db: db, b: db.pdb.NewBatch()} }
+func (db *DB) NewBatch() *Batch {
+	n := int(db.batchSize.Load())
+	// Pebble keeps a released batch's buffer for the next one up to a
+	// bound (1 MiB by default); commits of a busy worker are larger.
+	return &Batch{db: db, b: db.pdb.NewBatch(pebble.WithInitialSizeBytes(n), pebble.WithMaxRetainedSizeBytes(max(1<<20, min(2*n, 32<<20))))}
+}
 
 // Commit writes the batch atomically, then marks the tasks' caches clean.
 // It does not wait for an fsync: the changelog in Kafka, not Pebble, is
@@ -713,6 +714,7 @@ func (db *DB) NewBatch() *Batch { return &Batch{db: db, b: db.pdb.NewBatch()} }
 // flush out of every commit, which the processing loop waits for.
 func (b *Batch) Commit() error {
 	defer b.b.Close()
+	b.db.batchSize.Store(int64(b.b.Len()))
 	if err := b.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("write state batch: %w", err)
 	}
@@ -758,7 +760,8 @@ func (t *TaskStore) markClean(changes []Change) {
 			}
 			continue
 		}
-		if c, ok := t.cache[ch.Key]; ok && c.row == ch.Row {
+		if c := ch.c; c != nil && c.dirty && c.row == ch.Row {
+			// Dirty, so still the cache's entry of ch.Key (see dirty).
 			c.dirty = false
 			if c.row == nil {
 				delete(t.cache, ch.Key)
@@ -766,10 +769,7 @@ func (t *TaskStore) markClean(changes []Change) {
 		}
 	}
 	// What was not in changes (or changed since) stays dirty.
-	t.dirty = slices.DeleteFunc(t.dirty, func(k WindowKey) bool {
-		c, ok := t.cache[k]
-		return !ok || !c.dirty
-	})
+	t.dirty = slices.DeleteFunc(t.dirty, func(d dirtyRef) bool { return !d.c.dirty })
 	if len(t.cache) > t.maxCached {
 		for k, c := range t.cache {
 			if !c.dirty {
@@ -853,10 +853,7 @@ func (t *TaskStore) Checkpoint() (cp Checkpoint, ok bool, err error) {
 // crash between the two leaves rows without a checkpoint, which the next
 // restore wipes again.
 func (t *TaskStore) Wipe() error {
-	clear(t.cache)
-	t.dirty = t.dirty[:0]
-	clear(t.aux)
-	clear(t.legacy)
+	t.forget()
 	b := t.db.pdb.NewBatch()
 	defer b.Close()
 	_ = b.Delete(t.cpKey, nil)
@@ -886,7 +883,15 @@ func (t *TaskStore) Scan(verify bool, fn func(WindowKey) error) error {
 
 // DropCache forgets every cached row, dirty or not (used on revoke after a
 // failed commit: the changelog, not memory, is the truth).
-func (t *TaskStore) DropCache() {
+func (t *TaskStore) DropCache() { t.forget() }
+
+// forget empties the cache and the pending changes. The dropped entries are
+// marked clean: a Change of an earlier Dirty that still points to one must
+// not make markClean touch the cache.
+func (t *TaskStore) forget() {
+	for _, d := range t.dirty {
+		d.c.dirty = false
+	}
 	clear(t.cache)
 	t.dirty = t.dirty[:0]
 	clear(t.aux)

@@ -2,6 +2,7 @@ package state
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"maps"
@@ -58,9 +59,9 @@ func TestWindowKeyOrder(t *testing.T) {
 	byTime := slices.Clone(keys)
 	slices.SortFunc(byTime, func(a, b WindowKey) int {
 		if a.Start != b.Start {
-			return cmpInt(a.Start, b.Start)
+			return cmp.Compare(a.Start, b.Start)
 		}
-		return cmpInt(a.End, b.End)
+		return cmp.Compare(a.End, b.End)
 	})
 	if !slices.Equal(byBytes, byTime) {
 		t.Errorf("byte order differs from (start, end) order:\n%v\n%v", byBytes, byTime)
@@ -297,29 +298,35 @@ func TestWipe(t *testing.T) {
 	}
 }
 
-// TestDirtySorted: Dirty lists changes by key, then start, then end,
-// whatever the order of the cache map, with deletions as nil values.
-func TestDirtySorted(t *testing.T) {
+// TestDirtyOrder: Dirty lists the changed rows in the order they first
+// changed since the last commit (a key changed again keeps its place), the
+// same on every call, with deletions as nil values; a commit of some of
+// them leaves the rest in their order, and a key changed after its commit
+// goes to the end.
+func TestDirtyOrder(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	defer db.Close()
 	ts := db.TaskStore("windows", 0, testSpecs, 0)
-	var want []WindowKey
+	var keys []WindowKey
 	for _, k := range []string{"", "a", "aa", "b"} {
 		for _, s := range []int64{-20, -10, 0, 10} {
 			for _, e := range []int64{s + 5, s + 10} {
-				want = append(want, WindowKey{Key: k, Start: s, End: e})
+				keys = append(keys, WindowKey{Key: k, Start: s, End: e})
 			}
 		}
 	}
 	rng := rand.New(rand.NewPCG(2, 2))
-	order := slices.Clone(want)
-	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
-	for i, k := range order {
+	want := slices.Clone(keys)
+	rng.Shuffle(len(want), func(i, j int) { want[i], want[j] = want[j], want[i] })
+	for i, k := range want {
 		if i%3 == 0 {
 			ts.Delete(k)
 		} else {
 			ts.Put(k, testRow(float64(i)))
 		}
+	}
+	for i := len(want) - 1; i >= 0; i -= 2 { // changed again, backwards
+		ts.Put(want[i], testRow(float64(-i)))
 	}
 	first := ts.Dirty()
 	for range 10 {
@@ -333,18 +340,30 @@ func TestDirtySorted(t *testing.T) {
 			}
 		}
 	}
-	var got []WindowKey
-	for _, ch := range first {
-		got = append(got, ch.Key)
-		if (ch.Row == nil) != (ch.Value == nil) {
-			t.Errorf("%v: row %v with value %x", ch.Key, ch.Row, ch.Value)
+	keysOf := func(chs []Change) []WindowKey {
+		var got []WindowKey
+		for _, ch := range chs {
+			got = append(got, ch.Key)
+			if (ch.Row == nil) != (ch.Value == nil) {
+				t.Errorf("%v: row %v with value %x", ch.Key, ch.Row, ch.Value)
+			}
+			if ch.Row != nil && !bytes.Equal(ch.Value, ch.Row.AppendBinary(nil)) {
+				t.Errorf("%v: value is not the row's encoding", ch.Key)
+			}
 		}
-		if ch.Row != nil && !bytes.Equal(ch.Value, ch.Row.AppendBinary(nil)) {
-			t.Errorf("%v: value is not the row's encoding", ch.Key)
-		}
+		return got
 	}
-	if !slices.Equal(got, want) {
-		t.Errorf("Dirty order:\n%v\nwant\n%v", got, want)
+	if got := keysOf(first); !slices.Equal(got, want) {
+		t.Fatalf("Dirty order:\n%v\nwant\n%v", got, want)
+	}
+	// Commit the first half; change one committed key again.
+	if err := ts.Commit(first[:len(first)/2], Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	ts.Put(want[1], testRow(1))
+	rest := append(slices.Clone(want[len(want)/2:]), want[1])
+	if got := keysOf(ts.Dirty()); !slices.Equal(got, rest) {
+		t.Errorf("after a commit, Dirty order:\n%v\nwant\n%v", got, rest)
 	}
 }
 

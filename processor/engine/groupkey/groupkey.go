@@ -43,8 +43,9 @@ func Parts(key string) (parts []string, ok bool) {
 }
 
 // SplitJSON returns the elements of a grouping key (a JSON array of
-// strings as Build writes it) as their JSON text, quotes included.
-func SplitJSON(key string, dst [][]byte) ([][]byte, bool) {
+// strings as Build writes it) as their JSON text, quotes included: parts
+// of key, nothing copied.
+func SplitJSON(key string, dst []string) ([]string, bool) {
 	dst = dst[:0]
 	if len(key) < 2 || key[0] != '[' || key[len(key)-1] != ']' {
 		return dst, false
@@ -67,7 +68,7 @@ func SplitJSON(key string, dst [][]byte) ([][]byte, bool) {
 		if i >= len(s) {
 			return dst, false
 		}
-		dst = append(dst, []byte(s[:i+1]))
+		dst = append(dst, s[:i+1])
 		s = s[i+1:]
 		if len(s) > 0 {
 			if s[0] != ',' || len(s) == 1 {

@@ -34,7 +34,7 @@ func TestRoundTrip(t *testing.T) {
 	}
 	for i, r := range raw {
 		var s string
-		if err := json.Unmarshal(r, &s); err != nil || s != parts[i] {
+		if err := json.Unmarshal([]byte(r), &s); err != nil || s != parts[i] {
 			t.Errorf("element %d: %s decodes to %q (%v), want %q", i, r, s, err, parts[i])
 		}
 	}
@@ -59,16 +59,8 @@ func TestSplitJSON(t *testing.T) {
 		{`["a""b"]`, nil, false},
 	} {
 		got, ok := SplitJSON(tc.key, nil)
-		if ok != tc.ok || (ok && !reflect.DeepEqual(strs(got), tc.want)) {
+		if ok != tc.ok || (ok && !reflect.DeepEqual(got, tc.want)) {
 			t.Errorf("SplitJSON(%s) = %q, %v; want %q, %v", tc.key, got, ok, tc.want, tc.ok)
 		}
 	}
-}
-
-func strs(bs [][]byte) []string {
-	var out []string
-	for _, b := range bs {
-		out = append(out, string(b))
-	}
-	return out
 }
