@@ -48,7 +48,7 @@ type resultEncoder struct {
 	nParts  int
 	parts   []string // scratch: the key's parts, as JSON strings
 	cache   [2]cachedTime
-	lastLen int // size of the last result, to size the next buffer
+	lastLen int     // size of the last result, to size the next buffer
 	slab    outSlab // the results' bytes, and the records emit makes
 	// topK marks the aggregates that are top_k lists, by index; nil
 	// when there are none.
