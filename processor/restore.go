@@ -385,6 +385,7 @@ func (a *App) setReadyLocked() {
 // its task's window index (not its alert state: see engine.Task.LoadAlerts).
 // Tasks restore concurrently: it touches only its own task and store.
 func (a *App) restoreTask(ctx context.Context, r *changelog.Restorer, ro *rollup, p int32, ts *state.TaskStore) (*task, changelog.RestoreResult, error) {
+	ts.RecordRestored() // for Rebuild, should the restore start from scratch
 	res, err := r.Restore(ctx, ro.p.spec.ChangelogTopic(), p, ts)
 	if err != nil {
 		return nil, res, err

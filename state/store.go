@@ -462,6 +462,8 @@ type TaskStore struct {
 
 	lastDirty, lastSlab int // sizes of the last Dirty, to size the next
 	keyBuf              []byte
+
+	restore restoreRecord // RecordRestored
 }
 
 type dirtyRef struct {
@@ -789,6 +791,9 @@ func (t *TaskStore) markClean(changes []Change) {
 // consistent with the rows (each batch carries its own checkpoint). The
 // last batch of a restore is synced. An ingestion is always durable.
 func (t *TaskStore) ApplyRestored(keys, values [][]byte, cp Checkpoint, sync bool) error {
+	if err := t.recordRestored(keys, values); err != nil {
+		return err
+	}
 	if len(keys) >= ingestMinRecords {
 		return t.ingestRestored(keys, values, cp)
 	}
@@ -826,6 +831,58 @@ func (t *TaskStore) ApplyRestored(keys, values [][]byte, cp Checkpoint, sync boo
 	return b.Commit(pebble.Sync)
 }
 
+// RestoredKey is one window row a restore wrote, or deleted.
+type RestoredKey struct {
+	WindowKey
+	Deleted bool
+}
+
+// RecordRestored makes a restore into this store, from its Wipe on (a
+// restore from scratch), keep the window keys that ApplyRestored writes,
+// in log order, until TakeRestored: the task's index of open windows is
+// then built from them (engine.Task.Rebuild) instead of from a scan of
+// every row just written to Pebble. A restore that does not wipe the
+// store records nothing (its rows are not the store's whole content).
+func (t *TaskStore) RecordRestored() { t.restore.on, t.restore.whole, t.restore.keys = true, false, nil }
+
+// TakeRestored returns the window keys recorded since RecordRestored and
+// whether they are the store's whole content (the store was wiped first),
+// and stops recording.
+func (t *TaskStore) TakeRestored() ([]RestoredKey, bool) {
+	keys, whole := t.restore.keys, t.restore.whole
+	t.restore = restoreRecord{}
+	return keys, whole
+}
+
+// restoreRecord is what RecordRestored keeps.
+type restoreRecord struct {
+	on    bool // recording
+	whole bool // wiped since recording began: keys is everything
+	keys  []RestoredKey
+}
+
+// recordRestored appends the window keys of restored records to the
+// record (see RecordRestored).
+func (t *TaskStore) recordRestored(keys, values [][]byte) error {
+	if !t.restore.whole {
+		return nil
+	}
+	if t.restore.keys == nil {
+		t.restore.keys = make([]RestoredKey, 0, len(keys))
+	}
+	for i, k := range keys {
+		if kind, _ := changelogKeyKind(k); kind != kindWindow {
+			continue
+		}
+		wk, err := ParseWindowKey(k)
+		if err != nil {
+			return err
+		}
+		t.restore.keys = append(t.restore.keys, RestoredKey{WindowKey: wk, Deleted: values[i] == nil})
+	}
+	return nil
+}
+
 // Checkpoint returns the task's checkpoint; ok is false when there is none.
 func (t *TaskStore) Checkpoint() (cp Checkpoint, ok bool, err error) {
 	v, closer, err := t.db.pdb.Get(t.cpKey)
@@ -854,6 +911,7 @@ func (t *TaskStore) Checkpoint() (cp Checkpoint, ok bool, err error) {
 // restore wipes again.
 func (t *TaskStore) Wipe() error {
 	t.forget()
+	t.restore.whole, t.restore.keys = t.restore.on, nil
 	b := t.db.pdb.NewBatch()
 	defer b.Close()
 	_ = b.Delete(t.cpKey, nil)

@@ -38,15 +38,16 @@ func mergeSessions(existing []session, ts, gap int64) (merged session, absorbed 
 func (t *Task) closeTime(wk state.WindowKey) int64 { return t.p.win.CloseTime(wk.Start, wk.End) }
 
 func (t *Task) track(wk state.WindowKey) {
-	if _, ok := t.open[wk]; ok {
-		return
+	n := len(t.open)
+	if t.open[wk] = struct{}{}; len(t.open) == n {
+		return // tracked already (one hash of the key, not two)
 	}
-	t.open[wk] = struct{}{}
 	ct := t.closeTime(wk)
-	if _, ok := t.closeAt[ct]; !ok {
+	due, ok := t.closeAt[ct]
+	if !ok {
 		t.closeQ.Push(ct)
 	}
-	t.closeAt[ct] = append(t.closeAt[ct], wk)
+	t.closeAt[ct] = append(due, wk)
 	if t.p.win.Session() {
 		ss := t.sessions[wk.Key]
 		i, _ := slices.BinarySearchFunc(ss, wk.Start, func(s session, start int64) int { return cmp64(s.start, start) })
