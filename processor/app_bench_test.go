@@ -158,7 +158,7 @@ func BenchmarkAppRestore(b *testing.B) {
 	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/record")
 }
 
-func benchCluster(b *testing.B) (*kfake.Cluster, []string) {
+func benchCluster(b testing.TB) (*kfake.Cluster, []string) {
 	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(6, "in"))
 	if err != nil {
 		b.Fatal(err)
@@ -169,7 +169,7 @@ func benchCluster(b *testing.B) (*kfake.Cluster, []string) {
 // benchPreload writes n records to "in": event time +1 ms per record,
 // ending now, the key of record i key(i) (as k-%07d), keyed by the
 // grouping key. It returns a registry holding their schema.
-func benchPreload(b *testing.B, brokers []string, n int, key func(i int, r *rand.Rand) int) *fakeRegistry {
+func benchPreload(b testing.TB, brokers []string, n int, key func(i int, r *rand.Rand) int) *fakeRegistry {
 	parsed, err := schema.ParseSchema(benchEventSchema)
 	if err != nil {
 		b.Fatal(err)
@@ -207,7 +207,7 @@ func benchPreload(b *testing.B, brokers []string, n int, key func(i int, r *rand
 	return reg
 }
 
-func benchSpecOf(b *testing.B, size, grace, aggregates string) *topology.Spec {
+func benchSpecOf(b testing.TB, size, grace, aggregates string) *topology.Spec {
 	spec, err := topology.Parse([]byte(`app: bench
 source: {topics: [in], format: avro, keyed_by_group_key: true}
 time: {field: ts, max_future: 1h}
@@ -227,7 +227,7 @@ idle_timeout: 24h
 
 // benchRunUntilCommitted runs an App until the group has committed the
 // end of every partition of "in", then stops it.
-func benchRunUntilCommitted(b *testing.B, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string) {
+func benchRunUntilCommitted(b testing.TB, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string) {
 	benchRunUntilCommittedPar(b, brokers, spec, reg, dir, 0)
 }
 
@@ -236,7 +236,7 @@ func benchRunUntilCommitted(b *testing.B, brokers []string, spec *topology.Spec,
 //
 // It returns when a tenth of the records was first seen committed (zero
 // if never before the end), to tell the start from the steady state.
-func benchRunUntilCommittedPar(b *testing.B, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string, par int) (tenth time.Time) {
+func benchRunUntilCommittedPar(b testing.TB, brokers []string, spec *topology.Spec, reg *fakeRegistry, dir string, par int) (tenth time.Time) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
 	if err != nil {
 		b.Fatal(err)

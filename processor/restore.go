@@ -41,6 +41,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/eddy-streams/eddy/internal/gcboost"
 	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/state/changelog"
 )
@@ -71,6 +72,10 @@ type restoreSet struct {
 	began   time.Time               // when the partitions now restoring began to, for the log
 	parts   int                     // partitions restored since began
 	records int64                   // records restored since began
+	// gcRelease ends the hold on Go's collector taken while any
+	// partition restores (gcboost: a restore builds a large index fast);
+	// nil when none does. See holdGC.
+	gcRelease func()
 
 	// Set by Run before the group is joined, then read-only.
 	ctx  context.Context // canceled when Run ends: every job ends
@@ -128,6 +133,7 @@ func (a *App) startRestoresLocked(cl *kgo.Client, assigned map[string][]int32) {
 		rs.wg.Add(1)
 		go a.runRestore(cl, j)
 	}
+	rs.holdGC()
 }
 
 // restoringLocked says whether topic/p is paused because its partition is
@@ -175,6 +181,7 @@ func (a *App) cancelRestoresLocked(cl *kgo.Client, parts map[string][]int32) {
 	if len(canceled) == 0 {
 		return
 	}
+	a.rst.holdGC()
 	slices.SortFunc(canceled, compareTaskKeys)
 	canceled = slices.Compact(canceled)
 	a.log.Info("restore abandoned: partitions revoked while restoring", "partitions", fmtTaskKeys(canceled))
@@ -190,6 +197,26 @@ func (a *App) cancelRestoresLocked(cl *kgo.Client, parts map[string][]int32) {
 func (a *App) stopRestores(cancel context.CancelFunc) {
 	cancel()
 	a.rst.wg.Wait()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.rst.gcRelease != nil {
+		a.rst.gcRelease()
+		a.rst.gcRelease = nil
+	}
+}
+
+// holdGC holds Go's collector at gcboost.Percent while partitions
+// restore, and releases it when none does (a.mu held). Restoring a
+// million windows spends about 40% of its CPU in the collector at the
+// default GOGC, 10% held (BENCHMARKS.md, issue 17).
+func (rs *restoreSet) holdGC() {
+	switch restoring := len(rs.jobs) > 0; {
+	case restoring && rs.gcRelease == nil:
+		rs.gcRelease = gcboost.Hold()
+	case !restoring && rs.gcRelease != nil:
+		rs.gcRelease()
+		rs.gcRelease = nil
+	}
 }
 
 // runRestore is the goroutine of job j.
@@ -342,6 +369,7 @@ func (a *App) installRestoredLocked() error {
 			continue // revoked while its result was on the way
 		}
 		delete(a.rst.jobs, j.k)
+		a.rst.holdGC()
 		if j.err != nil {
 			return fmt.Errorf("restore partition %d: %w", j.p, j.err)
 		}
