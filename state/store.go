@@ -846,7 +846,9 @@ type RestoredKey struct {
 // then built from them (engine.Task.Rebuild) instead of from a scan of
 // every row just written to Pebble. A restore that does not wipe the
 // store records nothing (its rows are not the store's whole content).
-func (t *TaskStore) RecordRestored() { t.restore.on, t.restore.whole, t.restore.keys = true, false, nil }
+func (t *TaskStore) RecordRestored() {
+	t.restore.on, t.restore.whole, t.restore.keys = true, false, nil
+}
 
 // TakeRestored returns the window keys recorded since RecordRestored and
 // whether they are the store's whole content (the store was wiped first),
