@@ -86,7 +86,7 @@ func (a *App) processAgg(ctx context.Context, w *aggWorker, rec *kgo.Record) err
 	if uerr != nil {
 		return uerr
 	}
-	now := a.clock.Now()
+	now := w.now(a)
 	var ev event
 	switch {
 	case re != nil:

@@ -91,6 +91,7 @@ func (a *App) retryStalled(ctx context.Context) error {
 		}
 		n := 0
 		var cause error
+		a.loopW.resetClock()
 		for !down && n < len(st.recs) {
 			rec := st.recs[n]
 			if st.agg {

@@ -203,7 +203,7 @@ type acc struct {
 // NewRow returns an empty row for specs. It panics if a spec is invalid
 // (see AggSpec.Validate): specs are checked when a pipeline starts.
 func NewRow(specs []AggSpec) *Row {
-	r := &Row{accs: make([]acc, len(specs))}
+	r := newRow(len(specs))
 	for i, s := range specs {
 		if err := s.Validate(); err != nil {
 			panic(fmt.Sprintf("state: NewRow: aggregate %d: %v", i, err))
@@ -211,6 +211,35 @@ func NewRow(specs []AggSpec) *Row {
 		r.accs[i] = acc{op: s.Op, q: s.Quantile, k: s.K}
 	}
 	return r
+}
+
+// newRow makes a row of n zero accumulators, in one allocation for up
+// to three (a row per new window is the hot path's largest allocation).
+func newRow(n int) *Row {
+	switch n {
+	case 1:
+		r := &struct {
+			Row
+			a [1]acc
+		}{}
+		r.accs = r.a[:]
+		return &r.Row
+	case 2:
+		r := &struct {
+			Row
+			a [2]acc
+		}{}
+		r.accs = r.a[:]
+		return &r.Row
+	case 3:
+		r := &struct {
+			Row
+			a [3]acc
+		}{}
+		r.accs = r.a[:]
+		return &r.Row
+	}
+	return &Row{accs: make([]acc, n)}
 }
 
 // Add feeds a numeric value to aggregate i. Count adds 1 whatever v is.

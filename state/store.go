@@ -52,6 +52,7 @@ package state
 // named by the checkpoint.
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/binary"
@@ -640,16 +641,19 @@ func (t *TaskStore) set(k WindowKey, r *Row) {
 	c.row, c.dirty = r, true
 }
 
-// Dirty returns the pending changes: the rows in the order they turned
-// dirty since the last commit (so the same input gives the same
-// changelog), then the aux changes by id. Not sorting the rows saves a
-// sort of every commit's changes; Pebble's batches do not need key order,
-// and restore sorts what it ingests (ingest.go).
+// Dirty returns the pending changes: the rows in the byte order of their
+// keys (WindowKey.AppendBinary: the key's length first), then the aux
+// changes by id. In that order the changelog is deterministic, a restore
+// from scratch often finds it sorted already (ingest.go, sortedLatest),
+// and Pebble, which sorts a large commit's batch, finds it sorted: its
+// sort then costs a pass. The rows sort as dirtyRefs, not as Changes (a
+// third of the bytes to move).
 func (t *TaskStore) Dirty() []Change {
 	var (
 		out  = make([]Change, 0, t.lastDirty)
 		slab []byte // the values, encoded one after the other
 	)
+	slices.SortFunc(t.dirty, func(a, b dirtyRef) int { return compareEncoded(a.k, b.k) })
 	for _, d := range t.dirty {
 		c := d.c
 		ch := Change{Key: d.k, Row: c.row, c: c}
@@ -690,6 +694,21 @@ func (t *TaskStore) Dirty() []Change {
 		return 1
 	})
 	return out
+}
+
+// compareEncoded orders window keys as their encodings (AppendBinary)
+// compare as bytes, without encoding them.
+func compareEncoded(a, b WindowKey) int {
+	if len(a.Key) != len(b.Key) {
+		return cmp.Compare(len(a.Key), len(b.Key))
+	}
+	if c := strings.Compare(a.Key, b.Key); c != 0 {
+		return c
+	}
+	if a.Start != b.Start {
+		return cmp.Compare(a.Start, b.Start)
+	}
+	return cmp.Compare(a.End, b.End)
 }
 
 // Batch collects the commits of several tasks so they reach Pebble in one

@@ -298,35 +298,40 @@ func TestWipe(t *testing.T) {
 	}
 }
 
-// TestDirtyOrder: Dirty lists the changed rows in the order they first
-// changed since the last commit (a key changed again keeps its place), the
-// same on every call, with deletions as nil values; a commit of some of
-// them leaves the rest in their order, and a key changed after its commit
-// goes to the end.
+// TestDirtyOrder: Dirty lists the changed rows in the byte order of their
+// encoded keys (length first), whatever the order they changed in, the
+// same on every call, with deletions as nil values; after a commit of
+// some of them, the rest and the rows changed since are in that order
+// again.
 func TestDirtyOrder(t *testing.T) {
 	db := openDB(t, t.TempDir())
 	defer db.Close()
 	ts := db.TaskStore("windows", 0, testSpecs, 0)
 	var keys []WindowKey
-	for _, k := range []string{"", "a", "aa", "b"} {
+	for _, k := range []string{"", "a", "aa", "b", "ab", "ba", "bbb"} {
 		for _, s := range []int64{-20, -10, 0, 10} {
 			for _, e := range []int64{s + 5, s + 10} {
 				keys = append(keys, WindowKey{Key: k, Start: s, End: e})
 			}
 		}
 	}
+	byBytes := func(ks []WindowKey) []WindowKey {
+		out := slices.Clone(ks)
+		slices.SortFunc(out, func(a, b WindowKey) int { return bytes.Compare(a.AppendBinary(nil), b.AppendBinary(nil)) })
+		return out
+	}
 	rng := rand.New(rand.NewPCG(2, 2))
-	want := slices.Clone(keys)
-	rng.Shuffle(len(want), func(i, j int) { want[i], want[j] = want[j], want[i] })
-	for i, k := range want {
+	order := slices.Clone(keys)
+	rng.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+	for i, k := range order {
 		if i%3 == 0 {
 			ts.Delete(k)
 		} else {
 			ts.Put(k, testRow(float64(i)))
 		}
 	}
-	for i := len(want) - 1; i >= 0; i -= 2 { // changed again, backwards
-		ts.Put(want[i], testRow(float64(-i)))
+	for i := len(order) - 1; i >= 0; i -= 2 { // changed again
+		ts.Put(order[i], testRow(float64(-i)))
 	}
 	first := ts.Dirty()
 	for range 10 {
@@ -353,15 +358,25 @@ func TestDirtyOrder(t *testing.T) {
 		}
 		return got
 	}
+	want := byBytes(keys)
 	if got := keysOf(first); !slices.Equal(got, want) {
 		t.Fatalf("Dirty order:\n%v\nwant\n%v", got, want)
 	}
-	// Commit the first half; change one committed key again.
-	if err := ts.Commit(first[:len(first)/2], Checkpoint{}); err != nil {
+	// Commit every other change; change one committed key again.
+	var committed []Change
+	var rest []WindowKey
+	for i, ch := range first {
+		if i%2 == 0 {
+			committed = append(committed, ch)
+		} else {
+			rest = append(rest, ch.Key)
+		}
+	}
+	if err := ts.Commit(committed, Checkpoint{}); err != nil {
 		t.Fatal(err)
 	}
-	ts.Put(want[1], testRow(1))
-	rest := append(slices.Clone(want[len(want)/2:]), want[1])
+	ts.Put(committed[3].Key, testRow(1))
+	rest = byBytes(append(rest, committed[3].Key))
 	if got := keysOf(ts.Dirty()); !slices.Equal(got, rest) {
 		t.Errorf("after a commit, Dirty order:\n%v\nwant\n%v", got, rest)
 	}
