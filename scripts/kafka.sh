@@ -215,6 +215,13 @@ is_our_broker() {
 
 running() { load_state && is_our_broker "$KAFKA_PID"; }
 
+# alive: pid exists and has not exited (a zombie has).
+alive() {
+  local state
+  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z ]]
+}
+
 write_server_properties() {
   local cfg="$KAFKA_CONFIG"
   cat >"$cfg" <<EOF
@@ -316,15 +323,24 @@ fail_start() {
   echo "---- last 50 lines of $KAFKA_LOG ----" >&2
   tail -n 50 "$KAFKA_LOG" >&2 || true
   echo "---- end of broker log ----" >&2
-  if is_our_broker "$KAFKA_PID"; then kill -9 "$KAFKA_PID" 2>/dev/null || true; fi
+  # Alive and not yet the broker is still this script's child (an unreaped
+  # pid is not reused): kill it too, or it would become the broker later.
+  if is_our_broker "$KAFKA_PID" || alive "$KAFKA_PID"; then kill -9 "$KAFKA_PID" 2>/dev/null || true; fi
   exit 1
 }
 
 # Waits until the broker logs that it started and a TopicCommand --list answers.
 wait_ready() {
-  local since="$1" deadline=$(( SECONDS + START_TIMEOUT ))
+  local since="$1" deadline=$(( SECONDS + START_TIMEOUT )) launched=$SECONDS
   while :; do
-    is_our_broker "$KAFKA_PID" || fail_start "the broker process ($KAFKA_PID) exited during start-up"
+    if ! is_our_broker "$KAFKA_PID"; then
+      # Just after the launch the child may not have exec'd java yet (its
+      # command line is still this script's): only a process that is gone
+      # (or a zombie), or still not the broker after 10 s, has failed.
+      if ! alive "$KAFKA_PID" || (( SECONDS - launched > 10 )); then
+        fail_start "the broker process ($KAFKA_PID) exited during start-up"
+      fi
+    fi
     if port_open "$KAFKA_PORT" && tail -n +"$since" "$KAFKA_LOG" | grep -q "Kafka Server started"; then
       break
     fi
