@@ -449,9 +449,9 @@ type TaskStore struct {
 	cpKey        []byte
 	cache        map[WindowKey]*cached
 	maxCached    int
-	// dirty lists the cached rows marked dirty, each once, in the order
-	// they turned dirty: Dirty reads these instead of scanning the whole
-	// cache, and neither it nor markClean looks them up. A row goes in
+	// dirty lists the cached rows marked dirty, each once (Dirty sorts
+	// it): Dirty reads these instead of scanning the whole cache, and
+	// neither it nor markClean looks them up. A row goes in
 	// when it turns dirty and out when markClean (or a cache drop) finds
 	// it clean. Invariant: an entry whose row is dirty is the one the
 	// cache holds for its key (only clean entries leave the cache, but
