@@ -75,7 +75,7 @@ func (a *App) publishAlert(ctx context.Context, t *task, tr engine.AlertTransiti
 		return
 	}
 	a.log.Info("alert", "rule", al.Rule, "state", al.State, "key", tr.Key, "at", al.At, "summary", al.Summary)
-	a.produce(ctx, out)
+	a.produce(out)
 	if a.am != nil {
 		a.am.send(taskKey{t.r.stage.idx, t.partition}.owner(), al, true)
 	}

@@ -665,12 +665,11 @@ func (a *App) produceErr() error {
 // produce sends rec asynchronously; the next commit waits for it and fails
 // if it failed.
 //
-// The context is not passed on: a record produced while the worker shuts
-// down (SIGTERM cancels the run context) must still be sent, or fail the
+// It takes no context: a record produced while the worker shuts down
+// (SIGTERM cancels the run context) must still be sent, or fail the
 // commit; a produce failed by cancellation would otherwise be missing from
-// a transaction that commits the offsets of its input. (Nothing eddy
-// produces reads values from a context.)
-func (a *App) produce(_ context.Context, rec *kgo.Record) {
+// a transaction that commits the offsets of its input.
+func (a *App) produce(rec *kgo.Record) {
 	a.guard.written(rec)
 	a.cl.Produce(context.Background(), rec, a.produced)
 }

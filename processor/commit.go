@@ -516,7 +516,7 @@ func (a *App) flushTask(ctx context.Context, w *aggWorker, t *task) *flushWork {
 		rec := slab.record()
 		rec.Topic, rec.Partition, rec.Value = t.r.changelog, p, ch.Value
 		rec.Key = slab.keep(ch.AppendKey(slab.start(len(ch.Key.Key) + 32)))
-		a.produce(ctx, rec)
+		a.produce(rec)
 	}
 	a.applyWith(ctx, w.encs[t.r.idx], t, fx) // emit=update: the changed windows
 	return &flushWork{t: t, changes: changes, early: t.r.from != nil}

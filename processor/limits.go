@@ -144,7 +144,7 @@ const (
 func (a *App) write(ctx context.Context, rec, src *kgo.Record) {
 	size, limit := recordSize(rec), int(a.limits.limit(rec.Topic))
 	if size <= limit {
-		a.produce(ctx, rec)
+		a.produce(rec)
 		return
 	}
 	a.m.tooLarge.WithLabelValues(rec.Topic).Inc()
@@ -203,7 +203,7 @@ func (a *App) writeReference(ctx context.Context, dl *kgo.Record, size, limit in
 		return
 	}
 	a.m.deadLetterRefs.Inc()
-	a.produce(ctx, ref)
+	a.produce(ref)
 }
 
 func headerText(hs []kgo.RecordHeader) string {

@@ -199,10 +199,7 @@ func (a *App) stopRestores(cancel context.CancelFunc) {
 	a.rst.wg.Wait()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.rst.gcRelease != nil {
-		a.rst.gcRelease()
-		a.rst.gcRelease = nil
-	}
+	a.rst.releaseGC()
 }
 
 // holdGC holds Go's collector at gcboost.Percent while partitions
@@ -213,7 +210,14 @@ func (rs *restoreSet) holdGC() {
 	switch restoring := len(rs.jobs) > 0; {
 	case restoring && rs.gcRelease == nil:
 		rs.gcRelease = gcboost.Hold()
-	case !restoring && rs.gcRelease != nil:
+	case !restoring:
+		rs.releaseGC()
+	}
+}
+
+// releaseGC ends the hold holdGC took, if any (a.mu held).
+func (rs *restoreSet) releaseGC() {
+	if rs.gcRelease != nil {
 		rs.gcRelease()
 		rs.gcRelease = nil
 	}

@@ -21,6 +21,7 @@ package engine
 
 import (
 	"cmp"
+	"iter"
 	"slices"
 	"time"
 
@@ -109,10 +110,10 @@ func NewTask(p *Pipeline, store *state.TaskStore, cp state.Checkpoint, now time.
 // them.
 func (t *Task) Rebuild(verify bool) error {
 	if keys, whole := t.store.TakeRestored(); whole {
-		t.reserve(len(keys), func(yield func(state.WindowKey)) {
+		t.reserve(len(keys), func(yield func(state.WindowKey) bool) {
 			for _, k := range keys {
-				if !k.Deleted {
-					yield(k.WindowKey)
+				if !k.Deleted && !yield(k.WindowKey) {
+					return
 				}
 			}
 		})
@@ -132,11 +133,7 @@ func (t *Task) Rebuild(verify bool) error {
 	}); err != nil {
 		return err
 	}
-	t.reserve(len(wks), func(yield func(state.WindowKey)) {
-		for _, wk := range wks {
-			yield(wk)
-		}
-	})
+	t.reserve(len(wks), slices.Values(wks))
 	for _, wk := range wks {
 		t.track(wk)
 	}
@@ -148,13 +145,15 @@ func (t *Task) Rebuild(verify bool) error {
 // them then grows nothing. A restore's windows mostly close at a few
 // times; their lists grown one window at a time were a quarter of
 // tracking them.
-func (t *Task) reserve(n int, wks func(yield func(state.WindowKey))) {
+func (t *Task) reserve(n int, wks iter.Seq[state.WindowKey]) {
 	if len(t.open) != 0 || n == 0 {
 		return
 	}
 	t.open = make(map[state.WindowKey]struct{}, n)
 	count := make(map[int64]int)
-	wks(func(wk state.WindowKey) { count[t.closeTime(wk)]++ })
+	for wk := range wks {
+		count[t.closeTime(wk)]++
+	}
 	for ct, c := range count {
 		due, ok := t.closeAt[ct]
 		if !ok { // as track does: each close time of closeAt is in closeQ
