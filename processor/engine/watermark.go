@@ -201,7 +201,10 @@ func (t *Task) updateStreamTime(now time.Time, fx *Effects) {
 			continue // idle
 		case k.movedOn:
 			continue
-		case quiet >= maxWait && fx != nil:
+		case !k.caughtUp && quiet >= maxWait && fx != nil:
+			// Stalled: records wait on it. A caught-up partition is never
+			// stalled, whatever max_wait says (it may be shorter than
+			// the idle timeout): it holds stream time until it is idle.
 			stalled = append(stalled, in)
 		}
 		if !counted || k.wm < lowest || (k.wm == lowest && state.CompareSourcePartitions(in, holder) < 0) {
