@@ -266,9 +266,11 @@ func (a *App) reportInputs(now time.Time) {
 // slowest input partition, and which one.
 func (a *App) watermarkMetrics(t *task, now time.Time, longest *waitingOn) {
 	p := t.metricLabel()
-	in, _, waited, ok := t.HeldBy(now)
+	in, waited, waiting, ok := t.HeldBy(now)
 	holder := ""
-	if ok && waited > longest.waited {
+	// /readyz names only a partition records wait on: a caught-up one is
+	// merely quiet, and is left out once idle.
+	if ok && waiting && waited > longest.waited {
 		*longest = waitingOn{task: t.partition, input: in, waited: waited}
 	}
 	if ok {

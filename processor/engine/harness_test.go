@@ -303,8 +303,11 @@ func (h *harness) showState() {
 		for _, in := range ins {
 			fmt.Fprintf(&b, " in/%d=%s", in.Partition, fmtClock(wms[in]))
 		}
-		if in, _, waited, ok := h.t.HeldBy(h.now); ok {
+		if in, waited, waiting, ok := h.t.HeldBy(h.now); ok {
 			fmt.Fprintf(&b, "; held by in/%d for %s", in.Partition, waited)
+			if waiting {
+				b.WriteString(", records wait on it")
+			}
 		}
 		h.printf("%s", b.String())
 	}

@@ -151,14 +151,15 @@ func (t *Task) Watermarks() map[state.SourcePartition]int64 {
 }
 
 // HeldBy returns the input partition holding the task's stream time back,
-// its watermark, and how long it has not advanced; ok is false when none
-// does (no input partition, or every one left out).
-func (t *Task) HeldBy(now time.Time) (in state.SourcePartition, wm int64, waited time.Duration, ok bool) {
+// how long its watermark has not advanced, and whether records wait on it
+// (stalled, as opposed to caught up and not yet idle); ok is false when
+// none does (no input partition, or every one left out).
+func (t *Task) HeldBy(now time.Time) (in state.SourcePartition, waited time.Duration, waiting, ok bool) {
 	if !t.marks.hasHolder {
-		return in, 0, 0, false
+		return in, 0, false, false
 	}
 	k := t.marks.by[t.marks.holder]
-	return t.marks.holder, k.wm, now.Sub(k.since), true
+	return t.marks.holder, now.Sub(k.since), !k.caughtUp, true
 }
 
 // observe raises the watermark of rec's source partition to its event
