@@ -120,11 +120,15 @@ func TestKafkaRestoreOutlastsRebalance(t *testing.T) {
 		t.Errorf("/readyz while restoring: %d %q, want 503", r.code, r.body)
 	}
 	waitReady(t, w, addr)
-	logs := w.logs()
-	m := restoreEndRE.FindStringSubmatch(logs)
-	if m == nil {
-		t.Fatalf("ready without the end of the restore in the log:\n%s", logs)
-	}
+	// The worker logs the end of the restore before it turns ready; the
+	// test reads its stderr through a pipe, which may lag a moment.
+	var logs string
+	var m []string
+	waitFor(t, 10*time.Second, "the end of the restore in the log of a ready worker", func() (bool, string) {
+		logs = w.logs()
+		m = restoreEndRE.FindStringSubmatch(logs)
+		return m != nil, logs
+	})
 	took, err := time.ParseDuration(m[2])
 	if err != nil {
 		t.Fatal(err)
