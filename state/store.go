@@ -404,6 +404,11 @@ func prefixEnd(p []byte) []byte {
 type cached struct {
 	row   *Row // nil when deleted
 	dirty bool
+	// unlogged: no row of this key is in the changelog or in Pebble, nor
+	// on its way there (PutNew made the entry and no Dirty has handed a
+	// row of it to a commit since). Deleting such an entry needs no
+	// tombstone: it leaves the cache and the pending changes.
+	unlogged bool
 }
 
 // Change is one pending state change of a task: a row to write, or a
@@ -623,16 +628,34 @@ func (t *TaskStore) Get(k WindowKey) (*Row, error) {
 }
 
 // Put records r as the new row of k.
-func (t *TaskStore) Put(k WindowKey, r *Row) { t.set(k, r) }
+func (t *TaskStore) Put(k WindowKey, r *Row) { t.set(k, r, false) }
+
+// PutNew is Put for a key the caller knows has no stored row: it was never
+// committed, or its last committed change deleted it (the engine: a window
+// it does not track). If Delete removes k before a commit has taken a row
+// of it (Dirty), neither the row nor a tombstone is written: a window that
+// opens and closes between two commits costs the changelog nothing. A key
+// the cache already holds keeps what the cache knows of it.
+func (t *TaskStore) PutNew(k WindowKey, r *Row) { t.set(k, r, true) }
 
 // Delete records the removal of k.
-func (t *TaskStore) Delete(k WindowKey) { t.set(k, nil) }
+func (t *TaskStore) Delete(k WindowKey) {
+	if c, ok := t.cache[k]; ok && c.unlogged {
+		// Nothing of k was logged: drop it (Dirty skips its dirty ref,
+		// markClean removes it).
+		c.row, c.dirty = nil, false
+		delete(t.cache, k)
+		return
+	}
+	t.set(k, nil, false)
+}
 
-// set makes r (nil: deleted) the dirty row of k.
-func (t *TaskStore) set(k WindowKey, r *Row) {
+// set makes r (nil: deleted) the dirty row of k; fresh (PutNew) marks a
+// new cache entry unlogged.
+func (t *TaskStore) set(k WindowKey, r *Row, fresh bool) {
 	c, ok := t.cache[k]
 	if !ok {
-		c = &cached{}
+		c = &cached{unlogged: fresh}
 		t.cache[k] = c
 	}
 	if !c.dirty {
@@ -656,6 +679,13 @@ func (t *TaskStore) Dirty() []Change {
 	slices.SortFunc(t.dirty, func(a, b dirtyRef) int { return compareEncoded(a.k, b.k) })
 	for _, d := range t.dirty {
 		c := d.c
+		if !c.dirty {
+			continue // deleted unlogged (Delete)
+		}
+		// From here on a row of it may be in the changelog: a later
+		// delete must write a tombstone, whether this commit succeeds or
+		// not.
+		c.unlogged = false
 		ch := Change{Key: d.k, Row: c.row, c: c}
 		if c.row != nil {
 			if slab == nil {

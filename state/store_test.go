@@ -997,6 +997,120 @@ func TestDirtyListModel(t *testing.T) {
 	}
 }
 
+// TestDeleteUnlogged: a row made by PutNew and deleted before any Dirty
+// took it leaves nothing to write; once a Dirty has taken it (its commit
+// may be on its way to the changelog, done or not), its delete is a
+// tombstone; a key whose tombstone is pending stays logged through
+// PutNew.
+func TestDeleteUnlogged(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 0)
+	a := WindowKey{Key: "a", Start: 0, End: 10}
+	b := WindowKey{Key: "b", Start: 0, End: 10}
+	ts.PutNew(a, testRow(1))
+	ts.PutNew(b, testRow(2))
+	ts.Delete(a)
+	d := ts.Dirty()
+	if len(d) != 1 || d[0].Key != b || d[0].Row == nil {
+		t.Fatalf("dirty after PutNew a, PutNew b, Delete a = %v, want b's row only", d)
+	}
+	// b was taken by that Dirty (not yet committed): its delete is logged.
+	ts.Delete(b)
+	if err := ts.Commit(d, Checkpoint{}); err != nil {
+		t.Fatal(err)
+	}
+	if d := ts.Dirty(); len(d) != 1 || d[0].Key != b || d[0].Row != nil {
+		t.Fatalf("dirty after deleting a row a Dirty took = %v, want b's tombstone", d)
+	}
+	// b's tombstone pending; PutNew again then Delete: still a tombstone.
+	ts.PutNew(b, testRow(3))
+	ts.Delete(b)
+	if d := ts.Dirty(); len(d) != 1 || d[0].Key != b || d[0].Row != nil {
+		t.Fatalf("dirty after PutNew and Delete over a pending tombstone = %v, want b's tombstone", d)
+	}
+	// Put (not known new) then Delete: a tombstone, as before.
+	c := WindowKey{Key: "c", Start: 0, End: 10}
+	ts.Put(c, testRow(4))
+	ts.Delete(c)
+	var keys []WindowKey
+	for _, ch := range ts.Dirty() {
+		keys = append(keys, ch.Key)
+	}
+	if !slices.Equal(keys, []WindowKey{b, c}) {
+		t.Fatalf("dirty keys %v, want [b c] (tombstones)", keys)
+	}
+}
+
+// TestUnloggedChangelogModel: random changes as the engine makes them
+// (PutNew for a key with no row, Put otherwise, Delete), snapshots
+// (Dirty) appended to a changelog kept in the test whether or not they
+// commit, with a small cache. After every snapshot, replaying that
+// changelog (last record of a key wins, tombstones delete) gives exactly
+// the rows the store held when the snapshot was taken: dropping unlogged
+// windows never loses a tombstone or a row.
+func TestUnloggedChangelogModel(t *testing.T) {
+	db := openDB(t, t.TempDir())
+	defer db.Close()
+	ts := db.TaskStore("windows", 0, testSpecs, 8)
+	rng := rand.New(rand.NewPCG(5, 6))
+	keys := make([]WindowKey, 40)
+	for i := range keys {
+		keys[i] = WindowKey{Key: fmt.Sprintf("k%02d", i), Start: 0, End: 10}
+	}
+	latest := map[WindowKey]*Row{} // the store's rows, as the test made them
+	logged := map[WindowKey][]byte{} // the changelog replayed
+	records, dropped := 0, 0
+	for step := range 5000 {
+		k := keys[rng.IntN(len(keys))]
+		switch op := rng.IntN(10); {
+		case op < 5:
+			r := testRow(float64(step))
+			if latest[k] == nil {
+				ts.PutNew(k, r)
+			} else {
+				ts.Put(k, r)
+			}
+			latest[k] = r
+		case op < 8:
+			if latest[k] != nil {
+				ts.Delete(k)
+				latest[k] = nil
+			}
+		default:
+			snap := ts.Dirty()
+			for _, ch := range snap {
+				records++
+				if ch.Value == nil {
+					delete(logged, ch.Key)
+				} else {
+					logged[ch.Key] = ch.Value
+				}
+			}
+			for _, k := range keys {
+				want := latest[k]
+				got, ok := logged[k]
+				switch {
+				case want == nil && ok:
+					t.Fatalf("step %d: the changelog restores %v, deleted in the store", step, k)
+				case want != nil && !ok:
+					t.Fatalf("step %d: the changelog lacks %v", step, k)
+				case want != nil && !bytes.Equal(got, want.AppendBinary(nil)):
+					t.Fatalf("step %d: the changelog restores an old row of %v", step, k)
+				}
+			}
+			if rng.IntN(4) != 0 {
+				if err := ts.Commit(snap, Checkpoint{FlushSeq: uint64(step)}); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				dropped++
+			}
+		}
+	}
+	t.Logf("%d changelog records, %d snapshots not committed", records, dropped)
+}
+
 // BenchmarkDirtyFewOfMany: a commit's Dirty when 1,000 of 100,000 cached
 // rows changed since the last one (the dirty list reads the 1,000).
 func BenchmarkDirtyFewOfMany(b *testing.B) {

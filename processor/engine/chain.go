@@ -190,7 +190,8 @@ func (t *Task) followWindow(fine state.WindowKey) state.WindowKey {
 // record.
 func (t *Task) merge(wk state.WindowKey, src *state.Row) error {
 	var row *state.Row
-	if _, ok := t.open[wk]; ok {
+	_, tracked := t.open[wk] // if not, not stored (see update)
+	if tracked {
 		var err error
 		if row, err = t.store.Get(wk); err != nil {
 			return err
@@ -200,7 +201,11 @@ func (t *Task) merge(wk state.WindowKey, src *state.Row) error {
 		row = state.NewRow(t.p.aggSpecs)
 	}
 	row.Merge(src) // in place: the store's cache owns row
-	t.store.Put(wk, row)
+	if tracked {
+		t.store.Put(wk, row)
+	} else {
+		t.store.PutNew(wk, row)
+	}
 	t.track(wk)
 	if t.p.emitUpdate {
 		t.dirtyEmit[wk] = struct{}{}

@@ -129,12 +129,13 @@ func (t *Task) aggregate(key string, ts int64, ins []aggInput) (late *Late, err 
 // update applies ins to the window wk (creating it, from base if given).
 func (t *Task) update(wk state.WindowKey, ins []aggInput, base *state.Row) error {
 	row := base
+	// Every stored window is in t.open (tracked on Put, rebuilt from the
+	// store on restore), so a window missing there is new: no lookup, and
+	// the store may drop it unlogged if it closes before a commit.
+	_, tracked := t.open[wk]
 	if row == nil {
-		// Every stored window is in t.open (tracked on Put, rebuilt from
-		// the store on restore), so a window missing there is new: no
-		// lookup.
 		var r *state.Row
-		if _, ok := t.open[wk]; ok {
+		if tracked {
 			var err error
 			if r, err = t.store.Get(wk); err != nil {
 				return err
@@ -146,7 +147,11 @@ func (t *Task) update(wk state.WindowKey, ins []aggInput, base *state.Row) error
 		row = r // updated in place: the store's cache owns it
 	}
 	apply(row, ins)
-	t.store.Put(wk, row)
+	if tracked {
+		t.store.Put(wk, row)
+	} else {
+		t.store.PutNew(wk, row)
+	}
 	t.track(wk)
 	if t.p.emitUpdate {
 		t.dirtyEmit[wk] = struct{}{}
