@@ -462,6 +462,9 @@ type TaskStore struct {
 	// cache holds for its key (only clean entries leave the cache, but
 	// for DropCache, which empties both).
 	dirty []dirtyRef
+	// dropped counts dirty refs whose entry Delete dropped unlogged since
+	// the list was last compacted: Dirty removes them before it sorts.
+	dropped int
 
 	aux    map[string]auxEntry // dirty aux entries, until committed
 	auxSeq uint64
@@ -645,6 +648,7 @@ func (t *TaskStore) Delete(k WindowKey) {
 		// markClean removes it).
 		c.row, c.dirty = nil, false
 		delete(t.cache, k)
+		t.dropped++
 		return
 	}
 	t.set(k, nil, false)
@@ -676,11 +680,18 @@ func (t *TaskStore) Dirty() []Change {
 		out  = make([]Change, 0, t.lastDirty)
 		slab []byte // the values, encoded one after the other
 	)
+	if t.dropped > 0 {
+		// Windows that opened and closed since the last commit: most of
+		// the list when eddy catches up on a backlog. Not sorted, not
+		// kept.
+		t.dirty = slices.DeleteFunc(t.dirty, func(d dirtyRef) bool { return !d.c.dirty })
+		t.dropped = 0
+	}
 	slices.SortFunc(t.dirty, func(a, b dirtyRef) int { return compareEncoded(a.k, b.k) })
 	for _, d := range t.dirty {
 		c := d.c
 		if !c.dirty {
-			continue // deleted unlogged (Delete)
+			continue // not expected after the compaction above
 		}
 		// From here on a row of it may be in the changelog: a later
 		// delete must write a tombstone, whether this commit succeeds or
@@ -824,6 +835,7 @@ func (t *TaskStore) markClean(changes []Change) {
 	}
 	// What was not in changes (or changed since) stays dirty.
 	t.dirty = slices.DeleteFunc(t.dirty, func(d dirtyRef) bool { return !d.c.dirty })
+	t.dropped = 0
 	if len(t.cache) > t.maxCached {
 		for k, c := range t.cache {
 			if !c.dirty {
@@ -1028,6 +1040,7 @@ func (t *TaskStore) forget() {
 	}
 	clear(t.cache)
 	t.dirty = t.dirty[:0]
+	t.dropped = 0
 	clear(t.aux)
 	clear(t.legacy)
 }
