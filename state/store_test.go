@@ -1058,7 +1058,7 @@ func TestUnloggedChangelogModel(t *testing.T) {
 	for i := range keys {
 		keys[i] = WindowKey{Key: fmt.Sprintf("k%02d", i), Start: 0, End: 10}
 	}
-	latest := map[WindowKey]*Row{} // the store's rows, as the test made them
+	latest := map[WindowKey]*Row{}   // the store's rows, as the test made them
 	logged := map[WindowKey][]byte{} // the changelog replayed
 	records, dropped := 0, 0
 	for step := range 5000 {
