@@ -60,7 +60,9 @@ type aggWorker struct {
 	encs   []*resultEncoder // JSON results, per rollup (pipeline.resEnc for the loop's own)
 	wmIn   []engine.Watermark
 	fields fieldObs
-	loop   bool // the processing loop's own (retryStalled)
+	// decoded is the map processAgg decodes each record into (reused).
+	decoded map[string]any
+	loop    bool // the processing loop's own (retryStalled)
 	// clock and clockLeft: the wall clock as now last read it, for
 	// clockLeft more records.
 	clock     time.Time

@@ -155,7 +155,13 @@ type event struct {
 // undecided (the schema registry is unavailable): the record must be
 // retried later, neither dead-lettered nor committed past.
 func (p *pipeline) decode(ctx context.Context, rec *kgo.Record) (map[string]any, *RecordError, error) {
-	fields, err := p.dec.Decode(ctx, rec.Value)
+	return p.decodeInto(ctx, rec, nil)
+}
+
+// decodeInto is decode into into (emptied first; a new map when nil), for
+// a caller done with one record's fields before it decodes the next.
+func (p *pipeline) decodeInto(ctx context.Context, rec *kgo.Record, into map[string]any) (map[string]any, *RecordError, error) {
+	fields, err := p.dec.DecodeInto(ctx, rec.Value, into)
 	if err == nil {
 		return fields, nil, nil
 	}

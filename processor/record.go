@@ -59,13 +59,15 @@ func (e *RecordError) Unwrap() []error { return []error{e.Class, e.Err} }
 // avroDecoder (schemas.go) for the Confluent wire format. ctx bounds
 // registry calls.
 type valueDecoder interface {
-	Decode(ctx context.Context, value []byte) (map[string]any, error)
+	// DecodeInto decodes into m, emptied first (a new map when m is nil),
+	// and returns it; on an error m's content is undefined.
+	DecodeInto(ctx context.Context, value []byte, m map[string]any) (map[string]any, error)
 }
 
 type jsonDecoder struct{}
 
-func (jsonDecoder) Decode(_ context.Context, value []byte) (map[string]any, error) {
-	var m map[string]any
+func (jsonDecoder) DecodeInto(_ context.Context, value []byte, m map[string]any) (map[string]any, error) {
+	clear(m) // encoding/json adds an object's members to a non-nil map
 	if err := json.Unmarshal(value, &m); err != nil {
 		return nil, err
 	}

@@ -34,8 +34,8 @@ import (
 // avroDecoder is the valueDecoder of source.format avro.
 type avroDecoder struct{ d *schema.Decoder }
 
-func (a avroDecoder) Decode(ctx context.Context, value []byte) (map[string]any, error) {
-	return a.d.Decode(ctx, value)
+func (a avroDecoder) DecodeInto(ctx context.Context, value []byte, m map[string]any) (map[string]any, error) {
+	return a.d.DecodeInto(ctx, value, m)
 }
 
 // inputSubjects returns the subjects whose latest schema the pipeline's

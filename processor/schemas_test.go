@@ -195,7 +195,7 @@ func TestAvroDecodesOnlyWhatThePipelineReads(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%q: %v", tc.extra, err)
 		}
-		fields, err := p.dec.Decode(context.Background(), value)
+		fields, err := p.dec.DecodeInto(context.Background(), value, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

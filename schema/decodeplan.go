@@ -25,8 +25,15 @@ type recordPlan struct {
 	kept  int
 }
 
-func (p *recordPlan) read(r *avro.Reader) map[string]any {
-	m := make(map[string]any, p.kept)
+func (p *recordPlan) read(r *avro.Reader) map[string]any { return p.readInto(r, nil) }
+
+// readInto is read into m, emptied first (a new map when m is nil).
+func (p *recordPlan) readInto(r *avro.Reader, m map[string]any) map[string]any {
+	if m == nil {
+		m = make(map[string]any, p.kept)
+	} else {
+		clear(m)
+	}
 	for i, read := range p.reads {
 		v := read(r)
 		if r.Error != nil {

@@ -191,3 +191,39 @@ func TestDecodeProjection(t *testing.T) {
 		}
 	}
 }
+
+// TestDecodeIntoReuses: decoding into a map that holds another record's
+// fields (and keys no record has) leaves exactly the new record's fields,
+// in the same map.
+func TestDecodeIntoReuses(t *testing.T) {
+	s, err := ParseSchema(`{"type":"record","name":"R","fields":[
+		{"name":"ts","type":"long"},
+		{"name":"s","type":["null","string"],"default":null}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := compilePlan(s, nil)
+	read := func(rec map[string]any, into map[string]any) map[string]any {
+		t.Helper()
+		body, err := avro.Marshal(s, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := avro.NewReader(nil, 0).Reset(body)
+		m := p.readInto(r, into)
+		if r.Error != nil {
+			t.Fatal(r.Error)
+		}
+		return m
+	}
+	m := read(map[string]any{"ts": int64(1), "s": map[string]any{"string": "a"}}, nil)
+	m["derived"] = "left by the previous record" // as enrich adds fields
+	m2 := read(map[string]any{"ts": int64(2), "s": nil}, m)
+	if want := map[string]any{"ts": int64(2), "s": nil}; !reflect.DeepEqual(m2, want) {
+		t.Fatalf("decoded into a used map: %v, want %v", m2, want)
+	}
+	m2["x"] = 1
+	if len(m) != len(m2) {
+		t.Fatal("DecodeInto returned another map than the one it was given")
+	}
+}

@@ -119,6 +119,14 @@ func (d *Decoder) Subject() string { return d.subject }
 // Decode decodes one wire-format record value. The returned map is the
 // caller's. ctx bounds the registry calls of an id not seen before.
 func (d *Decoder) Decode(ctx context.Context, b []byte) (map[string]any, error) {
+	return d.DecodeInto(ctx, b, nil)
+}
+
+// DecodeInto is Decode into m, which it empties first and returns (a new
+// map when m is nil): a caller done with one record's fields before it
+// decodes the next reuses one map instead of allocating one per record.
+// On an error m's content is undefined.
+func (d *Decoder) DecodeInto(ctx context.Context, b []byte, m map[string]any) (map[string]any, error) {
 	id, body, err := ParseWire(b)
 	if err != nil {
 		return nil, &DecodeError{ID: -1, Subject: d.subject, Err: err}
@@ -127,14 +135,14 @@ func (d *Decoder) Decode(ctx context.Context, b []byte) (map[string]any, error) 
 	if err != nil {
 		return nil, err
 	}
-	m, err := d.decodeBody(e, body)
+	m, err = d.decodeBody(e, body, m)
 	if err != nil {
 		return nil, &DecodeError{ID: id, Subject: d.subject, Err: err}
 	}
 	return m, nil
 }
 
-func (d *Decoder) decodeBody(e *decodeEntry, body []byte) (map[string]any, error) {
+func (d *Decoder) decodeBody(e *decodeEntry, body []byte, into map[string]any) (map[string]any, error) {
 	s := e.s
 	if e.plan == nil {
 		return nil, fmt.Errorf("%w: schema %d is a %s, not a record", ErrAvroDecode, s.ID, s.Avro.Type())
@@ -147,7 +155,7 @@ func (d *Decoder) decodeBody(e *decodeEntry, body []byte) (map[string]any, error
 	r.Reset(body)
 	r.Error = nil
 
-	m := e.plan.read(r)
+	m := e.plan.readInto(r, into)
 	if r.Error != nil {
 		if errors.Is(r.Error, io.EOF) || errors.Is(r.Error, io.ErrUnexpectedEOF) {
 			return nil, fmt.Errorf("%w: the body (%d bytes) ends before the record does: truncated, or written with another schema", ErrAvroDecode, len(body))
