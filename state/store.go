@@ -644,8 +644,8 @@ func (t *TaskStore) PutNew(k WindowKey, r *Row) { t.set(k, r, true) }
 // Delete records the removal of k.
 func (t *TaskStore) Delete(k WindowKey) {
 	if c, ok := t.cache[k]; ok && c.unlogged {
-		// Nothing of k was logged: drop it (Dirty skips its dirty ref,
-		// markClean removes it).
+		// Nothing of k was logged: drop it (its dirty ref is removed by
+		// the next Dirty, before it sorts, or by markClean).
 		c.row, c.dirty = nil, false
 		delete(t.cache, k)
 		t.dropped++
