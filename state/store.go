@@ -689,10 +689,7 @@ func (t *TaskStore) Dirty() []Change {
 	}
 	slices.SortFunc(t.dirty, func(a, b dirtyRef) int { return compareEncoded(a.k, b.k) })
 	for _, d := range t.dirty {
-		c := d.c
-		if !c.dirty {
-			continue // not expected after the compaction above
-		}
+		c := d.c // dirty: Delete's drops are compacted away above
 		// From here on a row of it may be in the changelog: a later
 		// delete must write a tombstone, whether this commit succeeds or
 		// not.

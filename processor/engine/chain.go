@@ -189,26 +189,12 @@ func (t *Task) followWindow(fine state.WindowKey) state.WindowKey {
 // merge folds src into the window wk (creating it), as update applies a
 // record.
 func (t *Task) merge(wk state.WindowKey, src *state.Row) error {
-	var row *state.Row
-	_, tracked := t.open[wk] // if not, not stored (see update)
-	if tracked {
-		var err error
-		if row, err = t.store.Get(wk); err != nil {
-			return err
-		}
+	_, tracked := t.open[wk]
+	row, err := t.row(wk, tracked)
+	if err != nil {
+		return err
 	}
-	if row == nil {
-		row = state.NewRow(t.p.aggSpecs)
-	}
-	row.Merge(src) // in place: the store's cache owns row
-	if tracked {
-		t.store.Put(wk, row)
-	} else {
-		t.store.PutNew(wk, row)
-	}
-	t.track(wk)
-	if t.p.emitUpdate {
-		t.dirtyEmit[wk] = struct{}{}
-	}
+	row.Merge(src)
+	t.put(wk, row, tracked)
 	return nil
 }

@@ -55,6 +55,21 @@ func (t *Task) track(wk state.WindowKey) {
 	}
 }
 
+// put stores row as wk's changed row and tracks wk. A window not tracked
+// before has no stored row (see row): the store may then drop it unlogged
+// should it close before a commit (state.TaskStore.PutNew).
+func (t *Task) put(wk state.WindowKey, row *state.Row, tracked bool) {
+	if tracked {
+		t.store.Put(wk, row)
+	} else {
+		t.store.PutNew(wk, row)
+	}
+	t.track(wk)
+	if t.p.emitUpdate {
+		t.dirtyEmit[wk] = struct{}{}
+	}
+}
+
 func (t *Task) untrack(wk state.WindowKey) {
 	delete(t.open, wk)
 	delete(t.dirtyEmit, wk)
@@ -128,35 +143,31 @@ func (t *Task) aggregate(key string, ts int64, ins []aggInput) (late *Late, err 
 
 // update applies ins to the window wk (creating it, from base if given).
 func (t *Task) update(wk state.WindowKey, ins []aggInput, base *state.Row) error {
-	row := base
-	// Every stored window is in t.open (tracked on Put, rebuilt from the
-	// store on restore), so a window missing there is new: no lookup, and
-	// the store may drop it unlogged if it closes before a commit.
 	_, tracked := t.open[wk]
+	row := base
 	if row == nil {
-		var r *state.Row
-		if tracked {
-			var err error
-			if r, err = t.store.Get(wk); err != nil {
-				return err
-			}
+		var err error
+		if row, err = t.row(wk, tracked); err != nil {
+			return err
 		}
-		if r == nil {
-			r = state.NewRow(t.p.aggSpecs)
-		}
-		row = r // updated in place: the store's cache owns it
 	}
 	apply(row, ins)
-	if tracked {
-		t.store.Put(wk, row)
-	} else {
-		t.store.PutNew(wk, row)
-	}
-	t.track(wk)
-	if t.p.emitUpdate {
-		t.dirtyEmit[wk] = struct{}{}
-	}
+	t.put(wk, row, tracked)
 	return nil
+}
+
+// row returns the row of window wk to update in place (the store's cache
+// owns it), or a new one. Every stored window is in t.open (tracked on
+// put, rebuilt from the store on restore), so one not tracked is new: no
+// lookup.
+func (t *Task) row(wk state.WindowKey, tracked bool) (*state.Row, error) {
+	if tracked {
+		r, err := t.store.Get(wk)
+		if r != nil || err != nil {
+			return r, err
+		}
+	}
+	return state.NewRow(t.p.aggSpecs), nil
 }
 
 // closeWindows emits (into fx) and deletes every window whose close time
