@@ -345,6 +345,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		return err
 	}
 	a.log.Info("topics ready", "partitions", parts, "changelogs", a.changelogTopics(), "parallelism", len(a.workers))
+	if ttl := reportTTL(a.p.spec); a.p.spec.NeedsRepartition() && ttl >= a.p.spec.IdleTimeout {
+		a.log.Warn("idle_timeout is too short to tell a dead worker's partitions from idle ones: their records may be late after a failover",
+			"idle_timeout", a.p.spec.IdleTimeout, "reports_expire_after", ttl, "commit_interval", a.p.spec.CommitInterval)
+	}
 	stopKeeping, err := a.startKeeping(ctx, base)
 	if err != nil {
 		return err

@@ -214,6 +214,7 @@ func (a *App) newStageTask(r *rollup, p int32, store *state.TaskStore, cp state.
 		// Its time comes from the task it follows.
 	case r.stage.repart:
 		t.Expect(a.inputs, now)
+		t.ExpireReports(reportTTL(a.p.spec))
 	default:
 		t.Expect([]state.SourcePartition{{Topic: r.stage.topics[0], Partition: p}}, now)
 	}

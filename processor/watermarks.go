@@ -38,6 +38,7 @@ import (
 
 	"github.com/eddy-streams/eddy/processor/engine"
 	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/topology"
 )
 
 // hdrWatermark marks a watermark record of the repartition topic;
@@ -52,12 +53,38 @@ const (
 // partitions' watermarks to every repartition partition: results of a
 // window can come this much later than the record that closed it. Each
 // report is one small record per repartition partition. A report that
-// would say nothing new is sent only after watermarkHeartbeat: tasks that
-// restart learn from it which partitions are caught up.
+// would say nothing new is sent only after the heartbeat (reportEvery, at
+// most watermarkHeartbeat): tasks that restart learn from it which
+// partitions are caught up, and every task learns that the partitions'
+// owner still runs.
 const (
 	watermarkEvery     = 200 * time.Millisecond
 	watermarkHeartbeat = 2 * time.Second
 )
+
+// reportEvery is the source stage's heartbeat: how often, at least, it
+// reports every source partition it owns. A fifth of the idle timeout,
+// between watermarkEvery and watermarkHeartbeat, so that reports expire
+// (reportTTL) well before a partition could be taken for idle.
+func reportEvery(spec *topology.Spec) time.Duration {
+	return min(max(spec.IdleTimeout/5, watermarkEvery), watermarkHeartbeat)
+}
+
+// reportTTL is how long a task behind the repartition topic takes a
+// report for news (engine.Task.ExpireReports): three heartbeats, plus the
+// commit interval under exactly-once (a report is read only once its
+// transaction commits). A source partition not heard from for that long
+// has lost its owner (killed, cut off, or its open transaction hides what
+// follows): it holds windows back as a stalled partition does, instead of
+// going idle while its records wait for the next owner. With the
+// defaults, 6s (7s under exactly-once) against a 10s idle timeout.
+func reportTTL(spec *topology.Spec) time.Duration {
+	ttl := 3 * reportEvery(spec)
+	if spec.Processing == topology.ExactlyOnce {
+		ttl += spec.CommitInterval
+	}
+	return ttl
+}
 
 const watermarkVersion = 1
 
@@ -159,7 +186,7 @@ func (a *App) sendWatermarks(ctx context.Context, now time.Time) {
 		return
 	}
 	a.ownedWatermarks()
-	if len(a.wmBuf) == 0 || (slices.Equal(a.wmBuf, a.wmLast) && now.Sub(a.wmSent) < watermarkHeartbeat) {
+	if len(a.wmBuf) == 0 || (slices.Equal(a.wmBuf, a.wmLast) && now.Sub(a.wmSent) < reportEvery(a.p.spec)) {
 		return
 	}
 	a.wmSent = now

@@ -375,11 +375,48 @@ func (r *wmRun) checkLateExactly(t *testing.T, late map[string]bool) {
 		}
 	}
 	if onTime > 0 {
-		t.Errorf("%d on-time records (of %d) are on the late topic, e.g.:\n%s", onTime, len(r.sc.events), strings.Join(examples, "\n"))
+		t.Errorf("%d on-time records (of %d) are on the late topic, e.g.:\n%s\nwhere the late topic says:\n%s", onTime, len(r.sc.events),
+			strings.Join(examples, "\n"), r.lateWhy(t, late, 10))
 	}
 	if len(late) != designed+onTime {
 		t.Errorf("late topic holds %d distinct ids, %d designed late + %d on time", len(late), designed, onTime)
 	}
+}
+
+// lateWhy describes, for up to n of the on-time records found on the
+// late topic (JSON runs only), what the late record says: the window, the
+// stream time that made it late, the rollup, and when and where it was
+// written. A failure then shows which task judged the record late, and
+// when (a worker that took over, or the first owner).
+func (r *wmRun) lateWhy(t *testing.T, late map[string]bool, n int) string {
+	t.Helper()
+	if r.avro != nil {
+		return "(Avro run: not decoded)"
+	}
+	designed := map[string]bool{}
+	for _, e := range r.sc.events {
+		if e.designedLate {
+			designed[e.ID] = true
+		}
+	}
+	var out []string
+	for _, rec := range kafkatest.ReadAll(t, r.brokers, r.late, true) {
+		var e tevent
+		if json.Unmarshal(rec.Value, &e) != nil || designed[e.ID] || !late[e.ID] {
+			continue
+		}
+		hs := map[string]string{}
+		for _, h := range rec.Headers {
+			hs[h.Key] = string(h.Value)
+		}
+		out = append(out, fmt.Sprintf("%s late-topic p%d@%d written %s: window %s, stream time %s, source %s/%s@%s",
+			e.ID, rec.Partition, rec.Offset, rec.Timestamp.UTC().Format("15:04:05.000"), hs["eddy.late.window"],
+			hs["eddy.late.stream-time"], hs["eddy.source.topic"], hs["eddy.source.partition"], hs["eddy.source.offset"]))
+		if len(out) == n {
+			break
+		}
+	}
+	return strings.Join(out, "\n")
 }
 
 // checkNoDeadLetters: nothing went to the dead-letter topic.

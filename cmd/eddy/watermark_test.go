@@ -103,19 +103,23 @@ func TestKafkaWatermarkBursts(t *testing.T) {
 
 // TestKafkaWatermarkFailover: two workers, a steady input (event time
 // three times faster than the wall clock, as a busy topic's backlog would
-// be), and one worker killed with SIGKILL three times. It is started again only after the group has noticed (the 6s
-// session timeout), so for those seconds its partitions have records
-// waiting while the other worker's tasks go on: they must hold the other
-// tasks' windows back instead of going late. No on-time record on the
-// late topic; every window exact; repeats identical (at-least-once) or
-// none (exactly-once).
+// be), and one worker killed with SIGKILL three times. It is started again
+// only after the group has noticed (the 6s session timeout), so for those
+// seconds its partitions have records waiting while the other worker's
+// tasks go on: they must hold the other tasks' windows back instead of
+// going late. The idle timeout (3s) is shorter than that outage, as the
+// defaults are (10s against a 45s session timeout): the killed worker's
+// last reports said its partitions were caught up, and only their going
+// stale (no heartbeat) keeps them from being taken for idle. No on-time
+// record on the late topic; every window exact; repeats identical
+// (at-least-once) or none (exactly-once).
 func TestKafkaWatermarkFailover(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Real(t)
 	for _, mode := range []string{"at_least_once", "exactly_once"} {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
-			r := newWMRun(t, brokers, wmOpts{parts: 6, keys: 12, processing: mode, settings: "idle_timeout: 10s\n"})
+			r := newWMRun(t, brokers, wmOpts{parts: 6, keys: 12, processing: mode, settings: "idle_timeout: 3s\n"})
 			r.speed = 3
 			dirs := []string{t.TempDir(), t.TempDir()}
 			ws := []*worker{r.start(t, dirs[0]), r.start(t, dirs[1])}

@@ -69,6 +69,8 @@ type harness struct {
 	late    []lateRecord
 	dlq     int
 	alerts  []Alert // published alert transitions, in order
+
+	reportTTL time.Duration // reports-expire, kept across restarts
 }
 
 func newHarness(tb testing.TB, specYAML string) (*harness, error) {
@@ -116,6 +118,7 @@ func (h *harness) open() error {
 		return err
 	}
 	h.t = NewTask(h.p, ts, cp, h.now)
+	h.t.ExpireReports(h.reportTTL)
 	if err := h.t.Rebuild(true); err != nil {
 		return err
 	}
@@ -527,6 +530,19 @@ func (h *harness) run(line string) error {
 		h.t.ObserveWatermark(Watermark{Input: state.SourcePartition{Topic: "in", Partition: int32(n)}, Time: ts,
 			CaughtUp: args[3] == "caught-up"}, h.now)
 		return nil
+	case "reports-expire":
+		// reports-expire 6s: reports of input partitions expire (the
+		// shell's heartbeat TTL, Task.ExpireReports).
+		if len(args) != 2 {
+			return errors.New("usage: reports-expire <duration>")
+		}
+		d, err := time.ParseDuration(args[1])
+		if err != nil {
+			return err
+		}
+		h.reportTTL = d
+		h.t.ExpireReports(d)
+		return nil
 	case "input":
 		// input caught-up|backlog: the task's own input partition.
 		if len(args) != 2 {
@@ -535,7 +551,7 @@ func (h *harness) run(line string) error {
 		h.t.SetInputCaughtUp(args[1] == "caught-up")
 		return nil
 	}
-	return fmt.Errorf("unknown directive %q (want record, advance-wall, close, commit, restart, state, expect, watermark or input)", args[0])
+	return fmt.Errorf("unknown directive %q (want record, advance-wall, close, commit, restart, state, expect, watermark, reports-expire or input)", args[0])
 }
 
 // runScenario runs one scenario file. The format, a small cousin of

@@ -21,6 +21,17 @@ package engine
 // up, stream time follows the wall clock from the highest watermark, so
 // windows close and absence alerts fire when input stops.
 //
+// A report is news only while it is fresh. Behind the repartition topic,
+// each source partition's report comes from the worker that owns it; a
+// worker that dies (or is cut off, or whose transaction holds the
+// repartition topic back) stops reporting, and its last report, "caught
+// up", goes stale. With ExpireReports, a partition not heard from for the
+// given time is no longer taken as caught up: records may wait on it, so
+// it holds stream time back as a stalled partition does (up to max_wait,
+// counted from its last report or advance), and is never left out as
+// idle. Without it, a dead worker's partitions would be idle after the
+// idle timeout and their records, read again by the next owner, late.
+//
 // Stream time never goes back. A partition left out that advances again
 // counts again; its records older than stream time by more than the grace
 // period are then late.
@@ -55,6 +66,7 @@ type mark struct {
 	wm       int64     // watermark (ms); 0 before any event time
 	caughtUp bool      // at its last report
 	since    time.Time // wall clock of the last advance of wm, or of its first report
+	heard    time.Time // wall clock of its last report (zero: none)
 	movedOn  bool      // left out after max_wait, until it advances
 }
 
@@ -68,6 +80,25 @@ type marks struct {
 	// inputCaughtUp: the task's own input (the partition it reads) has no
 	// record left to read. Wall-clock time moves stream time only then.
 	inputCaughtUp bool
+	// reportTTL: a report older than this no longer says its partition is
+	// caught up (ExpireReports); 0: reports do not expire.
+	reportTTL time.Duration
+}
+
+// caughtUp reports whether k's partition counts as caught up at now: its
+// last report said so and, when reports expire, that report is fresh.
+func (m *marks) caughtUp(k *mark, now time.Time) bool {
+	return k.caughtUp && (m.reportTTL == 0 || now.Sub(k.heard) < m.reportTTL)
+}
+
+// stalledSince is when k's partition began to hold stream time back
+// without progress: its last advance or, for one whose reports went stale
+// (its owner stopped reporting), the later of that and its last report.
+func (m *marks) stalledSince(k *mark) time.Time {
+	if k.caughtUp && m.reportTTL > 0 && k.heard.After(k.since) {
+		return k.heard
+	}
+	return k.since
 }
 
 func newMarks(cp map[state.SourcePartition]int64, now time.Time) marks {
@@ -127,7 +158,7 @@ func (t *Task) ObserveWatermarks(ws []Watermark, now time.Time) {
 	moved := false
 	for _, w := range ws {
 		k := t.marks.get(w.Input, now, w.CaughtUp)
-		k.caughtUp = w.CaughtUp
+		k.caughtUp, k.heard = w.CaughtUp, now
 		moved = k.advance(w.Time, now) || moved
 	}
 	if moved {
@@ -135,6 +166,15 @@ func (t *Task) ObserveWatermarks(ws []Watermark, now time.Time) {
 		t.changed = true // the checkpoint's watermarks
 	}
 }
+
+// ExpireReports makes reports of input partitions expire after ttl: the
+// shell sends one for every partition at least every ttl/3 while the
+// partition's owner runs, so a partition not heard from for ttl has lost
+// its owner (or the reports cannot be read), and is treated as having
+// records waiting, not as caught up. 0 (the default) keeps every report
+// until the next: right for a task whose reports come from its own
+// process.
+func (t *Task) ExpireReports(ttl time.Duration) { t.marks.reportTTL = ttl }
 
 // SetInputCaughtUp says whether the task's own input partition has records
 // left to read (or waiting for the schema registry): while it does, the
@@ -159,7 +199,7 @@ func (t *Task) HeldBy(now time.Time) (in state.SourcePartition, waited time.Dura
 		return in, 0, false, false
 	}
 	k := t.marks.by[t.marks.holder]
-	return t.marks.holder, now.Sub(k.since), !k.caughtUp, true
+	return t.marks.holder, now.Sub(k.since), !t.marks.caughtUp(k, now), true
 }
 
 // observe raises the watermark of rec's source partition to its event
@@ -196,16 +236,17 @@ func (t *Task) updateStreamTime(now time.Time, fx *Effects) {
 		if k.wm > highest || (k.wm == highest && k.since.After(highSince)) {
 			highest, highSince = k.wm, k.since
 		}
-		quiet := now.Sub(k.since)
+		caughtUp := t.marks.caughtUp(k, now)
 		switch {
-		case k.caughtUp && quiet >= idleTimeout:
+		case caughtUp && now.Sub(k.since) >= idleTimeout:
 			continue // idle
 		case k.movedOn:
 			continue
-		case !k.caughtUp && quiet >= maxWait && fx != nil:
-			// Stalled: records wait on it. A caught-up partition is never
-			// stalled, whatever max_wait says (it may be shorter than
-			// the idle timeout): it holds stream time until it is idle.
+		case !caughtUp && now.Sub(t.marks.stalledSince(k)) >= maxWait && fx != nil:
+			// Stalled: records wait on it (or its reports stopped). A
+			// caught-up partition is never stalled, whatever max_wait
+			// says (it may be shorter than the idle timeout): it holds
+			// stream time until it is idle.
 			stalled = append(stalled, in)
 		}
 		if !counted || k.wm < lowest || (k.wm == lowest && state.CompareSourcePartitions(in, holder) < 0) {
@@ -222,7 +263,7 @@ func (t *Task) updateStreamTime(now time.Time, fx *Effects) {
 		for _, in := range stalled {
 			k := t.marks.by[in]
 			k.movedOn = true
-			fx.MovedOn = append(fx.MovedOn, MovedOn{Input: in, Watermark: k.wm, Waited: now.Sub(k.since)})
+			fx.MovedOn = append(fx.MovedOn, MovedOn{Input: in, Watermark: k.wm, Waited: now.Sub(t.marks.stalledSince(k))})
 		}
 		t.updateStreamTime(now, fx)
 		return
