@@ -106,7 +106,7 @@ func sbWaitIdle(t *testing.T, timeout time.Duration, brokers []string, group, to
 		behind := ""
 		ends.Each(func(o kadm.ListedOffset) {
 			c, ok := offs.Lookup(o.Topic, o.Partition)
-			if o.Offset > 0 && (!ok || c.At < o.Offset && hasRecords(t, brokers, o.Topic, o.Partition, c.At)) {
+			if o.Offset > 0 && (!ok || c.At < o.Offset && hasRecords(t, brokers, o.Topic, o.Partition, c.At, o.Offset)) {
 				behind += fmt.Sprintf("%d: committed %d of %d; ", o.Partition, c.At, o.Offset)
 			}
 		})
