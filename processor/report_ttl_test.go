@@ -1,11 +1,9 @@
 package processor
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -13,25 +11,6 @@ import (
 
 	"github.com/eddy-streams/eddy/topology"
 )
-
-// lockedLog is a log sink that the App's goroutines may write to while the
-// test reads it.
-type lockedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
 
 // TestReportTTLAgainstIdleTimeout: reports of a source partition must
 // expire (its owner died) before the partition could count as idle, or a
@@ -72,7 +51,7 @@ output: {topic: out}
 		if err != nil {
 			t.Fatal(err)
 		}
-		var logs lockedLog
+		var logs lockedBuf
 		app, err := New(Config{Spec: spec, Brokers: cluster.ListenAddrs(), StateDir: t.TempDir(), Parallelism: 1,
 			SessionTimeout: 6 * time.Second, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 		if err != nil {
