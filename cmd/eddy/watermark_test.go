@@ -120,19 +120,10 @@ func TestKafkaWatermarkFailover(t *testing.T) {
 		t.Run(mode, func(t *testing.T) {
 			t.Parallel()
 			r := newWMRun(t, brokers, wmOpts{parts: 6, keys: 12, processing: mode, settings: "idle_timeout: 3s\n"})
+			r.speed = 3
 			dirs := []string{t.TempDir(), t.TempDir()}
 			ws := []*worker{r.start(t, dirs[0]), r.start(t, dirs[1])}
 			ready(t, ws...)
-			// Every partition read once before the kills, in real time (event
-			// time as the wall clock, so that the idle pause after it does
-			// not carry stream time ahead of the next records): an owner
-			// that has not yet fetched a partition assigned while it was
-			// empty reports it caught up from the end offset listed at
-			// assignment (a known gap at start-up, not what this test is
-			// about: see docs/pipeline-spec.md).
-			r.steady(t, 2*time.Second, 100, nil, nil)
-			r.idle(t, 120*time.Second, ws...)
-			r.speed = 3
 			// Kill at 6s, 20s and 34s; start again 8s after each kill.
 			kills, down := 0, false
 			r.steady(t, 46*time.Second, 100, nil, func(el time.Duration) {
