@@ -467,6 +467,14 @@ func parseFields(args []string) (fields map[string]any, ts int64, err error) {
 	return fields, ts, nil
 }
 
+// durationArg parses the one argument of a "<directive> <duration>" line.
+func durationArg(args []string) (time.Duration, error) {
+	if len(args) != 2 {
+		return 0, fmt.Errorf("usage: %s <duration>", args[0])
+	}
+	return time.ParseDuration(args[1])
+}
+
 // run executes one directive of a scenario's run block.
 func (h *harness) run(line string) error {
 	args := strings.Fields(line)
@@ -478,10 +486,7 @@ func (h *harness) run(line string) error {
 		}
 		return h.record(fields, ts)
 	case "advance-wall":
-		if len(args) != 2 {
-			return errors.New("usage: advance-wall <duration>")
-		}
-		d, err := time.ParseDuration(args[1])
+		d, err := durationArg(args)
 		if err != nil {
 			return err
 		}
@@ -533,10 +538,7 @@ func (h *harness) run(line string) error {
 	case "reports-expire":
 		// reports-expire 6s: reports of input partitions expire (the
 		// shell's heartbeat TTL, Task.ExpireReports).
-		if len(args) != 2 {
-			return errors.New("usage: reports-expire <duration>")
-		}
-		d, err := time.ParseDuration(args[1])
+		d, err := durationArg(args)
 		if err != nil {
 			return err
 		}
