@@ -142,6 +142,7 @@ type App struct {
 	tasks      map[taskKey][]*task
 	srcPos     map[state.SourcePartition]int64  // repartition stage: next source offset to commit
 	pg         *partitionGroup                  // repartition stage: buffered source records
+	ctlNext    map[state.SourcePartition]int64  // this poll's partitions that ended with a transaction marker: their position (control.go)
 	stalled    map[state.SourcePartition]*stall // records waiting for the schema registry (registry_wait.go)
 	eosWait    time.Time                        // exactly_once: registry outage, poll again after this
 	eosBackoff backoff.Backoff                  // exactly_once: waits for the registry (registry_wait.go)
@@ -232,6 +233,7 @@ func New(cfg Config) (*App, error) {
 		srcPos:     make(map[state.SourcePartition]int64),
 		stalled:    make(map[state.SourcePartition]*stall),
 		pg:         newPartitionGroup(time.Second),
+		ctlNext:    make(map[state.SourcePartition]int64),
 		fatal:      make(chan error, 1),
 		eosBackoff: backoff.Backoff{Min: registryRetryMin, Max: registryRetryMax},
 		rst:        newRestoreSet(),
@@ -407,6 +409,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		kgo.DisableAutoCommit(),
 		kgo.BlockRebalanceOnPoll(),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.KeepControlRecords(), // control.go: taken out of each poll by dropControl
 		kgo.FetchMaxPartitionBytes(a.fetchPartitionBytes()),
 		kgo.SessionTimeout(a.cfg.SessionTimeout),
 		kgo.ProducerLinger(5*time.Millisecond),
@@ -570,6 +573,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 			return nil
 		}
 		a.watch.fetched(fs)
+		full := fs.NumRecords() >= a.pollRecords()
 		var ferr error
 		fs.EachError(func(t string, p int32, e error) {
 			if errors.Is(e, context.DeadlineExceeded) || errors.Is(e, context.Canceled) {
@@ -584,7 +588,8 @@ func (a *App) Run(ctx context.Context) (err error) {
 		})
 		_ = ferr // franz-go retries fetch errors itself; they are logged above.
 		a.mu.Lock()
-		a.pg.polled(fs.NumRecords() >= a.pollRecords())
+		a.dropControl(fs)
+		a.pg.polled(full)
 		perr := a.installRestoredLocked()
 		if perr == nil {
 			perr = a.retryStalled(ctx)

@@ -311,10 +311,10 @@ func (w *startWatch) assigned(ctx context.Context, cl *kgo.Client, assigned map[
 
 // fetched checks each fetched partition: records the watch expected at an
 // offset below the log start the fetch reports were deleted unread. Gaps
-// above the log start (transaction markers, aborted records, compaction)
-// are not losses and are not reported. Known imprecision: if the broker
-// deletes a segment that ends exactly at the worker's position with a
-// transaction marker, that marker counts as one lost record.
+// above the log start (aborted records, compaction) are not losses and are
+// not reported. It sees a poll before its transaction markers are taken
+// out (control.go), so a marker at the worker's position is not a record
+// to lose.
 func (w *startWatch) fetched(fs kgo.Fetches) {
 	if w == nil {
 		return

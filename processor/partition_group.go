@@ -91,6 +91,14 @@ func (g *partitionGroup) add(sp state.SourcePartition, items []srcItem, hwm int6
 	q.hwm = max(q.hwm, hwm)
 }
 
+// readTo notes that sp's records before next are all fetched: those after
+// its last buffered record were transaction markers (control.go).
+func (g *partitionGroup) readTo(sp state.SourcePartition, next int64) {
+	if q := g.queues[sp]; q != nil {
+		q.next = max(q.next, next)
+	}
+}
+
 // drop forgets a partition (revoked or lost).
 func (g *partitionGroup) drop(sp state.SourcePartition) { delete(g.queues, sp) }
 

@@ -251,13 +251,17 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 	var byPart map[state.SourcePartition]*aggJob
 	var src []kgo.FetchTopicPartition
 	fs.EachPartition(func(fp kgo.FetchTopicPartition) {
+		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
 		if len(fp.Records) == 0 {
+			if next, ok := a.ctlNext[sp]; ok {
+				a.markersOnly(sp, next, fp.HighWatermark)
+			}
 			return
 		}
 		a.countIn(fp)
-		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
 		if st := a.stalled[sp]; st != nil {
 			st.recs = append(st.recs, fp.Records...) // fetched before the pause took effect
+			st.next = a.fetchedTo(sp, fp.Records)
 			return
 		}
 		st := a.stageOf(fp.Topic)
@@ -266,7 +270,7 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 			return
 		}
 		for _, t := range a.tasks[taskKey{st.idx, fp.Partition}] {
-			t.inputFetched(fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark)
+			t.inputFetched(a.fetchedTo(sp, fp.Records), fp.HighWatermark)
 		}
 		if byPart == nil {
 			byPart = make(map[state.SourcePartition]*aggJob)
@@ -282,6 +286,7 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 		sp := state.SourcePartition{Topic: fp.Topic, Partition: fp.Partition}
 		if st := a.stalled[sp]; st != nil { // stalled by an earlier fetch of this poll
 			st.recs = append(st.recs, fp.Records...)
+			st.next = a.fetchedTo(sp, fp.Records)
 			continue
 		}
 		items := make([]srcItem, 0, len(fp.Records))
@@ -295,8 +300,9 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 		}
 		a.pg.add(sp, items, fp.HighWatermark, now)
 		if err == nil {
-			last := fp.Records[len(fp.Records)-1]
-			a.lagW.fetched(fp.Topic, fp.Partition, last.Offset+1, fp.HighWatermark)
+			next := a.fetchedTo(sp, fp.Records)
+			a.pg.readTo(sp, next)
+			a.lagW.fetched(fp.Topic, fp.Partition, next, fp.HighWatermark)
 		}
 	}
 	wait()
@@ -304,8 +310,7 @@ func (a *App) processFetches(ctx context.Context, fs kgo.Fetches) error {
 	for _, j := range jobs {
 		switch {
 		case j.err == nil:
-			last := j.recs[len(j.recs)-1]
-			a.lagW.fetched(j.sp.Topic, j.sp.Partition, last.Offset+1, j.hwm)
+			a.lagW.fetched(j.sp.Topic, j.sp.Partition, a.fetchedTo(j.sp, j.recs), j.hwm)
 		case isUndecided(j.err):
 			if serr := a.stall(j.sp, j.recs[j.done:], true, j.err); err == nil {
 				err = serr

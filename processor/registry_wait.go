@@ -53,6 +53,7 @@ const (
 type stall struct {
 	recs    []*kgo.Record // the undecided record first, then what was fetched after it
 	agg     bool          // aggregation input (processAgg), else the repartition stage
+	next    int64         // the position after recs, transaction markers included (control.go)
 	retryAt time.Time
 	backoff backoff.Backoff
 }
@@ -64,7 +65,7 @@ func (a *App) stall(sp state.SourcePartition, recs []*kgo.Record, agg bool, caus
 		return cause
 	}
 	now := a.clock.Now()
-	st := &stall{recs: append([]*kgo.Record(nil), recs...), agg: agg,
+	st := &stall{recs: append([]*kgo.Record(nil), recs...), agg: agg, next: a.fetchedTo(sp, recs),
 		backoff: backoff.Backoff{Min: registryRetryMin, Max: registryRetryMax}}
 	st.retryAt = now.Add(st.backoff.Next())
 	a.stalled[sp] = st
@@ -116,6 +117,7 @@ func (a *App) retryStalled(ctx context.Context) error {
 		st.recs = st.recs[n:]
 		if len(st.recs) == 0 {
 			delete(a.stalled, sp)
+			a.readTo(sp, st.next, -1)
 			a.cl.ResumeFetchPartitions(map[string][]int32{sp.Topic: {sp.Partition}})
 			a.log.Info("schema registry answered: partition resumed", "topic", sp.Topic, "partition", sp.Partition)
 			continue

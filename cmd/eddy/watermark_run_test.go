@@ -43,6 +43,10 @@ type wmOpts struct {
 	settings string
 	keyed    bool // source.keyed_by_group_key: true (no repartition topic)
 	registry string
+	// txnInput: the input is written in transactions (as by a Kafka
+	// Streams or Flink job, or another eddy), one per produce call: every
+	// partition written ends with a transaction marker.
+	txnInput bool
 }
 
 // wmRun is one watermark scenario: topics, spec and the events produced
@@ -57,7 +61,8 @@ type wmRun struct {
 	// encode turns an event into the record value (JSON when nil).
 	encode func(t testing.TB, e tevent) []byte
 	avro   *avroE2E
-	speed  int64 // how much faster than the wall clock event time runs in steady (1 when 0)
+	speed  int64       // how much faster than the wall clock event time runs in steady (1 when 0)
+	txn    *kgo.Client // the transactional producer of opts.txnInput
 }
 
 func newWMRun(t testing.TB, brokers []string, o wmOpts) *wmRun {
@@ -178,8 +183,32 @@ func (r *wmRun) produce(t testing.TB, evs []tevent) {
 		}
 		recs = append(recs, &kgo.Record{Topic: r.in, Partition: e.part, Value: v})
 	}
-	produceSync(t, r.brokers, recs)
+	if r.opts.txnInput {
+		r.produceTxn(t, recs)
+	} else {
+		produceSync(t, r.brokers, recs)
+	}
 	r.sc.events = append(r.sc.events, evs...)
+}
+
+// produceTxn produces recs in one committed transaction.
+func (r *wmRun) produceTxn(t testing.TB, recs []*kgo.Record) {
+	t.Helper()
+	if r.txn == nil {
+		r.txn = kafkatest.Client(t, r.brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()),
+			kgo.TransactionalID(r.app+"-test-producer"))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	if err := r.txn.BeginTransaction(); err != nil {
+		t.Fatalf("begin transaction: %v", err)
+	}
+	if err := r.txn.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+	if err := r.txn.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("commit transaction: %v", err)
+	}
 }
 
 // steady produces every key's events in real time for d, sent every

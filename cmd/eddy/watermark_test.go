@@ -374,55 +374,78 @@ func (r *wmRun) partOf(key string) int32 {
 	return -1
 }
 
-// TestKafkaWatermarkIdlePartitions: six input partitions, input on three
-// of them only, in real time, then nothing. The empty partitions are idle
+// TestKafkaWatermarkIdlePartitions: eight input partitions; input in real
+// time on six of them for 5s, then on three only for 20s, then nothing.
+// Partitions 6 and 7 never get a record and 3-5 go quiet: all are idle
 // (nothing to read), not stalled: they do not hold windows back beyond
 // idle_timeout (3s), windows close while input flows, and once the input
 // stops the wall clock closes the last ones, as before watermarks. No
-// flush record: every window of the input must be emitted, exact.
+// flush record: every window of the input must be emitted, exact, and no
+// partition is reported as one stream time moved on without. Under both
+// guarantees (under exactly-once every repartition partition ends with a
+// transaction marker), and with input written in transactions (so does
+// every input partition): a marker is not a record to wait for.
 func TestKafkaWatermarkIdlePartitions(t *testing.T) {
 	t.Parallel()
 	brokers := kafkatest.Real(t)
 	const idle = 3 * time.Second
-	r := newWMRun(t, brokers, wmOpts{parts: 6, keys: 6, keyParts: []int32{0, 1, 2, 0, 1, 2}, settings: "idle_timeout: 3s\n"})
-	w := r.start(t, t.TempDir())
-	ready(t, w)
-	r.steady(t, 25*time.Second, 150, nil, nil)
-	stop := time.Now()
-	whileFlowing := len(parseResults(t, kafkatest.ReadAll(t, r.brokers, r.out, true)))
-	if whileFlowing == 0 {
-		t.Errorf("no window closed during 25s of input on partitions 0-2 (10s windows, grace 4s, idle_timeout %s): the empty partitions held them back", idle)
-	}
-	// The last window ends at most 10s after the last record; it closes
-	// once the wall clock is past its end plus grace, after idle_timeout.
-	last := r.sc.events[0].TS
-	for _, e := range r.sc.events {
-		last = max(last, e.TS)
-	}
-	r.sc.flushTS = math.MaxInt64
-	exp := r.sc.expected(nil)
-	waitFor(t, 60*time.Second, "every window of the input emitted", func() (bool, string) {
-		alive(t, w)
-		got := parseResults(t, kafkatest.ReadAll(t, r.brokers, r.out, true))
-		var missing []string
-		for k := range exp {
-			if len(got[k]) == 0 {
-				missing = append(missing, fmt.Sprintf("%s@%s", k.key, time.UnixMilli(k.start).UTC().Format("15:04:05")))
+	for _, c := range []struct {
+		name, processing string
+		txnInput         bool
+	}{
+		{"at_least_once", "at_least_once", false},
+		{"exactly_once", "exactly_once", false},
+		{"transactional-input", "at_least_once", true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			r := newWMRun(t, brokers, wmOpts{processing: c.processing, txnInput: c.txnInput, parts: 8, keys: 6,
+				keyParts: []int32{0, 1, 2, 3, 4, 5}, settings: "idle_timeout: 3s\n"})
+			w := r.start(t, t.TempDir())
+			ready(t, w)
+			r.steady(t, 5*time.Second, 150, nil, nil)
+			r.steady(t, 20*time.Second, 150, func(k int) bool { return k < 3 }, nil)
+			stop := time.Now()
+			whileFlowing := len(parseResults(t, kafkatest.ReadAll(t, r.brokers, r.out, true)))
+			if whileFlowing == 0 {
+				t.Errorf("no window closed during 25s of input (10s windows, grace 4s, idle_timeout %s): the quiet or empty partitions held them back", idle)
 			}
-		}
-		sort.Strings(missing)
-		return len(missing) == 0, fmt.Sprintf("%d missing: %v", len(missing), missing)
-	})
-	took := time.Since(stop)
-	r.idle(t, 60*time.Second, w)
-	got, late := r.results(t)
-	r.sc.verify(t, got, late)
-	r.checkLateExactly(t, late)
-	lastEnd := time.UnixMilli(last/testWindow*testWindow + testWindow + wmGrace)
-	t.Logf("%d records on 3 of 6 partitions; %d windows closed while input flowed; the last closed %s after the input stopped (its end + grace was %s after)",
-		len(r.sc.events), whileFlowing, took.Round(100*time.Millisecond), lastEnd.Sub(stop).Round(100*time.Millisecond))
-	if err := w.stop(syscall.SIGTERM); err != nil {
-		t.Errorf("eddy exited with %v after SIGTERM", err)
+			// The last window ends at most 10s after the last record; it
+			// closes once the wall clock is past its end plus grace, after
+			// idle_timeout.
+			last := r.sc.events[0].TS
+			for _, e := range r.sc.events {
+				last = max(last, e.TS)
+			}
+			r.sc.flushTS = math.MaxInt64
+			exp := r.sc.expected(nil)
+			waitFor(t, 60*time.Second, "every window of the input emitted", func() (bool, string) {
+				alive(t, w)
+				got := parseResults(t, kafkatest.ReadAll(t, r.brokers, r.out, true))
+				var missing []string
+				for k := range exp {
+					if len(got[k]) == 0 {
+						missing = append(missing, fmt.Sprintf("%s@%s", k.key, time.UnixMilli(k.start).UTC().Format("15:04:05")))
+					}
+				}
+				sort.Strings(missing)
+				return len(missing) == 0, fmt.Sprintf("%d missing: %v", len(missing), missing)
+			})
+			took := time.Since(stop)
+			r.idle(t, 60*time.Second, w)
+			got, late := r.results(t)
+			r.sc.verify(t, got, late)
+			r.checkLateExactly(t, late)
+			if lines := logLines(w, "stream time moved on without a stalled input partition"); len(lines) > 0 {
+				t.Errorf("quiet partitions were taken for stalled ones:\n%s", strings.Join(lines, "\n"))
+			}
+			lastEnd := time.UnixMilli(last/testWindow*testWindow + testWindow + wmGrace)
+			t.Logf("%d records; %d windows closed while input flowed; the last closed %s after the input stopped (its end + grace was %s after)",
+				len(r.sc.events), whileFlowing, took.Round(100*time.Millisecond), lastEnd.Sub(stop).Round(100*time.Millisecond))
+			if err := w.stop(syscall.SIGTERM); err != nil {
+				t.Errorf("eddy exited with %v after SIGTERM", err)
+			}
+		})
 	}
 }
 
