@@ -118,6 +118,12 @@ type App struct {
 	limits *topicLimits // max.message.bytes of the topics eddy writes (limits.go)
 	fields *fieldWatch  // aggregate input fields missing from records (fields.go)
 	lagW   *lagWatch    // lag of every owned partition (lag.go)
+	// listed: end offsets runLag found records before, for the loop
+	// (applyListedEnds).
+	listed struct {
+		sync.Mutex
+		ends []listedEnd
+	}
 
 	// mu guards the processing state from here to rst (the tasks and
 	// their caches, the repartition stage's positions and buffers, stalls,
@@ -143,6 +149,7 @@ type App struct {
 	srcPos     map[state.SourcePartition]int64  // repartition stage: next source offset to commit
 	pg         *partitionGroup                  // repartition stage: buffered source records
 	ctlNext    map[state.SourcePartition]int64  // this poll's partitions that ended with a transaction marker: their position (control.go)
+	heldUntil  time.Time                        // testHooks.holdFetch
 	stalled    map[state.SourcePartition]*stall // records waiting for the schema registry (registry_wait.go)
 	eosWait    time.Time                        // exactly_once: registry outage, poll again after this
 	eosBackoff backoff.Backoff                  // exactly_once: waits for the registry (registry_wait.go)
@@ -589,6 +596,7 @@ func (a *App) Run(ctx context.Context) (err error) {
 		_ = ferr // franz-go retries fetch errors itself; they are logged above.
 		a.mu.Lock()
 		a.dropControl(fs)
+		a.applyListedEnds()
 		a.pg.polled(full)
 		perr := a.installRestoredLocked()
 		if perr == nil {

@@ -41,6 +41,10 @@ func (a *App) onAssigned(ctx context.Context, cl *kgo.Client, assigned map[strin
 	a.watch.assigned(ctx, cl, assigned)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	if h := a.hooks.holdFetch; h.d > 0 && slices.Contains(assigned[h.sp.Topic], h.sp.Partition) {
+		cl.PauseFetchPartitions(map[string][]int32{h.sp.Topic: {h.sp.Partition}})
+		a.heldUntil = a.clock.Now().Add(h.d)
+	}
 	a.startRestoresLocked(cl, assigned)
 	a.sb.poke()
 }

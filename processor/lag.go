@@ -7,11 +7,22 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/eddy-streams/eddy/state"
+	"github.com/eddy-streams/eddy/topology"
 )
 
-// lagEvery is how often the lag of every owned partition is measured
-// against its end offset.
+// lagEvery bounds how long a listing of the end offsets may take.
 const lagEvery = 5 * time.Second
+
+// lagListEvery is how often runLag lists the end offsets of the owned
+// partitions: at the watermark heartbeat (reportEvery, 2s by default), so
+// that a partition with records to read is known to be one well before it
+// could count as idle (applyListedEnds), but no more often than every
+// 500ms (each listing is a metadata and a ListOffsets request).
+func lagListEvery(spec *topology.Spec) time.Duration {
+	return max(reportEvery(spec), 500*time.Millisecond)
+}
 
 // lagWatch exports eddy_consumer_lag_records for every partition the
 // worker owns, not only those that fetched records: processFetches sets
@@ -72,9 +83,17 @@ func (l *lagWatch) fetched(topic string, partition int32, next, hwm int64) {
 	l.m.lag.WithLabelValues(topic, strconv.Itoa(int(partition))).Set(float64(max(0, hwm-next)))
 }
 
-// refresh measures the lag of every owned partition. committed is the
-// group's committed offsets as the client knows them.
-func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func(topic string, partition int32) (int64, bool)) error {
+// listedEnd is an owned partition's end offset, listed when the worker's
+// position in it was behind.
+type listedEnd struct {
+	sp  state.SourcePartition
+	end int64
+}
+
+// refresh measures the lag of every owned partition and returns those
+// with records to read. committed is the group's committed offsets as the
+// client knows them.
+func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func(topic string, partition int32) (int64, bool)) ([]listedEnd, error) {
 	l.mu.Lock()
 	var topics []string
 	for t, ps := range l.owned {
@@ -84,18 +103,23 @@ func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func
 	}
 	l.mu.Unlock()
 	if len(topics) == 0 {
-		return nil
+		return nil, nil
 	}
 	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	starts, err := adm.ListStartOffsets(ctx, topics...)
-	if err != nil {
-		return err
+	// The log starts are needed only for a partition with no known
+	// position (never fetched, nothing committed).
+	var starts kadm.ListedOffsets
+	if l.positionUnknown(committed) {
+		if starts, err = adm.ListStartOffsets(ctx, topics...); err != nil {
+			return nil, err
+		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	var behind []listedEnd
 	for t, ps := range l.owned {
 		for p, next := range ps {
 			end, ok := ends.Lookup(t, p)
@@ -114,14 +138,33 @@ func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func
 				}
 			}
 			l.m.lag.WithLabelValues(t, strconv.Itoa(int(p))).Set(float64(max(0, end.Offset-pos)))
+			if end.Offset > pos {
+				behind = append(behind, listedEnd{sp: state.SourcePartition{Topic: t, Partition: p}, end: end.Offset})
+			}
 		}
 	}
-	return nil
+	return behind, nil
 }
 
-// runLag refreshes the lag metrics every lagEvery until ctx ends.
+// positionUnknown reports whether an owned partition has neither a fetch
+// nor a committed offset.
+func (l *lagWatch) positionUnknown(committed func(topic string, partition int32) (int64, bool)) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for t, ps := range l.owned {
+		for p, next := range ps {
+			if c, ok := committed(t, p); next < 0 && (!ok || c < 0) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// runLag refreshes the lag metrics until ctx ends, and hands the loop the
+// end offsets of the partitions it is behind in (applyListedEnds).
 func (a *App) runLag(ctx context.Context) {
-	tick := time.NewTicker(lagEvery)
+	tick := time.NewTicker(lagListEvery(a.p.spec))
 	defer tick.Stop()
 	adm := kadm.NewClient(a.cl)
 	committed := func(topic string, partition int32) (int64, bool) {
@@ -135,9 +178,39 @@ func (a *App) runLag(ctx context.Context) {
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, lagEvery)
-		if err := a.lagW.refresh(rctx, adm, committed); err != nil && ctx.Err() == nil {
+		behind, err := a.lagW.refresh(rctx, adm, committed)
+		cancel()
+		if err != nil && ctx.Err() == nil {
 			a.warn.Warn("could not measure consumer lag", "err", err)
 		}
-		cancel()
+		if len(behind) > 0 {
+			a.listed.Lock()
+			a.listed.ends = append(a.listed.ends, behind...)
+			a.listed.Unlock()
+		}
+	}
+}
+
+// applyListedEnds (the loop, with a.mu) raises the known end of every
+// partition runLag found records to read in. A partition's end is
+// otherwise learned from fetches, which bring nothing while a partition's
+// first fetch is slow (a loaded broker or machine, right after an
+// assignment): until then the worker would take a partition it was
+// assigned empty, or had read to the end, for one still read to the end:
+// caught up, so idle after idle_timeout, and the other partitions'
+// windows would close before its records are read.
+func (a *App) applyListedEnds() {
+	a.listed.Lock()
+	ends := a.listed.ends
+	a.listed.ends = nil
+	a.listed.Unlock()
+	for _, l := range ends {
+		if st := a.stageOf(l.sp.Topic); st != nil {
+			for _, t := range a.tasks[taskKey{st.idx, l.sp.Partition}] {
+				t.inputEnd = max(t.inputEnd, l.end)
+			}
+		} else if q := a.pg.queues[l.sp]; q != nil {
+			q.hwm = max(q.hwm, l.end)
+		}
 	}
 }

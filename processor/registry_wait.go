@@ -144,7 +144,8 @@ func (a *App) resumeUnstalled() {
 	resume := map[string][]int32{}
 	for topic, ps := range paused {
 		for _, p := range ps {
-			if a.stalled[state.SourcePartition{Topic: topic, Partition: p}] == nil && !a.restoringLocked(topic, p) {
+			sp := state.SourcePartition{Topic: topic, Partition: p}
+			if a.stalled[sp] == nil && !a.restoringLocked(topic, p) && !a.heldByTest(sp) {
 				resume[topic] = append(resume[topic], p)
 			}
 		}
@@ -152,6 +153,11 @@ func (a *App) resumeUnstalled() {
 	if len(resume) > 0 {
 		a.cl.ResumeFetchPartitions(resume)
 	}
+}
+
+// heldByTest reports whether testHooks.holdFetch still holds sp.
+func (a *App) heldByTest(sp state.SourcePartition) bool {
+	return a.hooks.holdFetch.sp == sp && a.hooks.holdFetch.d > 0 && a.clock.Now().Before(a.heldUntil)
 }
 
 // dropStalls forgets the held records of revoked or lost partitions (the

@@ -1,6 +1,10 @@
 package processor
 
-import "time"
+import (
+	"time"
+
+	"github.com/eddy-streams/eddy/state"
+)
 
 // testHooks are what the process-level tests (cmd/eddy: crash points,
 // restores slower than a rebalance, frequent purges) change in a worker
@@ -27,6 +31,17 @@ type testHooks struct {
 	// rebalanceTimeout, when > 0, is the group member's rebalance
 	// timeout (franz-go's default otherwise, 60s).
 	rebalanceTimeout time.Duration
+	// holdFetch keeps one source partition's fetches paused for a while
+	// after it is assigned, as a slow first fetch would (in-package tests
+	// only, set on the App before Run).
+	holdFetch fetchHold
+}
+
+// fetchHold is the partition a testHooks.holdFetch delays and for how
+// long after its assignment.
+type fetchHold struct {
+	sp state.SourcePartition
+	d  time.Duration
 }
 
 // CrashPoint names a place inside the commit where a test can make the
