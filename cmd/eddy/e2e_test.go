@@ -474,8 +474,38 @@ func hasRecords(t testing.TB, brokers []string, topic string, partition int32, o
 func (e *e2e) finalResults(t testing.TB, w *worker) (map[winKey][]result, map[string]bool) {
 	t.Helper()
 	e.waitIdle(t, 120*time.Second, w)
-	late := lateIDs(t, e.brokers, e.late)
-	return parseResults(t, kafkatest.ReadAll(t, e.brokers, e.out, true)), late
+	return e.sc.awaitFinal(t, 30*time.Second, func() (map[winKey][]result, map[string]bool) {
+		late := lateIDs(t, e.brokers, e.late)
+		return parseResults(t, kafkatest.ReadAll(t, e.brokers, e.out, true)), late
+	})
+}
+
+// awaitFinal reads the results and the late records' ids (read) until
+// every window the input defines, leaving out the records on the late
+// topic, has a result, or timeout passes; it does not fail by itself
+// (verify does). The group being idle means every record was processed,
+// but what closes the last windows can come after the records: under
+// exactly-once the watermark reports of the other input partitions follow
+// the flush records on the repartition topic and are read when their
+// transaction commits, so the last results may be written a moment after
+// the group looks idle.
+func (s *scenario) awaitFinal(t testing.TB, timeout time.Duration, read func() (map[winKey][]result, map[string]bool)) (map[winKey][]result, map[string]bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		got, late := read()
+		complete := true
+		for k := range s.expected(late) {
+			if len(got[k]) == 0 {
+				complete = false
+				break
+			}
+		}
+		if complete || time.Now().After(deadline) {
+			return got, late
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
 
 // verify compares eddy's final windows with the independent computation.

@@ -379,10 +379,12 @@ func (r *wmRun) results(t *testing.T) (map[winKey][]result, map[string]bool) {
 			}
 		}
 	}
-	if r.avro != nil {
-		return r.avro.results(t), r.avro.lateIDs(t)
-	}
-	return parseResults(t, kafkatest.ReadAll(t, r.brokers, r.out, true)), lateIDs(t, r.brokers, r.late)
+	return r.sc.awaitFinal(t, 30*time.Second, func() (map[winKey][]result, map[string]bool) {
+		if r.avro != nil {
+			return r.avro.results(t), r.avro.lateIDs(t)
+		}
+		return parseResults(t, kafkatest.ReadAll(t, r.brokers, r.out, true)), lateIDs(t, r.brokers, r.late)
+	})
 }
 
 // checkLateExactly: the late topic holds exactly the designed-late records
