@@ -2,7 +2,10 @@ package processor
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,33 +96,35 @@ type listedEnd struct {
 // refresh measures the lag of every owned partition and returns those
 // with records to read. committed is the group's committed offsets as the
 // client knows them.
-func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func(topic string, partition int32) (int64, bool)) ([]listedEnd, error) {
+//
+// also are topics to list whether owned or not (the source topics, for
+// newSources); ends is the whole listing.
+func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func(topic string, partition int32) (int64, bool), also []string) (behind []listedEnd, ends kadm.ListedOffsets, err error) {
 	l.mu.Lock()
-	var topics []string
+	topics := slices.Clone(also)
 	for t, ps := range l.owned {
-		if len(ps) > 0 {
+		if len(ps) > 0 && !slices.Contains(topics, t) {
 			topics = append(topics, t)
 		}
 	}
 	l.mu.Unlock()
 	if len(topics) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
-	ends, err := adm.ListEndOffsets(ctx, topics...)
+	ends, err = adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The log starts are needed only for a partition with no known
 	// position (never fetched, nothing committed).
 	var starts kadm.ListedOffsets
 	if l.positionUnknown(committed) {
 		if starts, err = adm.ListStartOffsets(ctx, topics...); err != nil {
-			return nil, err
+			return nil, ends, err
 		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var behind []listedEnd
 	for t, ps := range l.owned {
 		for p, next := range ps {
 			end, ok := ends.Lookup(t, p)
@@ -143,7 +148,7 @@ func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func
 			}
 		}
 	}
-	return behind, nil
+	return behind, ends, nil
 }
 
 // positionUnknown reports whether an owned partition has neither a fetch
@@ -165,6 +170,7 @@ func (l *lagWatch) positionUnknown(committed func(topic string, partition int32)
 // end offsets of the partitions it is behind in (applyListedEnds).
 func (a *App) runLag(ctx context.Context) {
 	tick := time.NewTicker(lagListEvery(a.p.spec))
+	sources := newSourceParts(a.inputs)
 	defer tick.Stop()
 	adm := kadm.NewClient(a.cl)
 	committed := func(topic string, partition int32) (int64, bool) {
@@ -178,10 +184,14 @@ func (a *App) runLag(ctx context.Context) {
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, lagEvery)
-		behind, err := a.lagW.refresh(rctx, adm, committed)
+		behind, ends, err := a.lagW.refresh(rctx, adm, committed, a.p.spec.Source.Topics)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			a.warn.Warn("could not measure consumer lag", "err", err)
+		}
+		if added := sources.added(ends, a.p.spec.Source.Topics); len(added) > 0 {
+			a.fail(a.sourcePartitionsAdded(added, ends))
+			return
 		}
 		if len(behind) > 0 {
 			a.listed.Lock()
@@ -189,6 +199,79 @@ func (a *App) runLag(ctx context.Context) {
 			a.listed.Unlock()
 		}
 	}
+}
+
+// sourcePartitionsAdded is the error a worker stops with when partitions
+// were added to a source topic while it runs. A task is a partition of the
+// repartition topic (or of the source, when it is keyed by the grouping
+// key) and of the changelog, both made with the input's partition count at
+// the pipeline's first start; more input partitions than that would move
+// keys between tasks, and a worker started now would refuse to start
+// (admin.EnsureTopics). Rather than leave the new partitions unread until
+// the client's next metadata refresh, minutes later, and then read them
+// behind every window, it stops and says why. A source topic that grew
+// but still has no more partitions than the largest one is read from the
+// next start on (the group's assignment and stream time then include it
+// from the beginning).
+func (a *App) sourcePartitionsAdded(added []state.SourcePartition, ends kadm.ListedOffsets) error {
+	counts := map[string]int32{}
+	ends.Each(func(o kadm.ListedOffset) {
+		if slices.Contains(a.p.spec.Source.Topics, o.Topic) {
+			counts[o.Topic] = max(counts[o.Topic], o.Partition+1)
+		}
+	})
+	for _, t := range a.p.spec.Source.Topics {
+		if counts[t] > a.aggParts {
+			return fmt.Errorf("partitions were added to source topic %q while eddy ran (%s): it has %d partitions now, and the pipeline's topics %d; "+
+				"eddy cannot move keys between tasks: run the pipeline as a new app to read the new partitions (docs/scaling.md, More input partitions)",
+				t, fmtSourceParts(added), counts[t], a.aggParts)
+		}
+	}
+	return fmt.Errorf("partitions were added to a source topic while eddy ran (%s); stopping so that the next start reads them from the beginning", fmtSourceParts(added))
+}
+
+// sourceParts is what runLag knows of the source topics' partitions.
+type sourceParts map[state.SourcePartition]bool
+
+// newSourceParts starts from the partitions listed at start (none for a
+// pipeline without a repartition topic: then from the first listing).
+func newSourceParts(inputs []state.SourcePartition) sourceParts {
+	s := sourceParts{}
+	for _, in := range inputs {
+		s[in] = true
+	}
+	return s
+}
+
+// added returns the partitions of topics in ends that it did not know (none
+// at its first listing when it started empty), and knows them from then.
+func (s sourceParts) added(ends kadm.ListedOffsets, topics []string) []state.SourcePartition {
+	first := len(s) == 0
+	var out []state.SourcePartition
+	ends.Each(func(o kadm.ListedOffset) {
+		sp := state.SourcePartition{Topic: o.Topic, Partition: o.Partition}
+		if o.Err != nil || s[sp] || !slices.Contains(topics, o.Topic) {
+			return
+		}
+		s[sp] = true
+		if !first {
+			out = append(out, sp)
+		}
+	})
+	slices.SortFunc(out, state.CompareSourcePartitions)
+	return out
+}
+
+// fmtSourceParts renders ps as "topic/1 topic/2".
+func fmtSourceParts(ps []state.SourcePartition) string {
+	var b strings.Builder
+	for i, p := range ps {
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		fmt.Fprintf(&b, "%s/%d", p.Topic, p.Partition)
+	}
+	return b.String()
 }
 
 // applyListedEnds (the loop, with a.mu) raises the known end of every
