@@ -222,12 +222,12 @@ func (a *App) sourcePartitionsAdded(added []state.SourcePartition, ends kadm.Lis
 	})
 	for _, t := range a.p.spec.Source.Topics {
 		if counts[t] > a.aggParts {
-			return fmt.Errorf("partitions were added to source topic %q while eddy ran (%s): it has %d partitions now, and the pipeline's topics %d; "+
-				"eddy cannot move keys between tasks: run the pipeline as a new app to read the new partitions (docs/scaling.md, More input partitions)",
+			return fmt.Errorf("partitions were added to source topic %q while the worker ran (%s): it has %d partitions now, and the pipeline's topics %d; "+
+				"keys cannot move between tasks: run the pipeline as a new app to read the new partitions (docs/scaling.md, More input partitions)",
 				t, fmtSourceParts(added), counts[t], a.aggParts)
 		}
 	}
-	return fmt.Errorf("partitions were added to a source topic while eddy ran (%s); stopping so that the next start reads them from the beginning", fmtSourceParts(added))
+	return fmt.Errorf("partitions were added to a source topic while the worker ran (%s); stopping so that the next start reads them from the beginning", fmtSourceParts(added))
 }
 
 // sourceParts is what runLag knows of the source topics' partitions.

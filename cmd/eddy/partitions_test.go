@@ -39,7 +39,7 @@ func TestKafkaSourcePartitionsAdded(t *testing.T) {
 				t.Fatalf("add partitions: %v", err)
 			}
 			added := time.Now()
-			want := fmt.Sprintf("partitions were added to source topic %q while eddy ran", r.in)
+			want := fmt.Sprintf("partitions were added to source topic %q while the worker ran", r.in)
 			stopped := make([]bool, len(ws))
 			for n := 0; n < len(ws); {
 				if time.Since(added) > 30*time.Second {
