@@ -170,9 +170,16 @@ func (l *lagWatch) positionUnknown(committed func(topic string, partition int32)
 // end offsets of the partitions it is behind in (applyListedEnds).
 func (a *App) runLag(ctx context.Context) {
 	tick := time.NewTicker(lagListEvery(a.p.spec))
-	sources := newSourceParts(a.inputs)
 	defer tick.Stop()
 	adm := kadm.NewClient(a.cl)
+	sources := newSourceParts(a.inputs)
+	if len(a.inputs) == 0 { // no repartition topic: the source partitions at start
+		lctx, cancel := context.WithTimeout(ctx, lagEvery)
+		if ins, err := listInputs(lctx, adm, a.p.spec.Source.Topics); err == nil {
+			sources = newSourceParts(ins)
+		}
+		cancel()
+	}
 	committed := func(topic string, partition int32) (int64, bool) {
 		eo, ok := a.cl.CommittedOffsets()[topic][partition]
 		return eo.Offset, ok
@@ -233,8 +240,8 @@ func (a *App) sourcePartitionsAdded(added []state.SourcePartition, ends kadm.Lis
 // sourceParts is what runLag knows of the source topics' partitions.
 type sourceParts map[state.SourcePartition]bool
 
-// newSourceParts starts from the partitions listed at start (none for a
-// pipeline without a repartition topic: then from the first listing).
+// newSourceParts starts from the source partitions at start (none when
+// they could not be listed: then from the first listing).
 func newSourceParts(inputs []state.SourcePartition) sourceParts {
 	s := sourceParts{}
 	for _, in := range inputs {
@@ -250,7 +257,9 @@ func (s sourceParts) added(ends kadm.ListedOffsets, topics []string) []state.Sou
 	var out []state.SourcePartition
 	ends.Each(func(o kadm.ListedOffset) {
 		sp := state.SourcePartition{Topic: o.Topic, Partition: o.Partition}
-		if o.Err != nil || s[sp] || !slices.Contains(topics, o.Topic) {
+		// A partition listed with an error (its leader moving, say)
+		// exists all the same; -1 stands for a topic that failed whole.
+		if o.Partition < 0 || s[sp] || !slices.Contains(topics, o.Topic) {
 			return
 		}
 		s[sp] = true

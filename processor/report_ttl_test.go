@@ -2,13 +2,17 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 
+	"github.com/eddy-streams/eddy/state"
 	"github.com/eddy-streams/eddy/topology"
 )
 
@@ -76,5 +80,43 @@ output: {topic: out}
 		if warned != c.warn {
 			t.Errorf("%s: warned %v, want %v:\n%s", strings.TrimSpace(c.settings), warned, c.warn, l)
 		}
+	}
+}
+
+// The source partitions a worker knows (runLag) grow only with partitions
+// added to a source topic: a partition listed with an error (its leader
+// moving, as in a broker restart) still exists, even at the first listing;
+// a topic that failed whole (partition -1) says nothing; other topics are
+// not sources.
+func TestSourcePartsAdded(t *testing.T) {
+	listed := func(parts map[int32]error, topics ...string) kadm.ListedOffsets {
+		l := kadm.ListedOffsets{}
+		for _, topic := range topics {
+			l[topic] = map[int32]kadm.ListedOffset{}
+			for p, err := range parts {
+				l[topic][p] = kadm.ListedOffset{Topic: topic, Partition: p, Offset: 10, Err: err}
+			}
+		}
+		return l
+	}
+	leaderMoved := errors.New("NOT_LEADER_OR_FOLLOWER")
+	src := []string{"in"}
+	s := newSourceParts(nil) // known from the first listing
+	if got := s.added(listed(map[int32]error{-1: leaderMoved}, "in"), src); len(got) != 0 {
+		t.Fatalf("a topic that failed whole: added %v", got)
+	}
+	if got := s.added(listed(map[int32]error{0: nil, 1: leaderMoved}, "in", "other"), src); len(got) != 0 {
+		t.Fatalf("first listing: added %v, want none", got)
+	}
+	if got := s.added(listed(map[int32]error{0: nil, 1: nil}, "in"), src); len(got) != 0 {
+		t.Fatalf("partition 1 listed with an error first, then without: added %v, want none", got)
+	}
+	got := s.added(listed(map[int32]error{0: nil, 1: nil, 2: leaderMoved, 3: nil}, "in", "other"), src)
+	if want := []state.SourcePartition{{Topic: "in", Partition: 2}, {Topic: "in", Partition: 3}}; !slices.Equal(got, want) {
+		t.Fatalf("added %v, want %v", got, want)
+	}
+	s = newSourceParts([]state.SourcePartition{{Topic: "in", Partition: 0}, {Topic: "in", Partition: 1}})
+	if got := s.added(listed(map[int32]error{0: nil, 1: nil, 2: nil}, "in"), src); !slices.Equal(got, []state.SourcePartition{{Topic: "in", Partition: 2}}) {
+		t.Fatalf("known at start: added %v, want in/2", got)
 	}
 }
