@@ -50,9 +50,7 @@ func (a *App) dropControl(fs kgo.Fetches) {
 					// ended with data.
 					delete(a.ctlNext, sp)
 				}
-				if slices.ContainsFunc(fp.Records, isControl) {
-					fp.Records = slices.DeleteFunc(fp.Records, isControl)
-				}
+				fp.Records = slices.DeleteFunc(fp.Records, isControl) // one pass; unchanged without markers
 			}
 		}
 	}
