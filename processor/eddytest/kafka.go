@@ -370,10 +370,15 @@ func waitFor(ctx context.Context, done chan error, timeout time.Duration, what s
 	}
 }
 
+// createTopic creates a source topic of a case without time retention: the
+// case's records carry its clock (2024-01-01 by default), older than any
+// retention, and a broker deletes expired records at its next retention
+// check (every 5 minutes by default), read or not. The kit deletes the
+// topic at the end of the run.
 func createTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int32, timeout time.Duration) error {
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	resp, err := adm.CreateTopic(cctx, partitions, -1, nil, topic)
+	resp, err := adm.CreateTopic(cctx, partitions, -1, map[string]*string{"retention.ms": kadm.StringPtr("-1")}, topic)
 	if err == nil {
 		err = resp.Err
 	}
