@@ -119,10 +119,12 @@ type App struct {
 	fields *fieldWatch  // aggregate input fields missing from records (fields.go)
 	lagW   *lagWatch    // lag of every owned partition (lag.go)
 	// listed: end offsets runLag found records before, for the loop
-	// (applyListedEnds).
+	// (applyListedEnds), and the latest listing's log starts
+	// (applyListedStarts).
 	listed struct {
 		sync.Mutex
-		ends []listedEnd
+		ends   []listedEnd
+		starts []listedStart
 	}
 
 	// mu guards the processing state from here to rst (the tasks and
@@ -146,13 +148,15 @@ type App struct {
 	// tasks are the tasks of each partition of each stage, one per rollup
 	// of the stage, in its order (aggStage.rollups).
 	tasks      map[taskKey][]*task
-	srcPos     map[state.SourcePartition]int64  // repartition stage: next source offset to commit
-	pg         *partitionGroup                  // repartition stage: buffered source records
-	ctlNext    map[state.SourcePartition]int64  // this poll's partitions that ended with a transaction marker: their position (control.go)
-	heldUntil  time.Time                        // testHooks.holdFetch
-	stalled    map[state.SourcePartition]*stall // records waiting for the schema registry (registry_wait.go)
-	eosWait    time.Time                        // exactly_once: registry outage, poll again after this
-	eosBackoff backoff.Backoff                  // exactly_once: waits for the registry (registry_wait.go)
+	srcPos     map[state.SourcePartition]int64      // repartition stage: next source offset to commit
+	pg         *partitionGroup                      // repartition stage: buffered source records
+	ctlNext    map[state.SourcePartition]int64      // this poll's partitions that ended with a transaction marker: their position (control.go)
+	heldUntil  time.Time                            // testHooks.holdFetch
+	polls      uint64                               // polls so far (applyListedStarts)
+	belowStart map[state.SourcePartition]belowStart // partitions seen positioned below their log start (logstart.go)
+	stalled    map[state.SourcePartition]*stall     // records waiting for the schema registry (registry_wait.go)
+	eosWait    time.Time                            // exactly_once: registry outage, poll again after this
+	eosBackoff backoff.Backoff                      // exactly_once: waits for the registry (registry_wait.go)
 	dirtySrc   bool
 	lastCommit time.Time
 	rst        restoreSet  // partitions restoring (restore.go)
@@ -241,6 +245,7 @@ func New(cfg Config) (*App, error) {
 		stalled:    make(map[state.SourcePartition]*stall),
 		pg:         newPartitionGroup(time.Second),
 		ctlNext:    make(map[state.SourcePartition]int64),
+		belowStart: make(map[state.SourcePartition]belowStart),
 		fatal:      make(chan error, 1),
 		eosBackoff: backoff.Backoff{Min: registryRetryMin, Max: registryRetryMax},
 		rst:        newRestoreSet(),
@@ -595,8 +600,10 @@ func (a *App) Run(ctx context.Context) (err error) {
 		})
 		_ = ferr // franz-go retries fetch errors itself; they are logged above.
 		a.mu.Lock()
+		a.polls++
 		a.dropControl(fs)
 		a.applyListedEnds()
+		a.applyListedStarts()
 		a.pg.polled(full)
 		perr := a.installRestoredLocked()
 		if perr == nil {

@@ -334,6 +334,28 @@ func (w *startWatch) fetched(fs kgo.Fetches) {
 	})
 }
 
+// skipped notes that the worker's position in topic/partition moved from
+// from to logStart without a fetch (applyListedStarts): the records
+// between were deleted unread, and are reported as fetched would if the
+// watch expected the partition at an offset below logStart (a partition
+// the group had read or committed; a new group starts wherever the log
+// starts). It reports whether it counted a loss.
+func (w *startWatch) skipped(topic string, partition int32, from, logStart int64) bool {
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	k := tp{topic, partition}
+	exp, ok := w.next[k]
+	w.next[k] = max(exp, logStart)
+	if !ok || exp >= logStart {
+		return false
+	}
+	w.lostLocked(expiry{topic: topic, partition: partition, expected: exp, logStart: logStart, at: w.now()}, "next_offset")
+	return true
+}
+
 func (w *startWatch) lostLocked(e expiry, what string) {
 	w.unacked = append(w.unacked, e)
 	w.m.expired.WithLabelValues(e.topic).Add(float64(e.lost()))

@@ -22,7 +22,8 @@ const lagEvery = 5 * time.Second
 // partitions: at the watermark heartbeat (reportEvery, 2s by default), so
 // that a partition with records to read is known to be one well before it
 // could count as idle (applyListedEnds), but no more often than every
-// 500ms (each listing is a metadata and a ListOffsets request).
+// 500ms (each listing is a metadata request and two ListOffsets requests:
+// the ends, and the log starts for applyListedStarts).
 func lagListEvery(spec *topology.Spec) time.Duration {
 	return max(reportEvery(spec), 500*time.Millisecond)
 }
@@ -30,7 +31,7 @@ func lagListEvery(spec *topology.Spec) time.Duration {
 // lagWatch exports eddy_consumer_lag_records for every partition the
 // worker owns, not only those that fetched records: processFetches sets
 // it from each fetch with records (its high watermark), and refresh,
-// every lagEvery, from the partitions' end offsets against the worker's
+// every lagListEvery, from the partitions' end offsets against the worker's
 // position (the next offset it processes: from its last fetch, else the
 // group's committed offset, else the log start where it begins to read).
 // A partition's series is removed when the partition is revoked or lost.
@@ -93,13 +94,28 @@ type listedEnd struct {
 	end int64
 }
 
+// listedStart is an owned partition's log start offset, for the loop
+// (applyListedStarts).
+type listedStart struct {
+	sp    state.SourcePartition
+	start int64
+}
+
+// listing is what one refresh learned.
+type listing struct {
+	behind []listedEnd   // owned partitions with records to read
+	starts []listedStart // owned partitions' log starts
+	ends   kadm.ListedOffsets
+}
+
 // refresh measures the lag of every owned partition and returns those
-// with records to read. committed is the group's committed offsets as the
-// client knows them.
+// with records to read, and every owned partition's log start. committed
+// is the group's committed offsets as the client knows them.
 //
 // also are topics to list whether owned or not (the source topics, for
 // newSources); ends is the whole listing.
-func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func(topic string, partition int32) (int64, bool), also []string) (behind []listedEnd, ends kadm.ListedOffsets, err error) {
+func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func(topic string, partition int32) (int64, bool), also []string) (listing, error) {
+	var out listing
 	l.mu.Lock()
 	topics := slices.Clone(also)
 	for t, ps := range l.owned {
@@ -109,26 +125,28 @@ func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func
 	}
 	l.mu.Unlock()
 	if len(topics) == 0 {
-		return nil, nil, nil
+		return out, nil
 	}
-	ends, err = adm.ListEndOffsets(ctx, topics...)
+	ends, err := adm.ListEndOffsets(ctx, topics...)
 	if err != nil {
-		return nil, nil, err
+		return out, err
 	}
-	// The log starts are needed only for a partition with no known
-	// position (never fetched, nothing committed).
-	var starts kadm.ListedOffsets
-	if l.positionUnknown(committed) {
-		if starts, err = adm.ListStartOffsets(ctx, topics...); err != nil {
-			return nil, ends, err
-		}
+	out.ends = ends
+	starts, err := adm.ListStartOffsets(ctx, topics...)
+	if err != nil {
+		return out, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	for t, ps := range l.owned {
 		for p, next := range ps {
-			end, ok := ends.Lookup(t, p)
-			if !ok || end.Err != nil {
+			sp := state.SourcePartition{Topic: t, Partition: p}
+			start, ok := starts.Lookup(t, p)
+			if ok && start.Err == nil {
+				out.starts = append(out.starts, listedStart{sp: sp, start: start.Offset})
+			}
+			end, eok := ends.Lookup(t, p)
+			if !eok || end.Err != nil {
 				continue
 			}
 			pos := next
@@ -136,34 +154,30 @@ func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func
 				pos = c
 			}
 			if pos < 0 {
-				if s, ok := starts.Lookup(t, p); ok && s.Err == nil {
-					pos = s.Offset
-				} else {
+				if !ok || start.Err != nil {
 					continue
 				}
+				pos = start.Offset
 			}
 			l.m.lag.WithLabelValues(t, strconv.Itoa(int(p))).Set(float64(max(0, end.Offset-pos)))
 			if end.Offset > pos {
-				behind = append(behind, listedEnd{sp: state.SourcePartition{Topic: t, Partition: p}, end: end.Offset})
+				out.behind = append(out.behind, listedEnd{sp: sp, end: end.Offset})
 			}
 		}
 	}
-	return behind, ends, nil
+	return out, nil
 }
 
-// positionUnknown reports whether an owned partition has neither a fetch
-// nor a committed offset.
-func (l *lagWatch) positionUnknown(committed func(topic string, partition int32) (int64, bool)) bool {
+// moved notes that the worker's position in topic/partition moved to next
+// without a fetch (its records before next were deleted: applyListedStarts).
+func (l *lagWatch) moved(topic string, partition int32, next int64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for t, ps := range l.owned {
-		for p, next := range ps {
-			if c, ok := committed(t, p); next < 0 && (!ok || c < 0) {
-				return true
-			}
+	if ps := l.owned[topic]; ps != nil {
+		if cur, ok := ps[partition]; ok && cur < next {
+			ps[partition] = next
 		}
 	}
-	return false
 }
 
 // runLag refreshes the lag metrics until ctx ends, and hands the loop the
@@ -191,20 +205,21 @@ func (a *App) runLag(ctx context.Context) {
 		case <-tick.C:
 		}
 		rctx, cancel := context.WithTimeout(ctx, lagEvery)
-		behind, ends, err := a.lagW.refresh(rctx, adm, committed, a.p.spec.Source.Topics)
+		l, err := a.lagW.refresh(rctx, adm, committed, a.p.spec.Source.Topics)
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			a.warn.Warn("could not measure consumer lag", "err", err)
 		}
-		if added := sources.added(ends, a.p.spec.Source.Topics); len(added) > 0 {
-			a.fail(a.sourcePartitionsAdded(added, ends))
+		if added := sources.added(l.ends, a.p.spec.Source.Topics); len(added) > 0 {
+			a.fail(a.sourcePartitionsAdded(added, l.ends))
 			return
 		}
-		if len(behind) > 0 {
-			a.listed.Lock()
-			a.listed.ends = append(a.listed.ends, behind...)
-			a.listed.Unlock()
+		a.listed.Lock()
+		a.listed.ends = append(a.listed.ends, l.behind...)
+		if l.starts != nil {
+			a.listed.starts = l.starts // the latest listing's
 		}
+		a.listed.Unlock()
 	}
 }
 
