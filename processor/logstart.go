@@ -47,6 +47,11 @@ func (a *App) applyListedStarts() {
 	if starts == nil {
 		return
 	}
+	for sp := range a.belowStart {
+		if !slices.ContainsFunc(starts, func(l listedStart) bool { return l.sp == sp }) {
+			delete(a.belowStart, sp) // no longer owned
+		}
+	}
 	paused := a.cl.PauseFetchPartitions(nil)
 	for _, l := range starts {
 		pos, ok := a.readPosition(l.sp)
