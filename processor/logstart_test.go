@@ -153,31 +153,8 @@ max_wait: 1h
 
 	// Every record of partition 0 and the three read of partition 1 are
 	// counted in results; none is late.
-	ccl := kafkatest.Client(t, brokers, kgo.ConsumeTopics(app+"-out", app+"-late"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	want := counts[0] + 3
-	counted, late := 0, 0
-	deadline := time.Now().Add(30 * time.Second)
-	for counted+late < want {
-		if time.Now().After(deadline) {
-			t.Fatalf("after 30s, %d of %d records counted in a result and %d on the late topic: the worker still waits for the deleted records", counted, want, late)
-		}
-		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fs := ccl.PollFetches(pctx)
-		pcancel()
-		fs.EachRecord(func(r *kgo.Record) {
-			if r.Topic == app+"-late" {
-				late++
-				return
-			}
-			var v struct {
-				N float64 `json:"n"`
-			}
-			if err := json.Unmarshal(r.Value, &v); err != nil {
-				t.Fatalf("result %s: %v", r.Value, err)
-			}
-			counted += int(v.N)
-		})
-	}
+	counted, late := countResults(t, ctx, brokers, app+"-out", app+"-late", want)
 	if late != 0 || counted != want {
 		t.Errorf("%d of %d records counted in results, %d late; want all counted, none late", counted, want, late)
 	}

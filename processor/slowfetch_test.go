@@ -107,24 +107,35 @@ processing: ` + processing + `
 	app.mu.Unlock()
 
 	// Every record ends up counted in a result or on the late topic.
-	ccl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics("out", "slowfetch-late"),
+	counted, late := countResults(t, ctx, brokers, "out", "slowfetch-late", produced)
+	if late != 0 || counted != produced {
+		t.Errorf("%d of %d records counted in results, %d on the late topic; want all counted, none late: the partition whose first fetch was slow was taken for idle", counted, produced, late)
+	}
+}
+
+// countResults reads the count results (field n) of topic out and the
+// records of topic late from their starts, read committed, until the
+// counts and the late records add up to want (30 s at most: then the test
+// fails), and returns both.
+func countResults(t *testing.T, ctx context.Context, brokers []string, out, late string, want int) (counted, lateN int) {
+	t.Helper()
+	ccl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(out, late),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ccl.Close()
-	counted, late := 0, 0
 	deadline := time.Now().Add(30 * time.Second)
-	for counted+late < produced {
+	for counted+lateN < want {
 		if time.Now().After(deadline) {
-			t.Fatalf("after 30s, %d of %d records counted in a result and %d on the late topic", counted, produced, late)
+			t.Fatalf("after 30s, %d of %d records counted in a result and %d on the late topic", counted, want, lateN)
 		}
 		pctx, pcancel := context.WithTimeout(ctx, 500*time.Millisecond)
 		fs := ccl.PollFetches(pctx)
 		pcancel()
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Topic == "slowfetch-late" {
-				late++
+			if r.Topic == late {
+				lateN++
 				return
 			}
 			var v struct {
@@ -136,7 +147,5 @@ processing: ` + processing + `
 			counted += int(v.N)
 		})
 	}
-	if late != 0 || counted != produced {
-		t.Errorf("%d of %d records counted in results, %d on the late topic; want all counted, none late: the partition whose first fetch was slow was taken for idle", counted, produced, late)
-	}
+	return counted, lateN
 }
