@@ -53,8 +53,12 @@ func (a *App) applyListedStarts() {
 		}
 	}
 	paused := a.cl.PauseFetchPartitions(nil)
+	committed := a.cl.CommittedOffsets()
 	for _, l := range starts {
 		pos, ok := a.readPosition(l.sp)
+		if c, cok := committed[l.sp.Topic][l.sp.Partition]; ok && cok && c.Offset > pos {
+			pos = c.Offset // the consumer starts there: a task without a checkpoint, not yet fetched
+		}
 		if ok && slices.Contains(paused[l.sp.Topic], l.sp.Partition) {
 			ok = false // restoring, stalled or held: not fetching, so not out of range
 		}
