@@ -141,8 +141,9 @@ func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func
 	for t, ps := range l.owned {
 		for p, next := range ps {
 			sp := state.SourcePartition{Topic: t, Partition: p}
-			start, ok := starts.Lookup(t, p)
-			if ok && start.Err == nil {
+			start, sok := starts.Lookup(t, p)
+			sok = sok && start.Err == nil
+			if sok {
 				out.starts = append(out.starts, listedStart{sp: sp, start: start.Offset})
 			}
 			end, eok := ends.Lookup(t, p)
@@ -154,7 +155,7 @@ func (l *lagWatch) refresh(ctx context.Context, adm *kadm.Client, committed func
 				pos = c
 			}
 			if pos < 0 {
-				if !ok || start.Err != nil {
+				if !sok {
 					continue
 				}
 				pos = start.Offset

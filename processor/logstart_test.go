@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -59,24 +58,8 @@ max_wait: 1h
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &lockedBuf{}
-	a, err := New(Config{Spec: spec, Brokers: brokers, StateDir: t.TempDir(), SessionTimeout: 6 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(log, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("app: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("log:\n%s", log)
-		}
-	}()
+	a, log := startApp(t, Config{Spec: spec, Brokers: brokers, SessionTimeout: 6 * time.Second}, nil)
+	ctx := context.Background()
 	waitUntil(t, 60*time.Second, "the worker ready", func() (bool, string) { return a.Ready(), "" })
 
 	cl := kafkatest.Client(t, brokers, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerLinger(0))

@@ -37,7 +37,7 @@ func testSlowFirstFetch(t *testing.T, processing string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close) // after the App stops (startApp)
 	brokers := cluster.ListenAddrs()
 	spec, err := topology.Parse([]byte(`app: slowfetch
 source: {topics: [in]}
@@ -53,26 +53,11 @@ processing: ` + processing + `
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &lockedBuf{}
-	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: t.TempDir(), SessionTimeout: 6 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(log, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
 	held := state.SourcePartition{Topic: "in", Partition: 1}
-	app.hooks.holdFetch = fetchHold{sp: held, d: time.Hour} // released below
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("app: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("log:\n%s", log)
-		}
-	}()
+	app, _ := startApp(t, Config{Spec: spec, Brokers: brokers, SessionTimeout: 6 * time.Second}, func(app *App) {
+		app.hooks.holdFetch = fetchHold{sp: held, d: time.Hour} // released below
+	})
+	ctx := context.Background()
 	waitUntil(t, 30*time.Second, "the worker ready", func() (bool, string) { return app.Ready(), "" })
 	// Partition 1 has been read to the end (it is empty) for longer than
 	// the idle timeout: idle, as it should be.
@@ -148,4 +133,36 @@ func countResults(t *testing.T, ctx context.Context, brokers []string, out, late
 		})
 	}
 	return counted, lateN
+}
+
+// startApp makes an App of cfg (its log kept, and shown if the test
+// fails), lets before set it up (test hooks), runs it until the test ends
+// (then it must stop without an error), and returns it and its log.
+func startApp(t *testing.T, cfg Config, before func(*App)) (*App, *lockedBuf) {
+	t.Helper()
+	log := &lockedBuf{}
+	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
+	if cfg.StateDir == "" {
+		cfg.StateDir = t.TempDir()
+	}
+	app, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if before != nil {
+		before(app)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- app.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("app: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("log:\n%s", log)
+		}
+	})
+	return app, log
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"log/slog"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -41,7 +40,7 @@ func TestRegistryStallEndsAtMarker(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close) // after the App stops (startApp)
 	brokers := cluster.ListenAddrs()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -91,23 +90,7 @@ max_wait: 1h
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := &lockedBuf{}
-	app, err := New(Config{Spec: spec, Brokers: brokers, StateDir: t.TempDir(), SessionTimeout: 6 * time.Second,
-		Registry: reg, Logger: slog.New(slog.NewTextHandler(log, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("app: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("log:\n%s", log)
-		}
-	}()
+	app, _ := startApp(t, Config{Spec: spec, Brokers: brokers, SessionTimeout: 6 * time.Second, Registry: reg}, nil)
 	waitUntil(t, 30*time.Second, "the worker to wait for the registry", func() (bool, string) {
 		var m dto.Metric
 		if err := app.m.registryWaiting.Write(&m); err != nil {
